@@ -1,0 +1,1694 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * sessions.ts: manage autonomous agent pipeline sessions running in tmux.
+ *
+ *   tsx sessions.ts list [--all] [--json]       every session of this project, with its health
+ *   tsx sessions.ts status NAME [--json]        everything about one session
+ *
+ * Global options: --root DIR (-C DIR), --socket NAME (tmux -L), --help, --version.
+ * Exit status: 0 done; 1 refused or failed (unknown session, ...); 2 wrong command line.
+ *
+ * Every command is also a plain exported function returning data, so this file is a library too:
+ *   const { list, status } = await import('./sessions.ts')
+ *
+ * The files read here are written by the agent-pipelines engine (scripts/run.sh); their formats,
+ * and the engine's flaws that this tool must not inherit, are described in FORMATS.md.
+ */
+import { open, readFile, readdir, stat } from 'node:fs/promises'
+import { existsSync, realpathSync, statSync, readFileSync, readdirSync } from 'node:fs'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { $ } from 'zx/core'
+import { z } from 'zod'
+
+// ───────────────────────── constants ─────────────────────────
+
+export const VERSION = '0.1.0'
+/** How users run this tool; used in the commands we suggest. */
+const SELF = 'tsx sessions.ts'
+const TMUX_PREFIX = 'pipeline-'
+/** loop-agents used this prefix before the 12 Jan 2026 rename (FORMATS.md §2). */
+const LEGACY_TMUX_PREFIX = 'loop-'
+/** Names as the engine's validate_session_name accepts them. */
+const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+/** A tmux session younger than this, without a lock yet, is still starting. */
+const DEFAULT_GRACE_SECONDS = 30
+/** A running session whose current iteration is older than this gets a warning in `list`. */
+const DEFAULT_STALL_MINUTES = 30
+/** The lock's started_at has 1 s resolution and is written after the engine starts. */
+const GENUINE_SLACK_MS = 5_000
+/** The engine's default max when none is recorded (run.sh's own default). */
+const DEFAULT_MAX = 25
+const RECENT_ITERATIONS = 5
+/** The tail of events.jsonl read by `status`: the last events, not a file that grows for hours. */
+const EVENTS_TAIL_BYTES = 64 * 1024
+
+export const HEALTHS = [
+  'running', 'starting', 'orphaned', 'crashed', 'zombie',
+  'complete', 'failed', 'killed', 'unknown_termination', 'paused', 'corrupt',
+] as const
+export type Health = (typeof HEALTHS)[number]
+const RESUMABLE: ReadonlySet<Health> = new Set(['crashed', 'zombie', 'failed', 'killed', 'unknown_termination'])
+const ENDED_STATUSES: Record<string, Health> = {
+  complete: 'complete', completed: 'complete', failed: 'failed', killed: 'killed',
+  unknown_termination: 'unknown_termination', paused: 'paused',
+}
+
+// ───────────────────────── errors ─────────────────────────
+
+/** An error meant for the user: one line, and the exit status it deserves. */
+export class SessionsError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message)
+    this.name = 'SessionsError'
+  }
+}
+export class UsageError extends SessionsError {
+  constructor(message: string) {
+    super(message, 2)
+    this.name = 'UsageError'
+  }
+}
+
+// ───────────────────────── schemas of the engine's files ─────────────────────────
+// Loose objects: fields this tool does not know are kept (a state is rewritten only with all of them).
+// Only the fields read here are typed; a wrongly typed one makes the file "corrupt", never a crash.
+
+const str = z.string().nullish()
+const int = z.number().int().nullish()
+
+export const LockSchema = z.looseObject({
+  session: str,
+  // Bounded so that a negative PID (a process group for kill()) or a huge one never reaches a syscall.
+  pid: z.number().int().min(1).max(2 ** 31 - 1),
+  started_at: str,
+})
+
+export const HistoryEntrySchema = z.looseObject({
+  iteration: int,
+  timestamp: str,
+  stage: str,
+  decision: str,
+  reason: str,
+  summary: str,
+})
+
+export const StateSchema = z.looseObject({
+  session: str,
+  type: str,
+  /** The 9–10 Jan 2026 format: the stage type of a loop (FORMATS.md §2, older formats). */
+  loop_type: str,
+  started_at: str,
+  status: z.string(),
+  current_stage: int,
+  iteration: int,
+  iteration_completed: int,
+  iteration_started: str,
+  stages: z.array(z.looseObject({ index: int, name: str, status: str, timestamp: str })).nullish(),
+  history: z.array(HistoryEntrySchema).nullish(),
+  completed_at: str,
+  completion_reason: str,
+  failed_at: str,
+  error: z.union([z.looseObject({ type: str, message: str, timestamp: str }), z.string()]).nullish(),
+  resume_from: int,
+  resumed_at: str,
+  killed_at: str,
+  terminated_at: str,
+})
+
+export const ContextSchema = z.looseObject({
+  session: str,
+  pipeline: str,
+  stage: z.looseObject({ id: str, index: int, template: str }).nullish(),
+  iteration: int,
+  limits: z.looseObject({ max_iterations: int }).nullish(),
+})
+
+export const ResultSchema = z.looseObject({
+  summary: str,
+  work: z.looseObject({ items_completed: z.array(z.unknown()).nullish(), files_touched: z.array(z.unknown()).nullish() }).nullish(),
+  signals: z.looseObject({ plateau_suspected: z.boolean().nullish(), risk: str, notes: str }).nullish(),
+})
+
+/** status.json, the older agent-written result ("legacy v2"). */
+export const IterationStatusSchema = z.looseObject({
+  decision: str,
+  reason: str,
+  summary: str,
+})
+
+const PlanStageSchema = z.looseObject({
+  path: str,
+  id: str,
+  kind: str,
+  ref: str,
+  termination: z.looseObject({ type: str, max: int }).nullish(),
+})
+export const PlanSchema = z.looseObject({
+  version: int,
+  source: z.looseObject({ path: str, sha256: str }).nullish(),
+  pipeline: z.looseObject({ name: str, description: str }).nullish(),
+  nodes: z.array(PlanStageSchema.extend({
+    providers: z.array(z.string()).nullish(),
+    stages: z.array(PlanStageSchema).nullish(),
+  })),
+})
+
+export const ManifestSchema = z.looseObject({
+  block: z.looseObject({ name: str, index: int, stages: z.array(z.string()).nullish() }).nullish(),
+  providers: z.record(z.string(), z.record(z.string(), z.looseObject({
+    iterations: int,
+    termination_reason: str,
+  }))).nullish(),
+  completed_at: str,
+})
+
+export const ProviderStateSchema = z.looseObject({
+  provider: str,
+  session: str,
+  started_at: str,
+  status: str,
+  current_stage: int,
+  current_stage_name: str,
+  iteration: int,
+  iteration_completed: int,
+  stages: z.array(z.looseObject({ name: str, iterations: int, termination_reason: str })).nullish(),
+  error: z.union([z.string(), z.looseObject({ message: str })]).nullish(),
+})
+
+export const EventSchema = z.looseObject({
+  ts: z.string(),
+  type: z.string(),
+  session: str,
+  cursor: z.looseObject({ node_path: str, node_run: int, iteration: int, provider: str }).nullish(),
+  data: z.looseObject({}).nullish(),
+})
+
+export type Lock = z.infer<typeof LockSchema>
+export type State = z.infer<typeof StateSchema>
+export type Context = z.infer<typeof ContextSchema>
+export type Plan = z.infer<typeof PlanSchema>
+export type ProviderState = z.infer<typeof ProviderStateSchema>
+export type EngineEvent = z.infer<typeof EventSchema>
+
+// ───────────────────────── reading files: a bad file is a fact, not a crash ─────────────────────────
+
+export type FileRead<T> =
+  | { kind: 'missing'; path: string }
+  | { kind: 'corrupt'; path: string; problem: string }
+  | { kind: 'ok'; path: string; value: T }
+
+/** "state.json: Unexpected end of JSON input", printed after "corrupt: ". */
+function fileProblem(file: string, message: string): string {
+  return `${path.basename(file)}: ${message}`
+}
+
+function ioProblem(error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case 'EISDIR': return 'is a directory, not a file'
+    case 'EACCES': case 'EPERM': return 'cannot be read (permission denied)'
+    case 'ELOOP': return 'is a symlink loop'
+    case 'ENOTDIR': return 'a parent is not a directory'
+    default: return error.message
+  }
+}
+
+/** One line from zod's issues: "pid: Too small: expected number to be >=1". */
+function schemaProblem(error: z.ZodError): string {
+  const issue = error.issues[0]
+  const where = issue.path.length ? `${issue.path.join('.')}: ` : ''
+  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : ''
+  return `${where}${issue.message}${more}`
+}
+
+export function parseJsonText<T>(file: string, text: string, schema: z.ZodType<T>): FileRead<T> {
+  if (text.trim() === '') return { kind: 'corrupt', path: file, problem: fileProblem(file, 'empty file') }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (error) {
+    return { kind: 'corrupt', path: file, problem: fileProblem(file, (error as Error).message) }
+  }
+  const parsed = schema.safeParse(json)
+  if (!parsed.success) return { kind: 'corrupt', path: file, problem: fileProblem(file, schemaProblem(parsed.error)) }
+  return { kind: 'ok', path: file, value: parsed.data }
+}
+
+export async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<FileRead<T>> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (error) {
+    const err = error as NodeJS.ErrnoException
+    if (err.code === 'ENOENT') return { kind: 'missing', path: file }
+    return { kind: 'corrupt', path: file, problem: fileProblem(file, ioProblem(err)) }
+  }
+  return parseJsonText(file, text, schema)
+}
+
+/** Directory entries, or [] when the directory is missing or unreadable. */
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir)
+  } catch {
+    return []
+  }
+}
+
+/** The last events of events.jsonl; invalid lines (a truncated last one, say) are skipped and counted. */
+export async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Promise<{ events: EngineEvent[]; invalid: number } | null> {
+  let text: string
+  try {
+    const size = (await stat(file)).size
+    const handle = await open(file, 'r')
+    try {
+      const start = Math.max(0, size - tailBytes)
+      const buffer = Buffer.alloc(size - start)
+      await handle.read(buffer, 0, buffer.length, start)
+      text = buffer.toString('utf8')
+      // A tail that starts mid-line: drop the partial first line.
+      if (start > 0) text = text.slice(text.indexOf('\n') + 1)
+    } finally {
+      await handle.close()
+    }
+  } catch {
+    return null
+  }
+  const events: EngineEvent[] = []
+  let invalid = 0
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue
+    try {
+      const parsed = EventSchema.safeParse(JSON.parse(line))
+      if (parsed.success) events.push(parsed.data)
+      else invalid++
+    } catch {
+      invalid++
+    }
+  }
+  return { events, invalid }
+}
+
+// ───────────────────────── project layout ─────────────────────────
+
+/** Where each file of a session lives under the project root (FORMATS.md §0). */
+export function sessionPaths(root: string, name: string) {
+  const claude = path.join(root, '.claude')
+  const runDir = path.join(claude, 'pipeline-runs', name)
+  return {
+    claude,
+    lock: path.join(claude, 'locks', `${name}.lock`),
+    runDir,
+    state: path.join(runDir, 'state.json'),
+    progress: path.join(runDir, `progress-${name}.md`),
+    events: path.join(runDir, 'events.jsonl'),
+    plan: path.join(runDir, 'plan.json'),
+    /** The 9–10 Jan 2026 layout: one state file per session directly under .claude/. */
+    legacyState: path.join(claude, `loop-state-${name}.json`),
+    legacyProgress: path.join(claude, 'loop-progress', `progress-${name}.txt`),
+  }
+}
+
+/**
+ * The project root: --root, else the nearest ancestor holding .claude/, else the git top level,
+ * else the current directory. Always a real path, so that tmux start directories compare equal.
+ */
+export async function findProjectRoot(options: { root?: string; cwd?: string } = {}): Promise<string> {
+  const cwd = options.cwd ?? process.cwd()
+  if (options.root !== undefined) {
+    const root = path.resolve(cwd, options.root)
+    let isDir = false
+    try { isDir = statSync(root).isDirectory() } catch { /* reported below */ }
+    if (!isDir) throw new UsageError(`--root: ${options.root} is not a directory`)
+    return realpathSync(root)
+  }
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    if (isDirectory(path.join(dir, '.claude'))) return realpathSync(dir)
+    if (path.dirname(dir) === dir) break
+  }
+  const git = await $({ quiet: true, nothrow: true, cwd })`git rev-parse --show-toplevel`
+  if (git.exitCode === 0 && git.stdout.trim()) return realpathSync(git.stdout.trim())
+  return realpathSync(cwd)
+}
+
+function isDirectory(p: string): boolean {
+  try { return statSync(p).isDirectory() } catch { return false }
+}
+
+export function isInside(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child)
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+}
+
+export function isValidName(name: string): boolean {
+  return NAME_PATTERN.test(name)
+}
+
+/** Refuses a name before it reaches a path, a tmux target or a process (DESIGN.md, safety rules). */
+export function checkName(name: string): string {
+  if (!isValidName(name)) {
+    const shown = name.length > 70 ? `${name.slice(0, 67)}...` : name
+    throw new UsageError(`invalid session name ${JSON.stringify(shown)}: use letters, digits, _ and -, at most 64 characters`)
+  }
+  return name
+}
+
+// ───────────────────────── tmux ─────────────────────────
+
+export interface TmuxOptions {
+  /** tmux -L socket name; otherwise SESSIONS_TMUX_SOCKET; otherwise tmux's default (which honours TMUX_TMPDIR). */
+  socket?: string
+}
+
+export interface TmuxSession {
+  /** The tmux session name, with its prefix. */
+  tmuxName: string
+  /** The start directory (#{session_path}). */
+  directory: string
+  createdMs: number
+  attached: number
+  panePid: number | null
+  paneDead: boolean
+  paneDeadStatus: number | null
+}
+
+function tmuxSocket(options: TmuxOptions): string | undefined {
+  return options.socket ?? (process.env.SESSIONS_TMUX_SOCKET || undefined)
+}
+
+/** Every tmux argv is built here: socket flags first, then the command. Run without a shell. */
+export function tmuxArgv(options: TmuxOptions, ...command: string[]): string[] {
+  const socket = tmuxSocket(options)
+  return [...(socket ? ['-L', socket] : []), ...command]
+}
+
+/** Exact tmux targets: a bare name would match pipeline-auth-v2 for pipeline-auth. */
+export const tmuxTarget = {
+  session: (tmuxName: string) => `=${tmuxName}`,
+  pane: (tmuxName: string) => `=${tmuxName}:`,
+}
+
+export async function runTmux(options: TmuxOptions, ...command: string[]) {
+  return $({ quiet: true, nothrow: true })`tmux ${tmuxArgv(options, ...command)}`
+}
+
+/** tmux's words for "there is no server", which means "no sessions", not an error. */
+function isNoServer(stderr: string): boolean {
+  return /no server running|error connecting to|server exited unexpectedly/.test(stderr)
+}
+
+// Fields joined by the ASCII unit separator, which no session name or path contains.
+const FIELD_SEPARATOR = '\x1f'
+const SESSION_FORMAT = [
+  '#{session_name}', '#{session_path}', '#{session_created}', '#{session_attached}',
+  '#{pane_pid}', '#{pane_dead}', '#{pane_dead_status}',
+].join(FIELD_SEPARATOR)
+
+export function parseSessionLines(stdout: string): TmuxSession[] {
+  const sessions: TmuxSession[] = []
+  for (const line of stdout.split('\n')) {
+    const fields = line.split(FIELD_SEPARATOR)
+    if (fields.length < 7) continue
+    const [tmuxName, directory, created, attached, panePid, paneDead, deadStatus] = fields
+    sessions.push({
+      tmuxName,
+      directory,
+      createdMs: Number(created) * 1000,
+      attached: Number(attached) || 0,
+      panePid: panePid ? Number(panePid) : null,
+      paneDead: paneDead === '1',
+      paneDeadStatus: deadStatus === '' ? null : Number(deadStatus),
+    })
+  }
+  return sessions
+}
+
+/** Every session on the server, in one tmux call. No server means no sessions. */
+export async function listTmuxSessions(options: TmuxOptions = {}): Promise<TmuxSession[]> {
+  const result = await runTmux(options, 'list-sessions', '-F', SESSION_FORMAT)
+  if (result.exitCode !== 0) {
+    if (isNoServer(result.stderr)) return []
+    throw new SessionsError(`tmux list-sessions failed: ${result.stderr.trim() || `exit ${result.exitCode}`}`)
+  }
+  return parseSessionLines(result.stdout)
+}
+
+/** The session name behind a tmux session name, or null when it is not a pipeline session. */
+export function sessionNameOf(tmuxName: string): { name: string; legacy: boolean } | null {
+  for (const [prefix, legacy] of [[TMUX_PREFIX, false], [LEGACY_TMUX_PREFIX, true]] as const) {
+    if (tmuxName.startsWith(prefix)) {
+      const name = tmuxName.slice(prefix.length)
+      return isValidName(name) ? { name, legacy } : null
+    }
+  }
+  return null
+}
+
+// ───────────────────────── processes ─────────────────────────
+
+/** Alive without spawning a process: signal 0 checks existence; EPERM means alive but not ours. */
+export function isPidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+let bootTimeMs: number | null | undefined
+function linuxBootTimeMs(): number | null {
+  if (bootTimeMs === undefined) {
+    try {
+      const btime = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))
+      bootTimeMs = btime ? Number(btime[1]) * 1000 : null
+    } catch {
+      bootTimeMs = null
+    }
+  }
+  return bootTimeMs
+}
+
+/** Fields of /proc/PID/stat after the command name, which may itself hold spaces and parentheses. */
+function procStatFields(text: string): string[] {
+  return text.slice(text.lastIndexOf(')') + 2).split(' ')
+}
+
+/** USER_HZ, the unit of /proc/PID/stat times: 100 on every Linux architecture that Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100
+
+/** When a process started (ms since epoch), or null when the platform cannot tell. */
+export async function processStartTime(pid: number): Promise<number | null> {
+  if (process.platform === 'linux') {
+    const boot = linuxBootTimeMs()
+    try {
+      const fields = procStatFields(await readFile(`/proc/${pid}/stat`, 'utf8'))
+      // starttime is field 22 of stat; fields here start at field 3 (state).
+      const ticks = Number(fields[22 - 3])
+      if (boot !== null && Number.isFinite(ticks)) return boot + (ticks * 1000) / CLOCK_TICKS_PER_SECOND
+    } catch {
+      return null
+    }
+    return null
+  }
+  const ps = await $({ quiet: true, nothrow: true })`ps -o lstart= -p ${String(pid)}`
+  const time = Date.parse(ps.stdout.trim())
+  return ps.exitCode === 0 && Number.isFinite(time) ? time : null
+}
+
+/** Parent of every process: /proc on Linux, one `ps` elsewhere. */
+async function processParents(): Promise<Map<number, number>> {
+  const parents = new Map<number, number>()
+  if (process.platform === 'linux') {
+    const entries = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))
+    await Promise.all(entries.map(async (entry) => {
+      try {
+        const fields = procStatFields(await readFile(`/proc/${entry}/stat`, 'utf8'))
+        parents.set(Number(entry), Number(fields[4 - 3]))
+      } catch { /* the process ended while we looked */ }
+    }))
+    return parents
+  }
+  const ps = await $({ quiet: true, nothrow: true })`ps -A -o pid=,ppid=`
+  for (const line of ps.stdout.split('\n')) {
+    const [pid, ppid] = line.trim().split(/\s+/).map(Number)
+    if (pid) parents.set(pid, ppid)
+  }
+  return parents
+}
+
+/** Every process below pid (children, grandchildren, ...), nearest first. */
+export async function processDescendants(pid: number): Promise<number[]> {
+  const children = new Map<number, number[]>()
+  for (const [child, parent] of await processParents()) {
+    children.set(parent, [...(children.get(parent) ?? []), child])
+  }
+  const found: number[] = []
+  const queue = [pid]
+  while (queue.length) {
+    for (const child of children.get(queue.shift()!) ?? []) {
+      if (!found.includes(child)) {
+        found.push(child)
+        queue.push(child)
+      }
+    }
+  }
+  return found
+}
+
+// ───────────────────────── gathering facts ─────────────────────────
+
+export interface EngineProcess {
+  pid: number
+  alive: boolean
+  /** ms since epoch; null when the platform cannot tell (or the process is gone). */
+  startedMs: number | null
+}
+
+export interface SessionFacts {
+  name: string
+  root: string
+  tmux: TmuxSession | null
+  /** Named with the older loop- prefix, or described by a pre-lock loop-state file. */
+  legacy: boolean
+  lock: FileRead<Lock>
+  engine: EngineProcess | null
+  state: FileRead<State>
+  runDirExists: boolean
+  /** Entries of the run folder (stage-NN-x, parallel-NN-x, ...). */
+  runEntries: string[]
+  plan: FileRead<Plan> | null
+  /** The newest iterations/NNN/context.json of the current stage. */
+  context: FileRead<Context> | null
+  /** The current stage's folder name, e.g. stage-01-refine-tasks. */
+  stageDir: string | null
+  newestIteration: number | null
+}
+
+export interface GatherOptions extends TmuxOptions {
+  root?: string
+  /** Give the tmux sessions already listed, so that one call serves many sessions. */
+  tmuxSessions?: TmuxSession[]
+}
+
+/** Our own sessions on the server: named pipeline-/loop- and started inside the project root. */
+export function ownTmuxSessions(all: TmuxSession[], root: string) {
+  const own = new Map<string, TmuxSession & { legacy: boolean }>()
+  const foreign: (TmuxSession & { name: string })[] = []
+  for (const session of all) {
+    const named = sessionNameOf(session.tmuxName)
+    if (!named) continue
+    if (!belongsTo(session.directory, root)) {
+      foreign.push({ ...session, name: named.name })
+      continue
+    }
+    // pipeline-NAME wins over a leftover loop-NAME of the same name.
+    if (!own.has(named.name) || !named.legacy) own.set(named.name, { ...session, legacy: named.legacy })
+  }
+  return { own, foreign }
+}
+
+function belongsTo(directory: string, root: string): boolean {
+  if (!directory) return false
+  if (isInside(path.resolve(directory), root)) return true
+  try {
+    return isInside(realpathSync(directory), root)
+  } catch {
+    return false
+  }
+}
+
+async function readEngineProcess(lock: FileRead<Lock>): Promise<EngineProcess | null> {
+  if (lock.kind !== 'ok') return null
+  const pid = lock.value.pid
+  const alive = isPidAlive(pid)
+  return { pid, alive, startedMs: alive ? await processStartTime(pid) : null }
+}
+
+/** The folder of stage index `index` (stage-NN-x or parallel-NN-x), if it exists. */
+function stageFolder(entries: string[], index: number): string | null {
+  const nn = String(index).padStart(2, '0')
+  return entries.find((entry) => entry.startsWith(`stage-${nn}-`) || entry.startsWith(`parallel-${nn}-`)) ?? null
+}
+
+async function newestIterationOf(stageDir: string): Promise<number | null> {
+  const numbers = (await listDir(path.join(stageDir, 'iterations')))
+    .filter((entry) => /^\d{3,}$/.test(entry)).map(Number)
+  return numbers.length ? Math.max(...numbers) : null
+}
+
+function iterationDir(stageDir: string, iteration: number): string {
+  return path.join(stageDir, 'iterations', String(iteration).padStart(3, '0'))
+}
+
+/** Everything a classifier and a list row need about one session; files are read concurrently. */
+export async function gatherSession(name: string, root: string, tmux: TmuxSession & { legacy?: boolean } | null): Promise<SessionFacts> {
+  const paths = sessionPaths(root, name)
+  const [lock, runEntries, runState] = await Promise.all([
+    readJsonFile(paths.lock, LockSchema),
+    listDir(paths.runDir),
+    readJsonFile(paths.state, StateSchema),
+  ])
+  const runDirExists = runEntries.length > 0 || isDirectory(paths.runDir)
+  // A session of the pre-pipeline-runs layout keeps its state in .claude/loop-state-NAME.json.
+  const state = runState.kind === 'missing' && !runDirExists
+    ? await readJsonFile(paths.legacyState, StateSchema)
+    : runState
+  const legacy = Boolean(tmux?.legacy) || (state.kind !== 'missing' && state.path === paths.legacyState)
+  const isPipeline = state.kind === 'ok' && state.value.type === 'pipeline'
+  const stageIndex = state.kind === 'ok' ? state.value.current_stage ?? 0 : 0
+  const stageDir = stageFolder(runEntries, stageIndex)
+  const [engine, plan, newestIteration] = await Promise.all([
+    readEngineProcess(lock),
+    isPipeline || runEntries.includes('plan.json') ? readJsonFile(paths.plan, PlanSchema) : Promise.resolve(null),
+    stageDir?.startsWith('stage-') ? newestIterationOf(path.join(paths.runDir, stageDir)) : Promise.resolve(null),
+  ])
+  const context = stageDir && newestIteration !== null
+    ? await readJsonFile(path.join(iterationDir(path.join(paths.runDir, stageDir), newestIteration), 'context.json'), ContextSchema)
+    : null
+  return { name, root, tmux, legacy, lock, engine, state, runDirExists, runEntries, plan, context, stageDir, newestIteration }
+}
+
+/** The names of every session of the project: tmux sessions, lock files, run folders, old state files. */
+async function sessionNames(root: string, own: Map<string, unknown>): Promise<string[]> {
+  const claude = path.join(root, '.claude')
+  const [locks, runs, top] = await Promise.all([
+    listDir(path.join(claude, 'locks')),
+    readdir(path.join(claude, 'pipeline-runs'), { withFileTypes: true }).catch(() => []),
+    listDir(claude),
+  ])
+  const names = new Set(own.keys())
+  for (const file of locks) if (file.endsWith('.lock')) names.add(file.slice(0, -'.lock'.length))
+  // Folders only: a run folder moved aside (NAME.replaced-...) fails the name check and is not a session.
+  for (const entry of runs) if (entry.isDirectory() || entry.isSymbolicLink()) names.add(entry.name)
+  for (const file of top) {
+    const legacy = /^loop-state-(.+)\.json$/.exec(file)
+    if (legacy) names.add(legacy[1])
+  }
+  return [...names].filter(isValidName).sort()
+}
+
+export interface ProjectFacts {
+  root: string
+  sessions: SessionFacts[]
+  /** pipeline-/loop- sessions on the same tmux server whose start directory is outside this project. */
+  foreign: (TmuxSession & { name: string })[]
+}
+
+/** One tmux call, one listing per folder, then every session's files read concurrently. */
+export async function gatherProject(options: GatherOptions = {}): Promise<ProjectFacts> {
+  const root = await findProjectRoot({ root: options.root })
+  const all = options.tmuxSessions ?? await listTmuxSessions(options)
+  const { own, foreign } = ownTmuxSessions(all, root)
+  const names = await sessionNames(root, own)
+  const sessions = await Promise.all(names.map((name) => gatherSession(name, root, own.get(name) ?? null)))
+  return { root, sessions, foreign }
+}
+
+// ───────────────────────── health: one pure classifier ─────────────────────────
+
+export interface HealthFacts {
+  now: number
+  graceMs?: number
+  tmux: { tmuxName: string; createdMs: number; panePid: number | null; paneDead: boolean; paneDeadStatus: number | null } | null
+  lock:
+    | { kind: 'missing' }
+    | { kind: 'corrupt'; problem: string }
+    | { kind: 'ok'; pid: number; startedAtMs: number | null; alive: boolean; processStartedMs: number | null }
+  state:
+    | { kind: 'missing'; runDirExists: boolean }
+    | { kind: 'corrupt'; problem: string }
+    | { kind: 'ok'; status: string }
+  /** A pre-lock (loop-) session: a live pane is its only sign of life. */
+  legacy?: boolean
+}
+
+export interface HealthVerdict {
+  health: Health
+  /** One line saying why. */
+  why: string
+  /** Every fact that went into the verdict, in words. */
+  evidence: string[]
+  resumable: boolean
+}
+
+function ago(ms: number): string {
+  return `${formatDuration(ms)} ago`
+}
+
+/** The one place that decides health (DESIGN.md, "Health"). */
+export function classifyHealth(facts: HealthFacts): HealthVerdict {
+  const grace = facts.graceMs ?? DEFAULT_GRACE_SECONDS * 1000
+  const evidence: string[] = []
+  const { tmux, lock, state } = facts
+  const verdict = (health: Health, why: string): HealthVerdict =>
+    ({ health, why, evidence, resumable: RESUMABLE.has(health) })
+
+  // Facts, in words.
+  const paneAlive = tmux !== null && !tmux.paneDead
+  if (tmux === null) evidence.push('no tmux session')
+  else if (tmux.paneDead) evidence.push(`tmux session ${tmux.tmuxName} has a dead pane (exit status ${tmux.paneDeadStatus ?? 'unknown'})`)
+  else evidence.push(`tmux session ${tmux.tmuxName} alive (pane PID ${tmux.panePid ?? '?'}), created ${ago(facts.now - tmux.createdMs)}`)
+
+  let engineLive = false
+  if (lock.kind === 'missing') evidence.push('no lock file')
+  else if (lock.kind === 'corrupt') evidence.push(`corrupt: ${lock.problem}`)
+  else if (!lock.alive) evidence.push(`lock PID ${lock.pid} is dead`)
+  else if (lock.processStartedMs === null || lock.startedAtMs === null) {
+    engineLive = true
+    evidence.push(`lock PID ${lock.pid} is alive (cannot tell when it started, so taken as the engine)`)
+  } else if (lock.processStartedMs <= lock.startedAtMs + GENUINE_SLACK_MS) {
+    engineLive = true
+    evidence.push(`lock PID ${lock.pid} is alive and started before the lock was written`)
+  } else {
+    evidence.push(`lock PID ${lock.pid} is alive but started ${formatDuration(lock.processStartedMs - lock.startedAtMs)} after the lock was written: the PID was reused by an unrelated process`)
+  }
+
+  if (state.kind === 'missing') evidence.push(state.runDirExists ? 'run folder has no state.json' : 'no state file')
+  else if (state.kind === 'corrupt') evidence.push(`corrupt: ${state.problem}`)
+  else evidence.push(`state says ${state.status}`)
+
+  const staleLock = lock.kind === 'ok' && !engineLive
+  const endedHealth = state.kind === 'ok' ? ENDED_STATUSES[state.status] : undefined
+
+  // Something alive.
+  if (engineLive) return verdict('running', `engine PID ${(lock as { pid: number }).pid} is alive`)
+  if (paneAlive) {
+    const age = facts.now - tmux.createdMs
+    if (lock.kind !== 'ok' && age < grace) return verdict('starting', `tmux session ${ago(age).replace(' ago', '')} old, no lock yet`)
+    if (facts.legacy && lock.kind === 'missing') {
+      evidence.push('a loop- session of the engine from before locks: its pane is its only sign of life')
+      return verdict('running', `pre-lock session, pane PID ${tmux.panePid ?? '?'} alive`)
+    }
+    // A lock we cannot read might belong to a live engine: never call that orphaned (cleanup kills orphans).
+    if (lock.kind === 'corrupt') return verdict('corrupt', `corrupt: ${lock.problem}; tmux session alive, engine unknown`)
+    return verdict('orphaned', staleLock
+      ? `tmux session alive, but lock PID ${(lock as { pid: number }).pid} is not the engine`
+      : 'tmux session alive, but no engine holds the lock')
+  }
+
+  // Nothing alive.
+  if (lock.kind === 'corrupt') return verdict('corrupt', `corrupt: ${lock.problem}`)
+  if (state.kind === 'corrupt') return verdict('corrupt', `corrupt: ${state.problem}`)
+  if (endedHealth) {
+    if (staleLock) evidence.push('the lock was left behind although the state records an end')
+    return verdict(endedHealth, `state says ${state.kind === 'ok' ? state.status : ''}`)
+  }
+  if (staleLock) {
+    const pid = (lock as { pid: number }).pid
+    return verdict('crashed', lock.alive ? `lock PID ${pid} was reused by an unrelated process` : `lock left with dead PID ${pid}`)
+  }
+  if (state.kind === 'missing') return verdict('corrupt', state.runDirExists ? 'run folder has no state.json' : 'nothing left but its name')
+  if (state.status === 'running') return verdict('zombie', 'state says running, but no engine, lock or tmux session is alive')
+  return verdict('corrupt', `state.json has an unknown status "${state.status}"`)
+}
+
+/** The classifier's view of gathered facts. */
+export function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number): HealthFacts {
+  const { tmux, lock, engine, state } = facts
+  return {
+    now,
+    graceMs,
+    legacy: facts.legacy,
+    tmux: tmux && { tmuxName: tmux.tmuxName, createdMs: tmux.createdMs, panePid: tmux.panePid, paneDead: tmux.paneDead, paneDeadStatus: tmux.paneDeadStatus },
+    lock: lock.kind === 'ok'
+      ? { kind: 'ok', pid: lock.value.pid, startedAtMs: parseTime(lock.value.started_at), alive: engine?.alive ?? false, processStartedMs: engine?.startedMs ?? null }
+      : lock.kind === 'corrupt' ? { kind: 'corrupt', problem: lock.problem } : { kind: 'missing' },
+    state: state.kind === 'ok'
+      ? { kind: 'ok', status: state.value.status }
+      : state.kind === 'corrupt' ? { kind: 'corrupt', problem: state.problem } : { kind: 'missing', runDirExists: facts.runDirExists },
+  }
+}
+
+// ───────────────────────── describing a session ─────────────────────────
+
+export function parseTime(value: string | null | undefined): number | null {
+  if (!value) return null
+  const ms = Date.parse(value)
+  return Number.isFinite(ms) ? ms : null
+}
+
+function isoOrNull(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString().replace('.000Z', 'Z')
+}
+
+/** One session as `list` shows it and `--json` carries it; names in snake_case like the engine's files. */
+export interface SessionRow {
+  name: string
+  health: Health
+  why: string
+  evidence: string[]
+  /** 'loop' or 'pipeline' (the state's type); null when unknown. */
+  mode: string | null
+  /** The stage type for a loop, the pipeline's name for a pipeline. */
+  type: string | null
+  /** 0-based, as the engine's current_stage. */
+  stage_index: number | null
+  stage_count: number | null
+  stage_name: string | null
+  stage_kind: string | null
+  iteration: number | null
+  iteration_completed: number | null
+  max_iterations: number | null
+  state_status: string | null
+  started_at: string | null
+  resumed_at: string | null
+  ended_at: string | null
+  /** The newest of: the current iteration's start, the last finished iteration, the (re)start. */
+  last_activity_at: string | null
+  runtime_seconds: number | null
+  tmux: { session: string; pane_pid: number | null; pane_dead: boolean; exit_status: number | null; attached: number; created_at: string | null } | null
+  lock: { file: string; pid: number | null; alive: boolean | null; genuine: boolean | null; started_at: string | null; problem: string | null } | null
+  state_file: string | null
+  run_dir: string | null
+  resumable: boolean
+  resume_from: number | null
+  resume_command: string | null
+  error: string | null
+}
+
+/** Mode, type, stage and max: from state, plan and the newest context (FORMATS.md §8). */
+function describeStage(facts: SessionFacts) {
+  const state = facts.state.kind === 'ok' ? facts.state.value : null
+  const plan = facts.plan?.kind === 'ok' ? facts.plan.value : null
+  const context = facts.context?.kind === 'ok' ? facts.context.value : null
+  const rawType = state?.type ?? null
+  const mode = rawType === 'loop' || rawType === 'pipeline' ? rawType : state ? 'loop' : null
+  const stageIndex = state?.current_stage ?? (state ? 0 : null)
+  if (mode === 'pipeline') {
+    const node = plan?.nodes[stageIndex ?? 0]
+    const stageName = node?.id ?? state?.stages?.find((s) => s.index === stageIndex)?.name
+      ?? facts.stageDir?.replace(/^(stage|parallel)-\d+-/, '') ?? null
+    return {
+      mode,
+      type: plan?.pipeline?.name ?? null,
+      stageIndex,
+      stageCount: plan?.nodes.length ?? state?.stages?.length ?? null,
+      stageName,
+      stageKind: node?.kind ?? (facts.stageDir?.startsWith('parallel-') ? 'parallel' : facts.stageDir ? 'stage' : null),
+      maxIterations: node?.termination?.max ?? context?.limits?.max_iterations ?? null,
+      pipelineFile: plan?.source?.path ?? null,
+    }
+  }
+  // A loop: its type is the stage type (stage-00-TYPE); older states name it in loop_type or type.
+  const stageType = context?.stage?.template ?? facts.stageDir?.replace(/^stage-\d+-/, '')
+    ?? state?.loop_type ?? (rawType && rawType !== 'loop' ? rawType : null)
+    ?? state?.history?.at(-1)?.stage ?? null
+  return {
+    mode,
+    type: stageType,
+    stageIndex: mode ? 0 : null,
+    stageCount: mode ? 1 : null,
+    stageName: stageType,
+    stageKind: mode ? 'stage' : null,
+    maxIterations: context?.limits?.max_iterations ?? null,
+    pipelineFile: null as string | null,
+  }
+}
+
+/** The exact engine command that continues this session where it stopped. */
+export function resumeCommand(name: string, stage: ReturnType<typeof describeStage>): string | null {
+  if (stage.mode === 'pipeline') {
+    return stage.pipelineFile ? `./scripts/run.sh pipeline ${stage.pipelineFile} ${name} --resume` : null
+  }
+  if (!stage.type) return null
+  return `./scripts/run.sh ${stage.type} ${name} ${stage.maxIterations ?? DEFAULT_MAX} --resume`
+}
+
+function endedAt(state: State | null): number | null {
+  if (!state) return null
+  return parseTime(state.completed_at ?? state.failed_at ?? state.killed_at ?? state.terminated_at)
+}
+
+function lastActivity(state: State | null, tmux: TmuxSession | null): number | null {
+  const times = [
+    state?.started_at, state?.resumed_at, state?.iteration_started, state?.history?.at(-1)?.timestamp,
+  ].map(parseTime).filter((t): t is number => t !== null)
+  if (tmux) times.push(tmux.createdMs)
+  return times.length ? Math.max(...times) : null
+}
+
+function relative(root: string, file: string): string {
+  return path.relative(root, file) || '.'
+}
+
+export function describeSession(facts: SessionFacts, now: number, options: { graceMs?: number } = {}): SessionRow {
+  const verdict = classifyHealth(healthFactsOf(facts, now, options.graceMs))
+  const state = facts.state.kind === 'ok' ? facts.state.value : null
+  const stage = describeStage(facts)
+  const started = parseTime(state?.started_at) ?? facts.tmux?.createdMs ?? null
+  const ended = verdict.health === 'running' || verdict.health === 'starting' ? null : endedAt(state)
+  const live = verdict.health === 'running' || verdict.health === 'starting' || verdict.health === 'orphaned'
+  const lock = facts.lock
+  const errorMessage = typeof state?.error === 'string' ? state.error : state?.error?.message ?? null
+  return {
+    name: facts.name,
+    health: verdict.health,
+    why: verdict.why,
+    evidence: verdict.evidence,
+    mode: stage.mode,
+    type: stage.type,
+    stage_index: stage.stageIndex,
+    stage_count: stage.stageCount,
+    stage_name: stage.stageName,
+    stage_kind: stage.stageKind,
+    iteration: state?.iteration ?? null,
+    iteration_completed: state?.iteration_completed ?? null,
+    max_iterations: stage.maxIterations,
+    state_status: state?.status ?? null,
+    started_at: isoOrNull(started),
+    resumed_at: isoOrNull(parseTime(state?.resumed_at)),
+    ended_at: isoOrNull(ended),
+    last_activity_at: isoOrNull(lastActivity(state, facts.tmux)),
+    runtime_seconds: started === null ? null : Math.max(0, Math.round(((live ? now : ended ?? now) - started) / 1000)),
+    tmux: facts.tmux && {
+      session: facts.tmux.tmuxName,
+      pane_pid: facts.tmux.panePid,
+      pane_dead: facts.tmux.paneDead,
+      exit_status: facts.tmux.paneDeadStatus,
+      attached: facts.tmux.attached,
+      created_at: isoOrNull(facts.tmux.createdMs),
+    },
+    lock: lock.kind === 'missing' ? null : {
+      file: relative(facts.root, lock.path),
+      pid: lock.kind === 'ok' ? lock.value.pid : null,
+      alive: lock.kind === 'ok' ? facts.engine?.alive ?? false : null,
+      genuine: lock.kind === 'ok' ? verdict.health === 'running' : null,
+      started_at: lock.kind === 'ok' ? lock.value.started_at ?? null : null,
+      problem: lock.kind === 'corrupt' ? lock.problem : null,
+    },
+    state_file: facts.state.kind === 'missing' ? null : relative(facts.root, facts.state.path),
+    run_dir: facts.runDirExists ? relative(facts.root, sessionPaths(facts.root, facts.name).runDir) : null,
+    resumable: verdict.resumable,
+    resume_from: verdict.resumable && state ? (state.iteration_completed ?? 0) + 1 : null,
+    resume_command: verdict.resumable || verdict.health === 'orphaned' ? resumeCommand(facts.name, stage) : null,
+    error: verdict.health === 'failed' ? errorMessage : null,
+  }
+}
+
+// ───────────────────────── list ─────────────────────────
+
+export interface CommonOptions extends TmuxOptions {
+  /** The project root; otherwise found from the current directory. */
+  root?: string
+  /** Seconds a new tmux session may go without a lock before it counts as orphaned. */
+  graceSeconds?: number
+}
+
+export interface ListOptions extends CommonOptions {
+  /** Also sessions of other projects on the same tmux server. */
+  all?: boolean
+  /** Warn about a running session whose current iteration is older than this. */
+  stallMinutes?: number
+}
+
+export interface NextAction { command: string; why: string }
+
+export interface ListResult {
+  project: string
+  sessions: SessionRow[]
+  counts: Partial<Record<Health, number>>
+  warnings: string[]
+  next: NextAction[]
+  /** Only with `all`: pipeline sessions of other projects on the same tmux server. */
+  other_projects?: { name: string; tmux_session: string; directory: string; created_at: string | null; attached: number; pane_dead: boolean }[]
+}
+
+function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
+  const counts: Partial<Record<Health, number>> = {}
+  for (const health of HEALTHS) {
+    const n = rows.filter((row) => row.health === health).length
+    if (n) counts[health] = n
+  }
+  return counts
+}
+
+function listWarnings(rows: SessionRow[], now: number, stallMs: number): string[] {
+  const warnings: string[] = []
+  for (const row of rows) {
+    const last = parseTime(row.last_activity_at)
+    if (row.health === 'running' && last !== null && now - last > stallMs) {
+      warnings.push(`${row.name}: running, but no iteration has finished for ${formatDuration(now - last)} (iteration ${row.iteration ?? '?'})`)
+    }
+    if (row.health === 'crashed' || row.health === 'zombie') {
+      warnings.push(`${row.name}: ${row.health} (${row.why}); resume: ${row.resume_command ?? 'its type and max are unknown'}`)
+    }
+    if (row.health === 'orphaned') warnings.push(`${row.name}: orphaned (${row.why})`)
+    if (row.health === 'corrupt') warnings.push(`${row.name}: ${row.why}`)
+  }
+  return warnings
+}
+
+function listNext(rows: SessionRow[]): NextAction[] {
+  if (rows.length === 0) {
+    return [{ command: './scripts/run.sh ralph my-session 25', why: 'start a session' }]
+  }
+  const next: NextAction[] = []
+  const first = (health: Health) => rows.find((row) => row.health === health)
+  const running = first('running')
+  next.push({ command: `${SELF} status ${(running ?? rows[0]).name}`, why: 'everything about one session' })
+  const resumable = rows.find((row) => row.resumable && row.resume_command)
+  if (resumable) next.push({ command: resumable.resume_command!, why: `resume ${resumable.name}` })
+  const failed = first('failed')
+  if (failed) next.push({ command: `${SELF} status ${failed.name}`, why: 'see why it failed' })
+  // One line per command: the first reason given for it is kept.
+  return next.filter((action, i) => next.findIndex((other) => other.command === action.command) === i)
+}
+
+export async function list(options: ListOptions = {}): Promise<ListResult> {
+  const now = Date.now()
+  const project = await gatherProject(options)
+  const graceMs = (options.graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000
+  const sessions = project.sessions.map((facts) => describeSession(facts, now, { graceMs }))
+  const result: ListResult = {
+    project: project.root,
+    sessions,
+    counts: countHealths(sessions),
+    warnings: listWarnings(sessions, now, (options.stallMinutes ?? DEFAULT_STALL_MINUTES) * 60_000),
+    next: listNext(sessions),
+  }
+  if (options.all) {
+    result.other_projects = project.foreign.map((session) => ({
+      name: session.name,
+      tmux_session: session.tmuxName,
+      directory: session.directory,
+      created_at: isoOrNull(session.createdMs),
+      attached: session.attached,
+      pane_dead: session.paneDead,
+    }))
+  }
+  return result
+}
+
+// ───────────────────────── status ─────────────────────────
+
+export interface IterationSummary {
+  iteration: number | null
+  stage: string | null
+  timestamp: string | null
+  decision: string | null
+  summary: string | null
+  reason: string | null
+}
+
+export interface ProviderSummary {
+  block: string
+  provider: string
+  status: string | null
+  current_stage_name: string | null
+  iteration: number | null
+  iteration_completed: number | null
+  stages: { name: string | null; iterations: number | null; termination_reason: string | null }[]
+  error: string | null
+  problem: string | null
+}
+
+export interface StatusResult extends SessionRow {
+  project: string
+  completion_reason: string | null
+  error_detail: { type: string | null; message: string | null; timestamp: string | null } | null
+  files: { state: string | null; progress: string | null; run_dir: string | null; lock: string | null; events: string | null; plan: string | null }
+  recent_iterations: IterationSummary[]
+  providers: ProviderSummary[]
+  last_event: { type: string; ts: string } | null
+  next: NextAction[]
+}
+
+async function readProviders(runDir: string, entries: string[]): Promise<ProviderSummary[]> {
+  const blocks = entries.filter((entry) => entry.startsWith('parallel-')).sort()
+  const perBlock = await Promise.all(blocks.map(async (block) => {
+    const providersDir = path.join(runDir, block, 'providers')
+    const providers = (await listDir(providersDir)).sort()
+    return Promise.all(providers.map(async (provider): Promise<ProviderSummary> => {
+      const read = await readJsonFile(path.join(providersDir, provider, 'state.json'), ProviderStateSchema)
+      const value = read.kind === 'ok' ? read.value : null
+      return {
+        block,
+        provider,
+        status: value?.status ?? null,
+        current_stage_name: value?.current_stage_name ?? null,
+        iteration: value?.iteration ?? null,
+        iteration_completed: value?.iteration_completed ?? null,
+        stages: (value?.stages ?? []).map((s) => ({ name: s.name ?? null, iterations: s.iterations ?? null, termination_reason: s.termination_reason ?? null })),
+        error: typeof value?.error === 'string' ? value.error : value?.error?.message ?? null,
+        problem: read.kind === 'corrupt' ? read.problem : read.kind === 'missing' ? 'state.json: missing' : null,
+      }
+    }))
+  }))
+  return perBlock.flat()
+}
+
+function recentIterations(state: State | null): IterationSummary[] {
+  return (state?.history ?? []).slice(-RECENT_ITERATIONS).reverse().map((entry) => ({
+    iteration: entry.iteration ?? null,
+    stage: entry.stage ?? null,
+    timestamp: entry.timestamp ?? null,
+    decision: entry.decision ?? null,
+    // The 9–10 Jan format kept the summary as a parsed output variable; same key.
+    summary: entry.summary ?? null,
+    reason: entry.reason ?? null,
+  }))
+}
+
+function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[] {
+  const next: NextAction[] = []
+  const tmuxName = row.tmux?.session
+  switch (row.health) {
+    case 'running':
+    case 'starting':
+      if (tmuxName) {
+        next.push({ command: `tmux attach -t '=${tmuxName}'`, why: 'watch it live (Ctrl-b d to detach)' })
+        next.push({ command: `tmux capture-pane -p -t '=${tmuxName}:' | tail -50`, why: 'peek at its output' })
+      }
+      if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read its progress notes' })
+      break
+    case 'orphaned':
+      if (tmuxName) next.push({ command: `tmux kill-session -t '=${tmuxName}'`, why: 'remove the tmux session that has no engine behind it' })
+      if (row.resume_command) next.push({ command: row.resume_command, why: 'then resume it' })
+      break
+    case 'crashed':
+    case 'zombie':
+    case 'failed':
+    case 'killed':
+    case 'unknown_termination':
+      if (row.resume_command) {
+        next.push({ command: row.resume_command, why: `resume from iteration ${row.resume_from ?? '?'}` })
+      }
+      if (row.health === 'crashed' && row.lock) next.push({ command: `rm ${row.lock.file}`, why: 'remove the stale lock (the resume does not need it gone)' })
+      if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read what it did' })
+      break
+    case 'corrupt':
+      next.push({ command: `less ${row.lock?.problem ? row.lock.file : row.state_file ?? row.run_dir ?? '.claude'}`, why: 'look at the file that cannot be read; this tool never changes it' })
+      break
+    default:
+      if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read what it did' })
+      if (files.run_dir) next.push({ command: `ls ${files.run_dir}`, why: 'its iterations and outputs' })
+  }
+  return next
+}
+
+function sessionNotFound(name: string, root: string, names: string[]): SessionsError {
+  const known = names.length ? `; sessions: ${names.join(', ')}` : '; it has no sessions'
+  return new SessionsError(`no session ${name} in ${root}${known}`)
+}
+
+export async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
+  checkName(name)
+  const now = Date.now()
+  const root = await findProjectRoot({ root: options.root })
+  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
+  const facts = await gatherSession(name, root, own.get(name) ?? null)
+  if (!facts.tmux && facts.lock.kind === 'missing' && facts.state.kind === 'missing' && !facts.runDirExists) {
+    throw sessionNotFound(name, root, await sessionNames(root, own))
+  }
+  const row = describeSession(facts, now, { graceMs: (options.graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000 })
+  const paths = sessionPaths(root, name)
+  const state = facts.state.kind === 'ok' ? facts.state.value : null
+  const [providers, events, progress] = await Promise.all([
+    readProviders(paths.runDir, facts.runEntries),
+    facts.runEntries.includes('events.jsonl') ? readEventsTail(paths.events) : Promise.resolve(null),
+    firstExisting([paths.progress, paths.legacyProgress]),
+  ])
+  const files = {
+    state: row.state_file,
+    progress: progress && relative(root, progress),
+    run_dir: row.run_dir,
+    lock: facts.lock.kind === 'missing' ? null : relative(root, facts.lock.path),
+    events: facts.runEntries.includes('events.jsonl') ? relative(root, paths.events) : null,
+    plan: facts.plan && facts.plan.kind !== 'missing' ? relative(root, paths.plan) : null,
+  }
+  const lastEvent = events?.events.at(-1)
+  const error = state?.error
+  return {
+    project: root,
+    ...row,
+    completion_reason: state?.completion_reason ?? null,
+    error_detail: error == null ? null : typeof error === 'string'
+      ? { type: null, message: error, timestamp: null }
+      : { type: error.type ?? null, message: error.message ?? null, timestamp: error.timestamp ?? null },
+    files,
+    recent_iterations: recentIterations(state),
+    providers,
+    last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
+    next: statusNext(row, files),
+  }
+}
+
+async function firstExisting(files: string[]): Promise<string | null> {
+  for (const file of files) {
+    try {
+      if ((await stat(file)).isFile()) return file
+    } catch { /* try the next */ }
+  }
+  return null
+}
+
+// ───────────────────────── rendering text ─────────────────────────
+
+const useColor = () => Boolean(process.stdout.isTTY) && !process.env.NO_COLOR
+const paint = (code: number) => (text: string) => (useColor() ? `\x1b[${code}m${text}\x1b[0m` : text)
+const bold = paint(1), dim = paint(2), red = paint(31), green = paint(32), yellow = paint(33), cyan = paint(36)
+
+const HEALTH_COLOR: Record<Health, (text: string) => string> = {
+  running: green, starting: cyan, orphaned: yellow, crashed: red, zombie: red,
+  complete: (t) => t, failed: red, killed: yellow, unknown_termination: yellow, paused: cyan, corrupt: red,
+}
+
+export function formatDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000))
+  const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600)
+  const m = Math.floor((seconds % 3600) / 60), s = seconds % 60
+  if (d) return `${d}d ${h}h`
+  if (h) return `${h}h ${m}m`
+  if (m) return `${m}m ${s}s`
+  return `${s}s`
+}
+
+/** Pads by visible width, so that coloured cells line up. */
+function pad(text: string, width: number): string {
+  const visible = text.replace(/\x1b\[[0-9;]*m/g, '').length
+  return text + ' '.repeat(Math.max(0, width - visible))
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].replace(/\x1b\[[0-9;]*m/g, '').length)))
+  const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : pad(cell, widths[i]))).join('  ').trimEnd()
+  return [dim(line(header)), ...rows.map(line)]
+}
+
+function stageCell(row: SessionRow): string {
+  if (row.mode !== 'pipeline' || row.stage_index === null) return '-'
+  const kind = row.stage_kind === 'parallel' ? ' (parallel)' : ''
+  return `${row.stage_index + 1}/${row.stage_count ?? '?'} ${row.stage_name ?? '?'}${kind}`
+}
+
+function iterationCell(row: SessionRow): string {
+  if (row.stage_kind === 'parallel') return '-'
+  if (row.iteration === null && row.max_iterations === null) return '-'
+  return `${row.iteration ?? '?'}/${row.max_iterations ?? '?'}`
+}
+
+function timeCell(row: SessionRow, now: number): string {
+  const since = (iso: string | null) => (iso ? formatDuration(now - Date.parse(iso)) : '?')
+  switch (row.health) {
+    case 'running': case 'starting': case 'orphaned':
+      return `up ${since(row.started_at)}`
+    case 'crashed': case 'zombie': case 'corrupt':
+      return row.last_activity_at ? `last seen ${since(row.last_activity_at)} ago` : '-'
+    default:
+      return row.ended_at ? `ended ${since(row.ended_at)} ago` : row.last_activity_at ? `last seen ${since(row.last_activity_at)} ago` : '-'
+  }
+}
+
+function countsLine(counts: Partial<Record<Health, number>>): string {
+  return Object.entries(counts).map(([health, n]) => `${n} ${health.replace('_', ' ')}`).join(' · ')
+}
+
+function nextLines(next: NextAction[]): string[] {
+  if (!next.length) return []
+  const width = Math.max(...next.map((n) => n.command.length))
+  return ['', bold('Next:'), ...next.map((n) => `  ${pad(n.command, width)}  ${dim(n.why)}`)]
+}
+
+export function renderList(result: ListResult, now = Date.now()): string {
+  const lines: string[] = []
+  if (result.sessions.length === 0) {
+    lines.push(`No pipeline sessions in ${result.project}.`)
+  } else {
+    lines.push(`${bold('Sessions')} in ${result.project}`, '')
+    lines.push(...table(
+      ['NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
+      result.sessions.map((row) => [
+        row.name, row.type ?? '?', stageCell(row), iterationCell(row),
+        HEALTH_COLOR[row.health](row.health), timeCell(row, now),
+      ]),
+    ))
+    lines.push('', countsLine(result.counts))
+  }
+  if (result.other_projects) {
+    lines.push('', bold('Other projects on this tmux server:'))
+    if (result.other_projects.length === 0) lines.push('  none')
+    else {
+      lines.push(...table(
+        ['NAME', 'TMUX SESSION', 'DIRECTORY'],
+        result.other_projects.map((o) => [o.name, o.pane_dead ? `${o.tmux_session} (dead pane)` : o.tmux_session, o.directory]),
+      ).map((line) => `  ${line}`))
+    }
+  }
+  if (result.warnings.length) {
+    lines.push('', bold('Warnings:'), ...result.warnings.map((w) => `  ${yellow('!')} ${w}`))
+  }
+  lines.push(...nextLines(result.next))
+  return lines.join('\n') + '\n'
+}
+
+function localTime(iso: string | null): string {
+  if (!iso) return '?'
+  const date = new Date(iso)
+  const two = (n: number) => String(n).padStart(2, '0')
+  return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`
+}
+
+function section(title: string, pairs: [string, string | null][]): string[] {
+  const shown = pairs.filter((pair): pair is [string, string] => pair[1] !== null)
+  if (!shown.length) return []
+  const width = Math.max(...shown.map(([key]) => key.length))
+  return ['', bold(title), ...shown.map(([key, value]) => `  ${pad(key, width)}  ${value}`)]
+}
+
+export function renderStatus(result: StatusResult, now = Date.now()): string {
+  const lines = [`${bold(result.name)}: ${HEALTH_COLOR[result.health](result.health)}  ${dim(result.why)}`]
+  const ended = result.ended_at
+  lines.push(...section('Overview', [
+    ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : result.mode ?? 'unknown'],
+    ['started', result.started_at ? `${localTime(result.started_at)} (${formatDuration(now - Date.parse(result.started_at))} ago)` : null],
+    ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
+    [ended ? 'ended' : 'runtime', ended
+      ? `${localTime(ended)} after ${formatDuration((result.runtime_seconds ?? 0) * 1000)}`
+      : result.runtime_seconds !== null ? formatDuration(result.runtime_seconds * 1000) : null],
+    ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
+    ['error', result.error_detail?.message
+      ? `${result.error_detail.message}${result.error_detail.type ? ` (${result.error_detail.type})` : ''}`
+      : null],
+  ]))
+  lines.push(...section('Progress', [
+    ['stage', result.stage_index !== null ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${result.stage_kind === 'parallel' ? ' (parallel block)' : ''}` : null],
+    ['iteration', result.stage_kind !== 'parallel' && (result.iteration !== null || result.max_iterations !== null)
+      ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}` : null],
+    ['completed', result.stage_kind !== 'parallel' && result.iteration_completed !== null ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage` : null],
+    ['last event', result.last_event ? `${result.last_event.type} ${formatDuration(now - Date.parse(result.last_event.ts))} ago` : null],
+  ]))
+  const lock = result.lock
+  lines.push(...section('Resources', [
+    ['tmux', result.tmux
+      ? `${result.tmux.session} · pane PID ${result.tmux.pane_pid ?? '?'}${result.tmux.pane_dead ? ` · dead (exit ${result.tmux.exit_status ?? '?'})` : ''} · ${result.tmux.attached} attached`
+      : 'none'],
+    ['lock', !lock ? 'none' : lock.problem ? `corrupt: ${lock.problem}`
+      : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? lock.genuine ? ' · genuine' : ' · reused by another process' : ''} · since ${localTime(lock.started_at)}`],
+    ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
+  ]))
+  lines.push(...section('Files', [
+    ['state', result.files.state],
+    ['progress', result.files.progress],
+    ['run folder', result.files.run_dir],
+    ['lock', result.files.lock],
+    ['events', result.files.events],
+    ['plan', result.files.plan],
+  ]))
+  if (result.recent_iterations.length) {
+    lines.push('', bold(`Last ${result.recent_iterations.length} iteration${result.recent_iterations.length === 1 ? '' : 's'}`))
+    lines.push(...table(['#', 'STAGE', 'DECISION', 'WHEN', 'SUMMARY'], result.recent_iterations.map((it) => [
+      String(it.iteration ?? '?'), it.stage ?? '?', it.decision ?? '-',
+      it.timestamp ? `${formatDuration(now - Date.parse(it.timestamp))} ago` : '?',
+      (it.summary ?? it.reason ?? '').split('\n')[0],
+    ])).map((line) => `  ${line}`))
+  }
+  if (result.providers.length) {
+    lines.push('', bold('Parallel providers'))
+    lines.push(...table(['BLOCK', 'PROVIDER', 'STATUS', 'STAGES'], result.providers.map((p) => [
+      p.block, p.provider, p.problem ? `corrupt: ${p.problem}` : p.status ?? '?',
+      p.stages.length
+        ? p.stages.map((s) => `${s.name ?? '?'} ${s.iterations ?? '?'} it (${s.termination_reason ?? '?'})`).join(', ')
+        : p.current_stage_name ? `${p.current_stage_name} iteration ${p.iteration ?? '?'}` : '-',
+    ])).map((line) => `  ${line}`))
+    for (const p of result.providers) if (p.error) lines.push(`  ${red('!')} ${p.provider}: ${p.error}`)
+  }
+  lines.push('', bold('Evidence'), ...result.evidence.map((e) => `  - ${e}`))
+  lines.push(...nextLines(result.next))
+  return lines.join('\n') + '\n'
+}
+
+// ───────────────────────── command line ─────────────────────────
+
+export const USAGE = `Usage: ${SELF} <command> [options]
+
+Commands:
+  list                 every session of this project, with its health
+  status NAME          everything about one session
+
+Options:
+  --json               print one JSON document on stdout and nothing else
+  --all                list: also sessions of other projects on the same tmux server
+  --stall MINUTES      list: warn when a running session's iteration is older (default ${DEFAULT_STALL_MINUTES})
+  --grace SECONDS      a tmux session without a lock is "starting" this long (default ${DEFAULT_GRACE_SECONDS})
+  -C, --root DIR       the project root (default: nearest folder with .claude/, else git top level)
+  --socket NAME        tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux's own
+  -h, --help           this help
+  --version            the version
+
+Exit status: 0 done, 1 refused or failed, 2 wrong command line.
+`
+
+const GLOBAL_OPTIONS = {
+  root: { type: 'string', short: 'C' },
+  socket: { type: 'string' },
+  json: { type: 'boolean' },
+  grace: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const
+
+const COMMANDS = {
+  list: { options: { all: { type: 'boolean' }, stall: { type: 'string' } }, positionals: [0, 0] },
+  status: { options: {}, positionals: [1, 1] },
+} as const
+
+type CommandName = keyof typeof COMMANDS
+
+function parsePositiveNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!/^\d+(\.\d+)?$/.test(value) || !(n >= 0)) throw new UsageError(`--${flag} needs a number of ${flag === 'stall' ? 'minutes' : 'seconds'}, got "${value}"`)
+  return n
+}
+
+/** Parses argv strictly: a mistyped --jsno is a usage error, not a silent no-op. */
+export function parseCommandLine(argv: string[]) {
+  // A first, lenient pass finds the command (the first positional, wherever the options stand);
+  // the second pass is strict, with exactly that command's options.
+  const allOptions = Object.assign({}, GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options))
+  const command = parseArgs({ args: argv, options: allOptions, allowPositionals: true, strict: false }).positionals[0]
+  const spec = command !== undefined && Object.hasOwn(COMMANDS, command) ? COMMANDS[command as CommandName] : null
+  if (command !== undefined && !spec) throw new UsageError(`unknown command "${command}"; commands: ${Object.keys(COMMANDS).join(', ')}`)
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { ...GLOBAL_OPTIONS, ...(spec?.options ?? {}) },
+      allowPositionals: true,
+      strict: true,
+    })
+  } catch (error) {
+    // parseArgs' messages go on with hints about "--" that do not apply here; keep the first sentence.
+    const message = (error as Error).message.split('. ')[0].replace(/^Unknown option/, 'unknown option')
+    throw new UsageError(command ? `${command}: ${message}` : message)
+  }
+  const { values, positionals } = parsed
+  if (values.help || values.version) return { command: null, values, args: [] as string[] }
+  if (!command || !spec) return { command: null, values, args: [] }
+  const args = positionals.slice(1)
+  const [min, max] = spec.positionals
+  if (args.length < min) throw new UsageError(`${command}: missing session NAME`)
+  if (args.length > max) throw new UsageError(`${command}: unexpected argument "${args[max]}"`)
+  return { command: command as CommandName, values: values as Record<string, string | boolean | undefined>, args }
+}
+
+export interface Output { stdout: (text: string) => void; stderr: (text: string) => void }
+const processOutput: Output = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+}
+
+/** The CLI: returns the exit status instead of exiting, so it can be driven from tests and other code. */
+export async function main(argv: string[], out: Output = processOutput): Promise<number> {
+  try {
+    const { command, values, args } = parseCommandLine(argv)
+    if (values.version) {
+      out.stdout(`${VERSION}\n`)
+      return 0
+    }
+    if (!command) {
+      out.stdout(USAGE)
+      return values.help || argv.length === 0 ? 0 : 2
+    }
+    const common: CommonOptions = {
+      root: values.root as string | undefined,
+      socket: values.socket as string | undefined,
+      graceSeconds: parsePositiveNumber('grace', values.grace as string | undefined),
+    }
+    if (common.socket !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(common.socket)) {
+      throw new UsageError(`--socket: invalid socket name "${common.socket}"`)
+    }
+    const json = Boolean(values.json)
+    if (command === 'list') {
+      const result = await list({ ...common, all: Boolean(values.all), stallMinutes: parsePositiveNumber('stall', values.stall as string | undefined) })
+      out.stdout(json ? `${JSON.stringify(result, null, 2)}\n` : renderList(result))
+    } else if (command === 'status') {
+      const result = await status(checkName(args[0]), common)
+      out.stdout(json ? `${JSON.stringify(result, null, 2)}\n` : renderStatus(result))
+    }
+    return 0
+  } catch (error) {
+    if (error instanceof SessionsError) {
+      out.stderr(`sessions: ${error.message}\n`)
+      return error.exitCode
+    }
+    out.stderr(`sessions: unexpected error: ${(error as Error)?.message ?? String(error)}\n`)
+    return 1
+  }
+}
+
+// ───────────────────────── entry guard ─────────────────────────
+
+/** True when this file is the script being run, not a module imported by tests or a REPL. */
+function isMainModule(): boolean {
+  if (!process.argv[1]) return false
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+}
+
+if (isMainModule()) {
+  // exitCode, not exit(): process.exit() can cut piped output short.
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code })
+}
+
+// ───────────────────────── in-source tests of the pure parts ─────────────────────────
+
+if (import.meta.vitest) {
+  const { describe, test, expect } = import.meta.vitest
+  const now = Date.parse('2026-11-25T10:00:00Z')
+  const minute = 60_000
+  const liveTmux = (ageMs: number) => ({ tmuxName: 'pipeline-x', createdMs: now - ageMs, panePid: 42, paneDead: false, paneDeadStatus: null })
+  const lockOk = (alive: boolean, processStartedMs: number | null = now - 60 * minute) =>
+    ({ kind: 'ok' as const, pid: 4242, startedAtMs: now - 60 * minute, alive, processStartedMs })
+  const stateOk = (status: string) => ({ kind: 'ok' as const, status })
+  const noState = { kind: 'missing' as const, runDirExists: false }
+
+  describe('classifyHealth: each row of the health table', () => {
+    test('running: lock PID alive and genuine, with a tmux session', () => {
+      const v = classifyHealth({ now, tmux: liveTmux(60 * minute), lock: lockOk(true), state: stateOk('running') })
+      expect(v.health).toBe('running')
+      expect(v.evidence).toContain('lock PID 4242 is alive and started before the lock was written')
+      expect(v.resumable).toBe(false)
+    })
+    test('running: a foreground run has no tmux session', () => {
+      const v = classifyHealth({ now, tmux: null, lock: lockOk(true), state: stateOk('running') })
+      expect(v.health).toBe('running')
+      expect(v.evidence).toContain('no tmux session')
+    })
+    test('running: start time unknown is said in the evidence', () => {
+      const v = classifyHealth({ now, tmux: null, lock: lockOk(true, null), state: stateOk('running') })
+      expect(v.health).toBe('running')
+      expect(v.evidence.join('\n')).toMatch(/cannot tell when it started/)
+    })
+    test('starting: tmux alive, no lock, younger than the grace period', () => {
+      const v = classifyHealth({ now, tmux: liveTmux(5_000), lock: { kind: 'missing' }, state: noState })
+      expect(v.health).toBe('starting')
+    })
+    test('orphaned: tmux alive, no lock, past the grace period', () => {
+      const v = classifyHealth({ now, tmux: liveTmux(31_000), lock: { kind: 'missing' }, state: noState })
+      expect(v.health).toBe('orphaned')
+      expect(v.why).toMatch(/no engine holds the lock/)
+    })
+    test('orphaned: the grace period is an option', () => {
+      const facts = { now, tmux: liveTmux(10_000), lock: { kind: 'missing' as const }, state: noState }
+      expect(classifyHealth({ ...facts, graceMs: 5_000 }).health).toBe('orphaned')
+      expect(classifyHealth({ ...facts, graceMs: 20_000 }).health).toBe('starting')
+    })
+    test('orphaned: tmux alive with a stale lock', () => {
+      const v = classifyHealth({ now, tmux: liveTmux(60 * minute), lock: lockOk(false), state: stateOk('running') })
+      expect(v.health).toBe('orphaned')
+      expect(v.evidence).toContain('lock PID 4242 is dead')
+    })
+    test('crashed: lock left with a dead PID', () => {
+      const v = classifyHealth({ now, tmux: null, lock: lockOk(false), state: stateOk('running') })
+      expect(v).toMatchObject({ health: 'crashed', resumable: true, why: 'lock left with dead PID 4242' })
+    })
+    test('crashed: lock PID reused by a process started after the lock', () => {
+      const v = classifyHealth({ now, tmux: null, lock: lockOk(true, now - 10 * minute), state: stateOk('running') })
+      expect(v.health).toBe('crashed')
+      expect(v.evidence.join('\n')).toMatch(/started 50m 0s after the lock was written: the PID was reused/)
+    })
+    test('crashed: a dead pane does not count as alive', () => {
+      const v = classifyHealth({ now, tmux: { ...liveTmux(60 * minute), paneDead: true, paneDeadStatus: 137 }, lock: lockOk(false), state: stateOk('running') })
+      expect(v.health).toBe('crashed')
+      expect(v.evidence).toContain('tmux session pipeline-x has a dead pane (exit status 137)')
+    })
+    test('zombie: no engine, no lock, no tmux, state says running', () => {
+      const v = classifyHealth({ now, tmux: null, lock: { kind: 'missing' }, state: stateOk('running') })
+      expect(v).toMatchObject({ health: 'zombie', resumable: true })
+    })
+    test.each([
+      ['complete', 'complete'], ['completed', 'complete'], ['failed', 'failed'], ['killed', 'killed'],
+      ['unknown_termination', 'unknown_termination'], ['paused', 'paused'],
+    ] as const)('state %s, nothing alive: %s', (status, health) => {
+      const v = classifyHealth({ now, tmux: null, lock: { kind: 'missing' }, state: stateOk(status) })
+      expect(v.health).toBe(health)
+      expect(v.why).toBe(`state says ${status}`)
+    })
+    test('an ended state with a stale lock keeps its end, and says so', () => {
+      const v = classifyHealth({ now, tmux: null, lock: lockOk(false), state: stateOk('complete') })
+      expect(v.health).toBe('complete')
+      expect(v.evidence).toContain('the lock was left behind although the state records an end')
+    })
+    test('corrupt: state cannot be parsed, nothing alive', () => {
+      const v = classifyHealth({ now, tmux: null, lock: { kind: 'missing' }, state: { kind: 'corrupt', problem: 'state.json: Unexpected end of JSON input' } })
+      expect(v).toMatchObject({ health: 'corrupt', why: 'corrupt: state.json: Unexpected end of JSON input' })
+    })
+    test('corrupt: lock cannot be parsed, nothing alive', () => {
+      const v = classifyHealth({ now, tmux: null, lock: { kind: 'corrupt', problem: 'busy.lock: empty file' }, state: stateOk('running') })
+      expect(v.health).toBe('corrupt')
+    })
+    test('corrupt lock beside a live tmux session is never called orphaned', () => {
+      const v = classifyHealth({ now, tmux: liveTmux(60 * minute), lock: { kind: 'corrupt', problem: 'x.lock: empty file' }, state: stateOk('running') })
+      expect(v.health).toBe('corrupt')
+    })
+    test('an unknown status is corrupt', () => {
+      expect(classifyHealth({ now, tmux: null, lock: { kind: 'missing' }, state: stateOk('weird') }).health).toBe('corrupt')
+    })
+    test('a legacy loop- session without locks is running while its pane lives', () => {
+      const v = classifyHealth({ now, legacy: true, tmux: liveTmux(60 * minute), lock: { kind: 'missing' }, state: stateOk('running') })
+      expect(v.health).toBe('running')
+    })
+  })
+
+  describe('names and parsing', () => {
+    test('session names', () => {
+      for (const good of ['auth', 'auth-v2', 'A_b-9', 'x'.repeat(64)]) expect(isValidName(good)).toBe(true)
+      for (const bad of ['', '../x', 'a:b', 'a.b', 'a b', 'x'.repeat(65), 'a/b', '$(id)', 'a\nb', "a'b"]) expect(isValidName(bad)).toBe(false)
+      expect(() => checkName('a.b')).toThrow(UsageError)
+    })
+    test('tmux names map to session names, legacy prefix included', () => {
+      expect(sessionNameOf('pipeline-auth')).toEqual({ name: 'auth', legacy: false })
+      expect(sessionNameOf('loop-old')).toEqual({ name: 'old', legacy: true })
+      expect(sessionNameOf('work')).toBeNull()
+      expect(sessionNameOf('pipeline-')).toBeNull()
+    })
+    test('tmux argv: socket first, exact targets', () => {
+      expect(tmuxArgv({ socket: 's1' }, 'has-session', '-t', tmuxTarget.session('pipeline-a'))).toEqual(['-L', 's1', 'has-session', '-t', '=pipeline-a'])
+      expect(tmuxTarget.pane('pipeline-a')).toBe('=pipeline-a:')
+    })
+    test('list-sessions lines', () => {
+      const line = ['pipeline-a', '/p', '1795594984', '1', '2588', '1', '3'].join('\x1f')
+      expect(parseSessionLines(`${line}\n`)).toEqual([{ tmuxName: 'pipeline-a', directory: '/p', createdMs: 1795594984000, attached: 1, panePid: 2588, paneDead: true, paneDeadStatus: 3 }])
+    })
+    test('bad JSON is a fact with the file named', () => {
+      expect(parseJsonText('/x/state.json', '{"a":', StateSchema)).toMatchObject({ kind: 'corrupt', problem: 'state.json: Unexpected end of JSON input' })
+      expect(parseJsonText('/x/state.json', '', StateSchema)).toMatchObject({ kind: 'corrupt', problem: 'state.json: empty file' })
+      expect(parseJsonText('/x/a.lock', '{"pid":-1}', LockSchema)).toMatchObject({ kind: 'corrupt' })
+      expect(parseJsonText('/x/a.lock', '{"pid":"12"}', LockSchema)).toMatchObject({ kind: 'corrupt', problem: expect.stringMatching(/^a\.lock: pid: /) })
+    })
+    test('unknown state fields are kept', () => {
+      const read = parseJsonText('s', '{"status":"running","custom":{"k":1}}', StateSchema)
+      expect(read.kind === 'ok' && read.value.custom).toEqual({ k: 1 })
+    })
+    test('older loop_type states parse', () => {
+      const read = parseJsonText('s', '{"session":"x","loop_type":"work","status":"running","iteration":3,"history":[{"iteration":1,"changes":"a","summary":"b"}]}', StateSchema)
+      expect(read.kind).toBe('ok')
+    })
+    test('paths inside the project', () => {
+      expect(isInside('/a/b/c', '/a/b')).toBe(true)
+      expect(isInside('/a/b', '/a/b')).toBe(true)
+      expect(isInside('/a/bc', '/a/b')).toBe(false)
+      expect(isInside('/a', '/a/b')).toBe(false)
+    })
+    test('durations', () => {
+      expect(formatDuration(8_100_000)).toBe('2h 15m')
+      expect(formatDuration(59_000)).toBe('59s')
+      expect(formatDuration(90 * 60_000 * 24)).toBe('1d 12h')
+    })
+    test('command lines', () => {
+      expect(() => parseCommandLine(['list', '--jsno'])).toThrow(/unknown option '--jsno'/)
+      expect(() => parseCommandLine(['frob'])).toThrow(/unknown command "frob"/)
+      expect(() => parseCommandLine(['status'])).toThrow(/missing session NAME/)
+      expect(() => parseCommandLine(['status', 'a', 'b'])).toThrow(/unexpected argument "b"/)
+      expect(() => parseCommandLine(['status', 'a', '--all'])).toThrow(UsageError)
+      expect(parseCommandLine(['-C', '/tmp', 'status', 'a', '--json'])).toMatchObject({ command: 'status', args: ['a'] })
+    })
+  })
+}
