@@ -756,12 +756,12 @@ export function classifyHealth(facts: HealthFacts): HealthVerdict {
   // Something alive.
   if (engineLive) return verdict('running', `engine PID ${(lock as { pid: number }).pid} is alive`)
   if (paneAlive) {
-    const age = facts.now - tmux.createdMs
-    if (lock.kind !== 'ok' && age < grace) return verdict('starting', `tmux session ${ago(age).replace(' ago', '')} old, no lock yet`)
     if (facts.legacy && lock.kind === 'missing') {
       evidence.push('a loop- session of the engine from before locks: its pane is its only sign of life')
       return verdict('running', `pre-lock session, pane PID ${tmux.panePid ?? '?'} alive`)
     }
+    const age = facts.now - tmux.createdMs
+    if (lock.kind !== 'ok' && age < grace) return verdict('starting', `tmux session ${formatDuration(age)} old, no lock yet`)
     // A lock we cannot read might belong to a live engine: never call that orphaned (cleanup kills orphans).
     if (lock.kind === 'corrupt') return verdict('corrupt', `corrupt: ${lock.problem}; tmux session alive, engine unknown`)
     return verdict('orphaned', staleLock
@@ -906,8 +906,8 @@ function lastActivity(state: State | null, tmux: TmuxSession | null): number | n
   const times = [
     state?.started_at, state?.resumed_at, state?.iteration_started, state?.history?.at(-1)?.timestamp,
   ].map(parseTime).filter((t): t is number => t !== null)
-  if (tmux) times.push(tmux.createdMs)
-  return times.length ? Math.max(...times) : null
+  // The tmux session's birth says nothing about iterations; it stands in only when the files say nothing.
+  return times.length ? Math.max(...times) : tmux?.createdMs ?? null
 }
 
 function relative(root: string, file: string): string {

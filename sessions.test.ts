@@ -1,0 +1,499 @@
+/**
+ * End-to-end tests of sessions.ts: the CLI as a user runs it (a child process) and the library calls,
+ * against real tmux on this file's own server (its own -L socket under its own TMUX_TMPDIR) and the
+ * real `.claude/` layouts in fixtures/layouts/. Nothing here talks to the default tmux server.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { list, status, listTmuxSessions, SessionsError, type SessionRow } from './sessions.ts'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const SESSIONS = path.join(HERE, 'sessions.ts')
+const TSX = path.join(HERE, 'node_modules', '.bin', 'tsx')
+const LAYOUTS = path.join(HERE, 'fixtures', 'layouts')
+
+// A short base path: tmux sockets fail past about 100 characters.
+const BASE = mkdtempSync('/tmp/sessions-test-')
+const SOCKET = `t${process.pid}`
+// This process and every child it starts use the private server only.
+process.env.TMUX_TMPDIR = BASE
+process.env.SESSIONS_TMUX_SOCKET = SOCKET
+delete process.env.TMUX
+const ENV: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
+
+function tmux(...args: string[]): string {
+  return execFileSync('tmux', ['-L', SOCKET, ...args], { env: ENV, encoding: 'utf8' })
+}
+
+function tmuxSessionNames(): string[] {
+  const result = spawnSync('tmux', ['-L', SOCKET, 'list-sessions', '-F', '#{session_name}'], { env: ENV, encoding: 'utf8' })
+  return result.status === 0 ? result.stdout.trim().split('\n').sort() : []
+}
+
+const children: ChildProcess[] = []
+function startSleeper(): number {
+  const child = spawn('sleep', ['3600'], { stdio: 'ignore' })
+  children.push(child)
+  return child.pid!
+}
+
+/** A PID that is certainly not running: a process that has already exited. */
+async function deadPid(): Promise<number> {
+  const child = spawn('true', { stdio: 'ignore' })
+  await new Promise((resolve) => child.on('exit', resolve))
+  return child.pid!
+}
+
+function isoSeconds(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
+}
+
+interface Facts { tmux: string[]; locks: { file: string; pid_alive: boolean; pid_reused?: boolean }[] }
+
+let projects = 0
+/**
+ * Copies a fixture layout into a new temporary project and makes alive what its FACTS.json says:
+ * tmux sessions started in the project, and lock PIDs that are real live (or dead) processes.
+ */
+async function makeProject(fixture: string): Promise<string> {
+  const dir = path.join(BASE, `${fixture}-${++projects}`)
+  cpSync(path.join(LAYOUTS, fixture), dir, { recursive: true })
+  const facts: Facts = JSON.parse(readFileSync(path.join(dir, 'FACTS.json'), 'utf8'))
+  rmSync(path.join(dir, 'FACTS.json'))
+  for (const name of facts.tmux) tmux('new-session', '-d', '-s', name, '-c', dir, 'sleep 3600')
+  for (const lock of facts.locks) {
+    const file = path.join(dir, '.claude', 'locks', lock.file)
+    const name = lock.file.replace(/\.lock$/, '')
+    let pid: number
+    let startedAt = Date.now()
+    if (!lock.pid_alive) pid = await deadPid()
+    else if (lock.pid_reused) {
+      pid = startSleeper()
+      startedAt -= 3600_000
+    } else if (facts.tmux.includes(`pipeline-${name}`)) {
+      // The engine is the pane's process, as when run.sh starts it in tmux.
+      pid = Number(tmux('display-message', '-p', '-t', `=pipeline-${name}:`, '#{pane_pid}').trim())
+    } else pid = startSleeper()
+    const json = JSON.parse(readFileSync(file, 'utf8'))
+    writeFileSync(file, JSON.stringify({ ...json, pid, started_at: isoSeconds(startedAt) }, null, 2) + '\n')
+  }
+  return dir
+}
+
+/** Every path under dir with a hash of its content: equal snapshots mean nothing was changed. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  const walk = (d: string) => {
+    for (const entry of readdirSync(d)) {
+      const p = path.join(d, entry)
+      const st = lstatSync(p)
+      if (st.isDirectory()) {
+        out[path.relative(dir, p) + '/'] = `dir ${st.mode}`
+        walk(p)
+      } else {
+        out[path.relative(dir, p)] = `${st.mode} ${createHash('sha1').update(readFileSync(p)).digest('hex')}`
+      }
+    }
+  }
+  walk(dir)
+  return out
+}
+
+interface Run { code: number | null; stdout: string; stderr: string }
+function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Run {
+  const result = spawnSync(TSX, [SESSIONS, ...args], { cwd: options.cwd ?? HERE, env: { ...ENV, ...options.env }, encoding: 'utf8' })
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+function listJson(root: string, ...flags: string[]) {
+  const run = cli(['list', '--json', '-C', root, ...flags])
+  expect(run.stderr).toBe('')
+  expect(run.code).toBe(0)
+  return JSON.parse(run.stdout) as { project: string; sessions: SessionRow[]; counts: Record<string, number>; warnings: string[]; other_projects?: { name: string; directory: string }[] }
+}
+
+function rowOf(rows: SessionRow[], name: string): SessionRow {
+  const row = rows.find((r) => r.name === name)
+  expect(row, `session ${name} in ${rows.map((r) => r.name).join(', ')}`).toBeDefined()
+  return row!
+}
+
+beforeAll(() => {
+  // A leftover server of this name would make results depend on an earlier run.
+  spawnSync('tmux', ['-L', SOCKET, 'kill-server'], { env: ENV })
+})
+
+afterEach(() => {
+  spawnSync('tmux', ['-L', SOCKET, 'kill-server'], { env: ENV })
+  for (const child of children.splice(0)) child.kill('SIGKILL')
+})
+
+afterAll(() => {
+  spawnSync('tmux', ['-L', SOCKET, 'kill-server'], { env: ENV })
+  rmSync(BASE, { recursive: true, force: true })
+})
+
+describe('the module', () => {
+  test('importing sessions.ts prints nothing and runs no command', () => {
+    const script = path.join(BASE, 'import-only.mts')
+    writeFileSync(script, `const m = await import(${JSON.stringify(SESSIONS)})\nif (typeof m.list !== 'function') process.exit(3)\n`)
+    const result = spawnSync(TSX, [script, 'list', '--json'], { env: ENV, encoding: 'utf8' })
+    expect(result.status).toBe(0)
+    expect(result.stdout).toBe('')
+    expect(result.stderr).toBe('')
+  })
+
+  test('no tmux server means no sessions, not an error', async () => {
+    expect(await listTmuxSessions({ socket: `${SOCKET}-none` })).toEqual([])
+    const root = await makeProject('complete-loop')
+    const run = cli(['list', '--json', '-C', root, '--socket', `${SOCKET}-none`])
+    expect(run.code).toBe(0)
+    expect(JSON.parse(run.stdout).sessions.map((s: SessionRow) => s.name)).toEqual(['done-loop'])
+  })
+})
+
+describe('reference layouts: what a correct manager concludes', () => {
+  test('complete-loop: complete, 3/3, reason max_iterations, nothing to clean', async () => {
+    const root = await makeProject('complete-loop')
+    const result = listJson(root)
+    const row = rowOf(result.sessions, 'done-loop')
+    expect(row).toMatchObject({ health: 'complete', type: 'improve-plan', mode: 'loop', iteration: 3, max_iterations: 3, resumable: false })
+    expect(result.warnings).toEqual([])
+    const detail = await status('done-loop', { root })
+    expect(detail.completion_reason).toBe('max_iterations')
+    expect(detail.recent_iterations.map((i) => i.iteration)).toEqual([3, 2, 1])
+  })
+
+  test('running-loop: running, iteration 2 of 50 from the newest context.json', async () => {
+    const root = await makeProject('running-loop')
+    const row = rowOf(listJson(root).sessions, 'busy')
+    expect(row).toMatchObject({ health: 'running', iteration: 2, max_iterations: 50, type: 'improve-plan' })
+    expect(row.tmux).toMatchObject({ session: 'pipeline-busy', pane_dead: false })
+    expect(row.lock).toMatchObject({ alive: true, genuine: true, pid: row.tmux!.pane_pid })
+    expect(row.why).toMatch(/engine PID \d+ is alive/)
+  })
+
+  test('crashed-loop: crashed (stale lock), resumable from iteration 3', async () => {
+    const root = await makeProject('crashed-loop')
+    const row = rowOf(listJson(root).sessions, 'busy')
+    expect(row).toMatchObject({ health: 'crashed', resumable: true, resume_from: 3, resume_command: './scripts/run.sh improve-plan busy 50 --resume' })
+    expect(row.evidence).toContain(`lock PID ${row.lock!.pid} is dead`)
+  })
+
+  test('tmux-killed-loop: zombie, resumable', async () => {
+    const root = await makeProject('tmux-killed-loop')
+    const row = rowOf(listJson(root).sessions, 'hup')
+    expect(row).toMatchObject({ health: 'zombie', resumable: true, resume_from: 2, tmux: null, lock: null })
+    expect(row.resume_command).toBe('./scripts/run.sh improve-plan hup 50 --resume')
+  })
+
+  test('resumed-loop: complete, 4/4, and the resume shows', async () => {
+    const root = await makeProject('resumed-loop')
+    const row = rowOf(listJson(root).sessions, 'phoenix')
+    expect(row).toMatchObject({ health: 'complete', iteration: 4, max_iterations: 4 })
+    const detail = await status('phoenix', { root })
+    expect(detail.resumed_at).toBe('2026-11-25T08:02:36Z')
+    expect(detail.recent_iterations.map((i) => i.iteration)).toEqual([4, 3, 2, 1])
+  })
+
+  test('failed-loop: failed, with the error shown; resumable from resume_from', async () => {
+    const root = await makeProject('failed-loop')
+    const row = rowOf(listJson(root).sessions, 'broken')
+    expect(row).toMatchObject({ health: 'failed', resumable: true, resume_from: 2, error: 'Claude process exited with code 3' })
+    const text = cli(['status', 'broken', '-C', root])
+    expect(text.code).toBe(0)
+    expect(text.stdout).toMatch(/error\s+Claude process exited with code 3 \(exit_code\)/)
+    expect(text.stdout).toContain('./scripts/run.sh improve-plan broken 50 --resume')
+  })
+
+  test('parallel-pipeline: complete; status shows each provider and its stages', async () => {
+    const root = await makeProject('parallel-pipeline')
+    const row = rowOf(listJson(root).sessions, 'duo')
+    expect(row).toMatchObject({ health: 'complete', mode: 'pipeline', type: 'dual-analyze', stage_kind: 'parallel', stage_name: 'analyze' })
+    const detail = await status('duo', { root })
+    expect(detail.providers.map((p) => [p.provider, p.status, p.stages.map((s) => s.name)])).toEqual([
+      ['claude', 'complete', ['improve', 'elegance']],
+      ['codex', 'complete', ['improve', 'elegance']],
+    ])
+    const text = cli(['status', 'duo', '-C', root]).stdout
+    expect(text).toMatch(/claude\s+complete\s+improve 1 it \(fixed\), elegance 1 it \(fixed\)/)
+  })
+
+  test('running-multistage: running, stage 2 of 2 (refine-tasks), iteration 4 of 5', async () => {
+    const root = await makeProject('running-multistage')
+    const row = rowOf(listJson(root).sessions, 'multi')
+    expect(row).toMatchObject({ health: 'running', type: 'refine', stage_index: 1, stage_count: 2, stage_name: 'refine-tasks', iteration: 4, max_iterations: 5 })
+    const text = cli(['list', '-C', root]).stdout
+    expect(text).toMatch(/multi\s+refine\s+2\/2 refine-tasks\s+4\/5\s+running/)
+  })
+})
+
+describe('cases the reference layouts do not show', () => {
+  test('a tmux session without a lock: starting within the grace period, orphaned after it', async () => {
+    const root = await makeProject('tmux-no-lock')
+    expect(rowOf(listJson(root).sessions, 'lonely').health).toBe('starting')
+    const row = rowOf(listJson(root, '--grace', '0').sessions, 'lonely')
+    expect(row).toMatchObject({ health: 'orphaned', why: 'tmux session alive, but no engine holds the lock' })
+  })
+
+  test('a live lock PID that belongs to a process started after the lock: crashed, never signalled', async () => {
+    const root = await makeProject('reused-pid')
+    const lock = JSON.parse(readFileSync(path.join(root, '.claude/locks/busy.lock'), 'utf8'))
+    const row = rowOf(listJson(root).sessions, 'busy')
+    expect(row.health).toBe('crashed')
+    expect(row.lock).toMatchObject({ pid: lock.pid, alive: true, genuine: false })
+    expect(row.evidence.join('\n')).toMatch(/started (59m \d+s|1h 0m) after the lock was written: the PID was reused/)
+    expect(() => process.kill(lock.pid, 0)).not.toThrow()
+  })
+
+  test('the older loop- layout: a loop-NAME tmux session and loop_type state', async () => {
+    const root = await makeProject('legacy-loop')
+    const row = rowOf(listJson(root).sessions, 'oldie')
+    expect(row).toMatchObject({ health: 'running', type: 'work', iteration: 3, state_file: '.claude/loop-state-oldie.json' })
+    expect(row.tmux?.session).toBe('loop-oldie')
+    const detail = await status('oldie', { root })
+    expect(detail.files.progress).toBe('.claude/loop-progress/progress-oldie.txt')
+    expect(detail.recent_iterations[0]).toMatchObject({ iteration: 2, summary: 'Wired the parser in' })
+  })
+
+  test('names that are prefixes of each other never stand for each other', async () => {
+    const root = await makeProject('prefix-names')
+    const rows = listJson(root).sessions
+    expect(rowOf(rows, 'auth')).toMatchObject({ health: 'complete', tmux: null, lock: null })
+    expect(rowOf(rows, 'auth-v2')).toMatchObject({ health: 'running', tmux: { session: 'pipeline-auth-v2' } })
+    const auth = await status('auth', { root })
+    expect(auth.tmux).toBeNull()
+    expect(JSON.stringify(auth)).not.toContain('auth-v2')
+  })
+
+  test('a session of another project on the same server: hidden, shown with --all, never merged', async () => {
+    const root = await makeProject('shared-name')
+    const other = await makeProject('other-project')
+    const result = listJson(root)
+    expect(result.sessions.map((s) => s.name)).toEqual(['shared'])
+    expect(rowOf(result.sessions, 'shared')).toMatchObject({ health: 'complete', tmux: null })
+    expect(result.other_projects).toBeUndefined()
+    const all = listJson(root, '--all')
+    expect(all.other_projects?.map((o) => [o.name, o.directory]).sort()).toEqual([['elsewhere', other], ['shared', other]])
+    const text = cli(['list', '--all', '-C', root]).stdout
+    expect(text).toMatch(new RegExp(`elsewhere\\s+pipeline-elsewhere\\s+${other}`))
+    // From the other project, its own sessions are its own.
+    const theirs = listJson(other)
+    expect(rowOf(theirs.sessions, 'shared').health).toBe('running')
+    const missing = cli(['status', 'elsewhere', '-C', root])
+    expect(missing.code).toBe(1)
+  })
+
+  test('empty, truncated, non-JSON and directory-instead-of-file state and lock files: corrupt, named, unchanged', async () => {
+    const root = await makeProject('bad-files')
+    const before = snapshot(root)
+    const rows = listJson(root).sessions
+    const why = Object.fromEntries(rows.map((r) => [r.name, [r.health, r.why]]))
+    expect(why).toEqual({
+      'empty-state': ['corrupt', 'corrupt: state.json: empty file'],
+      'truncated-state': ['corrupt', expect.stringMatching(/^corrupt: state\.json: .*JSON/)],
+      'nonjson-state': ['corrupt', expect.stringMatching(/^corrupt: state\.json: Unexpected token/)],
+      'dir-state': ['corrupt', 'corrupt: state.json: is a directory, not a file'],
+      'wrongtype-state': ['corrupt', 'corrupt: state.json: iteration: Invalid input: expected number, received string'],
+      'empty-lock': ['corrupt', 'corrupt: empty-lock.lock: empty file'],
+      'truncated-lock': ['corrupt', expect.stringMatching(/^corrupt: truncated-lock\.lock: .*JSON/)],
+      'nonjson-lock': ['corrupt', expect.stringMatching(/^corrupt: nonjson-lock\.lock: Unexpected token/)],
+      'dir-lock': ['corrupt', 'corrupt: dir-lock.lock: is a directory, not a file'],
+    })
+    for (const name of Object.keys(why)) {
+      const run = cli(['status', name, '-C', root])
+      expect(run.code).toBe(0)
+      expect(run.stdout).toContain('corrupt')
+    }
+    expect(cli(['list', '-C', root]).code).toBe(0)
+    expect(snapshot(root)).toEqual(before)
+  })
+
+  test('an unreadable state file is corrupt, not a crash', async () => {
+    if (process.getuid?.() === 0) {
+      // root reads any file; an unreadable file cannot be made here, so check the message on a read error instead.
+      const root = await makeProject('crashed-loop')
+      const state = path.join(root, '.claude/pipeline-runs/busy/state.json')
+      rmSync(state)
+      mkdirSync(state)
+      expect(rowOf(listJson(root).sessions, 'busy').why).toBe('corrupt: state.json: is a directory, not a file')
+      return
+    }
+    const root = await makeProject('crashed-loop')
+    const state = path.join(root, '.claude/pipeline-runs/busy/state.json')
+    chmodSync(state, 0o000)
+    expect(rowOf(listJson(root).sessions, 'busy').why).toBe('corrupt: state.json: cannot be read (permission denied)')
+    chmodSync(state, 0o644)
+  })
+})
+
+describe('list as a user runs it', () => {
+  test('rows, counts, warnings with resume commands, next actions', async () => {
+    const root = await makeProject('crashed-loop')
+    cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs'), path.join(root, '.claude/pipeline-runs'), { recursive: true })
+    cpSync(path.join(LAYOUTS, 'tmux-killed-loop/.claude/pipeline-runs'), path.join(root, '.claude/pipeline-runs'), { recursive: true })
+    const run = cli(['list', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stderr).toBe('')
+    const lines = run.stdout.split('\n')
+    expect(lines).toContain('1 crashed · 1 zombie · 1 complete')
+    expect(run.stdout).toMatch(/NAME\s+TYPE\s+STAGE\s+ITER\s+HEALTH\s+TIME/)
+    expect(run.stdout).toMatch(/busy\s+improve-plan\s+-\s+2\/50\s+crashed\s+last seen/)
+    expect(run.stdout).toMatch(/done-loop\s+improve-plan\s+-\s+3\/3\s+complete\s+ended .* ago/)
+    expect(run.stdout).toContain('busy: crashed (lock left with dead PID')
+    expect(run.stdout).toContain('resume: ./scripts/run.sh improve-plan busy 50 --resume')
+    expect(run.stdout).toContain('resume: ./scripts/run.sh improve-plan hup 50 --resume')
+    expect(run.stdout).toMatch(/Next:\n {2}tsx sessions\.ts status busy/)
+  })
+
+  test('a running session whose iteration has not finished for long gets a warning', async () => {
+    const root = await makeProject('running-loop')
+    // The fixture's last iteration finished at its capture time; make it two hours old whatever today is.
+    const stateFile = path.join(root, '.claude/pipeline-runs/busy/state.json')
+    const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+    const twoHoursAgo = Date.now() - 2 * 3600_000
+    state.started_at = isoSeconds(twoHoursAgo - 600_000)
+    state.history.at(-1).timestamp = isoSeconds(twoHoursAgo)
+    state.iteration_started = null
+    writeFileSync(stateFile, JSON.stringify(state))
+    expect(listJson(root).warnings).toEqual([expect.stringMatching(/^busy: running, but no iteration has finished for 2h 0m \(iteration 2\)$/)])
+    // A current iteration that started recently is not a stall, however old the session.
+    state.iteration_started = isoSeconds(Date.now() - 60_000)
+    writeFileSync(stateFile, JSON.stringify(state))
+    expect(listJson(root).warnings).toEqual([])
+    expect(listJson(root, '--stall', '0.5').warnings).toHaveLength(1)
+  })
+
+  test('an empty project says so and shows how to start a session', async () => {
+    const root = await makeProject('empty')
+    const run = cli(['list', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain(`No pipeline sessions in ${root}.`)
+    expect(run.stdout).toContain('./scripts/run.sh ralph my-session 25')
+    expect(listJson(root)).toMatchObject({ project: root, sessions: [], counts: {}, warnings: [] })
+  })
+
+  test('the project root is found from a subfolder, and from --root', async () => {
+    const root = await makeProject('complete-loop')
+    const sub = path.join(root, 'src', 'deep')
+    mkdirSync(sub, { recursive: true })
+    const run = cli(['list', '--json'], { cwd: sub })
+    expect(JSON.parse(run.stdout).project).toBe(root)
+    expect(JSON.parse(cli(['list', '--json', '--root', root]).stdout).project).toBe(root)
+  })
+
+  test('list calls tmux once, whatever the number of sessions', async () => {
+    const root = await makeProject('prefix-names')
+    cpSync(path.join(LAYOUTS, 'running-multistage/.claude'), path.join(root, '.claude'), { recursive: true })
+    tmux('new-session', '-d', '-s', 'pipeline-multi', '-c', root, 'sleep 3600')
+    const bin = path.join(BASE, 'bin')
+    mkdirSync(bin, { recursive: true })
+    const log = path.join(BASE, 'tmux-calls.log')
+    const realTmux = execFileSync('sh', ['-c', 'command -v tmux'], { encoding: 'utf8' }).trim()
+    writeFileSync(path.join(bin, 'tmux'), `#!/bin/sh\necho "$*" >> ${JSON.stringify(log)}\nexec ${realTmux} "$@"\n`, { mode: 0o755 })
+    const run = cli(['list', '--json', '-C', root], { env: { PATH: `${bin}:${process.env.PATH}` } })
+    expect(run.code).toBe(0)
+    expect(JSON.parse(run.stdout).sessions).toHaveLength(3)
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([expect.stringMatching(/^-L \S+ list-sessions -F /)])
+  })
+
+  test('list as a library call returns the same data', async () => {
+    const root = await makeProject('running-multistage')
+    const result = await list({ root, socket: SOCKET })
+    expect(result.project).toBe(root)
+    expect(rowOf(result.sessions, 'multi')).toMatchObject({ health: 'running', stage_name: 'refine-tasks' })
+    expect(result.counts).toEqual({ running: 1 })
+  })
+})
+
+describe('status as a user runs it', () => {
+  test('overview, progress, resources, files, iterations and next actions', async () => {
+    const root = await makeProject('running-loop')
+    const run = cli(['status', 'busy', '-C', root])
+    expect(run.code).toBe(0)
+    const text = run.stdout
+    expect(text).toMatch(/^busy: running/)
+    for (const heading of ['Overview', 'Progress', 'Resources', 'Files', 'Last 2 iterations', 'Evidence', 'Next:']) {
+      expect(text).toContain(`\n${heading}`)
+    }
+    expect(text).toMatch(/iteration\s+2 of 50/)
+    expect(text).toMatch(/tmux\s+pipeline-busy · pane PID \d+ · 0 attached/)
+    expect(text).toMatch(/lock\s+PID \d+ · alive · genuine/)
+    expect(text).toMatch(/progress\s+\.claude\/pipeline-runs\/busy\/progress-busy\.md/)
+    expect(text).toMatch(/2\s+improve-plan\s+continue\s+.* ago\s+Mock iteration 2 completed/)
+    expect(text).toContain("tmux attach -t '=pipeline-busy'")
+  })
+
+  test('--json carries the same, in snake_case', async () => {
+    const root = await makeProject('crashed-loop')
+    const run = cli(['status', 'busy', '--json', '-C', root])
+    expect(run.code).toBe(0)
+    const json = JSON.parse(run.stdout)
+    expect(json).toMatchObject({
+      project: root, name: 'busy', health: 'crashed', iteration: 2, iteration_completed: 2, max_iterations: 50,
+      resume_command: './scripts/run.sh improve-plan busy 50 --resume',
+      files: { state: '.claude/pipeline-runs/busy/state.json', progress: '.claude/pipeline-runs/busy/progress-busy.md', lock: '.claude/locks/busy.lock' },
+      last_event: { type: 'judge_complete' },
+    })
+    expect(json.recent_iterations).toHaveLength(2)
+    expect(json.next[0]).toEqual({ command: './scripts/run.sh improve-plan busy 50 --resume', why: 'resume from iteration 3' })
+  })
+
+  test('a pipeline resumes from its pipeline file', async () => {
+    const root = await makeProject('running-multistage')
+    tmux('kill-session', '-t', '=pipeline-multi')
+    const detail = await status('multi', { root })
+    expect(detail.health).toBe('crashed')
+    expect(detail.resume_command).toBe('./scripts/run.sh pipeline scripts/pipelines/refine.yaml multi --resume')
+  })
+
+  test('an unknown name: exit 1, naming the project and the sessions that exist', async () => {
+    const root = await makeProject('prefix-names')
+    const run = cli(['status', 'aut', '-C', root])
+    expect(run.code).toBe(1)
+    expect(run.stdout).toBe('')
+    expect(run.stderr).toBe(`sessions: no session aut in ${root}; sessions: auth, auth-v2\n`)
+    await expect(status('aut', { root })).rejects.toThrow(SessionsError)
+  })
+})
+
+describe('bad command lines: one line on stderr, exit 2, nothing changed', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['unknown command', ['frobnicate'], /^sessions: unknown command "frobnicate"/],
+    ['unknown flag', ['list', '--jsno'], /^sessions: list: unknown option '--jsno'/],
+    ['flag of another command', ['status', 'x', '--all'], /unknown option '--all'/],
+    ['missing name', ['status'], /^sessions: status: missing session NAME/],
+    ['extra argument', ['list', 'x'], /unexpected argument "x"/],
+    ['path in a name', ['status', '../x'], /^sessions: invalid session name "\.\.\/x"/],
+    ['colon in a name', ['status', 'a:b'], /invalid session name "a:b"/],
+    ['dot in a name', ['status', 'a.b'], /invalid session name "a\.b"/],
+    ['space in a name', ['status', 'a b'], /invalid session name "a b"/],
+    ['command substitution in a name', ['status', '$(touch pwned)'], /invalid session name/],
+    ['newline in a name', ['status', 'a\nb'], /invalid session name "a\\nb"/],
+    ['300-character name', ['status', 'x'.repeat(300)], /invalid session name "x{67}\.\.\."/],
+    ['root that is not a folder', ['list', '-C', '/nonexistent/dir'], /^sessions: --root: \/nonexistent\/dir is not a directory/],
+    ['bad grace', ['list', '--grace', 'soon'], /--grace needs a number of seconds/],
+  ]
+  test.each(cases)('%s', async (_label, args, message) => {
+    const root = await makeProject('running-loop')
+    const before = [snapshot(root), tmuxSessionNames()]
+    const run = cli([...args, ...(args.includes('-C') ? [] : ['-C', root])], { cwd: root })
+    expect(run.code).toBe(2)
+    expect(run.stdout).toBe('')
+    expect(run.stderr).toMatch(message)
+    expect(run.stderr.trimEnd().split('\n')).toHaveLength(1)
+    expect([snapshot(root), tmuxSessionNames()]).toEqual(before)
+  })
+
+  test('--help and no command print the usage, exit 0', () => {
+    for (const args of [['--help'], []]) {
+      const run = cli(args)
+      expect(run.code).toBe(0)
+      expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts <command>/)
+    }
+  })
+})
