@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { list, status, listTmuxSessions, SessionsError, type SessionRow } from './sessions.ts'
+import { list, status, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const SESSIONS = path.join(HERE, 'sessions.ts')
@@ -458,6 +458,73 @@ describe('status as a user runs it', () => {
     expect(run.stdout).toBe('')
     expect(run.stderr).toBe(`sessions: no session aut in ${root}; sessions: auth, auth-v2\n`)
     await expect(status('aut', { root })).rejects.toThrow(SessionsError)
+  })
+})
+
+describe('status reads every file the engine writes', () => {
+  test('a parallel block without provider state files falls back to its manifest.json', async () => {
+    const root = await makeProject('parallel-pipeline')
+    const providers = path.join(root, '.claude/pipeline-runs/duo/parallel-00-analyze/providers')
+    rmSync(path.join(providers, 'codex/state.json'))
+    const detail = await status('duo', { root })
+    const codex = detail.providers.find((p) => p.provider === 'codex')!
+    expect(codex).toMatchObject({
+      status: 'complete', problem: 'state.json: missing', block_completed_at: '2026-11-25T08:03:01Z',
+      stages: [{ name: 'improve', iterations: 1, termination_reason: 'fixed' }, { name: 'elegance', iterations: 1, termination_reason: 'fixed' }],
+    })
+    // The newest iteration's result.json gives each provider's last summary.
+    const summary = JSON.parse(readFileSync(path.join(providers, 'claude/stage-01-elegance/iterations/001/result.json'), 'utf8')).summary
+    expect(detail.providers.find((p) => p.provider === 'claude')!.last_summary).toBe(summary)
+  })
+
+  test('a summary missing from history comes from result.json, else from the older status.json', async () => {
+    const root = await makeProject('complete-loop')
+    const run = path.join(root, '.claude/pipeline-runs/done-loop')
+    const state = JSON.parse(readFileSync(path.join(run, 'state.json'), 'utf8'))
+    for (const entry of state.history) {
+      delete entry.summary
+      delete entry.decision
+    }
+    writeFileSync(path.join(run, 'state.json'), JSON.stringify(state))
+    const iteration2 = path.join(run, 'stage-00-improve-plan/iterations/002')
+    writeFileSync(path.join(iteration2, 'result.json'), JSON.stringify({ summary: 'from result.json', signals: { plateau_suspected: true, risk: 'low' } }))
+    const iteration1 = path.join(run, 'stage-00-improve-plan/iterations/001')
+    rmSync(path.join(iteration1, 'result.json'))
+    writeFileSync(path.join(iteration1, 'status.json'), JSON.stringify({ decision: 'continue', summary: 'from status.json' }))
+    const detail = await status('done-loop', { root })
+    expect(detail.recent_iterations.map((i) => [i.iteration, i.decision, i.summary])).toEqual([
+      [3, 'continue', 'Mock iteration 3 completed'],
+      [2, 'stop', 'from result.json'],
+      [1, 'continue', 'from status.json'],
+    ])
+  })
+
+  test('the iteration under way, from iteration_started', async () => {
+    const root = await makeProject('running-loop')
+    const file = path.join(root, '.claude/pipeline-runs/busy/state.json')
+    const state = JSON.parse(readFileSync(file, 'utf8'))
+    writeFileSync(file, JSON.stringify({ ...state, iteration: 3, iteration_started: isoSeconds(Date.now() - 125_000) }))
+    const detail = await status('busy', { root })
+    expect(detail.current_iteration).toMatchObject({ iteration: 3 })
+    expect(cli(['status', 'busy', '-C', root]).stdout).toMatch(/running\s+iteration 3 for 2m \d+s/)
+  })
+})
+
+describe('processes', () => {
+  test('liveness, start time and descendants of a real process tree', async () => {
+    const before = Date.now()
+    const child = spawn('sh', ['-c', 'sleep 300 & sleep 300 & wait'], { stdio: 'ignore' })
+    children.push(child)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(isPidAlive(child.pid!)).toBe(true)
+    const started = await processStartTime(child.pid!)
+    expect(started).not.toBeNull()
+    expect(Math.abs(started! - before)).toBeLessThan(5_000)
+    const below = await processDescendants(child.pid!)
+    expect(below).toHaveLength(2)
+    for (const pid of below) process.kill(pid, 'SIGKILL')
+    expect(isPidAlive(await deadPid())).toBe(false)
+    expect(isPidAlive(-1)).toBe(false)
   })
 })
 

@@ -1075,12 +1075,16 @@ export interface IterationSummary {
 
 export interface ProviderSummary {
   block: string
+  /** From the block's manifest.json, which the engine writes once every provider has completed. */
+  block_completed_at: string | null
   provider: string
   status: string | null
   current_stage_name: string | null
   iteration: number | null
   iteration_completed: number | null
   stages: { name: string | null; iterations: number | null; termination_reason: string | null }[]
+  /** The summary of the provider's newest iteration (its result.json or status.json). */
+  last_summary: string | null
   error: string | null
   problem: string | null
 }
@@ -1091,27 +1095,65 @@ export interface StatusResult extends SessionRow {
   error_detail: { type: string | null; message: string | null; timestamp: string | null } | null
   files: { state: string | null; progress: string | null; run_dir: string | null; lock: string | null; events: string | null; plan: string | null }
   recent_iterations: IterationSummary[]
+  /** The iteration under way, when the state says one has started and not finished. */
+  current_iteration: { iteration: number | null; started_at: string } | null
   providers: ProviderSummary[]
   last_event: { type: string; ts: string } | null
   next: NextAction[]
+}
+
+/** What an iteration concluded: result.json (v3), else the agent's older status.json (FORMATS.md §4). */
+export async function readIterationOutcome(dir: string): Promise<{ summary: string | null; decision: string | null } | null> {
+  const result = await readJsonFile(path.join(dir, 'result.json'), ResultSchema)
+  if (result.kind === 'ok') {
+    const signals = result.value.signals
+    // The engine derives the decision the same way: high risk is an error, a suspected plateau a stop.
+    const decision = signals?.risk === 'high' ? 'error' : signals?.plateau_suspected ? 'stop' : 'continue'
+    return { summary: result.value.summary ?? null, decision }
+  }
+  const legacy = await readJsonFile(path.join(dir, 'status.json'), IterationStatusSchema)
+  if (legacy.kind === 'ok') return { summary: legacy.value.summary ?? null, decision: legacy.value.decision ?? null }
+  return null
+}
+
+/** Where iteration N of the stage named `stage` lives: stage-NN-{stage}/iterations/NNN. */
+function iterationDirOf(runDir: string, entries: string[], stage: string | null, iteration: number | null): string | null {
+  if (!stage || iteration === null) return null
+  const folder = entries.find((entry) => /^stage-\d+-/.test(entry) && entry.replace(/^stage-\d+-/, '') === stage)
+  return folder ? iterationDir(path.join(runDir, folder), iteration) : null
 }
 
 async function readProviders(runDir: string, entries: string[]): Promise<ProviderSummary[]> {
   const blocks = entries.filter((entry) => entry.startsWith('parallel-')).sort()
   const perBlock = await Promise.all(blocks.map(async (block) => {
     const providersDir = path.join(runDir, block, 'providers')
-    const providers = (await listDir(providersDir)).sort()
-    return Promise.all(providers.map(async (provider): Promise<ProviderSummary> => {
-      const read = await readJsonFile(path.join(providersDir, provider, 'state.json'), ProviderStateSchema)
+    const [providers, manifest] = await Promise.all([
+      listDir(providersDir),
+      readJsonFile(path.join(runDir, block, 'manifest.json'), ManifestSchema),
+    ])
+    // manifest.json is written only once every provider has completed.
+    const blockCompletedAt = manifest.kind === 'ok' ? manifest.value.completed_at ?? null : null
+    return Promise.all(providers.sort().map(async (provider): Promise<ProviderSummary> => {
+      const dir = path.join(providersDir, provider)
+      const [read, entries] = await Promise.all([readJsonFile(path.join(dir, 'state.json'), ProviderStateSchema), listDir(dir)])
       const value = read.kind === 'ok' ? read.value : null
+      const lastStage = entries.filter((entry) => /^stage-\d+-/.test(entry)).sort().at(-1)
+      const lastIteration = lastStage ? await newestIterationOf(path.join(dir, lastStage)) : null
+      const outcome = lastStage && lastIteration !== null ? await readIterationOutcome(iterationDir(path.join(dir, lastStage), lastIteration)) : null
+      const fromManifest = manifest.kind === 'ok' ? manifest.value.providers?.[provider] : undefined
+      const stages = value?.stages?.length
+        ? value.stages.map((s) => ({ name: s.name ?? null, iterations: s.iterations ?? null, termination_reason: s.termination_reason ?? null }))
+        : Object.entries(fromManifest ?? {}).map(([name, s]) => ({ name, iterations: s.iterations ?? null, termination_reason: s.termination_reason ?? null }))
       return {
         block,
+        block_completed_at: blockCompletedAt,
         provider,
-        status: value?.status ?? null,
+        status: value?.status ?? (fromManifest ? 'complete' : null),
         current_stage_name: value?.current_stage_name ?? null,
         iteration: value?.iteration ?? null,
         iteration_completed: value?.iteration_completed ?? null,
-        stages: (value?.stages ?? []).map((s) => ({ name: s.name ?? null, iterations: s.iterations ?? null, termination_reason: s.termination_reason ?? null })),
+        stages,
+        last_summary: outcome?.summary ?? null,
         error: typeof value?.error === 'string' ? value.error : value?.error?.message ?? null,
         problem: read.kind === 'corrupt' ? read.problem : read.kind === 'missing' ? 'state.json: missing' : null,
       }
@@ -1120,15 +1162,22 @@ async function readProviders(runDir: string, entries: string[]): Promise<Provide
   return perBlock.flat()
 }
 
-function recentIterations(state: State | null): IterationSummary[] {
-  return (state?.history ?? []).slice(-RECENT_ITERATIONS).reverse().map((entry) => ({
-    iteration: entry.iteration ?? null,
-    stage: entry.stage ?? null,
-    timestamp: entry.timestamp ?? null,
-    decision: entry.decision ?? null,
-    // The 9–10 Jan format kept the summary as a parsed output variable; same key.
-    summary: entry.summary ?? null,
-    reason: entry.reason ?? null,
+/** The last iterations, newest first; a summary missing from history is taken from the iteration's own files. */
+async function recentIterations(state: State | null, runDir: string, entries: string[]): Promise<IterationSummary[]> {
+  const recent = (state?.history ?? []).slice(-RECENT_ITERATIONS).reverse()
+  return Promise.all(recent.map(async (entry) => {
+    const stage = entry.stage ?? null
+    const iteration = entry.iteration ?? null
+    const dir = entry.summary == null ? iterationDirOf(runDir, entries, stage, iteration) : null
+    const outcome = dir ? await readIterationOutcome(dir) : null
+    return {
+      iteration,
+      stage,
+      timestamp: entry.timestamp ?? null,
+      decision: entry.decision ?? outcome?.decision ?? null,
+      summary: entry.summary ?? outcome?.summary ?? null,
+      reason: entry.reason ?? null,
+    }
   }))
 }
 
@@ -1186,10 +1235,12 @@ export async function status(name: string, options: CommonOptions = {}): Promise
   const row = describeSession(facts, now, { graceMs: (options.graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000 })
   const paths = sessionPaths(root, name)
   const state = facts.state.kind === 'ok' ? facts.state.value : null
-  const [providers, events, progress] = await Promise.all([
+  const live = row.health === 'running' || row.health === 'starting'
+  const [providers, events, progress, recent] = await Promise.all([
     readProviders(paths.runDir, facts.runEntries),
     facts.runEntries.includes('events.jsonl') ? readEventsTail(paths.events) : Promise.resolve(null),
     firstExisting([paths.progress, paths.legacyProgress]),
+    recentIterations(state, paths.runDir, facts.runEntries),
   ])
   const files = {
     state: row.state_file,
@@ -1209,7 +1260,9 @@ export async function status(name: string, options: CommonOptions = {}): Promise
       ? { type: null, message: error, timestamp: null }
       : { type: error.type ?? null, message: error.message ?? null, timestamp: error.timestamp ?? null },
     files,
-    recent_iterations: recentIterations(state),
+    recent_iterations: recent,
+    current_iteration: state?.iteration_started && live
+      ? { iteration: state.iteration ?? null, started_at: state.iteration_started } : null,
     providers,
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
     next: statusNext(row, files),
@@ -1357,6 +1410,8 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
     ['stage', result.stage_index !== null ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${result.stage_kind === 'parallel' ? ' (parallel block)' : ''}` : null],
     ['iteration', result.stage_kind !== 'parallel' && (result.iteration !== null || result.max_iterations !== null)
       ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}` : null],
+    ['running', result.current_iteration
+      ? `iteration ${result.current_iteration.iteration ?? '?'} for ${formatDuration(now - Date.parse(result.current_iteration.started_at))}` : null],
     ['completed', result.stage_kind !== 'parallel' && result.iteration_completed !== null ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage` : null],
     ['last event', result.last_event ? `${result.last_event.type} ${formatDuration(now - Date.parse(result.last_event.ts))} ago` : null],
   ]))
@@ -1393,7 +1448,10 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
         ? p.stages.map((s) => `${s.name ?? '?'} ${s.iterations ?? '?'} it (${s.termination_reason ?? '?'})`).join(', ')
         : p.current_stage_name ? `${p.current_stage_name} iteration ${p.iteration ?? '?'}` : '-',
     ])).map((line) => `  ${line}`))
-    for (const p of result.providers) if (p.error) lines.push(`  ${red('!')} ${p.provider}: ${p.error}`)
+    for (const p of result.providers) {
+      if (p.last_summary) lines.push(`  ${p.provider}, last: ${p.last_summary.split('\n')[0]}`)
+      if (p.error) lines.push(`  ${red('!')} ${p.provider}: ${p.error}`)
+    }
   }
   lines.push('', bold('Evidence'), ...result.evidence.map((e) => `  - ${e}`))
   lines.push(...nextLines(result.next))
