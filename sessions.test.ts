@@ -227,6 +227,7 @@ describe('reference layouts: what a correct manager concludes', () => {
     const root = await makeProject('running-multistage')
     const row = rowOf(listJson(root).sessions, 'multi')
     expect(row).toMatchObject({ health: 'running', type: 'refine', stage_index: 1, stage_count: 2, stage_name: 'refine-tasks', iteration: 4, max_iterations: 5 })
+    expect((await status('multi', { root })).files.progress).toBe('.claude/pipeline-runs/multi/stage-01-refine-tasks/progress.md')
     const text = cli(['list', '-C', root]).stdout
     expect(text).toMatch(/multi\s+refine\s+2\/2 refine-tasks\s+4\/5\s+running/)
   })
@@ -384,6 +385,26 @@ describe('list as a user runs it', () => {
     const run = cli(['list', '--json'], { cwd: sub })
     expect(JSON.parse(run.stdout).project).toBe(root)
     expect(JSON.parse(cli(['list', '--json', '--root', root]).stdout).project).toBe(root)
+  })
+
+  test('the home folder is never taken for a project because of Claude Code\'s ~/.claude', async () => {
+    const home = path.join(BASE, `home-${++projects}`)
+    const work = path.join(home, 'work', 'repo')
+    mkdirSync(path.join(home, '.claude'), { recursive: true })
+    mkdirSync(work, { recursive: true })
+    const run = cli(['list', '--json'], { cwd: work, env: { HOME: home } })
+    expect(run.code).toBe(0)
+    expect(JSON.parse(run.stdout).project).toBe(work)
+  })
+
+  test('a tmux session started in a nested project belongs to that project, not to the outer one', async () => {
+    const outer = await makeProject('empty')
+    const inner = path.join(outer, 'packages', 'inner')
+    mkdirSync(path.join(inner, '.claude'), { recursive: true })
+    tmux('new-session', '-d', '-s', 'pipeline-nested', '-c', inner, 'sleep 3600')
+    tmux('new-session', '-d', '-s', 'pipeline-subdir', '-c', path.join(outer, 'packages'), 'sleep 3600')
+    expect(listJson(outer).sessions.map((s) => s.name)).toEqual(['subdir'])
+    expect(listJson(inner).sessions.map((s) => s.name)).toEqual(['nested'])
   })
 
   test('list calls tmux once, whatever the number of sessions', async () => {

@@ -17,6 +17,7 @@
 import { open, readFile, readdir, stat } from 'node:fs/promises'
 import { existsSync, realpathSync, statSync, readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
+import { homedir } from 'node:os'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { $ } from 'zx/core'
@@ -323,8 +324,10 @@ export async function findProjectRoot(options: { root?: string; cwd?: string } =
     if (!isDir) throw new UsageError(`--root: ${options.root} is not a directory`)
     return realpathSync(root)
   }
+  // ~/.claude is Claude Code's own settings folder, not a project's: the home folder is never taken for one.
+  const home = path.resolve(homedir())
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
-    if (isDirectory(path.join(dir, '.claude'))) return realpathSync(dir)
+    if (dir !== home && isDirectory(path.join(dir, '.claude'))) return realpathSync(dir)
     if (path.dirname(dir) === dir) break
   }
   const git = await $({ quiet: true, nothrow: true, cwd })`git rev-parse --show-toplevel`
@@ -590,14 +593,23 @@ export function ownTmuxSessions(all: TmuxSession[], root: string) {
   return { own, foreign }
 }
 
+/**
+ * A tmux session is this project's when it was started inside the root, and not inside a nested
+ * project (a folder below the root with a .claude/ of its own).
+ */
 function belongsTo(directory: string, root: string): boolean {
   if (!directory) return false
-  if (isInside(path.resolve(directory), root)) return true
-  try {
-    return isInside(realpathSync(directory), root)
-  } catch {
-    return false
+  let dir = path.resolve(directory)
+  if (dir === root) return true
+  if (!isInside(dir, root)) {
+    try { dir = realpathSync(dir) } catch { return false }
+    if (dir === root) return true
+    if (!isInside(dir, root)) return false
   }
+  for (; dir !== root; dir = path.dirname(dir)) {
+    if (isDirectory(path.join(dir, '.claude'))) return false
+  }
+  return true
 }
 
 async function readEngineProcess(lock: FileRead<Lock>): Promise<EngineProcess | null> {
@@ -1239,7 +1251,8 @@ export async function status(name: string, options: CommonOptions = {}): Promise
   const [providers, events, progress, recent] = await Promise.all([
     readProviders(paths.runDir, facts.runEntries),
     facts.runEntries.includes('events.jsonl') ? readEventsTail(paths.events) : Promise.resolve(null),
-    firstExisting([paths.progress, paths.legacyProgress]),
+    // Loops keep progress-NAME.md; pipeline stages keep their own progress.md (FORMATS.md §5).
+    firstExisting([paths.progress, ...(facts.stageDir ? [path.join(paths.runDir, facts.stageDir, 'progress.md')] : []), paths.legacyProgress]),
     recentIterations(state, paths.runDir, facts.runEntries),
   ])
   const files = {
@@ -1433,7 +1446,7 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
     ['plan', result.files.plan],
   ]))
   if (result.recent_iterations.length) {
-    lines.push('', bold(`Last ${result.recent_iterations.length} iteration${result.recent_iterations.length === 1 ? '' : 's'}`))
+    lines.push('', bold(result.recent_iterations.length === 1 ? 'Last iteration' : `Last ${result.recent_iterations.length} iterations`))
     lines.push(...table(['#', 'STAGE', 'DECISION', 'WHEN', 'SUMMARY'], result.recent_iterations.map((it) => [
       String(it.iteration ?? '?'), it.stage ?? '?', it.decision ?? '-',
       it.timestamp ? `${formatDuration(now - Date.parse(it.timestamp))} ago` : '?',
