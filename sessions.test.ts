@@ -162,6 +162,7 @@ describe('reference layouts: what a correct manager concludes', () => {
     const result = listJson(root)
     const row = rowOf(result.sessions, 'done-loop')
     expect(row).toMatchObject({ health: 'complete', type: 'improve-plan', mode: 'loop', iteration: 3, max_iterations: 3, resumable: false })
+    expect(row).toMatchObject({ ended_at: '2026-11-25T08:02:09Z', runtime_seconds: 15 })
     expect(result.warnings).toEqual([])
     const detail = await status('done-loop', { root })
     expect(detail.completion_reason).toBe('max_iterations')
@@ -181,6 +182,8 @@ describe('reference layouts: what a correct manager concludes', () => {
     const root = await makeProject('crashed-loop')
     const row = rowOf(listJson(root).sessions, 'busy')
     expect(row).toMatchObject({ health: 'crashed', resumable: true, resume_from: 3, resume_command: './scripts/run.sh improve-plan busy 50 --resume' })
+    // It ran from its start to its last finished iteration, however long ago that was.
+    expect(row).toMatchObject({ started_at: '2026-11-25T08:02:10Z', last_activity_at: '2026-11-25T08:02:16Z', runtime_seconds: 6, ended_at: null })
     expect(row.evidence).toContain(`lock PID ${row.lock!.pid} is dead`)
   })
 

@@ -50,6 +50,7 @@ export const HEALTHS = [
   'complete', 'failed', 'killed', 'unknown_termination', 'paused', 'corrupt',
 ] as const
 export type Health = (typeof HEALTHS)[number]
+const LIVE: ReadonlySet<Health> = new Set(['running', 'starting', 'orphaned'])
 const RESUMABLE: ReadonlySet<Health> = new Set(['crashed', 'zombie', 'failed', 'killed', 'unknown_termination'])
 const ENDED_STATUSES: Record<string, Health> = {
   complete: 'complete', completed: 'complete', failed: 'failed', killed: 'killed',
@@ -932,7 +933,8 @@ export function describeSession(facts: SessionFacts, now: number, options: { gra
   const stage = describeStage(facts)
   const started = parseTime(state?.started_at) ?? facts.tmux?.createdMs ?? null
   const ended = verdict.health === 'running' || verdict.health === 'starting' ? null : endedAt(state)
-  const live = verdict.health === 'running' || verdict.health === 'starting' || verdict.health === 'orphaned'
+  const live = LIVE.has(verdict.health)
+  const lastSeen = lastActivity(state, facts.tmux)
   const lock = facts.lock
   const errorMessage = typeof state?.error === 'string' ? state.error : state?.error?.message ?? null
   return {
@@ -953,8 +955,9 @@ export function describeSession(facts: SessionFacts, now: number, options: { gra
     started_at: isoOrNull(started),
     resumed_at: isoOrNull(parseTime(state?.resumed_at)),
     ended_at: isoOrNull(ended),
-    last_activity_at: isoOrNull(lastActivity(state, facts.tmux)),
-    runtime_seconds: started === null ? null : Math.max(0, Math.round(((live ? now : ended ?? now) - started) / 1000)),
+    last_activity_at: isoOrNull(lastSeen),
+    // Until now while alive; until its end, or its last sign of life when it stopped without one.
+    runtime_seconds: started === null ? null : Math.max(0, Math.round(((live ? now : ended ?? lastSeen ?? now) - started) / 1000)),
     tmux: facts.tmux && {
       session: facts.tmux.tmuxName,
       pane_pid: facts.tmux.panePid,
@@ -1411,9 +1414,10 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
     ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : result.mode ?? 'unknown'],
     ['started', result.started_at ? `${localTime(result.started_at)} (${formatDuration(now - Date.parse(result.started_at))} ago)` : null],
     ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
-    [ended ? 'ended' : 'runtime', ended
-      ? `${localTime(ended)} after ${formatDuration((result.runtime_seconds ?? 0) * 1000)}`
-      : result.runtime_seconds !== null ? formatDuration(result.runtime_seconds * 1000) : null],
+    ['runtime', result.runtime_seconds !== null ? formatDuration(result.runtime_seconds * 1000) : null],
+    ['ended', ended ? localTime(ended) : null],
+    ['last seen', !ended && !LIVE.has(result.health) && result.last_activity_at
+      ? `${localTime(result.last_activity_at)} (${formatDuration(now - Date.parse(result.last_activity_at))} ago)` : null],
     ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
     ['error', result.error_detail?.message
       ? `${result.error_detail.message}${result.error_detail.type ? ` (${result.error_detail.type})` : ''}`
