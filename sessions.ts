@@ -1196,20 +1196,22 @@ async function recentIterations(state: State | null, runDir: string, entries: st
   }))
 }
 
-function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[] {
+function statusNext(row: SessionRow, files: StatusResult['files'], options: TmuxOptions): NextAction[] {
   const next: NextAction[] = []
   const tmuxName = row.tmux?.session
+  // The same server this tool read, so that the command finds the session.
+  const tmux = ['tmux', ...tmuxArgv(options)].join(' ')
   switch (row.health) {
     case 'running':
     case 'starting':
       if (tmuxName) {
-        next.push({ command: `tmux attach -t '=${tmuxName}'`, why: 'watch it live (Ctrl-b d to detach)' })
-        next.push({ command: `tmux capture-pane -p -t '=${tmuxName}:' | tail -50`, why: 'peek at its output' })
+        next.push({ command: `${tmux} attach -t '=${tmuxName}'`, why: 'watch it live (Ctrl-b d to detach)' })
+        next.push({ command: `${tmux} capture-pane -p -t '=${tmuxName}:' | tail -50`, why: 'peek at its output' })
       }
       if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read its progress notes' })
       break
     case 'orphaned':
-      if (tmuxName) next.push({ command: `tmux kill-session -t '=${tmuxName}'`, why: 'remove the tmux session that has no engine behind it' })
+      if (tmuxName) next.push({ command: `${tmux} kill-session -t '=${tmuxName}'`, why: 'remove the tmux session that has no engine behind it' })
       if (row.resume_command) next.push({ command: row.resume_command, why: 'then resume it' })
       break
     case 'crashed':
@@ -1281,7 +1283,7 @@ export async function status(name: string, options: CommonOptions = {}): Promise
       ? { iteration: state.iteration ?? null, started_at: state.iteration_started } : null,
     providers,
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
-    next: statusNext(row, files),
+    next: statusNext(row, files, options),
   }
 }
 
