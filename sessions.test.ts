@@ -568,11 +568,16 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['300-character name', ['status', 'x'.repeat(300)], /invalid session name "x{67}\.\.\."/],
     ['root that is not a folder', ['list', '-C', '/nonexistent/dir'], /^sessions: --root: \/nonexistent\/dir is not a directory/],
     ['bad grace', ['list', '--grace', 'soon'], /--grace needs a number of seconds/],
+    ['negative stall', ['list', '--stall', '-3'], /^sessions: list: Option '--stall' argument is ambiguous$/m],
+    ['missing option value', ['list', '--grace'], /^sessions: list: Option '--grace <value>' argument missing$/m],
+    ['empty root', ['list', '--root', ''], /^sessions: --root needs a directory$/m],
+    ['socket name with a slash', ['list', '--socket', 'a/b'], /^sessions: --socket: invalid socket name "a\/b"$/m],
+    ['empty name', ['status', ''], /^sessions: invalid session name ""/],
   ]
   test.each(cases)('%s', async (_label, args, message) => {
     const root = await makeProject('running-loop')
     const before = [snapshot(root), tmuxSessionNames()]
-    const run = cli([...args, ...(args.includes('-C') ? [] : ['-C', root])], { cwd: root })
+    const run = cli([...(args.includes('-C') || args.includes('--root') ? [] : ['-C', root]), ...args], { cwd: root })
     expect(run.code).toBe(2)
     expect(run.stdout).toBe('')
     expect(run.stderr).toMatch(message)

@@ -319,6 +319,7 @@ export function sessionPaths(root: string, name: string) {
 export async function findProjectRoot(options: { root?: string; cwd?: string } = {}): Promise<string> {
   const cwd = options.cwd ?? process.cwd()
   if (options.root !== undefined) {
+    if (options.root === '') throw new UsageError('--root needs a directory')
     const root = path.resolve(cwd, options.root)
     let isDir = false
     try { isDir = statSync(root).isDirectory() } catch { /* reported below */ }
@@ -1539,7 +1540,7 @@ export function parseCommandLine(argv: string[]) {
     })
   } catch (error) {
     // parseArgs' messages go on with hints about "--" that do not apply here; keep the first sentence.
-    const message = (error as Error).message.split('. ')[0].replace(/^Unknown option/, 'unknown option')
+    const message = (error as Error).message.split('\n')[0].split('. ')[0].replace(/\.$/, '').replace(/^Unknown option/, 'unknown option')
     throw new UsageError(command ? `${command}: ${message}` : message)
   }
   const { values, positionals } = parsed
