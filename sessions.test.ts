@@ -181,7 +181,7 @@ describe('reference layouts: what a correct manager concludes', () => {
   test('crashed-loop: crashed (stale lock), resumable from iteration 3', async () => {
     const root = await makeProject('crashed-loop')
     const row = rowOf(listJson(root).sessions, 'busy')
-    expect(row).toMatchObject({ health: 'crashed', resumable: true, resume_from: 3, resume_command: './scripts/run.sh improve-plan busy 50 --resume' })
+    expect(row).toMatchObject({ health: 'crashed', resumable: true, resume_from: 3, resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume' })
     // It ran from its start to its last finished iteration, however long ago that was.
     expect(row).toMatchObject({ started_at: '2026-11-25T08:02:10Z', last_activity_at: '2026-11-25T08:02:16Z', runtime_seconds: 6, ended_at: null })
     expect(row.evidence).toContain(`lock PID ${row.lock!.pid} is dead`)
@@ -191,7 +191,7 @@ describe('reference layouts: what a correct manager concludes', () => {
     const root = await makeProject('tmux-killed-loop')
     const row = rowOf(listJson(root).sessions, 'hup')
     expect(row).toMatchObject({ health: 'zombie', resumable: true, resume_from: 2, tmux: null, lock: null })
-    expect(row.resume_command).toBe('./scripts/run.sh improve-plan hup 50 --resume')
+    expect(row.resume_command).toBe('tsx sessions.ts start improve-plan hup 50 --resume')
   })
 
   test('resumed-loop: complete, 4/4, and the resume shows', async () => {
@@ -210,7 +210,7 @@ describe('reference layouts: what a correct manager concludes', () => {
     const text = cli(['status', 'broken', '-C', root])
     expect(text.code).toBe(0)
     expect(text.stdout).toMatch(/error\s+Claude process exited with code 3 \(exit_code\)/)
-    expect(text.stdout).toContain('./scripts/run.sh improve-plan broken 50 --resume')
+    expect(text.stdout).toContain('tsx sessions.ts start improve-plan broken 50 --resume')
   })
 
   test('parallel-pipeline: complete; status shows each provider and its stages', async () => {
@@ -240,7 +240,7 @@ describe('cases the reference layouts do not show', () => {
   test('a tmux session without a lock: starting within the grace period, orphaned after it', async () => {
     const root = await makeProject('tmux-no-lock')
     expect(rowOf(listJson(root).sessions, 'lonely').health).toBe('starting')
-    const row = rowOf(listJson(root, '--grace', '0').sessions, 'lonely')
+    const row = rowOf(listJson(root, '--start-grace', '0').sessions, 'lonely')
     expect(row).toMatchObject({ health: 'orphaned', why: 'tmux session alive, but no engine holds the lock' })
   })
 
@@ -349,8 +349,8 @@ describe('list as a user runs it', () => {
     expect(run.stdout).toMatch(/busy\s+improve-plan\s+-\s+2\/50\s+crashed\s+last seen/)
     expect(run.stdout).toMatch(/done-loop\s+improve-plan\s+-\s+3\/3\s+complete\s+ended .* ago/)
     expect(run.stdout).toContain('busy: crashed (lock left with dead PID')
-    expect(run.stdout).toContain('resume: ./scripts/run.sh improve-plan busy 50 --resume')
-    expect(run.stdout).toContain('resume: ./scripts/run.sh improve-plan hup 50 --resume')
+    expect(run.stdout).toContain('resume: tsx sessions.ts start improve-plan busy 50 --resume')
+    expect(run.stdout).toContain('resume: tsx sessions.ts start improve-plan hup 50 --resume')
     expect(run.stdout).toMatch(/Next:\n {2}tsx sessions\.ts status busy/)
   })
 
@@ -377,7 +377,7 @@ describe('list as a user runs it', () => {
     const run = cli(['list', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toContain(`No pipeline sessions in ${root}.`)
-    expect(run.stdout).toContain('./scripts/run.sh ralph my-session 25')
+    expect(run.stdout).toContain('tsx sessions.ts start ralph my-session 25')
     expect(listJson(root)).toMatchObject({ project: root, sessions: [], counts: {}, warnings: [] })
   })
 
@@ -459,12 +459,12 @@ describe('status as a user runs it', () => {
     const json = JSON.parse(run.stdout)
     expect(json).toMatchObject({
       project: root, name: 'busy', health: 'crashed', iteration: 2, iteration_completed: 2, max_iterations: 50,
-      resume_command: './scripts/run.sh improve-plan busy 50 --resume',
+      resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume',
       files: { state: '.claude/pipeline-runs/busy/state.json', progress: '.claude/pipeline-runs/busy/progress-busy.md', lock: '.claude/locks/busy.lock' },
       last_event: { type: 'judge_complete' },
     })
     expect(json.recent_iterations).toHaveLength(2)
-    expect(json.next[0]).toEqual({ command: './scripts/run.sh improve-plan busy 50 --resume', why: 'resume from iteration 3' })
+    expect(json.next[0]).toEqual({ command: 'tsx sessions.ts start improve-plan busy 50 --resume', why: 'resume from iteration 3' })
   })
 
   test('a pipeline resumes from its pipeline file', async () => {
@@ -472,7 +472,7 @@ describe('status as a user runs it', () => {
     tmux('kill-session', '-t', '=pipeline-multi')
     const detail = await status('multi', { root })
     expect(detail.health).toBe('crashed')
-    expect(detail.resume_command).toBe('./scripts/run.sh pipeline scripts/pipelines/refine.yaml multi --resume')
+    expect(detail.resume_command).toBe('tsx sessions.ts start pipeline scripts/pipelines/refine.yaml multi --resume')
   })
 
   test('an unknown name: exit 1, naming the project and the sessions that exist', async () => {
@@ -567,9 +567,9 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['newline in a name', ['status', 'a\nb'], /invalid session name "a\\nb"/],
     ['300-character name', ['status', 'x'.repeat(300)], /invalid session name "x{67}\.\.\."/],
     ['root that is not a folder', ['list', '-C', '/nonexistent/dir'], /^sessions: --root: \/nonexistent\/dir is not a directory/],
-    ['bad grace', ['list', '--grace', 'soon'], /--grace needs a number of seconds/],
+    ['bad grace', ['list', '--start-grace', 'soon'], /--start-grace needs a number of seconds/],
     ['negative stall', ['list', '--stall', '-3'], /^sessions: list: Option '--stall' argument is ambiguous$/m],
-    ['missing option value', ['list', '--grace'], /^sessions: list: Option '--grace <value>' argument missing$/m],
+    ['missing option value', ['list', '--start-grace'], /^sessions: list: Option '--start-grace <value>' argument missing$/m],
     ['empty root', ['list', '--root', ''], /^sessions: --root needs a directory$/m],
     ['socket name with a slash', ['list', '--socket', 'a/b'], /^sessions: --socket: invalid socket name "a\/b"$/m],
     ['empty name', ['status', ''], /^sessions: invalid session name ""/],

@@ -14,7 +14,8 @@
  * The files read here are written by the agent-pipelines engine (scripts/run.sh); their formats,
  * and the engine's flaws that this tool must not inherit, are described in FORMATS.md.
  */
-import { open, readFile, readdir, stat } from 'node:fs/promises'
+import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
 import { existsSync, realpathSync, statSync, readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { homedir } from 'node:os'
@@ -457,9 +458,19 @@ export function isPidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)
-    return true
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+  return !isZombieProcess(pid)
+}
+
+/** A process that has exited but not been reaped still answers signal 0; it is dead all the same. */
+function isZombieProcess(pid: number): boolean {
+  if (process.platform !== 'linux') return false
+  try {
+    return procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[0] === 'Z'
+  } catch {
+    return false
   }
 }
 
@@ -903,12 +914,13 @@ function describeStage(facts: SessionFacts) {
 }
 
 /** The exact engine command that continues this session where it stopped. */
+/** The exact command that continues this session where it stopped (a `start --resume`). */
 export function resumeCommand(name: string, stage: ReturnType<typeof describeStage>): string | null {
   if (stage.mode === 'pipeline') {
-    return stage.pipelineFile ? `./scripts/run.sh pipeline ${stage.pipelineFile} ${name} --resume` : null
+    return stage.pipelineFile ? `${SELF} start pipeline ${stage.pipelineFile} ${name} --resume` : null
   }
   if (!stage.type) return null
-  return `./scripts/run.sh ${stage.type} ${name} ${stage.maxIterations ?? DEFAULT_MAX} --resume`
+  return `${SELF} start ${stage.type} ${name} ${stage.maxIterations ?? DEFAULT_MAX} --resume`
 }
 
 function endedAt(state: State | null): number | null {
@@ -989,8 +1001,8 @@ export function describeSession(facts: SessionFacts, now: number, options: { gra
 export interface CommonOptions extends TmuxOptions {
   /** The project root; otherwise found from the current directory. */
   root?: string
-  /** Seconds a new tmux session may go without a lock before it counts as orphaned. */
-  graceSeconds?: number
+  /** Seconds a new tmux session may go without a lock before it counts as orphaned (default 30). */
+  startGraceSeconds?: number
 }
 
 export interface ListOptions extends CommonOptions {
@@ -1001,6 +1013,10 @@ export interface ListOptions extends CommonOptions {
 }
 
 export interface NextAction { command: string; why: string }
+
+function startGraceMs(options: CommonOptions): number {
+  return (options.startGraceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000
+}
 
 export interface ListResult {
   project: string
@@ -1039,7 +1055,7 @@ function listWarnings(rows: SessionRow[], now: number, stallMs: number): string[
 
 function listNext(rows: SessionRow[]): NextAction[] {
   if (rows.length === 0) {
-    return [{ command: './scripts/run.sh ralph my-session 25', why: 'start a session' }]
+    return [{ command: `${SELF} start ralph my-session 25`, why: 'start a session' }]
   }
   const next: NextAction[] = []
   const first = (health: Health) => rows.find((row) => row.health === health)
@@ -1056,8 +1072,7 @@ function listNext(rows: SessionRow[]): NextAction[] {
 export async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
   const project = await gatherProject(options)
-  const graceMs = (options.graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000
-  const sessions = project.sessions.map((facts) => describeSession(facts, now, { graceMs }))
+  const sessions = project.sessions.map((facts) => describeSession(facts, now, { graceMs: startGraceMs(options) }))
   const result: ListResult = {
     project: project.root,
     sessions,
@@ -1250,7 +1265,7 @@ export async function status(name: string, options: CommonOptions = {}): Promise
   if (!facts.tmux && facts.lock.kind === 'missing' && facts.state.kind === 'missing' && !facts.runDirExists) {
     throw sessionNotFound(name, root, await sessionNames(root, own))
   }
-  const row = describeSession(facts, now, { graceMs: (options.graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000 })
+  const row = describeSession(facts, now, { graceMs: startGraceMs(options) })
   const paths = sessionPaths(root, name)
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const live = row.health === 'running' || row.health === 'starting'
@@ -1295,6 +1310,781 @@ async function firstExisting(files: string[]): Promise<string | null> {
     } catch { /* try the next */ }
   }
   return null
+}
+
+// ───────────────────────── changing files safely ─────────────────────────
+
+/**
+ * Rewrites a state file only when it parses, through a temporary file renamed over it, keeping every
+ * field this tool does not know. `change` gets the raw JSON and returns it changed, or null to leave it.
+ */
+export async function updateStateFile(file: string, change: (raw: Record<string, unknown>, state: State) => Record<string, unknown> | null): Promise<boolean> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch {
+    return false
+  }
+  const parsed = parseJsonText(file, text, StateSchema)
+  if (parsed.kind !== 'ok') return false
+  const next = change(JSON.parse(text) as Record<string, unknown>, parsed.value)
+  if (!next) return false
+  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.sessions-${process.pid}.tmp`)
+  await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`)
+  await rename(temporary, file)
+  return true
+}
+
+/** The state records an end: nothing to mark. */
+function stateHasEnded(state: State): boolean {
+  return state.status in ENDED_STATUSES || Boolean(state.completed_at || state.failed_at || state.killed_at || state.terminated_at)
+}
+
+function utcStamp(ms = Date.now()): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')
+}
+
+/** The file where a session's pane output is kept (tmux pipe-pane), in its run folder. */
+export const OUTPUT_LOG = 'session-output.log'
+
+// ───────────────────────── start ─────────────────────────
+
+/** New sessions: lowercase letters, digits and hyphens; not led by a hyphen, which the engine would take for a flag. */
+const NEW_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/
+const DEFAULT_WAIT_START_SECONDS = 10
+
+export function checkNewName(name: string): string {
+  checkName(name)
+  if (!NEW_NAME_PATTERN.test(name)) {
+    throw new UsageError(`invalid name for a new session "${name}": use lowercase letters, digits and hyphens, not starting with a hyphen`)
+  }
+  return name
+}
+
+export interface StartRequest {
+  /** The stage type of a loop; omit for a pipeline. */
+  type?: string
+  /** The pipeline file of a pipeline. */
+  pipeline?: string
+  name: string
+  /** A loop's max iterations (default 25). */
+  max?: number
+  /** A pipeline's runs, passed through to the engine. */
+  runs?: number
+  provider?: string
+  model?: string
+  context?: string
+  inputs?: string[]
+  resume?: boolean
+  force?: boolean
+}
+
+export interface StartOptions extends CommonOptions {
+  /** The engine's run.sh; otherwise SESSIONS_RUNNER, otherwise ./scripts/run.sh under the project root. */
+  runner?: string
+  /** Seconds to wait for the engine to hold its lock (default 10). */
+  waitStartSeconds?: number
+  /** Asked with the plan before anything changes; false cancels. */
+  confirm?: (plan: StartPlan) => Promise<boolean>
+  /** Where relative paths given by the user start (default: the current directory). */
+  cwd?: string
+}
+
+export interface StartPlan {
+  project: string
+  name: string
+  tmux_session: string
+  mode: 'loop' | 'pipeline'
+  type: string
+  pipeline_file: string | null
+  stages: string[]
+  max_iterations: number | null
+  provider: string | null
+  model: string | null
+  context: string | null
+  inputs: string[]
+  resume: boolean
+  /** With --force: where the old run folder is moved. */
+  replaces: string | null
+  runner: string
+  command: string[]
+}
+
+export interface StartResult extends StartPlan {
+  engine_pid: number
+  log: string
+  next: NextAction[]
+  /** Variables too large for tmux to pass (over 12 kB each); the engine runs without them. */
+  skipped_environment?: string[]
+}
+
+/** The engine failed to start: what it printed, and how it ended. */
+export class StartError extends SessionsError {
+  constructor(message: string, readonly output: string[]) {
+    super(message, 1)
+    this.name = 'StartError'
+  }
+}
+
+function resolveRunner(root: string, cwd: string, runner?: string): string {
+  const [file, source] = runner !== undefined
+    ? [path.resolve(cwd, runner), '--runner']
+    : process.env.SESSIONS_RUNNER
+      ? [path.resolve(cwd, process.env.SESSIONS_RUNNER), 'SESSIONS_RUNNER']
+      : [path.join(root, 'scripts', 'run.sh'), 'the project']
+  let isFile = false
+  try { isFile = statSync(file).isFile() } catch { /* reported below */ }
+  if (!isFile) throw new SessionsError(`no engine runner: ${file} (from ${source}) is not a file; give --runner=PATH or set SESSIONS_RUNNER`)
+  return file
+}
+
+function listNames(dir: string, filter: (entry: string) => boolean): string[] {
+  try {
+    return readdirSync(dir).filter(filter).sort()
+  } catch {
+    return []
+  }
+}
+
+function findStage(runner: string, type: string): void {
+  if (!isValidName(type)) throw new UsageError(`invalid stage type "${type}"`)
+  const stages = path.join(path.dirname(runner), 'stages')
+  if (isDirectory(path.join(stages, type))) return
+  const known = listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
+  throw new SessionsError(`unknown stage type "${type}": no ${path.join(stages, type)}/; ${known.length ? `stages: ${known.join(', ')}` : 'no stages there'}`)
+}
+
+function pipelineFolders(root: string, runner: string): string[] {
+  return [path.join(path.dirname(runner), 'pipelines'), path.join(root, '.claude', 'pipelines')]
+}
+
+/** The pipeline file as given, or under scripts/pipelines/ or .claude/pipelines/ (with or without .yaml). */
+function findPipelineFile(file: string, root: string, runner: string, cwd: string): string {
+  const names = path.extname(file) ? [file] : [file, `${file}.yaml`, `${file}.yml`]
+  const candidates = names.flatMap((name) => [path.resolve(cwd, name), ...pipelineFolders(root, runner).map((dir) => path.join(dir, name))])
+  const found = candidates.find((candidate) => {
+    try { return statSync(candidate).isFile() } catch { return false }
+  })
+  if (found) return found
+  const known = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
+  throw new SessionsError(`pipeline file not found: ${file} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${known.length ? `; pipelines: ${known.join(', ')}` : ''}`)
+}
+
+/** The node ids of a pipeline file, for the plan shown before starting (a light read, not a YAML parser). */
+function pipelineStageNames(file: string): string[] {
+  try {
+    return [...readFileSync(file, 'utf8').matchAll(/^\s*-\s*id:\s*["']?([^"'\s#]+)/gm)].map((m) => m[1])
+  } catch {
+    return []
+  }
+}
+
+/** A path the engine (run in the project root) can use: relative when inside the project. */
+function pathForEngine(file: string, root: string): string {
+  return isInside(file, root) ? path.relative(root, file) : file
+}
+
+/** Refuses what would clash with an existing session, with the way out in the message. */
+function checkStartConflicts(request: StartRequest, row: SessionRow | null, facts: SessionFacts): void {
+  const name = request.name
+  if (!row) {
+    if (request.resume) throw new SessionsError(`no earlier session ${name} to resume in ${facts.root}`)
+    return
+  }
+  if (row.health === 'running' || row.health === 'starting') {
+    const how = `attach with "${SELF} attach ${name}" or stop it with "${SELF} kill ${name}"`
+    if (request.force) throw new SessionsError(`session ${name} is ${row.health}: --force does not replace a live session; kill it first ("${SELF} kill ${name}")`)
+    throw new SessionsError(`session ${name} is already ${row.health} (${row.why}): ${how}`)
+  }
+  if (facts.tmux) {
+    throw new SessionsError(`tmux session ${facts.tmux.tmuxName} already exists (${row.health}: ${row.why}): remove it with "${SELF} kill ${name}", then start again`)
+  }
+  if (request.force) {
+    if (facts.lock.kind === 'corrupt') {
+      throw new SessionsError(`cannot replace ${name}: its lock cannot be read (${facts.lock.problem}), so nothing tells whether an engine holds it; look at ${relative(facts.root, facts.lock.path)}`)
+    }
+    return
+  }
+  if (request.resume) {
+    if (row.health === 'complete') throw new SessionsError(`session ${name} is complete: nothing to resume; start it afresh with --force (its run folder is kept)`)
+    if (row.health === 'corrupt') throw new SessionsError(`cannot resume ${name}: ${row.why}`)
+    return
+  }
+  const afresh = `start afresh with --force (the old run folder is kept as ${name}.replaced-<time>)`
+  if (row.resumable) {
+    throw new SessionsError(`session ${name} is ${row.health} (${row.why}): resume it with "${row.resume_command ?? `${SELF} start … ${name} --resume`}", or ${afresh}`)
+  }
+  throw new SessionsError(`session ${name} already exists (${row.health}${row.health === 'corrupt' ? `: ${row.why}` : ''}): ${afresh}, or choose another name`)
+}
+
+/** The engine's command line: every option on it, since its launcher's environment variables get lost. */
+function engineCommand(runner: string, request: StartRequest, pipelineArg: string | null, max: number | null): string[] {
+  const args = pipelineArg !== null
+    ? ['pipeline', pipelineArg, request.name, ...(request.runs !== undefined ? [String(request.runs)] : [])]
+    : [request.type!, request.name, String(max)]
+  if (request.provider) args.push(`--provider=${request.provider}`)
+  if (request.model) args.push(`--model=${request.model}`)
+  if (request.context !== undefined) args.push(`--context=${request.context}`)
+  for (const input of request.inputs ?? []) args.push(`--input=${input}`)
+  if (request.resume) args.push('--resume')
+  // The engine must not open a tmux session of its own: it runs in ours.
+  args.push('--foreground')
+  return [runner, ...args]
+}
+
+/** A place for the old run folder that does not exist yet. */
+function replacedFolder(runDir: string): string {
+  const base = `${runDir}.replaced-${utcStamp()}`
+  let candidate = base
+  for (let n = 2; existsSync(candidate); n++) candidate = `${base}-${n}`
+  return candidate
+}
+
+export async function planStart(request: StartRequest, options: StartOptions = {}): Promise<{ plan: StartPlan; facts: SessionFacts; row: SessionRow | null }> {
+  const cwd = options.cwd ?? process.cwd()
+  checkNewName(request.name)
+  if (!request.pipeline === !request.type) throw new UsageError('start needs a stage TYPE, or "pipeline FILE"')
+  if (request.max !== undefined && !(Number.isInteger(request.max) && request.max > 0)) throw new UsageError(`MAX must be a positive integer, got ${request.max}`)
+  if (request.runs !== undefined && !(Number.isInteger(request.runs) && request.runs > 0)) throw new UsageError(`RUNS must be a positive integer, got ${request.runs}`)
+  if (request.resume && request.force) throw new UsageError('--resume and --force exclude each other: continue the session, or start it afresh')
+  const root = await findProjectRoot({ root: options.root, cwd })
+  const runner = resolveRunner(root, cwd, options.runner)
+  let pipelineFile: string | null = null
+  if (request.type) findStage(runner, request.type)
+  else pipelineFile = findPipelineFile(request.pipeline!, root, runner, cwd)
+  const inputs = (request.inputs ?? []).map((input) => {
+    const file = path.resolve(cwd, input)
+    if (!existsSync(file)) throw new SessionsError(`input not found: ${input}`)
+    return pathForEngine(file, root)
+  })
+
+  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
+  const facts = await gatherSession(request.name, root, own.get(request.name) ?? null)
+  const exists = facts.tmux || facts.lock.kind !== 'missing' || facts.state.kind !== 'missing' || facts.runDirExists
+  const row = exists ? describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) : null
+  checkStartConflicts(request, row, facts)
+
+  // A resumed loop keeps its max unless a new one is given.
+  const max = request.type ? request.max ?? (request.resume ? row?.max_iterations ?? undefined : undefined) ?? DEFAULT_MAX : null
+  const pipelineArg = pipelineFile && pathForEngine(pipelineFile, root)
+  const plan: StartPlan = {
+    project: root,
+    name: request.name,
+    tmux_session: `${TMUX_PREFIX}${request.name}`,
+    mode: pipelineFile ? 'pipeline' : 'loop',
+    type: request.type ?? path.basename(pipelineFile!).replace(/\.ya?ml$/, ''),
+    pipeline_file: pipelineArg,
+    stages: pipelineFile ? pipelineStageNames(pipelineFile) : [request.type!],
+    max_iterations: max,
+    provider: request.provider ?? null,
+    model: request.model ?? null,
+    context: request.context ?? null,
+    inputs,
+    resume: Boolean(request.resume),
+    replaces: request.force && facts.runDirExists ? relative(root, replacedFolder(sessionPaths(root, request.name).runDir)) : null,
+    runner,
+    command: engineCommand(runner, { ...request, inputs }, pipelineArg, max),
+  }
+  return { plan, facts, row }
+}
+
+/** The caller's environment for the engine, without tmux's own variables (they describe the caller's pane). */
+function engineEnvironment(): [string, string][] {
+  return Object.entries(process.env)
+    .filter((entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]))
+}
+
+/** tmux refuses a command message over 16 KiB: the environment goes in batches that fit. */
+const TMUX_BATCH_BYTES = 12_000
+
+/**
+ * The new session's environment is the caller's, not the tmux server's (which may be days old): each
+ * variable is set on the session, and the server's other global variables are marked for removal.
+ */
+async function setSessionEnvironment(options: TmuxOptions, target: string, variables: [string, string][]): Promise<string[]> {
+  const global = await runTmux(options, 'show-environment', '-g')
+  const mine = new Set(variables.map(([key]) => key))
+  const stale = global.stdout.split('\n')
+    .map((line) => line.replace(/^-/, '').split('=')[0])
+    .filter((key) => key && !mine.has(key) && !/^TMUX(_PANE)?$/.test(key))
+  const commands: string[][] = [
+    ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value]),
+    ...stale.map((key) => ['set-environment', '-t', target, '-r', key]),
+  ]
+  const skipped: string[] = []
+  let batch: string[] = []
+  let size = 0
+  const flush = async () => {
+    if (!batch.length) return
+    const result = await runTmux(options, ...batch)
+    if (result.exitCode !== 0) throw new SessionsError(`tmux set-environment failed: ${result.stderr.trim()}`)
+    batch = []
+    size = 0
+  }
+  for (const command of commands) {
+    const bytes = command.reduce((sum, arg) => sum + Buffer.byteLength(arg) + 1, 0)
+    if (bytes > TMUX_BATCH_BYTES) {
+      skipped.push(command[3])
+      continue
+    }
+    if (size + bytes > TMUX_BATCH_BYTES) await flush()
+    batch.push(...(batch.length ? [';'] : []), ...command)
+    size += bytes + 2
+  }
+  await flush()
+  return skipped
+}
+
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`
+}
+
+interface PaneState { exists: boolean; dead: boolean; status: number | null; pid: number | null }
+
+async function paneState(options: TmuxOptions, tmuxName: string): Promise<PaneState> {
+  const result = await runTmux(options, 'display-message', '-p', '-t', tmuxTarget.pane(tmuxName), '#{pane_dead} #{pane_dead_status} #{pane_pid}')
+  if (result.exitCode !== 0) return { exists: false, dead: true, status: null, pid: null }
+  const [dead, status, pid] = result.stdout.trim().split(' ')
+  return { exists: true, dead: dead === '1', status: status ? Number(status) : null, pid: pid ? Number(pid) : null }
+}
+
+/** The pane's text, joined and with trailing blank lines (and tmux's "Pane is dead" line) trimmed. */
+export async function capturePane(options: TmuxOptions, tmuxName: string, historyLines: number): Promise<string[] | null> {
+  const result = await runTmux(options, 'capture-pane', '-p', '-J', '-t', tmuxTarget.pane(tmuxName), '-S', String(-historyLines))
+  if (result.exitCode !== 0) return null
+  return trimOutput(result.stdout.split('\n').filter((line) => !/^Pane is dead \(/.test(line)))
+}
+
+function trimOutput(lines: string[]): string[] {
+  let end = lines.length
+  while (end > 0 && lines[end - 1].trim() === '') end--
+  return lines.slice(0, end)
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Starts the engine in a new tmux session and waits until it holds its lock. The session starts with a
+ * placeholder so that the output copy, remain-on-exit and the environment are in place before the
+ * engine runs; then the engine replaces the placeholder.
+ */
+export async function start(request: StartRequest, options: StartOptions = {}): Promise<StartResult> {
+  const { plan, facts } = await planStart(request, options)
+  if (options.confirm && !(await options.confirm(plan))) throw new SessionsError('start cancelled; nothing was changed')
+  const root = plan.project
+  const paths = sessionPaths(root, plan.name)
+
+  if (request.force) {
+    // Checked again right before changing anything: still nothing alive.
+    const again = await gatherSession(plan.name, root, null)
+    if (again.engine?.alive) throw new SessionsError(`session ${plan.name} came alive (engine PID ${again.engine.pid}); not replaced`)
+    if (plan.replaces) await rename(paths.runDir, path.join(root, plan.replaces))
+    if (again.lock.kind === 'ok' && !isPidAlive(again.lock.value.pid)) await rm(paths.lock, { force: true })
+  }
+  if (request.resume && facts.state.kind === 'ok' && ['killed', 'unknown_termination', 'paused'].includes(facts.state.value.status)) {
+    // The engine resumes only what it sees as failed (get_session_status); a stop recorded by a session
+    // manager reads to it as "no previous session". Every other field stays.
+    await updateStateFile(paths.state, (raw) => ({ ...raw, status: 'failed' }))
+  }
+
+  const createdRunDir = !existsSync(paths.runDir)
+  await mkdir(paths.runDir, { recursive: true })
+  const log = path.join(paths.runDir, OUTPUT_LOG)
+  const tmuxName = plan.tmux_session
+  const created = await runTmux(options, 'new-session', '-d', '-s', tmuxName, '-c', root, '-x', '160', '-y', '50', '--', 'sleep', '600')
+  if (created.exitCode !== 0) throw new SessionsError(`tmux new-session failed: ${created.stderr.trim()}`)
+  const pane = tmuxTarget.pane(tmuxName)
+  const prepared = await runTmux(options,
+    'set-option', '-w', '-t', pane, 'remain-on-exit', 'on', ';',
+    'pipe-pane', '-o', '-t', pane, `cat >> ${shellQuote(log)}`)
+  if (prepared.exitCode !== 0) {
+    await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+    throw new SessionsError(`tmux could not prepare ${tmuxName}: ${prepared.stderr.trim()}`)
+  }
+  const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment())
+  const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', root, '--', ...plan.command)
+  if (respawned.exitCode !== 0) {
+    await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+    throw new SessionsError(`tmux could not start the engine: ${respawned.stderr.trim()}`)
+  }
+
+  // Verify: the engine holds the lock with a live PID, or the pane died first.
+  const deadline = Date.now() + (options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS) * 1000
+  for (;;) {
+    const paneNow = await paneState(options, tmuxName)
+    const now = await gatherSession(plan.name, root, null)
+    if (now.lock.kind === 'ok' && now.engine?.alive && classifyHealth(healthFactsOf(now, Date.now())).health === 'running') {
+      // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
+      await runTmux(options, 'set-option', '-w', '-u', '-t', tmuxTarget.pane(tmuxName), 'remain-on-exit')
+      return {
+        ...plan,
+        engine_pid: now.lock.value.pid,
+        log: relative(root, log),
+        next: [
+          { command: `${SELF} status ${plan.name}`, why: 'health, progress and iterations' },
+          { command: `${SELF} monitor ${plan.name} --follow`, why: 'follow its output' },
+          { command: `${SELF} attach ${plan.name}`, why: 'watch it live (Ctrl-b d to detach)' },
+          { command: `${SELF} kill ${plan.name}`, why: 'stop it' },
+        ],
+        ...(skipped.length ? { skipped_environment: skipped } : {}),
+      }
+    }
+    if (!paneNow.exists || paneNow.dead) {
+      const output = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 20)) ?? []
+      await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+      await removeIfOnlyOurLog(paths.runDir, createdRunDir)
+      const how = paneNow.status !== null ? `exit status ${paneNow.status}` : 'its tmux session vanished'
+      throw new StartError(`the engine of ${plan.name} ended before it took its lock (${how})`, output.slice(-20))
+    }
+    if (Date.now() > deadline) {
+      throw new SessionsError(`the engine of ${plan.name} has not taken its lock after ${options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
+    }
+    await sleep(100)
+  }
+}
+
+/** A failed start leaves no run folder that holds nothing but the copy of its output. */
+async function removeIfOnlyOurLog(runDir: string, createdByUs: boolean): Promise<void> {
+  if (!createdByUs) return
+  const entries = await listDir(runDir)
+  if (entries.every((entry) => entry === OUTPUT_LOG)) await rm(runDir, { recursive: true, force: true })
+}
+
+// ───────────────────────── kill ─────────────────────────
+
+export interface KillOptions extends CommonOptions {
+  /** Seconds between SIGTERM and SIGKILL (default 10). */
+  graceSeconds?: number
+  /** Kill a session of another project on the same tmux server. */
+  force?: boolean
+}
+
+export interface KillReport {
+  name: string
+  outcome: 'killed' | 'not_running' | 'refused' | 'not_found'
+  message: string
+  health_before: Health | null
+  /** Every process sent SIGTERM: the engine, the pane's process, and all below them. */
+  terminated: number[]
+  /** Those still alive after the grace period, sent SIGKILL. */
+  force_killed: number[]
+  tmux_removed: boolean
+  lock_removed: boolean
+  state_marked: boolean
+  resume_command: string | null
+}
+
+const DEFAULT_KILL_GRACE_SECONDS = 10
+
+/** The same process as when we looked: alive, and started at the same time (not a reused PID). */
+async function isSameProcess(pid: number, startedMs: number | null): Promise<boolean> {
+  if (!isPidAlive(pid)) return false
+  if (startedMs === null) return true
+  return (await processStartTime(pid)) === startedMs
+}
+
+async function processTree(roots: number[]): Promise<Map<number, number | null>> {
+  const tree = new Map<number, number | null>()
+  for (const root of roots) {
+    if (!isPidAlive(root)) continue
+    for (const pid of [root, ...(await processDescendants(root))]) {
+      if (!tree.has(pid)) tree.set(pid, await processStartTime(pid))
+    }
+  }
+  return tree
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name)
+  } catch { /* already gone */ }
+}
+
+/** SIGTERM to the whole tree, up to `graceMs` to end, then SIGKILL to what is left of that same tree. */
+async function stopProcessTree(roots: number[], graceMs: number): Promise<{ terminated: number[]; forceKilled: number[] }> {
+  const tree = await processTree(roots)
+  for (const pid of tree.keys()) signal(pid, 'SIGTERM')
+  const deadline = Date.now() + graceMs
+  const alive = async () => {
+    const left: number[] = []
+    for (const [pid, started] of tree) if (await isSameProcess(pid, started)) left.push(pid)
+    return left
+  }
+  let left = await alive()
+  while (left.length && Date.now() < deadline) {
+    await sleep(100)
+    left = await alive()
+  }
+  const forceKilled: number[] = []
+  if (left.length) {
+    // What the survivors started meanwhile is part of the tree too.
+    for (const [pid, started] of await processTree(left)) if (!tree.has(pid)) tree.set(pid, started)
+    for (const [pid, started] of tree) {
+      if (await isSameProcess(pid, started)) {
+        signal(pid, 'SIGKILL')
+        forceKilled.push(pid)
+      }
+    }
+    for (let i = 0; i < 20 && (await alive()).length; i++) await sleep(50)
+  }
+  return { terminated: [...tree.keys()], forceKilled }
+}
+
+async function killOne(name: string, options: KillOptions, all: TmuxSession[], root: string): Promise<KillReport> {
+  const report: KillReport = {
+    name, outcome: 'killed', message: '', health_before: null, terminated: [], force_killed: [],
+    tmux_removed: false, lock_removed: false, state_marked: false, resume_command: null,
+  }
+  const { own, foreign } = ownTmuxSessions(all, root)
+  let projectRoot = root
+  let tmux: (TmuxSession & { legacy?: boolean }) | null = own.get(name) ?? null
+  let facts = await gatherSession(name, projectRoot, tmux)
+  const known = facts.tmux || facts.lock.kind !== 'missing' || facts.state.kind !== 'missing' || facts.runDirExists
+  if (!known) {
+    const theirs = foreign.find((session) => session.name === name)
+    if (!theirs) return { ...report, outcome: 'not_found', message: sessionNotFound(name, root, await sessionNames(root, own)).message }
+    if (!options.force) {
+      return { ...report, outcome: 'refused', message: `${theirs.tmuxName} belongs to another project (${theirs.directory}); not killed (--force kills it anyway)` }
+    }
+    projectRoot = await findProjectRoot({ cwd: theirs.directory }).catch(() => theirs.directory)
+    tmux = theirs
+    facts = await gatherSession(name, projectRoot, tmux)
+  }
+  const row = describeSession(facts, Date.now(), { graceMs: startGraceMs(options) })
+  report.health_before = row.health
+  report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts))
+  const engineLive = row.health === 'running' && facts.lock.kind === 'ok'
+  const paneLive = Boolean(facts.tmux && !facts.tmux.paneDead && facts.tmux.panePid)
+  if (!engineLive && !facts.tmux) {
+    return { ...report, outcome: 'not_running', message: `${name} is not running (${row.health}: ${row.why}); nothing was changed` }
+  }
+
+  // Only the engine (a genuine lock PID), the pane's process, and what runs below them.
+  const roots = [
+    ...(engineLive && facts.lock.kind === 'ok' ? [facts.lock.value.pid] : []),
+    ...(paneLive ? [facts.tmux!.panePid!] : []),
+  ]
+  const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULT_KILL_GRACE_SECONDS) * 1000)
+  report.terminated = stopped.terminated
+  report.force_killed = stopped.forceKilled
+
+  const paths = sessionPaths(projectRoot, name)
+  if (facts.tmux) {
+    const tmuxName = facts.tmux.tmuxName
+    // Keep what the pane showed when nothing else kept it (a session not started by this tool).
+    const log = path.join(paths.runDir, OUTPUT_LOG)
+    if (facts.runDirExists && !existsSync(log)) {
+      const lines = await capturePane(options, tmuxName, 10_000)
+      if (lines?.length) await writeFile(log, `${lines.join('\n')}\n`)
+    }
+    const removed = await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+    report.tmux_removed = removed.exitCode === 0 || !(await paneState(options, tmuxName)).exists
+  }
+
+  // The lock goes only if its PID is dead and the file still names that PID.
+  if (facts.lock.kind === 'ok') {
+    const pid = facts.lock.value.pid
+    const again = await readJsonFile(paths.lock, LockSchema)
+    if (again.kind === 'ok' && again.value.pid === pid && !isPidAlive(pid)) {
+      await rm(paths.lock, { force: true })
+      report.lock_removed = true
+    } else if (again.kind === 'missing') {
+      report.lock_removed = true // the engine's exit trap removed it
+    }
+  }
+
+  if (facts.state.kind === 'ok') {
+    report.state_marked = await updateStateFile(facts.state.path, (raw, state) =>
+      stateHasEnded(state) ? null : { ...raw, status: 'killed', killed_at: isoOrNull(Date.now()) })
+  }
+  const parts = [
+    stopped.terminated.length ? `stopped ${stopped.terminated.length} process${stopped.terminated.length === 1 ? '' : 'es'} (${stopped.terminated.join(', ')})` : 'no process was running',
+    stopped.forceKilled.length ? `${stopped.forceKilled.length} needed SIGKILL` : null,
+    report.tmux_removed ? `removed tmux session ${facts.tmux!.tmuxName}` : null,
+    report.lock_removed ? 'the lock is gone' : null,
+    report.state_marked ? 'state marked killed' : facts.state.kind === 'ok' ? `state kept (${facts.state.value.status})` : null,
+  ].filter(Boolean)
+  report.message = `killed ${name}: ${parts.join('; ')}. Progress and iterations are kept.`
+  return report
+}
+
+/** Stops each named session; sessions that are not running are left as they are. */
+export async function kill(names: string[], options: KillOptions = {}): Promise<KillReport[]> {
+  if (!names.length) throw new UsageError('kill: missing session NAME')
+  names.forEach(checkName)
+  const root = await findProjectRoot({ root: options.root })
+  const reports: KillReport[] = []
+  for (const name of [...new Set(names)]) {
+    // Listed again for each: killing one session changes the server.
+    reports.push(await killOne(name, options, await listTmuxSessions(options), root))
+  }
+  return reports
+}
+
+// ───────────────────────── monitor ─────────────────────────
+
+export interface MonitorOptions extends CommonOptions {
+  /** How many lines of output (default 50). */
+  lines?: number
+}
+
+export interface MonitorResult {
+  session: SessionRow
+  /** Where the lines come from: the live pane, the kept copy of its output, or nothing. */
+  source: 'tmux' | 'log' | 'none'
+  lines: string[]
+  log: string | null
+  progress: string | null
+}
+
+/** What a terminal would show of raw output: colour codes dropped, carriage-return rewrites resolved. */
+export function plainText(raw: string): string[] {
+  return raw
+    .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '')
+    .replace(/\x1b\][^\x07\x1b]*(\x07|\x1b\\)/g, '')
+    .split('\n')
+    .map((line) => {
+      const segments = line.replace(/\r+$/, '').split('\r')
+      return segments[segments.length - 1]
+    })
+}
+
+async function readOutputLog(file: string, lines: number): Promise<string[] | null> {
+  try {
+    const handle = await open(file, 'r')
+    try {
+      const size = (await handle.stat()).size
+      const length = Math.min(size, 512 * 1024)
+      const buffer = Buffer.alloc(length)
+      await handle.read(buffer, 0, length, size - length)
+      return trimOutput(plainText(buffer.toString('utf8'))).slice(-lines)
+    } finally {
+      await handle.close()
+    }
+  } catch {
+    return null
+  }
+}
+
+async function sessionFactsFor(name: string, options: CommonOptions) {
+  checkName(name)
+  const root = await findProjectRoot({ root: options.root })
+  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
+  const facts = await gatherSession(name, root, own.get(name) ?? null)
+  if (!facts.tmux && facts.lock.kind === 'missing' && facts.state.kind === 'missing' && !facts.runDirExists) {
+    throw sessionNotFound(name, root, await sessionNames(root, own))
+  }
+  return { root, facts, row: describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) }
+}
+
+export async function monitor(name: string, options: MonitorOptions = {}): Promise<MonitorResult> {
+  const lines = options.lines ?? 50
+  const { root, facts, row } = await sessionFactsFor(name, options)
+  const paths = sessionPaths(root, name)
+  const log = path.join(paths.runDir, OUTPUT_LOG)
+  const progress = await firstExisting([paths.progress, ...(facts.stageDir ? [path.join(paths.runDir, facts.stageDir, 'progress.md')] : []), paths.legacyProgress])
+  const base = { session: row, log: existsSync(log) ? relative(root, log) : null, progress: progress && relative(root, progress) }
+  if (facts.tmux) {
+    const captured = await capturePane(options, facts.tmux.tmuxName, Math.max(lines * 4, 200))
+    if (captured) return { ...base, source: 'tmux', lines: captured.slice(-lines) }
+  }
+  const kept = await readOutputLog(log, lines)
+  if (kept) return { ...base, source: 'log', lines: kept }
+  return { ...base, source: 'none', lines: [] }
+}
+
+/**
+ * Streams new output until the session ends (returns how it ended) or `signal` aborts. Follows the kept
+ * copy of the output where there is one, else the pane.
+ */
+export async function followOutput(name: string, write: (text: string) => void, options: CommonOptions & { intervalMs?: number; signal?: AbortSignal } = {}): Promise<SessionRow> {
+  const { root } = await sessionFactsFor(name, options)
+  const log = path.join(sessionPaths(root, name).runDir, OUTPUT_LOG)
+  let offset = existsSync(log) ? statSync(log).size : -1
+  let previous: string[] | null = null
+  const readNew = async () => {
+    if (offset >= 0 || existsSync(log)) {
+      if (offset < 0) offset = 0
+      const size = statSync(log).size
+      if (size > offset) {
+        const handle = await open(log, 'r')
+        const buffer = Buffer.alloc(size - offset)
+        await handle.read(buffer, 0, buffer.length, offset)
+        await handle.close()
+        offset = size
+        write(buffer.toString('utf8'))
+      }
+      return
+    }
+    const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
+    const tmux = own.get(name)
+    const lines = tmux ? await capturePane(options, tmux.tmuxName, 2000) : null
+    if (!lines) return
+    if (previous) {
+      const fresh = lines.length >= previous.length && previous.every((line, i) => lines[i] === line)
+        ? lines.slice(previous.length)
+        : lines.slice(lines.lastIndexOf(previous[previous.length - 1] ?? '') + 1)
+      if (fresh.length) write(`${fresh.join('\n')}\n`)
+    }
+    previous = lines
+  }
+  for (;;) {
+    if (options.signal?.aborted) return (await sessionFactsFor(name, options)).row
+    await readNew()
+    const { row } = await sessionFactsFor(name, options)
+    if (!LIVE.has(row.health)) {
+      await readNew()
+      return row
+    }
+    await sleep(options.intervalMs ?? 500)
+  }
+}
+
+// ───────────────────────── attach ─────────────────────────
+
+export interface AttachOptions extends CommonOptions {
+  readOnly?: boolean
+}
+
+export interface AttachResult {
+  preview: MonitorResult
+  /** What was done: attached (returned after detaching), switched the client, or only printed the command. */
+  action: 'attached' | 'switched' | 'printed'
+  command: string[]
+  exit_code: number
+}
+
+/** The socket path of our tmux server, to tell whether $TMUX is the same server. */
+async function serverSocketPath(options: TmuxOptions): Promise<string | null> {
+  const result = await runTmux(options, 'display-message', '-p', '#{socket_path}')
+  return result.exitCode === 0 ? result.stdout.trim() : null
+}
+
+export async function attach(name: string, options: AttachOptions & { terminal?: boolean } = {}): Promise<AttachResult> {
+  const preview = await monitor(name, { ...options, lines: 10 })
+  const row = preview.session
+  if (!row.tmux || row.tmux.pane_dead) {
+    const results = [row.run_dir, preview.progress].filter(Boolean).join(', progress ')
+    throw new SessionsError(`${name} is not running (${row.health}: ${row.why})${results ? `; its results: ${results}` : ''}`)
+  }
+  const target = tmuxTarget.session(row.tmux.session)
+  const attachArgv = ['tmux', ...tmuxArgv(options, 'attach-session', '-t', target, ...(options.readOnly ? ['-r'] : []))]
+  const terminal = options.terminal ?? (Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY))
+  if (process.env.TMUX) {
+    // Inside tmux: on the same server, move this client instead of nesting a client in a pane.
+    const ours = await serverSocketPath(options)
+    if (ours && process.env.TMUX.split(',')[0] === ours) {
+      const switchArgs = ['switch-client', '-t', target, ...(options.readOnly ? ['-r'] : [])]
+      const result = await runTmux(options, ...switchArgs)
+      if (result.exitCode !== 0) throw new SessionsError(`tmux switch-client failed: ${result.stderr.trim()}`)
+      return { preview, action: 'switched', command: ['tmux', ...tmuxArgv(options, ...switchArgs)], exit_code: 0 }
+    }
+  }
+  if (!terminal) return { preview, action: 'printed', command: attachArgv, exit_code: 0 }
+  const env = { ...process.env }
+  delete env.TMUX // another server's client inside this pane: allowed, and what the user asked for
+  const child = spawnSync('tmux', attachArgv.slice(1), { stdio: 'inherit', env })
+  return { preview, action: 'attached', command: attachArgv, exit_code: child.status ?? 1 }
 }
 
 // ───────────────────────── rendering text ─────────────────────────
@@ -1478,23 +2268,108 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
   return lines.join('\n') + '\n'
 }
 
+function renderStartPlan(plan: StartPlan): string {
+  const lines = [bold(`${plan.resume ? 'Resume' : 'Start'} session ${plan.name}`)]
+  lines.push(...section('', [
+    [plan.mode === 'pipeline' ? 'pipeline' : 'type', plan.mode === 'pipeline' ? `${plan.pipeline_file} (${plan.stages.join(' → ') || 'stages unknown'})` : plan.type],
+    ['session', `${plan.tmux_session} in ${plan.project}`],
+    ['max', plan.max_iterations !== null ? String(plan.max_iterations) : null],
+    ['provider', `${plan.provider ?? 'engine default'}${plan.model ? ` · model ${plan.model}` : ''}`],
+    ['context', plan.context],
+    ['inputs', plan.inputs.length ? plan.inputs.join(', ') : null],
+    ['replaces', plan.replaces ? `the old run folder is kept as ${plan.replaces}` : null],
+    ['command', plan.command.map((arg) => (/^[\w./=:@%+-]+$/.test(arg) ? arg : shellQuote(arg))).join(' ')],
+  ]).slice(1))
+  return lines.join('\n') + '\n'
+}
+
+export function renderStart(result: StartResult): string {
+  const what = result.mode === 'pipeline' ? `pipeline ${result.pipeline_file}` : `${result.type}, max ${result.max_iterations}`
+  const lines = [
+    `${green('✓')} ${result.resume ? 'Resumed' : 'Started'} ${bold(result.name)} (${what}) in tmux session ${result.tmux_session}, engine PID ${result.engine_pid}.`,
+    `  output kept in ${result.log}`,
+  ]
+  if (result.replaces) lines.push(`  the old run folder is kept as ${result.replaces}`)
+  if (result.skipped_environment?.length) lines.push(`  ${yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
+  lines.push(...nextLines(result.next))
+  return lines.join('\n') + '\n'
+}
+
+export function renderKill(reports: KillReport[]): string {
+  const lines: string[] = []
+  for (const report of reports) {
+    if (report.outcome === 'refused' || report.outcome === 'not_found') continue
+    lines.push(report.message)
+    if (report.outcome === 'killed' && report.resume_command) lines.push(`  resume: ${report.resume_command}`)
+  }
+  return lines.length ? lines.join('\n') + '\n' : ''
+}
+
+function monitorHeader(row: SessionRow, now = Date.now()): string {
+  const parts = [
+    `${bold(row.name)}: ${HEALTH_COLOR[row.health](row.health)}`,
+    row.type ? `${row.type}${row.mode === 'pipeline' ? ' (pipeline)' : ''}` : null,
+    row.mode === 'pipeline' && row.stage_index !== null ? `stage ${stageCell(row)}` : null,
+    row.iteration !== null || row.max_iterations !== null ? `iteration ${iterationCell(row)}` : null,
+    row.started_at ? `started ${localTime(row.started_at)}` : null,
+    row.runtime_seconds !== null ? `runtime ${formatDuration(row.runtime_seconds * 1000)}` : null,
+  ].filter(Boolean)
+  void now
+  return parts.join(' · ')
+}
+
+export function renderMonitor(result: MonitorResult): string {
+  const lines = [monitorHeader(result.session)]
+  if (result.source === 'log') lines.push(dim(`(tmux session gone; from the kept copy ${result.log})`))
+  if (result.source === 'none') {
+    lines.push(`${result.session.name} ${LIVE.has(result.session.health) ? 'has no output to show' : `ended (${result.session.health}: ${result.session.why})`}; no output was kept.`)
+    if (result.progress) lines.push(`Its progress notes: ${result.progress}`)
+    else if (result.session.run_dir) lines.push(`Its files: ${result.session.run_dir}`)
+  } else {
+    lines.push(dim('─'.repeat(40)), ...result.lines)
+  }
+  return lines.join('\n') + '\n'
+}
+
 // ───────────────────────── command line ─────────────────────────
 
 export const USAGE = `Usage: ${SELF} <command> [options]
 
 Commands:
-  list                 every session of this project, with its health
-  status NAME          everything about one session
+  list                          every session of this project, with its health
+  status NAME                   everything about one session
+  start TYPE NAME [MAX]         start a loop of stage TYPE (MAX default ${DEFAULT_MAX}) in tmux session pipeline-NAME
+  start pipeline FILE NAME [RUNS]
+                                start a pipeline
+  kill NAME...                  stop the engine and everything under it; progress is kept
+  monitor NAME                  the last lines of its output, without attaching
+  attach NAME                   watch it live (Ctrl-b d to detach)
 
 Options:
-  --json               print one JSON document on stdout and nothing else
-  --all                list: also sessions of other projects on the same tmux server
-  --stall MINUTES      list: warn when a running session's iteration is older (default ${DEFAULT_STALL_MINUTES})
-  --grace SECONDS      a tmux session without a lock is "starting" this long (default ${DEFAULT_GRACE_SECONDS})
-  -C, --root DIR       the project root (default: nearest folder with .claude/, else git top level)
-  --socket NAME        tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux's own
-  -h, --help           this help
-  --version            the version
+  --json                        print one JSON document on stdout and nothing else
+  -C, --root DIR                the project root (default: nearest folder with .claude/, else git top level)
+  --socket NAME                 tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux's own
+  --start-grace SECONDS         a tmux session without a lock is "starting" this long (default ${DEFAULT_GRACE_SECONDS})
+  -h, --help                    this help
+  --version                     the version
+list:
+  --all                         also sessions of other projects on the same tmux server
+  --stall MINUTES               warn when a running session's iteration is older (default ${DEFAULT_STALL_MINUTES})
+start:
+  --provider=P --model=M --context=TEXT --input=PATH (repeatable)   passed to the engine
+  --resume                      continue a crashed, zombie, failed or killed session
+  --force                       start afresh: the old run folder is kept as NAME.replaced-<time>
+  --runner=PATH                 the engine's run.sh (default SESSIONS_RUNNER, else ./scripts/run.sh)
+  --yes                         do not ask to confirm
+  --wait-start SECONDS          how long to wait for the engine to take its lock (default ${DEFAULT_WAIT_START_SECONDS})
+kill:
+  --grace SECONDS               between SIGTERM and SIGKILL (default ${DEFAULT_KILL_GRACE_SECONDS})
+  --force                       also a session of another project
+monitor:
+  -n, --lines N                 how many lines (default 50)
+  -f, --follow                  print new output until the session ends
+attach:
+  --read-only                   attach read-only
 
 Exit status: 0 done, 1 refused or failed, 2 wrong command line.
 `
@@ -1503,7 +2378,7 @@ const GLOBAL_OPTIONS = {
   root: { type: 'string', short: 'C' },
   socket: { type: 'string' },
   json: { type: 'boolean' },
-  grace: { type: 'string' },
+  'start-grace': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const
@@ -1511,15 +2386,32 @@ const GLOBAL_OPTIONS = {
 const COMMANDS = {
   list: { options: { all: { type: 'boolean' }, stall: { type: 'string' } }, positionals: [0, 0] },
   status: { options: {}, positionals: [1, 1] },
+  start: {
+    options: {
+      provider: { type: 'string' }, model: { type: 'string' }, context: { type: 'string' },
+      input: { type: 'string', multiple: true }, resume: { type: 'boolean' }, force: { type: 'boolean' },
+      runner: { type: 'string' }, yes: { type: 'boolean', short: 'y' }, 'wait-start': { type: 'string' },
+    },
+    positionals: [2, 4],
+  },
+  kill: { options: { grace: { type: 'string' }, force: { type: 'boolean' } }, positionals: [1, Infinity] },
+  monitor: { options: { lines: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } }, positionals: [1, 1] },
+  attach: { options: { 'read-only': { type: 'boolean' } }, positionals: [1, 1] },
 } as const
 
 type CommandName = keyof typeof COMMANDS
 
-function parsePositiveNumber(flag: string, value: string | undefined): number | undefined {
+function parsePositiveNumber(flag: string, value: string | undefined, unit = 'seconds'): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
-  if (!/^\d+(\.\d+)?$/.test(value) || !(n >= 0)) throw new UsageError(`--${flag} needs a number of ${flag === 'stall' ? 'minutes' : 'seconds'}, got "${value}"`)
+  if (!/^\d+(\.\d+)?$/.test(value) || !(n >= 0)) throw new UsageError(`--${flag} needs a number of ${unit}, got "${value}"`)
   return n
+}
+
+function parseCount(label: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^[1-9]\d{0,8}$/.test(value)) throw new UsageError(`${label} must be a positive integer, got "${value}"`)
+  return Number(value)
 }
 
 /** Parses argv strictly: a mistyped --jsno is a usage error, not a silent no-op. */
@@ -1548,9 +2440,30 @@ export function parseCommandLine(argv: string[]) {
   if (!command || !spec) return { command: null, values, args: [] }
   const args = positionals.slice(1)
   const [min, max] = spec.positionals
-  if (args.length < min) throw new UsageError(`${command}: missing session NAME`)
+  if (args.length < min) throw new UsageError(command === 'start' ? 'start: missing arguments: start TYPE NAME [MAX], or start pipeline FILE NAME [RUNS]' : `${command}: missing session NAME`)
   if (args.length > max) throw new UsageError(`${command}: unexpected argument "${args[max]}"`)
-  return { command: command as CommandName, values: values as Record<string, string | boolean | undefined>, args }
+  return { command: command as CommandName, values: values as Record<string, string | boolean | string[] | undefined>, args }
+}
+
+/** start's positionals: TYPE NAME [MAX], or pipeline FILE NAME [RUNS]. */
+function startRequestOf(args: string[], values: Record<string, unknown>): StartRequest {
+  const flags = {
+    provider: values.provider as string | undefined,
+    model: values.model as string | undefined,
+    context: values.context as string | undefined,
+    inputs: (values.input as string[] | undefined) ?? [],
+    resume: Boolean(values.resume),
+    force: Boolean(values.force),
+  }
+  for (const [flag, value] of [['provider', flags.provider], ['model', flags.model]] as const) {
+    if (value !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/.test(value)) throw new UsageError(`--${flag}: invalid value "${value}"`)
+  }
+  if (args[0] === 'pipeline') {
+    if (args.length < 3) throw new UsageError('start pipeline: missing arguments: start pipeline FILE NAME [RUNS]')
+    return { pipeline: args[1], name: checkNewName(args[2]), runs: parseCount('RUNS', args[3]), ...flags }
+  }
+  if (args.length > 3) throw new UsageError(`start: unexpected argument "${args[3]}"`)
+  return { type: args[0], name: checkNewName(args[1]), max: parseCount('MAX', args[2]), ...flags }
 }
 
 export interface Output { stdout: (text: string) => void; stderr: (text: string) => void }
@@ -1559,8 +2472,39 @@ const processOutput: Output = {
   stderr: (text) => process.stderr.write(text),
 }
 
+const isTerminal = () => Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY)
+
+async function askToConfirm(plan: StartPlan, out: Output): Promise<boolean> {
+  out.stderr(renderStartPlan(plan))
+  const { createInterface } = await import('node:readline/promises')
+  const prompt = createInterface({ input: process.stdin, output: process.stderr })
+  try {
+    return /^y(es)?$/i.test((await prompt.question(`${plan.resume ? 'Resume' : 'Start'} it? [y/N] `)).trim())
+  } finally {
+    prompt.close()
+  }
+}
+
+/** A spinner on a terminal's stderr while `work` runs; nothing elsewhere. */
+async function withSpinner<T>(label: string, work: Promise<T>): Promise<T> {
+  if (!process.stderr.isTTY) return work
+  const frames = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
+  const began = Date.now()
+  let i = 0
+  const timer = setInterval(() => {
+    process.stderr.write(`\r${frames[i++ % frames.length]} ${label} ${((Date.now() - began) / 1000).toFixed(1)}s`)
+  }, 100)
+  try {
+    return await work
+  } finally {
+    clearInterval(timer)
+    process.stderr.write('\r\x1b[K')
+  }
+}
+
 /** The CLI: returns the exit status instead of exiting, so it can be driven from tests and other code. */
 export async function main(argv: string[], out: Output = processOutput): Promise<number> {
+  const print = (json: boolean, data: unknown, text: string) => out.stdout(json ? `${JSON.stringify(data, null, 2)}\n` : text)
   try {
     const { command, values, args } = parseCommandLine(argv)
     if (values.version) {
@@ -1574,20 +2518,69 @@ export async function main(argv: string[], out: Output = processOutput): Promise
     const common: CommonOptions = {
       root: values.root as string | undefined,
       socket: values.socket as string | undefined,
-      graceSeconds: parsePositiveNumber('grace', values.grace as string | undefined),
+      startGraceSeconds: parsePositiveNumber('start-grace', values['start-grace'] as string | undefined),
     }
     if (common.socket !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(common.socket)) {
       throw new UsageError(`--socket: invalid socket name "${common.socket}"`)
     }
     const json = Boolean(values.json)
-    if (command === 'list') {
-      const result = await list({ ...common, all: Boolean(values.all), stallMinutes: parsePositiveNumber('stall', values.stall as string | undefined) })
-      out.stdout(json ? `${JSON.stringify(result, null, 2)}\n` : renderList(result))
-    } else if (command === 'status') {
-      const result = await status(checkName(args[0]), common)
-      out.stdout(json ? `${JSON.stringify(result, null, 2)}\n` : renderStatus(result))
+    switch (command) {
+      case 'list': {
+        const result = await list({ ...common, all: Boolean(values.all), stallMinutes: parsePositiveNumber('stall', values.stall as string | undefined, 'minutes') })
+        print(json, result, renderList(result))
+        return 0
+      }
+      case 'status': {
+        const result = await status(checkName(args[0]), common)
+        print(json, result, renderStatus(result))
+        return 0
+      }
+      case 'start': {
+        const request = startRequestOf(args, values)
+        const waitStartSeconds = parsePositiveNumber('wait-start', values['wait-start'] as string | undefined)
+        const confirm = !values.yes && isTerminal() ? (plan: StartPlan) => askToConfirm(plan, out) : undefined
+        try {
+          const result = await withSpinner(`starting ${request.name}…`, start(request, { ...common, runner: values.runner as string | undefined, waitStartSeconds, confirm }))
+          print(json, result, renderStart(result))
+          return 0
+        } catch (error) {
+          if (error instanceof StartError && error.output.length) {
+            out.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${line}`).join('\n')}\n`)
+          }
+          throw error
+        }
+      }
+      case 'kill': {
+        args.forEach(checkName)
+        const reports = await kill(args, { ...common, graceSeconds: parsePositiveNumber('grace', values.grace as string | undefined), force: Boolean(values.force) })
+        print(json, reports, renderKill(reports))
+        const refused = reports.filter((r) => r.outcome === 'refused' || r.outcome === 'not_found')
+        for (const report of refused) out.stderr(`sessions: ${report.message}\n`)
+        return refused.length ? 1 : 0
+      }
+      case 'monitor': {
+        const lines = parseCount('--lines', values.lines as string | undefined)
+        if (values.follow && json) throw new UsageError('monitor: --follow prints a stream; it takes no --json')
+        const result = await monitor(checkName(args[0]), { ...common, lines })
+        print(json, result, renderMonitor(result))
+        if (values.follow && LIVE.has(result.session.health)) {
+          const ended = await followOutput(args[0], out.stdout, common)
+          out.stdout(`${dim('─'.repeat(40))}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
+        }
+        return 0
+      }
+      case 'attach': {
+        const result = await attach(checkName(args[0]), { ...common, readOnly: Boolean(values['read-only']) })
+        if (json) {
+          print(true, result, '')
+          return result.exit_code
+        }
+        out.stdout(renderMonitor(result.preview))
+        if (result.action === 'printed') out.stdout(`\nNot a terminal; to watch it live, run:\n  ${result.command.map((arg) => (/^[\w./=:@%+-]+$/.test(arg) ? arg : shellQuote(arg))).join(' ')}\n`)
+        if (result.action === 'switched') out.stdout(`\nSwitched this tmux client to ${result.preview.session.tmux?.session}.\n`)
+        return result.exit_code
+      }
     }
-    return 0
   } catch (error) {
     if (error instanceof SessionsError) {
       out.stderr(`sessions: ${error.message}\n`)
