@@ -6,15 +6,16 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { list, status, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
+import { list, status, start, kill, monitor, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const SESSIONS = path.join(HERE, 'sessions.ts')
 const TSX = path.join(HERE, 'node_modules', '.bin', 'tsx')
 const LAYOUTS = path.join(HERE, 'fixtures', 'layouts')
+const ENGINE = path.join(HERE, 'fixtures', 'engine', 'scripts')
 
 // A short base path: tmux sockets fail past about 100 characters.
 const BASE = mkdtempSync('/tmp/sessions-test-')
@@ -124,16 +125,24 @@ function rowOf(rows: SessionRow[], name: string): SessionRow {
 
 beforeAll(() => {
   // A leftover server of this name would make results depend on an earlier run.
-  spawnSync('tmux', ['-L', SOCKET, 'kill-server'], { env: ENV })
+  killServer()
 })
 
-afterEach(() => {
+/** Kills this file's tmux server and waits until it is gone, so that the next test cannot reach a dying one. */
+function killServer() {
   spawnSync('tmux', ['-L', SOCKET, 'kill-server'], { env: ENV })
+  for (let i = 0; i < 50 && spawnSync('tmux', ['-L', SOCKET, 'list-sessions'], { env: ENV }).status === 0; i++) {
+    spawnSync('sleep', ['0.05'])
+  }
+}
+
+afterEach(() => {
+  killServer()
   for (const child of children.splice(0)) child.kill('SIGKILL')
 })
 
 afterAll(() => {
-  spawnSync('tmux', ['-L', SOCKET, 'kill-server'], { env: ENV })
+  killServer()
   rmSync(BASE, { recursive: true, force: true })
 })
 
@@ -549,6 +558,337 @@ describe('processes', () => {
     for (const pid of below) process.kill(pid, 'SIGKILL')
     expect(isPidAlive(await deadPid())).toBe(false)
     expect(isPidAlive(-1)).toBe(false)
+  })
+})
+
+/** A project with the mock engine as its scripts/run.sh (and its stages and pipelines beside it). */
+async function makeEngineProject(fixture = 'empty'): Promise<string> {
+  const root = await makeProject(fixture)
+  cpSync(ENGINE, path.join(root, 'scripts'), { recursive: true })
+  return root
+}
+
+function readJson(file: string) {
+  return JSON.parse(readFileSync(file, 'utf8'))
+}
+
+function records(file: string): { argv: string[]; env: Record<string, string>; pid: number }[] {
+  return readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line))
+}
+
+async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value) return value as NonNullable<T>
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+function paneText(target: string): string {
+  return tmux('capture-pane', '-p', '-J', '-t', target)
+}
+
+describe('start', () => {
+  test('a start that succeeds: tmux session, engine holding its lock, output kept, options on the command line', async () => {
+    const root = await makeEngineProject()
+    const record = path.join(BASE, `record-${projects}.jsonl`)
+    writeFileSync(path.join(root, 'plan.md'), '# plan\n')
+    const run = cli(['start', 'ralph', 'auth', '7', '--provider=codex', '--model=o3', '--context=Focus on error handling', '--input', 'plan.md', '--yes', '-C', root],
+      { cwd: root, env: { MOCK_PACE: '5', MOCK_RECORD: record } })
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^✓ Started auth \(ralph, max 7\) in tmux session pipeline-auth, engine PID (\d+)\./)
+    const pid = Number(/engine PID (\d+)/.exec(run.stdout)![1])
+    expect(readJson(path.join(root, '.claude/locks/auth.lock')).pid).toBe(pid)
+    expect(tmuxSessionNames()).toContain('pipeline-auth')
+    // The engine runs in the pane (under the small shell that reports its exit status), in the project root.
+    const [panePid, directory] = tmux('display-message', '-p', '-t', '=pipeline-auth:', '#{pane_pid} #{session_path}').trim().split(' ')
+    expect(directory).toBe(root)
+    expect(await processDescendants(Number(panePid))).toContain(pid)
+    const [call] = records(record)
+    expect(call.argv).toEqual(['ralph', 'auth', '7', '--provider=codex', '--model=o3', '--context=Focus on error handling', '--input=plan.md', '--foreground'])
+    const log = path.join(root, '.claude/pipeline-runs/auth/session-output.log')
+    await waitFor('the kept output', () => existsSync(log) && readFileSync(log, 'utf8').includes('Iteration 1 of 7'))
+    expect(readFileSync(log, 'utf8')).toContain('Context: Focus on error handling')
+    expect(rowOf(listJson(root).sessions, 'auth')).toMatchObject({ health: 'running', type: 'ralph', max_iterations: 7 })
+  })
+
+  test('options and the caller\'s environment arrive although a tmux server is already running', async () => {
+    const root = await makeEngineProject()
+    // A server that has been up for days, with its own stale environment.
+    tmux('new-session', '-d', '-s', 'old', 'sleep 3600')
+    tmux('set-environment', '-g', 'SESSIONS_TEST_STALE', 'from-the-old-server')
+    tmux('set-environment', '-g', 'SESSIONS_TEST_VALUE', 'old')
+    const record = path.join(BASE, `record-${projects}.jsonl`)
+    const run = cli(['start', 'pipeline', 'refine.yaml', 'pipe', '--model=sonnet', '--yes', '-C', root],
+      { env: { MOCK_PACE: '5', MOCK_RECORD: record, SESSIONS_TEST_VALUE: 'new', SESSIONS_TEST_MULTI: 'a b\nc' } })
+    expect(run.code).toBe(0)
+    const [call] = records(record)
+    expect(call.argv).toEqual(['pipeline', 'scripts/pipelines/refine.yaml', 'pipe', '--model=sonnet', '--foreground'])
+    expect(call.env.SESSIONS_TEST_VALUE).toBe('new')
+    expect(call.env.SESSIONS_TEST_MULTI).toBe('a b\nc')
+    expect(call.env).not.toHaveProperty('SESSIONS_TEST_STALE')
+    expect(rowOf(listJson(root).sessions, 'pipe')).toMatchObject({ health: 'running', mode: 'pipeline', type: 'refine' })
+  })
+
+  test('a start whose engine dies at once: its output and exit status shown, nothing left behind', async () => {
+    const root = await makeEngineProject()
+    const run = cli(['start', 'ralph', 'quiet', '--yes', '-C', root], { env: { MOCK_END: 'silent' } })
+    expect(run.code).toBe(1)
+    expect(run.stdout).toBe('')
+    expect(run.stderr).toContain('  mock engine: giving up at once, writing nothing')
+    expect(run.stderr, run.stderr).toMatch(/sessions: the engine of quiet ended before it took its lock \(exit status 3\)\n$/)
+    expect(tmuxSessionNames()).not.toContain('pipeline-quiet')
+    expect(existsSync(path.join(root, '.claude/pipeline-runs/quiet'))).toBe(false)
+  })
+
+  test('refused starts say why and the way out, and change nothing', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    // busy: crashed. live: a running session. lonely: a tmux session with no engine.
+    expect(cli(['start', 'ralph', 'live', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } }).code).toBe(0)
+    // Hung in iteration 1: from here on it writes nothing.
+    await waitFor('iteration 1', () => readFileSync(path.join(root, '.claude/pipeline-runs/live/session-output.log'), 'utf8').includes('Iteration 1 of'))
+    tmux('new-session', '-d', '-s', 'pipeline-lonely', '-c', root, 'sleep 3600')
+    const before = [snapshot(root), tmuxSessionNames()]
+    const cases: [string[], RegExp][] = [
+      [['start', 'ralph', 'live'], /session live is already running \(engine PID \d+ is alive\): attach with "tsx sessions\.ts attach live" or stop it with "tsx sessions\.ts kill live"/],
+      [['start', 'ralph', 'live', '--force'], /--force does not replace a live session; kill it first/],
+      [['start', 'ralph', 'lonely', '--start-grace', '0'], /tmux session pipeline-lonely already exists \(orphaned: .*\): remove it with "tsx sessions\.ts kill lonely"/],
+      [['start', 'ralph', 'lonely'], /session lonely is already starting \(tmux session \d+s old, no lock yet\)/],
+      [['start', 'improve-plan', 'busy', '50'], /session busy is crashed \(lock left with dead PID \d+\): resume it with "tsx sessions\.ts start improve-plan busy 50 --resume", or start afresh with --force/],
+      [['start', 'ralph', 'fresh', '--resume'], /no earlier session fresh to resume/],
+      [['start', 'nope', 'x'], /unknown stage type "nope": no .*scripts\/stages\/nope\/; stages: elegance, improve-plan, ralph, refine-tasks/],
+      [['start', 'pipeline', 'nope.yaml', 'x'], /pipeline file not found: nope\.yaml .*; pipelines: refine\.yaml/],
+      [['start', 'ralph', 'x', '--runner=missing/run.sh'], /no engine runner: .*missing\/run\.sh \(from --runner\) is not a file/],
+      [['start', 'ralph', 'x', '--input=missing.md'], /input not found: missing\.md/],
+    ]
+    for (const [args, message] of cases) {
+      const run = cli([...args, '--yes', '-C', root], { cwd: root })
+      expect(run.code, args.join(' ')).toBe(1)
+      expect(run.stderr).toMatch(message)
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1)
+    }
+    const usage: [string[], RegExp][] = [
+      [['start', 'ralph', 'Bad'], /invalid name for a new session "Bad"/],
+      [['start', 'ralph', '-x'], /unknown option '-x'/],
+      [['start', 'ralph', 'x', '0'], /MAX must be a positive integer, got "0"/],
+      [['start', 'ralph', 'x', 'many'], /MAX must be a positive integer, got "many"/],
+      [['start', 'ralph'], /start: missing arguments/],
+      [['start', 'ralph', 'x', '--resume', '--force'], /--resume and --force exclude each other/],
+      [['start', '../x', 'y'], /invalid stage type "\.\.\/x"/],
+    ]
+    for (const [args, message] of usage) {
+      const run = cli([...args, '--yes', '-C', root], { cwd: root })
+      expect(run.code, args.join(' ')).toBe(2)
+      expect(run.stderr).toMatch(message)
+    }
+    expect([snapshot(root), tmuxSessionNames()]).toEqual(before)
+  })
+
+  test('--force on a crashed session keeps the old run folder aside, removes the stale lock, starts afresh', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const old = snapshot(path.join(root, '.claude/pipeline-runs/busy'))
+    const run = cli(['start', 'improve-plan', 'busy', '3', '--force', '--yes', '--json', '-C', root], { env: { MOCK_PACE: '5' } })
+    expect(run.code).toBe(0)
+    const result = JSON.parse(run.stdout)
+    expect(result.replaces).toMatch(/^\.claude\/pipeline-runs\/busy\.replaced-\d{8}T\d{6}Z$/)
+    expect(snapshot(path.join(root, result.replaces))).toEqual(old)
+    expect(readJson(path.join(root, '.claude/locks/busy.lock')).pid).toBe(result.engine_pid)
+    const row = rowOf(listJson(root).sessions, 'busy')
+    expect(row).toMatchObject({ health: 'running', max_iterations: 3 })
+    expect(listJson(root).sessions.map((s) => s.name)).toEqual(['busy'])
+  })
+
+  test('--resume continues a crashed session from iteration_completed + 1, with its max', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const record = path.join(BASE, `record-${projects}.jsonl`)
+    const run = cli(['start', 'improve-plan', 'busy', '--resume', '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_RECORD: record } })
+    expect(run.code).toBe(0)
+    expect(records(record)[0].argv).toEqual(['improve-plan', 'busy', '50', '--resume', '--foreground'])
+    await waitFor('iteration 3', () => readJson(path.join(root, '.claude/pipeline-runs/busy/state.json')).history.length >= 3)
+    expect(readJson(path.join(root, '.claude/pipeline-runs/busy/state.json')).history.map((h: { iteration: number }) => h.iteration).slice(0, 3)).toEqual([1, 2, 3])
+  })
+
+  test('in a terminal without --yes, it shows what will run and asks; n cancels, y starts', async () => {
+    const root = await makeEngineProject()
+    const command = (answer: string) => [TSX, SESSIONS, 'start', 'ralph', `asked-${answer}`, '12', '--provider=codex', '-C', root].map((a) => `'${a}'`).join(' ')
+    for (const answer of ['n', 'y']) {
+      tmux('new-session', '-d', '-s', `ui-${answer}`, '-x', '150', '-y', '40', '-e', 'MOCK_PACE=5', '-e', 'NO_COLOR=1', `${command(answer)}; echo "exit=$?"; sleep 3600`)
+      await waitFor('the question', () => paneText(`=ui-${answer}:`).includes('Start it? [y/N]')).catch((error) => {
+        throw new Error(`${error.message}; the screen:\n${paneText(`=ui-${answer}:`)}`)
+      })
+      const screen = paneText(`=ui-${answer}:`)
+      expect(screen).toContain(`Start session asked-${answer}`)
+      expect(screen).toMatch(/type\s+ralph/)
+      expect(screen).toMatch(/max\s+12/)
+      expect(screen).toMatch(/provider\s+codex/)
+      tmux('send-keys', '-t', `=ui-${answer}:`, answer, 'Enter')
+      await waitFor('the exit status', () => /exit=\d/.test(paneText(`=ui-${answer}:`)))
+    }
+    expect(paneText('=ui-n:')).toContain('start cancelled; nothing was changed')
+    expect(paneText('=ui-n:')).toContain('exit=1')
+    expect(existsSync(path.join(root, '.claude/pipeline-runs/asked-n'))).toBe(false)
+    expect(paneText('=ui-y:')).toContain('exit=0')
+    expect(rowOf(listJson(root).sessions, 'asked-y').health).toBe('running')
+  })
+})
+
+describe('kill', () => {
+  test('a running session with a process tree: every process gone, no lock, state killed, progress byte for byte', async () => {
+    const root = await makeEngineProject()
+    expect(cli(['start', 'ralph', 'victim', '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_END: 'hang:2' } }).code).toBe(0)
+    const lock = path.join(root, '.claude/locks/victim.lock')
+    const enginePid = readJson(lock).pid
+    // Iteration 2 hangs in its agent: the engine has a child (sh) with a child (sleep).
+    await waitFor('iteration 2', () => readJson(path.join(root, '.claude/pipeline-runs/victim/state.json')).iteration === 2)
+    const tree = await waitFor('the agent tree', async () => {
+      const below = await processDescendants(enginePid)
+      return below.length >= 2 ? below : null
+    })
+    const run = path.join(root, '.claude/pipeline-runs/victim')
+    const kept = () => {
+      const all = snapshot(run)
+      delete all['state.json']
+      delete all['session-output.log']
+      return all
+    }
+    const before = kept()
+    const result = cli(['kill', 'victim', '--json', '-C', root])
+    expect(result.code).toBe(0)
+    const [report] = JSON.parse(result.stdout)
+    expect(report).toMatchObject({ name: 'victim', outcome: 'killed', health_before: 'running', tmux_removed: true, lock_removed: true, state_marked: true })
+    expect(report.terminated).toEqual(expect.arrayContaining([enginePid, ...tree]))
+    for (const pid of [enginePid, ...tree]) expect(isPidAlive(pid), `PID ${pid}`).toBe(false)
+    expect(existsSync(lock)).toBe(false)
+    expect(tmuxSessionNames()).not.toContain('pipeline-victim')
+    const state = readJson(path.join(run, 'state.json'))
+    expect(state).toMatchObject({ status: 'killed', killed_at: expect.stringMatching(/Z$/), session: 'victim', type: 'loop' })
+    expect(kept()).toEqual(before)
+    expect(report.resume_command).toBe('tsx sessions.ts start ralph victim 25 --resume')
+  })
+
+  test('an engine that ignores SIGTERM gets SIGKILL after the grace period', async () => {
+    const root = await makeProject('empty')
+    // A pane whose process ignores SIGTERM, standing in for a stuck engine.
+    tmux('new-session', '-d', '-s', 'pipeline-stubborn', '-c', root, 'trap "" TERM; while :; do sleep 0.1; done')
+    const run = cli(['kill', 'stubborn', '--grace', '0.5', '--json', '-C', root])
+    expect(run.code).toBe(0)
+    const [report] = JSON.parse(run.stdout)
+    expect(report.force_killed.length).toBeGreaterThan(0)
+    for (const pid of report.terminated) expect(isPidAlive(pid)).toBe(false)
+  })
+
+  test('a session that is already not running: says so, exit 0, nothing changed', async () => {
+    const root = await makeProject('reused-pid')
+    const lock = readJson(path.join(root, '.claude/locks/busy.lock'))
+    const before = snapshot(root)
+    const run = cli(['kill', 'busy', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^busy is not running \(crashed: lock PID \d+ was reused by an unrelated process\); nothing was changed\n$/)
+    expect(snapshot(root)).toEqual(before)
+    // The unrelated process that now has the lock's PID is never signalled.
+    expect(isPidAlive(lock.pid)).toBe(true)
+  })
+
+  test('prefix names: kill auth never touches auth-v2', async () => {
+    const root = await makeProject('prefix-names')
+    const v2 = readJson(path.join(root, '.claude/locks/auth-v2.lock')).pid
+    const run = cli(['kill', 'auth', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^auth is not running \(complete/)
+    expect(isPidAlive(v2)).toBe(true)
+    expect(tmuxSessionNames()).toContain('pipeline-auth-v2')
+  })
+
+  test('another project\'s session is refused unless --force; an unknown name exits 1', async () => {
+    const root = await makeProject('shared-name')
+    const other = await makeProject('other-project')
+    const refused = cli(['kill', 'elsewhere', '-C', root])
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toBe(`sessions: pipeline-elsewhere belongs to another project (${other}); not killed (--force kills it anyway)\n`)
+    expect(tmuxSessionNames()).toContain('pipeline-elsewhere')
+    const unknown = cli(['kill', 'nobody', '-C', root])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/^sessions: no session nobody in /)
+    const forced = cli(['kill', 'elsewhere', '--force', '--grace', '2', '-C', root])
+    expect(forced.code).toBe(0)
+    expect(tmuxSessionNames()).not.toContain('pipeline-elsewhere')
+    // This project's own finished "shared" and the other project's running "shared" are untouched.
+    expect(tmuxSessionNames()).toContain('pipeline-shared')
+  })
+})
+
+describe('monitor', () => {
+  test('a live session: a header and the last lines of its pane', async () => {
+    const root = await makeEngineProject()
+    expect(cli(['start', 'ralph', 'watched', '9', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'hang:3' } }).code).toBe(0)
+    await waitFor('iteration 3', () => paneText('=pipeline-watched:').includes('Iteration 3 of 9'))
+    const run = cli(['monitor', 'watched', '-n', '3', '-C', root])
+    expect(run.code).toBe(0)
+    const lines = run.stdout.trimEnd().split('\n')
+    expect(lines[0]).toMatch(/^watched: running · ralph · iteration 3\/9 · started .* · runtime \d+s$/)
+    expect(lines.slice(-3)).toEqual(['Iteration 2 of 9', '  Mock iteration 2 completed', 'Iteration 3 of 9'])
+    const json = JSON.parse(cli(['monitor', 'watched', '--json', '-C', root]).stdout)
+    expect(json).toMatchObject({ source: 'tmux', session: { name: 'watched', health: 'running' } })
+  })
+
+  test('an ended session: the same from the kept copy, saying so; with nothing kept, how it ended', async () => {
+    const root = await makeEngineProject('complete-loop')
+    expect(cli(['start', 'ralph', 'short', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } }).code).toBe(0)
+    await waitFor('the end', async () => (await status('short', { root })).health === 'complete')
+    const run = cli(['monitor', 'short', '-C', root])
+    expect(run.stdout).toContain('(tmux session gone; from the kept copy .claude/pipeline-runs/short/session-output.log)')
+    expect(run.stdout.trimEnd().split('\n').slice(-3)).toEqual(['Session short complete', '', '[sessions] the engine exited with status 0'])
+    const none = cli(['monitor', 'done-loop', '-C', root])
+    expect(none.code).toBe(0)
+    expect(none.stdout).toContain('done-loop ended (complete: state says complete); no output was kept.')
+    expect(none.stdout).toContain('Its progress notes: .claude/pipeline-runs/done-loop/progress-done-loop.md')
+  })
+
+  test('--follow prints new output until the session ends, then how it ended', async () => {
+    const root = await makeEngineProject()
+    expect(cli(['start', 'ralph', 'followed', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.4' } }).code).toBe(0)
+    const run = cli(['monitor', 'followed', '--follow', '-n', '1', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain('Iteration 4 of 4')
+    expect(run.stdout).toContain('Session followed complete')
+    expect(run.stdout.trimEnd().split('\n').at(-1)).toBe('followed ended: complete (state says complete)')
+    expect(run.stdout.match(/Iteration 4 of 4/g)).toHaveLength(1)
+  })
+})
+
+describe('attach', () => {
+  test('without a terminal: a preview, then the command to run; exit 0', async () => {
+    const root = await makeProject('running-loop')
+    const run = cli(['attach', 'busy', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^busy: running/)
+    expect(run.stdout).toContain(`Not a terminal; to watch it live, run:\n  tmux -L ${SOCKET} attach-session -t =pipeline-busy\n`)
+  })
+
+  test('a session that is not running: how it ended and where its results are; exit 1', async () => {
+    const root = await makeProject('complete-loop')
+    const run = cli(['attach', 'done-loop', '-C', root])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toBe('sessions: done-loop is not running (complete: state says complete); its results: .claude/pipeline-runs/done-loop, progress .claude/pipeline-runs/done-loop/progress-done-loop.md\n')
+  })
+
+  test('inside tmux it switches the client instead of nesting', async () => {
+    const root = await makeProject('running-loop')
+    // A real client: a terminal (a pane of a second private server) attached to session "viewer".
+    tmux('new-session', '-d', '-s', 'viewer', '-x', '150', '-y', '40', '-c', root)
+    const outer = `${SOCKET}-outer`
+    const outerTmux = (...args: string[]) => execFileSync('tmux', ['-L', outer, ...args], { env: ENV, encoding: 'utf8' })
+    try {
+      outerTmux('new-session', '-d', '-s', 'terminal', '-x', '160', '-y', '45', `env -u TMUX tmux -L ${SOCKET} attach -t =viewer`)
+      await waitFor('the client', () => tmux('list-clients', '-F', '#{client_session}').includes('viewer'))
+      tmux('send-keys', '-t', '=viewer:', `${TSX} ${SESSIONS} attach busy -C ${root}`, 'Enter')
+      await waitFor('the switch', () => tmux('list-clients', '-F', '#{client_session}').trim() === 'pipeline-busy', 20_000)
+    } finally {
+      spawnSync('tmux', ['-L', outer, 'kill-server'], { env: ENV })
+    }
   })
 })
 

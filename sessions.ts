@@ -1702,7 +1702,7 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
     throw new SessionsError(`tmux could not prepare ${tmuxName}: ${prepared.stderr.trim()}`)
   }
   const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment())
-  const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', root, '--', ...plan.command)
+  const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', root, '--', ...engineWrapper(plan.command))
   if (respawned.exitCode !== 0) {
     await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
     throw new SessionsError(`tmux could not start the engine: ${respawned.stderr.trim()}`)
@@ -1730,10 +1730,11 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
       }
     }
     if (!paneNow.exists || paneNow.dead) {
-      const output = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 20)) ?? []
+      const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
       await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
       await removeIfOnlyOurLog(paths.runDir, createdRunDir)
-      const how = paneNow.status !== null ? `exit status ${paneNow.status}` : 'its tmux session vanished'
+      const { output, status } = splitEngineExit(captured)
+      const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
       throw new StartError(`the engine of ${plan.name} ended before it took its lock (${how})`, output.slice(-20))
     }
     if (Date.now() > deadline) {
@@ -1741,6 +1742,24 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
     }
     await sleep(100)
   }
+}
+
+const ENGINE_EXIT_LINE = /^\[sessions\] the engine exited with status (\d+)$/
+
+/**
+ * The engine runs under a small shell that prints its exit status into the pane (and so into the kept
+ * output): tmux's own record of it (pane_dead_status) is not reliable, and the line tells later readers
+ * of the output how the engine ended.
+ */
+function engineWrapper(command: string[]): string[] {
+  return ['sh', '-c', '"$@"; status=$?; printf \'\\n[sessions] the engine exited with status %s\\n\' "$status"; exit "$status"', 'sessions-engine', ...command]
+}
+
+/** The engine's output without the wrapper's last line, and the exit status that line gives. */
+function splitEngineExit(lines: string[]): { output: string[]; status: number | null } {
+  const index = lines.findLastIndex((line) => ENGINE_EXIT_LINE.test(line))
+  if (index < 0) return { output: lines, status: null }
+  return { output: trimOutput(lines.slice(0, index)), status: Number(ENGINE_EXIT_LINE.exec(lines[index])![1]) }
 }
 
 /** A failed start leaves no run folder that holds nothing but the copy of its output. */
