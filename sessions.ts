@@ -1386,6 +1386,8 @@ export interface StartOptions extends CommonOptions {
   waitStartSeconds?: number
   /** Asked with the plan before anything changes; false cancels. */
   confirm?: (plan: StartPlan) => Promise<boolean>
+  /** Called once the engine runs and the wait for its lock begins (a CLI shows a spinner from here). */
+  onWaiting?: () => void
   /** Where relative paths given by the user start (default: the current directory). */
   cwd?: string
 }
@@ -1709,6 +1711,7 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
   }
 
   // Verify: the engine holds the lock with a live PID, or the pane died first.
+  options.onWaiting?.()
   const deadline = Date.now() + (options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS) * 1000
   for (;;) {
     const paneNow = await paneState(options, tmuxName)
@@ -2504,20 +2507,24 @@ async function askToConfirm(plan: StartPlan, out: Output): Promise<boolean> {
   }
 }
 
-/** A spinner on a terminal's stderr while `work` runs; nothing elsewhere. */
-async function withSpinner<T>(label: string, work: Promise<T>): Promise<T> {
-  if (!process.stderr.isTTY) return work
-  const frames = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
-  const began = Date.now()
-  let i = 0
-  const timer = setInterval(() => {
-    process.stderr.write(`\r${frames[i++ % frames.length]} ${label} ${((Date.now() - began) / 1000).toFixed(1)}s`)
-  }, 100)
-  try {
-    return await work
-  } finally {
-    clearInterval(timer)
-    process.stderr.write('\r\x1b[K')
+/** A spinner on a terminal's stderr, from start() until stop(); nothing elsewhere. */
+function spinner(label: string) {
+  let timer: NodeJS.Timeout | undefined
+  return {
+    start() {
+      if (!process.stderr.isTTY || timer) return
+      const frames = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
+      const began = Date.now()
+      let i = 0
+      timer = setInterval(() => {
+        process.stderr.write(`\r${frames[i++ % frames.length]} ${label} ${((Date.now() - began) / 1000).toFixed(1)}s`)
+      }, 100)
+    },
+    stop() {
+      if (!timer) return
+      clearInterval(timer)
+      process.stderr.write('\r\x1b[K')
+    },
   }
 }
 
@@ -2558,11 +2565,14 @@ export async function main(argv: string[], out: Output = processOutput): Promise
         const request = startRequestOf(args, values)
         const waitStartSeconds = parsePositiveNumber('wait-start', values['wait-start'] as string | undefined)
         const confirm = !values.yes && isTerminal() ? (plan: StartPlan) => askToConfirm(plan, out) : undefined
+        const waiting = spinner(`waiting for ${request.name} to take its lock…`)
         try {
-          const result = await withSpinner(`starting ${request.name}…`, start(request, { ...common, runner: values.runner as string | undefined, waitStartSeconds, confirm }))
+          const result = await start(request, { ...common, runner: values.runner as string | undefined, waitStartSeconds, confirm, onWaiting: waiting.start })
+          waiting.stop()
           print(json, result, renderStart(result))
           return 0
         } catch (error) {
+          waiting.stop()
           if (error instanceof StartError && error.output.length) {
             out.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${line}`).join('\n')}\n`)
           }
