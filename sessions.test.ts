@@ -458,7 +458,7 @@ describe('status as a user runs it', () => {
     expect(text).toMatch(/lock\s+PID \d+ · alive · genuine/)
     expect(text).toMatch(/progress\s+\.claude\/pipeline-runs\/busy\/progress-busy\.md/)
     expect(text).toMatch(/2\s+improve-plan\s+continue\s+.* ago\s+Mock iteration 2 completed/)
-    expect(text).toContain(`tmux -L ${SOCKET} attach -t '=pipeline-busy'`)
+    expect(text).toMatch(/Next:\n {2}tsx sessions\.ts monitor busy --follow +follow its output\n {2}tsx sessions\.ts attach busy +watch it live/)
   })
 
   test('--json carries the same, in snake_case', async () => {

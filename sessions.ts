@@ -1212,22 +1212,18 @@ async function recentIterations(state: State | null, runDir: string, entries: st
   }))
 }
 
-function statusNext(row: SessionRow, files: StatusResult['files'], options: TmuxOptions): NextAction[] {
+function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[] {
   const next: NextAction[] = []
-  const tmuxName = row.tmux?.session
-  // The same server this tool read, so that the command finds the session.
-  const tmux = ['tmux', ...tmuxArgv(options)].join(' ')
   switch (row.health) {
     case 'running':
     case 'starting':
-      if (tmuxName) {
-        next.push({ command: `${tmux} attach -t '=${tmuxName}'`, why: 'watch it live (Ctrl-b d to detach)' })
-        next.push({ command: `${tmux} capture-pane -p -t '=${tmuxName}:' | tail -50`, why: 'peek at its output' })
-      }
+      next.push({ command: `${SELF} monitor ${row.name} --follow`, why: 'follow its output' })
+      if (row.tmux) next.push({ command: `${SELF} attach ${row.name}`, why: 'watch it live (Ctrl-b d to detach)' })
+      next.push({ command: `${SELF} kill ${row.name}`, why: 'stop it; progress is kept' })
       if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read its progress notes' })
       break
     case 'orphaned':
-      if (tmuxName) next.push({ command: `${tmux} kill-session -t '=${tmuxName}'`, why: 'remove the tmux session that has no engine behind it' })
+      next.push({ command: `${SELF} kill ${row.name}`, why: 'remove the tmux session that has no engine behind it' })
       if (row.resume_command) next.push({ command: row.resume_command, why: 'then resume it' })
       break
     case 'crashed':
@@ -1299,7 +1295,7 @@ export async function status(name: string, options: CommonOptions = {}): Promise
       ? { iteration: state.iteration ?? null, started_at: state.iteration_started } : null,
     providers,
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
-    next: statusNext(row, files, options),
+    next: statusNext(row, files),
   }
 }
 
@@ -1899,8 +1895,10 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
       const lines = await capturePane(options, tmuxName, 10_000)
       if (lines?.length) await writeFile(log, `${lines.join('\n')}\n`)
     }
-    const removed = await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-    report.tmux_removed = removed.exitCode === 0 || !(await paneState(options, tmuxName)).exists
+    // The session may be closing by itself as its last process ends: what counts is that it is gone.
+    await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+    for (let i = 0; i < 20 && (await paneState(options, tmuxName)).exists; i++) await sleep(50)
+    report.tmux_removed = !(await paneState(options, tmuxName)).exists
   }
 
   // The lock goes only if its PID is dead and the file still names that PID.
@@ -1922,7 +1920,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   const parts = [
     stopped.terminated.length ? `stopped ${stopped.terminated.length} process${stopped.terminated.length === 1 ? '' : 'es'} (${stopped.terminated.join(', ')})` : 'no process was running',
     stopped.forceKilled.length ? `${stopped.forceKilled.length} needed SIGKILL` : null,
-    report.tmux_removed ? `removed tmux session ${facts.tmux!.tmuxName}` : null,
+    facts.tmux ? (report.tmux_removed ? `tmux session ${facts.tmux.tmuxName} is gone` : `tmux session ${facts.tmux.tmuxName} is still there`) : null,
     report.lock_removed ? 'the lock is gone' : null,
     report.state_marked ? 'state marked killed' : facts.state.kind === 'ok' ? `state kept (${facts.state.value.status})` : null,
   ].filter(Boolean)
