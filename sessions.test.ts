@@ -735,6 +735,28 @@ describe('start', () => {
   })
 })
 
+describe('the mock engine behaves like the engine', () => {
+  test('refuses a live lock, releases its lock on SIGTERM, resumes from iteration_completed + 1', async () => {
+    const root = await makeEngineProject()
+    const engine = path.join(root, 'scripts', 'run.sh')
+    const first = spawn(engine, ['ralph', 'mock', '5', '--foreground'], { cwd: root, env: { ...ENV, MOCK_END: 'hang:2', MOCK_PACE: '0.1' }, stdio: 'ignore' })
+    children.push(first)
+    const lock = path.join(root, '.claude/locks/mock.lock')
+    await waitFor('iteration 2', () => existsSync(lock) && readJson(path.join(root, '.claude/pipeline-runs/mock/state.json')).iteration === 2)
+    expect(readJson(lock).pid).toBe(first.pid)
+    const second = spawnSync(engine, ['ralph', 'mock', '5'], { cwd: root, env: ENV, encoding: 'utf8' })
+    expect(second.status).toBe(1)
+    expect(second.stderr).toContain(`Session 'mock' is already running (PID ${first.pid})`)
+    first.kill('SIGTERM')
+    await waitFor('the lock released', () => !existsSync(lock))
+    const resumed = spawnSync(engine, ['ralph', 'mock', '5', '--resume'], { cwd: root, env: { ...ENV, MOCK_PACE: '0' }, encoding: 'utf8' })
+    expect(resumed.status).toBe(0)
+    expect(resumed.stdout).toMatch(/^Iteration 2 of 5$/m)
+    expect(resumed.stdout).not.toMatch(/^Iteration 1 of 5$/m)
+    expect(readJson(path.join(root, '.claude/pipeline-runs/mock/state.json'))).toMatchObject({ status: 'complete', iteration_completed: 5 })
+  })
+})
+
 describe('kill', () => {
   test('a running session with a process tree: every process gone, no lock, state killed, progress byte for byte', async () => {
     const root = await makeEngineProject()
@@ -873,6 +895,19 @@ describe('attach', () => {
     const run = cli(['attach', 'done-loop', '-C', root])
     expect(run.code).toBe(1)
     expect(run.stderr).toBe('sessions: done-loop is not running (complete: state says complete); its results: .claude/pipeline-runs/done-loop, progress .claude/pipeline-runs/done-loop/progress-done-loop.md\n')
+  })
+
+  test('in a terminal it attaches: a client of the session\'s server appears on it', async () => {
+    const root = await makeProject('running-loop')
+    const outer = `${SOCKET}-term`
+    try {
+      // A terminal: a pane of another private server (its TMUX names that server, not ours).
+      execFileSync('tmux', ['-L', outer, 'new-session', '-d', '-s', 'terminal', '-x', '160', '-y', '45',
+        `${TSX} ${SESSIONS} attach busy --read-only -C ${root}`], { env: ENV })
+      await waitFor('the client', () => tmux('list-clients', '-F', '#{client_session} #{client_readonly}').trim() === 'pipeline-busy 1')
+    } finally {
+      spawnSync('tmux', ['-L', outer, 'kill-server'], { env: ENV })
+    }
   })
 
   test('inside tmux it switches the client instead of nesting', async () => {
