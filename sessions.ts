@@ -1252,24 +1252,32 @@ function sessionNotFound(name: string, root: string, names: string[]): SessionsE
   return new SessionsError(`no session ${name} in ${root}${known}`)
 }
 
-export async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
+/** Anything at all of the session: a tmux session, a lock, a state, a run folder. */
+function sessionExists(facts: SessionFacts): boolean {
+  return Boolean(facts.tmux) || facts.lock.kind !== 'missing' || facts.state.kind !== 'missing' || facts.runDirExists
+}
+
+/** One named session's facts and row; an unknown name is refused with the names that do exist. */
+async function sessionFactsFor(name: string, options: CommonOptions) {
   checkName(name)
-  const now = Date.now()
   const root = await findProjectRoot({ root: options.root })
   const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
   const facts = await gatherSession(name, root, own.get(name) ?? null)
-  if (!facts.tmux && facts.lock.kind === 'missing' && facts.state.kind === 'missing' && !facts.runDirExists) {
+  if (!sessionExists(facts)) {
     throw sessionNotFound(name, root, await sessionNames(root, own))
   }
-  const row = describeSession(facts, now, { graceMs: startGraceMs(options) })
+  return { root, facts, row: describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) }
+}
+
+export async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
+  const { root, facts, row } = await sessionFactsFor(name, options)
   const paths = sessionPaths(root, name)
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const live = row.health === 'running' || row.health === 'starting'
   const [providers, events, progress, recent] = await Promise.all([
     readProviders(paths.runDir, facts.runEntries),
     facts.runEntries.includes('events.jsonl') ? readEventsTail(paths.events) : Promise.resolve(null),
-    // Loops keep progress-NAME.md; pipeline stages keep their own progress.md (FORMATS.md §5).
-    firstExisting([paths.progress, ...(facts.stageDir ? [path.join(paths.runDir, facts.stageDir, 'progress.md')] : []), paths.legacyProgress]),
+    progressFile(facts),
     recentIterations(state, paths.runDir, facts.runEntries),
   ])
   const files = {
@@ -1297,6 +1305,13 @@ export async function status(name: string, options: CommonOptions = {}): Promise
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
     next: statusNext(row, files),
   }
+}
+
+/** Loops keep progress-NAME.md; pipeline stages keep their own progress.md (FORMATS.md §5). */
+function progressFile(facts: SessionFacts): Promise<string | null> {
+  const paths = sessionPaths(facts.root, facts.name)
+  const stageProgress = facts.stageDir ? [path.join(paths.runDir, facts.stageDir, 'progress.md')] : []
+  return firstExisting([paths.progress, ...stageProgress, paths.legacyProgress])
 }
 
 async function firstExisting(files: string[]): Promise<string | null> {
@@ -1558,8 +1573,7 @@ export async function planStart(request: StartRequest, options: StartOptions = {
 
   const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
   const facts = await gatherSession(request.name, root, own.get(request.name) ?? null)
-  const exists = facts.tmux || facts.lock.kind !== 'missing' || facts.state.kind !== 'missing' || facts.runDirExists
-  const row = exists ? describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) : null
+  const row = sessionExists(facts) ? describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) : null
   checkStartConflicts(request, row, facts)
 
   // A resumed loop keeps its max unless a new one is given.
@@ -1857,8 +1871,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   let projectRoot = root
   let tmux: (TmuxSession & { legacy?: boolean }) | null = own.get(name) ?? null
   let facts = await gatherSession(name, projectRoot, tmux)
-  const known = facts.tmux || facts.lock.kind !== 'missing' || facts.state.kind !== 'missing' || facts.runDirExists
-  if (!known) {
+  if (!sessionExists(facts)) {
     const theirs = foreign.find((session) => session.name === name)
     if (!theirs) return { ...report, outcome: 'not_found', message: sessionNotFound(name, root, await sessionNames(root, own)).message }
     if (!options.force) {
@@ -1986,23 +1999,12 @@ async function readOutputLog(file: string, lines: number): Promise<string[] | nu
   }
 }
 
-async function sessionFactsFor(name: string, options: CommonOptions) {
-  checkName(name)
-  const root = await findProjectRoot({ root: options.root })
-  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
-  const facts = await gatherSession(name, root, own.get(name) ?? null)
-  if (!facts.tmux && facts.lock.kind === 'missing' && facts.state.kind === 'missing' && !facts.runDirExists) {
-    throw sessionNotFound(name, root, await sessionNames(root, own))
-  }
-  return { root, facts, row: describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) }
-}
-
 export async function monitor(name: string, options: MonitorOptions = {}): Promise<MonitorResult> {
   const lines = options.lines ?? 50
   const { root, facts, row } = await sessionFactsFor(name, options)
   const paths = sessionPaths(root, name)
   const log = path.join(paths.runDir, OUTPUT_LOG)
-  const progress = await firstExisting([paths.progress, ...(facts.stageDir ? [path.join(paths.runDir, facts.stageDir, 'progress.md')] : []), paths.legacyProgress])
+  const progress = await progressFile(facts)
   const base = { session: row, log: existsSync(log) ? relative(root, log) : null, progress: progress && relative(root, progress) }
   if (facts.tmux) {
     const captured = await capturePane(options, facts.tmux.tmuxName, Math.max(lines * 4, 200))
