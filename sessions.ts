@@ -43,6 +43,12 @@ const GENUINE_SLACK_MS = 5_000
 /** The engine's default max when none is recorded (run.sh's own default). */
 const DEFAULT_MAX = 25
 const RECENT_ITERATIONS = 5
+const PID_MAX_LIMIT = 4_194_304
+/**
+ * Set in the environment of every engine this tool starts, and so inherited by the agents below it:
+ * after an engine dies, its leftover children are found by it (Linux /proc/PID/environ).
+ */
+const SESSION_TAG = 'SESSIONS_TS_RUN'
 /** The tail of events.jsonl read by `status`: the last events, not a file that grows for hours. */
 const EVENTS_TAIL_BYTES = 64 * 1024
 
@@ -83,8 +89,9 @@ const int = z.number().int().nullish()
 
 export const LockSchema = z.looseObject({
   session: str,
-  // Bounded so that a negative PID (a process group for kill()) or a huge one never reaches a syscall.
-  pid: z.number().int().min(1).max(2 ** 31 - 1),
+  // A negative PID would name a process group to kill(); none exceeds Linux's PID_MAX_LIMIT (2^22).
+  // Out of those bounds the lock is corrupt, never "stale", so that nothing removes it.
+  pid: z.number().int().min(1).max(PID_MAX_LIMIT),
   started_at: str,
 })
 
@@ -533,6 +540,29 @@ async function processParents(): Promise<Map<number, number>> {
     if (pid) parents.set(pid, ppid)
   }
   return parents
+}
+
+/**
+ * Processes that carry a session tag in their environment (see SESSION_TAG), by run folder: engines this
+ * tool started and the agents below them, also those left running after their engine died. Linux only
+ * (/proc/PID/environ); elsewhere none are found.
+ */
+export async function taggedProcesses(): Promise<Map<string, number[]>> {
+  const byRun = new Map<string, number[]>()
+  if (process.platform !== 'linux') return byRun
+  const prefix = `${SESSION_TAG}=`
+  await Promise.all(readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(async (entry) => {
+    const pid = Number(entry)
+    if (pid === process.pid) return
+    try {
+      const tag = (await readFile(`/proc/${entry}/environ`, 'utf8')).split('\0').find((v) => v.startsWith(prefix))
+      if (tag && isPidAlive(pid)) {
+        const runDir = tag.slice(prefix.length)
+        byRun.set(runDir, [...(byRun.get(runDir) ?? []), pid].sort((a, b) => a - b))
+      }
+    } catch { /* gone, or not ours to read */ }
+  }))
+  return byRun
 }
 
 /** Every process below pid (children, grandchildren, ...), nearest first. */
@@ -1601,9 +1631,12 @@ export async function planStart(request: StartRequest, options: StartOptions = {
 }
 
 /** The caller's environment for the engine, without tmux's own variables (they describe the caller's pane). */
-function engineEnvironment(): [string, string][] {
-  return Object.entries(process.env)
-    .filter((entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]))
+function engineEnvironment(runDir: string): [string, string][] {
+  return [
+    ...Object.entries(process.env)
+      .filter((entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && entry[0] !== SESSION_TAG),
+    [SESSION_TAG, runDir],
+  ]
 }
 
 /** tmux refuses a command message over 16 KiB: the environment goes in batches that fit. */
@@ -1713,7 +1746,7 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
     await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
     throw new SessionsError(`tmux could not prepare ${tmuxName}: ${prepared.stderr.trim()}`)
   }
-  const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment())
+  const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(paths.runDir))
   const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', root, '--', ...engineWrapper(plan.command))
   if (respawned.exitCode !== 0) {
     await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
@@ -1894,6 +1927,8 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   const roots = [
     ...(engineLive && facts.lock.kind === 'ok' ? [facts.lock.value.pid] : []),
     ...(paneLive ? [facts.tmux!.panePid!] : []),
+    // Its agents that no longer hang below the engine (started by this tool, so tagged).
+    ...((await taggedProcesses()).get(sessionPaths(projectRoot, name).runDir) ?? []),
   ]
   const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULT_KILL_GRACE_SECONDS) * 1000)
   report.terminated = stopped.terminated
@@ -1952,6 +1987,227 @@ export async function kill(names: string[], options: KillOptions = {}): Promise<
     reports.push(await killOne(name, options, await listTmuxSessions(options), root))
   }
   return reports
+}
+
+// ───────────────────────── cleanup ─────────────────────────
+
+export const PROBLEM_KINDS = ['locks', 'tmux', 'state'] as const
+export type ProblemKind = (typeof PROBLEM_KINDS)[number]
+
+export interface CleanupProblem {
+  name: string
+  kind: ProblemKind
+  problem: 'orphaned_tmux' | 'dead_pane' | 'leftover_processes' | 'stale_lock' | 'zombie_state'
+  evidence: string
+  /** The lock's PID when the scan found it stale: the fix removes the lock only while it still names it. */
+  pid?: number
+  /** null: not attempted (report only, not chosen, or excluded by --only). */
+  fixed: boolean | null
+  result: string | null
+}
+
+export interface CleanupScan {
+  project: string
+  problems: CleanupProblem[]
+  /** Sessions with a file that cannot be read: reported, never touched. */
+  corrupt: { name: string; why: string }[]
+  healthy: { name: string; health: Health }[]
+  other_projects: { name: string; tmux_session: string; directory: string }[]
+}
+
+export interface CleanupResult extends CleanupScan {
+  mode: 'dry_run' | 'report' | 'fixed' | 'cancelled'
+  fixed: Record<ProblemKind, number>
+  resumable: { name: string; health: Health; resume_command: string | null }[]
+  next: NextAction[]
+}
+
+export interface CleanupOptions extends CommonOptions {
+  /** Repair what the scan found (otherwise report only). */
+  fix?: boolean
+  /** Only these kinds of problem. */
+  only?: ProblemKind[]
+  /** Asked per problem before fixing it (one by one); false skips it. */
+  choose?: (problem: CleanupProblem) => Promise<boolean>
+  /** Seconds between SIGTERM and SIGKILL for orphaned processes (default 10). */
+  graceSeconds?: number
+}
+
+/** "last iteration 7 finished 2h 3m ago", or when it started: the age behind a problem. */
+function lastSign(row: SessionRow, now: number): string {
+  const state = row.iteration_completed
+  if (row.last_activity_at) {
+    const age = formatDuration(now - Date.parse(row.last_activity_at))
+    return state ? `last iteration ${state} finished ${age} ago` : `last activity ${age} ago`
+  }
+  return 'no activity recorded'
+}
+
+/** What is out of step in one session, with the evidence for each. */
+function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[], now: number): CleanupProblem[] {
+  const problems: CleanupProblem[] = []
+  const add = (kind: ProblemKind, problem: CleanupProblem['problem'], evidence: string) =>
+    problems.push({ name: facts.name, kind, problem, evidence, fixed: null, result: null })
+  if (row.health === 'running' || row.health === 'starting' || row.health === 'corrupt') return problems
+  const since = lastSign(row, now)
+  if (facts.tmux && !facts.tmux.paneDead && row.health === 'orphaned') {
+    add('tmux', 'orphaned_tmux', `tmux session ${facts.tmux.tmuxName} alive for ${formatDuration(now - facts.tmux.createdMs)} with no engine behind it (pane PID ${facts.tmux.panePid ?? '?'}); ${since}`)
+  }
+  if (facts.tmux?.paneDead) {
+    add('tmux', 'dead_pane', `tmux session ${facts.tmux.tmuxName} has a dead pane (exit status ${facts.tmux.paneDeadStatus ?? 'unknown'})`)
+  }
+  const below = new Set(facts.tmux && !facts.tmux.paneDead ? [facts.tmux.panePid] : [])
+  const leftover = tagged.filter((pid) => !below.has(pid))
+  if (leftover.length) {
+    add('tmux', 'leftover_processes', `${leftover.length} process${leftover.length === 1 ? '' : 'es'} of the session still running without its engine (PID ${leftover.join(', ')})`)
+  }
+  if (facts.lock.kind === 'ok') {
+    const pid = facts.lock.value.pid
+    add('locks', 'stale_lock', `lock PID ${pid} ${facts.engine?.alive ? 'now belongs to an unrelated process (started after the lock)' : 'is dead'}; ${since}`)
+    problems[problems.length - 1].pid = pid
+  }
+  if (facts.state.kind === 'ok' && facts.state.value.status === 'running') {
+    add('state', 'zombie_state', `state says running, but ${row.health === 'orphaned' ? 'only a tmux session without an engine is left' : 'nothing is alive'}; ${since}`)
+  }
+  return problems
+}
+
+export async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
+  const now = Date.now()
+  const [project, tagged] = await Promise.all([gatherProject(options), taggedProcesses()])
+  const scan: CleanupScan = {
+    project: project.root, problems: [], corrupt: [], healthy: [],
+    other_projects: project.foreign.map((s) => ({ name: s.name, tmux_session: s.tmuxName, directory: s.directory })),
+  }
+  for (const facts of project.sessions) {
+    const row = describeSession(facts, now, { graceMs: startGraceMs(options) })
+    const problems = sessionProblems(facts, row, tagged.get(sessionPaths(project.root, facts.name).runDir) ?? [], now)
+    scan.problems.push(...problems)
+    if (row.health === 'corrupt') scan.corrupt.push({ name: row.name, why: row.why })
+    else if (!problems.length) scan.healthy.push({ name: row.name, health: row.health })
+  }
+  return scan
+}
+
+/** A fix not made because the facts changed since the scan: that is the safe outcome, not a failure. */
+class LeftAlone extends Error {}
+
+/** A session's facts as they are now: every fix checks again right before it changes anything. */
+async function freshFacts(name: string, root: string, options: CommonOptions) {
+  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
+  const facts = await gatherSession(name, root, own.get(name) ?? null)
+  const health = classifyHealth(healthFactsOf(facts, Date.now(), startGraceMs(options))).health
+  return { facts, engineLive: health === 'running' || health === 'starting' }
+}
+
+async function fixProblem(problem: CleanupProblem, root: string, options: CleanupOptions): Promise<string> {
+  const { facts, engineLive } = await freshFacts(problem.name, root, options)
+  if (engineLive) throw new LeftAlone('the session is alive now')
+  const paths = sessionPaths(root, problem.name)
+  const graceMs = (options.graceSeconds ?? DEFAULT_KILL_GRACE_SECONDS) * 1000
+  switch (problem.problem) {
+    case 'orphaned_tmux':
+    case 'dead_pane': {
+      if (!facts.tmux) return 'already gone'
+      const tmuxName = facts.tmux.tmuxName
+      const stopped = !facts.tmux.paneDead && facts.tmux.panePid ? await stopProcessTree([facts.tmux.panePid], graceMs) : null
+      const log = path.join(paths.runDir, OUTPUT_LOG)
+      if (facts.runDirExists && !existsSync(log)) {
+        const lines = await capturePane(options, tmuxName, 10_000)
+        if (lines?.length) await writeFile(log, `${lines.join('\n')}\n`)
+      }
+      await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+      return `removed ${tmuxName}${stopped?.terminated.length ? ` and stopped PID ${stopped.terminated.join(', ')}` : ''}`
+    }
+    case 'leftover_processes': {
+      const pids = (await taggedProcesses()).get(paths.runDir) ?? []
+      if (!pids.length) return 'already gone'
+      const stopped = await stopProcessTree(pids, graceMs)
+      return `stopped PID ${stopped.terminated.join(', ')}${stopped.forceKilled.length ? ` (${stopped.forceKilled.length} with SIGKILL)` : ''}`
+    }
+    case 'stale_lock': {
+      if (facts.lock.kind !== 'ok') return 'already gone'
+      // The lock read now must still name the PID found stale, and that PID must still not be the engine.
+      const pid = facts.lock.value.pid
+      if (pid !== problem.pid) throw new LeftAlone(`the lock now names PID ${pid}`)
+      await rm(paths.lock, { force: true })
+      return `removed .claude/locks/${problem.name}.lock (PID ${pid})`
+    }
+    case 'zombie_state': {
+      if (facts.tmux && !facts.tmux.paneDead) throw new LeftAlone('its tmux session is still alive')
+      const marked = await updateStateFile(paths.state, (raw, state) =>
+        state.status === 'running' ? { ...raw, status: 'unknown_termination', terminated_at: isoOrNull(Date.now()) } : null)
+      return marked ? 'marked unknown_termination' : 'already marked'
+    }
+  }
+}
+
+/** One cleanup at a time per project: a second one waits, then finds what the first left. */
+async function withCleanupLock<T>(root: string, work: () => Promise<T>): Promise<T> {
+  const file = path.join(root, '.claude', 'sessions-cleanup.lock')
+  await mkdir(path.dirname(file), { recursive: true })
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx' })
+      break
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim())
+      if (!isPidAlive(holder)) {
+        await rm(file, { force: true })
+        continue
+      }
+      if (Date.now() > deadline) throw new SessionsError(`another cleanup (PID ${holder}) has been running for a minute; try again later`)
+      await sleep(100)
+    }
+  }
+  try {
+    return await work()
+  } finally {
+    await rm(file, { force: true })
+  }
+}
+
+/** Repairs, in order per session (tmux, then locks, then state), what a scan found and the options allow. */
+export async function applyCleanup(scan: CleanupScan, options: CleanupOptions = {}): Promise<CleanupScan> {
+  return withCleanupLock(scan.project, async () => {
+    const problems: CleanupProblem[] = []
+    for (const problem of scan.problems) {
+      const copy = { ...problem }
+      problems.push(copy)
+      if (options.only && !options.only.includes(problem.kind)) continue
+      if (options.choose && !(await options.choose(problem))) continue
+      try {
+        copy.result = await fixProblem(problem, scan.project, options)
+        copy.fixed = true
+      } catch (error) {
+        copy.fixed = error instanceof LeftAlone ? null : false
+        copy.result = error instanceof LeftAlone ? `left alone: ${error.message}` : `failed: ${(error as Error).message}`
+      }
+    }
+    return { ...scan, problems }
+  })
+}
+
+export async function cleanup(options: CleanupOptions = {}): Promise<CleanupResult> {
+  const scan = await scanCleanup(options)
+  const done = options.fix ? await applyCleanup(scan, options) : scan
+  return summarizeCleanup(done, options.fix ? 'fixed' : 'report', options)
+}
+
+export async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['mode'], options: CommonOptions = {}): Promise<CleanupResult> {
+  const fixed = Object.fromEntries(PROBLEM_KINDS.map((kind) => [kind, scan.problems.filter((p) => p.kind === kind && p.fixed).length])) as Record<ProblemKind, number>
+  // What can be resumed, as it stands after the repairs.
+  const after = await list(options)
+  const resumable = after.sessions.filter((row) => row.resumable).map((row) => ({ name: row.name, health: row.health, resume_command: row.resume_command }))
+  const next: NextAction[] = []
+  const open = scan.problems.filter((p) => p.fixed !== true)
+  if (open.length && mode !== 'fixed') next.push({ command: `${SELF} cleanup --yes`, why: 'repair all of it' })
+  for (const r of resumable.slice(0, 3)) if (r.resume_command) next.push({ command: r.resume_command, why: `resume ${r.name}` })
+  if (scan.corrupt.length) next.push({ command: `${SELF} status ${scan.corrupt[0].name}`, why: 'see the file that cannot be read' })
+  next.push({ command: `${SELF} list`, why: 'every session and its health' })
+  return { ...scan, mode, fixed, resumable, next }
 }
 
 // ───────────────────────── monitor ─────────────────────────
@@ -2353,6 +2609,58 @@ export function renderMonitor(result: MonitorResult): string {
   return lines.join('\n') + '\n'
 }
 
+const PROBLEM_TITLES: Record<CleanupProblem['problem'], string> = {
+  orphaned_tmux: 'Orphaned tmux sessions',
+  dead_pane: 'Dead panes',
+  leftover_processes: 'Processes left by a dead engine',
+  stale_lock: 'Stale locks',
+  zombie_state: 'Zombie states',
+}
+
+/** The problems found, by kind, each with its evidence (and, once tried, what the fix did). */
+function renderProblems(result: CleanupScan): string[] {
+  const lines = [`${bold('Cleanup')} of ${result.project}`]
+  if (!result.problems.length) {
+    lines.push('', 'No problems.')
+    if (result.healthy.length) lines.push(`Healthy: ${result.healthy.map((h) => `${h.name} (${h.health})`).join(', ')}`)
+  }
+  for (const [problem, title] of Object.entries(PROBLEM_TITLES)) {
+    const found = result.problems.filter((p) => p.problem === problem)
+    if (!found.length) continue
+    lines.push('', bold(`${title}:`))
+    for (const p of found) {
+      const mark = p.fixed === true ? `${green('✓')} ` : p.fixed === false ? `${red('✗')} ` : '  '
+      lines.push(`${mark}${p.name} — ${p.evidence}${p.result ? dim(` → ${p.result}`) : ''}`)
+    }
+  }
+  if (result.corrupt.length) {
+    lines.push('', bold('Cannot be read (left as they are):'), ...result.corrupt.map((c) => `  ${c.name} — ${c.why}`))
+  }
+  if (result.other_projects.length) {
+    lines.push('', `Other projects on this tmux server (never touched): ${result.other_projects.map((o) => `${o.tmux_session} (${o.directory})`).join(', ')}`)
+  }
+  return lines
+}
+
+export function renderCleanup(result: CleanupResult): string {
+  const lines = renderProblems(result)
+  if (result.mode === 'fixed') {
+    const counts = PROBLEM_KINDS.filter((k) => result.fixed[k]).map((k) => `${result.fixed[k]} ${k === 'locks' ? 'stale lock' : k === 'tmux' ? 'tmux/process' : 'state'}${result.fixed[k] === 1 ? '' : 's'}`)
+    lines.push('', counts.length ? `Fixed: ${counts.join(' · ')}` : 'Nothing was fixed.')
+  } else if (result.mode === 'report' && result.problems.length) {
+    lines.push('', `Nothing was changed. To repair: ${SELF} cleanup --yes (or --only locks|tmux|state)`)
+  } else if (result.mode === 'dry_run' && result.problems.length) {
+    lines.push('', 'Dry run: nothing was changed.')
+  } else if (result.mode === 'cancelled') {
+    lines.push('', 'Cancelled: nothing was changed.')
+  }
+  if (result.resumable.length) {
+    lines.push('', bold('Can be resumed:'), ...result.resumable.map((r) => `  ${r.name} (${r.health}): ${r.resume_command ?? 'its type and max are unknown'}`))
+  }
+  lines.push(...nextLines(result.next))
+  return lines.join('\n') + '\n'
+}
+
 // ───────────────────────── command line ─────────────────────────
 
 export const USAGE = `Usage: ${SELF} <command> [options]
@@ -2366,6 +2674,7 @@ Commands:
   kill NAME...                  stop the engine and everything under it; progress is kept
   monitor NAME                  the last lines of its output, without attaching
   attach NAME                   watch it live (Ctrl-b d to detach)
+  cleanup                       find stale locks, orphaned tmux sessions and zombie states; repair them
 
 Options:
   --json                        print one JSON document on stdout and nothing else
@@ -2392,6 +2701,11 @@ monitor:
   -f, --follow                  print new output until the session ends
 attach:
   --read-only                   attach read-only
+cleanup:
+  --yes                         repair everything found (in a terminal it asks otherwise)
+  --only locks|tmux|state       only these kinds (repeatable, or comma-separated)
+  --dry-run                     report only
+  --grace SECONDS               between SIGTERM and SIGKILL for orphaned processes (default ${DEFAULT_KILL_GRACE_SECONDS})
 
 Exit status: 0 done, 1 refused or failed, 2 wrong command line.
 `
@@ -2419,6 +2733,10 @@ const COMMANDS = {
   kill: { options: { grace: { type: 'string' }, force: { type: 'boolean' } }, positionals: [1, Infinity] },
   monitor: { options: { lines: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } }, positionals: [1, 1] },
   attach: { options: { 'read-only': { type: 'boolean' } }, positionals: [1, 1] },
+  cleanup: {
+    options: { yes: { type: 'boolean', short: 'y' }, 'dry-run': { type: 'boolean' }, only: { type: 'string', multiple: true }, grace: { type: 'string' } },
+    positionals: [0, 0],
+  },
 } as const
 
 type CommandName = keyof typeof COMMANDS
@@ -2496,15 +2814,29 @@ const processOutput: Output = {
 
 const isTerminal = () => Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY)
 
-async function askToConfirm(plan: StartPlan, out: Output): Promise<boolean> {
-  out.stderr(renderStartPlan(plan))
+async function ask(question: string): Promise<string> {
   const { createInterface } = await import('node:readline/promises')
   const prompt = createInterface({ input: process.stdin, output: process.stderr })
   try {
-    return /^y(es)?$/i.test((await prompt.question(`${plan.resume ? 'Resume' : 'Start'} it? [y/N] `)).trim())
+    return (await prompt.question(question)).trim()
   } finally {
     prompt.close()
   }
+}
+
+async function askYesNo(question: string): Promise<boolean> {
+  return /^y(es)?$/i.test(await ask(question))
+}
+
+async function askToConfirm(plan: StartPlan, out: Output): Promise<boolean> {
+  out.stderr(renderStartPlan(plan))
+  return askYesNo(`${plan.resume ? 'Resume' : 'Start'} it? [y/N] `)
+}
+
+async function askCleanupChoice(out: Output): Promise<'all' | 'one' | 'locks' | 'cancel'> {
+  out.stderr('\n  1) fix all   2) one by one   3) stale locks only   4) cancel\n')
+  const answer = (await ask('Choose [1-4]: ')).toLowerCase()
+  return ({ '1': 'all', a: 'all', '2': 'one', o: 'one', '3': 'locks', l: 'locks' } as const)[answer as '1'] ?? 'cancel'
 }
 
 /** A spinner on a terminal's stderr, from start() until stop(); nothing elsewhere. */
@@ -2597,6 +2929,37 @@ export async function main(argv: string[], out: Output = processOutput): Promise
           out.stdout(`${dim('─'.repeat(40))}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
         }
         return 0
+      }
+      case 'cleanup': {
+        const only = ((values.only as string[] | undefined) ?? []).flatMap((v) => v.split(',')).map((v) => v.trim())
+        for (const kind of only) if (!(PROBLEM_KINDS as readonly string[]).includes(kind)) throw new UsageError(`--only: unknown kind "${kind}"; kinds: ${PROBLEM_KINDS.join(', ')}`)
+        if (values.yes && values['dry-run']) throw new UsageError('cleanup: --yes and --dry-run exclude each other')
+        const options: CleanupOptions = { ...common, only: only.length ? only as ProblemKind[] : undefined, graceSeconds: parsePositiveNumber('grace', values.grace as string | undefined) }
+        const scan = await scanCleanup(options)
+        let mode: CleanupResult['mode'] = values['dry-run'] ? 'dry_run' : 'report'
+        let done = scan
+        const fixable = scan.problems.filter((p) => !options.only || options.only.includes(p.kind))
+        if (!values['dry-run'] && fixable.length) {
+          if (values.yes) {
+            done = await applyCleanup(scan, options)
+            mode = 'fixed'
+          } else if (isTerminal()) {
+            out.stderr(`${renderProblems(scan).join('\n')}\n`)
+            const choice = await askCleanupChoice(out)
+            if (choice === 'cancel') mode = 'cancelled'
+            else {
+              done = await applyCleanup(scan, {
+                ...options,
+                only: choice === 'locks' ? ['locks'] : options.only,
+                choose: choice === 'one' ? (p) => askYesNo(`Fix ${p.name}: ${p.evidence}? [y/N] `) : undefined,
+              })
+              mode = 'fixed'
+            }
+          }
+        }
+        const result = await summarizeCleanup(done, mode, common)
+        print(json, result, renderCleanup(result))
+        return done.problems.some((p) => p.fixed === false) ? 1 : 0
       }
       case 'attach': {
         const result = await attach(checkName(args[0]), { ...common, readOnly: Boolean(values['read-only']) })
