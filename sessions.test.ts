@@ -6,10 +6,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, readlinkSync, symlinkSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { list, status, start, kill, monitor, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
+import { list, status, start, kill, monitor, scanCleanup, applyCleanup, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const SESSIONS = path.join(HERE, 'sessions.ts')
@@ -92,7 +92,9 @@ function snapshot(dir: string): Record<string, string> {
     for (const entry of readdirSync(d)) {
       const p = path.join(d, entry)
       const st = lstatSync(p)
-      if (st.isDirectory()) {
+      if (st.isSymbolicLink()) {
+        out[path.relative(dir, p)] = `link ${readlinkSync(p)}`
+      } else if (st.isDirectory()) {
         out[path.relative(dir, p) + '/'] = `dir ${st.mode}`
         walk(p)
       } else {
@@ -927,6 +929,282 @@ describe('attach', () => {
   })
 })
 
+/** Every file under the run folders except state.json and the kept output: what must never change. */
+function workSnapshot(root: string): Record<string, string> {
+  const all = snapshot(path.join(root, '.claude', 'pipeline-runs'))
+  return Object.fromEntries(Object.entries(all).filter(([file]) => !/(^|\/)(state\.json|session-output\.log)$/.test(file)))
+}
+
+function tmuxPanes(): string[] {
+  const result = spawnSync('tmux', ['-L', SOCKET, 'list-panes', '-a', '-F', '#{session_name} #{pane_pid} #{pane_dead}'], { env: ENV, encoding: 'utf8' })
+  return result.status === 0 ? result.stdout.trim().split('\n').sort() : []
+}
+
+describe('cleanup', () => {
+  async function troubled(): Promise<string> {
+    // busy: crashed (stale lock, state running). hup: zombie. done-loop: complete. lonely: orphaned tmux.
+    const root = await makeProject('crashed-loop')
+    for (const fixture of ['tmux-killed-loop', 'complete-loop']) {
+      cpSync(path.join(LAYOUTS, fixture, '.claude/pipeline-runs'), path.join(root, '.claude/pipeline-runs'), { recursive: true })
+    }
+    tmux('new-session', '-d', '-s', 'pipeline-lonely', '-c', root, 'sleep 3600')
+    return root
+  }
+
+  test('without a terminal and without --yes: the problems by kind with their evidence; nothing changed', async () => {
+    const root = await troubled()
+    const before = [snapshot(root), tmuxPanes()]
+    const run = cli(['cleanup', '--start-grace', '0', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/Orphaned tmux sessions:\n {2}lonely — tmux session pipeline-lonely alive for \d+s with no engine behind it \(pane PID \d+\)/)
+    expect(run.stdout).toMatch(/Stale locks:\n {2}busy — lock PID \d+ is dead; last iteration 2 finished .* ago\n/)
+    expect(run.stdout).toMatch(/Zombie states:\n {2}busy — state says running, but nothing is alive; .*\n {2}hup — state says running, but nothing is alive/)
+    expect(run.stdout).toContain('Nothing was changed. To repair: tsx sessions.ts cleanup --yes')
+    expect(run.stdout).toContain('busy (crashed): tsx sessions.ts start improve-plan busy 50 --resume')
+    expect(run.stdout).not.toMatch(/done-loop —/)
+    expect([snapshot(root), tmuxPanes()]).toEqual(before)
+    const dry = cli(['cleanup', '--dry-run', '--json', '-C', root])
+    expect(JSON.parse(dry.stdout)).toMatchObject({ mode: 'dry_run', fixed: { locks: 0, tmux: 0, state: 0 } })
+    expect([snapshot(root), tmuxPanes()]).toEqual(before)
+  })
+
+  test('--yes fixes all: lock removed, orphan killed, states marked with every other field kept, work byte for byte', async () => {
+    const root = await troubled()
+    const work = workSnapshot(root)
+    const busyState = readJson(path.join(root, '.claude/pipeline-runs/busy/state.json'))
+    const orphanPid = Number(tmux('display-message', '-p', '-t', '=pipeline-lonely:', '#{pane_pid}').trim())
+    const run = cli(['cleanup', '--yes', '--json', '--start-grace', '0', '-C', root])
+    expect(run.code).toBe(0)
+    const result = JSON.parse(run.stdout)
+    expect(result).toMatchObject({ mode: 'fixed', fixed: { locks: 1, tmux: 1, state: 2 } })
+    expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
+    expect(tmuxSessionNames()).not.toContain('pipeline-lonely')
+    expect(isPidAlive(orphanPid)).toBe(false)
+    const after = readJson(path.join(root, '.claude/pipeline-runs/busy/state.json'))
+    expect(after).toEqual({ ...busyState, status: 'unknown_termination', terminated_at: expect.stringMatching(/Z$/) })
+    expect(readJson(path.join(root, '.claude/pipeline-runs/hup/state.json')).status).toBe('unknown_termination')
+    expect(workSnapshot(root)).toEqual(work)
+    const again = JSON.parse(cli(['cleanup', '--json', '-C', root]).stdout)
+    expect(again.problems).toEqual([])
+    expect(cli(['cleanup', '-C', root]).stdout).toMatch(/No problems\.\nHealthy: busy \(unknown_termination\), done-loop \(complete\), hup \(unknown_termination\)/)
+  })
+
+  test('--only locks fixes stale locks alone', async () => {
+    const root = await troubled()
+    const run = cli(['cleanup', '--yes', '--only', 'locks', '--start-grace', '0', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain('Fixed: 1 stale lock')
+    expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
+    expect(readJson(path.join(root, '.claude/pipeline-runs/busy/state.json')).status).toBe('running')
+    expect(tmuxSessionNames()).toContain('pipeline-lonely')
+  })
+
+  test('in a terminal it asks: stale locks only, or one by one', async () => {
+    const root = await troubled()
+    const command = [TSX, SESSIONS, 'cleanup', '-C', root].map((a) => `'${a}'`).join(' ')
+    tmux('new-session', '-d', '-s', 'ui', '-x', '150', '-y', '50', '-e', 'NO_COLOR=1', `${command}; echo "exit=$?"; sleep 3600`)
+    await waitFor('the menu', () => paneText('=ui:').includes('Choose [1-4]:'))
+    expect(paneText('=ui:')).toContain('1) fix all   2) one by one   3) stale locks only   4) cancel')
+    tmux('send-keys', '-t', '=ui:', '3', 'Enter')
+    await waitFor('the end', () => paneText('=ui:').includes('exit=0'))
+    expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
+    expect(readJson(path.join(root, '.claude/pipeline-runs/hup/state.json')).status).toBe('running')
+
+    tmux('kill-session', '-t', '=ui')
+    tmux('new-session', '-d', '-s', 'ui2', '-x', '150', '-y', '50', '-e', 'NO_COLOR=1', `${command}; echo "exit=$?"; sleep 3600`)
+    await waitFor('the menu', () => paneText('=ui2:').includes('Choose [1-4]:'))
+    tmux('send-keys', '-t', '=ui2:', '2', 'Enter')
+    // One by one, in the order shown: busy's state (no), hup's state (yes).
+    await waitFor('the first question', () => paneText('=ui2:').includes('Fix busy: state says running'))
+    tmux('send-keys', '-t', '=ui2:', 'n', 'Enter')
+    await waitFor('the second question', () => paneText('=ui2:').includes('Fix hup: state says running'))
+    tmux('send-keys', '-t', '=ui2:', 'y', 'Enter')
+    await waitFor('the end', () => paneText('=ui2:').includes('exit=0'))
+    expect(readJson(path.join(root, '.claude/pipeline-runs/busy/state.json')).status).toBe('running')
+    expect(readJson(path.join(root, '.claude/pipeline-runs/hup/state.json')).status).toBe('unknown_termination')
+  })
+})
+
+describe('safety: what it never does, proven by inflicting the faults', () => {
+  test('prefix names: status, monitor, attach, kill and cleanup of auth never touch or report auth-v2', async () => {
+    const root = await makeProject('prefix-names')
+    const before = [snapshot(root), tmuxPanes()]
+    const v2 = readJson(path.join(root, '.claude/locks/auth-v2.lock')).pid
+    const statusJson = JSON.parse(cli(['status', 'auth', '--json', '-C', root]).stdout)
+    expect(statusJson).toMatchObject({ name: 'auth', health: 'complete', tmux: null, lock: null })
+    const mon = cli(['monitor', 'auth', '-C', root])
+    expect(mon.stdout).toContain('auth ended (complete: state says complete); no output was kept.')
+    expect(cli(['attach', 'auth', '-C', root]).code).toBe(1)
+    expect(cli(['kill', 'auth', '-C', root]).stdout).toMatch(/^auth is not running/)
+    const clean = JSON.parse(cli(['cleanup', '--yes', '--json', '-C', root]).stdout)
+    expect(clean.problems).toEqual([])
+    expect(clean.healthy).toEqual([{ name: 'auth', health: 'complete' }, { name: 'auth-v2', health: 'running' }])
+    for (const output of [JSON.stringify(statusJson), mon.stdout]) expect(output).not.toContain('auth-v2')
+    expect(isPidAlive(v2)).toBe(true)
+    expect([snapshot(root), tmuxPanes()]).toEqual(before)
+  })
+
+  test('another project\'s sessions, alive and dead, are left exactly as they were by cleanup --yes and kill', async () => {
+    const root = await troubled()
+    const other = await makeProject('other-project')
+    // A dead pane in the other project too.
+    tmux('new-session', '-d', '-s', 'pipeline-gone', '-c', other, 'sleep 600')
+    tmux('set-option', '-w', '-t', '=pipeline-gone:', 'remain-on-exit', 'on')
+    tmux('respawn-pane', '-k', '-t', '=pipeline-gone:', 'exit 3')
+    await waitFor('the dead pane', () => tmuxPanes().some((pane) => pane.startsWith('pipeline-gone ') && pane.endsWith(' 1')))
+    const theirs = () => [snapshot(other), tmuxPanes().filter((pane) => /^pipeline-(shared|elsewhere|gone) /.test(pane))]
+    const before = theirs()
+    const run = cli(['cleanup', '--yes', '--start-grace', '0', '-C', root])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/Other projects on this tmux server \(never touched\): .*pipeline-gone/)
+    expect(cli(['kill', 'shared', 'elsewhere', 'gone', '-C', root]).code).toBe(1)
+    expect(theirs()).toEqual(before)
+  })
+
+  async function troubled(): Promise<string> {
+    const root = await makeProject('crashed-loop')
+    cpSync(path.join(LAYOUTS, 'tmux-killed-loop/.claude/pipeline-runs'), path.join(root, '.claude/pipeline-runs'), { recursive: true })
+    tmux('new-session', '-d', '-s', 'pipeline-lonely', '-c', root, 'sleep 3600')
+    return root
+  }
+
+  test('PID reuse: the lock is cleaned as stale and the unrelated process is never signalled', async () => {
+    const root = await makeProject('reused-pid')
+    const pid = readJson(path.join(root, '.claude/locks/busy.lock')).pid
+    const run = cli(['cleanup', '--yes', '-C', root])
+    expect(run.stdout).toMatch(/busy — lock PID \d+ now belongs to an unrelated process .* → removed/)
+    expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
+    expect(isPidAlive(pid)).toBe(true)
+  })
+
+  test('a session that starts between the scan and the fix is left alone', async () => {
+    const root = await makeProject('crashed-loop')
+    const scan = await scanCleanup({ root, socket: SOCKET })
+    expect(scan.problems.map((p) => p.problem)).toEqual(['stale_lock', 'zombie_state'])
+    // The engine comes back: a live process takes the lock.
+    const pid = startSleeper()
+    const lockFile = path.join(root, '.claude/locks/busy.lock')
+    writeFileSync(lockFile, JSON.stringify({ session: 'busy', pid, started_at: isoSeconds(Date.now()) }))
+    const before = snapshot(root)
+    const done = await applyCleanup(scan, { root, socket: SOCKET })
+    expect(done.problems.map((p) => [p.fixed, p.result])).toEqual([[null, 'left alone: the session is alive now'], [null, 'left alone: the session is alive now']])
+    expect(snapshot(root)).toEqual(before)
+  })
+
+  test('two cleanup --yes at once end with the same result as one', async () => {
+    const root = await troubled()
+    const spawnCleanup = () => new Promise<number | null>((resolve) => {
+      spawn(TSX, [SESSIONS, 'cleanup', '--yes', '--start-grace', '0', '-C', root], { env: ENV, stdio: 'ignore' }).on('exit', resolve)
+    })
+    const codes = await Promise.all([spawnCleanup(), spawnCleanup()])
+    expect(codes).toEqual([0, 0])
+    expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
+    expect(existsSync(path.join(root, '.claude/sessions-cleanup.lock'))).toBe(false)
+    for (const name of ['busy', 'hup']) expect(readJson(path.join(root, `.claude/pipeline-runs/${name}/state.json`)).status).toBe('unknown_termination')
+    expect(tmuxSessionNames()).not.toContain('pipeline-lonely')
+    expect(JSON.parse(cli(['cleanup', '--json', '-C', root]).stdout).problems).toEqual([])
+  })
+
+  test('kill while the engine is writing its state leaves valid JSON', async () => {
+    const root = await makeEngineProject()
+    expect(cli(['start', 'ralph', 'busy-writer', '100000', '--yes', '-C', root], { env: { MOCK_PACE: '0' } }).code).toBe(0)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(cli(['kill', 'busy-writer', '--grace', '0', '-C', root]).code).toBe(0)
+    const state = readJson(path.join(root, '.claude/pipeline-runs/busy-writer/state.json'))
+    expect(state.status).toBe('killed')
+    expect(state.iteration_completed).toBeGreaterThan(1)
+  })
+
+  test('the tmux server killed under running sessions: after cleanup --yes, no stale lock, states marked, work byte for byte', async () => {
+    const root = await makeEngineProject()
+    for (const name of ['one', 'two']) expect(cli(['start', 'ralph', name, '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } }).code).toBe(0)
+    await waitFor('an iteration each', () => ['one', 'two'].every((n) => readJson(path.join(root, `.claude/pipeline-runs/${n}/state.json`)).iteration_completed >= 1))
+    killServer()
+    await waitFor('the engines gone', async () => (await listJson(root)).sessions.every((s) => s.health !== 'running'))
+    const work = workSnapshot(root)
+    const run = cli(['cleanup', '--yes', '--grace', '1', '-C', root])
+    expect(run.code).toBe(0)
+    for (const name of ['one', 'two']) {
+      expect(existsSync(path.join(root, `.claude/locks/${name}.lock`))).toBe(false)
+      expect(readJson(path.join(root, `.claude/pipeline-runs/${name}/state.json`)).status).toBe('unknown_termination')
+    }
+    expect(workSnapshot(root)).toEqual(work)
+    expect(await processesOf(root)).toEqual([])
+  })
+
+  test('the engine killed with SIGKILL mid-iteration, its agents left running: cleanup stops them and marks everything', async () => {
+    const root = await makeEngineProject()
+    expect(cli(['start', 'ralph', 'shot', '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_END: 'hang:2', MOCK_AGENT_DETACHED: '1' } }).code).toBe(0)
+    const lockFile = path.join(root, '.claude/locks/shot.lock')
+    const engine = readJson(lockFile).pid
+    await waitFor('iteration 2', () => readJson(path.join(root, '.claude/pipeline-runs/shot/state.json')).iteration === 2)
+    const agents = await waitFor('the agents', async () => {
+      const below = await processDescendants(engine)
+      return below.length >= 2 ? below : null
+    })
+    process.kill(engine, 'SIGKILL')
+    await waitFor('the engine gone', () => !isPidAlive(engine))
+    await waitFor('its tmux session gone', () => !tmuxSessionNames().includes('pipeline-shot'))
+    for (const pid of agents) expect(isPidAlive(pid), `agent ${pid} outlives its engine`).toBe(true)
+    expect(existsSync(lockFile)).toBe(true)
+    const work = workSnapshot(root)
+    const scan = JSON.parse(cli(['cleanup', '--json', '-C', root]).stdout)
+    expect(scan.problems.map((p: { problem: string }) => p.problem).sort()).toEqual(['leftover_processes', 'stale_lock', 'zombie_state'])
+    const run = cli(['cleanup', '--yes', '--grace', '1', '-C', root])
+    expect(run.code).toBe(0)
+    for (const pid of agents) expect(isPidAlive(pid)).toBe(false)
+    expect(existsSync(lockFile)).toBe(false)
+    expect(readJson(path.join(root, '.claude/pipeline-runs/shot/state.json')).status).toBe('unknown_termination')
+    expect(workSnapshot(root)).toEqual(work)
+    expect(await processesOf(root)).toEqual([])
+  })
+
+  test('bad files: reported by list, status and cleanup, never a crash, never rewritten or deleted', async () => {
+    const root = await makeProject('bad-files')
+    const claude = path.join(root, '.claude')
+    const addSession = (name: string) => cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(claude, 'pipeline-runs', name), { recursive: true })
+    for (const [name, pid] of [['negative-pid', -5], ['huge-pid', 99_999_999_999], ['string-pid', '123']] as const) {
+      addSession(name)
+      writeFileSync(path.join(claude, 'locks', `${name}.lock`), JSON.stringify({ session: name, pid, started_at: '2026-01-01T00:00:00Z' }))
+    }
+    addSession('loop-state')
+    rmSync(path.join(claude, 'pipeline-runs/loop-state/state.json'))
+    symlinkSync('state.json', path.join(claude, 'pipeline-runs/loop-state/state.json'))
+    // A state with unknown fields and a 10 MB history, left running by nothing: a zombie.
+    addSession('huge')
+    const huge = readJson(path.join(claude, 'pipeline-runs/huge/state.json'))
+    const entry = huge.history[0]
+    const history = Array.from({ length: 20_000 }, (_, i) => ({ ...entry, iteration: i + 1, summary: 'x'.repeat(400), custom: { i } }))
+    writeFileSync(path.join(claude, 'pipeline-runs/huge/state.json'), JSON.stringify({ ...huge, status: 'running', history, unknown_field: { kept: true } }))
+    const hugeBefore = readFileSync(path.join(claude, 'pipeline-runs/huge/state.json'), 'utf8')
+    expect(hugeBefore.length).toBeGreaterThan(10_000_000)
+    const badBefore = Object.fromEntries(Object.entries(snapshot(root)).filter(([file]) => !file.includes('pipeline-runs/huge/')))
+
+    const rows = listJson(root).sessions
+    expect(Object.fromEntries(rows.map((r) => [r.name, r.health]))).toMatchObject({
+      'negative-pid': 'corrupt', 'huge-pid': 'corrupt', 'string-pid': 'corrupt', 'loop-state': 'corrupt', huge: 'zombie',
+    })
+    expect(rowOf(rows, 'loop-state').why).toBe('corrupt: state.json: is a symlink loop')
+    for (const name of ['negative-pid', 'huge-pid', 'loop-state', 'huge']) expect(cli(['status', name, '-C', root]).code).toBe(0)
+    const run = cli(['cleanup', '--yes', '--json', '-C', root])
+    expect(run.code).toBe(0)
+    const result = JSON.parse(run.stdout)
+    expect(result.problems.map((p: { name: string; problem: string }) => `${p.name}:${p.problem}`)).toEqual(['huge:zombie_state'])
+    expect(result.corrupt.map((c: { name: string }) => c.name).sort()).toEqual(
+      ['dir-lock', 'dir-state', 'empty-lock', 'empty-state', 'huge-pid', 'loop-state', 'negative-pid', 'nonjson-lock', 'nonjson-state', 'string-pid', 'truncated-lock', 'truncated-state', 'wrongtype-state'])
+    expect(Object.fromEntries(Object.entries(snapshot(root)).filter(([file]) => !file.includes('pipeline-runs/huge/')))).toEqual(badBefore)
+    const after = readJson(path.join(claude, 'pipeline-runs/huge/state.json'))
+    expect(after).toEqual({ ...JSON.parse(hugeBefore), status: 'unknown_termination', terminated_at: expect.any(String) })
+  })
+})
+
+/** Processes still carrying the tag of any session of this project (none should outlive a cleanup). */
+async function processesOf(root: string): Promise<number[]> {
+  const { taggedProcesses } = await import('./sessions.ts')
+  const runs = path.join(root, '.claude', 'pipeline-runs')
+  return [...(await taggedProcesses()).entries()].filter(([dir]) => dir.startsWith(runs)).flatMap(([, pids]) => pids)
+}
+
 describe('bad command lines: one line on stderr, exit 2, nothing changed', () => {
   const cases: [string, string[], RegExp][] = [
     ['unknown command', ['frobnicate'], /^sessions: unknown command "frobnicate"/],
@@ -948,6 +1226,20 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['empty root', ['list', '--root', ''], /^sessions: --root needs a directory$/m],
     ['socket name with a slash', ['list', '--socket', 'a/b'], /^sessions: --socket: invalid socket name "a\/b"$/m],
     ['empty name', ['status', ''], /^sessions: invalid session name ""/],
+    ['quote in a name', ['kill', "a'b"], /^sessions: invalid session name "a'b"/],
+    ['kill of several, one malformed', ['kill', 'busy', '../busy'], /^sessions: invalid session name "\.\.\/busy"/],
+    ['kill without a name', ['kill'], /^sessions: kill: missing session NAME/],
+    ['monitor with a zero count', ['monitor', 'busy', '-n', '0'], /^sessions: --lines must be a positive integer, got "0"/],
+    ['monitor --follow --json', ['monitor', 'busy', '--follow', '--json'], /--follow prints a stream; it takes no --json/],
+    ['attach with a slash', ['attach', 'a/b'], /^sessions: invalid session name "a\/b"/],
+    ['start with a dot', ['start', 'ralph', 'a.b', '--yes'], /^sessions: invalid session name "a\.b"/],
+    ['start with spaces', ['start', 'ralph', 'a b', '--yes'], /^sessions: invalid session name "a b"/],
+    ['start with $(…)', ['start', 'ralph', '$(touch x)', '--yes'], /^sessions: invalid session name/],
+    ['start with 300 characters', ['start', 'ralph', 'x'.repeat(300), '--yes'], /^sessions: invalid session name "x{67}\.\.\."/],
+    ['start with a newline', ['start', 'ralph', 'a\nb', '--yes'], /^sessions: invalid session name "a\\nb"/],
+    ['cleanup with an unknown kind', ['cleanup', '--only', 'files'], /^sessions: --only: unknown kind "files"; kinds: locks, tmux, state/],
+    ['cleanup --yes --dry-run', ['cleanup', '--yes', '--dry-run'], /--yes and --dry-run exclude each other/],
+    ['cleanup with an argument', ['cleanup', 'busy'], /^sessions: cleanup: unexpected argument "busy"/],
   ]
   test.each(cases)('%s', async (_label, args, message) => {
     const root = await makeProject('running-loop')
