@@ -1091,6 +1091,9 @@ function listNext(rows: SessionRow[]): NextAction[] {
   const first = (health: Health) => rows.find((row) => row.health === health)
   const running = first('running')
   next.push({ command: `${SELF} status ${(running ?? rows[0]).name}`, why: 'everything about one session' })
+  if (rows.some((row) => row.health === 'crashed' || row.health === 'zombie' || row.health === 'orphaned')) {
+    next.push({ command: `${SELF} cleanup`, why: 'stale locks, orphaned tmux sessions, zombie states: see and repair' })
+  }
   const resumable = rows.find((row) => row.resumable && row.resume_command)
   if (resumable) next.push({ command: resumable.resume_command!, why: `resume ${resumable.name}` })
   const failed = first('failed')
@@ -1264,7 +1267,7 @@ function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[]
       if (row.resume_command) {
         next.push({ command: row.resume_command, why: `resume from iteration ${row.resume_from ?? '?'}` })
       }
-      if (row.health === 'crashed' && row.lock) next.push({ command: `rm ${row.lock.file}`, why: 'remove the stale lock (the resume does not need it gone)' })
+      if (row.health === 'crashed' || row.health === 'zombie') next.push({ command: `${SELF} cleanup`, why: 'repair its stale lock and state (a resume does not need it)' })
       if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read what it did' })
       break
     case 'corrupt':
@@ -2033,13 +2036,12 @@ export interface CleanupOptions extends CommonOptions {
   graceSeconds?: number
 }
 
-/** "last iteration 7 finished 2h 3m ago", or when it started: the age behind a problem. */
-function lastSign(row: SessionRow, now: number): string {
-  const state = row.iteration_completed
-  if (row.last_activity_at) {
-    const age = formatDuration(now - Date.parse(row.last_activity_at))
-    return state ? `last iteration ${state} finished ${age} ago` : `last activity ${age} ago`
-  }
+/** "last iteration 7 finished 2h 3m ago", or its last sign of life: the age behind a problem. */
+function lastSign(facts: SessionFacts, row: SessionRow, now: number): string {
+  const last = facts.state.kind === 'ok' ? facts.state.value.history?.at(-1) : undefined
+  const finished = parseTime(last?.timestamp)
+  if (finished !== null) return `last iteration ${last?.iteration ?? '?'} finished ${formatDuration(now - finished)} ago`
+  if (row.last_activity_at) return `last activity ${formatDuration(now - Date.parse(row.last_activity_at))} ago`
   return 'no activity recorded'
 }
 
@@ -2049,7 +2051,7 @@ function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[],
   const add = (kind: ProblemKind, problem: CleanupProblem['problem'], evidence: string) =>
     problems.push({ name: facts.name, kind, problem, evidence, fixed: null, result: null })
   if (row.health === 'running' || row.health === 'starting' || row.health === 'corrupt') return problems
-  const since = lastSign(row, now)
+  const since = lastSign(facts, row, now)
   if (facts.tmux && !facts.tmux.paneDead && row.health === 'orphaned') {
     add('tmux', 'orphaned_tmux', `tmux session ${facts.tmux.tmuxName} alive for ${formatDuration(now - facts.tmux.createdMs)} with no engine behind it (pane PID ${facts.tmux.panePid ?? '?'}); ${since}`)
   }
