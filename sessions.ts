@@ -2173,6 +2173,7 @@ async function withCleanupLock<T>(root: string, work: () => Promise<T>): Promise
 
 /** Repairs, in order per session (tmux, then locks, then state), what a scan found and the options allow. */
 export async function applyCleanup(scan: CleanupScan, options: CleanupOptions = {}): Promise<CleanupScan> {
+  if (!scan.problems.length) return scan
   return withCleanupLock(scan.project, async () => {
     const problems: CleanupProblem[] = []
     for (const problem of scan.problems) {
