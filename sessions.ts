@@ -2016,12 +2016,13 @@ export interface CleanupScan {
   corrupt: { name: string; why: string }[]
   healthy: { name: string; health: Health }[]
   other_projects: { name: string; tmux_session: string; directory: string }[]
+  /** Sessions that can be resumed, as they stood when scanned. */
+  resumable: { name: string; health: Health; resume_command: string | null }[]
 }
 
 export interface CleanupResult extends CleanupScan {
   mode: 'dry_run' | 'report' | 'fixed' | 'cancelled'
   fixed: Record<ProblemKind, number>
-  resumable: { name: string; health: Health; resume_command: string | null }[]
   next: NextAction[]
 }
 
@@ -2078,11 +2079,12 @@ export async function scanCleanup(options: CommonOptions = {}): Promise<CleanupS
   const now = Date.now()
   const [project, tagged] = await Promise.all([gatherProject(options), taggedProcesses()])
   const scan: CleanupScan = {
-    project: project.root, problems: [], corrupt: [], healthy: [],
+    project: project.root, problems: [], corrupt: [], healthy: [], resumable: [],
     other_projects: project.foreign.map((s) => ({ name: s.name, tmux_session: s.tmuxName, directory: s.directory })),
   }
   for (const facts of project.sessions) {
     const row = describeSession(facts, now, { graceMs: startGraceMs(options) })
+    if (row.resumable) scan.resumable.push({ name: row.name, health: row.health, resume_command: row.resume_command })
     const problems = sessionProblems(facts, row, tagged.get(sessionPaths(project.root, facts.name).runDir) ?? [], now)
     scan.problems.push(...problems)
     if (row.health === 'corrupt') scan.corrupt.push({ name: row.name, why: row.why })
@@ -2201,9 +2203,8 @@ export async function cleanup(options: CleanupOptions = {}): Promise<CleanupResu
 
 export async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['mode'], options: CommonOptions = {}): Promise<CleanupResult> {
   const fixed = Object.fromEntries(PROBLEM_KINDS.map((kind) => [kind, scan.problems.filter((p) => p.kind === kind && p.fixed).length])) as Record<ProblemKind, number>
-  // What can be resumed, as it stands after the repairs.
-  const after = await list(options)
-  const resumable = after.sessions.filter((row) => row.resumable).map((row) => ({ name: row.name, health: row.health, resume_command: row.resume_command }))
+  // What can be resumed: after repairs, as it stands now; otherwise nothing changed since the scan.
+  const resumable = mode === 'fixed' ? (await scanCleanup(options)).resumable : scan.resumable
   const next: NextAction[] = []
   const open = scan.problems.filter((p) => p.fixed !== true)
   if (open.length && mode !== 'fixed') next.push({ command: `${SELF} cleanup --yes`, why: 'repair all of it' })
