@@ -248,7 +248,9 @@ export function parseJsonText<T>(file: string, text: string, schema: z.ZodType<T
 export async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<FileRead<T>> {
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    // Synchronous on purpose: these files are small, and one readFileSync costs a fraction of the four
+    // thread-pool round trips (open, fstat, read, close) of an asynchronous read (see the benchmark).
+    text = readFileSync(file, 'utf8')
   } catch (error) {
     const err = error as NodeJS.ErrnoException
     if (err.code === 'ENOENT') return { kind: 'missing', path: file }
@@ -257,10 +259,10 @@ export async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promi
   return parseJsonText(file, text, schema)
 }
 
-/** Directory entries, or [] when the directory is missing or unreadable. */
+/** Directory entries, or [] when the directory is missing or unreadable (synchronous, as readJsonFile). */
 async function listDir(dir: string): Promise<string[]> {
   try {
-    return await readdir(dir)
+    return readdirSync(dir)
   } catch {
     return []
   }
@@ -507,7 +509,7 @@ export async function processStartTime(pid: number): Promise<number | null> {
   if (process.platform === 'linux') {
     const boot = linuxBootTimeMs()
     try {
-      const fields = procStatFields(await readFile(`/proc/${pid}/stat`, 'utf8'))
+      const fields = procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))
       // starttime is field 22 of stat; fields here start at field 3 (state).
       const ticks = Number(fields[22 - 3])
       if (boot !== null && Number.isFinite(ticks)) return boot + (ticks * 1000) / CLOCK_TICKS_PER_SECOND
@@ -551,11 +553,12 @@ export async function taggedProcesses(): Promise<Map<string, number[]>> {
   const byRun = new Map<string, number[]>()
   if (process.platform !== 'linux') return byRun
   const prefix = `${SESSION_TAG}=`
+  // Read synchronously, like the session files: hundreds of tiny /proc files cost less so than as promises.
   await Promise.all(readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(async (entry) => {
     const pid = Number(entry)
     if (pid === process.pid) return
     try {
-      const tag = (await readFile(`/proc/${entry}/environ`, 'utf8')).split('\0').find((v) => v.startsWith(prefix))
+      const tag = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').find((v) => v.startsWith(prefix))
       if (tag && isPidAlive(pid)) {
         const runDir = tag.slice(prefix.length)
         byRun.set(runDir, [...(byRun.get(runDir) ?? []), pid].sort((a, b) => a - b))
@@ -734,11 +737,19 @@ export interface ProjectFacts {
 
 /** One tmux call, one listing per folder, then every session's files read concurrently. */
 export async function gatherProject(options: GatherOptions = {}): Promise<ProjectFacts> {
+  return mapProject(options, (facts) => facts)
+}
+
+/**
+ * Gathers every session and turns each one's facts into what the caller keeps as soon as they are
+ * read, so that a fleet's raw files are not all held at once (list keeps rows, not states).
+ */
+export async function mapProject<T>(options: GatherOptions, map: (facts: SessionFacts) => T): Promise<{ root: string; sessions: T[]; foreign: ProjectFacts['foreign'] }> {
   const root = await findProjectRoot({ root: options.root })
   const all = options.tmuxSessions ?? await listTmuxSessions(options)
   const { own, foreign } = ownTmuxSessions(all, root)
   const names = await sessionNames(root, own)
-  const sessions = await Promise.all(names.map((name) => gatherSession(name, root, own.get(name) ?? null)))
+  const sessions = await Promise.all(names.map(async (name) => map(await gatherSession(name, root, own.get(name) ?? null))))
   return { root, sessions, foreign }
 }
 
@@ -1104,8 +1115,8 @@ function listNext(rows: SessionRow[]): NextAction[] {
 
 export async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
-  const project = await gatherProject(options)
-  const sessions = project.sessions.map((facts) => describeSession(facts, now, { graceMs: startGraceMs(options) }))
+  const project = await mapProject(options, (facts) => describeSession(facts, now, { graceMs: startGraceMs(options) }))
+  const sessions = project.sessions
   const result: ListResult = {
     project: project.root,
     sessions,
