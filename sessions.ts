@@ -569,16 +569,19 @@ export async function taggedProcesses(): Promise<Map<string, number[]>> {
 }
 
 /** Every process below pid (children, grandchildren, ...), nearest first. */
-export async function processDescendants(pid: number): Promise<number[]> {
+export async function processDescendants(pid: number | number[]): Promise<number[]> {
   const children = new Map<number, number[]>()
   for (const [child, parent] of await processParents()) {
     children.set(parent, [...(children.get(parent) ?? []), child])
   }
+  const roots = Array.isArray(pid) ? pid : [pid]
   const found: number[] = []
-  const queue = [pid]
+  const seen = new Set(roots)
+  const queue = [...roots]
   while (queue.length) {
     for (const child of children.get(queue.shift()!) ?? []) {
-      if (!found.includes(child)) {
+      if (!seen.has(child)) {
+        seen.add(child)
         found.push(child)
         queue.push(child)
       }
@@ -1862,14 +1865,11 @@ async function isSameProcess(pid: number, startedMs: number | null): Promise<boo
   return (await processStartTime(pid)) === startedMs
 }
 
+/** The roots still alive and every process below them, each with its start time (one /proc scan). */
 async function processTree(roots: number[]): Promise<Map<number, number | null>> {
+  const living = [...new Set(roots)].filter(isPidAlive)
   const tree = new Map<number, number | null>()
-  for (const root of roots) {
-    if (!isPidAlive(root)) continue
-    for (const pid of [root, ...(await processDescendants(root))]) {
-      if (!tree.has(pid)) tree.set(pid, await processStartTime(pid))
-    }
-  }
+  for (const pid of [...living, ...(await processDescendants(living))]) tree.set(pid, await processStartTime(pid))
   return tree
 }
 
@@ -2598,7 +2598,7 @@ export function renderKill(reports: KillReport[]): string {
   return lines.length ? lines.join('\n') + '\n' : ''
 }
 
-function monitorHeader(row: SessionRow, now = Date.now()): string {
+function monitorHeader(row: SessionRow): string {
   const parts = [
     `${bold(row.name)}: ${HEALTH_COLOR[row.health](row.health)}`,
     row.type ? `${row.type}${row.mode === 'pipeline' ? ' (pipeline)' : ''}` : null,
@@ -2607,7 +2607,6 @@ function monitorHeader(row: SessionRow, now = Date.now()): string {
     row.started_at ? `started ${localTime(row.started_at)}` : null,
     row.runtime_seconds !== null ? `runtime ${formatDuration(row.runtime_seconds * 1000)}` : null,
   ].filter(Boolean)
-  void now
   return parts.join(' · ')
 }
 
