@@ -592,6 +592,22 @@ function paneText(target: string): string {
   return tmux('capture-pane', '-p', '-J', '-t', target)
 }
 
+/**
+ * Starts a session whose iteration 2 hangs in its agent, and returns once the engine has that agent
+ * below it: a child (sh) with a child (sleep).
+ */
+async function startHungAgent(root: string, name: string, env: NodeJS.ProcessEnv = {}) {
+  expect(cli(['start', 'ralph', name, '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_END: 'hang:2', ...env } }).code).toBe(0)
+  const lock = path.join(root, `.claude/locks/${name}.lock`)
+  const enginePid: number = readJson(lock).pid
+  await waitFor('iteration 2', () => readJson(path.join(root, `.claude/pipeline-runs/${name}/state.json`)).iteration === 2)
+  const agents = await waitFor('the agent tree', async () => {
+    const below = await processDescendants(enginePid)
+    return below.length >= 2 ? below : null
+  })
+  return { lock, enginePid, agents }
+}
+
 describe('start', () => {
   test('a start that succeeds: tmux session, engine holding its lock, output kept, options on the command line', async () => {
     const root = await makeEngineProject()
@@ -762,15 +778,7 @@ describe('the mock engine behaves like the engine', () => {
 describe('kill', () => {
   test('a running session with a process tree: every process gone, no lock, state killed, progress byte for byte', async () => {
     const root = await makeEngineProject()
-    expect(cli(['start', 'ralph', 'victim', '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_END: 'hang:2' } }).code).toBe(0)
-    const lock = path.join(root, '.claude/locks/victim.lock')
-    const enginePid = readJson(lock).pid
-    // Iteration 2 hangs in its agent: the engine has a child (sh) with a child (sleep).
-    await waitFor('iteration 2', () => readJson(path.join(root, '.claude/pipeline-runs/victim/state.json')).iteration === 2)
-    const tree = await waitFor('the agent tree', async () => {
-      const below = await processDescendants(enginePid)
-      return below.length >= 2 ? below : null
-    })
+    const { lock, enginePid, agents: tree } = await startHungAgent(root, 'victim')
     const run = path.join(root, '.claude/pipeline-runs/victim')
     const kept = () => {
       const all = snapshot(run)
@@ -1134,14 +1142,7 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
 
   test('the engine killed with SIGKILL mid-iteration, its agents left running: cleanup stops them and marks everything', async () => {
     const root = await makeEngineProject()
-    expect(cli(['start', 'ralph', 'shot', '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_END: 'hang:2', MOCK_AGENT_DETACHED: '1' } }).code).toBe(0)
-    const lockFile = path.join(root, '.claude/locks/shot.lock')
-    const engine = readJson(lockFile).pid
-    await waitFor('iteration 2', () => readJson(path.join(root, '.claude/pipeline-runs/shot/state.json')).iteration === 2)
-    const agents = await waitFor('the agents', async () => {
-      const below = await processDescendants(engine)
-      return below.length >= 2 ? below : null
-    })
+    const { lock: lockFile, enginePid: engine, agents } = await startHungAgent(root, 'shot', { MOCK_AGENT_DETACHED: '1' })
     process.kill(engine, 'SIGKILL')
     await waitFor('the engine gone', () => !isPidAlive(engine))
     await waitFor('its tmux session gone', () => !tmuxSessionNames().includes('pipeline-shot'))
