@@ -852,6 +852,63 @@ describe('kill', () => {
   })
 })
 
+describe('resume and wait', () => {
+  test('resume takes the type, max, provider and model from the session\'s own files; flags override', async () => {
+    const root = await makeEngineProject()
+    const record = path.join(BASE, `record-${projects}.jsonl`)
+    // The first run: started with codex/o3 and max 9 (recorded in its events and context).
+    expect(cli(['start', 'ralph', 'again', '9', '--provider=codex', '--model=o3', '--yes', '-C', root], { env: { MOCK_END: 'hang:2', MOCK_PACE: '0.2' } }).code).toBe(0)
+    await waitFor('iteration 2', () => readJson(path.join(root, '.claude/pipeline-runs/again/state.json')).iteration === 2)
+    expect(cli(['kill', 'again', '--grace', '1', '-C', root]).code).toBe(0)
+    const run = cli(['resume', 'again', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } })
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^✓ Resumed again \(ralph, max 9\)/)
+    expect(records(record)[0].argv).toEqual(['ralph', 'again', '9', '--provider=codex', '--model=o3', '--resume', '--foreground'])
+    expect(cli(['kill', 'again', '--grace', '1', '-C', root]).code).toBe(0)
+    expect(cli(['resume', 'again', '--max', '12', '--model=sonnet', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } }).code).toBe(0)
+    expect(records(record)[1].argv).toEqual(['ralph', 'again', '12', '--provider=codex', '--model=sonnet', '--resume', '--foreground'])
+  })
+
+  test('resume of a complete session is refused, as start --resume is', async () => {
+    const root = await makeEngineProject('complete-loop')
+    const run = cli(['resume', 'done-loop', '--yes', '-C', root])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toMatch(/^sessions: session done-loop is complete: nothing to resume/)
+  })
+
+  test('wait: exit 0 when all complete, 1 when any ended otherwise (saying which), 124 on --timeout', async () => {
+    const root = await makeEngineProject()
+    expect(cli(['start', 'ralph', 'quick', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } }).code).toBe(0)
+    expect(cli(['start', 'ralph', 'doomed', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'fail:2' } }).code).toBe(0)
+    expect(cli(['start', 'ralph', 'stuck', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } }).code).toBe(0)
+    const ok = cli(['wait', 'quick', '--json', '-C', root])
+    expect(ok.code).toBe(0)
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ended: true, all_complete: true, timed_out: false, sessions: [{ name: 'quick', health: 'complete' }] })
+    const bad = cli(['wait', 'quick', 'doomed', '-C', root])
+    expect(bad.code).toBe(1)
+    expect(bad.stdout).toContain('doomed: failed (state says failed)')
+    expect(bad.stdout).toContain('Not all complete: doomed failed')
+    expect(bad.stdout).not.toContain('[')
+    const late = cli(['wait', 'stuck', '--timeout', '1', '-C', root])
+    expect(late.code).toBe(124)
+    expect(late.stdout).toContain('Timed out; still running: stuck')
+    expect(cli(['wait', 'nobody', '-C', root]).code).toBe(1)
+  })
+
+  test('wait in a terminal shows a progress bar per session, redrawn in place', async () => {
+    const root = await makeEngineProject()
+    expect(cli(['start', 'ralph', 'barred', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'hang:3' } }).code).toBe(0)
+    await waitFor('iteration 3', () => readJson(path.join(root, '.claude/pipeline-runs/barred/state.json')).iteration === 3)
+    const command = [TSX, SESSIONS, 'wait', 'barred', '-C', root].map((a) => `'${a}'`).join(' ')
+    tmux('new-session', '-d', '-s', 'ui', '-x', '120', '-y', '20', '-e', 'NO_COLOR=1', command)
+    await waitFor('the bar', () => paneText('=ui:').includes('barred  [##########----------] 2/4 · running'))
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    // Redrawn in place: one line for the one session, however many polls.
+    expect(paneText('=ui:').split('\n').filter((line) => line.startsWith('barred ')).length).toBe(1)
+  })
+})
+
 describe('monitor', () => {
   test('a live session: a header and the last lines of its pane', async () => {
     const root = await makeEngineProject()

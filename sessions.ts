@@ -2225,6 +2225,84 @@ export async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['m
   return { ...scan, mode, fixed, resumable, next }
 }
 
+// ───────────────────────── resume and wait ─────────────────────────
+
+export interface ResumeOverrides {
+  max?: number
+  provider?: string
+  model?: string
+  context?: string
+  inputs?: string[]
+}
+
+/** How a session was started, from its own files: the stage type or pipeline file, max, provider, model. */
+export async function howStarted(name: string, options: CommonOptions = {}): Promise<{ type: string | null; pipeline: string | null; max: number | null; provider: string | null; model: string | null; health: Health }> {
+  const { root, facts, row } = await sessionFactsFor(name, options)
+  const stage = describeStage(facts)
+  // The engine records the provider and model of each stage and iteration in its events.
+  const events = await readEventsTail(sessionPaths(root, name).events)
+  const chosen = events?.events.filter((e) => e.type === 'node_start' || e.type === 'iteration_start').at(-1)?.data as { provider?: unknown; model?: unknown } | undefined
+  return {
+    type: stage.mode === 'pipeline' ? null : stage.type,
+    pipeline: stage.mode === 'pipeline' ? stage.pipelineFile : null,
+    max: stage.mode === 'pipeline' ? null : stage.maxIterations,
+    provider: typeof chosen?.provider === 'string' ? chosen.provider : null,
+    model: typeof chosen?.model === 'string' ? chosen.model : null,
+    health: row.health,
+  }
+}
+
+/**
+ * Resumes a crashed, zombie, failed or killed session as it was started (its own files say how);
+ * what is given overrides. Then it is a `start --resume`, with all that start checks and verifies.
+ */
+export async function resume(name: string, overrides: ResumeOverrides = {}, options: StartOptions = {}): Promise<StartResult> {
+  const how = await howStarted(checkName(name), options)
+  if (!how.type && !how.pipeline) throw new SessionsError(`cannot tell how ${name} was started (no stage type or pipeline file in its files); use "${SELF} start TYPE ${name} MAX --resume"`)
+  return start({
+    ...(how.pipeline ? { pipeline: how.pipeline } : { type: how.type!, max: overrides.max ?? how.max ?? undefined }),
+    name: checkNewName(name),
+    provider: overrides.provider ?? how.provider ?? undefined,
+    model: overrides.model ?? how.model ?? undefined,
+    context: overrides.context,
+    inputs: overrides.inputs,
+    resume: true,
+  }, options)
+}
+
+export interface WaitOptions extends CommonOptions {
+  /** Give up after this many seconds (the CLI exits 124). */
+  timeoutSeconds?: number
+  intervalMs?: number
+  /** Called after each poll with every session's row (a CLI draws progress bars from it). */
+  onPoll?: (rows: SessionRow[]) => void
+}
+
+export interface WaitResult {
+  /** Every named session has ended. */
+  ended: boolean
+  /** Every named session ended complete. */
+  all_complete: boolean
+  timed_out: boolean
+  sessions: SessionRow[]
+}
+
+/** Blocks until every named session has ended (nothing alive runs it), or the timeout passes. */
+export async function wait(names: string[], options: WaitOptions = {}): Promise<WaitResult> {
+  if (!names.length) throw new UsageError('wait: missing session NAME')
+  names.forEach(checkName)
+  const deadline = options.timeoutSeconds !== undefined ? Date.now() + options.timeoutSeconds * 1000 : Infinity
+  for (;;) {
+    const rows = await Promise.all([...new Set(names)].map(async (name) => (await sessionFactsFor(name, options)).row))
+    options.onPoll?.(rows)
+    const ended = rows.every((row) => row.health !== 'running' && row.health !== 'starting')
+    if (ended || Date.now() >= deadline) {
+      return { ended, all_complete: ended && rows.every((row) => row.health === 'complete'), timed_out: !ended, sessions: rows }
+    }
+    await sleep(Math.min(options.intervalMs ?? 1000, Math.max(0, deadline - Date.now())))
+  }
+}
+
 // ───────────────────────── monitor ─────────────────────────
 
 export interface MonitorOptions extends CommonOptions {
@@ -2675,6 +2753,26 @@ export function renderCleanup(result: CleanupResult): string {
   return lines.join('\n') + '\n'
 }
 
+/** One progress line per session: a bar of iteration of max, and the stage of stages. */
+export function renderWaitProgress(rows: SessionRow[], now = Date.now()): string {
+  const width = Math.max(...rows.map((row) => row.name.length))
+  return rows.map((row) => {
+    const done = row.iteration_completed ?? 0
+    const max = row.max_iterations ?? 0
+    const filled = max > 0 ? Math.min(20, Math.round((done / max) * 20)) : 0
+    const bar = `[${'#'.repeat(filled)}${'-'.repeat(20 - filled)}]`
+    const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
+    return `${pad(row.name, width)}  ${bar} ${done}/${max || '?'}${stage} · ${HEALTH_COLOR[row.health](row.health)} · ${timeCell(row, now)}`
+  }).join('\n') + '\n'
+}
+
+export function renderWaitResult(result: WaitResult): string {
+  const lines = result.sessions.map((row) => `${row.name}: ${HEALTH_COLOR[row.health](row.health)} (${row.why})`)
+  if (result.timed_out) lines.push(`Timed out; still running: ${result.sessions.filter((r) => r.health === 'running' || r.health === 'starting').map((r) => r.name).join(', ')}`)
+  else if (!result.all_complete) lines.push(`Not all complete: ${result.sessions.filter((r) => r.health !== 'complete').map((r) => `${r.name} ${r.health}`).join(', ')}`)
+  return lines.join('\n') + '\n'
+}
+
 // ───────────────────────── command line ─────────────────────────
 
 export const USAGE = `Usage: ${SELF} <command> [options]
@@ -2689,6 +2787,8 @@ Commands:
   monitor NAME                  the last lines of its output, without attaching
   attach NAME                   watch it live (Ctrl-b d to detach)
   cleanup                       find stale locks, orphaned tmux sessions and zombie states; repair them
+  resume NAME                   resume a stopped session as it was started (start --resume)
+  wait NAME...                  block until every named session has ended
 
 Options:
   --json                        print one JSON document on stdout and nothing else
@@ -2715,13 +2815,19 @@ monitor:
   -f, --follow                  print new output until the session ends
 attach:
   --read-only                   attach read-only
+resume:
+  --max N --provider=P --model=M --context=TEXT --input=PATH   override what its files say
+  --yes, --runner=PATH, --wait-start SECONDS                   as for start
+wait:
+  --timeout SECONDS             give up (exit 124)
 cleanup:
   --yes                         repair everything found (in a terminal it asks otherwise)
   --only locks|tmux|state       only these kinds (repeatable, or comma-separated)
   --dry-run                     report only
   --grace SECONDS               between SIGTERM and SIGKILL for orphaned processes (default ${DEFAULT_KILL_GRACE_SECONDS})
 
-Exit status: 0 done, 1 refused or failed, 2 wrong command line.
+Exit status: 0 done, 1 refused or failed, 2 wrong command line; wait: 0 all complete, 1 any ended
+otherwise, 124 timed out.
 `
 
 const GLOBAL_OPTIONS = {
@@ -2747,6 +2853,14 @@ const COMMANDS = {
   kill: { options: { grace: { type: 'string' }, force: { type: 'boolean' } }, positionals: [1, Infinity] },
   monitor: { options: { lines: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } }, positionals: [1, 1] },
   attach: { options: { 'read-only': { type: 'boolean' } }, positionals: [1, 1] },
+  resume: {
+    options: {
+      max: { type: 'string' }, provider: { type: 'string' }, model: { type: 'string' }, context: { type: 'string' },
+      input: { type: 'string', multiple: true }, runner: { type: 'string' }, yes: { type: 'boolean', short: 'y' }, 'wait-start': { type: 'string' },
+    },
+    positionals: [1, 1],
+  },
+  wait: { options: { timeout: { type: 'string' } }, positionals: [1, Infinity] },
   cleanup: {
     options: { yes: { type: 'boolean', short: 'y' }, 'dry-run': { type: 'boolean' }, only: { type: 'string', multiple: true }, grace: { type: 'string' } },
     positionals: [0, 0],
@@ -2869,8 +2983,25 @@ function spinner(label: string) {
     stop() {
       if (!timer) return
       clearInterval(timer)
+      timer = undefined
       process.stderr.write('\r\x1b[K')
     },
+  }
+}
+
+/** A start (or resume) with a spinner while the engine takes its lock; a failed start shows what it printed. */
+async function startWithSpinner(name: string, out: Output, run: (onWaiting: () => void) => Promise<StartResult>): Promise<StartResult> {
+  const waiting = spinner(`waiting for ${name} to take its lock…`)
+  try {
+    return await run(waiting.start)
+  } catch (error) {
+    if (error instanceof StartError && error.output.length) {
+      waiting.stop()
+      out.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${line}`).join('\n')}\n`)
+    }
+    throw error
+  } finally {
+    waiting.stop()
   }
 }
 
@@ -2911,19 +3042,10 @@ export async function main(argv: string[], out: Output = processOutput): Promise
         const request = startRequestOf(args, values)
         const waitStartSeconds = parsePositiveNumber('wait-start', values['wait-start'] as string | undefined)
         const confirm = !values.yes && isTerminal() ? (plan: StartPlan) => askToConfirm(plan, out) : undefined
-        const waiting = spinner(`waiting for ${request.name} to take its lock…`)
-        try {
-          const result = await start(request, { ...common, runner: values.runner as string | undefined, waitStartSeconds, confirm, onWaiting: waiting.start })
-          waiting.stop()
-          print(json, result, renderStart(result))
-          return 0
-        } catch (error) {
-          waiting.stop()
-          if (error instanceof StartError && error.output.length) {
-            out.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${line}`).join('\n')}\n`)
-          }
-          throw error
-        }
+        const result = await startWithSpinner(request.name, out, (onWaiting) =>
+          start(request, { ...common, runner: values.runner as string | undefined, waitStartSeconds, confirm, onWaiting }))
+        print(json, result, renderStart(result))
+        return 0
       }
       case 'kill': {
         args.forEach(checkName)
@@ -2974,6 +3096,38 @@ export async function main(argv: string[], out: Output = processOutput): Promise
         const result = await summarizeCleanup(done, mode, common)
         print(json, result, renderCleanup(result))
         return done.problems.some((p) => p.fixed === false) ? 1 : 0
+      }
+      case 'resume': {
+        const overrides: ResumeOverrides = {
+          max: parseCount('--max', values.max as string | undefined),
+          provider: values.provider as string | undefined,
+          model: values.model as string | undefined,
+          context: values.context as string | undefined,
+          inputs: values.input as string[] | undefined,
+        }
+        const waitStartSeconds = parsePositiveNumber('wait-start', values['wait-start'] as string | undefined)
+        const confirm = !values.yes && isTerminal() ? (plan: StartPlan) => askToConfirm(plan, out) : undefined
+        const result = await startWithSpinner(args[0], out, (onWaiting) =>
+          resume(checkName(args[0]), overrides, { ...common, runner: values.runner as string | undefined, waitStartSeconds, confirm, onWaiting }))
+        print(json, result, renderStart(result))
+        return 0
+      }
+      case 'wait': {
+        args.forEach(checkName)
+        const timeoutSeconds = parsePositiveNumber('timeout', values.timeout as string | undefined)
+        // Progress bars only on a terminal, redrawn in place; nothing on a pipe.
+        const drawing = !json && Boolean(process.stdout.isTTY)
+        let drawn = 0
+        const result = await wait(args, {
+          ...common,
+          timeoutSeconds,
+          onPoll: drawing ? (rows) => {
+            out.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(rows)}`)
+            drawn = rows.length
+          } : undefined,
+        })
+        print(json, result, renderWaitResult(result))
+        return result.timed_out ? 124 : result.all_complete ? 0 : 1
       }
       case 'attach': {
         const result = await attach(checkName(args[0]), { ...common, readOnly: Boolean(values['read-only']) })
