@@ -909,6 +909,20 @@ describe('resume and wait', () => {
   })
 })
 
+describe('the demo', () => {
+  test('npm run demo runs every step, ends with gamma resumed and complete, and leaves nothing behind', async () => {
+    // Its temporary project goes under TMPDIR: here, this file's own folder.
+    const result = spawnSync(TSX, [path.join(HERE, 'fixtures', 'demo.ts')], { cwd: HERE, env: { ...ENV, NO_COLOR: '1', TMPDIR: BASE }, encoding: 'utf8' })
+    expect(result.stderr).toBe('')
+    expect(result.status).toBe(0)
+    expect(result.stdout).toContain('gamma: complete (state says complete)')
+    expect(result.stdout).toMatch(/beta\s+improve-plan\s+-\s+\d+\/30\s+killed/)
+    expect(result.stdout).toMatch(/✓ gamma — lock PID \d+ is dead/)
+    expect(result.stdout).toContain(`A temporary project with a mock engine: ${BASE}/sessions-demo-`)
+    expect(readdirSync(BASE).filter((entry) => entry.startsWith('sessions-demo-'))).toEqual([])
+  }, 60_000)
+})
+
 describe('monitor', () => {
   test('a live session: a header and the last lines of its pane', async () => {
     const root = await makeEngineProject()
