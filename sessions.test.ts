@@ -923,6 +923,33 @@ describe('the demo', () => {
   }, 60_000)
 })
 
+describe('shell completion', () => {
+  test('bash: commands, flags of the command, and the project\'s session names', async () => {
+    const root = await makeProject('prefix-names')
+    const script = path.join(BASE, `completion-${projects}.bash`)
+    const generated = cli(['completion', 'bash'])
+    expect(generated.code).toBe(0)
+    writeFileSync(script, generated.stdout)
+    const complete = (...words: string[]) => spawnSync('bash', ['-c',
+      `source ${JSON.stringify(script)}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _sessions; printf '%s\\n' "\${COMPREPLY[@]}"`],
+    { cwd: root, env: ENV, encoding: 'utf8' }).stdout.trim().split('\n').sort()
+    expect(complete('sessions', 'st')).toEqual(['start', 'status'])
+    expect(complete('sessions', 'kill', '--g')).toEqual(['--grace'])
+    expect(complete('sessions', 'status', 'au')).toEqual(['auth', 'auth-v2'])
+    expect(complete('sessions', 'completion', '')).toEqual(['bash', 'fish', 'zsh'])
+  })
+
+  test('zsh and fish scripts; an unknown shell is a usage error', () => {
+    expect(cli(['completion', 'zsh']).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
+    const fish = cli(['completion', 'fish']).stdout
+    expect(fish).toContain("complete -c sessions -n __fish_use_subcommand -a 'list status start")
+    expect(fish).toContain("complete -c sessions -n '__fish_seen_subcommand_from cleanup' -l dry-run")
+    const bad = cli(['completion', 'csh'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toBe('sessions: completion: unknown shell "csh"; shells: bash, zsh, fish\n')
+  })
+})
+
 describe('monitor', () => {
   test('a live session: a header and the last lines of its pane', async () => {
     const root = await makeEngineProject()

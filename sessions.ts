@@ -2789,6 +2789,7 @@ Commands:
   cleanup                       find stale locks, orphaned tmux sessions and zombie states; repair them
   resume NAME                   resume a stopped session as it was started (start --resume)
   wait NAME...                  block until every named session has ended
+  completion bash|zsh|fish      a shell completion script (for an alias named "sessions")
 
 Options:
   --json                        print one JSON document on stdout and nothing else
@@ -2799,6 +2800,7 @@ Options:
   --version                     the version
 list:
   --all                         also sessions of other projects on the same tmux server
+  --names                       only the session names, one per line
   --stall MINUTES               warn when a running session's iteration is older (default ${DEFAULT_STALL_MINUTES})
 start:
   --provider=P --model=M --context=TEXT --input=PATH (repeatable)   passed to the engine
@@ -2840,7 +2842,7 @@ const GLOBAL_OPTIONS = {
 } as const
 
 const COMMANDS = {
-  list: { options: { all: { type: 'boolean' }, stall: { type: 'string' } }, positionals: [0, 0] },
+  list: { options: { all: { type: 'boolean' }, stall: { type: 'string' }, names: { type: 'boolean' } }, positionals: [0, 0] },
   status: { options: {}, positionals: [1, 1] },
   start: {
     options: {
@@ -2861,6 +2863,7 @@ const COMMANDS = {
     positionals: [1, 1],
   },
   wait: { options: { timeout: { type: 'string' } }, positionals: [1, Infinity] },
+  completion: { options: {}, positionals: [1, 1] },
   cleanup: {
     options: { yes: { type: 'boolean', short: 'y' }, 'dry-run': { type: 'boolean' }, only: { type: 'string', multiple: true }, grace: { type: 'string' } },
     positionals: [0, 0],
@@ -2880,6 +2883,59 @@ function parseCount(label: string, value: string | undefined): number | undefine
   if (value === undefined) return undefined
   if (!/^[1-9]\d{0,8}$/.test(value)) throw new UsageError(`${label} must be a positive integer, got "${value}"`)
   return Number(value)
+}
+
+/** Commands that take a session name, for completion. */
+const NAMED_COMMANDS = ['status', 'monitor', 'attach', 'kill', 'resume', 'wait']
+
+function flagsOf(command: CommandName): string[] {
+  return [...Object.keys(GLOBAL_OPTIONS), ...Object.keys(COMMANDS[command].options)].map((flag) => `--${flag}`)
+}
+
+/**
+ * A completion script for a shell, completing commands, flags and session names. It completes the
+ * command `sessions`, meant as an alias: alias sessions='npx tsx /path/to/sessions.ts'.
+ */
+export function completionScript(shell: string): string {
+  const commands = Object.keys(COMMANDS) as CommandName[]
+  // Session names come from this very file, run as it runs now (node with tsx's loader), so that the
+  // script works whatever the alias is and wherever it is sourced.
+  const names = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), 'list', '--names'].map(shellQuote).join(' ')
+  if (shell === 'bash' || shell === 'zsh') {
+    const cases = commands.map((command) => `    ${command}) flags="${flagsOf(command).join(' ')}" ;;`).join('\n')
+    return `${shell === 'zsh' ? 'autoload -U +X bashcompinit && bashcompinit\n' : ''}# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'
+_sessions() {
+  local cur=\${COMP_WORDS[COMP_CWORD]} command=\${COMP_WORDS[1]} flags=""
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "${commands.join(' ')}" -- "$cur"))
+    return
+  fi
+  case "$command" in
+${cases}
+  esac
+  case "$cur" in
+    -*) COMPREPLY=($(compgen -W "$flags" -- "$cur")) ;;
+    *) case "$command" in
+         ${NAMED_COMMANDS.join('|')}) COMPREPLY=($(compgen -W "$(${names} 2>/dev/null)" -- "$cur")) ;;
+         completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
+       esac ;;
+  esac
+}
+complete -F _sessions sessions
+`
+  }
+  if (shell === 'fish') {
+    const lines = [
+      "# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'",
+      'complete -c sessions -f',
+      `complete -c sessions -n __fish_use_subcommand -a '${commands.join(' ')}'`,
+      `complete -c sessions -n '__fish_seen_subcommand_from ${NAMED_COMMANDS.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
+      "complete -c sessions -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'",
+      ...commands.flatMap((command) => flagsOf(command).map((flag) => `complete -c sessions -n '__fish_seen_subcommand_from ${command}' -l ${flag.slice(2)}`)),
+    ]
+    return `${lines.join('\n')}\n`
+  }
+  throw new UsageError(`completion: unknown shell "${shell}"; shells: bash, zsh, fish`)
 }
 
 /** Parses argv strictly: a mistyped --jsno is a usage error, not a silent no-op. */
@@ -3030,7 +3086,12 @@ export async function main(argv: string[], out: Output = processOutput): Promise
     switch (command) {
       case 'list': {
         const result = await list({ ...common, all: Boolean(values.all), stallMinutes: parsePositiveNumber('stall', values.stall as string | undefined, 'minutes') })
-        print(json, result, renderList(result))
+        if (values.names) out.stdout(result.sessions.map((row) => `${row.name}\n`).join(''))
+        else print(json, result, renderList(result))
+        return 0
+      }
+      case 'completion': {
+        out.stdout(completionScript(args[0]))
         return 0
       }
       case 'status': {
