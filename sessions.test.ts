@@ -923,6 +923,31 @@ describe('the demo', () => {
   }, 60_000)
 })
 
+describe('list --watch', () => {
+  test('a dashboard redrawn in place, with last output lines and change marks; q quits and restores the screen', async () => {
+    const root = await makeEngineProject('complete-loop')
+    expect(cli(['start', 'ralph', 'live', '20', '--yes', '-C', root], { env: { MOCK_PACE: '1.5' } }).code).toBe(0)
+    const command = [TSX, SESSIONS, 'list', '--watch', '--interval', '0.3', '-C', root].map((a) => `'${a}'`).join(' ')
+    tmux('new-session', '-d', '-s', 'ui', '-x', '150', '-y', '30', '-e', 'NO_COLOR=1', `echo before-the-dashboard; ${command}; echo "exit=$?"; sleep 3600`)
+    await waitFor('the dashboard', () => /live\s+ralph\s+-\s+\d+\/20\s+running/.test(paneText('=ui:')))
+    expect(paneText('=ui:')).not.toContain('before-the-dashboard')
+    expect(paneText('=ui:')).toMatch(/done-loop\s+improve-plan\s+-\s+3\/3\s+complete/)
+    await waitFor('a last output line', () => /live: (Iteration \d+ of 20|  Mock iteration \d+ completed)/.test(paneText('=ui:')))
+    await waitFor('a change mark', () => /^\* +live /m.test(paneText('=ui:')))
+    expect(paneText('=ui:').split('\n').filter((line) => /^[* ] +live /.test(line))).toHaveLength(1)
+    tmux('send-keys', '-t', '=ui:', 'q')
+    await waitFor('the exit', () => paneText('=ui:').includes('exit=0'))
+    expect(paneText('=ui:')).toContain('before-the-dashboard')
+  })
+
+  test('without a terminal, --watch is refused', async () => {
+    const root = await makeProject('complete-loop')
+    const run = cli(['list', '--watch', '-C', root])
+    expect(run.code).toBe(2)
+    expect(run.stderr).toBe('sessions: list --watch needs a terminal; without one, run list again instead\n')
+  })
+})
+
 describe('shell completion', () => {
   test('bash: commands, flags of the command, and the project\'s session names', async () => {
     const root = await makeProject('prefix-names')

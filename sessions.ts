@@ -2364,6 +2364,12 @@ export async function monitor(name: string, options: MonitorOptions = {}): Promi
   return { ...base, source: 'none', lines: [] }
 }
 
+/** The last line a session printed, from the kept copy of its output (null when nothing was kept). */
+export async function lastOutputLine(root: string, name: string): Promise<string | null> {
+  const lines = await readOutputLog(path.join(sessionPaths(root, name).runDir, OUTPUT_LOG), 1)
+  return lines?.[0] ?? null
+}
+
 /**
  * Streams new output until the session ends (returns how it ended) or `signal` aborts. Follows the kept
  * copy of the output where there is one, else the pane.
@@ -2773,6 +2779,69 @@ export function renderWaitResult(result: WaitResult): string {
   return lines.join('\n') + '\n'
 }
 
+/** What marks a row as changed between two frames of the dashboard. */
+function rowSignature(row: SessionRow): string {
+  return [row.health, row.stage_index, row.iteration, row.iteration_completed].join('|')
+}
+
+/**
+ * One frame of `list --watch`: the list, each running session's last output line, and a * before
+ * every row that changed since the previous frame.
+ */
+export function renderDashboard(result: ListResult, lastLines: Map<string, string | null>, previous: Map<string, string> | null, now = Date.now()): string {
+  const rows = result.sessions.map((row) => {
+    const changed = previous !== null && previous.get(row.name) !== rowSignature(row)
+    return [changed ? yellow('*') : ' ', row.name, row.type ?? '?', stageCell(row), iterationCell(row), HEALTH_COLOR[row.health](row.health), timeCell(row, now)]
+  })
+  const lines = [`${bold('Sessions')} in ${result.project}  ${dim(`${localTime(new Date(now).toISOString())} · q to quit`)}`, '']
+  if (!rows.length) lines.push('No pipeline sessions.')
+  else lines.push(...table([' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows))
+  const live = result.sessions.filter((row) => row.health === 'running' && lastLines.get(row.name))
+  if (live.length) {
+    lines.push('', bold('Last output:'))
+    for (const row of live) lines.push(`  ${row.name}: ${dim(lastLines.get(row.name)!)}`)
+  }
+  if (rows.length) lines.push('', countsLine(result.counts))
+  if (result.warnings.length) lines.push('', ...result.warnings.map((w) => `${yellow('!')} ${w}`))
+  return lines.join('\n')
+}
+
+/** Redraws the list in place every `intervalMs` until q or Ctrl-C; restores the terminal on the way out. */
+async function watchList(options: ListOptions, intervalMs: number, out: Output): Promise<void> {
+  const stdin = process.stdin
+  const columns = () => process.stdout.columns || 120
+  let previous: Map<string, string> | null = null
+  let stop!: () => void
+  const stopped = new Promise<void>((resolve) => { stop = resolve })
+  const onKey = (key: Buffer) => {
+    if (key.toString() === 'q' || key[0] === 3) stop()
+  }
+  // The alternate screen keeps the user's scrollback; each frame overwrites the last, line by line.
+  out.stdout('\x1b[?1049h\x1b[?25l')
+  stdin.setRawMode?.(true)
+  stdin.on('data', onKey)
+  stdin.resume()
+  try {
+    for (;;) {
+      const result = await list(options)
+      const lastLines = new Map(await Promise.all(result.sessions
+        .filter((row) => row.health === 'running')
+        .map(async (row) => [row.name, await lastOutputLine(result.project, row.name)] as const)))
+      const frame = renderDashboard(result, lastLines, previous)
+        .split('\n').map((line) => `${line.slice(0, columns() + 20)}\x1b[K`).join('\n')
+      out.stdout(`\x1b[H${frame}\x1b[J`)
+      previous = new Map(result.sessions.map((row) => [row.name, rowSignature(row)]))
+      const tick = sleep(intervalMs).then(() => 'tick' as const)
+      if ((await Promise.race([tick, stopped.then(() => 'stop' as const)])) === 'stop') return
+    }
+  } finally {
+    stdin.off('data', onKey)
+    stdin.setRawMode?.(false)
+    stdin.pause()
+    out.stdout('\x1b[?25h\x1b[?1049l')
+  }
+}
+
 // ───────────────────────── command line ─────────────────────────
 
 export const USAGE = `Usage: ${SELF} <command> [options]
@@ -2801,6 +2870,7 @@ Options:
 list:
   --all                         also sessions of other projects on the same tmux server
   --names                       only the session names, one per line
+  -w, --watch                   a live dashboard, redrawn every --interval seconds (default 2); q quits
   --stall MINUTES               warn when a running session's iteration is older (default ${DEFAULT_STALL_MINUTES})
 start:
   --provider=P --model=M --context=TEXT --input=PATH (repeatable)   passed to the engine
@@ -2842,7 +2912,10 @@ const GLOBAL_OPTIONS = {
 } as const
 
 const COMMANDS = {
-  list: { options: { all: { type: 'boolean' }, stall: { type: 'string' }, names: { type: 'boolean' } }, positionals: [0, 0] },
+  list: {
+    options: { all: { type: 'boolean' }, stall: { type: 'string' }, names: { type: 'boolean' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } },
+    positionals: [0, 0],
+  },
   status: { options: {}, positionals: [1, 1] },
   start: {
     options: {
@@ -3085,7 +3158,14 @@ export async function main(argv: string[], out: Output = processOutput): Promise
     const json = Boolean(values.json)
     switch (command) {
       case 'list': {
-        const result = await list({ ...common, all: Boolean(values.all), stallMinutes: parsePositiveNumber('stall', values.stall as string | undefined, 'minutes') })
+        const listOptions: ListOptions = { ...common, all: Boolean(values.all), stallMinutes: parsePositiveNumber('stall', values.stall as string | undefined, 'minutes') }
+        if (values.watch) {
+          if (json || values.names) throw new UsageError('list --watch draws a dashboard; it takes no --json or --names')
+          if (!isTerminal()) throw new UsageError('list --watch needs a terminal; without one, run list again instead')
+          await watchList(listOptions, (parsePositiveNumber('interval', values.interval as string | undefined) ?? 2) * 1000, out)
+          return 0
+        }
+        const result = await list(listOptions)
         if (values.names) out.stdout(result.sessions.map((row) => `${row.name}\n`).join(''))
         else print(json, result, renderList(result))
         return 0
