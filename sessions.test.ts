@@ -923,6 +923,79 @@ describe('the demo', () => {
   }, 60_000)
 })
 
+describe('the menu', () => {
+  async function menu(root: string, env: Record<string, string> = {}) {
+    const command = [TSX, SESSIONS, '-C', root].map((a) => `'${a}'`).join(' ')
+    const vars = Object.entries({ NO_COLOR: '1', ...env }).flatMap(([k, v]) => ['-e', `${k}=${v}`])
+    tmux('new-session', '-d', '-s', 'ui', '-x', '150', '-y', '40', ...vars, `${command}; echo "exit=$?"; sleep 3600`)
+    await waitFor('the actions', () => paneText('=ui:').includes('? What do you want to do'))
+  }
+  const keys = (...k: string[]) => tmux('send-keys', '-t', '=ui:', ...k)
+
+  test('actions filtered by typing; sessions described, only those the action fits; then the command runs', async () => {
+    const root = await makeEngineProject('complete-loop')
+    expect(cli(['start', 'ralph', 'alive', '9', '--yes', '-C', root], { env: { MOCK_PACE: '2' } }).code).toBe(0)
+    await menu(root)
+    expect(paneText('=ui:')).toMatch(/1 {2}start +start a new session/)
+    keys('moni')
+    await waitFor('the filter', () => !paneText('=ui:').includes('2  list'))
+    keys('Enter')
+    await waitFor('the sessions', () => paneText('=ui:').includes('? Which session to monitor'))
+    const screen = paneText('=ui:')
+    expect(screen).toMatch(/1 {2}alive — ralph · iteration \d\/9 · running \d+s/)
+    // A complete session is not offered for monitor.
+    expect(screen).not.toContain('done-loop —')
+    keys('Enter')
+    await waitFor('the monitor', () => paneText('=ui:').includes('exit=0'))
+    expect(paneText('=ui:')).toMatch(/alive: running · ralph · iteration/)
+  })
+
+  test('numbers pick an action; status offers every session', async () => {
+    const root = await makeProject('complete-loop')
+    await menu(root)
+    keys('3')
+    await waitFor('the filter', () => !paneText('=ui:').includes('2  list'))
+    keys('Enter')
+    await waitFor('the sessions', () => paneText('=ui:').includes('? Which session to status'))
+    expect(paneText('=ui:')).toMatch(/done-loop — improve-plan · iteration 3\/3 · complete ended/)
+    keys('Enter')
+    await waitFor('the status', () => paneText('=ui:').includes('exit=0'))
+    expect(tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', '=ui:')).toContain('done-loop: complete')
+  })
+
+  test('start asks for type, name, max, provider and context, then confirms and starts', async () => {
+    const root = await makeEngineProject()
+    const record = path.join(BASE, `record-${projects}.jsonl`)
+    await menu(root, { MOCK_PACE: '5', MOCK_RECORD: record })
+    keys('Enter') // 1 start
+    await waitFor('the types', () => paneText('=ui:').includes('? What to run'))
+    expect(paneText('=ui:')).toContain('refine.yaml (pipeline)')
+    keys('ralph')
+    await waitFor('the filter', () => !paneText('=ui:').includes('refine.yaml'))
+    keys('Enter')
+    await waitFor('the name', () => paneText('=ui:').includes('? Session name'))
+    keys('Bad Name', 'Enter')
+    await waitFor('the refusal', () => paneText('=ui:').includes('lowercase letters, digits and hyphens'))
+    keys('C-u', 'menu-made', 'Enter')
+    await waitFor('the max', () => paneText('=ui:').includes('? Max iterations'))
+    keys('C-u', '7', 'Enter')
+    await waitFor('the provider', () => paneText('=ui:').includes('? Provider'))
+    keys('codex', 'Enter')
+    await waitFor('the context', () => paneText('=ui:').includes('? Context'))
+    keys('Be careful', 'Enter')
+    await waitFor('the confirmation', () => paneText('=ui:').includes('Start it? [y/N]'))
+    keys('y', 'Enter')
+    await waitFor('the start', () => paneText('=ui:').includes('exit=0'))
+    expect(records(record)[0].argv).toEqual(['ralph', 'menu-made', '7', '--provider=codex', '--context=Be careful', '--foreground'])
+  })
+
+  test('without a terminal, the usage', () => {
+    const run = cli([])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts <command>/)
+  })
+})
+
 describe('list --watch', () => {
   test('a dashboard redrawn in place, with last output lines and change marks; q quits and restores the screen', async () => {
     const root = await makeEngineProject('complete-loop')

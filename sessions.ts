@@ -2845,6 +2845,7 @@ async function watchList(options: ListOptions, intervalMs: number, out: Output):
 // ───────────────────────── command line ─────────────────────────
 
 export const USAGE = `Usage: ${SELF} <command> [options]
+       ${SELF}               (in a terminal: a menu)
 
 Commands:
   list                          every session of this project, with its health
@@ -3118,6 +3119,90 @@ function spinner(label: string) {
   }
 }
 
+// The menu's prompts come from @inquirer (search: arrow keys, typing to filter, numbers in the labels);
+// zx's question() reads a line and offers neither. Loaded only when the menu runs.
+const MENU_ACTIONS = [
+  { value: 'start', why: 'start a new session' },
+  { value: 'list', why: 'every session and its health' },
+  { value: 'status', why: 'everything about one session' },
+  { value: 'monitor', why: 'its last output, without attaching' },
+  { value: 'attach', why: 'watch one live (Ctrl-b d to detach)' },
+  { value: 'kill', why: 'stop one; progress is kept' },
+  { value: 'cleanup', why: 'stale locks, orphaned tmux sessions, zombie states' },
+] as const
+
+/** "auth — ralph · iteration 5/25 · running 2h 15m": a session as the menu offers it. */
+export function describeForMenu(row: SessionRow, now = Date.now()): string {
+  return `${row.name} — ${[row.type ?? '?', `iteration ${iterationCell(row)}`, `${row.health} ${timeCell(row, now).replace(/^up /, '')}`].join(' · ')}`
+}
+
+/** The sessions an action fits: attach and monitor want a live tmux session, kill a live one, status any. */
+function fitsAction(action: string, row: SessionRow): boolean {
+  if (action === 'attach' || action === 'monitor') return Boolean(row.tmux && !row.tmux.pane_dead) && LIVE.has(row.health)
+  if (action === 'kill') return LIVE.has(row.health)
+  return true
+}
+
+async function searchPrompt<T>(message: string, choices: { value: T; name: string }[]): Promise<T> {
+  const { default: search } = await import('@inquirer/search')
+  return search({
+    message,
+    pageSize: 12,
+    source: (term) => choices.filter((choice) => !term || choice.name.toLowerCase().includes(term.toLowerCase())),
+  })
+}
+
+async function inputPrompt(message: string, options: { default?: string; validate?: (value: string) => true | string } = {}): Promise<string> {
+  const { default: input } = await import('@inquirer/input')
+  return (await input({ message, default: options.default, validate: options.validate })).trim()
+}
+
+/** Asks what to start: a stage type or a pipeline file, a name, max, provider and context. */
+async function menuStartArgs(common: CommonOptions): Promise<string[]> {
+  const root = await findProjectRoot({ root: common.root })
+  const runner = resolveRunner(root, process.cwd())
+  const stagesDir = path.join(path.dirname(runner), 'stages')
+  const stages = listNames(stagesDir, (entry) => isDirectory(path.join(stagesDir, entry)))
+  const pipelines = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
+  const what = await searchPrompt('What to run', [
+    ...stages.map((stage, i) => ({ value: ['stage', stage], name: `${i + 1}  ${stage} (stage)` })),
+    ...pipelines.map((file, i) => ({ value: ['pipeline', file], name: `${stages.length + i + 1}  ${file} (pipeline)` })),
+  ])
+  const name = await inputPrompt('Session name', {
+    validate: (value) => (NEW_NAME_PATTERN.test(value.trim()) ? true : 'lowercase letters, digits and hyphens, at most 64'),
+  })
+  const args = what[0] === 'pipeline' ? ['start', 'pipeline', what[1], name] : ['start', what[1], name]
+  if (what[0] === 'stage') {
+    args.push(await inputPrompt('Max iterations', { default: String(DEFAULT_MAX), validate: (value) => (/^[1-9]\d{0,8}$/.test(value.trim()) ? true : 'a positive integer') }))
+  }
+  const provider = await inputPrompt('Provider (empty: the engine\'s default)')
+  if (provider) args.push(`--provider=${provider}`)
+  const context = await inputPrompt('Context for the agents (optional)')
+  if (context) args.push(`--context=${context}`)
+  return args
+}
+
+/** The menu: an action, then where it needs one a session it fits; then the command runs as typed. */
+async function runMenu(common: CommonOptions, globalArgs: string[], out: Output): Promise<number> {
+  try {
+    const action = await searchPrompt('What do you want to do', MENU_ACTIONS.map((a, i) => ({ value: a.value as string, name: `${i + 1}  ${a.value.padEnd(8)} ${a.why}` })))
+    if (action === 'start') return main([...await menuStartArgs(common), ...globalArgs], out)
+    if (action === 'list' || action === 'cleanup') return main([action, ...globalArgs], out)
+    const { sessions } = await list(common)
+    const fitting = sessions.filter((row) => fitsAction(action, row))
+    if (!fitting.length) {
+      out.stdout(`No ${action === 'status' ? '' : 'live '}sessions to ${action} in ${(await findProjectRoot({ root: common.root }))}.\n`)
+      return 0
+    }
+    const name = await searchPrompt(`Which session to ${action}`, fitting.map((row, i) => ({ value: row.name, name: `${i + 1}  ${describeForMenu(row)}` })))
+    return main([action, name, ...globalArgs], out)
+  } catch (error) {
+    // Ctrl-C in a prompt: leave quietly.
+    if ((error as Error)?.name === 'ExitPromptError') return 130
+    throw error
+  }
+}
+
 /** A start (or resume) with a spinner while the engine takes its lock; a failed start shows what it printed. */
 async function startWithSpinner(name: string, out: Output, run: (onWaiting: () => void) => Promise<StartResult>): Promise<StartResult> {
   const waiting = spinner(`waiting for ${name} to take its lock…`)
@@ -3143,10 +3228,6 @@ export async function main(argv: string[], out: Output = processOutput): Promise
       out.stdout(`${VERSION}\n`)
       return 0
     }
-    if (!command) {
-      out.stdout(USAGE)
-      return values.help || argv.length === 0 ? 0 : 2
-    }
     const common: CommonOptions = {
       root: values.root as string | undefined,
       socket: values.socket as string | undefined,
@@ -3154,6 +3235,19 @@ export async function main(argv: string[], out: Output = processOutput): Promise
     }
     if (common.socket !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(common.socket)) {
       throw new UsageError(`--socket: invalid socket name "${common.socket}"`)
+    }
+    if (!command) {
+      // Bare, in a terminal: the menu, carrying the global options given. Otherwise the usage.
+      if (!values.help && isTerminal()) {
+        const globalArgs = [
+          ...(common.root !== undefined ? ['--root', common.root] : []),
+          ...(common.socket !== undefined ? ['--socket', common.socket] : []),
+          ...(values['start-grace'] !== undefined ? ['--start-grace', String(values['start-grace'])] : []),
+        ]
+        return runMenu(common, globalArgs, out)
+      }
+      out.stdout(USAGE)
+      return values.help || argv.length === 0 ? 0 : 2
     }
     const json = Boolean(values.json)
     switch (command) {
