@@ -923,6 +923,62 @@ describe('the demo', () => {
   }, 60_000)
 })
 
+describe('beads (with a stand-in bd on the PATH)', () => {
+  function withBd(beads: { id: string; status: string; labels: string[] }[]) {
+    const data = path.join(BASE, `beads-${++projects}.json`)
+    const log = path.join(BASE, `bd-${projects}.log`)
+    writeFileSync(data, JSON.stringify(beads))
+    writeFileSync(log, '')
+    return { data, log, env: { PATH: `${path.join(HERE, 'fixtures', 'bd')}:${process.env.PATH}`, BD_DATA: data, BD_LOG: log } }
+  }
+  const queue = [
+    { id: 'bd-1', status: 'closed', labels: ['pipeline/work'] },
+    { id: 'bd-2', status: 'in_progress', labels: ['pipeline/work'] },
+    { id: 'bd-3', status: 'open', labels: ['pipeline/work'] },
+    { id: 'bd-4', status: 'open', labels: ['pipeline/other'] },
+  ]
+
+  test('list shows what is left, status and monitor show done, in progress and ready; kill puts in-progress beads back', async () => {
+    const root = await makeEngineProject()
+    const bd = withBd(queue)
+    expect(cli(['start', 'ralph', 'work', '9', '--yes', '-C', root], { env: { ...bd.env, MOCK_PACE: '5' } }).code).toBe(0)
+    const listed = cli(['list', '-C', root], { env: bd.env })
+    expect(listed.stdout).toMatch(/work\s+ralph\s+-\s+\d\/9 · 2 beads left\s+running/)
+    expect(readFileSync(bd.log, 'utf8').split('\n').filter((line) => line.startsWith('list'))).toEqual(['list --json'])
+    const detail = JSON.parse(cli(['status', 'work', '--json', '-C', root], { env: bd.env }).stdout)
+    expect(detail.beads).toEqual({ done: 1, in_progress: ['bd-2'], ready: ['bd-3'], remaining: 2 })
+    expect(cli(['monitor', 'work', '-C', root], { env: bd.env }).stdout).toContain('beads: 1 done · 1 in progress · 1 ready · 2 left')
+    const killed = JSON.parse(cli(['kill', 'work', '--grace', '1', '--json', '-C', root], { env: bd.env }).stdout)
+    expect(killed[0].beads_reopened).toEqual(['bd-2'])
+    expect(readFileSync(bd.log, 'utf8')).toContain('update bd-2 --status=open')
+    expect(JSON.parse(readFileSync(bd.data, 'utf8')).map((b: { status: string }) => b.status)).toEqual(['closed', 'open', 'open', 'open'])
+  })
+
+  test('start of a ralph session with no ready beads warns; cleanup of its stale lock reopens its beads', async () => {
+    const root = await makeEngineProject()
+    const bd = withBd([{ id: 'bd-9', status: 'in_progress', labels: ['pipeline/dry'] }])
+    const run = cli(['start', 'ralph', 'dry', '--yes', '-C', root], { env: { ...bd.env, MOCK_END: 'hang:1' } })
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain('! no ready beads labelled pipeline/dry: ralph will find its queue empty and stop')
+    // The engine dies; its lock is left behind.
+    const lock = readJson(path.join(root, '.claude/locks/dry.lock'))
+    tmux('kill-session', '-t', '=pipeline-dry')
+    spawnSync('kill', ['-9', String(lock.pid)])
+    await waitFor('the engine gone', () => !isPidAlive(lock.pid))
+    writeFileSync(path.join(root, '.claude/locks/dry.lock'), JSON.stringify(lock))
+    const clean = cli(['cleanup', '--yes', '--grace', '1', '-C', root], { env: bd.env })
+    expect(clean.stdout).toMatch(/removed \.claude\/locks\/dry\.lock \(PID \d+\); beads bd-9 back to open/)
+  })
+
+  test('without bd, nothing of beads shows and nothing fails', async () => {
+    const root = await makeEngineProject()
+    expect(cli(['start', 'ralph', 'plain', '--yes', '-C', root], { env: { MOCK_PACE: '5', PATH: '/usr/bin:/bin' } }).code).toBe(0)
+    const row = rowOf(listJson(root).sessions, 'plain')
+    expect(row).not.toHaveProperty('beads_remaining')
+    expect(JSON.parse(cli(['status', 'plain', '--json', '-C', root]).stdout).beads).toBeNull()
+  })
+})
+
 describe('the menu', () => {
   async function menu(root: string, env: Record<string, string> = {}) {
     const command = [TSX, SESSIONS, '-C', root].map((a) => `'${a}'`).join(' ')

@@ -916,6 +916,8 @@ export interface SessionRow {
   resume_from: number | null
   resume_command: string | null
   error: string | null
+  /** Only with bd on the PATH, for ralph sessions: beads labelled pipeline/NAME not closed yet. */
+  beads_remaining?: number | null
 }
 
 /** Mode, type, stage and max: from state, plan and the newest context (FORMATS.md §8). */
@@ -1040,6 +1042,91 @@ export function describeSession(facts: SessionFacts, now: number, options: { gra
   }
 }
 
+// ───────────────────────── beads: the task queue of ralph sessions (the bd CLI) ─────────────────────────
+// A ralph session works its queue of beads labelled pipeline/NAME until none is left. Where bd is not on
+// the PATH, none of this shows and nothing fails.
+
+export interface Bead { id: string; title: string | null; status: string; labels: string[] }
+
+const BeadSchema = z.looseObject({ id: z.string(), title: str, status: z.string(), labels: z.array(z.string()).nullish() })
+
+export function beadsLabel(name: string): string {
+  return `pipeline/${name}`
+}
+
+/** The bd executable on the PATH, found without spawning a process. */
+function findBd(): string | null {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue
+    const file = path.join(dir, 'bd')
+    try {
+      const st = statSync(file)
+      if (st.isFile() && st.mode & 0o111) return file
+    } catch { /* not here */ }
+  }
+  return null
+}
+
+async function runBd(args: string[]): Promise<string | null> {
+  const bd = findBd()
+  if (!bd) return null
+  const result = await $({ quiet: true, nothrow: true })`${bd} ${args}`
+  return result.exitCode === 0 ? result.stdout : null
+}
+
+/** Beads from `bd list|ready [--label=L] --json`; null without bd, or when bd fails. */
+export async function readBeads(kind: 'list' | 'ready', label?: string): Promise<Bead[] | null> {
+  const stdout = await runBd([kind, ...(label ? [`--label=${label}`] : []), '--json'])
+  if (stdout === null) return null
+  try {
+    const parsed = z.array(BeadSchema).safeParse(JSON.parse(stdout))
+    return parsed.success ? parsed.data.map((b) => ({ id: b.id, title: b.title ?? null, status: b.status, labels: b.labels ?? [] })) : null
+  } catch {
+    return null
+  }
+}
+
+export interface BeadsSummary { done: number; in_progress: string[]; ready: string[]; remaining: number }
+
+/** A session's beads: done, in progress and ready (null without bd). */
+export async function sessionBeads(name: string): Promise<BeadsSummary | null> {
+  const [all, ready] = await Promise.all([readBeads('list', beadsLabel(name)), readBeads('ready', beadsLabel(name))])
+  if (!all) return null
+  return {
+    done: all.filter((b) => b.status === 'closed').length,
+    in_progress: all.filter((b) => b.status === 'in_progress').map((b) => b.id),
+    ready: (ready ?? []).map((b) => b.id),
+    remaining: all.filter((b) => b.status !== 'closed').length,
+  }
+}
+
+/** Puts a session's in-progress beads back to open, as the engine does on a stale lock: no task stays claimed by a dead agent. */
+export async function reopenBeads(name: string): Promise<string[]> {
+  const all = await readBeads('list', beadsLabel(name))
+  const reopened: string[] = []
+  for (const bead of (all ?? []).filter((b) => b.status === 'in_progress')) {
+    if ((await runBd(['update', bead.id, '--status=open'])) !== null) reopened.push(bead.id)
+  }
+  return reopened
+}
+
+/** Beads left per ralph session, from one bd call for the whole project (null without bd). */
+async function beadsRemainingBySession(rows: SessionRow[]): Promise<Map<string, number> | null> {
+  if (!rows.some((row) => row.type === 'ralph') || !findBd()) return null
+  const all = await readBeads('list')
+  if (!all) return null
+  const left = new Map<string, number>()
+  for (const row of rows) if (row.type === 'ralph') left.set(row.name, 0)
+  for (const bead of all) {
+    if (bead.status === 'closed') continue
+    for (const label of bead.labels) {
+      const name = label.startsWith('pipeline/') ? label.slice('pipeline/'.length) : null
+      if (name !== null && left.has(name)) left.set(name, left.get(name)! + 1)
+    }
+  }
+  return left
+}
+
 // ───────────────────────── list ─────────────────────────
 
 export interface CommonOptions extends TmuxOptions {
@@ -1119,7 +1206,8 @@ function listNext(rows: SessionRow[]): NextAction[] {
 export async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
   const project = await mapProject(options, (facts) => describeSession(facts, now, { graceMs: startGraceMs(options) }))
-  const sessions = project.sessions
+  const remaining = await beadsRemainingBySession(project.sessions)
+  const sessions = remaining ? project.sessions.map((row) => ({ ...row, beads_remaining: remaining.get(row.name) ?? null })) : project.sessions
   const result: ListResult = {
     project: project.root,
     sessions,
@@ -1177,6 +1265,8 @@ export interface StatusResult extends SessionRow {
   current_iteration: { iteration: number | null; started_at: string } | null
   providers: ProviderSummary[]
   last_event: { type: string; ts: string } | null
+  /** Only with bd on the PATH, for ralph sessions. */
+  beads: BeadsSummary | null
   next: NextAction[]
 }
 
@@ -1327,6 +1417,7 @@ export async function status(name: string, options: CommonOptions = {}): Promise
     progressFile(facts),
     recentIterations(state, paths.runDir, facts.runEntries),
   ])
+  const beads = row.type === 'ralph' ? await sessionBeads(name) : null
   const files = {
     state: row.state_file,
     progress: progress && relative(root, progress),
@@ -1350,6 +1441,7 @@ export async function status(name: string, options: CommonOptions = {}): Promise
       ? { iteration: state.iteration ?? null, started_at: state.iteration_started } : null,
     providers,
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
+    beads,
     next: statusNext(row, files),
   }
 }
@@ -1468,6 +1560,8 @@ export interface StartPlan {
   replaces: string | null
   runner: string
   command: string[]
+  /** Said before asking to confirm, e.g. a ralph session with no ready beads. */
+  warnings: string[]
 }
 
 export interface StartResult extends StartPlan {
@@ -1643,6 +1737,11 @@ export async function planStart(request: StartRequest, options: StartOptions = {
     replaces: request.force && facts.runDirExists ? relative(root, replacedFolder(sessionPaths(root, request.name).runDir)) : null,
     runner,
     command: engineCommand(runner, { ...request, inputs }, pipelineArg, max),
+    warnings: [],
+  }
+  if (request.type === 'ralph') {
+    const ready = await readBeads('ready', beadsLabel(request.name))
+    if (ready && !ready.length) plan.warnings.push(`no ready beads labelled ${beadsLabel(request.name)}: ralph will find its queue empty and stop`)
   }
   return { plan, facts, row }
 }
@@ -1853,6 +1952,8 @@ export interface KillReport {
   tmux_removed: boolean
   lock_removed: boolean
   state_marked: boolean
+  /** A ralph session's in-progress beads put back to open (with bd on the PATH). */
+  beads_reopened: string[]
   resume_command: string | null
 }
 
@@ -1912,7 +2013,7 @@ async function stopProcessTree(roots: number[], graceMs: number): Promise<{ term
 async function killOne(name: string, options: KillOptions, all: TmuxSession[], root: string): Promise<KillReport> {
   const report: KillReport = {
     name, outcome: 'killed', message: '', health_before: null, terminated: [], force_killed: [],
-    tmux_removed: false, lock_removed: false, state_marked: false, resume_command: null,
+    tmux_removed: false, lock_removed: false, state_marked: false, beads_reopened: [], resume_command: null,
   }
   const { own, foreign } = ownTmuxSessions(all, root)
   let projectRoot = root
@@ -1979,12 +2080,14 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     report.state_marked = await updateStateFile(facts.state.path, (raw, state) =>
       stateHasEnded(state) ? null : { ...raw, status: 'killed', killed_at: isoOrNull(Date.now()) })
   }
+  if (row.type === 'ralph') report.beads_reopened = await reopenBeads(name)
   const parts = [
     stopped.terminated.length ? `stopped ${stopped.terminated.length} process${stopped.terminated.length === 1 ? '' : 'es'} (${stopped.terminated.join(', ')})` : 'no process was running',
     stopped.forceKilled.length ? `${stopped.forceKilled.length} needed SIGKILL` : null,
     facts.tmux ? (report.tmux_removed ? `tmux session ${facts.tmux.tmuxName} is gone` : `tmux session ${facts.tmux.tmuxName} is still there`) : null,
     report.lock_removed ? 'the lock is gone' : null,
     report.state_marked ? 'state marked killed' : facts.state.kind === 'ok' ? `state kept (${facts.state.value.status})` : null,
+    report.beads_reopened.length ? `beads ${report.beads_reopened.join(', ')} back to open` : null,
   ].filter(Boolean)
   report.message = `killed ${name}: ${parts.join('; ')}. Progress and iterations are kept.`
   return report
@@ -2146,7 +2249,8 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
       const pid = facts.lock.value.pid
       if (pid !== problem.pid) throw new LeftAlone(`the lock now names PID ${pid}`)
       await rm(paths.lock, { force: true })
-      return `removed .claude/locks/${problem.name}.lock (PID ${pid})`
+      const reopened = describeStage(facts).type === 'ralph' ? await reopenBeads(problem.name) : []
+      return `removed .claude/locks/${problem.name}.lock (PID ${pid})${reopened.length ? `; beads ${reopened.join(', ')} back to open` : ''}`
     }
     case 'zombie_state': {
       if (facts.tmux && !facts.tmux.paneDead) throw new LeftAlone('its tmux session is still alive')
@@ -2317,6 +2421,8 @@ export interface MonitorResult {
   lines: string[]
   log: string | null
   progress: string | null
+  /** Only with bd on the PATH, for ralph sessions. */
+  beads: BeadsSummary | null
 }
 
 /** What a terminal would show of raw output: colour codes dropped, carriage-return rewrites resolved. */
@@ -2354,7 +2460,8 @@ export async function monitor(name: string, options: MonitorOptions = {}): Promi
   const paths = sessionPaths(root, name)
   const log = path.join(paths.runDir, OUTPUT_LOG)
   const progress = await progressFile(facts)
-  const base = { session: row, log: existsSync(log) ? relative(root, log) : null, progress: progress && relative(root, progress) }
+  const beads = row.type === 'ralph' ? await sessionBeads(name) : null
+  const base = { session: row, log: existsSync(log) ? relative(root, log) : null, progress: progress && relative(root, progress), beads }
   if (facts.tmux) {
     const captured = await capturePane(options, facts.tmux.tmuxName, Math.max(lines * 4, 200))
     if (captured) return { ...base, source: 'tmux', lines: captured.slice(-lines) }
@@ -2506,7 +2613,8 @@ function stageCell(row: SessionRow): string {
 function iterationCell(row: SessionRow): string {
   if (row.stage_kind === 'parallel') return '-'
   if (row.iteration === null && row.max_iterations === null) return '-'
-  return `${row.iteration ?? '?'}/${row.max_iterations ?? '?'}`
+  const beads = typeof row.beads_remaining === 'number' ? ` · ${row.beads_remaining} bead${row.beads_remaining === 1 ? '' : 's'} left` : ''
+  return `${row.iteration ?? '?'}/${row.max_iterations ?? '?'}${beads}`
 }
 
 function timeCell(row: SessionRow, now: number): string {
@@ -2640,6 +2748,14 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
       if (p.error) lines.push(`  ${red('!')} ${p.provider}: ${p.error}`)
     }
   }
+  if (result.beads) {
+    lines.push(...section('Beads', [
+      ['done', String(result.beads.done)],
+      ['in progress', result.beads.in_progress.join(', ') || 'none'],
+      ['ready', result.beads.ready.join(', ') || 'none'],
+      ['remaining', String(result.beads.remaining)],
+    ]))
+  }
   lines.push('', bold('Evidence'), ...result.evidence.map((e) => `  - ${e}`))
   lines.push(...nextLines(result.next))
   return lines.join('\n') + '\n'
@@ -2667,6 +2783,7 @@ export function renderStart(result: StartResult): string {
     `  output kept in ${result.log}`,
   ]
   if (result.replaces) lines.push(`  the old run folder is kept as ${result.replaces}`)
+  for (const warning of result.warnings) lines.push(`  ${yellow('!')} ${warning}`)
   if (result.skipped_environment?.length) lines.push(`  ${yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
   lines.push(...nextLines(result.next))
   return lines.join('\n') + '\n'
@@ -2696,6 +2813,7 @@ function monitorHeader(row: SessionRow): string {
 
 export function renderMonitor(result: MonitorResult): string {
   const lines = [monitorHeader(result.session)]
+  if (result.beads) lines.push(`beads: ${result.beads.done} done · ${result.beads.in_progress.length} in progress · ${result.beads.ready.length} ready · ${result.beads.remaining} left`)
   if (result.source === 'log') lines.push(dim(`(tmux session gone; from the kept copy ${result.log})`))
   if (result.source === 'none') {
     lines.push(`${result.session.name} ${LIVE.has(result.session.health) ? 'has no output to show' : `ended (${result.session.health}: ${result.session.why})`}; no output was kept.`)
@@ -3088,6 +3206,7 @@ async function askYesNo(question: string): Promise<boolean> {
 
 async function askToConfirm(plan: StartPlan, out: Output): Promise<boolean> {
   out.stderr(renderStartPlan(plan))
+  for (const warning of plan.warnings) out.stderr(`${yellow('!')} ${warning}\n`)
   return askYesNo(`${plan.resume ? 'Resume' : 'Start'} it? [y/N] `)
 }
 
