@@ -1077,6 +1077,26 @@ describe('list --watch', () => {
   })
 })
 
+describe('on a terminal', () => {
+  test('colour on a terminal, none with NO_COLOR; the table fits the terminal\'s width', async () => {
+    const root = await makeProject('running-multistage')
+    // A pipeline with a long name, so that the table must give way in a narrow terminal.
+    const plan = path.join(root, '.claude/pipeline-runs/multi/plan.json')
+    writeFileSync(plan, JSON.stringify({ ...readJson(plan), pipeline: { name: 'a-very-long-pipeline-name-that-does-not-fit' } }))
+    const command = (env: string) => `${env} ${[TSX, SESSIONS, 'list', '-C', root].map((a) => `'${a}'`).join(' ')}; echo "exit=$?"; sleep 3600`
+    tmux('new-session', '-d', '-s', 'colour', '-x', '70', '-y', '30', command('env -u NO_COLOR'))
+    tmux('new-session', '-d', '-s', 'plain', '-x', '70', '-y', '30', command('NO_COLOR=1'))
+    for (const name of ['colour', 'plain']) await waitFor('the list', () => paneText(`=${name}:`).includes('exit=0'))
+    const coloured = tmux('capture-pane', '-p', '-e', '-t', '=colour:')
+    expect(coloured).toMatch(/\x1b\[[0-9;]*m/)
+    expect(tmux('capture-pane', '-p', '-e', '-t', '=plain:')).not.toMatch(/\x1b\[[0-9;]*m/)
+    const rows = paneText('=plain:').split('\n').filter((line) => /^(NAME|multi) /.test(line))
+    expect(rows).toHaveLength(2)
+    for (const line of rows) expect(line.length).toBeLessThanOrEqual(70)
+    expect(rows[1]).toMatch(/^multi +a-very-long\S*… .*running/)
+  })
+})
+
 describe('shell completion', () => {
   test('bash: commands, flags of the command, and the project\'s session names', async () => {
     const root = await makeProject('prefix-names')

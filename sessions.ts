@@ -2598,11 +2598,31 @@ function pad(text: string, width: number): string {
   return text + ' '.repeat(Math.max(0, width - visible))
 }
 
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].replace(/\x1b\[[0-9;]*m/g, '').length)))
+const visibleLength = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, '').length
+
+/**
+ * Columns padded to line up. With `fit`, the plain-text columns named in `shrink` (first the widest of
+ * them) are cut with … until a line fits the terminal's width.
+ */
+function table(header: string[], rows: string[][], fit?: { width: number | undefined; shrink: number[] }): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => visibleLength(row[i]))))
+  if (fit?.width) {
+    const total = () => widths.reduce((sum, w) => sum + w, 0) + 2 * (widths.length - 1)
+    while (total() > fit.width) {
+      const widest = fit.shrink.reduce((best, i) => (widths[i] > widths[best] ? i : best), fit.shrink[0])
+      if (widths[widest] <= 4) break
+      widths[widest]--
+    }
+    const cut = (cell: string, width: number) => (cell.length > width ? `${cell.slice(0, width - 1)}…` : cell)
+    rows = rows.map((row) => row.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell)))
+    header = header.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell))
+  }
   const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : pad(cell, widths[i]))).join('  ').trimEnd()
   return [dim(line(header)), ...rows.map(line)]
 }
+
+/** The terminal's width when printing to one. */
+const terminalWidth = () => (process.stdout.isTTY ? process.stdout.columns : undefined)
 
 function stageCell(row: SessionRow): string {
   if (row.mode !== 'pipeline' || row.stage_index === null) return '-'
@@ -2651,6 +2671,8 @@ export function renderList(result: ListResult, now = Date.now()): string {
         row.name, row.type ?? '?', stageCell(row), iterationCell(row),
         HEALTH_COLOR[row.health](row.health), timeCell(row, now),
       ]),
+      // Widths fit the terminal: type, stage, time and iteration give way before the name.
+      { width: terminalWidth(), shrink: [1, 2, 5, 3] },
     ))
     lines.push('', countsLine(result.counts))
   }
@@ -2913,7 +2935,7 @@ export function renderDashboard(result: ListResult, lastLines: Map<string, strin
   })
   const lines = [`${bold('Sessions')} in ${result.project}  ${dim(`${localTime(new Date(now).toISOString())} · q to quit`)}`, '']
   if (!rows.length) lines.push('No pipeline sessions.')
-  else lines.push(...table([' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows))
+  else lines.push(...table([' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows, { width: terminalWidth(), shrink: [2, 3, 6, 4] }))
   const live = result.sessions.filter((row) => row.health === 'running' && lastLines.get(row.name))
   if (live.length) {
     lines.push('', bold('Last output:'))
