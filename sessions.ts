@@ -2,11 +2,18 @@
 /**
  * sessions.ts: manage autonomous agent pipeline sessions running in tmux.
  *
- *   tsx sessions.ts list [--all] [--json]       every session of this project, with its health
- *   tsx sessions.ts status NAME [--json]        everything about one session
+ *   tsx sessions.ts                              a menu (in a terminal)
+ *   tsx sessions.ts list [--all] [--watch]       every session of this project, with its health
+ *   tsx sessions.ts status NAME                  everything about one session
+ *   tsx sessions.ts start TYPE NAME [MAX]        start a loop in tmux session pipeline-NAME (or: start pipeline FILE NAME)
+ *   tsx sessions.ts kill NAME...                 stop the engine and all below it; progress is kept
+ *   tsx sessions.ts monitor NAME [--follow]      its output, without attaching
+ *   tsx sessions.ts attach NAME                  watch it live
+ *   tsx sessions.ts cleanup [--yes]              stale locks, orphaned tmux sessions, zombie states
+ *   tsx sessions.ts resume NAME / wait NAME...   continue a stopped session / block until sessions end
  *
- * Global options: --root DIR (-C DIR), --socket NAME (tmux -L), --help, --version.
- * Exit status: 0 done; 1 refused or failed (unknown session, ...); 2 wrong command line.
+ * Global options: --root DIR (-C DIR), --socket NAME (tmux -L), --json, --help, --version.
+ * Exit status: 0 done; 1 refused or failed; 2 wrong command line (wait: 124 timed out).
  *
  * Every command is also a plain exported function returning data, so this file is a library too:
  *   const { list, status } = await import('./sessions.ts')
@@ -3012,6 +3019,7 @@ list:
   --all                         also sessions of other projects on the same tmux server
   --names                       only the session names, one per line
   -w, --watch                   a live dashboard, redrawn every --interval seconds (default 2); q quits
+  --interval SECONDS            with --watch: how often it redraws
   --stall MINUTES               warn when a running session's iteration is older (default ${DEFAULT_STALL_MINUTES})
 start:
   --provider=P --model=M --context=TEXT --input=PATH (repeatable)   passed to the engine
