@@ -275,25 +275,32 @@ async function listDir(dir: string): Promise<string[]> {
   }
 }
 
-/** The last events of events.jsonl; invalid lines (a truncated last one, say) are skipped and counted. */
-export async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Promise<{ events: EngineEvent[]; invalid: number } | null> {
-  let text: string
+/**
+ * A file from byte `start` to its end (a negative start counts from the end), with where that was and
+ * the file's size; null when it cannot be read. For the tails of files that grow for hours.
+ */
+export async function readFileFrom(file: string, start: number): Promise<{ text: string; from: number; size: number } | null> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined
   try {
-    const size = (await stat(file)).size
-    const handle = await open(file, 'r')
-    try {
-      const start = Math.max(0, size - tailBytes)
-      const buffer = Buffer.alloc(size - start)
-      await handle.read(buffer, 0, buffer.length, start)
-      text = buffer.toString('utf8')
-      // A tail that starts mid-line: drop the partial first line.
-      if (start > 0) text = text.slice(text.indexOf('\n') + 1)
-    } finally {
-      await handle.close()
-    }
+    handle = await open(file, 'r')
+    const size = (await handle.stat()).size
+    const from = start < 0 ? Math.max(0, size + start) : Math.min(start, size)
+    const buffer = Buffer.alloc(size - from)
+    await handle.read(buffer, 0, buffer.length, from)
+    return { text: buffer.toString('utf8'), from, size }
   } catch {
     return null
+  } finally {
+    await handle?.close()
   }
+}
+
+/** The last events of events.jsonl; invalid lines (a truncated last one, say) are skipped and counted. */
+export async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Promise<{ events: EngineEvent[]; invalid: number } | null> {
+  const tail = await readFileFrom(file, -tailBytes)
+  if (!tail) return null
+  // A tail that starts mid-line: drop the partial first line.
+  const text = tail.from > 0 ? tail.text.slice(tail.text.indexOf('\n') + 1) : tail.text
   const events: EngineEvent[] = []
   let invalid = 0
   for (const line of text.split('\n')) {
@@ -2445,20 +2452,8 @@ export function plainText(raw: string): string[] {
 }
 
 async function readOutputLog(file: string, lines: number): Promise<string[] | null> {
-  try {
-    const handle = await open(file, 'r')
-    try {
-      const size = (await handle.stat()).size
-      const length = Math.min(size, 512 * 1024)
-      const buffer = Buffer.alloc(length)
-      await handle.read(buffer, 0, length, size - length)
-      return trimOutput(plainText(buffer.toString('utf8'))).slice(-lines)
-    } finally {
-      await handle.close()
-    }
-  } catch {
-    return null
-  }
+  const tail = await readFileFrom(file, -512 * 1024)
+  return tail && trimOutput(plainText(tail.text)).slice(-lines)
 }
 
 export async function monitor(name: string, options: MonitorOptions = {}): Promise<MonitorResult> {
@@ -2496,14 +2491,10 @@ export async function followOutput(name: string, write: (text: string) => void, 
   const readNew = async () => {
     if (offset >= 0 || existsSync(log)) {
       if (offset < 0) offset = 0
-      const size = statSync(log).size
-      if (size > offset) {
-        const handle = await open(log, 'r')
-        const buffer = Buffer.alloc(size - offset)
-        await handle.read(buffer, 0, buffer.length, offset)
-        await handle.close()
-        offset = size
-        write(buffer.toString('utf8'))
+      const chunk = await readFileFrom(log, offset)
+      if (chunk && chunk.size > offset) {
+        offset = chunk.size
+        write(chunk.text)
       }
       return
     }
@@ -3352,6 +3343,16 @@ async function runMenu(common: CommonOptions, globalArgs: string[], out: Output)
   }
 }
 
+/** start's and resume's options from the command line: the runner, the wait, and a question in a terminal without --yes. */
+function startOptionsOf(values: Record<string, unknown>, common: CommonOptions, out: Output): StartOptions {
+  return {
+    ...common,
+    runner: values.runner as string | undefined,
+    waitStartSeconds: parsePositiveNumber('wait-start', values['wait-start'] as string | undefined),
+    confirm: !values.yes && isTerminal() ? (plan: StartPlan) => askToConfirm(plan, out) : undefined,
+  }
+}
+
 /** A start (or resume) with a spinner while the engine takes its lock; a failed start shows what it printed. */
 async function startWithSpinner(name: string, out: Output, run: (onWaiting: () => void) => Promise<StartResult>): Promise<StartResult> {
   const waiting = spinner(`waiting for ${name} to take its lock…`)
@@ -3424,10 +3425,8 @@ export async function main(argv: string[], out: Output = processOutput): Promise
       }
       case 'start': {
         const request = startRequestOf(args, values)
-        const waitStartSeconds = parsePositiveNumber('wait-start', values['wait-start'] as string | undefined)
-        const confirm = !values.yes && isTerminal() ? (plan: StartPlan) => askToConfirm(plan, out) : undefined
-        const result = await startWithSpinner(request.name, out, (onWaiting) =>
-          start(request, { ...common, runner: values.runner as string | undefined, waitStartSeconds, confirm, onWaiting }))
+        const options = startOptionsOf(values, common, out)
+        const result = await startWithSpinner(request.name, out, (onWaiting) => start(request, { ...options, onWaiting }))
         print(json, result, renderStart(result))
         return 0
       }
@@ -3489,10 +3488,8 @@ export async function main(argv: string[], out: Output = processOutput): Promise
           context: values.context as string | undefined,
           inputs: values.input as string[] | undefined,
         }
-        const waitStartSeconds = parsePositiveNumber('wait-start', values['wait-start'] as string | undefined)
-        const confirm = !values.yes && isTerminal() ? (plan: StartPlan) => askToConfirm(plan, out) : undefined
-        const result = await startWithSpinner(args[0], out, (onWaiting) =>
-          resume(checkName(args[0]), overrides, { ...common, runner: values.runner as string | undefined, waitStartSeconds, confirm, onWaiting }))
+        const options = startOptionsOf(values, common, out)
+        const result = await startWithSpinner(args[0], out, (onWaiting) => resume(checkName(args[0]), overrides, { ...options, onWaiting }))
         print(json, result, renderStart(result))
         return 0
       }
