@@ -42,6 +42,19 @@ function startSleeper(): number {
   return child.pid!
 }
 
+/** A stand-in for a live engine, as the kernel sees one: flock(1) holds the lock file's flock and runs sleep below it. */
+function startLockHolder(lockFile: string): number {
+  const child = spawn('flock', ['-n', lockFile, 'sleep', '3600'], { stdio: 'ignore' })
+  children.push(child)
+  return child.pid!
+}
+
+/** Until the kernel lists a flock on the file (the holder has taken it). */
+async function flockTaken(file: string): Promise<void> {
+  const { statSync } = await import('node:fs')
+  await waitFor(`the flock on ${file}`, () => readFileSync('/proc/locks', 'utf8').includes(`:${statSync(file).ino} `))
+}
+
 /** A PID that is certainly not running: a process that has already exited. */
 async function deadPid(): Promise<number> {
   const child = spawn('true', { stdio: 'ignore' })
@@ -65,7 +78,12 @@ async function makeProject(fixture: string): Promise<string> {
   cpSync(path.join(LAYOUTS, fixture), dir, { recursive: true })
   const facts: Facts = JSON.parse(readFileSync(path.join(dir, 'FACTS.json'), 'utf8'))
   rmSync(path.join(dir, 'FACTS.json'))
-  for (const name of facts.tmux) tmux('new-session', '-d', '-s', name, '-c', dir, 'sleep 3600')
+  // A live engine holds the kernel flock on its lock file (FORMATS.md §1): here flock(1) does.
+  const engineLock = (name: string) => facts.locks.find((lock) => lock.file === `${name}.lock` && lock.pid_alive && !lock.pid_reused)
+  for (const name of facts.tmux) {
+    const lock = engineLock(name.replace(/^pipeline-/, ''))
+    tmux('new-session', '-d', '-s', name, '-c', dir, lock ? `flock -n .claude/locks/${lock.file} sleep 3600` : 'sleep 3600')
+  }
   for (const lock of facts.locks) {
     const file = path.join(dir, '.claude', 'locks', lock.file)
     const name = lock.file.replace(/\.lock$/, '')
@@ -78,7 +96,8 @@ async function makeProject(fixture: string): Promise<string> {
     } else if (facts.tmux.includes(`pipeline-${name}`)) {
       // The engine is the pane's process, as when run.sh starts it in tmux.
       pid = Number(tmux('display-message', '-p', '-t', `=pipeline-${name}:`, '#{pane_pid}').trim())
-    } else pid = startSleeper()
+    } else pid = startLockHolder(file)
+    if (lock.pid_alive && !lock.pid_reused) await flockTaken(file)
     const json = JSON.parse(readFileSync(file, 'utf8'))
     writeFileSync(file, JSON.stringify({ ...json, pid, started_at: isoSeconds(startedAt) }, null, 2) + '\n')
   }
@@ -185,7 +204,7 @@ describe('reference layouts: what a correct manager concludes', () => {
     const row = rowOf(listJson(root).sessions, 'busy')
     expect(row).toMatchObject({ health: 'running', iteration: 2, max_iterations: 50, type: 'improve-plan' })
     expect(row.tmux).toMatchObject({ session: 'pipeline-busy', pane_dead: false })
-    expect(row.lock).toMatchObject({ alive: true, genuine: true, pid: row.tmux!.pane_pid })
+    expect(row.lock).toMatchObject({ alive: true, genuine: true, proof: 'flock', pid: row.tmux!.pane_pid })
     expect(row.why).toMatch(/engine PID \d+ is alive/)
   })
 
@@ -261,7 +280,7 @@ describe('cases the reference layouts do not show', () => {
     const row = rowOf(listJson(root).sessions, 'busy')
     expect(row.health).toBe('crashed')
     expect(row.lock).toMatchObject({ pid: lock.pid, alive: true, genuine: false })
-    expect(row.evidence.join('\n')).toMatch(/started (59m \d+s|1h 0m) after the lock was written: the PID was reused/)
+    expect(row.evidence).toContain(`lock PID ${row.lock!.pid} is alive but is \`sleep 3600\` in ${HERE}, not the engine of busy`)
     expect(() => process.kill(lock.pid, 0)).not.toThrow()
   })
 
@@ -433,7 +452,7 @@ describe('list as a user runs it', () => {
     const run = cli(['list', '--json', '-C', root], { env: { PATH: `${bin}:${process.env.PATH}` } })
     expect(run.code).toBe(0)
     expect(JSON.parse(run.stdout).sessions).toHaveLength(3)
-    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([expect.stringMatching(/^-L \S+ list-sessions -F /)])
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([expect.stringMatching(/^-u -L \S+ list-sessions -F /)])
   })
 
   test('list as a library call returns the same data', async () => {
@@ -457,7 +476,7 @@ describe('status as a user runs it', () => {
     }
     expect(text).toMatch(/iteration\s+2 of 50/)
     expect(text).toMatch(/tmux\s+pipeline-busy · pane PID \d+ · 0 attached/)
-    expect(text).toMatch(/lock\s+PID \d+ · alive · genuine/)
+    expect(text).toMatch(/lock\s+PID \d+ · alive · the engine \(kernel flock\)/)
     expect(text).toMatch(/progress\s+\.claude\/pipeline-runs\/busy\/progress-busy\.md/)
     expect(text).toMatch(/2\s+improve-plan\s+continue\s+.* ago\s+Mock iteration 2 completed/)
     expect(text).toMatch(/Next:\n {2}tsx sessions\.ts monitor busy --follow +follow its output\n {2}tsx sessions\.ts attach busy +watch it live/)
@@ -581,7 +600,8 @@ function records(file: string): { argv: string[]; env: Record<string, string>; p
 async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const value = await probe()
+    // A probe that throws (a file not written yet) has simply not seen it yet.
+    const value = await Promise.resolve().then(probe).catch(() => null)
     if (value) return value as NonNullable<T>
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 100))
@@ -601,8 +621,10 @@ async function startHungAgent(root: string, name: string, env: NodeJS.ProcessEnv
   const lock = path.join(root, `.claude/locks/${name}.lock`)
   const enginePid: number = readJson(lock).pid
   await waitFor('iteration 2', () => readJson(path.join(root, `.claude/pipeline-runs/${name}/state.json`)).iteration === 2)
+  // The agents: below the engine, leaving out the mock's own node process (part of the engine, as the
+  // real engine.sh runs its agents directly).
   const agents = await waitFor('the agent tree', async () => {
-    const below = await processDescendants(enginePid)
+    const below = (await processDescendants(enginePid)).filter((pid) => !/^node$/.test(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()))
     return below.length >= 2 ? below : null
   })
   return { lock, enginePid, agents }
@@ -818,7 +840,7 @@ describe('kill', () => {
     const before = snapshot(root)
     const run = cli(['kill', 'busy', '-C', root])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/^busy is not running \(crashed: lock PID \d+ was reused by an unrelated process\); nothing was changed\n$/)
+    expect(run.stdout).toMatch(/^busy is not running \(crashed: lock PID \d+ is alive but not the engine\); nothing was changed\n$/)
     expect(snapshot(root)).toEqual(before)
     // The unrelated process that now has the lock's PID is never signalled.
     expect(isPidAlive(lock.pid)).toBe(true)
@@ -1142,6 +1164,7 @@ describe('monitor', () => {
     const root = await makeEngineProject('complete-loop')
     expect(cli(['start', 'ralph', 'short', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } }).code).toBe(0)
     await waitFor('the end', async () => (await status('short', { root })).health === 'complete')
+    await waitFor('its tmux session gone', () => !tmuxSessionNames().includes('pipeline-short'))
     const run = cli(['monitor', 'short', '-C', root])
     expect(run.stdout).toContain('(tmux session gone; from the kept copy .claude/pipeline-runs/short/session-output.log)')
     expect(run.stdout.trimEnd().split('\n').slice(-3)).toEqual(['Session short complete', '', '[sessions] the engine exited with status 0'])
@@ -1169,7 +1192,7 @@ describe('attach', () => {
     const run = cli(['attach', 'busy', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^busy: running/)
-    expect(run.stdout).toContain(`Not a terminal; to watch it live, run:\n  tmux -L ${SOCKET} attach-session -t =pipeline-busy\n`)
+    expect(run.stdout).toContain(`Not a terminal; to watch it live, run:\n  tmux -u -L ${SOCKET} attach-session -t =pipeline-busy\n`)
   })
 
   test('a session that is not running: how it ended and where its results are; exit 1', async () => {
@@ -1352,7 +1375,7 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     const root = await makeProject('reused-pid')
     const pid = readJson(path.join(root, '.claude/locks/busy.lock')).pid
     const run = cli(['cleanup', '--yes', '-C', root])
-    expect(run.stdout).toMatch(/busy — lock PID \d+ now belongs to an unrelated process .* → removed/)
+    expect(run.stdout).toMatch(/busy — lock PID \d+ is alive but is `sleep 3600` in .*, not the engine of busy; .* → removed/)
     expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
     expect(isPidAlive(pid)).toBe(true)
   })
@@ -1362,8 +1385,9 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     const scan = await scanCleanup({ root, socket: SOCKET })
     expect(scan.problems.map((p) => p.problem)).toEqual(['stale_lock', 'zombie_state'])
     // The engine comes back: a live process takes the lock.
-    const pid = startSleeper()
     const lockFile = path.join(root, '.claude/locks/busy.lock')
+    const pid = startLockHolder(lockFile)
+    await flockTaken(lockFile)
     writeFileSync(lockFile, JSON.stringify({ session: 'busy', pid, started_at: isoSeconds(Date.now()) }))
     const before = snapshot(root)
     const done = await applyCleanup(scan, { root, socket: SOCKET })
@@ -1471,11 +1495,157 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
   })
 })
 
+describe('identity: nothing is signalled, killed or misplaced that is not the session\'s (faults inflicted for real)', () => {
+  /** A crashed-loop project whose lock names `pid`, dated `startedAt`, beside an orphaned tmux session of the same name. */
+  async function lockNaming(pid: number, startedAt: string): Promise<string> {
+    const root = await makeProject('crashed-loop')
+    writeFileSync(path.join(root, '.claude/locks/busy.lock'), JSON.stringify({ session: 'busy', pid, started_at: startedAt }))
+    tmux('new-session', '-d', '-s', 'pipeline-busy', '-c', root, 'sleep 3600')
+    return root
+  }
+
+  test('a lock naming an unrelated process older than the lock, or dated in the future: crashed, never signalled', async () => {
+    const sleeper = startSleeper()
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    for (const startedAt of [isoSeconds(Date.now()), isoSeconds(Date.now() + 3600_000)]) {
+      const root = await lockNaming(sleeper, startedAt)
+      const row = rowOf(listJson(root, '--start-grace', '0').sessions, 'busy')
+      expect(row).toMatchObject({ health: 'orphaned', lock: { pid: sleeper, alive: true, genuine: false, proof: null } })
+      expect(row.evidence).toContain(`lock PID ${sleeper} is alive but is \`sleep 3600\` in ${HERE}, not the engine of busy`)
+      expect(cli(['kill', 'busy', '--grace', '1', '-C', root]).code).toBe(0)
+      expect(cli(['cleanup', '--yes', '--grace', '1', '-C', root]).code).toBe(0)
+      expect(isPidAlive(sleeper), startedAt).toBe(true)
+    }
+  })
+
+  test('a lock naming the caller\'s own shell: the caller survives kill and cleanup --yes', () => {
+    return (async () => {
+      const root = await lockNaming(1, isoSeconds(Date.now()))
+      const lock = path.join(root, '.claude/locks/busy.lock')
+      const script = [
+        `printf '{"session":"busy","pid":%s,"started_at":"2026-01-01T00:00:00Z"}' $$ > '${lock}'`,
+        `'${TSX}' '${SESSIONS}' kill busy --grace 1 -C '${root}' > /dev/null`,
+        `'${TSX}' '${SESSIONS}' cleanup --yes --grace 1 --start-grace 0 -C '${root}' > /dev/null`,
+        'echo "the shell survived"',
+      ].join('; ')
+      const run = spawnSync('sh', ['-c', script], { env: ENV, encoding: 'utf8' })
+      expect(run.signal).toBeNull()
+      expect(run.stdout).toBe('the shell survived\n')
+      // A lock naming PID 1 or this test's own process is never the engine either.
+      for (const pid of [1, process.pid]) {
+        writeFileSync(lock, JSON.stringify({ session: 'busy', pid, started_at: isoSeconds(Date.now()) }))
+        expect(rowOf(listJson(root).sessions, 'busy').lock).toMatchObject({ genuine: false })
+      }
+    })()
+  })
+
+  test('clocks that disagree by minutes (a back-dated or future lock): a live engine stays running, in flock and noclobber mode', async () => {
+    for (const lockMode of ['flock', 'noclobber']) {
+      const root = await makeEngineProject()
+      const name = `clock-${lockMode}`
+      const { lock, enginePid } = await startHungAgent(root, name, { MOCK_LOCK: lockMode })
+      for (const shift of [-600_000, 600_000]) {
+        const value = readJson(lock)
+        writeFileSync(lock, JSON.stringify({ ...value, started_at: isoSeconds(Date.now() + shift) }))
+        const row = rowOf(listJson(root).sessions, name)
+        expect(row, `${lockMode} ${shift}`).toMatchObject({ health: 'running', lock: { genuine: true, proof: lockMode === 'flock' ? 'flock' : 'command_line' } })
+        expect(cli(['cleanup', '--yes', '--start-grace', '0', '-C', root]).code).toBe(0)
+        expect(isPidAlive(enginePid)).toBe(true)
+      }
+    }
+  })
+
+  test('a renamed tmux session: still its session\'s, never an orphan; a pane that runs another session\'s engine is never killed as one', async () => {
+    const root = await makeEngineProject()
+    const { enginePid } = await startHungAgent(root, 'moved')
+    tmux('rename-session', '-t', '=pipeline-moved', 'my-work')
+    expect(rowOf(listJson(root).sessions, 'moved')).toMatchObject({ health: 'running', tmux: { session: 'my-work' } })
+    // An engine launched by hand in a tmux session whose name is another session's (no mark).
+    tmux('new-session', '-d', '-s', 'pipeline-other', '-c', root, '-e', 'MOCK_END=hang:1', './scripts/run.sh ralph real 5 --foreground')
+    await waitFor('the hand-started engine', () => existsSync(path.join(root, '.claude/locks/real.lock')))
+    const handPid = readJson(path.join(root, '.claude/locks/real.lock')).pid
+    const clean = JSON.parse(cli(['cleanup', '--yes', '--start-grace', '0', '--json', '-C', root]).stdout)
+    expect(clean.problems).toEqual([])
+    expect(isPidAlive(enginePid) && isPidAlive(handPid)).toBe(true)
+    const other = cli(['kill', 'other', '-C', root])
+    expect(other.code).toBe(1)
+    expect(other.stderr).toMatch(/tmux session pipeline-other runs the engine of real \(PID \d+\), not other's; not killed \(kill real instead\)/)
+    expect(isPidAlive(handPid)).toBe(true)
+    const killed = JSON.parse(cli(['kill', 'moved', '--json', '-C', root]).stdout)
+    expect(killed[0]).toMatchObject({ outcome: 'killed', tmux_removed: true })
+    expect(isPidAlive(enginePid)).toBe(false)
+    expect(tmuxSessionNames()).not.toContain('my-work')
+  })
+
+  test('a project path with # and #(…): the engine runs in that very folder, and nothing is run by tmux', async () => {
+    const base = path.join(BASE, `C#-${++projects}`, '#(touch pwned)#{session_name}')
+    mkdirSync(base, { recursive: true })
+    cpSync(path.join(LAYOUTS, 'empty'), base, { recursive: true })
+    rmSync(path.join(base, 'FACTS.json'))
+    cpSync(ENGINE, path.join(base, 'scripts'), { recursive: true })
+    const { enginePid } = await startHungAgent(base, 'hash')
+    expect(readlinkSync(`/proc/${enginePid}/cwd`)).toBe(base)
+    expect(rowOf(listJson(base).sessions, 'hash')).toMatchObject({ health: 'running', tmux: { session: 'pipeline-hash' } })
+    const log = path.join(base, '.claude/pipeline-runs/hash/session-output.log')
+    await waitFor('the kept output', () => existsSync(log) && readFileSync(log, 'utf8').includes('Iteration 1'))
+    expect(cli(['kill', 'hash', '-C', base]).code).toBe(0)
+    for (const dir of [base, path.dirname(base), HERE, BASE, '/']) expect(existsSync(path.join(dir, 'pwned')), dir).toBe(false)
+  })
+
+  test('a start directory holding a newline and field separators cannot forge a session or get a PID signalled', async () => {
+    const root = await makeProject('empty')
+    const victim = startSleeper()
+    const forged = path.join(root, `x\npipeline-evil\x1f${root}\x1f1700000000\x1f0\x1f${victim}\x1f0\x1f`)
+    mkdirSync(forged, { recursive: true })
+    tmux('new-session', '-d', '-s', 'pipeline-forger', '-c', forged, 'sleep 3600')
+    const rows = listJson(root, '--start-grace', '0').sessions
+    expect(rows.map((r) => r.name)).toEqual(['forger'])
+    expect(cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root]).code).toBe(0)
+    expect(cli(['kill', 'evil', '-C', root]).code).toBe(1)
+    expect(isPidAlive(victim)).toBe(true)
+  })
+
+  test('a start from a shell carrying another run\'s tag, on another socket: the new tmux server carries no tag and outlives a kill of that run', async () => {
+    const root = await makeEngineProject()
+    const { enginePid } = await startHungAgent(root, 'first')
+    const tag = `${path.join(root, '.claude/pipeline-runs/first')}:${enginePid}`
+    const other = `${SOCKET}b`
+    try {
+      expect(cli(['start', 'ralph', 'second', '--yes', '--socket', other, '-C', root], { env: { SESSIONS_TS_RUN: tag, MOCK_END: 'hang:1' } }).code).toBe(0)
+      const server = Number(spawnSync('tmux', ['-L', other, 'display-message', '-p', '#{pid}'], { env: ENV, encoding: 'utf8' }).stdout.trim())
+      expect(readFileSync(`/proc/${server}/environ`, 'utf8')).not.toContain('SESSIONS_TS_RUN=')
+      const second = readJson(path.join(root, '.claude/locks/second.lock')).pid
+      expect(readFileSync(`/proc/${second}/environ`, 'utf8').split('\0')).toContain(`SESSIONS_TS_RUN=${path.join(root, '.claude/pipeline-runs/second')}:${second}`)
+      expect(cli(['kill', 'first', '--grace', '1', '-C', root]).code).toBe(0)
+      expect(cli(['cleanup', '--yes', '--grace', '1', '-C', root]).code).toBe(0)
+      expect(isPidAlive(server) && isPidAlive(second)).toBe(true)
+      expect(cli(['list', '--json', '--socket', other, '-C', root]).stdout).toMatch(/"health": "running"/)
+    } finally {
+      spawnSync('tmux', ['-L', other, 'kill-server'], { env: ENV })
+    }
+  })
+
+  test('a non-ASCII project path under LC_ALL=C: its own sessions are its own (list, cleanup, kill)', async () => {
+    const root = path.join(BASE, `projé-ü-${++projects}`)
+    cpSync(path.join(LAYOUTS, 'empty'), root, { recursive: true })
+    rmSync(path.join(root, 'FACTS.json'))
+    cpSync(ENGINE, path.join(root, 'scripts'), { recursive: true })
+    const C = { LC_ALL: 'C', LANG: 'C' }
+    expect(cli(['start', 'ralph', 'accent', '--yes', '-C', root], { env: { ...C, MOCK_END: 'hang:1' } }).code).toBe(0)
+    spawnSync('tmux', ['-L', SOCKET, 'new-session', '-d', '-s', 'pipeline-stray', '-c', root, 'sleep 3600'], { env: { ...ENV, ...C } })
+    const rows = JSON.parse(cli(['list', '--json', '--start-grace', '0', '-C', root], { env: C }).stdout).sessions as SessionRow[]
+    expect(Object.fromEntries(rows.map((r) => [r.name, r.health]))).toEqual({ accent: 'running', stray: 'orphaned' })
+    expect(cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root], { env: C }).stdout).toMatch(/stray — tmux session pipeline-stray .* → removed pipeline-stray/)
+    expect(cli(['kill', 'accent', '-C', root], { env: C }).stdout).toMatch(/^killed accent/)
+    expect(tmuxSessionNames().filter((n) => /accent|stray/.test(n))).toEqual([])
+  })
+})
+
 /** Processes still carrying the tag of any session of this project (none should outlive a cleanup). */
 async function processesOf(root: string): Promise<number[]> {
   const { taggedProcesses } = await import('./sessions.ts')
   const runs = path.join(root, '.claude', 'pipeline-runs')
-  return [...(await taggedProcesses()).entries()].filter(([dir]) => dir.startsWith(runs)).flatMap(([, pids]) => pids)
+  return [...(await taggedProcesses()).entries()].filter(([dir]) => dir.startsWith(runs)).flatMap(([, tagged]) => tagged.map((t) => t.pid))
 }
 
 describe('bad command lines: one line on stderr, exit 2, nothing changed', () => {

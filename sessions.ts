@@ -23,7 +23,8 @@
  */
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { spawnSync } from 'node:child_process'
-import { existsSync, realpathSync, statSync, readFileSync, readdirSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { existsSync, realpathSync, statSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import path from 'node:path'
 import { homedir } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -45,8 +46,6 @@ const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 const DEFAULT_GRACE_SECONDS = 30
 /** A running session whose current iteration is older than this gets a warning in `list`. */
 const DEFAULT_STALL_MINUTES = 30
-/** The lock's started_at has 1 s resolution and is written after the engine starts. */
-const GENUINE_SLACK_MS = 5_000
 /** The engine's default max when none is recorded (run.sh's own default). */
 const DEFAULT_MAX = 25
 const RECENT_ITERATIONS = 5
@@ -66,10 +65,11 @@ export const HEALTHS = [
 export type Health = (typeof HEALTHS)[number]
 const LIVE: ReadonlySet<Health> = new Set(['running', 'starting', 'orphaned'])
 const RESUMABLE: ReadonlySet<Health> = new Set(['crashed', 'zombie', 'failed', 'killed', 'unknown_termination'])
-const ENDED_STATUSES: Record<string, Health> = {
-  complete: 'complete', completed: 'complete', failed: 'failed', killed: 'killed',
-  unknown_termination: 'unknown_termination', paused: 'paused',
-}
+/** A Map, not an object: a status read from disk ("constructor", "__proto__") must never find a key. */
+const ENDED_STATUSES: ReadonlyMap<string, Health> = new Map([
+  ['complete', 'complete'], ['completed', 'complete'], ['failed', 'failed'], ['killed', 'killed'],
+  ['unknown_termination', 'unknown_termination'], ['paused', 'paused'],
+])
 
 // ───────────────────────── errors ─────────────────────────
 
@@ -391,7 +391,7 @@ export interface TmuxOptions {
 }
 
 export interface TmuxSession {
-  /** The tmux session name, with its prefix. */
+  /** The tmux session name, with its prefix (or whatever it was renamed to, for a marked session). */
   tmuxName: string
   /** The start directory (#{session_path}). */
   directory: string
@@ -400,16 +400,38 @@ export interface TmuxSession {
   panePid: number | null
   paneDead: boolean
   paneDeadStatus: number | null
+  /** This tool's marks (tmux user options), set on every session it starts: its run folder and project root. */
+  markedRun: string | null
+  markedProject: string | null
 }
 
 function tmuxSocket(options: TmuxOptions): string | undefined {
   return options.socket ?? (process.env.SESSIONS_TMUX_SOCKET || undefined)
 }
 
-/** Every tmux argv is built here: socket flags first, then the command. Run without a shell. */
+/**
+ * Every tmux argv is built here: socket flags first, then the command. Run without a shell. -u: tmux
+ * writes paths as UTF-8 whatever the caller's locale (under LC_ALL=C it would print ü as _).
+ */
 export function tmuxArgv(options: TmuxOptions, ...command: string[]): string[] {
   const socket = tmuxSocket(options)
-  return [...(socket ? ['-L', socket] : []), ...command]
+  return ['-u', ...(socket ? ['-L', socket] : []), ...command]
+}
+
+/**
+ * The environment of every tmux call: without the caller's pane (TMUX), without this tool's own tags
+ * (a tmux server started here must never carry an engine's tag), and with a UTF-8 character type so that
+ * a server started here compares paths byte for byte.
+ */
+export function tmuxEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, LC_CTYPE: 'C.UTF-8' }
+  for (const key of ['TMUX', 'TMUX_PANE', 'LC_ALL', SESSION_TAG]) delete env[key]
+  return env
+}
+
+/** A value tmux would expand as a format (#{…}, #(…), #[…]) in a start directory or a command: # is written ##. */
+export function tmuxLiteral(value: string): string {
+  return value.replaceAll('#', '##')
 }
 
 /** Exact tmux targets: a bare name would match pipeline-auth-v2 for pipeline-auth. */
@@ -419,7 +441,7 @@ export const tmuxTarget = {
 }
 
 export async function runTmux(options: TmuxOptions, ...command: string[]) {
-  return $({ quiet: true, nothrow: true })`tmux ${tmuxArgv(options, ...command)}`
+  return $({ quiet: true, nothrow: true, env: tmuxEnvironment() })`tmux ${tmuxArgv(options, ...command)}`
 }
 
 /** tmux's words for "there is no server", which means "no sessions", not an error. */
@@ -427,40 +449,54 @@ function isNoServer(stderr: string): boolean {
   return /no server running|error connecting to|server exited unexpectedly/.test(stderr)
 }
 
-// Fields joined by the ASCII unit separator, which no session name or path contains.
-const FIELD_SEPARATOR = '\x1f'
-const SESSION_FORMAT = [
-  '#{session_name}', '#{session_path}', '#{session_created}', '#{session_attached}',
-  '#{pane_pid}', '#{pane_dead}', '#{pane_dead_status}',
-].join(FIELD_SEPARATOR)
+const SESSION_FIELDS = [
+  '#{session_name}', '#{session_created}', '#{session_attached}', '#{pane_pid}', '#{pane_dead}',
+  '#{pane_dead_status}', '#{session_path}', '#{@sessions-run}', '#{@sessions-project}',
+]
 
-export function parseSessionLines(stdout: string): TmuxSession[] {
-  const sessions: TmuxSession[] = []
-  for (const line of stdout.split('\n')) {
-    const fields = line.split(FIELD_SEPARATOR)
-    if (fields.length < 7) continue
-    const [tmuxName, directory, created, attached, panePid, paneDead, deadStatus] = fields
-    sessions.push({
-      tmuxName,
-      directory,
-      createdMs: Number(created) * 1000,
-      attached: Number(attached) || 0,
-      panePid: panePid ? Number(panePid) : null,
-      paneDead: paneDead === '1',
-      paneDeadStatus: deadStatus === '' ? null : Number(deadStatus),
-    })
+/**
+ * The listing format. Paths and names come back raw, newlines included, so a start directory could forge
+ * a record; fields and records are therefore delimited by markers holding a random nonce made for this
+ * one call, which nothing on disk can know. A record that does not parse whole is dropped.
+ */
+export function sessionFormat(nonce: string): { format: string; parse: (stdout: string) => TmuxSession[] } {
+  const fieldSep = `\x1f${nonce}\x1f`
+  const recordEnd = `\x1e${nonce}\x1e`
+  return {
+    format: `${SESSION_FIELDS.join(fieldSep)}${recordEnd}`,
+    parse: (stdout) => {
+      const sessions: TmuxSession[] = []
+      for (const chunk of stdout.split(`${recordEnd}\n`)) {
+        const fields = chunk.split(fieldSep)
+        if (fields.length !== SESSION_FIELDS.length) continue
+        const [tmuxName, created, attached, panePid, paneDead, deadStatus, directory, run, project] = fields
+        if (!/^\d+$/.test(created) || !/^\d*$/.test(panePid) || !/^-?\d*$/.test(deadStatus)) continue
+        sessions.push({
+          tmuxName,
+          directory,
+          createdMs: Number(created) * 1000,
+          attached: Number(attached) || 0,
+          panePid: panePid ? Number(panePid) : null,
+          paneDead: paneDead === '1',
+          paneDeadStatus: deadStatus === '' ? null : Number(deadStatus),
+          markedRun: run || null,
+          markedProject: project || null,
+        })
+      }
+      return sessions
+    },
   }
-  return sessions
 }
 
 /** Every session on the server, in one tmux call. No server means no sessions. */
 export async function listTmuxSessions(options: TmuxOptions = {}): Promise<TmuxSession[]> {
-  const result = await runTmux(options, 'list-sessions', '-F', SESSION_FORMAT)
+  const { format, parse } = sessionFormat(randomBytes(8).toString('hex'))
+  const result = await runTmux(options, 'list-sessions', '-F', format)
   if (result.exitCode !== 0) {
     if (isNoServer(result.stderr)) return []
     throw new SessionsError(`tmux list-sessions failed: ${result.stderr.trim() || `exit ${result.exitCode}`}`)
   }
-  return parseSessionLines(result.stdout)
+  return parse(result.stdout)
 }
 
 /** The session name behind a tmux session name, or null when it is not a pipeline session. */
@@ -518,36 +554,43 @@ function procStatFields(text: string): string[] {
 /** USER_HZ, the unit of /proc/PID/stat times: 100 on every Linux architecture that Node runs on. */
 const CLOCK_TICKS_PER_SECOND = 100
 
-/** When a process started (ms since epoch), or null when the platform cannot tell. */
-export async function processStartTime(pid: number): Promise<number | null> {
+/**
+ * A process's start, as a stamp comparable only with another stamp of the same PID: on Linux clock ticks
+ * since boot (a clock that never steps), elsewhere what `ps` says. Null when the process is gone.
+ * Equal stamps mean the same process, not a reused PID.
+ */
+export async function processStartStamp(pid: number): Promise<number | null> {
   if (process.platform === 'linux') {
-    const boot = linuxBootTimeMs()
     try {
-      const fields = procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-      // starttime is field 22 of stat; fields here start at field 3 (state).
-      const ticks = Number(fields[22 - 3])
-      if (boot !== null && Number.isFinite(ticks)) return boot + (ticks * 1000) / CLOCK_TICKS_PER_SECOND
+      const ticks = Number(procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[22 - 3])
+      return Number.isFinite(ticks) ? ticks : null
     } catch {
       return null
     }
-    return null
   }
   const ps = await $({ quiet: true, nothrow: true })`ps -o lstart= -p ${String(pid)}`
   const time = Date.parse(ps.stdout.trim())
   return ps.exitCode === 0 && Number.isFinite(time) ? time : null
 }
 
+/** When a process started (ms since epoch), or null when the platform cannot tell. For display only. */
+export async function processStartTime(pid: number): Promise<number | null> {
+  const stamp = await processStartStamp(pid)
+  if (stamp === null || process.platform !== 'linux') return stamp
+  const boot = linuxBootTimeMs()
+  return boot === null ? null : boot + (stamp * 1000) / CLOCK_TICKS_PER_SECOND
+}
+
 /** Parent of every process: /proc on Linux, one `ps` elsewhere. */
 async function processParents(): Promise<Map<number, number>> {
   const parents = new Map<number, number>()
   if (process.platform === 'linux') {
-    const entries = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))
-    await Promise.all(entries.map(async (entry) => {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue
       try {
-        const fields = procStatFields(await readFile(`/proc/${entry}/stat`, 'utf8'))
-        parents.set(Number(entry), Number(fields[4 - 3]))
+        parents.set(Number(entry), Number(procStatFields(readFileSync(`/proc/${entry}/stat`, 'utf8'))[4 - 3]))
       } catch { /* the process ended while we looked */ }
-    }))
+    }
     return parents
   }
   const ps = await $({ quiet: true, nothrow: true })`ps -A -o pid=,ppid=`
@@ -558,34 +601,10 @@ async function processParents(): Promise<Map<number, number>> {
   return parents
 }
 
-/**
- * Processes that carry a session tag in their environment (see SESSION_TAG), by run folder: engines this
- * tool started and the agents below them, also those left running after their engine died. Linux only
- * (/proc/PID/environ); elsewhere none are found.
- */
-export async function taggedProcesses(): Promise<Map<string, number[]>> {
-  const byRun = new Map<string, number[]>()
-  if (process.platform !== 'linux') return byRun
-  const prefix = `${SESSION_TAG}=`
-  // Read synchronously, like the session files: hundreds of tiny /proc files cost less so than as promises.
-  await Promise.all(readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(async (entry) => {
-    const pid = Number(entry)
-    if (pid === process.pid) return
-    try {
-      const tag = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').find((v) => v.startsWith(prefix))
-      if (tag && isPidAlive(pid)) {
-        const runDir = tag.slice(prefix.length)
-        byRun.set(runDir, [...(byRun.get(runDir) ?? []), pid].sort((a, b) => a - b))
-      }
-    } catch { /* gone, or not ours to read */ }
-  }))
-  return byRun
-}
-
 /** Every process below pid (children, grandchildren, ...), nearest first. */
-export async function processDescendants(pid: number | number[]): Promise<number[]> {
+export async function processDescendants(pid: number | number[], parents?: Map<number, number>): Promise<number[]> {
   const children = new Map<number, number[]>()
-  for (const [child, parent] of await processParents()) {
+  for (const [child, parent] of parents ?? await processParents()) {
     children.set(parent, [...(children.get(parent) ?? []), child])
   }
   const roots = Array.isArray(pid) ? pid : [pid]
@@ -604,14 +623,253 @@ export async function processDescendants(pid: number | number[]): Promise<number
   return found
 }
 
-// ───────────────────────── gathering facts ─────────────────────────
+/** What a process runs, NUL-separated on Linux; elsewhere ps's one line, as a single element. */
+function processCommandLine(pid: number): string[] | null {
+  if (process.platform === 'linux') {
+    try {
+      const text = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      return text ? text.replace(/\0$/, '').split('\0') : null
+    } catch {
+      return null
+    }
+  }
+  const ps = spawnSync('ps', ['-o', 'command=', '-p', String(pid)], { encoding: 'utf8' })
+  return ps.status === 0 && ps.stdout.trim() ? [ps.stdout.trim()] : null
+}
 
-export interface EngineProcess {
+/** Where a process runs: /proc/PID/cwd on Linux, lsof elsewhere (null where neither can tell). */
+function processCwd(pid: number): string | null {
+  if (process.platform === 'linux') {
+    try {
+      return readlinkSync(`/proc/${pid}/cwd`)
+    } catch {
+      return null
+    }
+  }
+  const lsof = spawnSync('lsof', ['-a', '-d', 'cwd', '-p', String(pid), '-Fn'], { encoding: 'utf8' })
+  return /^n(.+)$/m.exec(lsof.stdout ?? '')?.[1] ?? null
+}
+
+/** This process and every one above it, up to PID 1: never signalled, whatever a file says. */
+function ownLineage(): Set<number> {
+  const lineage = new Set([process.pid, process.ppid])
+  if (process.platform === 'linux') {
+    for (let pid = process.ppid; pid > 1;) {
+      try {
+        pid = Number(procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[4 - 3])
+        lineage.add(pid)
+      } catch {
+        break
+      }
+    }
+  }
+  return lineage
+}
+
+/** Why a PID must never be signalled by this tool, or null. */
+export function protectedReason(pid: number, lineage = ownLineage()): string | null {
+  if (!Number.isInteger(pid) || pid <= 1) return 'PID 1 (or not a process)'
+  if (pid === process.pid) return "this tool's own process"
+  if (lineage.has(pid)) return 'an ancestor of this tool (the shell that runs it, say)'
+  if (process.platform === 'linux' && typeof process.getuid === 'function') {
+    try {
+      if (statSync(`/proc/${pid}`).uid !== process.getuid()) return "another user's process"
+    } catch { /* gone */ }
+  }
+  return null
+}
+
+/**
+ * Whether `pid` holds the kernel flock on `file` (the engine's lock, FORMATS.md §1): one of its open
+ * descriptors is that file (same device and inode), and the kernel lists a FLOCK on that descriptor
+ * (/proc/PID/fdinfo). Null when this cannot be read (not Linux, or not ours to read).
+ */
+function holdsFlock(pid: number, file: { dev: number; ino: number }): boolean | null {
+  if (process.platform !== 'linux') return null
+  let fds: string[]
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`)
+  } catch {
+    return null
+  }
+  for (const fd of fds) {
+    try {
+      const st = statSync(`/proc/${pid}/fd/${fd}`)
+      if (st.dev !== file.dev || st.ino !== file.ino) continue
+      if (/^lock:.*\bFLOCK\b/m.test(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))) return true
+    } catch { /* closed meanwhile */ }
+  }
+  return false
+}
+
+/** Whether anyone holds a flock on `file`, from /proc/locks (null where there is none to read). */
+function flockHeldOn(file: { dev: number; ino: number }): boolean | null {
+  if (process.platform !== 'linux') return null
+  let text: string
+  try {
+    text = readFileSync('/proc/locks', 'utf8')
+  } catch {
+    return null
+  }
+  // glibc's dev_t: major in bits 8–19 (and above 32), minor in bits 0–7 and 20–31; /proc/locks prints hex.
+  const major = ((file.dev >> 8) & 0xfff).toString(16)
+  const minor = ((file.dev & 0xff) | ((file.dev >> 12) & 0xfff00)).toString(16)
+  const id = new RegExp(`\\bFLOCK\\b.*\\s0*${major}:0*${minor}:${file.ino}\\s`)
+  return text.split('\n').some((line) => id.test(line))
+}
+
+/** engine.sh's command line for this session (`bash …/engine.sh pipeline --single-stage TYPE SESSION MAX`). */
+export function isEngineCommand(commandLine: string[], session: string): boolean {
+  if (commandLine.length === 1) {
+    // Only ps's joined line: the words must still name engine.sh (or run.sh) and then the session.
+    return /(^|\/)(engine|run)\.sh\s(.+\s)?/.test(commandLine[0]) && commandLine[0].split(/\s+/).includes(session)
+  }
+  const at = commandLine.findIndex((arg) => /^(engine|run)\.sh$/.test(path.basename(arg)))
+  return at >= 0 && commandLine.slice(at + 1).includes(session)
+}
+
+export type EngineProof = 'flock' | 'command_line'
+
+/** What is known of the process a lock names, for judgeEngine. */
+export interface IdentityFacts {
+  pid: number
+  session: string
+  root: string
+  /** The lock file, relative to the root, for the evidence. */
+  lockFile: string
+  alive: boolean
+  /** Why it must never be signalled (PID 1, this tool or its ancestors, another user), or null. */
+  protected: string | null
+  /** It holds the kernel flock on the lock file; null: cannot tell here. */
+  holdsFlock: boolean | null
+  /** Someone holds a kernel flock on the lock file; null: cannot tell here. */
+  flockHeld: boolean | null
+  commandLine: string[] | null
+  cwd: string | null
+  /** Supporting only: ms from the process's start to the lock file's last change (negative: it started after). */
+  startedBeforeLockMs: number | null
+}
+
+export interface EngineIdentity {
   pid: number
   alive: boolean
-  /** ms since epoch; null when the platform cannot tell (or the process is gone). */
-  startedMs: number | null
+  /** Proven to be this session's engine, and how; null when no proof held. */
+  proof: EngineProof | null
+  /** One line of evidence: which proof held, or why none did. */
+  why: string
 }
+
+/**
+ * The one place that decides whether a lock's PID is the session's engine (DESIGN.md, "Health"): the
+ * kernel's flock first, then its command line and working directory. Start times never decide: clocks
+ * step, PIDs are reused, locks are copied and committed.
+ */
+export function judgeEngine(facts: IdentityFacts): EngineIdentity {
+  const { pid } = facts
+  const result = (proof: EngineProof | null, why: string): EngineIdentity => ({ pid, alive: facts.alive, proof, why })
+  if (!facts.alive) return result(null, `lock PID ${pid} is dead`)
+  if (facts.protected) return result(null, `lock PID ${pid} is ${facts.protected}: never the engine`)
+  const when = facts.startedBeforeLockMs === null ? ''
+    : facts.startedBeforeLockMs >= 0 ? '; it started before the lock was written' : '; it started after the lock was written'
+  if (facts.holdsFlock) return result('flock', `lock PID ${pid} holds the kernel flock on ${facts.lockFile}${when}`)
+  const what = facts.commandLine ? `\`${shorten(facts.commandLine.join(' '), 80)}\`` : 'a process whose command line cannot be read'
+  if (facts.flockHeld) return result(null, `lock PID ${pid} is alive but another process holds the flock on ${facts.lockFile}; PID ${pid} is ${what}`)
+  if (facts.commandLine && isEngineCommand(facts.commandLine, facts.session) && facts.cwd === facts.root) {
+    return result('command_line', `lock PID ${pid} runs the engine of ${facts.session} in the project root (its command line and working directory)${when}`)
+  }
+  return result(null, `lock PID ${pid} is alive but is ${what} in ${facts.cwd ?? 'an unknown folder'}, not the engine of ${facts.session}`)
+}
+
+function shorten(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text
+}
+
+/** Gathers the facts about the PID a lock names and judges them. */
+export async function identifyEngine(pid: number, lock: { file: string; session: string; root: string }): Promise<EngineIdentity> {
+  const alive = isPidAlive(pid)
+  let file: { dev: number; ino: number; ctimeMs: number } | null = null
+  try { file = statSync(lock.file) } catch { /* removed meanwhile: no flock to check */ }
+  const started = alive ? await processStartTime(pid) : null
+  return judgeEngine({
+    pid,
+    session: lock.session,
+    root: lock.root,
+    lockFile: relative(lock.root, lock.file),
+    alive,
+    protected: alive ? protectedReason(pid) : null,
+    holdsFlock: alive && file ? holdsFlock(pid, file) : null,
+    flockHeld: alive && file ? flockHeldOn(file) : null,
+    commandLine: alive ? processCommandLine(pid) : null,
+    cwd: alive ? processCwd(pid) : null,
+    startedBeforeLockMs: started !== null && file ? file.ctimeMs - started : null,
+  })
+}
+
+/** The engine of which session of `root` runs at or below `panePid`, proven as judgeEngine proves one. */
+async function engineInPane(panePid: number, root: string, parents: Map<number, number>): Promise<{ pid: number; session: string | null; proof: EngineProof } | null> {
+  const locks = path.join(root, '.claude', 'locks')
+  for (const pid of [panePid, ...await processDescendants(panePid, parents)]) {
+    if (process.platform === 'linux') {
+      let fds: string[] = []
+      try { fds = readdirSync(`/proc/${pid}/fd`) } catch { /* not ours, or gone */ }
+      for (const fd of fds) {
+        let target = ''
+        try { target = readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { continue }
+        if (path.dirname(target) !== locks || !target.endsWith('.lock')) continue
+        const session = path.basename(target, '.lock')
+        try {
+          if (isValidName(session) && holdsFlock(pid, statSync(target))) return { pid, session, proof: 'flock' }
+        } catch { /* the lock went away */ }
+      }
+    }
+    const commandLine = processCommandLine(pid)
+    if (commandLine?.some((arg) => /^(engine|run)\.sh$/.test(path.basename(arg))) && processCwd(pid) === root) {
+      const session = commandLine.find((arg, i) => i > 0 && isValidName(arg) && isEngineCommand(commandLine, arg) && existsSync(sessionPaths(root, arg).runDir)) ?? null
+      return { pid, session, proof: 'command_line' }
+    }
+  }
+  return null
+}
+
+/**
+ * The environment tag of the engines this tool starts: SESSIONS_TS_RUN=<run folder>:<engine PID>, set by
+ * the engine's own launcher shell right before it becomes the engine (exec keeps the PID). It names one
+ * run only: a process carrying it counts for a session only while the tag's PID is the one its lock names.
+ */
+export interface TaggedProcess { pid: number; runDir: string; enginePid: number }
+
+/**
+ * Processes that carry a session tag, by run folder: the engines this tool started and the agents below
+ * them, also those left running after their engine died. Never a tmux server (it may have inherited a
+ * tag from the shell that started it), never a protected process. Linux only (/proc/PID/environ).
+ */
+export async function taggedProcesses(): Promise<Map<string, TaggedProcess[]>> {
+  const byRun = new Map<string, TaggedProcess[]>()
+  if (process.platform !== 'linux') return byRun
+  const prefix = `${SESSION_TAG}=`
+  const lineage = ownLineage()
+  // Read synchronously, like the session files: hundreds of tiny /proc files cost less so than as promises.
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const pid = Number(entry)
+    try {
+      const tag = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').find((v) => v.startsWith(prefix))
+      const parsed = tag && /^(.+):(\d+)$/s.exec(tag.slice(prefix.length))
+      if (!parsed || !isPidAlive(pid) || protectedReason(pid, lineage)) continue
+      if (/^tmux(: server)?$/.test(readFileSync(`/proc/${entry}/comm`, 'utf8').trim())) continue
+      const tagged = { pid, runDir: parsed[1], enginePid: Number(parsed[2]) }
+      byRun.set(tagged.runDir, [...(byRun.get(tagged.runDir) ?? []), tagged].sort((a, b) => a.pid - b.pid))
+    } catch { /* gone, or not ours to read */ }
+  }
+  return byRun
+}
+
+/** The tagged processes of one run: while a lock names an engine, only those tagged by that engine. */
+export function taggedFor(tagged: Map<string, TaggedProcess[]>, runDir: string, lockPid: number | null): number[] {
+  return (tagged.get(runDir) ?? []).filter((t) => lockPid === null || t.enginePid === lockPid).map((t) => t.pid)
+}
+
+// ───────────────────────── gathering facts ─────────────────────────
 
 export interface SessionFacts {
   name: string
@@ -620,7 +878,10 @@ export interface SessionFacts {
   /** Named with the older loop- prefix, or described by a pre-lock loop-state file. */
   legacy: boolean
   lock: FileRead<Lock>
-  engine: EngineProcess | null
+  /** The process the lock names, and whether it is proven to be this session's engine. */
+  engine: EngineIdentity | null
+  /** Only for a live pane whose session has no proven engine: a proven engine running in that pane. */
+  paneEngine: { pid: number; session: string | null; proof: EngineProof } | null
   state: FileRead<State>
   runDirExists: boolean
   /** Entries of the run folder (stage-NN-x, parallel-NN-x, ...). */
@@ -639,21 +900,37 @@ export interface GatherOptions extends TmuxOptions {
   tmuxSessions?: TmuxSession[]
 }
 
-/** Our own sessions on the server: named pipeline-/loop- and started inside the project root. */
+/**
+ * Our own sessions on the server: those this tool marked as started for this project (whatever they are
+ * called now: a renamed session stays its session's), and those named pipeline-/loop- and started inside
+ * the project root. A mark wins over a name.
+ */
 export function ownTmuxSessions(all: TmuxSession[], root: string) {
-  const own = new Map<string, TmuxSession & { legacy: boolean }>()
+  const own = new Map<string, TmuxSession & { legacy: boolean; marked: boolean }>()
   const foreign: (TmuxSession & { name: string })[] = []
   for (const session of all) {
-    const named = sessionNameOf(session.tmuxName)
+    const marked = markedSessionName(session)
+    const named = marked ? { name: marked.name, legacy: false } : sessionNameOf(session.tmuxName)
     if (!named) continue
-    if (!belongsTo(session.directory, root)) {
+    if (marked ? marked.project !== root : !belongsTo(session.directory, root)) {
       foreign.push({ ...session, name: named.name })
       continue
     }
-    // pipeline-NAME wins over a leftover loop-NAME of the same name.
-    if (!own.has(named.name) || !named.legacy) own.set(named.name, { ...session, legacy: named.legacy })
+    const held = own.get(named.name)
+    // A marked session wins over a named one; pipeline-NAME wins over a leftover loop-NAME.
+    if (!held || (marked && !held.marked) || (!marked && !held.marked && !named.legacy)) {
+      own.set(named.name, { ...session, legacy: named.legacy, marked: Boolean(marked) })
+    }
   }
   return { own, foreign }
+}
+
+/** The session a tmux session was started for, from this tool's marks: its run folder under its project. */
+function markedSessionName(session: TmuxSession): { name: string; project: string } | null {
+  if (!session.markedRun || !session.markedProject) return null
+  const name = path.basename(session.markedRun)
+  if (!isValidName(name) || session.markedRun !== sessionPaths(session.markedProject, name).runDir) return null
+  return { name, project: session.markedProject }
 }
 
 /**
@@ -675,12 +952,6 @@ function belongsTo(directory: string, root: string): boolean {
   return true
 }
 
-async function readEngineProcess(lock: FileRead<Lock>): Promise<EngineProcess | null> {
-  if (lock.kind !== 'ok') return null
-  const pid = lock.value.pid
-  const alive = isPidAlive(pid)
-  return { pid, alive, startedMs: alive ? await processStartTime(pid) : null }
-}
 
 /** The folder of stage index `index` (stage-NN-x or parallel-NN-x), if it exists. */
 function stageFolder(entries: string[], index: number): string | null {
@@ -716,14 +987,19 @@ export async function gatherSession(name: string, root: string, tmux: TmuxSessio
   const stageIndex = state.kind === 'ok' ? state.value.current_stage ?? 0 : 0
   const stageDir = stageFolder(runEntries, stageIndex)
   const [engine, plan, newestIteration] = await Promise.all([
-    readEngineProcess(lock),
+    lock.kind === 'ok' ? identifyEngine(lock.value.pid, { file: paths.lock, session: name, root }) : Promise.resolve(null),
     isPipeline || runEntries.includes('plan.json') ? readJsonFile(paths.plan, PlanSchema) : Promise.resolve(null),
     stageDir?.startsWith('stage-') ? newestIterationOf(path.join(paths.runDir, stageDir)) : Promise.resolve(null),
   ])
   const context = stageDir && newestIteration !== null
     ? await readJsonFile(path.join(iterationDir(path.join(paths.runDir, stageDir), newestIteration), 'context.json'), ContextSchema)
     : null
-  return { name, root, tmux, legacy, lock, engine, state, runDirExists, runEntries, plan, context, stageDir, newestIteration }
+  // A live pane without a proven engine: before it may be called orphaned, look for an engine in it (its
+  // lock removed or rewritten by hand, or a renamed session that holds another session's engine).
+  const paneEngine = tmux && !tmux.paneDead && tmux.panePid && !engine?.proof
+    ? await engineInPane(tmux.panePid, root, await processParents())
+    : null
+  return { name, root, tmux, legacy, lock, engine, paneEngine, state, runDirExists, runEntries, plan, context, stageDir, newestIteration }
 }
 
 /** The names of every session of the project: tmux sessions, lock files, run folders, old state files. */
@@ -775,11 +1051,17 @@ export async function mapProject<T>(options: GatherOptions, map: (facts: Session
 export interface HealthFacts {
   now: number
   graceMs?: number
-  tmux: { tmuxName: string; createdMs: number; panePid: number | null; paneDead: boolean; paneDeadStatus: number | null } | null
+  /** The session's name, to tell its own engine from another session's. */
+  name: string
+  tmux: {
+    tmuxName: string; createdMs: number; panePid: number | null; paneDead: boolean; paneDeadStatus: number | null
+    /** A proven engine running in the pane (looked for only when the lock proves none). */
+    paneEngine?: { pid: number; session: string | null; proof: EngineProof } | null
+  } | null
   lock:
     | { kind: 'missing' }
     | { kind: 'corrupt'; problem: string }
-    | { kind: 'ok'; pid: number; startedAtMs: number | null; alive: boolean; processStartedMs: number | null }
+    | ({ kind: 'ok' } & EngineIdentity)
   state:
     | { kind: 'missing'; runDirExists: boolean }
     | { kind: 'corrupt'; problem: string }
@@ -815,18 +1097,18 @@ export function classifyHealth(facts: HealthFacts): HealthVerdict {
   else if (tmux.paneDead) evidence.push(`tmux session ${tmux.tmuxName} has a dead pane (exit status ${tmux.paneDeadStatus ?? 'unknown'})`)
   else evidence.push(`tmux session ${tmux.tmuxName} alive (pane PID ${tmux.panePid ?? '?'}), created ${ago(facts.now - tmux.createdMs)}`)
 
-  let engineLive = false
   if (lock.kind === 'missing') evidence.push('no lock file')
   else if (lock.kind === 'corrupt') evidence.push(`corrupt: ${lock.problem}`)
-  else if (!lock.alive) evidence.push(`lock PID ${lock.pid} is dead`)
-  else if (lock.processStartedMs === null || lock.startedAtMs === null) {
-    engineLive = true
-    evidence.push(`lock PID ${lock.pid} is alive (cannot tell when it started, so taken as the engine)`)
-  } else if (lock.processStartedMs <= lock.startedAtMs + GENUINE_SLACK_MS) {
-    engineLive = true
-    evidence.push(`lock PID ${lock.pid} is alive and started before the lock was written`)
-  } else {
-    evidence.push(`lock PID ${lock.pid} is alive but started ${formatDuration(lock.processStartedMs - lock.startedAtMs)} after the lock was written: the PID was reused by an unrelated process`)
+  else evidence.push(lock.why)
+  const engineLive = lock.kind === 'ok' && lock.proof !== null
+  // An engine in the pane although the lock proves none: this session's (its lock removed or rewritten by
+  // hand), or another session's (a renamed tmux session), and then the tmux session is not this one's.
+  const paneEngine = paneAlive ? tmux.paneEngine ?? null : null
+  const ownPaneEngine = paneEngine !== null && paneEngine.session === facts.name
+  if (paneEngine) {
+    evidence.push(ownPaneEngine
+      ? `engine PID ${paneEngine.pid} of ${facts.name} runs in its pane (proven by its ${paneEngine.proof === 'flock' ? 'kernel flock' : 'command line'})`
+      : `the pane runs the engine of ${paneEngine.session ?? 'another session'} (PID ${paneEngine.pid}), not this session's`)
   }
 
   if (state.kind === 'missing') evidence.push(state.runDirExists ? 'run folder has no state.json' : 'no state file')
@@ -834,11 +1116,12 @@ export function classifyHealth(facts: HealthFacts): HealthVerdict {
   else evidence.push(`state says ${state.status}`)
 
   const staleLock = lock.kind === 'ok' && !engineLive
-  const endedHealth = state.kind === 'ok' ? ENDED_STATUSES[state.status] : undefined
+  const endedHealth = state.kind === 'ok' ? ENDED_STATUSES.get(state.status) : undefined
 
   // Something alive.
   if (engineLive) return verdict('running', `engine PID ${(lock as { pid: number }).pid} is alive`)
-  if (paneAlive) {
+  if (ownPaneEngine) return verdict('running', `engine PID ${paneEngine.pid} runs in its pane`)
+  if (paneAlive && !paneEngine) {
     if (facts.legacy && lock.kind === 'missing') {
       evidence.push('a loop- session of the engine from before locks: its pane is its only sign of life')
       return verdict('running', `pre-lock session, pane PID ${tmux.panePid ?? '?'} alive`)
@@ -861,7 +1144,7 @@ export function classifyHealth(facts: HealthFacts): HealthVerdict {
   }
   if (staleLock) {
     const pid = (lock as { pid: number }).pid
-    return verdict('crashed', lock.alive ? `lock PID ${pid} was reused by an unrelated process` : `lock left with dead PID ${pid}`)
+    return verdict('crashed', lock.alive ? `lock PID ${pid} is alive but not the engine` : `lock left with dead PID ${pid}`)
   }
   if (state.kind === 'missing') return verdict('corrupt', state.runDirExists ? 'run folder has no state.json' : 'nothing left but its name')
   if (state.status === 'running') return verdict('zombie', 'state says running, but no engine, lock or tmux session is alive')
@@ -874,10 +1157,11 @@ export function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number
   return {
     now,
     graceMs,
+    name: facts.name,
     legacy: facts.legacy,
-    tmux: tmux && { tmuxName: tmux.tmuxName, createdMs: tmux.createdMs, panePid: tmux.panePid, paneDead: tmux.paneDead, paneDeadStatus: tmux.paneDeadStatus },
+    tmux: tmux && { tmuxName: tmux.tmuxName, createdMs: tmux.createdMs, panePid: tmux.panePid, paneDead: tmux.paneDead, paneDeadStatus: tmux.paneDeadStatus, paneEngine: facts.paneEngine },
     lock: lock.kind === 'ok'
-      ? { kind: 'ok', pid: lock.value.pid, startedAtMs: parseTime(lock.value.started_at), alive: engine?.alive ?? false, processStartedMs: engine?.startedMs ?? null }
+      ? { kind: 'ok', ...(engine ?? { pid: lock.value.pid, alive: false, proof: null, why: `lock PID ${lock.value.pid} is dead` }) }
       : lock.kind === 'corrupt' ? { kind: 'corrupt', problem: lock.problem } : { kind: 'missing' },
     state: state.kind === 'ok'
       ? { kind: 'ok', status: state.value.status }
@@ -923,7 +1207,14 @@ export interface SessionRow {
   last_activity_at: string | null
   runtime_seconds: number | null
   tmux: { session: string; pane_pid: number | null; pane_dead: boolean; exit_status: number | null; attached: number; created_at: string | null } | null
-  lock: { file: string; pid: number | null; alive: boolean | null; genuine: boolean | null; started_at: string | null; problem: string | null } | null
+  lock: {
+    file: string; pid: number | null; alive: boolean | null
+    /** Proven to be this session's engine (see proof). */
+    genuine: boolean | null
+    /** How: it holds the kernel flock on the lock file, or runs the engine's command line in the project root. */
+    proof: EngineProof | null
+    started_at: string | null; problem: string | null
+  } | null
   state_file: string | null
   run_dir: string | null
   resumable: boolean
@@ -1043,7 +1334,8 @@ export function describeSession(facts: SessionFacts, now: number, options: { gra
       file: relative(facts.root, lock.path),
       pid: lock.kind === 'ok' ? lock.value.pid : null,
       alive: lock.kind === 'ok' ? facts.engine?.alive ?? false : null,
-      genuine: lock.kind === 'ok' ? verdict.health === 'running' : null,
+      genuine: lock.kind === 'ok' ? Boolean(facts.engine?.proof) : null,
+      proof: facts.engine?.proof ?? null,
       started_at: lock.kind === 'ok' ? lock.value.started_at ?? null : null,
       problem: lock.kind === 'corrupt' ? lock.problem : null,
     },
@@ -1501,7 +1793,7 @@ export async function updateStateFile(file: string, change: (raw: Record<string,
 
 /** The state records an end: nothing to mark. */
 function stateHasEnded(state: State): boolean {
-  return state.status in ENDED_STATUSES || Boolean(state.completed_at || state.failed_at || state.killed_at || state.terminated_at)
+  return ENDED_STATUSES.has(state.status) || Boolean(state.completed_at || state.failed_at || state.killed_at || state.terminated_at)
 }
 
 function utcStamp(ms = Date.now()): string {
@@ -1760,13 +2052,13 @@ export async function planStart(request: StartRequest, options: StartOptions = {
   return { plan, facts, row }
 }
 
-/** The caller's environment for the engine, without tmux's own variables (they describe the caller's pane). */
-function engineEnvironment(runDir: string): [string, string][] {
-  return [
-    ...Object.entries(process.env)
-      .filter((entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && entry[0] !== SESSION_TAG),
-    [SESSION_TAG, runDir],
-  ]
+/**
+ * The caller's environment for the engine, without tmux's own variables (they describe the caller's pane)
+ * and without any session tag the caller inherited: the engine's own tag is set by its launcher (engineWrapper).
+ */
+function engineEnvironment(): [string, string][] {
+  return Object.entries(process.env)
+    .filter((entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && entry[0] !== SESSION_TAG)
 }
 
 /** tmux refuses a command message over 16 KiB: the environment goes in batches that fit. */
@@ -1782,6 +2074,8 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
   const stale = global.stdout.split('\n')
     .map((line) => line.replace(/^-/, '').split('=')[0])
     .filter((key) => key && !mine.has(key) && !/^TMUX(_PANE)?$/.test(key))
+  // The tag is never set on the session: only the engine gets it, from its launcher.
+  if (!mine.has(SESSION_TAG)) stale.push(SESSION_TAG)
   const commands: string[][] = [
     ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value]),
     ...stale.map((key) => ['set-environment', '-t', target, '-r', key]),
@@ -1817,8 +2111,12 @@ function shellQuote(text: string): string {
 interface PaneState { exists: boolean; dead: boolean; status: number | null; pid: number | null }
 
 async function paneState(options: TmuxOptions, tmuxName: string): Promise<PaneState> {
+  // Existence from has-session: tmux 3.3 answers display-message -t '=gone:' with exit 0 and empty fields
+  // whenever any other session lives on the server.
+  const gone = { exists: false, dead: true, status: null, pid: null }
+  if ((await runTmux(options, 'has-session', '-t', tmuxTarget.session(tmuxName))).exitCode !== 0) return gone
   const result = await runTmux(options, 'display-message', '-p', '-t', tmuxTarget.pane(tmuxName), '#{pane_dead} #{pane_dead_status} #{pane_pid}')
-  if (result.exitCode !== 0) return { exists: false, dead: true, status: null, pid: null }
+  if (result.exitCode !== 0) return gone
   const [dead, status, pid] = result.stdout.trim().split(' ')
   return { exists: true, dead: dead === '1', status: status ? Number(status) : null, pid: pid ? Number(pid) : null }
 }
@@ -1852,9 +2150,10 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
   if (request.force) {
     // Checked again right before changing anything: still nothing alive.
     const again = await gatherSession(plan.name, root, null)
-    if (again.engine?.alive) throw new SessionsError(`session ${plan.name} came alive (engine PID ${again.engine.pid}); not replaced`)
+    if (again.engine?.proof) throw new SessionsError(`session ${plan.name} came alive (engine PID ${again.engine.pid}); not replaced`)
     if (plan.replaces) await rename(paths.runDir, path.join(root, plan.replaces))
-    if (again.lock.kind === 'ok' && !isPidAlive(again.lock.value.pid)) await rm(paths.lock, { force: true })
+    // A lock whose PID is not proven to be the engine is stale, whoever that PID is now.
+    if (again.lock.kind === 'ok') await rm(paths.lock, { force: true })
   }
   if (request.resume && facts.state.kind === 'ok' && ['killed', 'unknown_termination', 'paused'].includes(facts.state.value.status)) {
     // The engine resumes only what it sees as failed (get_session_status); a stop recorded by a session
@@ -1866,30 +2165,38 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
   await mkdir(paths.runDir, { recursive: true })
   const log = path.join(paths.runDir, OUTPUT_LOG)
   const tmuxName = plan.tmux_session
-  const created = await runTmux(options, 'new-session', '-d', '-s', tmuxName, '-c', root, '-x', '160', '-y', '50', '--', 'sleep', '600')
+  // tmux expands formats (#{…}, #(…)) in a start directory and a pipe-pane command: every # is doubled.
+  const created = await runTmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
   if (created.exitCode !== 0) throw new SessionsError(`tmux new-session failed: ${created.stderr.trim()}`)
   const pane = tmuxTarget.pane(tmuxName)
   const prepared = await runTmux(options,
+    // Marks that keep it this session's across a rename (ownTmuxSessions).
+    'set-option', '-t', pane, '@sessions-run', paths.runDir, ';',
+    'set-option', '-t', pane, '@sessions-project', root, ';',
     'set-option', '-w', '-t', pane, 'remain-on-exit', 'on', ';',
-    'pipe-pane', '-o', '-t', pane, `cat >> ${shellQuote(log)}`)
+    'pipe-pane', '-o', '-t', pane, tmuxLiteral(`cat >> ${shellQuote(log)}`))
   if (prepared.exitCode !== 0) {
     await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
     throw new SessionsError(`tmux could not prepare ${tmuxName}: ${prepared.stderr.trim()}`)
   }
-  const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(paths.runDir))
-  const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', root, '--', ...engineWrapper(plan.command))
+  const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment())
+  const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
   if (respawned.exitCode !== 0) {
     await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
     throw new SessionsError(`tmux could not start the engine: ${respawned.stderr.trim()}`)
   }
 
-  // Verify: the engine holds the lock with a live PID, or the pane died first.
+  // Verify: the engine holds the lock (proven) and has written its state as running for this run (a resume
+  // sets a new resumed_at), or the pane died first.
   options.onWaiting?.()
+  const resumedBefore = facts.state.kind === 'ok' ? facts.state.value.resumed_at ?? null : null
   const deadline = Date.now() + (options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS) * 1000
   for (;;) {
     const paneNow = await paneState(options, tmuxName)
     const now = await gatherSession(plan.name, root, null)
-    if (now.lock.kind === 'ok' && now.engine?.alive && classifyHealth(healthFactsOf(now, Date.now())).health === 'running') {
+    const stateNow = now.state.kind === 'ok' ? now.state.value : null
+    const stateWritten = stateNow?.status === 'running' && (!request.resume || (stateNow.resumed_at ?? null) !== resumedBefore)
+    if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten) {
       // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
       await runTmux(options, 'set-option', '-w', '-u', '-t', tmuxTarget.pane(tmuxName), 'remain-on-exit')
       return {
@@ -1914,7 +2221,7 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
       throw new StartError(`the engine of ${plan.name} ended before it took its lock (${how})`, output.slice(-20))
     }
     if (Date.now() > deadline) {
-      throw new SessionsError(`the engine of ${plan.name} has not taken its lock after ${options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
+      throw new SessionsError(`the engine of ${plan.name} has not taken its lock and written its state after ${options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
     }
     await sleep(100)
   }
@@ -1925,10 +2232,15 @@ const ENGINE_EXIT_LINE = /^\[sessions\] the engine exited with status (\d+)$/
 /**
  * The engine runs under a small shell that prints its exit status into the pane (and so into the kept
  * output): tmux's own record of it (pane_dead_status) is not reliable, and the line tells later readers
- * of the output how the engine ended.
+ * of the output how the engine ended. Its launcher, a second shell, sets the session tag with its own PID
+ * and then becomes the engine (exec keeps the PID, and run.sh --foreground execs engine.sh in turn), so
+ * the tag names this run's engine and nothing else.
  */
-function engineWrapper(command: string[]): string[] {
-  return ['sh', '-c', '"$@"; status=$?; printf \'\\n[sessions] the engine exited with status %s\\n\' "$status"; exit "$status"', 'sessions-engine', ...command]
+function engineWrapper(command: string[], runDir: string): string[] {
+  return [
+    'sh', '-c', '"$@"; status=$?; printf \'\\n[sessions] the engine exited with status %s\\n\' "$status"; exit "$status"', 'sessions-engine',
+    'sh', '-c', `${SESSION_TAG}="$0:$$"; export ${SESSION_TAG}; exec "$@"`, runDir, ...command,
+  ]
 }
 
 /** The engine's output without the wrapper's last line, and the exit status that line gives. */
@@ -1973,18 +2285,23 @@ export interface KillReport {
 
 const DEFAULT_KILL_GRACE_SECONDS = 10
 
-/** The same process as when we looked: alive, and started at the same time (not a reused PID). */
-async function isSameProcess(pid: number, startedMs: number | null): Promise<boolean> {
+/** The same process as when we looked: alive, and with the same start stamp (not a reused PID). */
+async function isSameProcess(pid: number, stamp: number | null): Promise<boolean> {
   if (!isPidAlive(pid)) return false
-  if (startedMs === null) return true
-  return (await processStartTime(pid)) === startedMs
+  return stamp !== null && (await processStartStamp(pid)) === stamp
 }
 
-/** The roots still alive and every process below them, each with its start time (one /proc scan). */
+/**
+ * The roots still alive and every process below them, each with its start stamp (one /proc scan).
+ * Protected processes (PID 1, this tool and its ancestors, other users') are left out, wherever they are.
+ */
 async function processTree(roots: number[]): Promise<Map<number, number | null>> {
   const living = [...new Set(roots)].filter(isPidAlive)
+  const lineage = ownLineage()
   const tree = new Map<number, number | null>()
-  for (const pid of [...living, ...(await processDescendants(living))]) tree.set(pid, await processStartTime(pid))
+  for (const pid of [...living, ...(await processDescendants(living))]) {
+    if (!protectedReason(pid, lineage)) tree.set(pid, await processStartStamp(pid))
+  }
   return tree
 }
 
@@ -1994,14 +2311,17 @@ function signal(pid: number, name: NodeJS.Signals): void {
   } catch { /* already gone */ }
 }
 
-/** SIGTERM to the whole tree, up to `graceMs` to end, then SIGKILL to what is left of that same tree. */
+/**
+ * SIGTERM to the whole tree, up to `graceMs` to end, then SIGKILL to what is left of that same tree:
+ * each PID checked again (same start stamp) right before its signal.
+ */
 async function stopProcessTree(roots: number[], graceMs: number): Promise<{ terminated: number[]; forceKilled: number[] }> {
   const tree = await processTree(roots)
-  for (const pid of tree.keys()) signal(pid, 'SIGTERM')
+  for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) signal(pid, 'SIGTERM')
   const deadline = Date.now() + graceMs
   const alive = async () => {
     const left: number[] = []
-    for (const [pid, started] of tree) if (await isSameProcess(pid, started)) left.push(pid)
+    for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) left.push(pid)
     return left
   }
   let left = await alive()
@@ -2012,9 +2332,9 @@ async function stopProcessTree(roots: number[], graceMs: number): Promise<{ term
   const forceKilled: number[] = []
   if (left.length) {
     // What the survivors started meanwhile is part of the tree too.
-    for (const [pid, started] of await processTree(left)) if (!tree.has(pid)) tree.set(pid, started)
-    for (const [pid, started] of tree) {
-      if (await isSameProcess(pid, started)) {
+    for (const [pid, stamp] of await processTree(left)) if (!tree.has(pid)) tree.set(pid, stamp)
+    for (const [pid, stamp] of tree) {
+      if (await isSameProcess(pid, stamp)) {
         signal(pid, 'SIGKILL')
         forceKilled.push(pid)
       }
@@ -2046,18 +2366,22 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   const row = describeSession(facts, Date.now(), { graceMs: startGraceMs(options) })
   report.health_before = row.health
   report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts))
-  const engineLive = row.health === 'running' && facts.lock.kind === 'ok'
+  if (facts.paneEngine && facts.paneEngine.session !== name) {
+    const theirs = facts.paneEngine.session
+    return { ...report, outcome: 'refused', message: `tmux session ${facts.tmux?.tmuxName} runs the engine of ${theirs ?? 'another session'} (PID ${facts.paneEngine.pid}), not ${name}'s; not killed${theirs ? ` (kill ${theirs} instead)` : ''}` }
+  }
+  const enginePid = facts.engine?.proof ? facts.engine.pid : facts.paneEngine?.pid ?? null
   const paneLive = Boolean(facts.tmux && !facts.tmux.paneDead && facts.tmux.panePid)
-  if (!engineLive && !facts.tmux) {
+  if (enginePid === null && !facts.tmux) {
     return { ...report, outcome: 'not_running', message: `${name} is not running (${row.health}: ${row.why}); nothing was changed` }
   }
 
-  // Only the engine (a genuine lock PID), the pane's process, and what runs below them.
+  // Only the engine (proven), the pane's process, and what runs below them.
   const roots = [
-    ...(engineLive && facts.lock.kind === 'ok' ? [facts.lock.value.pid] : []),
+    ...(enginePid !== null ? [enginePid] : []),
     ...(paneLive ? [facts.tmux!.panePid!] : []),
-    // Its agents that no longer hang below the engine (started by this tool, so tagged).
-    ...((await taggedProcesses()).get(sessionPaths(projectRoot, name).runDir) ?? []),
+    // Its agents that no longer hang below the engine (started by this tool, so tagged by this run).
+    ...taggedFor(await taggedProcesses(), sessionPaths(projectRoot, name).runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null),
   ]
   const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULT_KILL_GRACE_SECONDS) * 1000)
   report.terminated = stopped.terminated
@@ -2194,7 +2518,7 @@ function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[],
   }
   if (facts.lock.kind === 'ok') {
     const pid = facts.lock.value.pid
-    add('locks', 'stale_lock', `lock PID ${pid} ${facts.engine?.alive ? 'now belongs to an unrelated process (started after the lock)' : 'is dead'}; ${since}`)
+    add('locks', 'stale_lock', `${facts.engine?.why ?? `lock PID ${pid} is dead`}; ${since}`)
     problems[problems.length - 1].pid = pid
   }
   if (facts.state.kind === 'ok' && facts.state.value.status === 'running') {
@@ -2213,7 +2537,8 @@ export async function scanCleanup(options: CommonOptions = {}): Promise<CleanupS
   for (const facts of project.sessions) {
     const row = describeSession(facts, now, { graceMs: startGraceMs(options) })
     if (row.resumable) scan.resumable.push({ name: row.name, health: row.health, resume_command: row.resume_command })
-    const problems = sessionProblems(facts, row, tagged.get(sessionPaths(project.root, facts.name).runDir) ?? [], now)
+    const lockPid = facts.lock.kind === 'ok' ? facts.lock.value.pid : null
+    const problems = sessionProblems(facts, row, taggedFor(tagged, sessionPaths(project.root, facts.name).runDir, lockPid), now)
     scan.problems.push(...problems)
     if (row.health === 'corrupt') scan.corrupt.push({ name: row.name, why: row.why })
     else if (!problems.length) scan.healthy.push({ name: row.name, health: row.health })
@@ -2235,6 +2560,7 @@ async function freshFacts(name: string, root: string, options: CommonOptions) {
 async function fixProblem(problem: CleanupProblem, root: string, options: CleanupOptions): Promise<string> {
   const { facts, engineLive } = await freshFacts(problem.name, root, options)
   if (engineLive) throw new LeftAlone('the session is alive now')
+  if (facts.paneEngine) throw new LeftAlone(`an engine runs in its pane (PID ${facts.paneEngine.pid})`)
   const paths = sessionPaths(root, problem.name)
   const graceMs = (options.graceSeconds ?? DEFAULT_KILL_GRACE_SECONDS) * 1000
   switch (problem.problem) {
@@ -2252,7 +2578,7 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
       return `removed ${tmuxName}${stopped?.terminated.length ? ` and stopped PID ${stopped.terminated.join(', ')}` : ''}`
     }
     case 'leftover_processes': {
-      const pids = (await taggedProcesses()).get(paths.runDir) ?? []
+      const pids = taggedFor(await taggedProcesses(), paths.runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null)
       if (!pids.length) return 'already gone'
       const stopped = await stopProcessTree(pids, graceMs)
       return `stopped PID ${stopped.terminated.join(', ')}${stopped.forceKilled.length ? ` (${stopped.forceKilled.length} with SIGKILL)` : ''}`
@@ -2736,7 +3062,7 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
       ? `${result.tmux.session} · pane PID ${result.tmux.pane_pid ?? '?'}${result.tmux.pane_dead ? ` · dead (exit ${result.tmux.exit_status ?? '?'})` : ''} · ${result.tmux.attached} attached`
       : 'none'],
     ['lock', !lock ? 'none' : lock.problem ? `corrupt: ${lock.problem}`
-      : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? lock.genuine ? ' · genuine' : ' · reused by another process' : ''} · since ${localTime(lock.started_at)}`],
+      : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? lock.proof ? ` · the engine (${lock.proof === 'flock' ? 'kernel flock' : 'command line'})` : ' · not the engine' : ''} · since ${localTime(lock.started_at)}`],
     ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
   ]))
   lines.push(...section('Files', [
@@ -3555,97 +3881,163 @@ if (import.meta.vitest) {
   const { describe, test, expect } = import.meta.vitest
   const now = Date.parse('2026-11-25T10:00:00Z')
   const minute = 60_000
+  const name = 'x'
   const liveTmux = (ageMs: number) => ({ tmuxName: 'pipeline-x', createdMs: now - ageMs, panePid: 42, paneDead: false, paneDeadStatus: null })
-  const lockOk = (alive: boolean, processStartedMs: number | null = now - 60 * minute) =>
-    ({ kind: 'ok' as const, pid: 4242, startedAtMs: now - 60 * minute, alive, processStartedMs })
+  /** A lock whose PID is dead, alive and proven, or alive and not the engine. */
+  const lockOk = (alive: boolean, proof: EngineProof | null = alive ? 'flock' : null) =>
+    ({ kind: 'ok' as const, pid: 4242, alive, proof, why: !alive ? 'lock PID 4242 is dead' : proof ? `lock PID 4242 holds the kernel flock on .claude/locks/x.lock` : 'lock PID 4242 is alive but is `sleep 900` in /home/x, not the engine of x' })
   const stateOk = (status: string) => ({ kind: 'ok' as const, status })
   const noState = { kind: 'missing' as const, runDirExists: false }
 
   describe('classifyHealth: each row of the health table', () => {
     test('running: lock PID alive and genuine, with a tmux session', () => {
-      const v = classifyHealth({ now, tmux: liveTmux(60 * minute), lock: lockOk(true), state: stateOk('running') })
+      const v = classifyHealth({ now, name, tmux: liveTmux(60 * minute), lock: lockOk(true), state: stateOk('running') })
       expect(v.health).toBe('running')
-      expect(v.evidence).toContain('lock PID 4242 is alive and started before the lock was written')
+      expect(v.evidence).toContain('lock PID 4242 holds the kernel flock on .claude/locks/x.lock')
       expect(v.resumable).toBe(false)
     })
     test('running: a foreground run has no tmux session', () => {
-      const v = classifyHealth({ now, tmux: null, lock: lockOk(true), state: stateOk('running') })
+      const v = classifyHealth({ now, name, tmux: null, lock: lockOk(true), state: stateOk('running') })
       expect(v.health).toBe('running')
       expect(v.evidence).toContain('no tmux session')
     })
-    test('running: start time unknown is said in the evidence', () => {
-      const v = classifyHealth({ now, tmux: null, lock: lockOk(true, null), state: stateOk('running') })
+    test('running: the engine proven by its command line where no flock can be seen', () => {
+      const v = classifyHealth({ now, name, tmux: null, lock: lockOk(true, 'command_line'), state: stateOk('running') })
       expect(v.health).toBe('running')
-      expect(v.evidence.join('\n')).toMatch(/cannot tell when it started/)
+    })
+    test('running: no proven lock, but its own engine proven in its pane (the lock removed by hand)', () => {
+      const tmux = { ...liveTmux(60 * minute), paneEngine: { pid: 43, session: 'x', proof: 'command_line' as const } }
+      const v = classifyHealth({ now, name, tmux, lock: { kind: 'missing' }, state: stateOk('running') })
+      expect(v).toMatchObject({ health: 'running', why: 'engine PID 43 runs in its pane' })
+    })
+    test('never orphaned: a pane that runs another session\'s engine (a renamed tmux session) is not this session\'s', () => {
+      const tmux = { ...liveTmux(60 * minute), paneEngine: { pid: 43, session: 'y', proof: 'flock' as const } }
+      const v = classifyHealth({ now, name, tmux, lock: { kind: 'missing' }, state: noState })
+      expect(v.health).not.toBe('orphaned')
+      expect(v.evidence).toContain('the pane runs the engine of y (PID 43), not this session\'s')
     })
     test('starting: tmux alive, no lock, younger than the grace period', () => {
-      const v = classifyHealth({ now, tmux: liveTmux(5_000), lock: { kind: 'missing' }, state: noState })
+      const v = classifyHealth({ now, name, tmux: liveTmux(5_000), lock: { kind: 'missing' }, state: noState })
       expect(v.health).toBe('starting')
     })
     test('orphaned: tmux alive, no lock, past the grace period', () => {
-      const v = classifyHealth({ now, tmux: liveTmux(31_000), lock: { kind: 'missing' }, state: noState })
+      const v = classifyHealth({ now, name, tmux: liveTmux(31_000), lock: { kind: 'missing' }, state: noState })
       expect(v.health).toBe('orphaned')
       expect(v.why).toMatch(/no engine holds the lock/)
     })
     test('orphaned: the grace period is an option', () => {
-      const facts = { now, tmux: liveTmux(10_000), lock: { kind: 'missing' as const }, state: noState }
+      const facts = { now, name, tmux: liveTmux(10_000), lock: { kind: 'missing' as const }, state: noState }
       expect(classifyHealth({ ...facts, graceMs: 5_000 }).health).toBe('orphaned')
       expect(classifyHealth({ ...facts, graceMs: 20_000 }).health).toBe('starting')
     })
     test('orphaned: tmux alive with a stale lock', () => {
-      const v = classifyHealth({ now, tmux: liveTmux(60 * minute), lock: lockOk(false), state: stateOk('running') })
+      const v = classifyHealth({ now, name, tmux: liveTmux(60 * minute), lock: lockOk(false), state: stateOk('running') })
       expect(v.health).toBe('orphaned')
       expect(v.evidence).toContain('lock PID 4242 is dead')
     })
     test('crashed: lock left with a dead PID', () => {
-      const v = classifyHealth({ now, tmux: null, lock: lockOk(false), state: stateOk('running') })
+      const v = classifyHealth({ now, name, tmux: null, lock: lockOk(false), state: stateOk('running') })
       expect(v).toMatchObject({ health: 'crashed', resumable: true, why: 'lock left with dead PID 4242' })
     })
-    test('crashed: lock PID reused by a process started after the lock', () => {
-      const v = classifyHealth({ now, tmux: null, lock: lockOk(true, now - 10 * minute), state: stateOk('running') })
-      expect(v.health).toBe('crashed')
-      expect(v.evidence.join('\n')).toMatch(/started 50m 0s after the lock was written: the PID was reused/)
+    test('crashed: lock PID alive but not proven to be the engine', () => {
+      const v = classifyHealth({ now, name, tmux: null, lock: lockOk(true, null), state: stateOk('running') })
+      expect(v).toMatchObject({ health: 'crashed', why: 'lock PID 4242 is alive but not the engine' })
+      expect(v.evidence).toContain('lock PID 4242 is alive but is `sleep 900` in /home/x, not the engine of x')
+    })
+    test('orphaned: tmux alive and a lock PID that is not the engine', () => {
+      const v = classifyHealth({ now, name, tmux: liveTmux(60 * minute), lock: lockOk(true, null), state: stateOk('running') })
+      expect(v).toMatchObject({ health: 'orphaned', why: 'tmux session alive, but lock PID 4242 is not the engine' })
     })
     test('crashed: a dead pane does not count as alive', () => {
-      const v = classifyHealth({ now, tmux: { ...liveTmux(60 * minute), paneDead: true, paneDeadStatus: 137 }, lock: lockOk(false), state: stateOk('running') })
+      const v = classifyHealth({ now, name, tmux: { ...liveTmux(60 * minute), paneDead: true, paneDeadStatus: 137 }, lock: lockOk(false), state: stateOk('running') })
       expect(v.health).toBe('crashed')
       expect(v.evidence).toContain('tmux session pipeline-x has a dead pane (exit status 137)')
     })
     test('zombie: no engine, no lock, no tmux, state says running', () => {
-      const v = classifyHealth({ now, tmux: null, lock: { kind: 'missing' }, state: stateOk('running') })
+      const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk('running') })
       expect(v).toMatchObject({ health: 'zombie', resumable: true })
     })
     test.each([
       ['complete', 'complete'], ['completed', 'complete'], ['failed', 'failed'], ['killed', 'killed'],
       ['unknown_termination', 'unknown_termination'], ['paused', 'paused'],
     ] as const)('state %s, nothing alive: %s', (status, health) => {
-      const v = classifyHealth({ now, tmux: null, lock: { kind: 'missing' }, state: stateOk(status) })
+      const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk(status) })
       expect(v.health).toBe(health)
       expect(v.why).toBe(`state says ${status}`)
     })
     test('an ended state with a stale lock keeps its end, and says so', () => {
-      const v = classifyHealth({ now, tmux: null, lock: lockOk(false), state: stateOk('complete') })
+      const v = classifyHealth({ now, name, tmux: null, lock: lockOk(false), state: stateOk('complete') })
       expect(v.health).toBe('complete')
       expect(v.evidence).toContain('the lock was left behind although the state records an end')
     })
     test('corrupt: state cannot be parsed, nothing alive', () => {
-      const v = classifyHealth({ now, tmux: null, lock: { kind: 'missing' }, state: { kind: 'corrupt', problem: 'state.json: Unexpected end of JSON input' } })
+      const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: { kind: 'corrupt', problem: 'state.json: Unexpected end of JSON input' } })
       expect(v).toMatchObject({ health: 'corrupt', why: 'corrupt: state.json: Unexpected end of JSON input' })
     })
     test('corrupt: lock cannot be parsed, nothing alive', () => {
-      const v = classifyHealth({ now, tmux: null, lock: { kind: 'corrupt', problem: 'busy.lock: empty file' }, state: stateOk('running') })
+      const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'corrupt', problem: 'busy.lock: empty file' }, state: stateOk('running') })
       expect(v.health).toBe('corrupt')
     })
     test('corrupt lock beside a live tmux session is never called orphaned', () => {
-      const v = classifyHealth({ now, tmux: liveTmux(60 * minute), lock: { kind: 'corrupt', problem: 'x.lock: empty file' }, state: stateOk('running') })
+      const v = classifyHealth({ now, name, tmux: liveTmux(60 * minute), lock: { kind: 'corrupt', problem: 'x.lock: empty file' }, state: stateOk('running') })
       expect(v.health).toBe('corrupt')
     })
-    test('an unknown status is corrupt', () => {
-      expect(classifyHealth({ now, tmux: null, lock: { kind: 'missing' }, state: stateOk('weird') }).health).toBe('corrupt')
+    test('an unknown status is corrupt, also the names of Object.prototype', () => {
+      for (const status of ['weird', 'constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+        expect(classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk(status) }).health, status).toBe('corrupt')
+      }
     })
     test('a legacy loop- session without locks is running while its pane lives', () => {
-      const v = classifyHealth({ now, legacy: true, tmux: liveTmux(60 * minute), lock: { kind: 'missing' }, state: stateOk('running') })
+      const v = classifyHealth({ now, name, legacy: true, tmux: liveTmux(60 * minute), lock: { kind: 'missing' }, state: stateOk('running') })
       expect(v.health).toBe('running')
+    })
+  })
+
+  describe('judgeEngine: identity is proven, never assumed', () => {
+    const facts: IdentityFacts = {
+      pid: 4242, session: 'busy', root: '/home/me/repo', lockFile: '.claude/locks/busy.lock', alive: true, protected: null,
+      holdsFlock: false, flockHeld: false, commandLine: ['sleep', '900'], cwd: '/home/me', startedBeforeLockMs: 60_000,
+    }
+    const engineLine = ['bash', '/home/me/repo/scripts/engine.sh', 'pipeline', '--single-stage', 'ralph', 'busy', '25']
+    test('the kernel flock proves it, whatever the clocks and the command line say', () => {
+      for (const startedBeforeLockMs of [-600_000, 600_000, null]) {
+        expect(judgeEngine({ ...facts, holdsFlock: true, flockHeld: true, startedBeforeLockMs })).toMatchObject({ proof: 'flock' })
+      }
+    })
+    test('without a flock: the engine\'s command line for this session, in the project root', () => {
+      expect(judgeEngine({ ...facts, commandLine: engineLine, cwd: '/home/me/repo' })).toMatchObject({ proof: 'command_line' })
+      expect(judgeEngine({ ...facts, commandLine: engineLine, cwd: '/home/me/other' }).proof).toBeNull()
+      expect(judgeEngine({ ...facts, commandLine: [...engineLine.slice(0, 5), 'busy-v2', '25'], cwd: '/home/me/repo' }).proof).toBeNull()
+      expect(judgeEngine({ ...facts, commandLine: ['vim', 'busy'], cwd: '/home/me/repo' }).proof).toBeNull()
+      // Where only ps's joined line is known.
+      expect(isEngineCommand(['bash /r/scripts/engine.sh pipeline --single-stage ralph busy 25'], 'busy')).toBe(true)
+      expect(isEngineCommand(['bash /r/scripts/engine.sh pipeline --single-stage ralph busy2 25'], 'busy')).toBe(false)
+    })
+    test('another process holding the flock disproves the PID, even with the right command line', () => {
+      expect(judgeEngine({ ...facts, flockHeld: true, commandLine: engineLine, cwd: '/home/me/repo' }).proof).toBeNull()
+    })
+    test('an unrelated live process is not the engine, whenever it started: the evidence says what it is', () => {
+      for (const startedBeforeLockMs of [600_000, -600_000]) {
+        expect(judgeEngine({ ...facts, startedBeforeLockMs })).toMatchObject({ proof: null, why: 'lock PID 4242 is alive but is `sleep 900` in /home/me, not the engine of busy' })
+      }
+    })
+    test('PID 1, this tool and its ancestors, other users: never the engine', () => {
+      for (const reason of ['PID 1 (or not a process)', "this tool's own process", 'an ancestor of this tool (the shell that runs it, say)', "another user's process"]) {
+        expect(judgeEngine({ ...facts, holdsFlock: true, protected: reason })).toMatchObject({ proof: null, why: `lock PID 4242 is ${reason}: never the engine` })
+      }
+      expect(protectedReason(1)).toMatch(/PID 1/)
+      expect(protectedReason(0)).toMatch(/PID 1/)
+      expect(protectedReason(process.pid)).toMatch(/own process/)
+      expect(protectedReason(process.ppid)).toMatch(/ancestor/)
+    })
+    test('a dead PID', () => {
+      expect(judgeEngine({ ...facts, alive: false, holdsFlock: true })).toMatchObject({ proof: null, why: 'lock PID 4242 is dead' })
+    })
+    test('tags count only for the engine the lock names', () => {
+      const tagged = new Map([['/r/.claude/pipeline-runs/a', [{ pid: 10, runDir: '/r/.claude/pipeline-runs/a', enginePid: 7 }, { pid: 11, runDir: '/r/.claude/pipeline-runs/a', enginePid: 8 }]]])
+      expect(taggedFor(tagged, '/r/.claude/pipeline-runs/a', 7)).toEqual([10])
+      expect(taggedFor(tagged, '/r/.claude/pipeline-runs/a', null)).toEqual([10, 11])
+      expect(taggedFor(tagged, '/r/.claude/pipeline-runs/b', 7)).toEqual([])
     })
   })
 
@@ -3661,13 +4053,38 @@ if (import.meta.vitest) {
       expect(sessionNameOf('work')).toBeNull()
       expect(sessionNameOf('pipeline-')).toBeNull()
     })
-    test('tmux argv: socket first, exact targets', () => {
-      expect(tmuxArgv({ socket: 's1' }, 'has-session', '-t', tmuxTarget.session('pipeline-a'))).toEqual(['-L', 's1', 'has-session', '-t', '=pipeline-a'])
+    test('tmux argv: UTF-8 output, socket first, exact targets; # doubled where tmux expands formats', () => {
+      expect(tmuxArgv({ socket: 's1' }, 'has-session', '-t', tmuxTarget.session('pipeline-a'))).toEqual(['-u', '-L', 's1', 'has-session', '-t', '=pipeline-a'])
       expect(tmuxTarget.pane('pipeline-a')).toBe('=pipeline-a:')
+      expect(tmuxLiteral('/home/me/C#/#(reboot)/#{session_name}')).toBe('/home/me/C##/##(reboot)/##{session_name}')
+      expect(tmuxEnvironment()).not.toHaveProperty('SESSIONS_TS_RUN')
+      expect(tmuxEnvironment()).not.toHaveProperty('LC_ALL')
     })
-    test('list-sessions lines', () => {
-      const line = ['pipeline-a', '/p', '1795594984', '1', '2588', '1', '3'].join('\x1f')
-      expect(parseSessionLines(`${line}\n`)).toEqual([{ tmuxName: 'pipeline-a', directory: '/p', createdMs: 1795594984000, attached: 1, panePid: 2588, paneDead: true, paneDeadStatus: 3 }])
+    test('list-sessions records: nothing in a path can forge one', () => {
+      const { format, parse } = sessionFormat('n0nce')
+      const fields = format.replace(/\x1en0nce\x1e$/, '').split('\x1fn0nce\x1f')
+      expect(fields).toContain('#{session_path}')
+      const record = (values: string[]) => `${values.join('\x1fn0nce\x1f')}\x1en0nce\x1e\n`
+      // A start directory holding a newline and anything that looks like the next record.
+      const forged = '/p\npipeline-evil\x1f/p\x1f1\x1f0\x1f1\x1f0\x1f'
+      const sessions = parse(record(['pipeline-a', '1795594984', '1', '2588', '1', '3', forged, '/p/.claude/pipeline-runs/a', '/p']))
+      expect(sessions).toEqual([{ tmuxName: 'pipeline-a', directory: forged, createdMs: 1795594984000, attached: 1, panePid: 2588, paneDead: true, paneDeadStatus: 3, markedRun: '/p/.claude/pipeline-runs/a', markedProject: '/p' }])
+      // A record with a field too many or too few, or a PID that is not a number, is dropped.
+      expect(parse(record(['pipeline-a', '1', '1', 'x', '0', '', '/p', '', '']))).toEqual([])
+      expect(parse(record(['pipeline-a', '1', '1']))).toEqual([])
+    })
+    test('marks win over names: a renamed session stays its session\'s; another project\'s mark is foreign', () => {
+      const base = { createdMs: 0, attached: 0, panePid: 1, paneDead: false, paneDeadStatus: null, markedRun: null, markedProject: null }
+      const { own, foreign } = ownTmuxSessions([
+        { ...base, tmuxName: 'renamed', directory: '/p', markedRun: '/p/.claude/pipeline-runs/a', markedProject: '/p' },
+        { ...base, tmuxName: 'pipeline-a', directory: '/p' },
+        { ...base, tmuxName: 'pipeline-b', directory: '/p', markedRun: '/q/.claude/pipeline-runs/b', markedProject: '/q' },
+        { ...base, tmuxName: 'pipeline-c', directory: '/p', markedRun: '/p/.claude/pipeline-runs/../x', markedProject: '/p' },
+      ], '/p')
+      expect(own.get('a')?.tmuxName).toBe('renamed')
+      expect(foreign.map((f) => f.tmuxName)).toEqual(['pipeline-b'])
+      // A mark that does not name a run folder of its project is no mark: the name and directory decide.
+      expect(own.get('c')?.tmuxName).toBe('pipeline-c')
     })
     test('bad JSON is a fact with the file named', () => {
       expect(parseJsonText('/x/state.json', '{"a":', StateSchema)).toMatchObject({ kind: 'corrupt', problem: 'state.json: Unexpected end of JSON input' })
