@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, mkdirSync, readlinkSync, symlinkSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, readlinkSync, renameSync, symlinkSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { list, status, start, kill, monitor, scanCleanup, applyCleanup, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
@@ -1638,6 +1638,208 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     expect(cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root], { env: C }).stdout).toMatch(/stray — tmux session pipeline-stray .* → removed pipeline-stray/)
     expect(cli(['kill', 'accent', '-C', root], { env: C }).stdout).toMatch(/^killed accent/)
     expect(tmuxSessionNames().filter((n) => /accent|stray/.test(n))).toEqual([])
+  })
+})
+
+describe('nothing in .claude/ can make it write outside the project, hang, crash or lie (faults inflicted for real)', () => {
+  /** A file outside the project whose bytes must never change, and a path outside that must never appear. */
+  function outside(label: string) {
+    const dir = path.join(BASE, `outside-${label}-${++projects}`)
+    mkdirSync(dir, { recursive: true })
+    const file = path.join(dir, 'bashrc')
+    writeFileSync(file, 'export PS1=mine\n')
+    return { dir, file, missing: path.join(dir, 'created-through-a-link'), untouched: () => snapshot(dir) }
+  }
+
+  test('a symlinked session-output.log, dangling or existing: start refuses to append through it, kill never writes through it', async () => {
+    for (const dangling of [true, false]) {
+      const root = await makeEngineProject('crashed-loop')
+      const away = outside('log')
+      const before = away.untouched()
+      const log = path.join(root, '.claude/pipeline-runs/busy/session-output.log')
+      symlinkSync(dangling ? away.missing : away.file, log)
+      const run = cli(['resume', 'busy', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
+      expect(run.code, run.stderr).toBe(1)
+      expect(run.stderr).toBe('sessions: refusing to write to .claude/pipeline-runs/busy/session-output.log: it is a symlink\n')
+      expect(tmuxSessionNames()).not.toContain('pipeline-busy')
+      // A session not started by this tool, killed: its pane's text is not kept through the link.
+      rmSync(path.join(root, '.claude/locks/busy.lock'))
+      tmux('new-session', '-d', '-s', 'pipeline-busy', '-c', root, 'echo pane text; sleep 3600')
+      expect(cli(['kill', 'busy', '--grace', '1', '-C', root]).code).toBe(0)
+      expect(away.untouched()).toEqual(before)
+      killServer()
+    }
+  })
+
+  test('a state, a run folder or the locks folder that links out of the project: reported, never written or removed through', async () => {
+    const root = await makeProject('crashed-loop')
+    const away = outside('run')
+    // The run folder of "evil" lives outside; so does the whole locks folder.
+    cpSync(path.join(root, '.claude/pipeline-runs/busy'), path.join(away.dir, 'evil-run'), { recursive: true })
+    symlinkSync(path.join(away.dir, 'evil-run'), path.join(root, '.claude/pipeline-runs/evil'))
+    cpSync(path.join(root, '.claude/locks'), path.join(away.dir, 'locks'), { recursive: true })
+    writeFileSync(path.join(away.dir, 'locks/evil.lock'), JSON.stringify({ session: 'evil', pid: await deadPid(), started_at: '2026-01-01T00:00:00Z' }))
+    rmSync(path.join(root, '.claude/locks'), { recursive: true })
+    symlinkSync(path.join(away.dir, 'locks'), path.join(root, '.claude/locks'))
+    // Elsewhere, a zombie whose state is itself a link to a file outside.
+    const zombie = await makeProject('tmux-killed-loop')
+    const hup = path.join(zombie, '.claude/pipeline-runs/hup/state.json')
+    cpSync(hup, path.join(away.dir, 'hup-state.json'))
+    rmSync(hup)
+    symlinkSync(path.join(away.dir, 'hup-state.json'), hup)
+    const before = away.untouched()
+    const rows = listJson(root).sessions
+    expect(rowOf(rows, 'evil')).toMatchObject({ health: 'corrupt', why: 'corrupt: locks is a link outside the project' })
+    expect(rowOf(rows, 'busy')).toMatchObject({ health: 'corrupt', why: 'corrupt: locks is a link outside the project' })
+    const clean = cli(['cleanup', '--yes', '--json', '-C', root])
+    expect(JSON.parse(clean.stdout).problems).toEqual([])
+    expect(cli(['kill', 'evil', 'busy', '-C', root]).code).toBe(0)
+    const refused = cli(['cleanup', '--yes', '--json', '-C', zombie])
+    expect(refused.code).toBe(1)
+    expect(JSON.parse(refused.stdout).problems).toMatchObject([{ name: 'hup', problem: 'zombie_state', fixed: false, result: 'failed: refusing to write to .claude/pipeline-runs/hup/state.json: it is a symlink' }])
+    expect(away.untouched()).toEqual(before)
+  })
+
+  test('a FIFO or a link to /dev/stdin where a lock or state should be: every command answers, none hangs', async () => {
+    const root = await makeProject('crashed-loop')
+    const claude = path.join(root, '.claude')
+    const addSession = (name: string) => cpSync(path.join(claude, 'pipeline-runs/busy'), path.join(claude, 'pipeline-runs', name), { recursive: true })
+    addSession('fifo-state')
+    rmSync(path.join(claude, 'pipeline-runs/fifo-state/state.json'))
+    execFileSync('mkfifo', [path.join(claude, 'pipeline-runs/fifo-state/state.json')])
+    addSession('fifo-lock')
+    execFileSync('mkfifo', [path.join(claude, 'locks/fifo-lock.lock')])
+    addSession('stdin-lock')
+    symlinkSync('/dev/stdin', path.join(claude, 'locks/stdin-lock.lock'))
+    const bounded = (args: string[]) => {
+      // stdin is a pipe held open and never written: a blocking read of /dev/stdin would wait forever.
+      const result = spawnSync(TSX, [SESSIONS, ...args, '-C', root], { env: ENV, encoding: 'utf8', timeout: 20_000, stdio: ['pipe', 'pipe', 'pipe'] })
+      expect(result.signal, `${args.join(' ')} hung`).toBeNull()
+      return result
+    }
+    const list = JSON.parse(bounded(['list', '--json']).stdout)
+    expect(rowOf(list.sessions, 'fifo-state').why).toBe('corrupt: state.json: is a FIFO, not a file')
+    expect(rowOf(list.sessions, 'fifo-lock').why).toBe('corrupt: fifo-lock.lock: is a FIFO, not a file')
+    expect(rowOf(list.sessions, 'stdin-lock').health).toBe('corrupt')
+    for (const args of [['status', 'fifo-state'], ['status', 'fifo-lock'], ['kill', 'fifo-lock'], ['cleanup', '--yes'], ['list', '--names'], ['list']]) {
+      expect(bounded(args).status, args.join(' ')).toBe(0)
+    }
+  })
+
+  test('a status named after Object.prototype: corrupt, and list and status work for the whole project', async () => {
+    const root = await makeProject('complete-loop')
+    for (const status of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const dir = path.join(root, '.claude/pipeline-runs', `proto-${status.replace(/_/g, 'u')}`)
+      cpSync(path.join(root, '.claude/pipeline-runs/done-loop'), dir, { recursive: true })
+      const state = readJson(path.join(dir, 'state.json'))
+      writeFileSync(path.join(dir, 'state.json'), JSON.stringify({ ...state, status }))
+    }
+    const rows = listJson(root).sessions
+    expect(rows.filter((r) => r.name.startsWith('proto-')).map((r) => r.health)).toEqual(['corrupt', 'corrupt', 'corrupt', 'corrupt'])
+    const text = cli(['list', '-C', root])
+    expect(text.code).toBe(0)
+    expect(text.stdout).toMatch(/proto-constructor .*corrupt/)
+    expect(cli(['status', 'proto-uuprotouu', '-C', root]).stdout).toContain('state.json has an unknown status "__proto__"')
+  })
+
+  test('agent-written text with escape sequences never reaches the terminal raw; --json keeps it exactly', async () => {
+    const root = await makeProject('crashed-loop')
+    const evil = 'done\x1b]0;pwned title\x07\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\x9b31m\x07\x08\r!'
+    const stateFile = path.join(root, '.claude/pipeline-runs/busy/state.json')
+    const state = readJson(stateFile)
+    state.history[1].summary = `summary ${evil}`
+    state.history[1].reason = `reason ${evil}`
+    state.history[1].stage = `improve-plan${evil}`
+    writeFileSync(stateFile, JSON.stringify({ ...state, type: `loop${evil}`, completion_reason: `why ${evil}` }))
+    tmux('new-session', '-d', '-s', 'pipeline-busy', '-c', root, `printf 'pane %b\\n' '\\033]0;pane title\\007\\033[2Jafter'; sleep 3600`)
+    await waitFor('the pane line', () => paneText('=pipeline-busy:').includes('after'))
+    const raw = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/
+    for (const args of [['list'], ['status', 'busy'], ['monitor', 'busy'], ['cleanup'], ['kill', 'busy', '--grace', '1']]) {
+      const run = cli([...args, '-C', root])
+      expect(run.stdout + run.stderr, args.join(' ')).not.toMatch(raw)
+    }
+    const json = JSON.parse(cli(['status', 'busy', '--json', '-C', root]).stdout)
+    expect(json.recent_iterations[0].summary).toBe(`summary ${evil}`)
+  })
+
+  test('an iteration folder without context.json (a crash between the two): the max comes from the one before, and says so', async () => {
+    const root = await makeProject('crashed-loop')
+    mkdirSync(path.join(root, '.claude/pipeline-runs/busy/stage-00-improve-plan/iterations/003'))
+    const row = rowOf(listJson(root).sessions, 'busy')
+    expect(row).toMatchObject({ max_iterations: 50, resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume' })
+    expect(row.evidence).toContain("max 50 from iteration 2's context.json (iteration 3 has none readable yet)")
+  })
+
+  test('130,000 entries in one folder, and a closed stdout (| head -1): no stack overflow, no EPIPE trace', async () => {
+    const root = await makeProject('crashed-loop')
+    const iterations = path.join(root, '.claude/pipeline-runs/busy/stage-00-improve-plan/iterations')
+    for (let i = 1000; i < 131_000; i++) writeFileSync(path.join(iterations, String(i)), '')
+    for (let i = 0; i < 60; i++) cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(root, `.claude/pipeline-runs/many-${i}`), { recursive: true })
+    const run = cli(['list', '--json', '-C', root])
+    expect(run.stderr).toBe('')
+    expect(rowOf(JSON.parse(run.stdout).sessions, 'busy').health).toBe('crashed')
+    const piped = spawnSync('sh', ['-c', `'${TSX}' '${SESSIONS}' list --json -C '${root}' | head -1; echo "exit=\${PIPESTATUS:-}"`], { env: ENV, encoding: 'utf8' })
+    expect(piped.stdout).toMatch(/^\{\n/)
+    expect(piped.stderr).toBe('')
+  })
+
+  test('environment values ending in ";", holding newlines, quotes and $, reach the engine byte for byte', async () => {
+    const root = await makeEngineProject()
+    const values = { PROMPT_COMMAND: 'history -a;', SESSIONS_TEST_SEMI: 'a\\;', SESSIONS_TEST_QUOTES: `it's "quoted" $HOME \`x\`\nline 2` }
+    const { enginePid } = await startHungAgent(root, 'envy', values)
+    const environ = readFileSync(`/proc/${enginePid}/environ`, 'utf8').split('\0')
+    for (const [key, value] of Object.entries(values)) expect(environ).toContain(`${key}=${value}`)
+  })
+
+  test('a start refused by tmux (that name is another project\'s tmux session) leaves nothing behind', async () => {
+    const root = await makeEngineProject()
+    const other = await makeProject('empty')
+    tmux('new-session', '-d', '-s', 'pipeline-taken', '-c', other, 'sleep 3600')
+    const before = snapshot(root)
+    const run = cli(['start', 'ralph', 'taken', '--yes', '-C', root])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toMatch(/^sessions: tmux new-session failed: duplicate session: pipeline-taken\n$/)
+    expect(snapshot(root)).toEqual(before)
+    expect(cli(['start', 'ralph', 'taken-2', '--yes', '-C', root], { env: { MOCK_PACE: '5' } }).code).toBe(0)
+  })
+
+  test('two start --force of one name at once: one starts, the other says another start is under way', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const runs = await Promise.all([0, 1].map(() => new Promise<Run>((resolve) => {
+      const child = spawn(TSX, [SESSIONS, 'start', 'improve-plan', 'busy', '3', '--force', '--yes', '-C', root], { env: { ...ENV, MOCK_PACE: '5' } })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d) => { stdout += d })
+      child.stderr.on('data', (d) => { stderr += d })
+      child.on('exit', (code) => resolve({ code, stdout, stderr }))
+    })))
+    expect(runs.map((r) => r.code).sort()).toEqual([0, 1])
+    expect(runs.find((r) => r.code === 1)!.stderr).toMatch(/another start of busy is under way|session busy is already running/)
+    expect(readdirSync(path.join(root, '.claude/pipeline-runs')).filter((e) => e.startsWith('busy.replaced-'))).toHaveLength(1)
+    expect(rowOf(listJson(root).sessions, 'busy').health).toBe('running')
+    expect(existsSync(path.join(root, '.claude/sessions-start-busy.lock'))).toBe(false)
+  })
+
+  test('a cleanup lock naming an unrelated live process does not block cleanup --yes', async () => {
+    const root = await makeProject('crashed-loop')
+    writeFileSync(path.join(root, '.claude/sessions-cleanup.lock'), `${startSleeper()}\n`)
+    const started = Date.now()
+    const run = cli(['cleanup', '--yes', '-C', root])
+    expect(run.code).toBe(0)
+    expect(Date.now() - started).toBeLessThan(30_000)
+    expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
+  })
+
+  test('names the engine accepts (capitals, underscores) can be resumed with the command suggested', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const claude = path.join(root, '.claude')
+    renameSync(path.join(claude, 'pipeline-runs/busy'), path.join(claude, 'pipeline-runs/My_Sess'))
+    renameSync(path.join(claude, 'locks/busy.lock'), path.join(claude, 'locks/My_Sess.lock'))
+    const row = rowOf(listJson(root).sessions, 'My_Sess')
+    expect(row.resume_command).toBe('tsx sessions.ts start improve-plan My_Sess 50 --resume')
+    const run = cli([...row.resume_command!.split(' ').slice(2), '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
   })
 })
 

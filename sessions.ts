@@ -21,13 +21,16 @@
  * The files read here are written by the agent-pipelines engine (scripts/run.sh); their formats,
  * and the engine's flaws that this tool must not inherit, are described in FORMATS.md.
  */
-import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { readdir } from 'node:fs/promises'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, realpathSync, statSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
+import {
+  closeSync, constants as fsConstants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync,
+  readdirSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeSync, type Stats,
+} from 'node:fs'
 import path from 'node:path'
 import { homedir } from 'node:os'
-import { parseArgs } from 'node:util'
+import { parseArgs, stripVTControlCharacters } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { $ } from 'zx/core'
 import { z } from 'zod'
@@ -253,17 +256,50 @@ export function parseJsonText<T>(file: string, text: string, schema: z.ZodType<T
 }
 
 export async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<FileRead<T>> {
-  let text: string
+  const read = readRegularFile(file)
+  if (read.kind === 'missing') return { kind: 'missing', path: file }
+  if (read.kind === 'bad') return { kind: 'corrupt', path: file, problem: fileProblem(file, read.problem) }
+  return parseJsonText(file, read.text, schema)
+}
+
+export type RegularRead = { kind: 'ok'; text: string; from: number; size: number } | { kind: 'missing' } | { kind: 'bad'; problem: string }
+
+/** What a file that is not a regular file is, in words. */
+function notRegular(st: Stats): string {
+  if (st.isFIFO()) return 'is a FIFO, not a file'
+  if (st.isDirectory()) return 'is a directory, not a file'
+  if (st.isSocket()) return 'is a socket, not a file'
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'is a device, not a file'
+  return 'is not a regular file'
+}
+
+/**
+ * The one way files under .claude/ are read: opened without blocking (a FIFO or a link to /dev/stdin
+ * never hangs), checked to be a regular file on the open descriptor, then read, from byte `from` (a
+ * negative `from` counts from the end: the tail of a file that grows for hours). Synchronous on purpose:
+ * these files are small, and one read costs a fraction of an asynchronous read's four thread-pool trips.
+ */
+export function readRegularFile(file: string, from = 0): RegularRead {
+  let fd: number
   try {
-    // Synchronous on purpose: these files are small, and one readFileSync costs a fraction of the four
-    // thread-pool round trips (open, fstat, read, close) of an asynchronous read (see the benchmark).
-    text = readFileSync(file, 'utf8')
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
   } catch (error) {
     const err = error as NodeJS.ErrnoException
-    if (err.code === 'ENOENT') return { kind: 'missing', path: file }
-    return { kind: 'corrupt', path: file, problem: fileProblem(file, ioProblem(err)) }
+    if (err.code === 'ENOENT') return { kind: 'missing' }
+    return { kind: 'bad', problem: err.code === 'ENXIO' ? 'is a socket, not a file' : ioProblem(err) }
   }
-  return parseJsonText(file, text, schema)
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile()) return { kind: 'bad', problem: notRegular(st) }
+    const start = from < 0 ? Math.max(0, st.size + from) : Math.min(from, st.size)
+    const buffer = Buffer.alloc(st.size - start)
+    const read = buffer.length ? readSync(fd, buffer, 0, buffer.length, start) : 0
+    return { kind: 'ok', text: buffer.toString('utf8', 0, read), from: start, size: start + read }
+  } catch (error) {
+    return { kind: 'bad', problem: ioProblem(error as NodeJS.ErrnoException) }
+  } finally {
+    closeSync(fd)
+  }
 }
 
 /** Directory entries, or [] when the directory is missing or unreadable (synchronous, as readJsonFile). */
@@ -280,20 +316,181 @@ async function listDir(dir: string): Promise<string[]> {
  * the file's size; null when it cannot be read. For the tails of files that grow for hours.
  */
 export async function readFileFrom(file: string, start: number): Promise<{ text: string; from: number; size: number } | null> {
-  let handle: Awaited<ReturnType<typeof open>> | undefined
-  try {
-    handle = await open(file, 'r')
-    const size = (await handle.stat()).size
-    const from = start < 0 ? Math.max(0, size + start) : Math.min(start, size)
-    const buffer = Buffer.alloc(size - from)
-    await handle.read(buffer, 0, buffer.length, from)
-    return { text: buffer.toString('utf8'), from, size }
-  } catch {
-    return null
-  } finally {
-    await handle?.close()
+  const read = readRegularFile(file, start)
+  return read.kind === 'ok' ? read : null
+}
+
+// ───────────────────────── changing files under .claude/: the only ways ─────────────────────────
+// Every write, append, move and removal under the project goes through these. They never follow a
+// symlink out of the project: every folder between the root and the target is checked (a link is
+// allowed only where it resolves inside the root), a target that is a link is refused, temporary files
+// are created exclusively with unpredictable names, and moves and removals act on the entry itself.
+
+/** A change refused because the path is not what it must be: the message names it; nothing was changed. */
+export class UnsafePathError extends SessionsError {}
+
+/** Refuses unless every folder from `root` down to `dir` is a folder, or a link that stays inside the root. */
+function checkFoldersInside(root: string, dir: string): void {
+  const shown = relative(root, dir)
+  if (!isInside(dir, root)) throw new UnsafePathError(`refusing to write to ${dir}: it is outside the project ${root}`)
+  let current = root
+  for (const part of path.relative(root, dir).split(path.sep).filter(Boolean)) {
+    current = path.join(current, part)
+    let st: Stats
+    try {
+      st = lstatSync(current)
+    } catch {
+      return // missing from here on: created by mkdirInside, folder by folder
+    }
+    if (st.isSymbolicLink()) {
+      let real = ''
+      try { real = realpathSync(current) } catch { /* dangling */ }
+      if (!real || !isInside(real, root) || !statSync(real).isDirectory()) {
+        throw new UnsafePathError(`refusing to write through ${relative(root, current)}: it is a link ${real ? 'outside the project' : 'to nothing'}`)
+      }
+    } else if (!st.isDirectory()) {
+      throw new UnsafePathError(`refusing to write to ${shown}: ${relative(root, current)} is not a folder`)
+    }
   }
 }
+
+/** The target itself must be a regular file or missing: never a link, a FIFO or a folder. */
+function checkTarget(root: string, file: string): Stats | null {
+  let st: Stats
+  try {
+    st = lstatSync(file)
+  } catch {
+    return null
+  }
+  if (st.isSymbolicLink()) throw new UnsafePathError(`refusing to write to ${relative(root, file)}: it is a symlink`)
+  if (!st.isFile()) throw new UnsafePathError(`refusing to write to ${relative(root, file)}: it ${notRegular(st)}`)
+  return st
+}
+
+/** Creates `dir` and the folders above it that are missing, inside the root; returns those it created, top first. */
+export function mkdirInside(root: string, dir: string): string[] {
+  checkFoldersInside(root, dir)
+  const created: string[] = []
+  let current = root
+  for (const part of path.relative(root, dir).split(path.sep).filter(Boolean)) {
+    current = path.join(current, part)
+    try {
+      mkdirSync(current)
+      created.push(current)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    }
+  }
+  checkFoldersInside(root, dir)
+  return created
+}
+
+/** Replaces `file` with `text`: a temporary file created exclusively beside it, then renamed over it. */
+export function writeFileInside(root: string, file: string, text: string): void {
+  checkFoldersInside(root, path.dirname(file))
+  checkTarget(root, file)
+  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`)
+  const fd = openSync(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o644)
+  try {
+    writeSync(fd, text)
+  } catch (error) {
+    closeSync(fd)
+    rmSync(temporary, { force: true })
+    throw error
+  }
+  closeSync(fd)
+  renameSync(temporary, file)
+}
+
+/** Creates `file` with `text` only if nothing is there (not even a dangling link); false when something is. */
+export function createFileInside(root: string, file: string, text: string): boolean {
+  checkFoldersInside(root, path.dirname(file))
+  let fd: number
+  try {
+    fd = openSync(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o644)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw error
+  }
+  try {
+    writeSync(fd, text)
+  } finally {
+    closeSync(fd)
+  }
+  return true
+}
+
+/** A file that output may be appended to: created here if missing, refused if it is a link or not a file. */
+export function appendTargetInside(root: string, file: string): void {
+  if (!createFileInside(root, file, '')) checkTarget(root, file)
+}
+
+/** Removes the entry `file` itself (a link, not what it points to), only while it is the one that was read. */
+export function removeInside(root: string, file: string, expected?: { ino: number }): boolean {
+  checkFoldersInside(root, path.dirname(file))
+  let st: Stats
+  try {
+    st = lstatSync(file)
+  } catch {
+    return false
+  }
+  if (st.isDirectory()) throw new UnsafePathError(`refusing to remove ${relative(root, file)}: it is a folder`)
+  if (expected && st.ino !== expected.ino) return false
+  unlinkSync(file)
+  return true
+}
+
+/** Removes a folder this tool created, with what is in it; links inside are removed, never followed. */
+export function removeFolderInside(root: string, dir: string): void {
+  checkFoldersInside(root, path.dirname(dir))
+  const st = lstatSync(dir)
+  if (!st.isDirectory()) throw new UnsafePathError(`refusing to remove ${relative(root, dir)}: it is not a folder`)
+  rmSync(dir, { recursive: true, force: true })
+}
+
+/** Moves the entry `from` to `to`, which must not exist yet; both inside the root. */
+export function moveInside(root: string, from: string, to: string): void {
+  checkFoldersInside(root, path.dirname(from))
+  checkFoldersInside(root, path.dirname(to))
+  lstatSync(from)
+  if (existsSync(to) || (() => { try { lstatSync(to); return true } catch { return false } })()) {
+    throw new UnsafePathError(`refusing to move ${relative(root, from)}: ${relative(root, to)} exists`)
+  }
+  renameSync(from, to)
+}
+
+/**
+ * A lock file this tool holds while it changes a project (one cleanup, one start of a name): created
+ * exclusively, naming this process and its start stamp. A lock left by a process that is gone, or whose
+ * PID now belongs to another process (its start stamp differs), is stale and taken over; a live holder
+ * makes `busy` the answer.
+ */
+export async function withToolLock<T>(root: string, file: string, busy: (holder: number) => Error, work: () => Promise<T>, waitMs = 0): Promise<T> {
+  mkdirInside(root, path.dirname(file))
+  const me = JSON.stringify({ pid: process.pid, start: await processStartStamp(process.pid), tool: 'sessions.ts' })
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    if (createFileInside(root, file, `${me}\n`)) break
+    const held = readRegularFile(file)
+    let holder: { pid?: unknown; start?: unknown } = {}
+    try { holder = held.kind === 'ok' ? JSON.parse(held.text) : {} } catch { /* unreadable: a stale lock */ }
+    const pid = typeof holder.pid === 'number' ? holder.pid : 0
+    const live = isPidAlive(pid) && holder.start !== undefined && (await processStartStamp(pid)) === holder.start
+    if (!live) {
+      removeInside(root, file)
+      continue
+    }
+    if (Date.now() >= deadline) throw busy(pid)
+    await sleep(100)
+  }
+  try {
+    return await work()
+  } finally {
+    const held = readRegularFile(file)
+    if (held.kind === 'ok' && held.text.trim() === me) removeInside(root, file)
+  }
+}
+
 
 /** The last events of events.jsonl; invalid lines (a truncated last one, say) are skipped and counted. */
 export async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Promise<{ events: EngineEvent[]; invalid: number } | null> {
@@ -363,6 +560,13 @@ export async function findProjectRoot(options: { root?: string; cwd?: string } =
 
 function isDirectory(p: string): boolean {
   try { return statSync(p).isDirectory() } catch { return false }
+}
+
+/** The largest number, without spreading an array into arguments (130,000 entries overflow the stack). */
+export function largest(numbers: number[]): number {
+  let max = -Infinity
+  for (const n of numbers) if (n > max) max = n
+  return max
 }
 
 export function isInside(child: string, parent: string): boolean {
@@ -757,6 +961,8 @@ export interface EngineIdentity {
   proof: EngineProof | null
   /** One line of evidence: which proof held, or why none did. */
   why: string
+  /** What it runs, when it is alive and could be read (the engine's carries its max, FORMATS.md §8). */
+  commandLine: string[] | null
 }
 
 /**
@@ -766,7 +972,7 @@ export interface EngineIdentity {
  */
 export function judgeEngine(facts: IdentityFacts): EngineIdentity {
   const { pid } = facts
-  const result = (proof: EngineProof | null, why: string): EngineIdentity => ({ pid, alive: facts.alive, proof, why })
+  const result = (proof: EngineProof | null, why: string): EngineIdentity => ({ pid, alive: facts.alive, proof, why, commandLine: facts.commandLine })
   if (!facts.alive) return result(null, `lock PID ${pid} is dead`)
   if (facts.protected) return result(null, `lock PID ${pid} is ${facts.protected}: never the engine`)
   const when = facts.startedBeforeLockMs === null ? ''
@@ -882,13 +1088,16 @@ export interface SessionFacts {
   engine: EngineIdentity | null
   /** Only for a live pane whose session has no proven engine: a proven engine running in that pane. */
   paneEngine: { pid: number; session: string | null; proof: EngineProof } | null
+  /** A folder on the way to its files that is a link out of the project: never written through. */
+  outsideLink: string | null
   state: FileRead<State>
   runDirExists: boolean
   /** Entries of the run folder (stage-NN-x, parallel-NN-x, ...). */
   runEntries: string[]
   plan: FileRead<Plan> | null
-  /** The newest iterations/NNN/context.json of the current stage. */
+  /** The newest readable iterations/NNN/context.json of the current stage, and the iteration it is of. */
   context: FileRead<Context> | null
+  contextIteration: number | null
   /** The current stage's folder name, e.g. stage-01-refine-tasks. */
   stageDir: string | null
   newestIteration: number | null
@@ -960,9 +1169,28 @@ function stageFolder(entries: string[], index: number): string | null {
 }
 
 async function newestIterationOf(stageDir: string): Promise<number | null> {
-  const numbers = (await listDir(path.join(stageDir, 'iterations')))
-    .filter((entry) => /^\d{3,}$/.test(entry)).map(Number)
-  return numbers.length ? Math.max(...numbers) : null
+  return (await iterationsOf(stageDir))[0] ?? null
+}
+
+/** The iteration numbers of a stage folder, newest first. */
+async function iterationsOf(stageDir: string): Promise<number[]> {
+  return (await listDir(path.join(stageDir, 'iterations')))
+    .filter((entry) => /^\d{3,}$/.test(entry)).map(Number).sort((a, b) => b - a)
+}
+
+/**
+ * The newest readable context.json of a stage: the engine creates an iteration's folder before its
+ * context, so a crash between the two leaves the newest without one (FORMATS.md §4). A few older ones
+ * are tried; which one was read is returned with it.
+ */
+async function newestContext(stageDir: string, iterations: number[]): Promise<{ read: FileRead<Context>; iteration: number } | null> {
+  let first: { read: FileRead<Context>; iteration: number } | null = null
+  for (const iteration of iterations.slice(0, 5)) {
+    const read = await readJsonFile(path.join(iterationDir(stageDir, iteration), 'context.json'), ContextSchema)
+    if (read.kind === 'ok') return { read, iteration }
+    first ??= { read, iteration }
+  }
+  return first
 }
 
 function iterationDir(stageDir: string, iteration: number): string {
@@ -986,20 +1214,35 @@ export async function gatherSession(name: string, root: string, tmux: TmuxSessio
   const isPipeline = state.kind === 'ok' && state.value.type === 'pipeline'
   const stageIndex = state.kind === 'ok' ? state.value.current_stage ?? 0 : 0
   const stageDir = stageFolder(runEntries, stageIndex)
-  const [engine, plan, newestIteration] = await Promise.all([
+  const [engine, plan, iterations] = await Promise.all([
     lock.kind === 'ok' ? identifyEngine(lock.value.pid, { file: paths.lock, session: name, root }) : Promise.resolve(null),
     isPipeline || runEntries.includes('plan.json') ? readJsonFile(paths.plan, PlanSchema) : Promise.resolve(null),
-    stageDir?.startsWith('stage-') ? newestIterationOf(path.join(paths.runDir, stageDir)) : Promise.resolve(null),
+    stageDir?.startsWith('stage-') ? iterationsOf(path.join(paths.runDir, stageDir)) : Promise.resolve([]),
   ])
-  const context = stageDir && newestIteration !== null
-    ? await readJsonFile(path.join(iterationDir(path.join(paths.runDir, stageDir), newestIteration), 'context.json'), ContextSchema)
-    : null
+  const newestIteration = iterations[0] ?? null
+  const newest = stageDir ? await newestContext(path.join(paths.runDir, stageDir), iterations) : null
   // A live pane without a proven engine: before it may be called orphaned, look for an engine in it (its
   // lock removed or rewritten by hand, or a renamed session that holds another session's engine).
   const paneEngine = tmux && !tmux.paneDead && tmux.panePid && !engine?.proof
     ? await engineInPane(tmux.panePid, root, await processParents())
     : null
-  return { name, root, tmux, legacy, lock, engine, paneEngine, state, runDirExists, runEntries, plan, context, stageDir, newestIteration }
+  const outsideLink = linkOutside(root, [paths.claude, path.dirname(paths.lock), path.dirname(paths.runDir), paths.runDir])
+  return {
+    name, root, tmux, legacy, lock, engine, paneEngine, outsideLink, state, runDirExists, runEntries, plan,
+    context: newest?.read ?? null, contextIteration: newest?.read.kind === 'ok' ? newest.iteration : null, stageDir, newestIteration,
+  }
+}
+
+/** The first of `dirs` that is a link leading out of the project, in words ("pipeline-runs/evil is a link outside the project"). */
+function linkOutside(root: string, dirs: string[]): string | null {
+  for (const dir of dirs) {
+    try {
+      if (lstatSync(dir).isSymbolicLink() && !isInside(realpathSync(dir), root)) {
+        return `${path.relative(path.join(root, '.claude'), dir) || '.claude'} is a link outside the project`
+      }
+    } catch { /* missing, or a dangling link: nothing is read or written through it */ }
+  }
+  return null
 }
 
 /** The names of every session of the project: tmux sessions, lock files, run folders, old state files. */
@@ -1068,6 +1311,8 @@ export interface HealthFacts {
     | { kind: 'ok'; status: string }
   /** A pre-lock (loop-) session: a live pane is its only sign of life. */
   legacy?: boolean
+  /** Its run folder, the locks folder or .claude/ is a link out of the project. */
+  outsideLink?: string | null
 }
 
 export interface HealthVerdict {
@@ -1136,6 +1381,7 @@ export function classifyHealth(facts: HealthFacts): HealthVerdict {
   }
 
   // Nothing alive.
+  if (facts.outsideLink) return verdict('corrupt', `corrupt: ${facts.outsideLink}`)
   if (lock.kind === 'corrupt') return verdict('corrupt', `corrupt: ${lock.problem}`)
   if (state.kind === 'corrupt') return verdict('corrupt', `corrupt: ${state.problem}`)
   if (endedHealth) {
@@ -1159,9 +1405,10 @@ export function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number
     graceMs,
     name: facts.name,
     legacy: facts.legacy,
+    outsideLink: facts.outsideLink,
     tmux: tmux && { tmuxName: tmux.tmuxName, createdMs: tmux.createdMs, panePid: tmux.panePid, paneDead: tmux.paneDead, paneDeadStatus: tmux.paneDeadStatus, paneEngine: facts.paneEngine },
     lock: lock.kind === 'ok'
-      ? { kind: 'ok', ...(engine ?? { pid: lock.value.pid, alive: false, proof: null, why: `lock PID ${lock.value.pid} is dead` }) }
+      ? { kind: 'ok', ...(engine ?? { pid: lock.value.pid, alive: false, proof: null, why: `lock PID ${lock.value.pid} is dead`, commandLine: null }) }
       : lock.kind === 'corrupt' ? { kind: 'corrupt', problem: lock.problem } : { kind: 'missing' },
     state: state.kind === 'ok'
       ? { kind: 'ok', status: state.value.status }
@@ -1246,12 +1493,16 @@ function describeStage(facts: SessionFacts) {
       stageKind: node?.kind ?? (facts.stageDir?.startsWith('parallel-') ? 'parallel' : facts.stageDir ? 'stage' : null),
       maxIterations: node?.termination?.max ?? context?.limits?.max_iterations ?? null,
       pipelineFile: plan?.source?.path ?? null,
+      maxNote: null as string | null,
     }
   }
   // A loop: its type is the stage type (stage-00-TYPE); older states name it in loop_type or type.
   const stageType = context?.stage?.template ?? facts.stageDir?.replace(/^stage-\d+-/, '')
     ?? state?.loop_type ?? (rawType && rawType !== 'loop' ? rawType : null)
     ?? state?.history?.at(-1)?.stage ?? null
+  // The max: the newest readable context.json, else the live engine's own command line.
+  const fromContext = context?.limits?.max_iterations ?? null
+  const fromCommand = fromContext === null && facts.engine?.proof ? maxOnCommandLine(facts.engine.commandLine, facts.name) : null
   return {
     mode,
     type: stageType,
@@ -1259,9 +1510,20 @@ function describeStage(facts: SessionFacts) {
     stageCount: mode ? 1 : null,
     stageName: stageType,
     stageKind: mode ? 'stage' : null,
-    maxIterations: context?.limits?.max_iterations ?? null,
+    maxIterations: fromContext ?? fromCommand,
     pipelineFile: null as string | null,
+    maxNote: fromContext !== null && facts.contextIteration !== null && facts.contextIteration !== facts.newestIteration
+      ? `max ${fromContext} from iteration ${facts.contextIteration}'s context.json (iteration ${facts.newestIteration} has none readable yet)`
+      : fromCommand !== null ? `max ${fromCommand} from the engine's command line (no context.json readable yet)` : null,
   }
+}
+
+/** A loop's max from the engine's command line: `… TYPE SESSION MAX` (FORMATS.md §8). */
+function maxOnCommandLine(commandLine: string[] | null, session: string): number | null {
+  if (!commandLine) return null
+  const words = commandLine.length === 1 ? commandLine[0].split(/\s+/) : commandLine
+  const after = words[words.indexOf(session) + 1]
+  return words.includes(session) && after !== undefined && /^[1-9]\d{0,8}$/.test(after) ? Number(after) : null
 }
 
 /** The exact engine command that continues this session where it stopped. */
@@ -1284,7 +1546,7 @@ function lastActivity(state: State | null, tmux: TmuxSession | null): number | n
     state?.started_at, state?.resumed_at, state?.iteration_started, state?.history?.at(-1)?.timestamp,
   ].map(parseTime).filter((t): t is number => t !== null)
   // The tmux session's birth says nothing about iterations; it stands in only when the files say nothing.
-  return times.length ? Math.max(...times) : tmux?.createdMs ?? null
+  return times.length ? largest(times) : tmux?.createdMs ?? null
 }
 
 function relative(root: string, file: string): string {
@@ -1305,7 +1567,7 @@ export function describeSession(facts: SessionFacts, now: number, options: { gra
     name: facts.name,
     health: verdict.health,
     why: verdict.why,
-    evidence: verdict.evidence,
+    evidence: stage.maxNote ? [...verdict.evidence, stage.maxNote] : verdict.evidence,
     mode: stage.mode,
     type: stage.type,
     stage_index: stage.stageIndex,
@@ -1614,7 +1876,9 @@ async function readProviders(runDir: string, entries: string[]): Promise<Provide
       const lastStage = entries.filter((entry) => /^stage-\d+-/.test(entry)).sort().at(-1)
       const lastIteration = lastStage ? await newestIterationOf(path.join(dir, lastStage)) : null
       const outcome = lastStage && lastIteration !== null ? await readIterationOutcome(iterationDir(path.join(dir, lastStage), lastIteration)) : null
-      const fromManifest = manifest.kind === 'ok' ? manifest.value.providers?.[provider] : undefined
+      const providers = manifest.kind === 'ok' ? manifest.value.providers : null
+      // A folder name is never used as a key of what a file holds, unless the file has that key itself.
+      const fromManifest = providers && Object.hasOwn(providers, provider) ? providers[provider] : undefined
       const stages = value?.stages?.length
         ? value.stages.map((s) => ({ name: s.name ?? null, iterations: s.iterations ?? null, termination_reason: s.termination_reason ?? null }))
         : Object.entries(fromManifest ?? {}).map(([name, s]) => ({ name, iterations: s.iterations ?? null, termination_reason: s.termination_reason ?? null }))
@@ -1762,32 +2026,27 @@ function progressFile(facts: SessionFacts): Promise<string | null> {
 async function firstExisting(files: string[]): Promise<string | null> {
   for (const file of files) {
     try {
-      if ((await stat(file)).isFile()) return file
+      if (statSync(file).isFile()) return file
     } catch { /* try the next */ }
   }
   return null
 }
 
-// ───────────────────────── changing files safely ─────────────────────────
+// ───────────────────────── changing state files ─────────────────────────
 
 /**
- * Rewrites a state file only when it parses, through a temporary file renamed over it, keeping every
- * field this tool does not know. `change` gets the raw JSON and returns it changed, or null to leave it.
+ * Rewrites a state file only when it parses, through the safe writer (a temporary file created
+ * exclusively, renamed over it), keeping every field this tool does not know. `change` gets the raw JSON
+ * and returns it changed, or null to leave it.
  */
-export async function updateStateFile(file: string, change: (raw: Record<string, unknown>, state: State) => Record<string, unknown> | null): Promise<boolean> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch {
-    return false
-  }
-  const parsed = parseJsonText(file, text, StateSchema)
+export async function updateStateFile(root: string, file: string, change: (raw: Record<string, unknown>, state: State) => Record<string, unknown> | null): Promise<boolean> {
+  const read = readRegularFile(file)
+  if (read.kind !== 'ok') return false
+  const parsed = parseJsonText(file, read.text, StateSchema)
   if (parsed.kind !== 'ok') return false
-  const next = change(JSON.parse(text) as Record<string, unknown>, parsed.value)
+  const next = change(JSON.parse(read.text) as Record<string, unknown>, parsed.value)
   if (!next) return false
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.sessions-${process.pid}.tmp`)
-  await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`)
-  await rename(temporary, file)
+  writeFileInside(root, file, `${JSON.stringify(next, null, 2)}\n`)
   return true
 }
 
@@ -2002,7 +2261,9 @@ function replacedFolder(runDir: string): string {
 
 export async function planStart(request: StartRequest, options: StartOptions = {}): Promise<{ plan: StartPlan; facts: SessionFacts; row: SessionRow | null }> {
   const cwd = options.cwd ?? process.cwd()
-  checkNewName(request.name)
+  // A resume continues an existing session under the name the engine accepted; a new one needs a new name.
+  if (request.resume) checkName(request.name)
+  else checkNewName(request.name)
   if (!request.pipeline === !request.type) throw new UsageError('start needs a stage TYPE, or "pipeline FILE"')
   if (request.max !== undefined && !(Number.isInteger(request.max) && request.max > 0)) throw new UsageError(`MAX must be a positive integer, got ${request.max}`)
   if (request.runs !== undefined && !(Number.isInteger(request.runs) && request.runs > 0)) throw new UsageError(`RUNS must be a positive integer, got ${request.runs}`)
@@ -2077,7 +2338,8 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
   // The tag is never set on the session: only the engine gets it, from its launcher.
   if (!mine.has(SESSION_TAG)) stale.push(SESSION_TAG)
   const commands: string[][] = [
-    ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value]),
+    // tmux takes an argument ending in ";" for the end of a command: such a value's last ";" is escaped.
+    ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value.endsWith(';') ? `${value.slice(0, -1)}\\;` : value]),
     ...stale.map((key) => ['set-environment', '-t', target, '-r', key]),
   ]
   const skipped: string[] = []
@@ -2142,6 +2404,26 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * engine runs; then the engine replaces the placeholder.
  */
 export async function start(request: StartRequest, options: StartOptions = {}): Promise<StartResult> {
+  const root = await findProjectRoot({ root: options.root, cwd: options.cwd ?? process.cwd() })
+  // One start of a name at a time, from before its checks to its verified end: two `start --force` of one
+  // name would move each other's fresh run folders aside.
+  const lock = path.join(root, '.claude', `sessions-start-${checkName(request.name)}.lock`)
+  return withToolLock(root, lock, () => new SessionsError(`another start of ${request.name} is under way`), () => startLocked(request, options))
+}
+
+/** What a start made, so that a start that fails at any step removes exactly that and nothing else. */
+interface Made { folders: string[]; tmuxName: string | null }
+
+async function undoStart(made: Made, root: string, runDir: string, options: TmuxOptions): Promise<void> {
+  if (made.tmuxName) await runTmux(options, 'kill-session', '-t', tmuxTarget.session(made.tmuxName))
+  // The run folder only if this start made it and nothing but the copy of its output is in it.
+  if (made.folders.includes(runDir) && (await listDir(runDir)).every((entry) => entry === OUTPUT_LOG)) removeFolderInside(root, runDir)
+  for (const folder of made.folders.filter((f) => f !== runDir).reverse()) {
+    try { rmdirSync(folder) } catch { /* not empty: something else lives there now */ }
+  }
+}
+
+async function startLocked(request: StartRequest, options: StartOptions): Promise<StartResult> {
   const { plan, facts } = await planStart(request, options)
   if (options.confirm && !(await options.confirm(plan))) throw new SessionsError('start cancelled; nothing was changed')
   const root = plan.project
@@ -2151,40 +2433,57 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
     // Checked again right before changing anything: still nothing alive.
     const again = await gatherSession(plan.name, root, null)
     if (again.engine?.proof) throw new SessionsError(`session ${plan.name} came alive (engine PID ${again.engine.pid}); not replaced`)
-    if (plan.replaces) await rename(paths.runDir, path.join(root, plan.replaces))
+    if (plan.replaces) moveInside(root, paths.runDir, path.join(root, plan.replaces))
     // A lock whose PID is not proven to be the engine is stale, whoever that PID is now.
-    if (again.lock.kind === 'ok') await rm(paths.lock, { force: true })
+    if (again.lock.kind === 'ok') removeInside(root, paths.lock)
   }
   if (request.resume && facts.state.kind === 'ok' && ['killed', 'unknown_termination', 'paused'].includes(facts.state.value.status)) {
     // The engine resumes only what it sees as failed (get_session_status); a stop recorded by a session
     // manager reads to it as "no previous session". Every other field stays.
-    await updateStateFile(paths.state, (raw) => ({ ...raw, status: 'failed' }))
+    await updateStateFile(root, paths.state, (raw) => ({ ...raw, status: 'failed' }))
   }
 
-  const createdRunDir = !existsSync(paths.runDir)
-  await mkdir(paths.runDir, { recursive: true })
+  const made: Made = { folders: mkdirInside(root, paths.runDir), tmuxName: null }
+  try {
+    return await launch(plan, facts, made, options)
+  } catch (error) {
+    await undoStart(made, root, paths.runDir, options)
+    throw error
+  }
+}
+
+/**
+ * The command tmux's pipe-pane runs to keep a copy of the pane's output: an append that never follows a
+ * link (GNU dd's nofollow on Linux; elsewhere the file was checked just before). bs= makes dd write each
+ * read as it comes instead of filling 512-byte blocks first.
+ */
+function appendCommand(file: string): string {
+  return process.platform === 'linux'
+    ? `exec dd of=${shellQuote(file)} bs=65536 oflag=append,nofollow conv=notrunc status=none`
+    : `exec cat >> ${shellQuote(file)}`
+}
+
+async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options: StartOptions): Promise<StartResult> {
+  const root = plan.project
+  const paths = sessionPaths(root, plan.name)
   const log = path.join(paths.runDir, OUTPUT_LOG)
+  appendTargetInside(root, log)
   const tmuxName = plan.tmux_session
   // tmux expands formats (#{…}, #(…)) in a start directory and a pipe-pane command: every # is doubled.
   const created = await runTmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
   if (created.exitCode !== 0) throw new SessionsError(`tmux new-session failed: ${created.stderr.trim()}`)
+  made.tmuxName = tmuxName
   const pane = tmuxTarget.pane(tmuxName)
   const prepared = await runTmux(options,
     // Marks that keep it this session's across a rename (ownTmuxSessions).
     'set-option', '-t', pane, '@sessions-run', paths.runDir, ';',
     'set-option', '-t', pane, '@sessions-project', root, ';',
     'set-option', '-w', '-t', pane, 'remain-on-exit', 'on', ';',
-    'pipe-pane', '-o', '-t', pane, tmuxLiteral(`cat >> ${shellQuote(log)}`))
-  if (prepared.exitCode !== 0) {
-    await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-    throw new SessionsError(`tmux could not prepare ${tmuxName}: ${prepared.stderr.trim()}`)
-  }
+    'pipe-pane', '-o', '-t', pane, tmuxLiteral(appendCommand(log)))
+  if (prepared.exitCode !== 0) throw new SessionsError(`tmux could not prepare ${tmuxName}: ${prepared.stderr.trim()}`)
   const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment())
   const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
-  if (respawned.exitCode !== 0) {
-    await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-    throw new SessionsError(`tmux could not start the engine: ${respawned.stderr.trim()}`)
-  }
+  if (respawned.exitCode !== 0) throw new SessionsError(`tmux could not start the engine: ${respawned.stderr.trim()}`)
 
   // Verify: the engine holds the lock (proven) and has written its state as running for this run (a resume
   // sets a new resumed_at), or the pane died first.
@@ -2195,10 +2494,12 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
     const paneNow = await paneState(options, tmuxName)
     const now = await gatherSession(plan.name, root, null)
     const stateNow = now.state.kind === 'ok' ? now.state.value : null
-    const stateWritten = stateNow?.status === 'running' && (!request.resume || (stateNow.resumed_at ?? null) !== resumedBefore)
+    const stateWritten = stateNow?.status === 'running' && (!plan.resume || (stateNow.resumed_at ?? null) !== resumedBefore)
     if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten) {
       // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
+      // An engine that already ended (a short run) left a dead pane behind while remain-on-exit was on.
       await runTmux(options, 'set-option', '-w', '-u', '-t', tmuxTarget.pane(tmuxName), 'remain-on-exit')
+      if ((await paneState(options, tmuxName)).dead) await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
       return {
         ...plan,
         engine_pid: now.lock.value.pid,
@@ -2213,14 +2514,16 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
       }
     }
     if (!paneNow.exists || paneNow.dead) {
+      // What it printed; then the start is undone like any failed start (startLocked).
       const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
-      await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-      await removeIfOnlyOurLog(paths.runDir, createdRunDir)
       const { output, status } = splitEngineExit(captured)
       const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
       throw new StartError(`the engine of ${plan.name} ended before it took its lock (${how})`, output.slice(-20))
     }
     if (Date.now() > deadline) {
+      // The engine may only be slow: what runs is left for the user to look at, not undone.
+      made.tmuxName = null
+      made.folders = []
       throw new SessionsError(`the engine of ${plan.name} has not taken its lock and written its state after ${options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
     }
     await sleep(100)
@@ -2250,11 +2553,19 @@ function splitEngineExit(lines: string[]): { output: string[]; status: number | 
   return { output: trimOutput(lines.slice(0, index)), status: Number(ENGINE_EXIT_LINE.exec(lines[index])![1]) }
 }
 
-/** A failed start leaves no run folder that holds nothing but the copy of its output. */
-async function removeIfOnlyOurLog(runDir: string, createdByUs: boolean): Promise<void> {
-  if (!createdByUs) return
-  const entries = await listDir(runDir)
-  if (entries.every((entry) => entry === OUTPUT_LOG)) await rm(runDir, { recursive: true, force: true })
+/**
+ * Before a tmux session is removed: what its pane showed, kept in its run folder when nothing else kept
+ * it (a session not started by this tool). Created exclusively: a file or link already there is left.
+ */
+async function keepPaneOutput(options: TmuxOptions, facts: SessionFacts): Promise<void> {
+  if (!facts.tmux || !facts.runDirExists) return
+  const log = path.join(sessionPaths(facts.root, facts.name).runDir, OUTPUT_LOG)
+  const lines = await capturePane(options, facts.tmux.tmuxName, 10_000)
+  if (lines?.length) {
+    try {
+      createFileInside(facts.root, log, `${lines.join('\n')}\n`)
+    } catch { /* a run folder we may not write through: the pane's text is not kept */ }
+  }
 }
 
 // ───────────────────────── kill ─────────────────────────
@@ -2281,6 +2592,8 @@ export interface KillReport {
   /** A ralph session's in-progress beads put back to open (with bd on the PATH). */
   beads_reopened: string[]
   resume_command: string | null
+  /** Why the state was not marked, when marking it would have written through a link. */
+  state_refused?: string
 }
 
 const DEFAULT_KILL_GRACE_SECONDS = 10
@@ -2390,12 +2703,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   const paths = sessionPaths(projectRoot, name)
   if (facts.tmux) {
     const tmuxName = facts.tmux.tmuxName
-    // Keep what the pane showed when nothing else kept it (a session not started by this tool).
-    const log = path.join(paths.runDir, OUTPUT_LOG)
-    if (facts.runDirExists && !existsSync(log)) {
-      const lines = await capturePane(options, tmuxName, 10_000)
-      if (lines?.length) await writeFile(log, `${lines.join('\n')}\n`)
-    }
+    await keepPaneOutput(options, facts)
     // The session may be closing by itself as its last process ends: what counts is that it is gone.
     await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
     for (let i = 0; i < 20 && (await paneState(options, tmuxName)).exists; i++) await sleep(50)
@@ -2407,16 +2715,20 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     const pid = facts.lock.value.pid
     const again = await readJsonFile(paths.lock, LockSchema)
     if (again.kind === 'ok' && again.value.pid === pid && !isPidAlive(pid)) {
-      await rm(paths.lock, { force: true })
-      report.lock_removed = true
+      report.lock_removed = removeInside(projectRoot, paths.lock)
     } else if (again.kind === 'missing') {
       report.lock_removed = true // the engine's exit trap removed it
     }
   }
 
   if (facts.state.kind === 'ok') {
-    report.state_marked = await updateStateFile(facts.state.path, (raw, state) =>
-      stateHasEnded(state) ? null : { ...raw, status: 'killed', killed_at: isoOrNull(Date.now()) })
+    try {
+      report.state_marked = await updateStateFile(projectRoot, facts.state.path, (raw, state) =>
+        stateHasEnded(state) ? null : { ...raw, status: 'killed', killed_at: isoOrNull(Date.now()) })
+    } catch (error) {
+      if (!(error instanceof UnsafePathError)) throw error
+      report.state_refused = error.message
+    }
   }
   if (row.type === 'ralph') report.beads_reopened = await reopenBeads(name)
   const parts = [
@@ -2424,7 +2736,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     stopped.forceKilled.length ? `${stopped.forceKilled.length} needed SIGKILL` : null,
     facts.tmux ? (report.tmux_removed ? `tmux session ${facts.tmux.tmuxName} is gone` : `tmux session ${facts.tmux.tmuxName} is still there`) : null,
     report.lock_removed ? 'the lock is gone' : null,
-    report.state_marked ? 'state marked killed' : facts.state.kind === 'ok' ? `state kept (${facts.state.value.status})` : null,
+    report.state_marked ? 'state marked killed' : report.state_refused ? `state not marked: ${report.state_refused}` : facts.state.kind === 'ok' ? `state kept (${facts.state.value.status})` : null,
     report.beads_reopened.length ? `beads ${report.beads_reopened.join(', ')} back to open` : null,
   ].filter(Boolean)
   report.message = `killed ${name}: ${parts.join('; ')}. Progress and iterations are kept.`
@@ -2569,11 +2881,7 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
       if (!facts.tmux) return 'already gone'
       const tmuxName = facts.tmux.tmuxName
       const stopped = !facts.tmux.paneDead && facts.tmux.panePid ? await stopProcessTree([facts.tmux.panePid], graceMs) : null
-      const log = path.join(paths.runDir, OUTPUT_LOG)
-      if (facts.runDirExists && !existsSync(log)) {
-        const lines = await capturePane(options, tmuxName, 10_000)
-        if (lines?.length) await writeFile(log, `${lines.join('\n')}\n`)
-      }
+      await keepPaneOutput(options, facts)
       await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
       return `removed ${tmuxName}${stopped?.terminated.length ? ` and stopped PID ${stopped.terminated.join(', ')}` : ''}`
     }
@@ -2588,44 +2896,26 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
       // The lock read now must still name the PID found stale, and that PID must still not be the engine.
       const pid = facts.lock.value.pid
       if (pid !== problem.pid) throw new LeftAlone(`the lock now names PID ${pid}`)
-      await rm(paths.lock, { force: true })
+      removeInside(root, paths.lock)
       const reopened = describeStage(facts).type === 'ralph' ? await reopenBeads(problem.name) : []
       return `removed .claude/locks/${problem.name}.lock (PID ${pid})${reopened.length ? `; beads ${reopened.join(', ')} back to open` : ''}`
     }
     case 'zombie_state': {
       if (facts.tmux && !facts.tmux.paneDead) throw new LeftAlone('its tmux session is still alive')
-      const marked = await updateStateFile(paths.state, (raw, state) =>
+      const marked = await updateStateFile(root, paths.state, (raw, state) =>
         state.status === 'running' ? { ...raw, status: 'unknown_termination', terminated_at: isoOrNull(Date.now()) } : null)
       return marked ? 'marked unknown_termination' : 'already marked'
     }
   }
 }
 
-/** One cleanup at a time per project: a second one waits, then finds what the first left. */
+/**
+ * One cleanup at a time per project: a second one waits, then finds what the first left. A lock left by a
+ * cleanup that is gone (or whose PID now is another process) is stale, as withToolLock proves.
+ */
 async function withCleanupLock<T>(root: string, work: () => Promise<T>): Promise<T> {
-  const file = path.join(root, '.claude', 'sessions-cleanup.lock')
-  await mkdir(path.dirname(file), { recursive: true })
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    try {
-      await writeFile(file, `${process.pid}\n`, { flag: 'wx' })
-      break
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-      const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim())
-      if (!isPidAlive(holder)) {
-        await rm(file, { force: true })
-        continue
-      }
-      if (Date.now() > deadline) throw new SessionsError(`another cleanup (PID ${holder}) has been running for a minute; try again later`)
-      await sleep(100)
-    }
-  }
-  try {
-    return await work()
-  } finally {
-    await rm(file, { force: true })
-  }
+  const busy = (holder: number) => new SessionsError(`another cleanup (PID ${holder}) has been running for a minute; try again later`)
+  return withToolLock(root, path.join(root, '.claude', 'sessions-cleanup.lock'), busy, work, 60_000)
 }
 
 /** Repairs, in order per session (tmux, then locks, then state), what a scan found and the options allow. */
@@ -2705,7 +2995,7 @@ export async function resume(name: string, overrides: ResumeOverrides = {}, opti
   if (!how.type && !how.pipeline) throw new SessionsError(`cannot tell how ${name} was started (no stage type or pipeline file in its files); use "${SELF} start TYPE ${name} MAX --resume"`)
   return start({
     ...(how.pipeline ? { pipeline: how.pipeline } : { type: how.type!, max: overrides.max ?? how.max ?? undefined }),
-    name: checkNewName(name),
+    name,
     provider: overrides.provider ?? how.provider ?? undefined,
     model: overrides.model ?? how.model ?? undefined,
     context: overrides.context,
@@ -2897,6 +3187,25 @@ export async function attach(name: string, options: AttachOptions & { terminal?:
 
 // ───────────────────────── rendering text ─────────────────────────
 
+/**
+ * The one place text from a file, a pane, tmux or bd is made safe for a terminal: every escape sequence
+ * (colours, titles, cursor moves, OSC 52 clipboard writes) and every C0 and C1 control character is
+ * removed, but tab and newline. Renderers only ever see text that went through here.
+ */
+export function terminalSafe(text: string): string {
+  return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '')
+}
+
+/** Every string in a result, made safe for a terminal (keys are this tool's own). */
+export function terminalSafeDeep<T>(value: T): T {
+  if (typeof value === 'string') return terminalSafe(value) as T
+  if (Array.isArray(value)) return value.map(terminalSafeDeep) as T
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, v]) => [key, terminalSafeDeep(v)])) as T
+  }
+  return value
+}
+
 const useColor = () => Boolean(process.stdout.isTTY) && !process.env.NO_COLOR
 const paint = (code: number) => (text: string) => (useColor() ? `\x1b[${code}m${text}\x1b[0m` : text)
 const bold = paint(1), dim = paint(2), red = paint(31), green = paint(32), yellow = paint(33), cyan = paint(36)
@@ -2904,6 +3213,11 @@ const bold = paint(1), dim = paint(2), red = paint(31), green = paint(32), yello
 const HEALTH_COLOR: Record<Health, (text: string) => string> = {
   running: green, starting: cyan, orphaned: yellow, crashed: red, zombie: red,
   complete: (t) => t, failed: red, killed: yellow, unknown_termination: yellow, paused: cyan, corrupt: red,
+}
+
+/** A health in its colour; a value that is not a health (from another host's JSON, say) stays plain. */
+function paintHealth(health: string): string {
+  return Object.hasOwn(HEALTH_COLOR, health) ? HEALTH_COLOR[health as Health](health) : health
 }
 
 export function formatDuration(ms: number): string {
@@ -2929,7 +3243,7 @@ const visibleLength = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, '').leng
  * them) are cut with … until a line fits the terminal's width.
  */
 function table(header: string[], rows: string[][], fit?: { width: number | undefined; shrink: number[] }): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => visibleLength(row[i]))))
+  const widths = header.map((h, i) => largest([h.length, ...rows.map((row) => visibleLength(row[i]))]))
   if (fit?.width) {
     const total = () => widths.reduce((sum, w) => sum + w, 0) + 2 * (widths.length - 1)
     while (total() > fit.width) {
@@ -2979,7 +3293,7 @@ function countsLine(counts: Partial<Record<Health, number>>): string {
 
 function nextLines(next: NextAction[]): string[] {
   if (!next.length) return []
-  const width = Math.max(...next.map((n) => n.command.length))
+  const width = largest(next.map((n) => n.command.length))
   return ['', bold('Next:'), ...next.map((n) => `  ${pad(n.command, width)}  ${dim(n.why)}`)]
 }
 
@@ -2993,7 +3307,7 @@ export function renderList(result: ListResult, now = Date.now()): string {
       ['NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
       result.sessions.map((row) => [
         row.name, row.type ?? '?', stageCell(row), iterationCell(row),
-        HEALTH_COLOR[row.health](row.health), timeCell(row, now),
+        paintHealth(row.health), timeCell(row, now),
       ]),
       // Widths fit the terminal: type, stage, time and iteration give way before the name.
       { width: terminalWidth(), shrink: [1, 2, 5, 3] },
@@ -3027,12 +3341,12 @@ function localTime(iso: string | null): string {
 function section(title: string, pairs: [string, string | null][]): string[] {
   const shown = pairs.filter((pair): pair is [string, string] => pair[1] !== null)
   if (!shown.length) return []
-  const width = Math.max(...shown.map(([key]) => key.length))
+  const width = largest(shown.map(([key]) => key.length))
   return ['', bold(title), ...shown.map(([key, value]) => `  ${pad(key, width)}  ${value}`)]
 }
 
 export function renderStatus(result: StatusResult, now = Date.now()): string {
-  const lines = [`${bold(result.name)}: ${HEALTH_COLOR[result.health](result.health)}  ${dim(result.why)}`]
+  const lines = [`${bold(result.name)}: ${paintHealth(result.health)}  ${dim(result.why)}`]
   const ended = result.ended_at
   lines.push(...section('Overview', [
     ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : result.mode ?? 'unknown'],
@@ -3147,7 +3461,7 @@ export function renderKill(reports: KillReport[]): string {
 
 function monitorHeader(row: SessionRow): string {
   const parts = [
-    `${bold(row.name)}: ${HEALTH_COLOR[row.health](row.health)}`,
+    `${bold(row.name)}: ${paintHealth(row.health)}`,
     row.type ? `${row.type}${row.mode === 'pipeline' ? ' (pipeline)' : ''}` : null,
     row.mode === 'pipeline' && row.stage_index !== null ? `stage ${stageCell(row)}` : null,
     row.iteration !== null || row.max_iterations !== null ? `iteration ${iterationCell(row)}` : null,
@@ -3225,19 +3539,19 @@ export function renderCleanup(result: CleanupResult): string {
 
 /** One progress line per session: a bar of iteration of max, and the stage of stages. */
 export function renderWaitProgress(rows: SessionRow[], now = Date.now()): string {
-  const width = Math.max(...rows.map((row) => row.name.length))
+  const width = largest(rows.map((row) => row.name.length))
   return rows.map((row) => {
     const done = row.iteration_completed ?? 0
     const max = row.max_iterations ?? 0
     const filled = max > 0 ? Math.min(20, Math.round((done / max) * 20)) : 0
     const bar = `[${'#'.repeat(filled)}${'-'.repeat(20 - filled)}]`
     const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
-    return `${pad(row.name, width)}  ${bar} ${done}/${max || '?'}${stage} · ${HEALTH_COLOR[row.health](row.health)} · ${timeCell(row, now)}`
+    return `${pad(row.name, width)}  ${bar} ${done}/${max || '?'}${stage} · ${paintHealth(row.health)} · ${timeCell(row, now)}`
   }).join('\n') + '\n'
 }
 
 export function renderWaitResult(result: WaitResult): string {
-  const lines = result.sessions.map((row) => `${row.name}: ${HEALTH_COLOR[row.health](row.health)} (${row.why})`)
+  const lines = result.sessions.map((row) => `${row.name}: ${paintHealth(row.health)} (${row.why})`)
   if (result.timed_out) lines.push(`Timed out; still running: ${result.sessions.filter((r) => r.health === 'running' || r.health === 'starting').map((r) => r.name).join(', ')}`)
   else if (!result.all_complete) lines.push(`Not all complete: ${result.sessions.filter((r) => r.health !== 'complete').map((r) => `${r.name} ${r.health}`).join(', ')}`)
   return lines.join('\n') + '\n'
@@ -3255,7 +3569,7 @@ function rowSignature(row: SessionRow): string {
 export function renderDashboard(result: ListResult, lastLines: Map<string, string | null>, previous: Map<string, string> | null, now = Date.now()): string {
   const rows = result.sessions.map((row) => {
     const changed = previous !== null && previous.get(row.name) !== rowSignature(row)
-    return [changed ? yellow('*') : ' ', row.name, row.type ?? '?', stageCell(row), iterationCell(row), HEALTH_COLOR[row.health](row.health), timeCell(row, now)]
+    return [changed ? yellow('*') : ' ', row.name, row.type ?? '?', stageCell(row), iterationCell(row), paintHealth(row.health), timeCell(row, now)]
   })
   const lines = [`${bold('Sessions')} in ${result.project}  ${dim(`${localTime(new Date(now).toISOString())} · q to quit`)}`, '']
   if (!rows.length) lines.push('No pipeline sessions.')
@@ -3291,7 +3605,7 @@ async function watchList(options: ListOptions, intervalMs: number, out: Output):
       const lastLines = new Map(await Promise.all(result.sessions
         .filter((row) => row.health === 'running')
         .map(async (row) => [row.name, await lastOutputLine(result.project, row.name)] as const)))
-      const frame = renderDashboard(result, lastLines, previous)
+      const frame = renderDashboard(terminalSafeDeep(result), new Map([...lastLines].map(([name, line]) => [name, line && terminalSafe(line)])), previous)
         .split('\n').map((line) => `${line.slice(0, columns() + 20)}\x1b[K`).join('\n')
       out.stdout(`\x1b[H${frame}\x1b[J`)
       previous = new Map(result.sessions.map((row) => [row.name, rowSignature(row)]))
@@ -3518,20 +3832,24 @@ function startRequestOf(args: string[], values: Record<string, unknown>): StartR
     resume: Boolean(values.resume),
     force: Boolean(values.force),
   }
+  // A resume continues a session under whatever name the engine accepted; a new one needs a new name.
+  const checkStartName = flags.resume ? checkName : checkNewName
   for (const [flag, value] of [['provider', flags.provider], ['model', flags.model]] as const) {
     if (value !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/.test(value)) throw new UsageError(`--${flag}: invalid value "${value}"`)
   }
   if (args[0] === 'pipeline') {
     if (args.length < 3) throw new UsageError('start pipeline: missing arguments: start pipeline FILE NAME [RUNS]')
-    return { pipeline: args[1], name: checkNewName(args[2]), runs: parseCount('RUNS', args[3]), ...flags }
+    return { pipeline: args[1], name: checkStartName(args[2]), runs: parseCount('RUNS', args[3]), ...flags }
   }
   if (args.length > 3) throw new UsageError(`start: unexpected argument "${args[3]}"`)
-  return { type: args[0], name: checkNewName(args[1]), max: parseCount('MAX', args[2]), ...flags }
+  return { type: args[0], name: checkStartName(args[1]), max: parseCount('MAX', args[2]), ...flags }
 }
 
 export interface Output { stdout: (text: string) => void; stderr: (text: string) => void }
+/** A closed stdout (`| head -1`): further output is dropped, and the command ends with its usual exit status. */
+let stdoutClosed = false
 const processOutput: Output = {
-  stdout: (text) => process.stdout.write(text),
+  stdout: (text) => { if (!stdoutClosed) process.stdout.write(text) },
   stderr: (text) => process.stderr.write(text),
 }
 
@@ -3552,8 +3870,9 @@ async function askYesNo(question: string): Promise<boolean> {
 }
 
 async function askToConfirm(plan: StartPlan, out: Output): Promise<boolean> {
-  out.stderr(renderStartPlan(plan))
-  for (const warning of plan.warnings) out.stderr(`${yellow('!')} ${warning}\n`)
+  const safe = terminalSafeDeep(plan)
+  out.stderr(renderStartPlan(safe))
+  for (const warning of safe.warnings) out.stderr(`${yellow('!')} ${warning}\n`)
   return askYesNo(`${plan.resume ? 'Resume' : 'Start'} it? [y/N] `)
 }
 
@@ -3660,7 +3979,7 @@ async function runMenu(common: CommonOptions, globalArgs: string[], out: Output)
       out.stdout(`No ${action === 'status' ? '' : 'live '}sessions to ${action} in ${(await findProjectRoot({ root: common.root }))}.\n`)
       return 0
     }
-    const name = await searchPrompt(`Which session to ${action}`, fitting.map((row, i) => ({ value: row.name, name: `${i + 1}  ${describeForMenu(row)}` })))
+    const name = await searchPrompt(`Which session to ${action}`, fitting.map((row, i) => ({ value: row.name, name: `${i + 1}  ${describeForMenu(terminalSafeDeep(row))}` })))
     return main([action, name, ...globalArgs], out)
   } catch (error) {
     // Ctrl-C in a prompt: leave quietly.
@@ -3687,7 +4006,7 @@ async function startWithSpinner(name: string, out: Output, run: (onWaiting: () =
   } catch (error) {
     if (error instanceof StartError && error.output.length) {
       waiting.stop()
-      out.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${line}`).join('\n')}\n`)
+      out.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${terminalSafe(line)}`).join('\n')}\n`)
     }
     throw error
   } finally {
@@ -3697,7 +4016,8 @@ async function startWithSpinner(name: string, out: Output, run: (onWaiting: () =
 
 /** The CLI: returns the exit status instead of exiting, so it can be driven from tests and other code. */
 export async function main(argv: string[], out: Output = processOutput): Promise<number> {
-  const print = (json: boolean, data: unknown, text: string) => out.stdout(json ? `${JSON.stringify(data, null, 2)}\n` : text)
+  // JSON keeps the exact text (JSON escapes it); text for a terminal is made safe first, in one place.
+  const print = <T>(json: boolean, data: T, render: (safe: T) => string) => out.stdout(json ? `${JSON.stringify(data, null, 2)}\n` : render(terminalSafeDeep(data)))
   try {
     const { command, values, args } = parseCommandLine(argv)
     if (values.version) {
@@ -3736,8 +4056,9 @@ export async function main(argv: string[], out: Output = processOutput): Promise
           return 0
         }
         const result = await list(listOptions)
+        // Names passed the name check (letters, digits, _ and -): nothing to make safe.
         if (values.names) out.stdout(result.sessions.map((row) => `${row.name}\n`).join(''))
-        else print(json, result, renderList(result))
+        else print(json, result, renderList)
         return 0
       }
       case 'completion': {
@@ -3746,20 +4067,20 @@ export async function main(argv: string[], out: Output = processOutput): Promise
       }
       case 'status': {
         const result = await status(checkName(args[0]), common)
-        print(json, result, renderStatus(result))
+        print(json, result, renderStatus)
         return 0
       }
       case 'start': {
         const request = startRequestOf(args, values)
         const options = startOptionsOf(values, common, out)
         const result = await startWithSpinner(request.name, out, (onWaiting) => start(request, { ...options, onWaiting }))
-        print(json, result, renderStart(result))
+        print(json, result, renderStart)
         return 0
       }
       case 'kill': {
         args.forEach(checkName)
         const reports = await kill(args, { ...common, graceSeconds: parsePositiveNumber('grace', values.grace as string | undefined), force: Boolean(values.force) })
-        print(json, reports, renderKill(reports))
+        print(json, reports, renderKill)
         const refused = reports.filter((r) => r.outcome === 'refused' || r.outcome === 'not_found')
         for (const report of refused) out.stderr(`sessions: ${report.message}\n`)
         return refused.length ? 1 : 0
@@ -3768,9 +4089,9 @@ export async function main(argv: string[], out: Output = processOutput): Promise
         const lines = parseCount('--lines', values.lines as string | undefined)
         if (values.follow && json) throw new UsageError('monitor: --follow prints a stream; it takes no --json')
         const result = await monitor(checkName(args[0]), { ...common, lines })
-        print(json, result, renderMonitor(result))
+        print(json, result, renderMonitor)
         if (values.follow && LIVE.has(result.session.health)) {
-          const ended = await followOutput(args[0], out.stdout, common)
+          const ended = terminalSafeDeep(await followOutput(args[0], (text) => out.stdout(terminalSafe(text)), common))
           out.stdout(`${dim('─'.repeat(40))}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
         }
         return 0
@@ -3789,7 +4110,7 @@ export async function main(argv: string[], out: Output = processOutput): Promise
             done = await applyCleanup(scan, options)
             mode = 'fixed'
           } else if (isTerminal()) {
-            out.stderr(`${renderProblems(scan).join('\n')}\n`)
+            out.stderr(`${renderProblems(terminalSafeDeep(scan)).join('\n')}\n`)
             const choice = await askCleanupChoice(out)
             if (choice === 'cancel') mode = 'cancelled'
             else {
@@ -3803,7 +4124,7 @@ export async function main(argv: string[], out: Output = processOutput): Promise
           }
         }
         const result = await summarizeCleanup(done, mode, common)
-        print(json, result, renderCleanup(result))
+        print(json, result, renderCleanup)
         return done.problems.some((p) => p.fixed === false) ? 1 : 0
       }
       case 'resume': {
@@ -3816,7 +4137,7 @@ export async function main(argv: string[], out: Output = processOutput): Promise
         }
         const options = startOptionsOf(values, common, out)
         const result = await startWithSpinner(args[0], out, (onWaiting) => resume(checkName(args[0]), overrides, { ...options, onWaiting }))
-        print(json, result, renderStart(result))
+        print(json, result, renderStart)
         return 0
       }
       case 'wait': {
@@ -3829,31 +4150,33 @@ export async function main(argv: string[], out: Output = processOutput): Promise
           ...common,
           timeoutSeconds,
           onPoll: drawing ? (rows) => {
-            out.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(rows)}`)
+            out.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(terminalSafeDeep(rows))}`)
             drawn = rows.length
           } : undefined,
         })
-        print(json, result, renderWaitResult(result))
+        print(json, result, renderWaitResult)
         return result.timed_out ? 124 : result.all_complete ? 0 : 1
       }
       case 'attach': {
         const result = await attach(checkName(args[0]), { ...common, readOnly: Boolean(values['read-only']) })
         if (json) {
-          print(true, result, '')
+          print(true, result, () => '')
           return result.exit_code
         }
-        out.stdout(renderMonitor(result.preview))
+        const safe = terminalSafeDeep(result)
+        out.stdout(renderMonitor(safe.preview))
         if (result.action === 'printed') out.stdout(`\nNot a terminal; to watch it live, run:\n  ${result.command.map((arg) => (/^[\w./=:@%+-]+$/.test(arg) ? arg : shellQuote(arg))).join(' ')}\n`)
-        if (result.action === 'switched') out.stdout(`\nSwitched this tmux client to ${result.preview.session.tmux?.session}.\n`)
+        if (result.action === 'switched') out.stdout(`\nSwitched this tmux client to ${safe.preview.session.tmux?.session}.\n`)
         return result.exit_code
       }
     }
   } catch (error) {
     if (error instanceof SessionsError) {
-      out.stderr(`sessions: ${error.message}\n`)
+      out.stderr(`sessions: ${terminalSafe(error.message)}\n`)
       return error.exitCode
     }
-    out.stderr(`sessions: unexpected error: ${(error as Error)?.message ?? String(error)}\n`)
+    out.stderr(`sessions: unexpected error: ${terminalSafe((error as Error)?.message ?? String(error))}\n`)
+    if (process.env.SESSIONS_DEBUG) out.stderr(`${(error as Error)?.stack ?? ''}\n`)
     return 1
   }
 }
@@ -3871,6 +4194,10 @@ function isMainModule(): boolean {
 }
 
 if (isMainModule()) {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error
+    stdoutClosed = true
+  })
   // exitCode, not exit(): process.exit() can cut piped output short.
   main(process.argv.slice(2)).then((code) => { process.exitCode = code })
 }
@@ -3885,7 +4212,7 @@ if (import.meta.vitest) {
   const liveTmux = (ageMs: number) => ({ tmuxName: 'pipeline-x', createdMs: now - ageMs, panePid: 42, paneDead: false, paneDeadStatus: null })
   /** A lock whose PID is dead, alive and proven, or alive and not the engine. */
   const lockOk = (alive: boolean, proof: EngineProof | null = alive ? 'flock' : null) =>
-    ({ kind: 'ok' as const, pid: 4242, alive, proof, why: !alive ? 'lock PID 4242 is dead' : proof ? `lock PID 4242 holds the kernel flock on .claude/locks/x.lock` : 'lock PID 4242 is alive but is `sleep 900` in /home/x, not the engine of x' })
+    ({ kind: 'ok' as const, pid: 4242, alive, proof, commandLine: null, why: !alive ? 'lock PID 4242 is dead' : proof ? `lock PID 4242 holds the kernel flock on .claude/locks/x.lock` : 'lock PID 4242 is alive but is `sleep 900` in /home/x, not the engine of x' })
   const stateOk = (status: string) => ({ kind: 'ok' as const, status })
   const noState = { kind: 'missing' as const, runDirExists: false }
 
