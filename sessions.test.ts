@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import { chmodSync, cpSync, existsSync, mkdirSync, readlinkSync, renameSync, symlinkSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { list, status, start, kill, monitor, scanCleanup, applyCleanup, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
+import { list, status, start, kill, monitor, main, scanCleanup, applyCleanup, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const SESSIONS = path.join(HERE, 'sessions.ts')
@@ -126,13 +126,31 @@ function snapshot(dir: string): Record<string, string> {
 }
 
 interface Run { code: number | null; stdout: string; stderr: string }
-function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Run {
+
+/** The command line, in-process: main() with its own streams, environment and folder, off a terminal. */
+async function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+  let stdout = ''
+  let stderr = ''
+  const code = await main(args, {
+    stdout: (text) => { stdout += text },
+    stderr: (text) => { stderr += text },
+    env: { ...ENV, ...options.env },
+    cwd: options.cwd ?? HERE,
+    terminal: false,
+    stderrTerminal: false,
+    columns: undefined,
+  })
+  return { code, stdout, stderr }
+}
+
+/** The real entry, as a user runs it: a child process (tsx, exit status, stdout and stderr apart). */
+function cliProcess(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Run {
   const result = spawnSync(TSX, [SESSIONS, ...args], { cwd: options.cwd ?? HERE, env: { ...ENV, ...options.env }, encoding: 'utf8' })
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
-function listJson(root: string, ...flags: string[]) {
-  const run = cli(['list', '--json', '-C', root, ...flags])
+async function listJson(root: string, ...flags: string[]) {
+  const run = await cli(['list', '--json', '-C', root, ...flags])
   expect(run.stderr).toBe('')
   expect(run.code).toBe(0)
   return JSON.parse(run.stdout) as { project: string; sessions: SessionRow[]; counts: Record<string, number>; warnings: string[]; other_projects?: { name: string; directory: string }[] }
@@ -180,7 +198,7 @@ describe('the module', () => {
   test('no tmux server means no sessions, not an error', async () => {
     expect(await listTmuxSessions({ socket: `${SOCKET}-none` })).toEqual([])
     const root = await makeProject('complete-loop')
-    const run = cli(['list', '--json', '-C', root, '--socket', `${SOCKET}-none`])
+    const run = await cli(['list', '--json', '-C', root, '--socket', `${SOCKET}-none`])
     expect(run.code).toBe(0)
     expect(JSON.parse(run.stdout).sessions.map((s: SessionRow) => s.name)).toEqual(['done-loop'])
   })
@@ -189,7 +207,7 @@ describe('the module', () => {
 describe('reference layouts: what a correct manager concludes', () => {
   test('complete-loop: complete, 3/3, reason max_iterations, nothing to clean', async () => {
     const root = await makeProject('complete-loop')
-    const result = listJson(root)
+    const result = await listJson(root)
     const row = rowOf(result.sessions, 'done-loop')
     expect(row).toMatchObject({ health: 'complete', type: 'improve-plan', mode: 'loop', iteration: 3, max_iterations: 3, resumable: false })
     expect(row).toMatchObject({ ended_at: '2026-11-25T08:02:09Z', runtime_seconds: 15 })
@@ -201,7 +219,7 @@ describe('reference layouts: what a correct manager concludes', () => {
 
   test('running-loop: running, iteration 2 of 50 from the newest context.json', async () => {
     const root = await makeProject('running-loop')
-    const row = rowOf(listJson(root).sessions, 'busy')
+    const row = rowOf((await listJson(root)).sessions, 'busy')
     expect(row).toMatchObject({ health: 'running', iteration: 2, max_iterations: 50, type: 'improve-plan' })
     expect(row.tmux).toMatchObject({ session: 'pipeline-busy', pane_dead: false })
     expect(row.lock).toMatchObject({ alive: true, genuine: true, proof: 'flock', pid: row.tmux!.pane_pid })
@@ -210,7 +228,7 @@ describe('reference layouts: what a correct manager concludes', () => {
 
   test('crashed-loop: crashed (stale lock), resumable from iteration 3', async () => {
     const root = await makeProject('crashed-loop')
-    const row = rowOf(listJson(root).sessions, 'busy')
+    const row = rowOf((await listJson(root)).sessions, 'busy')
     expect(row).toMatchObject({ health: 'crashed', resumable: true, resume_from: 3, resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume' })
     // It ran from its start to its last finished iteration, however long ago that was.
     expect(row).toMatchObject({ started_at: '2026-11-25T08:02:10Z', last_activity_at: '2026-11-25T08:02:16Z', runtime_seconds: 6, ended_at: null })
@@ -219,14 +237,14 @@ describe('reference layouts: what a correct manager concludes', () => {
 
   test('tmux-killed-loop: zombie, resumable', async () => {
     const root = await makeProject('tmux-killed-loop')
-    const row = rowOf(listJson(root).sessions, 'hup')
+    const row = rowOf((await listJson(root)).sessions, 'hup')
     expect(row).toMatchObject({ health: 'zombie', resumable: true, resume_from: 2, tmux: null, lock: null })
     expect(row.resume_command).toBe('tsx sessions.ts start improve-plan hup 50 --resume')
   })
 
   test('resumed-loop: complete, 4/4, and the resume shows', async () => {
     const root = await makeProject('resumed-loop')
-    const row = rowOf(listJson(root).sessions, 'phoenix')
+    const row = rowOf((await listJson(root)).sessions, 'phoenix')
     expect(row).toMatchObject({ health: 'complete', iteration: 4, max_iterations: 4 })
     const detail = await status('phoenix', { root })
     expect(detail.resumed_at).toBe('2026-11-25T08:02:36Z')
@@ -235,9 +253,9 @@ describe('reference layouts: what a correct manager concludes', () => {
 
   test('failed-loop: failed, with the error shown; resumable from resume_from', async () => {
     const root = await makeProject('failed-loop')
-    const row = rowOf(listJson(root).sessions, 'broken')
+    const row = rowOf((await listJson(root)).sessions, 'broken')
     expect(row).toMatchObject({ health: 'failed', resumable: true, resume_from: 2, error: 'Claude process exited with code 3' })
-    const text = cli(['status', 'broken', '-C', root])
+    const text = await cli(['status', 'broken', '-C', root])
     expect(text.code).toBe(0)
     expect(text.stdout).toMatch(/error\s+Claude process exited with code 3 \(exit_code\)/)
     expect(text.stdout).toContain('tsx sessions.ts start improve-plan broken 50 --resume')
@@ -245,23 +263,23 @@ describe('reference layouts: what a correct manager concludes', () => {
 
   test('parallel-pipeline: complete; status shows each provider and its stages', async () => {
     const root = await makeProject('parallel-pipeline')
-    const row = rowOf(listJson(root).sessions, 'duo')
+    const row = rowOf((await listJson(root)).sessions, 'duo')
     expect(row).toMatchObject({ health: 'complete', mode: 'pipeline', type: 'dual-analyze', stage_kind: 'parallel', stage_name: 'analyze' })
     const detail = await status('duo', { root })
     expect(detail.providers.map((p) => [p.provider, p.status, p.stages.map((s) => s.name)])).toEqual([
       ['claude', 'complete', ['improve', 'elegance']],
       ['codex', 'complete', ['improve', 'elegance']],
     ])
-    const text = cli(['status', 'duo', '-C', root]).stdout
+    const text = (await cli(['status', 'duo', '-C', root])).stdout
     expect(text).toMatch(/claude\s+complete\s+improve 1 it \(fixed\), elegance 1 it \(fixed\)/)
   })
 
   test('running-multistage: running, stage 2 of 2 (refine-tasks), iteration 4 of 5', async () => {
     const root = await makeProject('running-multistage')
-    const row = rowOf(listJson(root).sessions, 'multi')
+    const row = rowOf((await listJson(root)).sessions, 'multi')
     expect(row).toMatchObject({ health: 'running', type: 'refine', stage_index: 1, stage_count: 2, stage_name: 'refine-tasks', iteration: 4, max_iterations: 5 })
     expect((await status('multi', { root })).files.progress).toBe('.claude/pipeline-runs/multi/stage-01-refine-tasks/progress.md')
-    const text = cli(['list', '-C', root]).stdout
+    const text = (await cli(['list', '-C', root])).stdout
     expect(text).toMatch(/multi\s+refine\s+2\/2 refine-tasks\s+4\/5\s+running/)
   })
 })
@@ -269,15 +287,15 @@ describe('reference layouts: what a correct manager concludes', () => {
 describe('cases the reference layouts do not show', () => {
   test('a tmux session without a lock: starting within the grace period, orphaned after it', async () => {
     const root = await makeProject('tmux-no-lock')
-    expect(rowOf(listJson(root).sessions, 'lonely').health).toBe('starting')
-    const row = rowOf(listJson(root, '--start-grace', '0').sessions, 'lonely')
+    expect(rowOf((await listJson(root)).sessions, 'lonely').health).toBe('starting')
+    const row = rowOf((await listJson(root, '--start-grace', '0')).sessions, 'lonely')
     expect(row).toMatchObject({ health: 'orphaned', why: 'tmux session alive, but no engine holds the lock' })
   })
 
   test('a live lock PID that belongs to a process started after the lock: crashed, never signalled', async () => {
     const root = await makeProject('reused-pid')
     const lock = JSON.parse(readFileSync(path.join(root, '.claude/locks/busy.lock'), 'utf8'))
-    const row = rowOf(listJson(root).sessions, 'busy')
+    const row = rowOf((await listJson(root)).sessions, 'busy')
     expect(row.health).toBe('crashed')
     expect(row.lock).toMatchObject({ pid: lock.pid, alive: true, genuine: false })
     expect(row.evidence).toContain(`lock PID ${row.lock!.pid} is alive but is \`sleep 3600\` in ${HERE}, not the engine of busy`)
@@ -286,7 +304,7 @@ describe('cases the reference layouts do not show', () => {
 
   test('the older loop- layout: a loop-NAME tmux session and loop_type state', async () => {
     const root = await makeProject('legacy-loop')
-    const row = rowOf(listJson(root).sessions, 'oldie')
+    const row = rowOf((await listJson(root)).sessions, 'oldie')
     expect(row).toMatchObject({ health: 'running', type: 'work', iteration: 3, state_file: '.claude/loop-state-oldie.json' })
     expect(row.tmux?.session).toBe('loop-oldie')
     const detail = await status('oldie', { root })
@@ -296,7 +314,7 @@ describe('cases the reference layouts do not show', () => {
 
   test('names that are prefixes of each other never stand for each other', async () => {
     const root = await makeProject('prefix-names')
-    const rows = listJson(root).sessions
+    const rows = (await listJson(root)).sessions
     expect(rowOf(rows, 'auth')).toMatchObject({ health: 'complete', tmux: null, lock: null })
     expect(rowOf(rows, 'auth-v2')).toMatchObject({ health: 'running', tmux: { session: 'pipeline-auth-v2' } })
     const auth = await status('auth', { root })
@@ -307,25 +325,25 @@ describe('cases the reference layouts do not show', () => {
   test('a session of another project on the same server: hidden, shown with --all, never merged', async () => {
     const root = await makeProject('shared-name')
     const other = await makeProject('other-project')
-    const result = listJson(root)
+    const result = await listJson(root)
     expect(result.sessions.map((s) => s.name)).toEqual(['shared'])
     expect(rowOf(result.sessions, 'shared')).toMatchObject({ health: 'complete', tmux: null })
     expect(result.other_projects).toBeUndefined()
-    const all = listJson(root, '--all')
+    const all = await listJson(root, '--all')
     expect(all.other_projects?.map((o) => [o.name, o.directory]).sort()).toEqual([['elsewhere', other], ['shared', other]])
-    const text = cli(['list', '--all', '-C', root]).stdout
+    const text = (await cli(['list', '--all', '-C', root])).stdout
     expect(text).toMatch(new RegExp(`elsewhere\\s+pipeline-elsewhere\\s+${other}`))
     // From the other project, its own sessions are its own.
-    const theirs = listJson(other)
+    const theirs = await listJson(other)
     expect(rowOf(theirs.sessions, 'shared').health).toBe('running')
-    const missing = cli(['status', 'elsewhere', '-C', root])
+    const missing = await cli(['status', 'elsewhere', '-C', root])
     expect(missing.code).toBe(1)
   })
 
   test('empty, truncated, non-JSON and directory-instead-of-file state and lock files: corrupt, named, unchanged', async () => {
     const root = await makeProject('bad-files')
     const before = snapshot(root)
-    const rows = listJson(root).sessions
+    const rows = (await listJson(root)).sessions
     const why = Object.fromEntries(rows.map((r) => [r.name, [r.health, r.why]]))
     expect(why).toEqual({
       'empty-state': ['corrupt', 'corrupt: state.json: empty file'],
@@ -339,11 +357,11 @@ describe('cases the reference layouts do not show', () => {
       'dir-lock': ['corrupt', 'corrupt: dir-lock.lock: is a directory, not a file'],
     })
     for (const name of Object.keys(why)) {
-      const run = cli(['status', name, '-C', root])
+      const run = await cli(['status', name, '-C', root])
       expect(run.code).toBe(0)
       expect(run.stdout).toContain('corrupt')
     }
-    expect(cli(['list', '-C', root]).code).toBe(0)
+    expect((await cli(['list', '-C', root])).code).toBe(0)
     expect(snapshot(root)).toEqual(before)
   })
 
@@ -354,13 +372,13 @@ describe('cases the reference layouts do not show', () => {
       const state = path.join(root, '.claude/pipeline-runs/busy/state.json')
       rmSync(state)
       mkdirSync(state)
-      expect(rowOf(listJson(root).sessions, 'busy').why).toBe('corrupt: state.json: is a directory, not a file')
+      expect(rowOf((await listJson(root)).sessions, 'busy').why).toBe('corrupt: state.json: is a directory, not a file')
       return
     }
     const root = await makeProject('crashed-loop')
     const state = path.join(root, '.claude/pipeline-runs/busy/state.json')
     chmodSync(state, 0o000)
-    expect(rowOf(listJson(root).sessions, 'busy').why).toBe('corrupt: state.json: cannot be read (permission denied)')
+    expect(rowOf((await listJson(root)).sessions, 'busy').why).toBe('corrupt: state.json: cannot be read (permission denied)')
     chmodSync(state, 0o644)
   })
 })
@@ -370,7 +388,7 @@ describe('list as a user runs it', () => {
     const root = await makeProject('crashed-loop')
     cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs'), path.join(root, '.claude/pipeline-runs'), { recursive: true })
     cpSync(path.join(LAYOUTS, 'tmux-killed-loop/.claude/pipeline-runs'), path.join(root, '.claude/pipeline-runs'), { recursive: true })
-    const run = cli(['list', '-C', root])
+    const run = await cli(['list', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stderr).toBe('')
     const lines = run.stdout.split('\n')
@@ -394,30 +412,30 @@ describe('list as a user runs it', () => {
     state.history.at(-1).timestamp = isoSeconds(twoHoursAgo)
     state.iteration_started = null
     writeFileSync(stateFile, JSON.stringify(state))
-    expect(listJson(root).warnings).toEqual([expect.stringMatching(/^busy: running, but no iteration has finished for 2h 0m \(iteration 2\)$/)])
+    expect((await listJson(root)).warnings).toEqual([expect.stringMatching(/^busy: running, but no iteration has finished for 2h 0m \(iteration 2\)$/)])
     // A current iteration that started recently is not a stall, however old the session.
     state.iteration_started = isoSeconds(Date.now() - 60_000)
     writeFileSync(stateFile, JSON.stringify(state))
-    expect(listJson(root).warnings).toEqual([])
-    expect(listJson(root, '--stall', '0.5').warnings).toHaveLength(1)
+    expect((await listJson(root)).warnings).toEqual([])
+    expect((await listJson(root, '--stall', '0.5')).warnings).toHaveLength(1)
   })
 
   test('an empty project says so and shows how to start a session', async () => {
     const root = await makeProject('empty')
-    const run = cli(['list', '-C', root])
+    const run = await cli(['list', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toContain(`No pipeline sessions in ${root}.`)
     expect(run.stdout).toContain('tsx sessions.ts start ralph my-session 25')
-    expect(listJson(root)).toMatchObject({ project: root, sessions: [], counts: {}, warnings: [] })
+    expect(await listJson(root)).toMatchObject({ project: root, sessions: [], counts: {}, warnings: [] })
   })
 
   test('the project root is found from a subfolder, and from --root', async () => {
     const root = await makeProject('complete-loop')
     const sub = path.join(root, 'src', 'deep')
     mkdirSync(sub, { recursive: true })
-    const run = cli(['list', '--json'], { cwd: sub })
+    const run = await cli(['list', '--json'], { cwd: sub })
     expect(JSON.parse(run.stdout).project).toBe(root)
-    expect(JSON.parse(cli(['list', '--json', '--root', root]).stdout).project).toBe(root)
+    expect(JSON.parse((await cli(['list', '--json', '--root', root])).stdout).project).toBe(root)
   })
 
   test('the home folder is never taken for a project because of Claude Code\'s ~/.claude', async () => {
@@ -425,7 +443,7 @@ describe('list as a user runs it', () => {
     const work = path.join(home, 'work', 'repo')
     mkdirSync(path.join(home, '.claude'), { recursive: true })
     mkdirSync(work, { recursive: true })
-    const run = cli(['list', '--json'], { cwd: work, env: { HOME: home } })
+    const run = await cli(['list', '--json'], { cwd: work, env: { HOME: home } })
     expect(run.code).toBe(0)
     expect(JSON.parse(run.stdout).project).toBe(work)
   })
@@ -436,8 +454,8 @@ describe('list as a user runs it', () => {
     mkdirSync(path.join(inner, '.claude'), { recursive: true })
     tmux('new-session', '-d', '-s', 'pipeline-nested', '-c', inner, 'sleep 3600')
     tmux('new-session', '-d', '-s', 'pipeline-subdir', '-c', path.join(outer, 'packages'), 'sleep 3600')
-    expect(listJson(outer).sessions.map((s) => s.name)).toEqual(['subdir'])
-    expect(listJson(inner).sessions.map((s) => s.name)).toEqual(['nested'])
+    expect((await listJson(outer)).sessions.map((s) => s.name)).toEqual(['subdir'])
+    expect((await listJson(inner)).sessions.map((s) => s.name)).toEqual(['nested'])
   })
 
   test('list calls tmux once, whatever the number of sessions', async () => {
@@ -449,7 +467,7 @@ describe('list as a user runs it', () => {
     const log = path.join(BASE, 'tmux-calls.log')
     const realTmux = execFileSync('sh', ['-c', 'command -v tmux'], { encoding: 'utf8' }).trim()
     writeFileSync(path.join(bin, 'tmux'), `#!/bin/sh\necho "$*" >> ${JSON.stringify(log)}\nexec ${realTmux} "$@"\n`, { mode: 0o755 })
-    const run = cli(['list', '--json', '-C', root], { env: { PATH: `${bin}:${process.env.PATH}` } })
+    const run = await cli(['list', '--json', '-C', root], { env: { PATH: `${bin}:${process.env.PATH}` } })
     expect(run.code).toBe(0)
     expect(JSON.parse(run.stdout).sessions).toHaveLength(3)
     expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([expect.stringMatching(/^-u -L \S+ list-sessions -F /)])
@@ -467,7 +485,7 @@ describe('list as a user runs it', () => {
 describe('status as a user runs it', () => {
   test('overview, progress, resources, files, iterations and next actions', async () => {
     const root = await makeProject('running-loop')
-    const run = cli(['status', 'busy', '-C', root])
+    const run = await cli(['status', 'busy', '-C', root])
     expect(run.code).toBe(0)
     const text = run.stdout
     expect(text).toMatch(/^busy: running/)
@@ -484,7 +502,7 @@ describe('status as a user runs it', () => {
 
   test('--json carries the same, in snake_case', async () => {
     const root = await makeProject('crashed-loop')
-    const run = cli(['status', 'busy', '--json', '-C', root])
+    const run = await cli(['status', 'busy', '--json', '-C', root])
     expect(run.code).toBe(0)
     const json = JSON.parse(run.stdout)
     expect(json).toMatchObject({
@@ -507,7 +525,7 @@ describe('status as a user runs it', () => {
 
   test('an unknown name: exit 1, naming the project and the sessions that exist', async () => {
     const root = await makeProject('prefix-names')
-    const run = cli(['status', 'aut', '-C', root])
+    const run = await cli(['status', 'aut', '-C', root])
     expect(run.code).toBe(1)
     expect(run.stdout).toBe('')
     expect(run.stderr).toBe(`sessions: no session aut in ${root}; sessions: auth, auth-v2\n`)
@@ -560,7 +578,7 @@ describe('status reads every file the engine writes', () => {
     writeFileSync(file, JSON.stringify({ ...state, iteration: 3, iteration_started: isoSeconds(Date.now() - 125_000) }))
     const detail = await status('busy', { root })
     expect(detail.current_iteration).toMatchObject({ iteration: 3 })
-    expect(cli(['status', 'busy', '-C', root]).stdout).toMatch(/running\s+iteration 3 for 2m \d+s/)
+    expect((await cli(['status', 'busy', '-C', root])).stdout).toMatch(/running\s+iteration 3 for 2m \d+s/)
   })
 })
 
@@ -617,7 +635,7 @@ function paneText(target: string): string {
  * below it: a child (sh) with a child (sleep).
  */
 async function startHungAgent(root: string, name: string, env: NodeJS.ProcessEnv = {}) {
-  expect(cli(['start', 'ralph', name, '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_END: 'hang:2', ...env } }).code).toBe(0)
+  expect((await cli(['start', 'ralph', name, '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_END: 'hang:2', ...env } })).code).toBe(0)
   const lock = path.join(root, `.claude/locks/${name}.lock`)
   const enginePid: number = readJson(lock).pid
   await waitFor('iteration 2', () => readJson(path.join(root, `.claude/pipeline-runs/${name}/state.json`)).iteration === 2)
@@ -635,7 +653,7 @@ describe('start', () => {
     const root = await makeEngineProject()
     const record = path.join(BASE, `record-${projects}.jsonl`)
     writeFileSync(path.join(root, 'plan.md'), '# plan\n')
-    const run = cli(['start', 'ralph', 'auth', '7', '--provider=codex', '--model=o3', '--context=Focus on error handling', '--input', 'plan.md', '--yes', '-C', root],
+    const run = await cli(['start', 'ralph', 'auth', '7', '--provider=codex', '--model=o3', '--context=Focus on error handling', '--input', 'plan.md', '--yes', '-C', root],
       { cwd: root, env: { MOCK_PACE: '5', MOCK_RECORD: record } })
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
@@ -652,7 +670,7 @@ describe('start', () => {
     const log = path.join(root, '.claude/pipeline-runs/auth/session-output.log')
     await waitFor('the kept output', () => existsSync(log) && readFileSync(log, 'utf8').includes('Iteration 1 of 7'))
     expect(readFileSync(log, 'utf8')).toContain('Context: Focus on error handling')
-    expect(rowOf(listJson(root).sessions, 'auth')).toMatchObject({ health: 'running', type: 'ralph', max_iterations: 7 })
+    expect(rowOf((await listJson(root)).sessions, 'auth')).toMatchObject({ health: 'running', type: 'ralph', max_iterations: 7 })
   })
 
   test('options and the caller\'s environment arrive although a tmux server is already running', async () => {
@@ -662,7 +680,7 @@ describe('start', () => {
     tmux('set-environment', '-g', 'SESSIONS_TEST_STALE', 'from-the-old-server')
     tmux('set-environment', '-g', 'SESSIONS_TEST_VALUE', 'old')
     const record = path.join(BASE, `record-${projects}.jsonl`)
-    const run = cli(['start', 'pipeline', 'refine.yaml', 'pipe', '--model=sonnet', '--yes', '-C', root],
+    const run = await cli(['start', 'pipeline', 'refine.yaml', 'pipe', '--model=sonnet', '--yes', '-C', root],
       { env: { MOCK_PACE: '5', MOCK_RECORD: record, SESSIONS_TEST_VALUE: 'new', SESSIONS_TEST_MULTI: 'a b\nc' } })
     expect(run.code).toBe(0)
     const [call] = records(record)
@@ -670,12 +688,12 @@ describe('start', () => {
     expect(call.env.SESSIONS_TEST_VALUE).toBe('new')
     expect(call.env.SESSIONS_TEST_MULTI).toBe('a b\nc')
     expect(call.env).not.toHaveProperty('SESSIONS_TEST_STALE')
-    expect(rowOf(listJson(root).sessions, 'pipe')).toMatchObject({ health: 'running', mode: 'pipeline', type: 'refine' })
+    expect(rowOf((await listJson(root)).sessions, 'pipe')).toMatchObject({ health: 'running', mode: 'pipeline', type: 'refine' })
   })
 
   test('a start whose engine dies at once: its output and exit status shown, nothing left behind', async () => {
     const root = await makeEngineProject()
-    const run = cli(['start', 'ralph', 'quiet', '--yes', '-C', root], { env: { MOCK_END: 'silent' } })
+    const run = await cli(['start', 'ralph', 'quiet', '--yes', '-C', root], { env: { MOCK_END: 'silent' } })
     expect(run.code).toBe(1)
     expect(run.stdout).toBe('')
     expect(run.stderr).toContain('  mock engine: giving up at once, writing nothing')
@@ -687,7 +705,7 @@ describe('start', () => {
   test('refused starts say why and the way out, and change nothing', async () => {
     const root = await makeEngineProject('crashed-loop')
     // busy: crashed. live: a running session. lonely: a tmux session with no engine.
-    expect(cli(['start', 'ralph', 'live', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'live', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })).code).toBe(0)
     // Hung in iteration 1: from here on it writes nothing.
     await waitFor('iteration 1', () => readFileSync(path.join(root, '.claude/pipeline-runs/live/session-output.log'), 'utf8').includes('Iteration 1 of'))
     tmux('new-session', '-d', '-s', 'pipeline-lonely', '-c', root, 'sleep 3600')
@@ -705,7 +723,7 @@ describe('start', () => {
       [['start', 'ralph', 'x', '--input=missing.md'], /input not found: missing\.md/],
     ]
     for (const [args, message] of cases) {
-      const run = cli([...args, '--yes', '-C', root], { cwd: root })
+      const run = await cli([...args, '--yes', '-C', root], { cwd: root })
       expect(run.code, args.join(' ')).toBe(1)
       expect(run.stderr).toMatch(message)
       expect(run.stderr.trimEnd().split('\n')).toHaveLength(1)
@@ -720,7 +738,7 @@ describe('start', () => {
       [['start', '../x', 'y'], /invalid stage type "\.\.\/x"/],
     ]
     for (const [args, message] of usage) {
-      const run = cli([...args, '--yes', '-C', root], { cwd: root })
+      const run = await cli([...args, '--yes', '-C', root], { cwd: root })
       expect(run.code, args.join(' ')).toBe(2)
       expect(run.stderr).toMatch(message)
     }
@@ -730,21 +748,21 @@ describe('start', () => {
   test('--force on a crashed session keeps the old run folder aside, removes the stale lock, starts afresh', async () => {
     const root = await makeEngineProject('crashed-loop')
     const old = snapshot(path.join(root, '.claude/pipeline-runs/busy'))
-    const run = cli(['start', 'improve-plan', 'busy', '3', '--force', '--yes', '--json', '-C', root], { env: { MOCK_PACE: '5' } })
+    const run = await cli(['start', 'improve-plan', 'busy', '3', '--force', '--yes', '--json', '-C', root], { env: { MOCK_PACE: '5' } })
     expect(run.code).toBe(0)
     const result = JSON.parse(run.stdout)
     expect(result.replaces).toMatch(/^\.claude\/pipeline-runs\/busy\.replaced-\d{8}T\d{6}Z$/)
     expect(snapshot(path.join(root, result.replaces))).toEqual(old)
     expect(readJson(path.join(root, '.claude/locks/busy.lock')).pid).toBe(result.engine_pid)
-    const row = rowOf(listJson(root).sessions, 'busy')
+    const row = rowOf((await listJson(root)).sessions, 'busy')
     expect(row).toMatchObject({ health: 'running', max_iterations: 3 })
-    expect(listJson(root).sessions.map((s) => s.name)).toEqual(['busy'])
+    expect((await listJson(root)).sessions.map((s) => s.name)).toEqual(['busy'])
   })
 
   test('--resume continues a crashed session from iteration_completed + 1, with its max', async () => {
     const root = await makeEngineProject('crashed-loop')
     const record = path.join(BASE, `record-${projects}.jsonl`)
-    const run = cli(['start', 'improve-plan', 'busy', '--resume', '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_RECORD: record } })
+    const run = await cli(['start', 'improve-plan', 'busy', '--resume', '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_RECORD: record } })
     expect(run.code).toBe(0)
     expect(records(record)[0].argv).toEqual(['improve-plan', 'busy', '50', '--resume', '--foreground'])
     await waitFor('iteration 3', () => readJson(path.join(root, '.claude/pipeline-runs/busy/state.json')).history.length >= 3)
@@ -771,7 +789,7 @@ describe('start', () => {
     expect(paneText('=ui-n:')).toContain('exit=1')
     expect(existsSync(path.join(root, '.claude/pipeline-runs/asked-n'))).toBe(false)
     expect(paneText('=ui-y:')).toContain('exit=0')
-    expect(rowOf(listJson(root).sessions, 'asked-y').health).toBe('running')
+    expect(rowOf((await listJson(root)).sessions, 'asked-y').health).toBe('running')
   })
 })
 
@@ -809,7 +827,7 @@ describe('kill', () => {
       return all
     }
     const before = kept()
-    const result = cli(['kill', 'victim', '--json', '-C', root])
+    const result = await cli(['kill', 'victim', '--json', '-C', root])
     expect(result.code).toBe(0)
     const [report] = JSON.parse(result.stdout)
     expect(report).toMatchObject({ name: 'victim', outcome: 'killed', health_before: 'running', tmux_removed: true, lock_removed: true, state_marked: true })
@@ -827,7 +845,7 @@ describe('kill', () => {
     const root = await makeProject('empty')
     // A pane whose process ignores SIGTERM, standing in for a stuck engine.
     tmux('new-session', '-d', '-s', 'pipeline-stubborn', '-c', root, 'trap "" TERM; while :; do sleep 0.1; done')
-    const run = cli(['kill', 'stubborn', '--grace', '0.5', '--json', '-C', root])
+    const run = await cli(['kill', 'stubborn', '--grace', '0.5', '--json', '-C', root])
     expect(run.code).toBe(0)
     const [report] = JSON.parse(run.stdout)
     expect(report.force_killed.length).toBeGreaterThan(0)
@@ -838,7 +856,7 @@ describe('kill', () => {
     const root = await makeProject('reused-pid')
     const lock = readJson(path.join(root, '.claude/locks/busy.lock'))
     const before = snapshot(root)
-    const run = cli(['kill', 'busy', '-C', root])
+    const run = await cli(['kill', 'busy', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^busy is not running \(crashed: lock PID \d+ is alive but not the engine\); nothing was changed\n$/)
     expect(snapshot(root)).toEqual(before)
@@ -849,7 +867,7 @@ describe('kill', () => {
   test('prefix names: kill auth never touches auth-v2', async () => {
     const root = await makeProject('prefix-names')
     const v2 = readJson(path.join(root, '.claude/locks/auth-v2.lock')).pid
-    const run = cli(['kill', 'auth', '-C', root])
+    const run = await cli(['kill', 'auth', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^auth is not running \(complete/)
     expect(isPidAlive(v2)).toBe(true)
@@ -859,14 +877,14 @@ describe('kill', () => {
   test('another project\'s session is refused unless --force; an unknown name exits 1', async () => {
     const root = await makeProject('shared-name')
     const other = await makeProject('other-project')
-    const refused = cli(['kill', 'elsewhere', '-C', root])
+    const refused = await cli(['kill', 'elsewhere', '-C', root])
     expect(refused.code).toBe(1)
     expect(refused.stderr).toBe(`sessions: pipeline-elsewhere belongs to another project (${other}); not killed (--force kills it anyway)\n`)
     expect(tmuxSessionNames()).toContain('pipeline-elsewhere')
-    const unknown = cli(['kill', 'nobody', '-C', root])
+    const unknown = await cli(['kill', 'nobody', '-C', root])
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toMatch(/^sessions: no session nobody in /)
-    const forced = cli(['kill', 'elsewhere', '--force', '--grace', '2', '-C', root])
+    const forced = await cli(['kill', 'elsewhere', '--force', '--grace', '2', '-C', root])
     expect(forced.code).toBe(0)
     expect(tmuxSessionNames()).not.toContain('pipeline-elsewhere')
     // This project's own finished "shared" and the other project's running "shared" are untouched.
@@ -879,48 +897,48 @@ describe('resume and wait', () => {
     const root = await makeEngineProject()
     const record = path.join(BASE, `record-${projects}.jsonl`)
     // The first run: started with codex/o3 and max 9 (recorded in its events and context).
-    expect(cli(['start', 'ralph', 'again', '9', '--provider=codex', '--model=o3', '--yes', '-C', root], { env: { MOCK_END: 'hang:2', MOCK_PACE: '0.2' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'again', '9', '--provider=codex', '--model=o3', '--yes', '-C', root], { env: { MOCK_END: 'hang:2', MOCK_PACE: '0.2' } })).code).toBe(0)
     await waitFor('iteration 2', () => readJson(path.join(root, '.claude/pipeline-runs/again/state.json')).iteration === 2)
-    expect(cli(['kill', 'again', '--grace', '1', '-C', root]).code).toBe(0)
-    const run = cli(['resume', 'again', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } })
+    expect((await cli(['kill', 'again', '--grace', '1', '-C', root])).code).toBe(0)
+    const run = await cli(['resume', 'again', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } })
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^✓ Resumed again \(ralph, max 9\)/)
     expect(records(record)[0].argv).toEqual(['ralph', 'again', '9', '--provider=codex', '--model=o3', '--resume', '--foreground'])
-    expect(cli(['kill', 'again', '--grace', '1', '-C', root]).code).toBe(0)
-    expect(cli(['resume', 'again', '--max', '12', '--model=sonnet', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } }).code).toBe(0)
+    expect((await cli(['kill', 'again', '--grace', '1', '-C', root])).code).toBe(0)
+    expect((await cli(['resume', 'again', '--max', '12', '--model=sonnet', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } })).code).toBe(0)
     expect(records(record)[1].argv).toEqual(['ralph', 'again', '12', '--provider=codex', '--model=sonnet', '--resume', '--foreground'])
   })
 
   test('resume of a complete session is refused, as start --resume is', async () => {
     const root = await makeEngineProject('complete-loop')
-    const run = cli(['resume', 'done-loop', '--yes', '-C', root])
+    const run = await cli(['resume', 'done-loop', '--yes', '-C', root])
     expect(run.code).toBe(1)
     expect(run.stderr).toMatch(/^sessions: session done-loop is complete: nothing to resume/)
   })
 
   test('wait: exit 0 when all complete, 1 when any ended otherwise (saying which), 124 on --timeout', async () => {
     const root = await makeEngineProject()
-    expect(cli(['start', 'ralph', 'quick', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } }).code).toBe(0)
-    expect(cli(['start', 'ralph', 'doomed', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'fail:2' } }).code).toBe(0)
-    expect(cli(['start', 'ralph', 'stuck', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } }).code).toBe(0)
-    const ok = cli(['wait', 'quick', '--json', '-C', root])
+    expect((await cli(['start', 'ralph', 'quick', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } })).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'doomed', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'fail:2' } })).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'stuck', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })).code).toBe(0)
+    const ok = await cli(['wait', 'quick', '--json', '-C', root])
     expect(ok.code).toBe(0)
     expect(JSON.parse(ok.stdout)).toMatchObject({ ended: true, all_complete: true, timed_out: false, sessions: [{ name: 'quick', health: 'complete' }] })
-    const bad = cli(['wait', 'quick', 'doomed', '-C', root])
+    const bad = await cli(['wait', 'quick', 'doomed', '-C', root])
     expect(bad.code).toBe(1)
     expect(bad.stdout).toContain('doomed: failed (state says failed)')
     expect(bad.stdout).toContain('Not all complete: doomed failed')
     expect(bad.stdout).not.toContain('[')
-    const late = cli(['wait', 'stuck', '--timeout', '1', '-C', root])
+    const late = await cli(['wait', 'stuck', '--timeout', '1', '-C', root])
     expect(late.code).toBe(124)
     expect(late.stdout).toContain('Timed out; still running: stuck')
-    expect(cli(['wait', 'nobody', '-C', root]).code).toBe(1)
+    expect((await cli(['wait', 'nobody', '-C', root])).code).toBe(1)
   })
 
   test('wait in a terminal shows a progress bar per session, redrawn in place', async () => {
     const root = await makeEngineProject()
-    expect(cli(['start', 'ralph', 'barred', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'hang:3' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'barred', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'hang:3' } })).code).toBe(0)
     await waitFor('iteration 3', () => readJson(path.join(root, '.claude/pipeline-runs/barred/state.json')).iteration === 3)
     const command = [TSX, SESSIONS, 'wait', 'barred', '-C', root].map((a) => `'${a}'`).join(' ')
     tmux('new-session', '-d', '-s', 'ui', '-x', '120', '-y', '20', '-e', 'NO_COLOR=1', command)
@@ -963,14 +981,14 @@ describe('beads (with a stand-in bd on the PATH)', () => {
   test('list shows what is left, status and monitor show done, in progress and ready; kill puts in-progress beads back', async () => {
     const root = await makeEngineProject()
     const bd = withBd(queue)
-    expect(cli(['start', 'ralph', 'work', '9', '--yes', '-C', root], { env: { ...bd.env, MOCK_PACE: '5' } }).code).toBe(0)
-    const listed = cli(['list', '-C', root], { env: bd.env })
+    expect((await cli(['start', 'ralph', 'work', '9', '--yes', '-C', root], { env: { ...bd.env, MOCK_PACE: '5' } })).code).toBe(0)
+    const listed = await cli(['list', '-C', root], { env: bd.env })
     expect(listed.stdout).toMatch(/work\s+ralph\s+-\s+\d\/9 · 2 beads left\s+running/)
     expect(readFileSync(bd.log, 'utf8').split('\n').filter((line) => line.startsWith('list'))).toEqual(['list --json'])
-    const detail = JSON.parse(cli(['status', 'work', '--json', '-C', root], { env: bd.env }).stdout)
+    const detail = JSON.parse((await cli(['status', 'work', '--json', '-C', root], { env: bd.env })).stdout)
     expect(detail.beads).toEqual({ done: 1, in_progress: ['bd-2'], ready: ['bd-3'], remaining: 2 })
-    expect(cli(['monitor', 'work', '-C', root], { env: bd.env }).stdout).toContain('beads: 1 done · 1 in progress · 1 ready · 2 left')
-    const killed = JSON.parse(cli(['kill', 'work', '--grace', '1', '--json', '-C', root], { env: bd.env }).stdout)
+    expect((await cli(['monitor', 'work', '-C', root], { env: bd.env })).stdout).toContain('beads: 1 done · 1 in progress · 1 ready · 2 left')
+    const killed = JSON.parse((await cli(['kill', 'work', '--grace', '1', '--json', '-C', root], { env: bd.env })).stdout)
     expect(killed[0].beads_reopened).toEqual(['bd-2'])
     expect(readFileSync(bd.log, 'utf8')).toContain('update bd-2 --status=open')
     expect(JSON.parse(readFileSync(bd.data, 'utf8')).map((b: { status: string }) => b.status)).toEqual(['closed', 'open', 'open', 'open'])
@@ -979,7 +997,7 @@ describe('beads (with a stand-in bd on the PATH)', () => {
   test('start of a ralph session with no ready beads warns; cleanup of its stale lock reopens its beads', async () => {
     const root = await makeEngineProject()
     const bd = withBd([{ id: 'bd-9', status: 'in_progress', labels: ['pipeline/dry'] }])
-    const run = cli(['start', 'ralph', 'dry', '--yes', '-C', root], { env: { ...bd.env, MOCK_END: 'hang:1' } })
+    const run = await cli(['start', 'ralph', 'dry', '--yes', '-C', root], { env: { ...bd.env, MOCK_END: 'hang:1' } })
     expect(run.code).toBe(0)
     expect(run.stdout).toContain('! no ready beads labelled pipeline/dry: ralph will find its queue empty and stop')
     // The engine dies; its lock is left behind.
@@ -988,16 +1006,16 @@ describe('beads (with a stand-in bd on the PATH)', () => {
     spawnSync('kill', ['-9', String(lock.pid)])
     await waitFor('the engine gone', () => !isPidAlive(lock.pid))
     writeFileSync(path.join(root, '.claude/locks/dry.lock'), JSON.stringify(lock))
-    const clean = cli(['cleanup', '--yes', '--grace', '1', '-C', root], { env: bd.env })
+    const clean = await cli(['cleanup', '--yes', '--grace', '1', '-C', root], { env: bd.env })
     expect(clean.stdout).toMatch(/removed \.claude\/locks\/dry\.lock \(PID \d+\); beads bd-9 back to open/)
   })
 
   test('without bd, nothing of beads shows and nothing fails', async () => {
     const root = await makeEngineProject()
-    expect(cli(['start', 'ralph', 'plain', '--yes', '-C', root], { env: { MOCK_PACE: '5', PATH: '/usr/bin:/bin' } }).code).toBe(0)
-    const row = rowOf(listJson(root).sessions, 'plain')
+    expect((await cli(['start', 'ralph', 'plain', '--yes', '-C', root], { env: { MOCK_PACE: '5', PATH: '/usr/bin:/bin' } })).code).toBe(0)
+    const row = rowOf((await listJson(root)).sessions, 'plain')
     expect(row).not.toHaveProperty('beads_remaining')
-    expect(JSON.parse(cli(['status', 'plain', '--json', '-C', root]).stdout).beads).toBeNull()
+    expect(JSON.parse((await cli(['status', 'plain', '--json', '-C', root])).stdout).beads).toBeNull()
   })
 })
 
@@ -1012,7 +1030,7 @@ describe('the menu', () => {
 
   test('actions filtered by typing; sessions described, only those the action fits; then the command runs', async () => {
     const root = await makeEngineProject('complete-loop')
-    expect(cli(['start', 'ralph', 'alive', '9', '--yes', '-C', root], { env: { MOCK_PACE: '2' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'alive', '9', '--yes', '-C', root], { env: { MOCK_PACE: '2' } })).code).toBe(0)
     await menu(root)
     expect(paneText('=ui:')).toMatch(/1 {2}start +start a new session/)
     keys('moni')
@@ -1067,8 +1085,8 @@ describe('the menu', () => {
     expect(records(record)[0].argv).toEqual(['ralph', 'menu-made', '7', '--provider=codex', '--context=Be careful', '--foreground'])
   })
 
-  test('without a terminal, the usage', () => {
-    const run = cli([])
+  test('without a terminal, the usage', async () => {
+    const run = await cli([])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts <command>/)
   })
@@ -1077,7 +1095,7 @@ describe('the menu', () => {
 describe('list --watch', () => {
   test('a dashboard redrawn in place, with last output lines and change marks; q quits and restores the screen', async () => {
     const root = await makeEngineProject('complete-loop')
-    expect(cli(['start', 'ralph', 'live', '20', '--yes', '-C', root], { env: { MOCK_PACE: '1.5' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'live', '20', '--yes', '-C', root], { env: { MOCK_PACE: '1.5' } })).code).toBe(0)
     const command = [TSX, SESSIONS, 'list', '--watch', '--interval', '0.3', '-C', root].map((a) => `'${a}'`).join(' ')
     tmux('new-session', '-d', '-s', 'ui', '-x', '150', '-y', '30', '-e', 'NO_COLOR=1', `echo before-the-dashboard; ${command}; echo "exit=$?"; sleep 3600`)
     await waitFor('the dashboard', () => /live\s+ralph\s+-\s+\d+\/20\s+running/.test(paneText('=ui:')))
@@ -1093,7 +1111,7 @@ describe('list --watch', () => {
 
   test('without a terminal, --watch is refused', async () => {
     const root = await makeProject('complete-loop')
-    const run = cli(['list', '--watch', '-C', root])
+    const run = await cli(['list', '--watch', '-C', root])
     expect(run.code).toBe(2)
     expect(run.stderr).toBe('sessions: list --watch needs a terminal; without one, run list again instead\n')
   })
@@ -1123,7 +1141,8 @@ describe('shell completion', () => {
   test('bash: commands, flags of the command, and the project\'s session names', async () => {
     const root = await makeProject('prefix-names')
     const script = path.join(BASE, `completion-${projects}.bash`)
-    const generated = cli(['completion', 'bash'])
+    // As a child process: the script names the Node and loader that run this very file.
+    const generated = cliProcess(['completion', 'bash'])
     expect(generated.code).toBe(0)
     writeFileSync(script, generated.stdout)
     const complete = (...words: string[]) => spawnSync('bash', ['-c',
@@ -1135,12 +1154,12 @@ describe('shell completion', () => {
     expect(complete('sessions', 'completion', '')).toEqual(['bash', 'fish', 'zsh'])
   })
 
-  test('zsh and fish scripts; an unknown shell is a usage error', () => {
-    expect(cli(['completion', 'zsh']).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
-    const fish = cli(['completion', 'fish']).stdout
-    expect(fish).toContain("complete -c sessions -n __fish_use_subcommand -a 'list status start")
+  test('zsh and fish scripts; an unknown shell is a usage error', async () => {
+    expect((await cli(['completion', 'zsh'])).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
+    const fish = (await cli(['completion', 'fish'])).stdout
+    expect(fish).toContain("complete -c sessions -n __fish_use_subcommand -a 'start list status monitor attach kill cleanup resume wait completion help version'")
     expect(fish).toContain("complete -c sessions -n '__fish_seen_subcommand_from cleanup' -l dry-run")
-    const bad = cli(['completion', 'csh'])
+    const bad = await cli(['completion', 'csh'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toBe('sessions: completion: unknown shell "csh"; shells: bash, zsh, fish\n')
   })
@@ -1149,26 +1168,26 @@ describe('shell completion', () => {
 describe('monitor', () => {
   test('a live session: a header and the last lines of its pane', async () => {
     const root = await makeEngineProject()
-    expect(cli(['start', 'ralph', 'watched', '9', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'hang:3' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'watched', '9', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'hang:3' } })).code).toBe(0)
     await waitFor('iteration 3', () => paneText('=pipeline-watched:').includes('Iteration 3 of 9'))
-    const run = cli(['monitor', 'watched', '-n', '3', '-C', root])
+    const run = await cli(['monitor', 'watched', '-n', '3', '-C', root])
     expect(run.code).toBe(0)
     const lines = run.stdout.trimEnd().split('\n')
     expect(lines[0]).toMatch(/^watched: running · ralph · iteration 3\/9 · started .* · runtime \d+s$/)
     expect(lines.slice(-3)).toEqual(['Iteration 2 of 9', '  Mock iteration 2 completed', 'Iteration 3 of 9'])
-    const json = JSON.parse(cli(['monitor', 'watched', '--json', '-C', root]).stdout)
+    const json = JSON.parse((await cli(['monitor', 'watched', '--json', '-C', root])).stdout)
     expect(json).toMatchObject({ source: 'tmux', session: { name: 'watched', health: 'running' } })
   })
 
   test('an ended session: the same from the kept copy, saying so; with nothing kept, how it ended', async () => {
     const root = await makeEngineProject('complete-loop')
-    expect(cli(['start', 'ralph', 'short', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'short', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
     await waitFor('the end', async () => (await status('short', { root })).health === 'complete')
     await waitFor('its tmux session gone', () => !tmuxSessionNames().includes('pipeline-short'))
-    const run = cli(['monitor', 'short', '-C', root])
+    const run = await cli(['monitor', 'short', '-C', root])
     expect(run.stdout).toContain('(tmux session gone; from the kept copy .claude/pipeline-runs/short/session-output.log)')
     expect(run.stdout.trimEnd().split('\n').slice(-3)).toEqual(['Session short complete', '', '[sessions] the engine exited with status 0'])
-    const none = cli(['monitor', 'done-loop', '-C', root])
+    const none = await cli(['monitor', 'done-loop', '-C', root])
     expect(none.code).toBe(0)
     expect(none.stdout).toContain('done-loop ended (complete: state says complete); no output was kept.')
     expect(none.stdout).toContain('Its progress notes: .claude/pipeline-runs/done-loop/progress-done-loop.md')
@@ -1176,8 +1195,8 @@ describe('monitor', () => {
 
   test('--follow prints new output until the session ends, then how it ended', async () => {
     const root = await makeEngineProject()
-    expect(cli(['start', 'ralph', 'followed', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.4' } }).code).toBe(0)
-    const run = cli(['monitor', 'followed', '--follow', '-n', '1', '-C', root])
+    expect((await cli(['start', 'ralph', 'followed', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.4' } })).code).toBe(0)
+    const run = await cli(['monitor', 'followed', '--follow', '-n', '1', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toContain('Iteration 4 of 4')
     expect(run.stdout).toContain('Session followed complete')
@@ -1189,7 +1208,7 @@ describe('monitor', () => {
 describe('attach', () => {
   test('without a terminal: a preview, then the command to run; exit 0', async () => {
     const root = await makeProject('running-loop')
-    const run = cli(['attach', 'busy', '-C', root])
+    const run = await cli(['attach', 'busy', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^busy: running/)
     expect(run.stdout).toContain(`Not a terminal; to watch it live, run:\n  tmux -u -L ${SOCKET} attach-session -t =pipeline-busy\n`)
@@ -1197,7 +1216,7 @@ describe('attach', () => {
 
   test('a session that is not running: how it ended and where its results are; exit 1', async () => {
     const root = await makeProject('complete-loop')
-    const run = cli(['attach', 'done-loop', '-C', root])
+    const run = await cli(['attach', 'done-loop', '-C', root])
     expect(run.code).toBe(1)
     expect(run.stderr).toBe('sessions: done-loop is not running (complete: state says complete); its results: .claude/pipeline-runs/done-loop, progress .claude/pipeline-runs/done-loop/progress-done-loop.md\n')
   })
@@ -1257,7 +1276,7 @@ describe('cleanup', () => {
   test('without a terminal and without --yes: the problems by kind with their evidence; nothing changed', async () => {
     const root = await troubled()
     const before = [snapshot(root), tmuxPanes()]
-    const run = cli(['cleanup', '--start-grace', '0', '-C', root])
+    const run = await cli(['cleanup', '--start-grace', '0', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/Orphaned tmux sessions:\n {2}lonely — tmux session pipeline-lonely alive for \d+s with no engine behind it \(pane PID \d+\)/)
     expect(run.stdout).toMatch(/Stale locks:\n {2}busy — lock PID \d+ is dead; last iteration 2 finished .* ago\n/)
@@ -1266,7 +1285,7 @@ describe('cleanup', () => {
     expect(run.stdout).toContain('busy (crashed): tsx sessions.ts start improve-plan busy 50 --resume')
     expect(run.stdout).not.toMatch(/done-loop —/)
     expect([snapshot(root), tmuxPanes()]).toEqual(before)
-    const dry = cli(['cleanup', '--dry-run', '--json', '-C', root])
+    const dry = await cli(['cleanup', '--dry-run', '--json', '-C', root])
     expect(JSON.parse(dry.stdout)).toMatchObject({ mode: 'dry_run', fixed: { locks: 0, tmux: 0, state: 0 } })
     expect([snapshot(root), tmuxPanes()]).toEqual(before)
   })
@@ -1276,7 +1295,7 @@ describe('cleanup', () => {
     const work = workSnapshot(root)
     const busyState = readJson(path.join(root, '.claude/pipeline-runs/busy/state.json'))
     const orphanPid = Number(tmux('display-message', '-p', '-t', '=pipeline-lonely:', '#{pane_pid}').trim())
-    const run = cli(['cleanup', '--yes', '--json', '--start-grace', '0', '-C', root])
+    const run = await cli(['cleanup', '--yes', '--json', '--start-grace', '0', '-C', root])
     expect(run.code).toBe(0)
     const result = JSON.parse(run.stdout)
     expect(result).toMatchObject({ mode: 'fixed', fixed: { locks: 1, tmux: 1, state: 2 } })
@@ -1287,14 +1306,14 @@ describe('cleanup', () => {
     expect(after).toEqual({ ...busyState, status: 'unknown_termination', terminated_at: expect.stringMatching(/Z$/) })
     expect(readJson(path.join(root, '.claude/pipeline-runs/hup/state.json')).status).toBe('unknown_termination')
     expect(workSnapshot(root)).toEqual(work)
-    const again = JSON.parse(cli(['cleanup', '--json', '-C', root]).stdout)
+    const again = JSON.parse((await cli(['cleanup', '--json', '-C', root])).stdout)
     expect(again.problems).toEqual([])
-    expect(cli(['cleanup', '-C', root]).stdout).toMatch(/No problems\.\nHealthy: busy \(unknown_termination\), done-loop \(complete\), hup \(unknown_termination\)/)
+    expect((await cli(['cleanup', '-C', root])).stdout).toMatch(/No problems\.\nHealthy: busy \(unknown_termination\), done-loop \(complete\), hup \(unknown_termination\)/)
   })
 
   test('--only locks fixes stale locks alone', async () => {
     const root = await troubled()
-    const run = cli(['cleanup', '--yes', '--only', 'locks', '--start-grace', '0', '-C', root])
+    const run = await cli(['cleanup', '--yes', '--only', 'locks', '--start-grace', '0', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toContain('Fixed: 1 stale lock')
     expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
@@ -1333,13 +1352,13 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     const root = await makeProject('prefix-names')
     const before = [snapshot(root), tmuxPanes()]
     const v2 = readJson(path.join(root, '.claude/locks/auth-v2.lock')).pid
-    const statusJson = JSON.parse(cli(['status', 'auth', '--json', '-C', root]).stdout)
+    const statusJson = JSON.parse((await cli(['status', 'auth', '--json', '-C', root])).stdout)
     expect(statusJson).toMatchObject({ name: 'auth', health: 'complete', tmux: null, lock: null })
-    const mon = cli(['monitor', 'auth', '-C', root])
+    const mon = await cli(['monitor', 'auth', '-C', root])
     expect(mon.stdout).toContain('auth ended (complete: state says complete); no output was kept.')
-    expect(cli(['attach', 'auth', '-C', root]).code).toBe(1)
-    expect(cli(['kill', 'auth', '-C', root]).stdout).toMatch(/^auth is not running/)
-    const clean = JSON.parse(cli(['cleanup', '--yes', '--json', '-C', root]).stdout)
+    expect((await cli(['attach', 'auth', '-C', root])).code).toBe(1)
+    expect((await cli(['kill', 'auth', '-C', root])).stdout).toMatch(/^auth is not running/)
+    const clean = JSON.parse((await cli(['cleanup', '--yes', '--json', '-C', root])).stdout)
     expect(clean.problems).toEqual([])
     expect(clean.healthy).toEqual([{ name: 'auth', health: 'complete' }, { name: 'auth-v2', health: 'running' }])
     for (const output of [JSON.stringify(statusJson), mon.stdout]) expect(output).not.toContain('auth-v2')
@@ -1357,10 +1376,10 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     await waitFor('the dead pane', () => tmuxPanes().some((pane) => pane.startsWith('pipeline-gone ') && pane.endsWith(' 1')))
     const theirs = () => [snapshot(other), tmuxPanes().filter((pane) => /^pipeline-(shared|elsewhere|gone) /.test(pane))]
     const before = theirs()
-    const run = cli(['cleanup', '--yes', '--start-grace', '0', '-C', root])
+    const run = await cli(['cleanup', '--yes', '--start-grace', '0', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/Other projects on this tmux server \(never touched\): .*pipeline-gone/)
-    expect(cli(['kill', 'shared', 'elsewhere', 'gone', '-C', root]).code).toBe(1)
+    expect((await cli(['kill', 'shared', 'elsewhere', 'gone', '-C', root])).code).toBe(1)
     expect(theirs()).toEqual(before)
   })
 
@@ -1374,7 +1393,7 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
   test('PID reuse: the lock is cleaned as stale and the unrelated process is never signalled', async () => {
     const root = await makeProject('reused-pid')
     const pid = readJson(path.join(root, '.claude/locks/busy.lock')).pid
-    const run = cli(['cleanup', '--yes', '-C', root])
+    const run = await cli(['cleanup', '--yes', '-C', root])
     expect(run.stdout).toMatch(/busy — lock PID \d+ is alive but is `sleep 3600` in .*, not the engine of busy; .* → removed/)
     expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
     expect(isPidAlive(pid)).toBe(true)
@@ -1406,14 +1425,14 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     expect(existsSync(path.join(root, '.claude/sessions-cleanup.lock'))).toBe(false)
     for (const name of ['busy', 'hup']) expect(readJson(path.join(root, `.claude/pipeline-runs/${name}/state.json`)).status).toBe('unknown_termination')
     expect(tmuxSessionNames()).not.toContain('pipeline-lonely')
-    expect(JSON.parse(cli(['cleanup', '--json', '-C', root]).stdout).problems).toEqual([])
+    expect(JSON.parse((await cli(['cleanup', '--json', '-C', root])).stdout).problems).toEqual([])
   })
 
   test('kill while the engine is writing its state leaves valid JSON', async () => {
     const root = await makeEngineProject()
-    expect(cli(['start', 'ralph', 'busy-writer', '100000', '--yes', '-C', root], { env: { MOCK_PACE: '0' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'busy-writer', '100000', '--yes', '-C', root], { env: { MOCK_PACE: '0' } })).code).toBe(0)
     await new Promise((resolve) => setTimeout(resolve, 500))
-    expect(cli(['kill', 'busy-writer', '--grace', '0', '-C', root]).code).toBe(0)
+    expect((await cli(['kill', 'busy-writer', '--grace', '0', '-C', root])).code).toBe(0)
     const state = readJson(path.join(root, '.claude/pipeline-runs/busy-writer/state.json'))
     expect(state.status).toBe('killed')
     expect(state.iteration_completed).toBeGreaterThan(1)
@@ -1421,12 +1440,12 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
 
   test('the tmux server killed under running sessions: after cleanup --yes, no stale lock, states marked, work byte for byte', async () => {
     const root = await makeEngineProject()
-    for (const name of ['one', 'two']) expect(cli(['start', 'ralph', name, '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } }).code).toBe(0)
+    for (const name of ['one', 'two']) expect((await cli(['start', 'ralph', name, '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } })).code).toBe(0)
     await waitFor('an iteration each', () => ['one', 'two'].every((n) => readJson(path.join(root, `.claude/pipeline-runs/${n}/state.json`)).iteration_completed >= 1))
     killServer()
     await waitFor('the engines gone', async () => (await listJson(root)).sessions.every((s) => s.health !== 'running'))
     const work = workSnapshot(root)
-    const run = cli(['cleanup', '--yes', '--grace', '1', '-C', root])
+    const run = await cli(['cleanup', '--yes', '--grace', '1', '-C', root])
     expect(run.code).toBe(0)
     for (const name of ['one', 'two']) {
       expect(existsSync(path.join(root, `.claude/locks/${name}.lock`))).toBe(false)
@@ -1445,9 +1464,9 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     for (const pid of agents) expect(isPidAlive(pid), `agent ${pid} outlives its engine`).toBe(true)
     expect(existsSync(lockFile)).toBe(true)
     const work = workSnapshot(root)
-    const scan = JSON.parse(cli(['cleanup', '--json', '-C', root]).stdout)
+    const scan = JSON.parse((await cli(['cleanup', '--json', '-C', root])).stdout)
     expect(scan.problems.map((p: { problem: string }) => p.problem).sort()).toEqual(['leftover_processes', 'stale_lock', 'zombie_state'])
-    const run = cli(['cleanup', '--yes', '--grace', '1', '-C', root])
+    const run = await cli(['cleanup', '--yes', '--grace', '1', '-C', root])
     expect(run.code).toBe(0)
     for (const pid of agents) expect(isPidAlive(pid)).toBe(false)
     expect(existsSync(lockFile)).toBe(false)
@@ -1477,13 +1496,13 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     expect(hugeBefore.length).toBeGreaterThan(10_000_000)
     const badBefore = Object.fromEntries(Object.entries(snapshot(root)).filter(([file]) => !file.includes('pipeline-runs/huge/')))
 
-    const rows = listJson(root).sessions
+    const rows = (await listJson(root)).sessions
     expect(Object.fromEntries(rows.map((r) => [r.name, r.health]))).toMatchObject({
       'negative-pid': 'corrupt', 'huge-pid': 'corrupt', 'string-pid': 'corrupt', 'loop-state': 'corrupt', huge: 'zombie',
     })
     expect(rowOf(rows, 'loop-state').why).toBe('corrupt: state.json: is a symlink loop')
-    for (const name of ['negative-pid', 'huge-pid', 'loop-state', 'huge']) expect(cli(['status', name, '-C', root]).code).toBe(0)
-    const run = cli(['cleanup', '--yes', '--json', '-C', root])
+    for (const name of ['negative-pid', 'huge-pid', 'loop-state', 'huge']) expect((await cli(['status', name, '-C', root])).code).toBe(0)
+    const run = await cli(['cleanup', '--yes', '--json', '-C', root])
     expect(run.code).toBe(0)
     const result = JSON.parse(run.stdout)
     expect(result.problems.map((p: { name: string; problem: string }) => `${p.name}:${p.problem}`)).toEqual(['huge:zombie_state'])
@@ -1509,11 +1528,11 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     await new Promise((resolve) => setTimeout(resolve, 1100))
     for (const startedAt of [isoSeconds(Date.now()), isoSeconds(Date.now() + 3600_000)]) {
       const root = await lockNaming(sleeper, startedAt)
-      const row = rowOf(listJson(root, '--start-grace', '0').sessions, 'busy')
+      const row = rowOf((await listJson(root, '--start-grace', '0')).sessions, 'busy')
       expect(row).toMatchObject({ health: 'orphaned', lock: { pid: sleeper, alive: true, genuine: false, proof: null } })
       expect(row.evidence).toContain(`lock PID ${sleeper} is alive but is \`sleep 3600\` in ${HERE}, not the engine of busy`)
-      expect(cli(['kill', 'busy', '--grace', '1', '-C', root]).code).toBe(0)
-      expect(cli(['cleanup', '--yes', '--grace', '1', '-C', root]).code).toBe(0)
+      expect((await cli(['kill', 'busy', '--grace', '1', '-C', root])).code).toBe(0)
+      expect((await cli(['cleanup', '--yes', '--grace', '1', '-C', root])).code).toBe(0)
       expect(isPidAlive(sleeper), startedAt).toBe(true)
     }
   })
@@ -1534,7 +1553,7 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
       // A lock naming PID 1 or this test's own process is never the engine either.
       for (const pid of [1, process.pid]) {
         writeFileSync(lock, JSON.stringify({ session: 'busy', pid, started_at: isoSeconds(Date.now()) }))
-        expect(rowOf(listJson(root).sessions, 'busy').lock).toMatchObject({ genuine: false })
+        expect(rowOf((await listJson(root)).sessions, 'busy').lock).toMatchObject({ genuine: false })
       }
     })()
   })
@@ -1547,9 +1566,9 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
       for (const shift of [-600_000, 600_000]) {
         const value = readJson(lock)
         writeFileSync(lock, JSON.stringify({ ...value, started_at: isoSeconds(Date.now() + shift) }))
-        const row = rowOf(listJson(root).sessions, name)
+        const row = rowOf((await listJson(root)).sessions, name)
         expect(row, `${lockMode} ${shift}`).toMatchObject({ health: 'running', lock: { genuine: true, proof: lockMode === 'flock' ? 'flock' : 'command_line' } })
-        expect(cli(['cleanup', '--yes', '--start-grace', '0', '-C', root]).code).toBe(0)
+        expect((await cli(['cleanup', '--yes', '--start-grace', '0', '-C', root])).code).toBe(0)
         expect(isPidAlive(enginePid)).toBe(true)
       }
     }
@@ -1559,19 +1578,19 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     const root = await makeEngineProject()
     const { enginePid } = await startHungAgent(root, 'moved')
     tmux('rename-session', '-t', '=pipeline-moved', 'my-work')
-    expect(rowOf(listJson(root).sessions, 'moved')).toMatchObject({ health: 'running', tmux: { session: 'my-work' } })
+    expect(rowOf((await listJson(root)).sessions, 'moved')).toMatchObject({ health: 'running', tmux: { session: 'my-work' } })
     // An engine launched by hand in a tmux session whose name is another session's (no mark).
     tmux('new-session', '-d', '-s', 'pipeline-other', '-c', root, '-e', 'MOCK_END=hang:1', './scripts/run.sh ralph real 5 --foreground')
     await waitFor('the hand-started engine', () => existsSync(path.join(root, '.claude/locks/real.lock')))
     const handPid = readJson(path.join(root, '.claude/locks/real.lock')).pid
-    const clean = JSON.parse(cli(['cleanup', '--yes', '--start-grace', '0', '--json', '-C', root]).stdout)
+    const clean = JSON.parse((await cli(['cleanup', '--yes', '--start-grace', '0', '--json', '-C', root])).stdout)
     expect(clean.problems).toEqual([])
     expect(isPidAlive(enginePid) && isPidAlive(handPid)).toBe(true)
-    const other = cli(['kill', 'other', '-C', root])
+    const other = await cli(['kill', 'other', '-C', root])
     expect(other.code).toBe(1)
     expect(other.stderr).toMatch(/tmux session pipeline-other runs the engine of real \(PID \d+\), not other's; not killed \(kill real instead\)/)
     expect(isPidAlive(handPid)).toBe(true)
-    const killed = JSON.parse(cli(['kill', 'moved', '--json', '-C', root]).stdout)
+    const killed = JSON.parse((await cli(['kill', 'moved', '--json', '-C', root])).stdout)
     expect(killed[0]).toMatchObject({ outcome: 'killed', tmux_removed: true })
     expect(isPidAlive(enginePid)).toBe(false)
     expect(tmuxSessionNames()).not.toContain('my-work')
@@ -1585,10 +1604,10 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     cpSync(ENGINE, path.join(base, 'scripts'), { recursive: true })
     const { enginePid } = await startHungAgent(base, 'hash')
     expect(readlinkSync(`/proc/${enginePid}/cwd`)).toBe(base)
-    expect(rowOf(listJson(base).sessions, 'hash')).toMatchObject({ health: 'running', tmux: { session: 'pipeline-hash' } })
+    expect(rowOf((await listJson(base)).sessions, 'hash')).toMatchObject({ health: 'running', tmux: { session: 'pipeline-hash' } })
     const log = path.join(base, '.claude/pipeline-runs/hash/session-output.log')
     await waitFor('the kept output', () => existsSync(log) && readFileSync(log, 'utf8').includes('Iteration 1'))
-    expect(cli(['kill', 'hash', '-C', base]).code).toBe(0)
+    expect((await cli(['kill', 'hash', '-C', base])).code).toBe(0)
     for (const dir of [base, path.dirname(base), HERE, BASE, '/']) expect(existsSync(path.join(dir, 'pwned')), dir).toBe(false)
   })
 
@@ -1598,10 +1617,10 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     const forged = path.join(root, `x\npipeline-evil\x1f${root}\x1f1700000000\x1f0\x1f${victim}\x1f0\x1f`)
     mkdirSync(forged, { recursive: true })
     tmux('new-session', '-d', '-s', 'pipeline-forger', '-c', forged, 'sleep 3600')
-    const rows = listJson(root, '--start-grace', '0').sessions
+    const rows = (await listJson(root, '--start-grace', '0')).sessions
     expect(rows.map((r) => r.name)).toEqual(['forger'])
-    expect(cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root]).code).toBe(0)
-    expect(cli(['kill', 'evil', '-C', root]).code).toBe(1)
+    expect((await cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root])).code).toBe(0)
+    expect((await cli(['kill', 'evil', '-C', root])).code).toBe(1)
     expect(isPidAlive(victim)).toBe(true)
   })
 
@@ -1611,15 +1630,15 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     const tag = `${path.join(root, '.claude/pipeline-runs/first')}:${enginePid}`
     const other = `${SOCKET}b`
     try {
-      expect(cli(['start', 'ralph', 'second', '--yes', '--socket', other, '-C', root], { env: { SESSIONS_TS_RUN: tag, MOCK_END: 'hang:1' } }).code).toBe(0)
+      expect((await cli(['start', 'ralph', 'second', '--yes', '--socket', other, '-C', root], { env: { SESSIONS_TS_RUN: tag, MOCK_END: 'hang:1' } })).code).toBe(0)
       const server = Number(spawnSync('tmux', ['-L', other, 'display-message', '-p', '#{pid}'], { env: ENV, encoding: 'utf8' }).stdout.trim())
       expect(readFileSync(`/proc/${server}/environ`, 'utf8')).not.toContain('SESSIONS_TS_RUN=')
       const second = readJson(path.join(root, '.claude/locks/second.lock')).pid
       expect(readFileSync(`/proc/${second}/environ`, 'utf8').split('\0')).toContain(`SESSIONS_TS_RUN=${path.join(root, '.claude/pipeline-runs/second')}:${second}`)
-      expect(cli(['kill', 'first', '--grace', '1', '-C', root]).code).toBe(0)
-      expect(cli(['cleanup', '--yes', '--grace', '1', '-C', root]).code).toBe(0)
+      expect((await cli(['kill', 'first', '--grace', '1', '-C', root])).code).toBe(0)
+      expect((await cli(['cleanup', '--yes', '--grace', '1', '-C', root])).code).toBe(0)
       expect(isPidAlive(server) && isPidAlive(second)).toBe(true)
-      expect(cli(['list', '--json', '--socket', other, '-C', root]).stdout).toMatch(/"health": "running"/)
+      expect((await cli(['list', '--json', '--socket', other, '-C', root])).stdout).toMatch(/"health": "running"/)
     } finally {
       spawnSync('tmux', ['-L', other, 'kill-server'], { env: ENV })
     }
@@ -1631,12 +1650,12 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     rmSync(path.join(root, 'FACTS.json'))
     cpSync(ENGINE, path.join(root, 'scripts'), { recursive: true })
     const C = { LC_ALL: 'C', LANG: 'C' }
-    expect(cli(['start', 'ralph', 'accent', '--yes', '-C', root], { env: { ...C, MOCK_END: 'hang:1' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'accent', '--yes', '-C', root], { env: { ...C, MOCK_END: 'hang:1' } })).code).toBe(0)
     spawnSync('tmux', ['-L', SOCKET, 'new-session', '-d', '-s', 'pipeline-stray', '-c', root, 'sleep 3600'], { env: { ...ENV, ...C } })
-    const rows = JSON.parse(cli(['list', '--json', '--start-grace', '0', '-C', root], { env: C }).stdout).sessions as SessionRow[]
+    const rows = JSON.parse((await cli(['list', '--json', '--start-grace', '0', '-C', root], { env: C })).stdout).sessions as SessionRow[]
     expect(Object.fromEntries(rows.map((r) => [r.name, r.health]))).toEqual({ accent: 'running', stray: 'orphaned' })
-    expect(cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root], { env: C }).stdout).toMatch(/stray — tmux session pipeline-stray .* → removed pipeline-stray/)
-    expect(cli(['kill', 'accent', '-C', root], { env: C }).stdout).toMatch(/^killed accent/)
+    expect((await cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root], { env: C })).stdout).toMatch(/stray — tmux session pipeline-stray .* → removed pipeline-stray/)
+    expect((await cli(['kill', 'accent', '-C', root], { env: C })).stdout).toMatch(/^killed accent/)
     expect(tmuxSessionNames().filter((n) => /accent|stray/.test(n))).toEqual([])
   })
 })
@@ -1658,14 +1677,14 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
       const before = away.untouched()
       const log = path.join(root, '.claude/pipeline-runs/busy/session-output.log')
       symlinkSync(dangling ? away.missing : away.file, log)
-      const run = cli(['resume', 'busy', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
+      const run = await cli(['resume', 'busy', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
       expect(run.code, run.stderr).toBe(1)
       expect(run.stderr).toBe('sessions: refusing to write to .claude/pipeline-runs/busy/session-output.log: it is a symlink\n')
       expect(tmuxSessionNames()).not.toContain('pipeline-busy')
       // A session not started by this tool, killed: its pane's text is not kept through the link.
       rmSync(path.join(root, '.claude/locks/busy.lock'))
       tmux('new-session', '-d', '-s', 'pipeline-busy', '-c', root, 'echo pane text; sleep 3600')
-      expect(cli(['kill', 'busy', '--grace', '1', '-C', root]).code).toBe(0)
+      expect((await cli(['kill', 'busy', '--grace', '1', '-C', root])).code).toBe(0)
       expect(away.untouched()).toEqual(before)
       killServer()
     }
@@ -1688,13 +1707,13 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     rmSync(hup)
     symlinkSync(path.join(away.dir, 'hup-state.json'), hup)
     const before = away.untouched()
-    const rows = listJson(root).sessions
+    const rows = (await listJson(root)).sessions
     expect(rowOf(rows, 'evil')).toMatchObject({ health: 'corrupt', why: 'corrupt: locks is a link outside the project' })
     expect(rowOf(rows, 'busy')).toMatchObject({ health: 'corrupt', why: 'corrupt: locks is a link outside the project' })
-    const clean = cli(['cleanup', '--yes', '--json', '-C', root])
+    const clean = await cli(['cleanup', '--yes', '--json', '-C', root])
     expect(JSON.parse(clean.stdout).problems).toEqual([])
-    expect(cli(['kill', 'evil', 'busy', '-C', root]).code).toBe(0)
-    const refused = cli(['cleanup', '--yes', '--json', '-C', zombie])
+    expect((await cli(['kill', 'evil', 'busy', '-C', root])).code).toBe(0)
+    const refused = await cli(['cleanup', '--yes', '--json', '-C', zombie])
     expect(refused.code).toBe(1)
     expect(JSON.parse(refused.stdout).problems).toMatchObject([{ name: 'hup', problem: 'zombie_state', fixed: false, result: 'failed: refusing to write to .claude/pipeline-runs/hup/state.json: it is a symlink' }])
     expect(away.untouched()).toEqual(before)
@@ -1734,12 +1753,12 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
       const state = readJson(path.join(dir, 'state.json'))
       writeFileSync(path.join(dir, 'state.json'), JSON.stringify({ ...state, status }))
     }
-    const rows = listJson(root).sessions
+    const rows = (await listJson(root)).sessions
     expect(rows.filter((r) => r.name.startsWith('proto-')).map((r) => r.health)).toEqual(['corrupt', 'corrupt', 'corrupt', 'corrupt'])
-    const text = cli(['list', '-C', root])
+    const text = await cli(['list', '-C', root])
     expect(text.code).toBe(0)
     expect(text.stdout).toMatch(/proto-constructor .*corrupt/)
-    expect(cli(['status', 'proto-uuprotouu', '-C', root]).stdout).toContain('state.json has an unknown status "__proto__"')
+    expect((await cli(['status', 'proto-uuprotouu', '-C', root])).stdout).toContain('state.json has an unknown status "__proto__"')
   })
 
   test('agent-written text with escape sequences never reaches the terminal raw; --json keeps it exactly', async () => {
@@ -1755,17 +1774,17 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     await waitFor('the pane line', () => paneText('=pipeline-busy:').includes('after'))
     const raw = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/
     for (const args of [['list'], ['status', 'busy'], ['monitor', 'busy'], ['cleanup'], ['kill', 'busy', '--grace', '1']]) {
-      const run = cli([...args, '-C', root])
+      const run = await cli([...args, '-C', root])
       expect(run.stdout + run.stderr, args.join(' ')).not.toMatch(raw)
     }
-    const json = JSON.parse(cli(['status', 'busy', '--json', '-C', root]).stdout)
+    const json = JSON.parse((await cli(['status', 'busy', '--json', '-C', root])).stdout)
     expect(json.recent_iterations[0].summary).toBe(`summary ${evil}`)
   })
 
   test('an iteration folder without context.json (a crash between the two): the max comes from the one before, and says so', async () => {
     const root = await makeProject('crashed-loop')
     mkdirSync(path.join(root, '.claude/pipeline-runs/busy/stage-00-improve-plan/iterations/003'))
-    const row = rowOf(listJson(root).sessions, 'busy')
+    const row = rowOf((await listJson(root)).sessions, 'busy')
     expect(row).toMatchObject({ max_iterations: 50, resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume' })
     expect(row.evidence).toContain("max 50 from iteration 2's context.json (iteration 3 has none readable yet)")
   })
@@ -1775,7 +1794,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     const iterations = path.join(root, '.claude/pipeline-runs/busy/stage-00-improve-plan/iterations')
     for (let i = 1000; i < 131_000; i++) writeFileSync(path.join(iterations, String(i)), '')
     for (let i = 0; i < 60; i++) cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(root, `.claude/pipeline-runs/many-${i}`), { recursive: true })
-    const run = cli(['list', '--json', '-C', root])
+    const run = await cli(['list', '--json', '-C', root])
     expect(run.stderr).toBe('')
     expect(rowOf(JSON.parse(run.stdout).sessions, 'busy').health).toBe('crashed')
     const piped = spawnSync('sh', ['-c', `'${TSX}' '${SESSIONS}' list --json -C '${root}' | head -1; echo "exit=\${PIPESTATUS:-}"`], { env: ENV, encoding: 'utf8' })
@@ -1796,11 +1815,11 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     const other = await makeProject('empty')
     tmux('new-session', '-d', '-s', 'pipeline-taken', '-c', other, 'sleep 3600')
     const before = snapshot(root)
-    const run = cli(['start', 'ralph', 'taken', '--yes', '-C', root])
+    const run = await cli(['start', 'ralph', 'taken', '--yes', '-C', root])
     expect(run.code).toBe(1)
     expect(run.stderr).toMatch(/^sessions: tmux new-session failed: duplicate session: pipeline-taken\n$/)
     expect(snapshot(root)).toEqual(before)
-    expect(cli(['start', 'ralph', 'taken-2', '--yes', '-C', root], { env: { MOCK_PACE: '5' } }).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'taken-2', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })).code).toBe(0)
   })
 
   test('two start --force of one name at once: one starts, the other says another start is under way', async () => {
@@ -1816,7 +1835,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     expect(runs.map((r) => r.code).sort()).toEqual([0, 1])
     expect(runs.find((r) => r.code === 1)!.stderr).toMatch(/another start of busy is under way|session busy is already running/)
     expect(readdirSync(path.join(root, '.claude/pipeline-runs')).filter((e) => e.startsWith('busy.replaced-'))).toHaveLength(1)
-    expect(rowOf(listJson(root).sessions, 'busy').health).toBe('running')
+    expect(rowOf((await listJson(root)).sessions, 'busy').health).toBe('running')
     expect(existsSync(path.join(root, '.claude/sessions-start-busy.lock'))).toBe(false)
   })
 
@@ -1824,7 +1843,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     const root = await makeProject('crashed-loop')
     writeFileSync(path.join(root, '.claude/sessions-cleanup.lock'), `${startSleeper()}\n`)
     const started = Date.now()
-    const run = cli(['cleanup', '--yes', '-C', root])
+    const run = await cli(['cleanup', '--yes', '-C', root])
     expect(run.code).toBe(0)
     expect(Date.now() - started).toBeLessThan(30_000)
     expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
@@ -1835,9 +1854,9 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     const claude = path.join(root, '.claude')
     renameSync(path.join(claude, 'pipeline-runs/busy'), path.join(claude, 'pipeline-runs/My_Sess'))
     renameSync(path.join(claude, 'locks/busy.lock'), path.join(claude, 'locks/My_Sess.lock'))
-    const row = rowOf(listJson(root).sessions, 'My_Sess')
+    const row = rowOf((await listJson(root)).sessions, 'My_Sess')
     expect(row.resume_command).toBe('tsx sessions.ts start improve-plan My_Sess 50 --resume')
-    const run = cli([...row.resume_command!.split(' ').slice(2), '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
+    const run = await cli([...row.resume_command!.split(' ').slice(2), '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
   })
@@ -1889,7 +1908,7 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
   test.each(cases)('%s', async (_label, args, message) => {
     const root = await makeProject('running-loop')
     const before = [snapshot(root), tmuxSessionNames()]
-    const run = cli([...(args.includes('-C') || args.includes('--root') ? [] : ['-C', root]), ...args], { cwd: root })
+    const run = await cli([...(args.includes('-C') || args.includes('--root') ? [] : ['-C', root]), ...args], { cwd: root })
     expect(run.code).toBe(2)
     expect(run.stdout).toBe('')
     expect(run.stderr).toMatch(message)
@@ -1897,9 +1916,9 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     expect([snapshot(root), tmuxSessionNames()]).toEqual(before)
   })
 
-  test('--help and no command print the usage, exit 0', () => {
+  test('--help and no command print the usage, exit 0', async () => {
     for (const args of [['--help'], []]) {
-      const run = cli(args)
+      const run = await cli(args)
       expect(run.code).toBe(0)
       expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts <command>/)
     }

@@ -30,7 +30,8 @@ import {
 } from 'node:fs'
 import path from 'node:path'
 import { homedir } from 'node:os'
-import { parseArgs, stripVTControlCharacters } from 'node:util'
+import { parseArgs, stripVTControlCharacters, styleText } from 'node:util'
+import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { $ } from 'zx/core'
 import { z } from 'zod'
@@ -45,12 +46,34 @@ const TMUX_PREFIX = 'pipeline-'
 const LEGACY_TMUX_PREFIX = 'loop-'
 /** Names as the engine's validate_session_name accepts them. */
 const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
-/** A tmux session younger than this, without a lock yet, is still starting. */
-const DEFAULT_GRACE_SECONDS = 30
-/** A running session whose current iteration is older than this gets a warning in `list`. */
-const DEFAULT_STALL_MINUTES = 30
-/** The engine's default max when none is recorded (run.sh's own default). */
-const DEFAULT_MAX = 25
+/**
+ * Every default, in one place; the environment overrides what settingsOf() says. Options given to a
+ * command or a library call override both.
+ */
+export const DEFAULTS = {
+  /** A tmux session younger than this, without a lock yet, is still starting. */
+  startGraceSeconds: 30,
+  /** A running session whose current iteration is older than this gets a warning in `list`. */
+  stallMinutes: 30,
+  /** The engine's default max when none is recorded (run.sh's own default). */
+  maxIterations: 25,
+  /** How long `start` waits for the engine to take its lock and write its state. */
+  waitStartSeconds: 10,
+  /** Between SIGTERM and SIGKILL, for `kill` and `cleanup`. */
+  killGraceSeconds: 10,
+  monitorLines: 50,
+  watchIntervalSeconds: 2,
+} as const
+
+/** What the environment may set: the tmux socket, the engine's runner, no colour, stack traces. */
+export function settingsOf(env: NodeJS.ProcessEnv = process.env) {
+  return {
+    socket: env.SESSIONS_TMUX_SOCKET || undefined,
+    runner: env.SESSIONS_RUNNER || undefined,
+    noColor: Boolean(env.NO_COLOR),
+    debug: Boolean(env.SESSIONS_DEBUG),
+  }
+}
 const RECENT_ITERATIONS = 5
 const PID_MAX_LIMIT = 4_194_304
 /**
@@ -66,7 +89,15 @@ export const HEALTHS = [
   'complete', 'failed', 'killed', 'unknown_termination', 'paused', 'corrupt',
 ] as const
 export type Health = (typeof HEALTHS)[number]
-const LIVE: ReadonlySet<Health> = new Set(['running', 'starting', 'orphaned'])
+/**
+ * Liveness, named once for every command: an engine runs (running, or starting within its grace);
+ * only an orphan runs (a tmux session with no engine behind it); or the session has ended.
+ * wait returns and monitor --follow stops when a session is no longer "engine".
+ */
+export type Liveness = 'engine' | 'orphan' | 'ended'
+export function livenessOf(health: Health): Liveness {
+  return health === 'running' || health === 'starting' ? 'engine' : health === 'orphaned' ? 'orphan' : 'ended'
+}
 const RESUMABLE: ReadonlySet<Health> = new Set(['crashed', 'zombie', 'failed', 'killed', 'unknown_termination'])
 /** A Map, not an object: a status read from disk ("constructor", "__proto__") must never find a key. */
 const ENDED_STATUSES: ReadonlyMap<string, Health> = new Map([
@@ -78,15 +109,138 @@ const ENDED_STATUSES: ReadonlyMap<string, Health> = new Map([
 
 /** An error meant for the user: one line, and the exit status it deserves. */
 export class SessionsError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  exitCode: number
+  constructor(message: string, exitCode = 1) {
     super(message)
     this.name = 'SessionsError'
+    this.exitCode = exitCode
   }
 }
+
+/** A wrong command line: exit status 2. */
 export class UsageError extends SessionsError {
   constructor(message: string) {
     super(message, 2)
     this.name = 'UsageError'
+  }
+}
+
+/** The engine failed to start: what it printed, and how it ended. */
+export class StartError extends SessionsError {
+  output: string[]
+  constructor(message: string, output: string[]) {
+    super(message, 1)
+    this.name = 'StartError'
+    this.output = output
+  }
+}
+
+/** A change refused because the path is not what it must be: the message names it; nothing was changed. */
+export class UnsafePathError extends SessionsError {}
+
+/** A fix not made because the facts changed since the scan: that is the safe outcome, not a failure. */
+class LeftAlone extends Error {}
+
+/** The message of anything thrown. */
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+// ───────────────────────── time, text and waiting ─────────────────────────
+// Helpers every layer uses. Times travel as epoch milliseconds or ISO strings; words like "5m ago" are
+// made only by renderers.
+
+export function parseTime(value: string | null | undefined): number | null {
+  if (!value) return null
+  const ms = Date.parse(value)
+  return Number.isFinite(ms) ? ms : null
+}
+
+function isoOrNull(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString().replace('.000Z', 'Z')
+}
+
+function utcStamp(ms = Date.now()): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')
+}
+
+/** "2h 15m", "4m 3s", "12s". */
+export function formatDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000))
+  const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600)
+  const m = Math.floor((seconds % 3600) / 60), s = seconds % 60
+  if (d) return `${d}d ${h}h`
+  if (h) return `${h}h ${m}m`
+  if (m) return `${m}m ${s}s`
+  return `${s}s`
+}
+
+/** "4m 3s ago": how long before `now` a time was (a renderer's word, never data). */
+function ago(iso: string | number, now: number): string {
+  return `${formatDuration(now - (typeof iso === 'number' ? iso : Date.parse(iso)))} ago`
+}
+
+/** The largest number, without spreading an array into arguments (130,000 entries overflow the stack). */
+export function largest(numbers: number[]): number {
+  let max = -Infinity
+  for (const n of numbers) if (n > max) max = n
+  return max
+}
+
+/** A word for a POSIX shell, quoted only where it needs to be. */
+function shellQuote(text: string): string {
+  return /^[\w./=:@%+,-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`
+}
+
+/**
+ * The one place text from a file, a pane, tmux or bd is made safe for a terminal: every escape sequence
+ * (colours, titles, cursor moves, OSC 52 clipboard writes) and every C0 and C1 control character is
+ * removed, but tab and newline. Renderers only ever see text that went through here.
+ */
+export function terminalSafe(text: string): string {
+  return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '')
+}
+
+/** Every string in a result, made safe for a terminal (keys are this tool's own). */
+export function terminalSafeDeep<T>(value: T): T {
+  if (typeof value === 'string') return terminalSafe(value) as T
+  if (Array.isArray(value)) return value.map(terminalSafeDeep) as T
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, v]) => [key, terminalSafeDeep(v)])) as T
+  }
+  return value
+}
+
+/** What a terminal would show of raw output: escape sequences dropped, carriage-return rewrites resolved. */
+export function plainText(raw: string): string[] {
+  return stripVTControlCharacters(raw)
+    .split('\n')
+    .map((line) => {
+      const segments = line.replace(/\r+$/, '').split('\r')
+      return segments[segments.length - 1]
+    })
+}
+
+/** Lines without the blank ones at the end (tmux pads a pane's capture with them). */
+function trimOutput(lines: string[]): string[] {
+  let end = lines.length
+  while (end > 0 && lines[end - 1].trim() === '') end--
+  return lines.slice(0, end)
+}
+
+const sleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, signal ? { signal } : undefined)
+
+/**
+ * The one polling loop: calls `probe` every `intervalMs` until it returns something other than false,
+ * and returns that. `signal` cancels it (the promise rejects with the signal's reason); a timeout is a
+ * signal too (AbortSignal.timeout, combined with AbortSignal.any).
+ */
+export async function poll<T>(probe: () => Promise<T | false> | T | false, options: { intervalMs: number; signal?: AbortSignal }): Promise<T> {
+  for (;;) {
+    options.signal?.throwIfAborted()
+    const value = await probe()
+    if (value !== false) return value
+    await sleep(options.intervalMs, options.signal)
   }
 }
 
@@ -326,9 +480,6 @@ export async function readFileFrom(file: string, start: number): Promise<{ text:
 // allowed only where it resolves inside the root), a target that is a link is refused, temporary files
 // are created exclusively with unpredictable names, and moves and removals act on the entry itself.
 
-/** A change refused because the path is not what it must be: the message names it; nothing was changed. */
-export class UnsafePathError extends SessionsError {}
-
 /** Refuses unless every folder from `root` down to `dir` is a folder, or a link that stays inside the root. */
 function checkFoldersInside(root: string, dir: string): void {
   const shown = relative(root, dir)
@@ -537,7 +688,7 @@ export function sessionPaths(root: string, name: string) {
  * The project root: --root, else the nearest ancestor holding .claude/, else the git top level,
  * else the current directory. Always a real path, so that tmux start directories compare equal.
  */
-export async function findProjectRoot(options: { root?: string; cwd?: string } = {}): Promise<string> {
+export async function findProjectRoot(options: { root?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   const cwd = options.cwd ?? process.cwd()
   if (options.root !== undefined) {
     if (options.root === '') throw new UsageError('--root needs a directory')
@@ -548,7 +699,7 @@ export async function findProjectRoot(options: { root?: string; cwd?: string } =
     return realpathSync(root)
   }
   // ~/.claude is Claude Code's own settings folder, not a project's: the home folder is never taken for one.
-  const home = path.resolve(homedir())
+  const home = path.resolve(options.env?.HOME || homedir())
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
     if (dir !== home && isDirectory(path.join(dir, '.claude'))) return realpathSync(dir)
     if (path.dirname(dir) === dir) break
@@ -556,17 +707,6 @@ export async function findProjectRoot(options: { root?: string; cwd?: string } =
   const git = await $({ quiet: true, nothrow: true, cwd })`git rev-parse --show-toplevel`
   if (git.exitCode === 0 && git.stdout.trim()) return realpathSync(git.stdout.trim())
   return realpathSync(cwd)
-}
-
-function isDirectory(p: string): boolean {
-  try { return statSync(p).isDirectory() } catch { return false }
-}
-
-/** The largest number, without spreading an array into arguments (130,000 entries overflow the stack). */
-export function largest(numbers: number[]): number {
-  let max = -Infinity
-  for (const n of numbers) if (n > max) max = n
-  return max
 }
 
 export function isInside(child: string, parent: string): boolean {
@@ -587,9 +727,79 @@ export function checkName(name: string): string {
   return name
 }
 
+function relative(root: string, file: string): string {
+  return path.relative(root, file) || '.'
+}
+
+function isDirectory(p: string): boolean {
+  try { return statSync(p).isDirectory() } catch { return false }
+}
+
+function listNames(dir: string, filter: (entry: string) => boolean): string[] {
+  try {
+    return readdirSync(dir).filter(filter).sort()
+  } catch {
+    return []
+  }
+}
+
+function resolveRunner(root: string, options: { cwd?: string; env?: NodeJS.ProcessEnv; runner?: string }): string {
+  const cwd = options.cwd ?? process.cwd()
+  const fromEnv = settingsOf(options.env).runner
+  const [file, source] = options.runner !== undefined
+    ? [path.resolve(cwd, options.runner), '--runner']
+    : fromEnv
+      ? [path.resolve(cwd, fromEnv), 'SESSIONS_RUNNER']
+      : [path.join(root, 'scripts', 'run.sh'), 'the project']
+  let isFile = false
+  try { isFile = statSync(file).isFile() } catch { /* reported below */ }
+  if (!isFile) throw new SessionsError(`no engine runner: ${file} (from ${source}) is not a file; give --runner=PATH or set SESSIONS_RUNNER`)
+  return file
+}
+
+function findStage(runner: string, type: string): void {
+  if (!isValidName(type)) throw new UsageError(`invalid stage type "${type}"`)
+  const stages = path.join(path.dirname(runner), 'stages')
+  if (isDirectory(path.join(stages, type))) return
+  const known = listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
+  throw new SessionsError(`unknown stage type "${type}": no ${path.join(stages, type)}/; ${known.length ? `stages: ${known.join(', ')}` : 'no stages there'}`)
+}
+
+function pipelineFolders(root: string, runner: string): string[] {
+  return [path.join(path.dirname(runner), 'pipelines'), path.join(root, '.claude', 'pipelines')]
+}
+
+/** The pipeline file as given, or under scripts/pipelines/ or .claude/pipelines/ (with or without .yaml). */
+function findPipelineFile(file: string, root: string, runner: string, cwd: string): string {
+  const names = path.extname(file) ? [file] : [file, `${file}.yaml`, `${file}.yml`]
+  const candidates = names.flatMap((name) => [path.resolve(cwd, name), ...pipelineFolders(root, runner).map((dir) => path.join(dir, name))])
+  const found = candidates.find((candidate) => {
+    try { return statSync(candidate).isFile() } catch { return false }
+  })
+  if (found) return found
+  const known = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
+  throw new SessionsError(`pipeline file not found: ${file} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${known.length ? `; pipelines: ${known.join(', ')}` : ''}`)
+}
+
+/** The node ids of a pipeline file, for the plan shown before starting (a light read, not a YAML parser). */
+function pipelineStageNames(file: string): string[] {
+  try {
+    return [...readFileSync(file, 'utf8').matchAll(/^\s*-\s*id:\s*["']?([^"'\s#]+)/gm)].map((m) => m[1])
+  } catch {
+    return []
+  }
+}
+
+/** A path the engine (run in the project root) can use: relative when inside the project. */
+function pathForEngine(file: string, root: string): string {
+  return isInside(file, root) ? path.relative(root, file) : file
+}
+
 // ───────────────────────── tmux ─────────────────────────
 
 export interface TmuxOptions {
+  /** The environment for tmux and the engine (default: this process's). */
+  env?: NodeJS.ProcessEnv
   /** tmux -L socket name; otherwise SESSIONS_TMUX_SOCKET; otherwise tmux's default (which honours TMUX_TMPDIR). */
   socket?: string
 }
@@ -610,7 +820,7 @@ export interface TmuxSession {
 }
 
 function tmuxSocket(options: TmuxOptions): string | undefined {
-  return options.socket ?? (process.env.SESSIONS_TMUX_SOCKET || undefined)
+  return options.socket ?? settingsOf(options.env).socket
 }
 
 /**
@@ -627,8 +837,8 @@ export function tmuxArgv(options: TmuxOptions, ...command: string[]): string[] {
  * (a tmux server started here must never carry an engine's tag), and with a UTF-8 character type so that
  * a server started here compares paths byte for byte.
  */
-export function tmuxEnvironment(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, LC_CTYPE: 'C.UTF-8' }
+export function tmuxEnvironment(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base, LC_CTYPE: 'C.UTF-8' }
   for (const key of ['TMUX', 'TMUX_PANE', 'LC_ALL', SESSION_TAG]) delete env[key]
   return env
 }
@@ -645,7 +855,7 @@ export const tmuxTarget = {
 }
 
 export async function runTmux(options: TmuxOptions, ...command: string[]) {
-  return $({ quiet: true, nothrow: true, env: tmuxEnvironment() })`tmux ${tmuxArgv(options, ...command)}`
+  return $({ quiet: true, nothrow: true, env: tmuxEnvironment(options.env) })`tmux ${tmuxArgv(options, ...command)}`
 }
 
 /** tmux's words for "there is no server", which means "no sessions", not an error. */
@@ -1281,7 +1491,7 @@ export async function gatherProject(options: GatherOptions = {}): Promise<Projec
  * read, so that a fleet's raw files are not all held at once (list keeps rows, not states).
  */
 export async function mapProject<T>(options: GatherOptions, map: (facts: SessionFacts) => T): Promise<{ root: string; sessions: T[]; foreign: ProjectFacts['foreign'] }> {
-  const root = await findProjectRoot({ root: options.root })
+  const root = await findProjectRoot(options)
   const all = options.tmuxSessions ?? await listTmuxSessions(options)
   const { own, foreign } = ownTmuxSessions(all, root)
   const names = await sessionNames(root, own)
@@ -1324,13 +1534,9 @@ export interface HealthVerdict {
   resumable: boolean
 }
 
-function ago(ms: number): string {
-  return `${formatDuration(ms)} ago`
-}
-
 /** The one place that decides health (DESIGN.md, "Health"). */
 export function classifyHealth(facts: HealthFacts): HealthVerdict {
-  const grace = facts.graceMs ?? DEFAULT_GRACE_SECONDS * 1000
+  const grace = facts.graceMs ?? DEFAULTS.startGraceSeconds * 1000
   const evidence: string[] = []
   const { tmux, lock, state } = facts
   const verdict = (health: Health, why: string): HealthVerdict =>
@@ -1340,7 +1546,7 @@ export function classifyHealth(facts: HealthFacts): HealthVerdict {
   const paneAlive = tmux !== null && !tmux.paneDead
   if (tmux === null) evidence.push('no tmux session')
   else if (tmux.paneDead) evidence.push(`tmux session ${tmux.tmuxName} has a dead pane (exit status ${tmux.paneDeadStatus ?? 'unknown'})`)
-  else evidence.push(`tmux session ${tmux.tmuxName} alive (pane PID ${tmux.panePid ?? '?'}), created ${ago(facts.now - tmux.createdMs)}`)
+  else evidence.push(`tmux session ${tmux.tmuxName} alive (pane PID ${tmux.panePid ?? '?'}), created ${isoOrNull(tmux.createdMs)}`)
 
   if (lock.kind === 'missing') evidence.push('no lock file')
   else if (lock.kind === 'corrupt') evidence.push(`corrupt: ${lock.problem}`)
@@ -1417,16 +1623,6 @@ export function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number
 }
 
 // ───────────────────────── describing a session ─────────────────────────
-
-export function parseTime(value: string | null | undefined): number | null {
-  if (!value) return null
-  const ms = Date.parse(value)
-  return Number.isFinite(ms) ? ms : null
-}
-
-function isoOrNull(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString().replace('.000Z', 'Z')
-}
 
 /** One session as `list` shows it and `--json` carries it; names in snake_case like the engine's files. */
 export interface SessionRow {
@@ -1533,7 +1729,7 @@ export function resumeCommand(name: string, stage: ReturnType<typeof describeSta
     return stage.pipelineFile ? `${SELF} start pipeline ${stage.pipelineFile} ${name} --resume` : null
   }
   if (!stage.type) return null
-  return `${SELF} start ${stage.type} ${name} ${stage.maxIterations ?? DEFAULT_MAX} --resume`
+  return `${SELF} start ${stage.type} ${name} ${stage.maxIterations ?? DEFAULTS.maxIterations} --resume`
 }
 
 function endedAt(state: State | null): number | null {
@@ -1549,17 +1745,14 @@ function lastActivity(state: State | null, tmux: TmuxSession | null): number | n
   return times.length ? largest(times) : tmux?.createdMs ?? null
 }
 
-function relative(root: string, file: string): string {
-  return path.relative(root, file) || '.'
-}
-
 export function describeSession(facts: SessionFacts, now: number, options: { graceMs?: number } = {}): SessionRow {
   const verdict = classifyHealth(healthFactsOf(facts, now, options.graceMs))
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const stage = describeStage(facts)
   const started = parseTime(state?.started_at) ?? facts.tmux?.createdMs ?? null
-  const ended = verdict.health === 'running' || verdict.health === 'starting' ? null : endedAt(state)
-  const live = LIVE.has(verdict.health)
+  const liveness = livenessOf(verdict.health)
+  const ended = liveness === 'engine' ? null : endedAt(state)
+  const live = liveness !== 'ended'
   const lastSeen = lastActivity(state, facts.tmux)
   const lock = facts.lock
   const errorMessage = typeof state?.error === 'string' ? state.error : state?.error?.message ?? null
@@ -1623,8 +1816,8 @@ export function beadsLabel(name: string): string {
 }
 
 /** The bd executable on the PATH, found without spawning a process. */
-function findBd(): string | null {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+function findBd(env: NodeJS.ProcessEnv = process.env): string | null {
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
     if (!dir) continue
     const file = path.join(dir, 'bd')
     try {
@@ -1635,16 +1828,16 @@ function findBd(): string | null {
   return null
 }
 
-async function runBd(args: string[]): Promise<string | null> {
-  const bd = findBd()
+async function runBd(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
+  const bd = findBd(env)
   if (!bd) return null
-  const result = await $({ quiet: true, nothrow: true })`${bd} ${args}`
+  const result = await $({ quiet: true, nothrow: true, env })`${bd} ${args}`
   return result.exitCode === 0 ? result.stdout : null
 }
 
 /** Beads from `bd list|ready [--label=L] --json`; null without bd, or when bd fails. */
-export async function readBeads(kind: 'list' | 'ready', label?: string): Promise<Bead[] | null> {
-  const stdout = await runBd([kind, ...(label ? [`--label=${label}`] : []), '--json'])
+export async function readBeads(kind: 'list' | 'ready', label?: string, env?: NodeJS.ProcessEnv): Promise<Bead[] | null> {
+  const stdout = await runBd([kind, ...(label ? [`--label=${label}`] : []), '--json'], env)
   if (stdout === null) return null
   try {
     const parsed = z.array(BeadSchema).safeParse(JSON.parse(stdout))
@@ -1657,8 +1850,8 @@ export async function readBeads(kind: 'list' | 'ready', label?: string): Promise
 export interface BeadsSummary { done: number; in_progress: string[]; ready: string[]; remaining: number }
 
 /** A session's beads: done, in progress and ready (null without bd). */
-export async function sessionBeads(name: string): Promise<BeadsSummary | null> {
-  const [all, ready] = await Promise.all([readBeads('list', beadsLabel(name)), readBeads('ready', beadsLabel(name))])
+export async function sessionBeads(name: string, env?: NodeJS.ProcessEnv): Promise<BeadsSummary | null> {
+  const [all, ready] = await Promise.all([readBeads('list', beadsLabel(name), env), readBeads('ready', beadsLabel(name), env)])
   if (!all) return null
   return {
     done: all.filter((b) => b.status === 'closed').length,
@@ -1669,19 +1862,19 @@ export async function sessionBeads(name: string): Promise<BeadsSummary | null> {
 }
 
 /** Puts a session's in-progress beads back to open, as the engine does on a stale lock: no task stays claimed by a dead agent. */
-export async function reopenBeads(name: string): Promise<string[]> {
-  const all = await readBeads('list', beadsLabel(name))
+export async function reopenBeads(name: string, env?: NodeJS.ProcessEnv): Promise<string[]> {
+  const all = await readBeads('list', beadsLabel(name), env)
   const reopened: string[] = []
   for (const bead of (all ?? []).filter((b) => b.status === 'in_progress')) {
-    if ((await runBd(['update', bead.id, '--status=open'])) !== null) reopened.push(bead.id)
+    if ((await runBd(['update', bead.id, '--status=open'], env)) !== null) reopened.push(bead.id)
   }
   return reopened
 }
 
 /** Beads left per ralph session, from one bd call for the whole project (null without bd). */
-async function beadsRemainingBySession(rows: SessionRow[]): Promise<Map<string, number> | null> {
-  if (!rows.some((row) => row.type === 'ralph') || !findBd()) return null
-  const all = await readBeads('list')
+async function beadsRemainingBySession(rows: SessionRow[], env?: NodeJS.ProcessEnv): Promise<Map<string, number> | null> {
+  if (!rows.some((row) => row.type === 'ralph') || !findBd(env)) return null
+  const all = await readBeads('list', undefined, env)
   if (!all) return null
   const left = new Map<string, number>()
   for (const row of rows) if (row.type === 'ralph') left.set(row.name, 0)
@@ -1700,6 +1893,8 @@ async function beadsRemainingBySession(rows: SessionRow[]): Promise<Map<string, 
 export interface CommonOptions extends TmuxOptions {
   /** The project root; otherwise found from the current directory. */
   root?: string
+  /** Where relative paths given by the user start, and where the root is looked for (default: the current directory). */
+  cwd?: string
   /** Seconds a new tmux session may go without a lock before it counts as orphaned (default 30). */
   startGraceSeconds?: number
 }
@@ -1714,7 +1909,7 @@ export interface ListOptions extends CommonOptions {
 export interface NextAction { command: string; why: string }
 
 function startGraceMs(options: CommonOptions): number {
-  return (options.startGraceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000
+  return (options.startGraceSeconds ?? DEFAULTS.startGraceSeconds) * 1000
 }
 
 export interface ListResult {
@@ -1774,13 +1969,13 @@ function listNext(rows: SessionRow[]): NextAction[] {
 export async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
   const project = await mapProject(options, (facts) => describeSession(facts, now, { graceMs: startGraceMs(options) }))
-  const remaining = await beadsRemainingBySession(project.sessions)
+  const remaining = await beadsRemainingBySession(project.sessions, options.env)
   const sessions = remaining ? project.sessions.map((row) => ({ ...row, beads_remaining: remaining.get(row.name) ?? null })) : project.sessions
   const result: ListResult = {
     project: project.root,
     sessions,
     counts: countHealths(sessions),
-    warnings: listWarnings(sessions, now, (options.stallMinutes ?? DEFAULT_STALL_MINUTES) * 60_000),
+    warnings: listWarnings(sessions, now, (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000),
     next: listNext(sessions),
   }
   if (options.all) {
@@ -1967,7 +2162,7 @@ function sessionExists(facts: SessionFacts): boolean {
 /** One named session's facts and row; an unknown name is refused with the names that do exist. */
 async function sessionFactsFor(name: string, options: CommonOptions) {
   checkName(name)
-  const root = await findProjectRoot({ root: options.root })
+  const root = await findProjectRoot(options)
   const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
   const facts = await gatherSession(name, root, own.get(name) ?? null)
   if (!sessionExists(facts)) {
@@ -1987,7 +2182,7 @@ export async function status(name: string, options: CommonOptions = {}): Promise
     progressFile(facts),
     recentIterations(state, paths.runDir, facts.runEntries),
   ])
-  const beads = row.type === 'ralph' ? await sessionBeads(name) : null
+  const beads = row.type === 'ralph' ? await sessionBeads(name, options.env) : null
   const files = {
     state: row.state_file,
     progress: progress && relative(root, progress),
@@ -2055,10 +2250,6 @@ function stateHasEnded(state: State): boolean {
   return ENDED_STATUSES.has(state.status) || Boolean(state.completed_at || state.failed_at || state.killed_at || state.terminated_at)
 }
 
-function utcStamp(ms = Date.now()): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')
-}
-
 /** The file where a session's pane output is kept (tmux pipe-pane), in its run folder. */
 export const OUTPUT_LOG = 'session-output.log'
 
@@ -2066,7 +2257,6 @@ export const OUTPUT_LOG = 'session-output.log'
 
 /** New sessions: lowercase letters, digits and hyphens; not led by a hyphen, which the engine would take for a flag. */
 const NEW_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/
-const DEFAULT_WAIT_START_SECONDS = 10
 
 export function checkNewName(name: string): string {
   checkName(name)
@@ -2137,72 +2327,6 @@ export interface StartResult extends StartPlan {
   skipped_environment?: string[]
 }
 
-/** The engine failed to start: what it printed, and how it ended. */
-export class StartError extends SessionsError {
-  constructor(message: string, readonly output: string[]) {
-    super(message, 1)
-    this.name = 'StartError'
-  }
-}
-
-function resolveRunner(root: string, cwd: string, runner?: string): string {
-  const [file, source] = runner !== undefined
-    ? [path.resolve(cwd, runner), '--runner']
-    : process.env.SESSIONS_RUNNER
-      ? [path.resolve(cwd, process.env.SESSIONS_RUNNER), 'SESSIONS_RUNNER']
-      : [path.join(root, 'scripts', 'run.sh'), 'the project']
-  let isFile = false
-  try { isFile = statSync(file).isFile() } catch { /* reported below */ }
-  if (!isFile) throw new SessionsError(`no engine runner: ${file} (from ${source}) is not a file; give --runner=PATH or set SESSIONS_RUNNER`)
-  return file
-}
-
-function listNames(dir: string, filter: (entry: string) => boolean): string[] {
-  try {
-    return readdirSync(dir).filter(filter).sort()
-  } catch {
-    return []
-  }
-}
-
-function findStage(runner: string, type: string): void {
-  if (!isValidName(type)) throw new UsageError(`invalid stage type "${type}"`)
-  const stages = path.join(path.dirname(runner), 'stages')
-  if (isDirectory(path.join(stages, type))) return
-  const known = listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
-  throw new SessionsError(`unknown stage type "${type}": no ${path.join(stages, type)}/; ${known.length ? `stages: ${known.join(', ')}` : 'no stages there'}`)
-}
-
-function pipelineFolders(root: string, runner: string): string[] {
-  return [path.join(path.dirname(runner), 'pipelines'), path.join(root, '.claude', 'pipelines')]
-}
-
-/** The pipeline file as given, or under scripts/pipelines/ or .claude/pipelines/ (with or without .yaml). */
-function findPipelineFile(file: string, root: string, runner: string, cwd: string): string {
-  const names = path.extname(file) ? [file] : [file, `${file}.yaml`, `${file}.yml`]
-  const candidates = names.flatMap((name) => [path.resolve(cwd, name), ...pipelineFolders(root, runner).map((dir) => path.join(dir, name))])
-  const found = candidates.find((candidate) => {
-    try { return statSync(candidate).isFile() } catch { return false }
-  })
-  if (found) return found
-  const known = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
-  throw new SessionsError(`pipeline file not found: ${file} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${known.length ? `; pipelines: ${known.join(', ')}` : ''}`)
-}
-
-/** The node ids of a pipeline file, for the plan shown before starting (a light read, not a YAML parser). */
-function pipelineStageNames(file: string): string[] {
-  try {
-    return [...readFileSync(file, 'utf8').matchAll(/^\s*-\s*id:\s*["']?([^"'\s#]+)/gm)].map((m) => m[1])
-  } catch {
-    return []
-  }
-}
-
-/** A path the engine (run in the project root) can use: relative when inside the project. */
-function pathForEngine(file: string, root: string): string {
-  return isInside(file, root) ? path.relative(root, file) : file
-}
-
 /** Refuses what would clash with an existing session, with the way out in the message. */
 function checkStartConflicts(request: StartRequest, row: SessionRow | null, facts: SessionFacts): void {
   const name = request.name
@@ -2268,8 +2392,8 @@ export async function planStart(request: StartRequest, options: StartOptions = {
   if (request.max !== undefined && !(Number.isInteger(request.max) && request.max > 0)) throw new UsageError(`MAX must be a positive integer, got ${request.max}`)
   if (request.runs !== undefined && !(Number.isInteger(request.runs) && request.runs > 0)) throw new UsageError(`RUNS must be a positive integer, got ${request.runs}`)
   if (request.resume && request.force) throw new UsageError('--resume and --force exclude each other: continue the session, or start it afresh')
-  const root = await findProjectRoot({ root: options.root, cwd })
-  const runner = resolveRunner(root, cwd, options.runner)
+  const root = await findProjectRoot({ ...options, cwd })
+  const runner = resolveRunner(root, options)
   let pipelineFile: string | null = null
   if (request.type) findStage(runner, request.type)
   else pipelineFile = findPipelineFile(request.pipeline!, root, runner, cwd)
@@ -2285,7 +2409,7 @@ export async function planStart(request: StartRequest, options: StartOptions = {
   checkStartConflicts(request, row, facts)
 
   // A resumed loop keeps its max unless a new one is given.
-  const max = request.type ? request.max ?? (request.resume ? row?.max_iterations ?? undefined : undefined) ?? DEFAULT_MAX : null
+  const max = request.type ? request.max ?? (request.resume ? row?.max_iterations ?? undefined : undefined) ?? DEFAULTS.maxIterations : null
   const pipelineArg = pipelineFile && pathForEngine(pipelineFile, root)
   const plan: StartPlan = {
     project: root,
@@ -2307,7 +2431,7 @@ export async function planStart(request: StartRequest, options: StartOptions = {
     warnings: [],
   }
   if (request.type === 'ralph') {
-    const ready = await readBeads('ready', beadsLabel(request.name))
+    const ready = await readBeads('ready', beadsLabel(request.name), options.env)
     if (ready && !ready.length) plan.warnings.push(`no ready beads labelled ${beadsLabel(request.name)}: ralph will find its queue empty and stop`)
   }
   return { plan, facts, row }
@@ -2317,8 +2441,8 @@ export async function planStart(request: StartRequest, options: StartOptions = {
  * The caller's environment for the engine, without tmux's own variables (they describe the caller's pane)
  * and without any session tag the caller inherited: the engine's own tag is set by its launcher (engineWrapper).
  */
-function engineEnvironment(): [string, string][] {
-  return Object.entries(process.env)
+function engineEnvironment(env: NodeJS.ProcessEnv = process.env): [string, string][] {
+  return Object.entries(env)
     .filter((entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && entry[0] !== SESSION_TAG)
 }
 
@@ -2366,10 +2490,6 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
   return skipped
 }
 
-function shellQuote(text: string): string {
-  return `'${text.replace(/'/g, `'\\''`)}'`
-}
-
 interface PaneState { exists: boolean; dead: boolean; status: number | null; pid: number | null }
 
 async function paneState(options: TmuxOptions, tmuxName: string): Promise<PaneState> {
@@ -2390,21 +2510,13 @@ export async function capturePane(options: TmuxOptions, tmuxName: string, histor
   return trimOutput(result.stdout.split('\n').filter((line) => !/^Pane is dead \(/.test(line)))
 }
 
-function trimOutput(lines: string[]): string[] {
-  let end = lines.length
-  while (end > 0 && lines[end - 1].trim() === '') end--
-  return lines.slice(0, end)
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
 /**
  * Starts the engine in a new tmux session and waits until it holds its lock. The session starts with a
  * placeholder so that the output copy, remain-on-exit and the environment are in place before the
  * engine runs; then the engine replaces the placeholder.
  */
 export async function start(request: StartRequest, options: StartOptions = {}): Promise<StartResult> {
-  const root = await findProjectRoot({ root: options.root, cwd: options.cwd ?? process.cwd() })
+  const root = await findProjectRoot(options)
   // One start of a name at a time, from before its checks to its verified end: two `start --force` of one
   // name would move each other's fresh run folders aside.
   const lock = path.join(root, '.claude', `sessions-start-${checkName(request.name)}.lock`)
@@ -2481,7 +2593,7 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
     'set-option', '-w', '-t', pane, 'remain-on-exit', 'on', ';',
     'pipe-pane', '-o', '-t', pane, tmuxLiteral(appendCommand(log)))
   if (prepared.exitCode !== 0) throw new SessionsError(`tmux could not prepare ${tmuxName}: ${prepared.stderr.trim()}`)
-  const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment())
+  const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(options.env))
   const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
   if (respawned.exitCode !== 0) throw new SessionsError(`tmux could not start the engine: ${respawned.stderr.trim()}`)
 
@@ -2489,7 +2601,7 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
   // sets a new resumed_at), or the pane died first.
   options.onWaiting?.()
   const resumedBefore = facts.state.kind === 'ok' ? facts.state.value.resumed_at ?? null : null
-  const deadline = Date.now() + (options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS) * 1000
+  const deadline = Date.now() + (options.waitStartSeconds ?? DEFAULTS.waitStartSeconds) * 1000
   for (;;) {
     const paneNow = await paneState(options, tmuxName)
     const now = await gatherSession(plan.name, root, null)
@@ -2524,7 +2636,7 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
       // The engine may only be slow: what runs is left for the user to look at, not undone.
       made.tmuxName = null
       made.folders = []
-      throw new SessionsError(`the engine of ${plan.name} has not taken its lock and written its state after ${options.waitStartSeconds ?? DEFAULT_WAIT_START_SECONDS}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
+      throw new SessionsError(`the engine of ${plan.name} has not taken its lock and written its state after ${options.waitStartSeconds ?? DEFAULTS.waitStartSeconds}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
     }
     await sleep(100)
   }
@@ -2596,7 +2708,6 @@ export interface KillReport {
   state_refused?: string
 }
 
-const DEFAULT_KILL_GRACE_SECONDS = 10
 
 /** The same process as when we looked: alive, and with the same start stamp (not a reused PID). */
 async function isSameProcess(pid: number, stamp: number | null): Promise<boolean> {
@@ -2696,7 +2807,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     // Its agents that no longer hang below the engine (started by this tool, so tagged by this run).
     ...taggedFor(await taggedProcesses(), sessionPaths(projectRoot, name).runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null),
   ]
-  const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULT_KILL_GRACE_SECONDS) * 1000)
+  const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000)
   report.terminated = stopped.terminated
   report.force_killed = stopped.forceKilled
 
@@ -2730,7 +2841,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
       report.state_refused = error.message
     }
   }
-  if (row.type === 'ralph') report.beads_reopened = await reopenBeads(name)
+  if (row.type === 'ralph') report.beads_reopened = await reopenBeads(name, options.env)
   const parts = [
     stopped.terminated.length ? `stopped ${stopped.terminated.length} process${stopped.terminated.length === 1 ? '' : 'es'} (${stopped.terminated.join(', ')})` : 'no process was running',
     stopped.forceKilled.length ? `${stopped.forceKilled.length} needed SIGKILL` : null,
@@ -2747,7 +2858,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
 export async function kill(names: string[], options: KillOptions = {}): Promise<KillReport[]> {
   if (!names.length) throw new UsageError('kill: missing session NAME')
   names.forEach(checkName)
-  const root = await findProjectRoot({ root: options.root })
+  const root = await findProjectRoot(options)
   const reports: KillReport[] = []
   for (const name of [...new Set(names)]) {
     // Listed again for each: killing one session changes the server.
@@ -2790,9 +2901,16 @@ export interface CleanupResult extends CleanupScan {
   next: NextAction[]
 }
 
+/** What to repair, decided once the problems are known: nothing, or these kinds, maybe one by one. */
+export type CleanupDecision = 'cancel' | { only?: ProblemKind[]; choose?: (problem: CleanupProblem) => Promise<boolean> }
+
 export interface CleanupOptions extends CommonOptions {
-  /** Repair what the scan found (otherwise report only). */
+  /** Repair what the scan found (the same as mode 'fix'). */
   fix?: boolean
+  /** report (default): find and say; fix: repair what is found; dry_run: report, and say that nothing was changed. */
+  mode?: 'report' | 'fix' | 'dry_run'
+  /** In report mode, asked with the scan (a terminal's question): repair after all, and what. */
+  decide?: (scan: CleanupScan) => Promise<CleanupDecision>
   /** Only these kinds of problem. */
   only?: ProblemKind[]
   /** Asked per problem before fixing it (one by one); false skips it. */
@@ -2858,9 +2976,6 @@ export async function scanCleanup(options: CommonOptions = {}): Promise<CleanupS
   return scan
 }
 
-/** A fix not made because the facts changed since the scan: that is the safe outcome, not a failure. */
-class LeftAlone extends Error {}
-
 /** A session's facts as they are now: every fix checks again right before it changes anything. */
 async function freshFacts(name: string, root: string, options: CommonOptions) {
   const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
@@ -2874,7 +2989,7 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
   if (engineLive) throw new LeftAlone('the session is alive now')
   if (facts.paneEngine) throw new LeftAlone(`an engine runs in its pane (PID ${facts.paneEngine.pid})`)
   const paths = sessionPaths(root, problem.name)
-  const graceMs = (options.graceSeconds ?? DEFAULT_KILL_GRACE_SECONDS) * 1000
+  const graceMs = (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000
   switch (problem.problem) {
     case 'orphaned_tmux':
     case 'dead_pane': {
@@ -2897,7 +3012,7 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
       const pid = facts.lock.value.pid
       if (pid !== problem.pid) throw new LeftAlone(`the lock now names PID ${pid}`)
       removeInside(root, paths.lock)
-      const reopened = describeStage(facts).type === 'ralph' ? await reopenBeads(problem.name) : []
+      const reopened = describeStage(facts).type === 'ralph' ? await reopenBeads(problem.name, options.env) : []
       return `removed .claude/locks/${problem.name}.lock (PID ${pid})${reopened.length ? `; beads ${reopened.join(', ')} back to open` : ''}`
     }
     case 'zombie_state': {
@@ -2940,10 +3055,20 @@ export async function applyCleanup(scan: CleanupScan, options: CleanupOptions = 
   })
 }
 
+/**
+ * Finds what is out of step and, as the options say, repairs it: all of it (fix), what `decide` chooses
+ * once it has seen the problems, or nothing. The mode in the result says what happened.
+ */
 export async function cleanup(options: CleanupOptions = {}): Promise<CleanupResult> {
   const scan = await scanCleanup(options)
-  const done = options.fix ? await applyCleanup(scan, options) : scan
-  return summarizeCleanup(done, options.fix ? 'fixed' : 'report', options)
+  const mode = options.mode ?? (options.fix ? 'fix' : 'report')
+  const fixable = scan.problems.filter((p) => !options.only || options.only.includes(p.kind))
+  if (mode === 'dry_run' || !fixable.length) return summarizeCleanup(scan, mode === 'dry_run' ? 'dry_run' : 'report', options)
+  if (mode === 'fix') return summarizeCleanup(await applyCleanup(scan, options), 'fixed', options)
+  const decision = options.decide ? await options.decide(scan) : null
+  if (decision === 'cancel') return summarizeCleanup(scan, 'cancelled', options)
+  if (decision === null) return summarizeCleanup(scan, 'report', options)
+  return summarizeCleanup(await applyCleanup(scan, { ...options, only: decision.only, choose: decision.choose }), 'fixed', options)
 }
 
 export async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['mode'], options: CommonOptions = {}): Promise<CleanupResult> {
@@ -3055,18 +3180,6 @@ export interface MonitorResult {
   beads: BeadsSummary | null
 }
 
-/** What a terminal would show of raw output: colour codes dropped, carriage-return rewrites resolved. */
-export function plainText(raw: string): string[] {
-  return raw
-    .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '')
-    .replace(/\x1b\][^\x07\x1b]*(\x07|\x1b\\)/g, '')
-    .split('\n')
-    .map((line) => {
-      const segments = line.replace(/\r+$/, '').split('\r')
-      return segments[segments.length - 1]
-    })
-}
-
 async function readOutputLog(file: string, lines: number): Promise<string[] | null> {
   const tail = await readFileFrom(file, -512 * 1024)
   return tail && trimOutput(plainText(tail.text)).slice(-lines)
@@ -3078,7 +3191,7 @@ export async function monitor(name: string, options: MonitorOptions = {}): Promi
   const paths = sessionPaths(root, name)
   const log = path.join(paths.runDir, OUTPUT_LOG)
   const progress = await progressFile(facts)
-  const beads = row.type === 'ralph' ? await sessionBeads(name) : null
+  const beads = row.type === 'ralph' ? await sessionBeads(name, options.env) : null
   const base = { session: row, log: existsSync(log) ? relative(root, log) : null, progress: progress && relative(root, progress), beads }
   if (facts.tmux) {
     const captured = await capturePane(options, facts.tmux.tmuxName, Math.max(lines * 4, 200))
@@ -3126,15 +3239,18 @@ export async function followOutput(name: string, write: (text: string) => void, 
     }
     previous = lines
   }
-  for (;;) {
-    if (options.signal?.aborted) return (await sessionFactsFor(name, options)).row
-    await readNew()
-    const { row } = await sessionFactsFor(name, options)
-    if (!LIVE.has(row.health)) {
+  try {
+    // Until no engine runs it (as `wait` decides), then what it printed last.
+    return await poll(async () => {
+      await readNew()
+      const { row } = await sessionFactsFor(name, options)
+      if (livenessOf(row.health) === 'engine') return false
       await readNew()
       return row
-    }
-    await sleep(options.intervalMs ?? 500)
+    }, { intervalMs: options.intervalMs ?? 500, signal: options.signal })
+  } catch (error) {
+    if (!options.signal?.aborted) throw error
+    return (await sessionFactsFor(name, options)).row
   }
 }
 
@@ -3168,10 +3284,11 @@ export async function attach(name: string, options: AttachOptions & { terminal?:
   const target = tmuxTarget.session(row.tmux.session)
   const attachArgv = ['tmux', ...tmuxArgv(options, 'attach-session', '-t', target, ...(options.readOnly ? ['-r'] : []))]
   const terminal = options.terminal ?? (Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY))
-  if (process.env.TMUX) {
+  const callerTmux = (options.env ?? process.env).TMUX
+  if (callerTmux) {
     // Inside tmux: on the same server, move this client instead of nesting a client in a pane.
     const ours = await serverSocketPath(options)
-    if (ours && process.env.TMUX.split(',')[0] === ours) {
+    if (ours && callerTmux.split(',')[0] === ours) {
       const switchArgs = ['switch-client', '-t', target, ...(options.readOnly ? ['-r'] : [])]
       const result = await runTmux(options, ...switchArgs)
       if (result.exitCode !== 0) throw new SessionsError(`tmux switch-client failed: ${result.stderr.trim()}`)
@@ -3179,7 +3296,7 @@ export async function attach(name: string, options: AttachOptions & { terminal?:
     }
   }
   if (!terminal) return { preview, action: 'printed', command: attachArgv, exit_code: 0 }
-  const env = { ...process.env }
+  const env = { ...(options.env ?? process.env) }
   delete env.TMUX // another server's client inside this pane: allowed, and what the user asked for
   const child = spawnSync('tmux', attachArgv.slice(1), { stdio: 'inherit', env })
   return { preview, action: 'attached', command: attachArgv, exit_code: child.status ?? 1 }
@@ -3188,46 +3305,37 @@ export async function attach(name: string, options: AttachOptions & { terminal?:
 // ───────────────────────── rendering text ─────────────────────────
 
 /**
- * The one place text from a file, a pane, tmux or bd is made safe for a terminal: every escape sequence
- * (colours, titles, cursor moves, OSC 52 clipboard writes) and every C0 and C1 control character is
- * removed, but tab and newline. Renderers only ever see text that went through here.
+ * What a renderer needs of the world, given, never read from it: the time, whether to use colour, and
+ * the terminal's width (undefined: no limit). Renderers are pure: the same data and view, the same text.
  */
-export function terminalSafe(text: string): string {
-  return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '')
+export interface View { now: number; color: boolean; width?: number }
+
+export function plainView(now = Date.now()): View {
+  return { now, color: false }
 }
 
-/** Every string in a result, made safe for a terminal (keys are this tool's own). */
-export function terminalSafeDeep<T>(value: T): T {
-  if (typeof value === 'string') return terminalSafe(value) as T
-  if (Array.isArray(value)) return value.map(terminalSafeDeep) as T
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([key, v]) => [key, terminalSafeDeep(v)])) as T
+type Paint = (text: string) => string
+interface Palette { bold: Paint; dim: Paint; red: Paint; green: Paint; yellow: Paint; cyan: Paint; health: (health: string) => string }
+
+const HEALTH_STYLE: Record<Health, 'green' | 'cyan' | 'yellow' | 'red' | null> = {
+  running: 'green', starting: 'cyan', orphaned: 'yellow', crashed: 'red', zombie: 'red',
+  complete: null, failed: 'red', killed: 'yellow', unknown_termination: 'yellow', paused: 'cyan', corrupt: 'red',
+}
+
+/** Colours through Node's util.styleText, or none; a value that is not a health (from another host's JSON, say) stays plain. */
+function palette(color: boolean): Palette {
+  // validateStream: false, since the view, not stdout, decides (Node 22.13+ would check stdout itself).
+  const paint = (format: Parameters<typeof styleText>[0]): Paint => (text) =>
+    color ? (styleText as (f: typeof format, t: string, o: object) => string)(format, text, { validateStream: false }) : text
+  const [bold, dim, red, green, yellow, cyan] = (['bold', 'dim', 'red', 'green', 'yellow', 'cyan'] as const).map(paint)
+  const byName = { green, cyan, yellow, red }
+  return {
+    bold, dim, red, green, yellow, cyan,
+    health: (health) => {
+      const style = Object.hasOwn(HEALTH_STYLE, health) ? HEALTH_STYLE[health as Health] : null
+      return style ? byName[style](health) : health
+    },
   }
-  return value
-}
-
-const useColor = () => Boolean(process.stdout.isTTY) && !process.env.NO_COLOR
-const paint = (code: number) => (text: string) => (useColor() ? `\x1b[${code}m${text}\x1b[0m` : text)
-const bold = paint(1), dim = paint(2), red = paint(31), green = paint(32), yellow = paint(33), cyan = paint(36)
-
-const HEALTH_COLOR: Record<Health, (text: string) => string> = {
-  running: green, starting: cyan, orphaned: yellow, crashed: red, zombie: red,
-  complete: (t) => t, failed: red, killed: yellow, unknown_termination: yellow, paused: cyan, corrupt: red,
-}
-
-/** A health in its colour; a value that is not a health (from another host's JSON, say) stays plain. */
-function paintHealth(health: string): string {
-  return Object.hasOwn(HEALTH_COLOR, health) ? HEALTH_COLOR[health as Health](health) : health
-}
-
-export function formatDuration(ms: number): string {
-  const seconds = Math.max(0, Math.round(ms / 1000))
-  const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600)
-  const m = Math.floor((seconds % 3600) / 60), s = seconds % 60
-  if (d) return `${d}d ${h}h`
-  if (h) return `${h}h ${m}m`
-  if (m) return `${m}m ${s}s`
-  return `${s}s`
 }
 
 /** Pads by visible width, so that coloured cells line up. */
@@ -3242,7 +3350,7 @@ const visibleLength = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, '').leng
  * Columns padded to line up. With `fit`, the plain-text columns named in `shrink` (first the widest of
  * them) are cut with … until a line fits the terminal's width.
  */
-function table(header: string[], rows: string[][], fit?: { width: number | undefined; shrink: number[] }): string[] {
+function table(p: Palette, header: string[], rows: string[][], fit?: { width: number | undefined; shrink: number[] }): string[] {
   const widths = header.map((h, i) => largest([h.length, ...rows.map((row) => visibleLength(row[i]))]))
   if (fit?.width) {
     const total = () => widths.reduce((sum, w) => sum + w, 0) + 2 * (widths.length - 1)
@@ -3256,11 +3364,8 @@ function table(header: string[], rows: string[][], fit?: { width: number | undef
     header = header.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell))
   }
   const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : pad(cell, widths[i]))).join('  ').trimEnd()
-  return [dim(line(header)), ...rows.map(line)]
+  return [p.dim(line(header)), ...rows.map(line)]
 }
-
-/** The terminal's width when printing to one. */
-const terminalWidth = () => (process.stdout.isTTY ? process.stdout.columns : undefined)
 
 function stageCell(row: SessionRow): string {
   if (row.mode !== 'pipeline' || row.stage_index === null) return '-'
@@ -3291,43 +3396,45 @@ function countsLine(counts: Partial<Record<Health, number>>): string {
   return Object.entries(counts).map(([health, n]) => `${n} ${health.replace('_', ' ')}`).join(' · ')
 }
 
-function nextLines(next: NextAction[]): string[] {
+function nextLines(p: Palette, next: NextAction[]): string[] {
   if (!next.length) return []
   const width = largest(next.map((n) => n.command.length))
-  return ['', bold('Next:'), ...next.map((n) => `  ${pad(n.command, width)}  ${dim(n.why)}`)]
+  return ['', p.bold('Next:'), ...next.map((n) => `  ${pad(n.command, width)}  ${p.dim(n.why)}`)]
 }
 
-export function renderList(result: ListResult, now = Date.now()): string {
+export function renderList(result: ListResult, view: View = plainView()): string {
+  const p = palette(view.color)
+  const now = view.now
   const lines: string[] = []
   if (result.sessions.length === 0) {
     lines.push(`No pipeline sessions in ${result.project}.`)
   } else {
-    lines.push(`${bold('Sessions')} in ${result.project}`, '')
-    lines.push(...table(
+    lines.push(`${p.bold('Sessions')} in ${result.project}`, '')
+    lines.push(...table(p,
       ['NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
       result.sessions.map((row) => [
         row.name, row.type ?? '?', stageCell(row), iterationCell(row),
-        paintHealth(row.health), timeCell(row, now),
+        p.health(row.health), timeCell(row, now),
       ]),
       // Widths fit the terminal: type, stage, time and iteration give way before the name.
-      { width: terminalWidth(), shrink: [1, 2, 5, 3] },
+      { width: view.width, shrink: [1, 2, 5, 3] },
     ))
     lines.push('', countsLine(result.counts))
   }
   if (result.other_projects) {
-    lines.push('', bold('Other projects on this tmux server:'))
+    lines.push('', p.bold('Other projects on this tmux server:'))
     if (result.other_projects.length === 0) lines.push('  none')
     else {
-      lines.push(...table(
+      lines.push(...table(p,
         ['NAME', 'TMUX SESSION', 'DIRECTORY'],
         result.other_projects.map((o) => [o.name, o.pane_dead ? `${o.tmux_session} (dead pane)` : o.tmux_session, o.directory]),
       ).map((line) => `  ${line}`))
     }
   }
   if (result.warnings.length) {
-    lines.push('', bold('Warnings:'), ...result.warnings.map((w) => `  ${yellow('!')} ${w}`))
+    lines.push('', p.bold('Warnings:'), ...result.warnings.map((w) => `  ${p.yellow('!')} ${w}`))
   }
-  lines.push(...nextLines(result.next))
+  lines.push(...nextLines(p, result.next))
   return lines.join('\n') + '\n'
 }
 
@@ -3338,30 +3445,32 @@ function localTime(iso: string | null): string {
   return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`
 }
 
-function section(title: string, pairs: [string, string | null][]): string[] {
+function section(p: Palette, title: string, pairs: [string, string | null][]): string[] {
   const shown = pairs.filter((pair): pair is [string, string] => pair[1] !== null)
   if (!shown.length) return []
   const width = largest(shown.map(([key]) => key.length))
-  return ['', bold(title), ...shown.map(([key, value]) => `  ${pad(key, width)}  ${value}`)]
+  return ['', p.bold(title), ...shown.map(([key, value]) => `  ${pad(key, width)}  ${value}`)]
 }
 
-export function renderStatus(result: StatusResult, now = Date.now()): string {
-  const lines = [`${bold(result.name)}: ${paintHealth(result.health)}  ${dim(result.why)}`]
+export function renderStatus(result: StatusResult, view: View = plainView()): string {
+  const p = palette(view.color)
+  const now = view.now
+  const lines = [`${p.bold(result.name)}: ${p.health(result.health)}  ${p.dim(result.why)}`]
   const ended = result.ended_at
-  lines.push(...section('Overview', [
+  lines.push(...section(p, 'Overview', [
     ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : result.mode ?? 'unknown'],
     ['started', result.started_at ? `${localTime(result.started_at)} (${formatDuration(now - Date.parse(result.started_at))} ago)` : null],
     ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
     ['runtime', result.runtime_seconds !== null ? formatDuration(result.runtime_seconds * 1000) : null],
     ['ended', ended ? localTime(ended) : null],
-    ['last seen', !ended && !LIVE.has(result.health) && result.last_activity_at
+    ['last seen', !ended && livenessOf(result.health) === 'ended' && result.last_activity_at
       ? `${localTime(result.last_activity_at)} (${formatDuration(now - Date.parse(result.last_activity_at))} ago)` : null],
     ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
     ['error', result.error_detail?.message
       ? `${result.error_detail.message}${result.error_detail.type ? ` (${result.error_detail.type})` : ''}`
       : null],
   ]))
-  lines.push(...section('Progress', [
+  lines.push(...section(p, 'Progress', [
     ['stage', result.stage_index !== null ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${result.stage_kind === 'parallel' ? ' (parallel block)' : ''}` : null],
     ['iteration', result.stage_kind !== 'parallel' && (result.iteration !== null || result.max_iterations !== null)
       ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}` : null],
@@ -3371,7 +3480,7 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
     ['last event', result.last_event ? `${result.last_event.type} ${formatDuration(now - Date.parse(result.last_event.ts))} ago` : null],
   ]))
   const lock = result.lock
-  lines.push(...section('Resources', [
+  lines.push(...section(p, 'Resources', [
     ['tmux', result.tmux
       ? `${result.tmux.session} · pane PID ${result.tmux.pane_pid ?? '?'}${result.tmux.pane_dead ? ` · dead (exit ${result.tmux.exit_status ?? '?'})` : ''} · ${result.tmux.attached} attached`
       : 'none'],
@@ -3379,7 +3488,7 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
       : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? lock.proof ? ` · the engine (${lock.proof === 'flock' ? 'kernel flock' : 'command line'})` : ' · not the engine' : ''} · since ${localTime(lock.started_at)}`],
     ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
   ]))
-  lines.push(...section('Files', [
+  lines.push(...section(p, 'Files', [
     ['state', result.files.state],
     ['progress', result.files.progress],
     ['run folder', result.files.run_dir],
@@ -3388,42 +3497,43 @@ export function renderStatus(result: StatusResult, now = Date.now()): string {
     ['plan', result.files.plan],
   ]))
   if (result.recent_iterations.length) {
-    lines.push('', bold(result.recent_iterations.length === 1 ? 'Last iteration' : `Last ${result.recent_iterations.length} iterations`))
-    lines.push(...table(['#', 'STAGE', 'DECISION', 'WHEN', 'SUMMARY'], result.recent_iterations.map((it) => [
+    lines.push('', p.bold(result.recent_iterations.length === 1 ? 'Last iteration' : `Last ${result.recent_iterations.length} iterations`))
+    lines.push(...table(p, ['#', 'STAGE', 'DECISION', 'WHEN', 'SUMMARY'], result.recent_iterations.map((it) => [
       String(it.iteration ?? '?'), it.stage ?? '?', it.decision ?? '-',
       it.timestamp ? `${formatDuration(now - Date.parse(it.timestamp))} ago` : '?',
       (it.summary ?? it.reason ?? '').split('\n')[0],
     ])).map((line) => `  ${line}`))
   }
   if (result.providers.length) {
-    lines.push('', bold('Parallel providers'))
-    lines.push(...table(['BLOCK', 'PROVIDER', 'STATUS', 'STAGES'], result.providers.map((p) => [
+    lines.push('', p.bold('Parallel providers'))
+    lines.push(...table(p, ['BLOCK', 'PROVIDER', 'STATUS', 'STAGES'], result.providers.map((p) => [
       p.block, p.provider, p.problem ? `corrupt: ${p.problem}` : p.status ?? '?',
       p.stages.length
         ? p.stages.map((s) => `${s.name ?? '?'} ${s.iterations ?? '?'} it (${s.termination_reason ?? '?'})`).join(', ')
         : p.current_stage_name ? `${p.current_stage_name} iteration ${p.iteration ?? '?'}` : '-',
     ])).map((line) => `  ${line}`))
-    for (const p of result.providers) {
-      if (p.last_summary) lines.push(`  ${p.provider}, last: ${p.last_summary.split('\n')[0]}`)
-      if (p.error) lines.push(`  ${red('!')} ${p.provider}: ${p.error}`)
+    for (const provider of result.providers) {
+      if (provider.last_summary) lines.push(`  ${provider.provider}, last: ${provider.last_summary.split('\n')[0]}`)
+      if (provider.error) lines.push(`  ${p.red('!')} ${provider.provider}: ${provider.error}`)
     }
   }
   if (result.beads) {
-    lines.push(...section('Beads', [
+    lines.push(...section(p, 'Beads', [
       ['done', String(result.beads.done)],
       ['in progress', result.beads.in_progress.join(', ') || 'none'],
       ['ready', result.beads.ready.join(', ') || 'none'],
       ['remaining', String(result.beads.remaining)],
     ]))
   }
-  lines.push('', bold('Evidence'), ...result.evidence.map((e) => `  - ${e}`))
-  lines.push(...nextLines(result.next))
+  lines.push('', p.bold('Evidence'), ...result.evidence.map((e) => `  - ${e}`))
+  lines.push(...nextLines(p, result.next))
   return lines.join('\n') + '\n'
 }
 
-function renderStartPlan(plan: StartPlan): string {
-  const lines = [bold(`${plan.resume ? 'Resume' : 'Start'} session ${plan.name}`)]
-  lines.push(...section('', [
+export function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
+  const p = palette(view.color)
+  const lines = [p.bold(`${plan.resume ? 'Resume' : 'Start'} session ${plan.name}`)]
+  lines.push(...section(p, '', [
     [plan.mode === 'pipeline' ? 'pipeline' : 'type', plan.mode === 'pipeline' ? `${plan.pipeline_file} (${plan.stages.join(' → ') || 'stages unknown'})` : plan.type],
     ['session', `${plan.tmux_session} in ${plan.project}`],
     ['max', plan.max_iterations !== null ? String(plan.max_iterations) : null],
@@ -3431,25 +3541,26 @@ function renderStartPlan(plan: StartPlan): string {
     ['context', plan.context],
     ['inputs', plan.inputs.length ? plan.inputs.join(', ') : null],
     ['replaces', plan.replaces ? `the old run folder is kept as ${plan.replaces}` : null],
-    ['command', plan.command.map((arg) => (/^[\w./=:@%+-]+$/.test(arg) ? arg : shellQuote(arg))).join(' ')],
+    ['command', plan.command.map(shellQuote).join(' ')],
   ]).slice(1))
   return lines.join('\n') + '\n'
 }
 
-export function renderStart(result: StartResult): string {
+export function renderStart(result: StartResult, view: View = plainView()): string {
+  const p = palette(view.color)
   const what = result.mode === 'pipeline' ? `pipeline ${result.pipeline_file}` : `${result.type}, max ${result.max_iterations}`
   const lines = [
-    `${green('✓')} ${result.resume ? 'Resumed' : 'Started'} ${bold(result.name)} (${what}) in tmux session ${result.tmux_session}, engine PID ${result.engine_pid}.`,
+    `${p.green('✓')} ${result.resume ? 'Resumed' : 'Started'} ${p.bold(result.name)} (${what}) in tmux session ${result.tmux_session}, engine PID ${result.engine_pid}.`,
     `  output kept in ${result.log}`,
   ]
   if (result.replaces) lines.push(`  the old run folder is kept as ${result.replaces}`)
-  for (const warning of result.warnings) lines.push(`  ${yellow('!')} ${warning}`)
-  if (result.skipped_environment?.length) lines.push(`  ${yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
-  lines.push(...nextLines(result.next))
+  for (const warning of result.warnings) lines.push(`  ${p.yellow('!')} ${warning}`)
+  if (result.skipped_environment?.length) lines.push(`  ${p.yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
+  lines.push(...nextLines(p, result.next))
   return lines.join('\n') + '\n'
 }
 
-export function renderKill(reports: KillReport[]): string {
+export function renderKill(reports: KillReport[], _view: View = plainView()): string {
   const lines: string[] = []
   for (const report of reports) {
     if (report.outcome === 'refused' || report.outcome === 'not_found') continue
@@ -3459,9 +3570,9 @@ export function renderKill(reports: KillReport[]): string {
   return lines.length ? lines.join('\n') + '\n' : ''
 }
 
-function monitorHeader(row: SessionRow): string {
+function monitorHeader(p: Palette, row: SessionRow, now: number): string {
   const parts = [
-    `${bold(row.name)}: ${paintHealth(row.health)}`,
+    `${p.bold(row.name)}: ${p.health(row.health)}`,
     row.type ? `${row.type}${row.mode === 'pipeline' ? ' (pipeline)' : ''}` : null,
     row.mode === 'pipeline' && row.stage_index !== null ? `stage ${stageCell(row)}` : null,
     row.iteration !== null || row.max_iterations !== null ? `iteration ${iterationCell(row)}` : null,
@@ -3471,18 +3582,27 @@ function monitorHeader(row: SessionRow): string {
   return parts.join(' · ')
 }
 
-export function renderMonitor(result: MonitorResult): string {
-  const lines = [monitorHeader(result.session)]
+export function renderMonitor(result: MonitorResult, view: View = plainView()): string {
+  const p = palette(view.color)
+  const lines = [monitorHeader(p, result.session, view.now)]
   if (result.beads) lines.push(`beads: ${result.beads.done} done · ${result.beads.in_progress.length} in progress · ${result.beads.ready.length} ready · ${result.beads.remaining} left`)
-  if (result.source === 'log') lines.push(dim(`(tmux session gone; from the kept copy ${result.log})`))
+  if (result.source === 'log') lines.push(p.dim(`(tmux session gone; from the kept copy ${result.log})`))
   if (result.source === 'none') {
-    lines.push(`${result.session.name} ${LIVE.has(result.session.health) ? 'has no output to show' : `ended (${result.session.health}: ${result.session.why})`}; no output was kept.`)
+    lines.push(`${result.session.name} ${livenessOf(result.session.health) !== 'ended' ? 'has no output to show' : `ended (${result.session.health}: ${result.session.why})`}; no output was kept.`)
     if (result.progress) lines.push(`Its progress notes: ${result.progress}`)
     else if (result.session.run_dir) lines.push(`Its files: ${result.session.run_dir}`)
   } else {
-    lines.push(dim('─'.repeat(40)), ...result.lines)
+    lines.push(p.dim('─'.repeat(40)), ...result.lines)
   }
   return lines.join('\n') + '\n'
+}
+
+/** attach's words: the preview, then what was done (or the command to run where it could not attach). */
+export function renderAttach(result: AttachResult, view: View = plainView()): string {
+  const lines = [renderMonitor(result.preview, view)]
+  if (result.action === 'printed') lines.push(`\nNot a terminal; to watch it live, run:\n  ${result.command.map(shellQuote).join(' ')}\n`)
+  if (result.action === 'switched') lines.push(`\nSwitched this tmux client to ${result.preview.session.tmux?.session}.\n`)
+  return lines.join('')
 }
 
 const PROBLEM_TITLES: Record<CleanupProblem['problem'], string> = {
@@ -3494,23 +3614,24 @@ const PROBLEM_TITLES: Record<CleanupProblem['problem'], string> = {
 }
 
 /** The problems found, by kind, each with its evidence (and, once tried, what the fix did). */
-function renderProblems(result: CleanupScan): string[] {
-  const lines = [`${bold('Cleanup')} of ${result.project}`]
+export function renderProblems(result: CleanupScan, view: View = plainView()): string[] {
+  const p = palette(view.color)
+  const lines = [`${p.bold('Cleanup')} of ${result.project}`]
   if (!result.problems.length) {
     lines.push('', 'No problems.')
     if (result.healthy.length) lines.push(`Healthy: ${result.healthy.map((h) => `${h.name} (${h.health})`).join(', ')}`)
   }
   for (const [problem, title] of Object.entries(PROBLEM_TITLES)) {
-    const found = result.problems.filter((p) => p.problem === problem)
+    const found = result.problems.filter((found) => found.problem === problem)
     if (!found.length) continue
-    lines.push('', bold(`${title}:`))
-    for (const p of found) {
-      const mark = p.fixed === true ? `${green('✓')} ` : p.fixed === false ? `${red('✗')} ` : '  '
-      lines.push(`${mark}${p.name} — ${p.evidence}${p.result ? dim(` → ${p.result}`) : ''}`)
+    lines.push('', p.bold(`${title}:`))
+    for (const fix of found) {
+      const mark = fix.fixed === true ? `${p.green('✓')} ` : fix.fixed === false ? `${p.red('✗')} ` : '  '
+      lines.push(`${mark}${fix.name} — ${fix.evidence}${fix.result ? p.dim(` → ${fix.result}`) : ''}`)
     }
   }
   if (result.corrupt.length) {
-    lines.push('', bold('Cannot be read (left as they are):'), ...result.corrupt.map((c) => `  ${c.name} — ${c.why}`))
+    lines.push('', p.bold('Cannot be read (left as they are):'), ...result.corrupt.map((c) => `  ${c.name} — ${c.why}`))
   }
   if (result.other_projects.length) {
     lines.push('', `Other projects on this tmux server (never touched): ${result.other_projects.map((o) => `${o.tmux_session} (${o.directory})`).join(', ')}`)
@@ -3518,8 +3639,9 @@ function renderProblems(result: CleanupScan): string[] {
   return lines
 }
 
-export function renderCleanup(result: CleanupResult): string {
-  const lines = renderProblems(result)
+export function renderCleanup(result: CleanupResult, view: View = plainView()): string {
+  const p = palette(view.color)
+  const lines = renderProblems(result, view)
   if (result.mode === 'fixed') {
     const counts = PROBLEM_KINDS.filter((k) => result.fixed[k]).map((k) => `${result.fixed[k]} ${k === 'locks' ? 'stale lock' : k === 'tmux' ? 'tmux/process' : 'state'}${result.fixed[k] === 1 ? '' : 's'}`)
     lines.push('', counts.length ? `Fixed: ${counts.join(' · ')}` : 'Nothing was fixed.')
@@ -3531,14 +3653,16 @@ export function renderCleanup(result: CleanupResult): string {
     lines.push('', 'Cancelled: nothing was changed.')
   }
   if (result.resumable.length) {
-    lines.push('', bold('Can be resumed:'), ...result.resumable.map((r) => `  ${r.name} (${r.health}): ${r.resume_command ?? 'its type and max are unknown'}`))
+    lines.push('', p.bold('Can be resumed:'), ...result.resumable.map((r) => `  ${r.name} (${r.health}): ${r.resume_command ?? 'its type and max are unknown'}`))
   }
-  lines.push(...nextLines(result.next))
+  lines.push(...nextLines(p, result.next))
   return lines.join('\n') + '\n'
 }
 
 /** One progress line per session: a bar of iteration of max, and the stage of stages. */
-export function renderWaitProgress(rows: SessionRow[], now = Date.now()): string {
+export function renderWaitProgress(rows: SessionRow[], view: View = plainView()): string {
+  const p = palette(view.color)
+  const now = view.now
   const width = largest(rows.map((row) => row.name.length))
   return rows.map((row) => {
     const done = row.iteration_completed ?? 0
@@ -3546,12 +3670,13 @@ export function renderWaitProgress(rows: SessionRow[], now = Date.now()): string
     const filled = max > 0 ? Math.min(20, Math.round((done / max) * 20)) : 0
     const bar = `[${'#'.repeat(filled)}${'-'.repeat(20 - filled)}]`
     const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
-    return `${pad(row.name, width)}  ${bar} ${done}/${max || '?'}${stage} · ${paintHealth(row.health)} · ${timeCell(row, now)}`
+    return `${pad(row.name, width)}  ${bar} ${done}/${max || '?'}${stage} · ${p.health(row.health)} · ${timeCell(row, now)}`
   }).join('\n') + '\n'
 }
 
-export function renderWaitResult(result: WaitResult): string {
-  const lines = result.sessions.map((row) => `${row.name}: ${paintHealth(row.health)} (${row.why})`)
+export function renderWaitResult(result: WaitResult, view: View = plainView()): string {
+  const p = palette(view.color)
+  const lines = result.sessions.map((row) => `${row.name}: ${p.health(row.health)} (${row.why})`)
   if (result.timed_out) lines.push(`Timed out; still running: ${result.sessions.filter((r) => r.health === 'running' || r.health === 'starting').map((r) => r.name).join(', ')}`)
   else if (!result.all_complete) lines.push(`Not all complete: ${result.sessions.filter((r) => r.health !== 'complete').map((r) => `${r.name} ${r.health}`).join(', ')}`)
   return lines.join('\n') + '\n'
@@ -3566,294 +3691,61 @@ function rowSignature(row: SessionRow): string {
  * One frame of `list --watch`: the list, each running session's last output line, and a * before
  * every row that changed since the previous frame.
  */
-export function renderDashboard(result: ListResult, lastLines: Map<string, string | null>, previous: Map<string, string> | null, now = Date.now()): string {
+export function renderDashboard(result: ListResult, lastLines: Map<string, string | null>, previous: Map<string, string> | null, view: View = plainView()): string {
+  const p = palette(view.color)
+  const now = view.now
   const rows = result.sessions.map((row) => {
     const changed = previous !== null && previous.get(row.name) !== rowSignature(row)
-    return [changed ? yellow('*') : ' ', row.name, row.type ?? '?', stageCell(row), iterationCell(row), paintHealth(row.health), timeCell(row, now)]
+    return [changed ? p.yellow('*') : ' ', row.name, row.type ?? '?', stageCell(row), iterationCell(row), p.health(row.health), timeCell(row, now)]
   })
-  const lines = [`${bold('Sessions')} in ${result.project}  ${dim(`${localTime(new Date(now).toISOString())} · q to quit`)}`, '']
+  const lines = [`${p.bold('Sessions')} in ${result.project}  ${p.dim(`${localTime(new Date(now).toISOString())} · q to quit`)}`, '']
   if (!rows.length) lines.push('No pipeline sessions.')
-  else lines.push(...table([' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows, { width: terminalWidth(), shrink: [2, 3, 6, 4] }))
+  else lines.push(...table(p, [' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows, { width: view.width, shrink: [2, 3, 6, 4] }))
   const live = result.sessions.filter((row) => row.health === 'running' && lastLines.get(row.name))
   if (live.length) {
-    lines.push('', bold('Last output:'))
-    for (const row of live) lines.push(`  ${row.name}: ${dim(lastLines.get(row.name)!)}`)
+    lines.push('', p.bold('Last output:'))
+    for (const row of live) lines.push(`  ${row.name}: ${p.dim(lastLines.get(row.name)!)}`)
   }
   if (rows.length) lines.push('', countsLine(result.counts))
-  if (result.warnings.length) lines.push('', ...result.warnings.map((w) => `${yellow('!')} ${w}`))
+  if (result.warnings.length) lines.push('', ...result.warnings.map((w) => `${p.yellow('!')} ${w}`))
   return lines.join('\n')
 }
 
-/** Redraws the list in place every `intervalMs` until q or Ctrl-C; restores the terminal on the way out. */
-async function watchList(options: ListOptions, intervalMs: number, out: Output): Promise<void> {
-  const stdin = process.stdin
-  const columns = () => process.stdout.columns || 120
-  let previous: Map<string, string> | null = null
-  let stop!: () => void
-  const stopped = new Promise<void>((resolve) => { stop = resolve })
-  const onKey = (key: Buffer) => {
-    if (key.toString() === 'q' || key[0] === 3) stop()
-  }
-  // The alternate screen keeps the user's scrollback; each frame overwrites the last, line by line.
-  out.stdout('\x1b[?1049h\x1b[?25l')
-  stdin.setRawMode?.(true)
-  stdin.on('data', onKey)
-  stdin.resume()
-  try {
-    for (;;) {
-      const result = await list(options)
-      const lastLines = new Map(await Promise.all(result.sessions
-        .filter((row) => row.health === 'running')
-        .map(async (row) => [row.name, await lastOutputLine(result.project, row.name)] as const)))
-      const frame = renderDashboard(terminalSafeDeep(result), new Map([...lastLines].map(([name, line]) => [name, line && terminalSafe(line)])), previous)
-        .split('\n').map((line) => `${line.slice(0, columns() + 20)}\x1b[K`).join('\n')
-      out.stdout(`\x1b[H${frame}\x1b[J`)
-      previous = new Map(result.sessions.map((row) => [row.name, rowSignature(row)]))
-      const tick = sleep(intervalMs).then(() => 'tick' as const)
-      if ((await Promise.race([tick, stopped.then(() => 'stop' as const)])) === 'stop') return
-    }
-  } finally {
-    stdin.off('data', onKey)
-    stdin.setRawMode?.(false)
-    stdin.pause()
-    out.stdout('\x1b[?25h\x1b[?1049l')
-  }
+// ───────────────────────── the terminal: prompts, spinners, the dashboard, the menu ─────────────────────────
+
+/** Where a command line runs: its streams, environment and folder (the process's own, or a test's). */
+export interface Io {
+  stdout: (text: string) => void
+  stderr: (text: string) => void
+  env: NodeJS.ProcessEnv
+  cwd: string
+  /** Standard input and output are a terminal: questions, the menu, the dashboard, progress bars. */
+  terminal: boolean
+  /** Standard error is a terminal: spinners. */
+  stderrTerminal: boolean
+  /** The terminal's width, when standard output is one. */
+  columns: number | undefined
 }
 
-// ───────────────────────── command line ─────────────────────────
-
-export const USAGE = `Usage: ${SELF} <command> [options]
-       ${SELF}               (in a terminal: a menu)
-
-Commands:
-  list                          every session of this project, with its health
-  status NAME                   everything about one session
-  start TYPE NAME [MAX]         start a loop of stage TYPE (MAX default ${DEFAULT_MAX}) in tmux session pipeline-NAME
-  start pipeline FILE NAME [RUNS]
-                                start a pipeline
-  kill NAME...                  stop the engine and everything under it; progress is kept
-  monitor NAME                  the last lines of its output, without attaching
-  attach NAME                   watch it live (Ctrl-b d to detach)
-  cleanup                       find stale locks, orphaned tmux sessions and zombie states; repair them
-  resume NAME                   resume a stopped session as it was started (start --resume)
-  wait NAME...                  block until every named session has ended
-  completion bash|zsh|fish      a shell completion script (for an alias named "sessions")
-
-Options:
-  --json                        print one JSON document on stdout and nothing else
-  -C, --root DIR                the project root (default: nearest folder with .claude/, else git top level)
-  --socket NAME                 tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux's own
-  --start-grace SECONDS         a tmux session without a lock is "starting" this long (default ${DEFAULT_GRACE_SECONDS})
-  -h, --help                    this help
-  --version                     the version
-list:
-  --all                         also sessions of other projects on the same tmux server
-  --names                       only the session names, one per line
-  -w, --watch                   a live dashboard, redrawn every --interval seconds (default 2); q quits
-  --interval SECONDS            with --watch: how often it redraws
-  --stall MINUTES               warn when a running session's iteration is older (default ${DEFAULT_STALL_MINUTES})
-start:
-  --provider=P --model=M --context=TEXT --input=PATH (repeatable)   passed to the engine
-  --resume                      continue a crashed, zombie, failed or killed session
-  --force                       start afresh: the old run folder is kept as NAME.replaced-<time>
-  --runner=PATH                 the engine's run.sh (default SESSIONS_RUNNER, else ./scripts/run.sh)
-  --yes                         do not ask to confirm
-  --wait-start SECONDS          how long to wait for the engine to take its lock (default ${DEFAULT_WAIT_START_SECONDS})
-kill:
-  --grace SECONDS               between SIGTERM and SIGKILL (default ${DEFAULT_KILL_GRACE_SECONDS})
-  --force                       also a session of another project
-monitor:
-  -n, --lines N                 how many lines (default 50)
-  -f, --follow                  print new output until the session ends
-attach:
-  --read-only                   attach read-only
-resume:
-  --max N --provider=P --model=M --context=TEXT --input=PATH   override what its files say
-  --yes, --runner=PATH, --wait-start SECONDS                   as for start
-wait:
-  --timeout SECONDS             give up (exit 124)
-cleanup:
-  --yes                         repair everything found (in a terminal it asks otherwise)
-  --only locks|tmux|state       only these kinds (repeatable, or comma-separated)
-  --dry-run                     report only
-  --grace SECONDS               between SIGTERM and SIGKILL for orphaned processes (default ${DEFAULT_KILL_GRACE_SECONDS})
-
-Exit status: 0 done, 1 refused or failed, 2 wrong command line; wait: 0 all complete, 1 any ended
-otherwise, 124 timed out.
-`
-
-const GLOBAL_OPTIONS = {
-  root: { type: 'string', short: 'C' },
-  socket: { type: 'string' },
-  json: { type: 'boolean' },
-  'start-grace': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean' },
-} as const
-
-const COMMANDS = {
-  list: {
-    options: { all: { type: 'boolean' }, stall: { type: 'string' }, names: { type: 'boolean' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } },
-    positionals: [0, 0],
-  },
-  status: { options: {}, positionals: [1, 1] },
-  start: {
-    options: {
-      provider: { type: 'string' }, model: { type: 'string' }, context: { type: 'string' },
-      input: { type: 'string', multiple: true }, resume: { type: 'boolean' }, force: { type: 'boolean' },
-      runner: { type: 'string' }, yes: { type: 'boolean', short: 'y' }, 'wait-start': { type: 'string' },
-    },
-    positionals: [2, 4],
-  },
-  kill: { options: { grace: { type: 'string' }, force: { type: 'boolean' } }, positionals: [1, Infinity] },
-  monitor: { options: { lines: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } }, positionals: [1, 1] },
-  attach: { options: { 'read-only': { type: 'boolean' } }, positionals: [1, 1] },
-  resume: {
-    options: {
-      max: { type: 'string' }, provider: { type: 'string' }, model: { type: 'string' }, context: { type: 'string' },
-      input: { type: 'string', multiple: true }, runner: { type: 'string' }, yes: { type: 'boolean', short: 'y' }, 'wait-start': { type: 'string' },
-    },
-    positionals: [1, 1],
-  },
-  wait: { options: { timeout: { type: 'string' } }, positionals: [1, Infinity] },
-  completion: { options: {}, positionals: [1, 1] },
-  cleanup: {
-    options: { yes: { type: 'boolean', short: 'y' }, 'dry-run': { type: 'boolean' }, only: { type: 'string', multiple: true }, grace: { type: 'string' } },
-    positionals: [0, 0],
-  },
-} as const
-
-type CommandName = keyof typeof COMMANDS
-
-function parsePositiveNumber(flag: string, value: string | undefined, unit = 'seconds'): number | undefined {
-  if (value === undefined) return undefined
-  const n = Number(value)
-  if (!/^\d+(\.\d+)?$/.test(value) || !(n >= 0)) throw new UsageError(`--${flag} needs a number of ${unit}, got "${value}"`)
-  return n
-}
-
-function parseCount(label: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined
-  if (!/^[1-9]\d{0,8}$/.test(value)) throw new UsageError(`${label} must be a positive integer, got "${value}"`)
-  return Number(value)
-}
-
-/** Commands that take a session name, for completion. */
-const NAMED_COMMANDS = ['status', 'monitor', 'attach', 'kill', 'resume', 'wait']
-
-function flagsOf(command: CommandName): string[] {
-  return [...Object.keys(GLOBAL_OPTIONS), ...Object.keys(COMMANDS[command].options)].map((flag) => `--${flag}`)
-}
-
-/**
- * A completion script for a shell, completing commands, flags and session names. It completes the
- * command `sessions`, meant as an alias: alias sessions='npx tsx /path/to/sessions.ts'.
- */
-export function completionScript(shell: string): string {
-  const commands = Object.keys(COMMANDS) as CommandName[]
-  // Session names come from this very file, run as it runs now (node with tsx's loader), so that the
-  // script works whatever the alias is and wherever it is sourced.
-  const names = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), 'list', '--names'].map(shellQuote).join(' ')
-  if (shell === 'bash' || shell === 'zsh') {
-    const cases = commands.map((command) => `    ${command}) flags="${flagsOf(command).join(' ')}" ;;`).join('\n')
-    return `${shell === 'zsh' ? 'autoload -U +X bashcompinit && bashcompinit\n' : ''}# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'
-_sessions() {
-  local cur=\${COMP_WORDS[COMP_CWORD]} command=\${COMP_WORDS[1]} flags=""
-  if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "${commands.join(' ')}" -- "$cur"))
-    return
-  fi
-  case "$command" in
-${cases}
-  esac
-  case "$cur" in
-    -*) COMPREPLY=($(compgen -W "$flags" -- "$cur")) ;;
-    *) case "$command" in
-         ${NAMED_COMMANDS.join('|')}) COMPREPLY=($(compgen -W "$(${names} 2>/dev/null)" -- "$cur")) ;;
-         completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
-       esac ;;
-  esac
-}
-complete -F _sessions sessions
-`
-  }
-  if (shell === 'fish') {
-    const lines = [
-      "# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'",
-      'complete -c sessions -f',
-      `complete -c sessions -n __fish_use_subcommand -a '${commands.join(' ')}'`,
-      `complete -c sessions -n '__fish_seen_subcommand_from ${NAMED_COMMANDS.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
-      "complete -c sessions -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'",
-      ...commands.flatMap((command) => flagsOf(command).map((flag) => `complete -c sessions -n '__fish_seen_subcommand_from ${command}' -l ${flag.slice(2)}`)),
-    ]
-    return `${lines.join('\n')}\n`
-  }
-  throw new UsageError(`completion: unknown shell "${shell}"; shells: bash, zsh, fish`)
-}
-
-/** Parses argv strictly: a mistyped --jsno is a usage error, not a silent no-op. */
-export function parseCommandLine(argv: string[]) {
-  // A first, lenient pass finds the command (the first positional, wherever the options stand);
-  // the second pass is strict, with exactly that command's options.
-  const allOptions = Object.assign({}, GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options))
-  const command = parseArgs({ args: argv, options: allOptions, allowPositionals: true, strict: false }).positionals[0]
-  const spec = command !== undefined && Object.hasOwn(COMMANDS, command) ? COMMANDS[command as CommandName] : null
-  if (command !== undefined && !spec) throw new UsageError(`unknown command "${command}"; commands: ${Object.keys(COMMANDS).join(', ')}`)
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: { ...GLOBAL_OPTIONS, ...(spec?.options ?? {}) },
-      allowPositionals: true,
-      strict: true,
-    })
-  } catch (error) {
-    // parseArgs' messages go on with hints about "--" that do not apply here; keep the first sentence.
-    const message = (error as Error).message.split('\n')[0].split('. ')[0].replace(/\.$/, '').replace(/^Unknown option/, 'unknown option')
-    throw new UsageError(command ? `${command}: ${message}` : message)
-  }
-  const { values, positionals } = parsed
-  if (values.help || values.version) return { command: null, values, args: [] as string[] }
-  if (!command || !spec) return { command: null, values, args: [] }
-  const args = positionals.slice(1)
-  const [min, max] = spec.positionals
-  if (args.length < min) throw new UsageError(command === 'start' ? 'start: missing arguments: start TYPE NAME [MAX], or start pipeline FILE NAME [RUNS]' : `${command}: missing session NAME`)
-  if (args.length > max) throw new UsageError(`${command}: unexpected argument "${args[max]}"`)
-  return { command: command as CommandName, values: values as Record<string, string | boolean | string[] | undefined>, args }
-}
-
-/** start's positionals: TYPE NAME [MAX], or pipeline FILE NAME [RUNS]. */
-function startRequestOf(args: string[], values: Record<string, unknown>): StartRequest {
-  const flags = {
-    provider: values.provider as string | undefined,
-    model: values.model as string | undefined,
-    context: values.context as string | undefined,
-    inputs: (values.input as string[] | undefined) ?? [],
-    resume: Boolean(values.resume),
-    force: Boolean(values.force),
-  }
-  // A resume continues a session under whatever name the engine accepted; a new one needs a new name.
-  const checkStartName = flags.resume ? checkName : checkNewName
-  for (const [flag, value] of [['provider', flags.provider], ['model', flags.model]] as const) {
-    if (value !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/.test(value)) throw new UsageError(`--${flag}: invalid value "${value}"`)
-  }
-  if (args[0] === 'pipeline') {
-    if (args.length < 3) throw new UsageError('start pipeline: missing arguments: start pipeline FILE NAME [RUNS]')
-    return { pipeline: args[1], name: checkStartName(args[2]), runs: parseCount('RUNS', args[3]), ...flags }
-  }
-  if (args.length > 3) throw new UsageError(`start: unexpected argument "${args[3]}"`)
-  return { type: args[0], name: checkStartName(args[1]), max: parseCount('MAX', args[2]), ...flags }
-}
-
-export interface Output { stdout: (text: string) => void; stderr: (text: string) => void }
 /** A closed stdout (`| head -1`): further output is dropped, and the command ends with its usual exit status. */
 let stdoutClosed = false
-const processOutput: Output = {
-  stdout: (text) => { if (!stdoutClosed) process.stdout.write(text) },
-  stderr: (text) => process.stderr.write(text),
+
+export function processIo(): Io {
+  return {
+    stdout: (text) => { if (!stdoutClosed) process.stdout.write(text) },
+    stderr: (text) => process.stderr.write(text),
+    env: process.env,
+    cwd: process.cwd(),
+    terminal: Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY),
+    stderrTerminal: Boolean(process.stderr.isTTY),
+    columns: process.stdout.isTTY ? process.stdout.columns : undefined,
+  }
 }
 
-const isTerminal = () => Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY)
+/** The view for what this command line prints: colour on a terminal unless NO_COLOR, its width. */
+function viewOf(io: Io, now = Date.now()): View {
+  return { now, color: io.terminal && !io.env.NO_COLOR, width: io.columns }
+}
 
 async function ask(question: string): Promise<string> {
   const { createInterface } = await import('node:readline/promises')
@@ -3869,63 +3761,111 @@ async function askYesNo(question: string): Promise<boolean> {
   return /^y(es)?$/i.test(await ask(question))
 }
 
-async function askToConfirm(plan: StartPlan, out: Output): Promise<boolean> {
+async function askToConfirm(plan: StartPlan, io: Io): Promise<boolean> {
   const safe = terminalSafeDeep(plan)
-  out.stderr(renderStartPlan(safe))
-  for (const warning of safe.warnings) out.stderr(`${yellow('!')} ${warning}\n`)
+  io.stderr(renderStartPlan(safe, viewOf(io)))
+  for (const warning of safe.warnings) io.stderr(`! ${warning}\n`)
   return askYesNo(`${plan.resume ? 'Resume' : 'Start'} it? [y/N] `)
 }
 
-async function askCleanupChoice(out: Output): Promise<'all' | 'one' | 'locks' | 'cancel'> {
-  out.stderr('\n  1) fix all   2) one by one   3) stale locks only   4) cancel\n')
-  const answer = (await ask('Choose [1-4]: ')).toLowerCase()
-  return ({ '1': 'all', a: 'all', '2': 'one', o: 'one', '3': 'locks', l: 'locks' } as const)[answer as '1'] ?? 'cancel'
+const CLEANUP_CHOICES = new Map([['1', 'all'], ['a', 'all'], ['2', 'one'], ['o', 'one'], ['3', 'locks'], ['l', 'locks']] as const)
+
+async function askCleanupChoice(io: Io): Promise<'all' | 'one' | 'locks' | 'cancel'> {
+  io.stderr('\n  1) fix all   2) one by one   3) stale locks only   4) cancel\n')
+  return CLEANUP_CHOICES.get((await ask('Choose [1-4]: ')).toLowerCase() as '1') ?? 'cancel'
 }
 
 /** A spinner on a terminal's stderr, from start() until stop(); nothing elsewhere. */
-function spinner(label: string) {
+function spinner(io: Io, label: string) {
   let timer: NodeJS.Timeout | undefined
   return {
     start() {
-      if (!process.stderr.isTTY || timer) return
+      if (!io.stderrTerminal || timer) return
       const frames = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
       const began = Date.now()
       let i = 0
       timer = setInterval(() => {
-        process.stderr.write(`\r${frames[i++ % frames.length]} ${label} ${((Date.now() - began) / 1000).toFixed(1)}s`)
+        io.stderr(`\r${frames[i++ % frames.length]} ${label} ${((Date.now() - began) / 1000).toFixed(1)}s`)
       }, 100)
     },
     stop() {
       if (!timer) return
       clearInterval(timer)
       timer = undefined
-      process.stderr.write('\r\x1b[K')
+      io.stderr('\r\x1b[K')
     },
+  }
+}
+
+/** A start (or resume) with a spinner while the engine takes its lock; a failed start shows what it printed. */
+async function startWithSpinner(name: string, io: Io, run: (onWaiting: () => void) => Promise<StartResult>): Promise<StartResult> {
+  const waiting = spinner(io, `waiting for ${name} to take its lock…`)
+  try {
+    return await run(waiting.start)
+  } catch (error) {
+    if (error instanceof StartError && error.output.length) {
+      waiting.stop()
+      io.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${terminalSafe(line)}`).join('\n')}\n`)
+    }
+    throw error
+  } finally {
+    waiting.stop()
+  }
+}
+
+/** Redraws the list in place every `intervalMs` until q or Ctrl-C; restores the terminal on the way out. */
+async function watchList(options: ListOptions, intervalMs: number, io: Io): Promise<void> {
+  const stdin = process.stdin
+  const columns = () => process.stdout.columns || 120
+  let previous: Map<string, string> | null = null
+  const quit = new AbortController()
+  const onKey = (key: Buffer) => {
+    if (key.toString() === 'q' || key[0] === 3) quit.abort()
+  }
+  // The alternate screen keeps the user's scrollback; each frame overwrites the last, line by line.
+  io.stdout('\x1b[?1049h\x1b[?25l')
+  stdin.setRawMode?.(true)
+  stdin.on('data', onKey)
+  stdin.resume()
+  try {
+    await poll(async () => {
+      const result = await list(options)
+      const lastLines = new Map(await Promise.all(result.sessions
+        .filter((row) => row.health === 'running')
+        .map(async (row) => [row.name, await lastOutputLine(result.project, row.name)] as const)))
+      const safeLines = new Map([...lastLines].map(([name, line]) => [name, line && terminalSafe(line)]))
+      const frame = renderDashboard(terminalSafeDeep(result), safeLines, previous, { ...viewOf(io), width: columns() })
+        .split('\n').map((line) => `${line.slice(0, columns() + 20)}\x1b[K`).join('\n')
+      io.stdout(`\x1b[H${frame}\x1b[J`)
+      previous = new Map(result.sessions.map((row) => [row.name, rowSignature(row)]))
+      return false
+    }, { intervalMs, signal: quit.signal })
+  } catch (error) {
+    if (!quit.signal.aborted) throw error
+  } finally {
+    stdin.off('data', onKey)
+    stdin.setRawMode?.(false)
+    stdin.pause()
+    io.stdout('\x1b[?25h\x1b[?1049l')
   }
 }
 
 // The menu's prompts come from @inquirer (search: arrow keys, typing to filter, numbers in the labels);
 // zx's question() reads a line and offers neither. Loaded only when the menu runs.
-const MENU_ACTIONS = [
-  { value: 'start', why: 'start a new session' },
-  { value: 'list', why: 'every session and its health' },
-  { value: 'status', why: 'everything about one session' },
-  { value: 'monitor', why: 'its last output, without attaching' },
-  { value: 'attach', why: 'watch one live (Ctrl-b d to detach)' },
-  { value: 'kill', why: 'stop one; progress is kept' },
-  { value: 'cleanup', why: 'stale locks, orphaned tmux sessions, zombie states' },
-] as const
 
 /** "auth — ralph · iteration 5/25 · running 2h 15m": a session as the menu offers it. */
 export function describeForMenu(row: SessionRow, now = Date.now()): string {
   return `${row.name} — ${[row.type ?? '?', `iteration ${iterationCell(row)}`, `${row.health} ${timeCell(row, now).replace(/^up /, '')}`].join(' · ')}`
 }
 
-/** The sessions an action fits: attach and monitor want a live tmux session, kill a live one, status any. */
-function fitsAction(action: string, row: SessionRow): boolean {
-  if (action === 'attach' || action === 'monitor') return Boolean(row.tmux && !row.tmux.pane_dead) && LIVE.has(row.health)
-  if (action === 'kill') return LIVE.has(row.health)
-  return true
+/** Which sessions a command takes, as the menu and completion offer them. */
+function fits(kind: SessionKind, row: SessionRow): boolean {
+  switch (kind) {
+    case 'any': return true
+    case 'tmux': return Boolean(row.tmux && !row.tmux.pane_dead) && livenessOf(row.health) !== 'ended'
+    case 'live': return livenessOf(row.health) !== 'ended'
+    case 'resumable': return row.resumable
+  }
 }
 
 async function searchPrompt<T>(message: string, choices: { value: T; name: string }[]): Promise<T> {
@@ -3944,8 +3884,8 @@ async function inputPrompt(message: string, options: { default?: string; validat
 
 /** Asks what to start: a stage type or a pipeline file, a name, max, provider and context. */
 async function menuStartArgs(common: CommonOptions): Promise<string[]> {
-  const root = await findProjectRoot({ root: common.root })
-  const runner = resolveRunner(root, process.cwd())
+  const root = await findProjectRoot(common)
+  const runner = resolveRunner(root, common)
   const stagesDir = path.join(path.dirname(runner), 'stages')
   const stages = listNames(stagesDir, (entry) => isDirectory(path.join(stagesDir, entry)))
   const pipelines = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
@@ -3958,7 +3898,7 @@ async function menuStartArgs(common: CommonOptions): Promise<string[]> {
   })
   const args = what[0] === 'pipeline' ? ['start', 'pipeline', what[1], name] : ['start', what[1], name]
   if (what[0] === 'stage') {
-    args.push(await inputPrompt('Max iterations', { default: String(DEFAULT_MAX), validate: (value) => (/^[1-9]\d{0,8}$/.test(value.trim()) ? true : 'a positive integer') }))
+    args.push(await inputPrompt('Max iterations', { default: String(DEFAULTS.maxIterations), validate: (value) => (/^[1-9]\d{0,8}$/.test(value.trim()) ? true : 'a positive integer') }))
   }
   const provider = await inputPrompt('Provider (empty: the engine\'s default)')
   if (provider) args.push(`--provider=${provider}`)
@@ -3967,20 +3907,22 @@ async function menuStartArgs(common: CommonOptions): Promise<string[]> {
   return args
 }
 
-/** The menu: an action, then where it needs one a session it fits; then the command runs as typed. */
-async function runMenu(common: CommonOptions, globalArgs: string[], out: Output): Promise<number> {
+/** The menu: an action (the commands that offer one), then where it takes one a session it fits; then the command runs as typed. */
+async function runMenu(common: CommonOptions, globalArgs: string[], io: Io): Promise<number> {
+  const actions = (Object.keys(COMMANDS) as CommandName[]).filter((name) => (COMMANDS[name] as CommandSpec).menu)
   try {
-    const action = await searchPrompt('What do you want to do', MENU_ACTIONS.map((a, i) => ({ value: a.value as string, name: `${i + 1}  ${a.value.padEnd(8)} ${a.why}` })))
-    if (action === 'start') return main([...await menuStartArgs(common), ...globalArgs], out)
-    if (action === 'list' || action === 'cleanup') return main([action, ...globalArgs], out)
-    const { sessions } = await list(common)
-    const fitting = sessions.filter((row) => fitsAction(action, row))
+    const action = await searchPrompt('What do you want to do', actions.map((name, i) => ({ value: name, name: `${i + 1}  ${name.padEnd(8)} ${(COMMANDS[name] as CommandSpec).menu}` })))
+    if (action === 'start') return main([...await menuStartArgs(common), ...globalArgs], io)
+    const kind = (COMMANDS[action] as CommandSpec).sessions
+    if (!kind) return main([action, ...globalArgs], io)
+    const { sessions, project } = await list(common)
+    const fitting = sessions.filter((row) => fits(kind, row))
     if (!fitting.length) {
-      out.stdout(`No ${action === 'status' ? '' : 'live '}sessions to ${action} in ${(await findProjectRoot({ root: common.root }))}.\n`)
+      io.stdout(`No ${kind === 'any' ? '' : kind === 'resumable' ? 'resumable ' : 'live '}sessions to ${action} in ${project}.\n`)
       return 0
     }
     const name = await searchPrompt(`Which session to ${action}`, fitting.map((row, i) => ({ value: row.name, name: `${i + 1}  ${describeForMenu(terminalSafeDeep(row))}` })))
-    return main([action, name, ...globalArgs], out)
+    return main([action, name, ...globalArgs], io)
   } catch (error) {
     // Ctrl-C in a prompt: leave quietly.
     if ((error as Error)?.name === 'ExitPromptError') return 130
@@ -3988,195 +3930,573 @@ async function runMenu(common: CommonOptions, globalArgs: string[], out: Output)
   }
 }
 
+// ───────────────────────── command line: one table of commands ─────────────────────────
+// Every command is declared once, below: its usage, summary, arguments and options (types, defaults,
+// validation), what it runs and how it ends. The parser, the usage, each command's --help, the shell
+// completion and the menu are all derived from this table.
+
+type Values = Record<string, string | boolean | string[] | number | undefined>
+
+interface OptionSpec {
+  type: 'string' | 'boolean'
+  short?: string
+  multiple?: boolean
+  /** The value's placeholder in help (SECONDS, PATH…). */
+  arg?: string
+  help: string
+  /** Validates and converts a string value (a UsageError names what is wrong). */
+  parse?: (raw: string) => unknown
+  /** What completion offers for the value. */
+  complete?: readonly string[]
+}
+
+/** Which sessions a command takes: any, those with a live tmux session, those alive, those that can be resumed. */
+type SessionKind = 'any' | 'tmux' | 'live' | 'resumable'
+
+/** What a command returns to main: data printed as JSON or rendered, then maybe more (a stream). */
+interface Outcome {
+  data?: unknown
+  render?: (safe: never, view: View) => string
+  exit: number
+  /** Runs after the data is printed (monitor --follow). */
+  follow?: () => Promise<number>
+}
+
+interface Invocation { args: string[]; values: Values; common: CommonOptions; io: Io; json: boolean }
+
+interface CommandSpec {
+  usage: string
+  summary: string
+  positionals: readonly [min: number, max: number]
+  /** The message when arguments are missing. */
+  missing?: string
+  sessions?: SessionKind
+  options: Record<string, OptionSpec>
+  examples: readonly string[]
+  /** Offered in the menu, with this description. */
+  menu?: string
+  aliases?: readonly string[]
+  run: (call: Invocation) => Promise<Outcome>
+}
+
+/** A value checked by a zod schema; its first issue is the usage error. */
+function checked<T>(schema: z.ZodType<T>, raw: string): T {
+  const result = schema.safeParse(raw)
+  if (!result.success) throw new UsageError(result.error.issues[0].message)
+  return result.data
+}
+
+const seconds = (flag: string) => (raw: string) =>
+  checked(z.string().regex(/^\d+(\.\d+)?$/, `--${flag} needs a number of seconds, got "${raw}"`).transform(Number), raw)
+const minutes = (flag: string) => (raw: string) =>
+  checked(z.string().regex(/^\d+(\.\d+)?$/, `--${flag} needs a number of minutes, got "${raw}"`).transform(Number), raw)
+const count = (label: string) => (raw: string) =>
+  checked(z.string().regex(/^[1-9]\d{0,8}$/, `${label} must be a positive integer, got "${raw}"`).transform(Number), raw)
+const engineValue = (flag: string) => (raw: string) =>
+  checked(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/, `--${flag}: invalid value "${raw}"`), raw)
+
+const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+  root: { type: 'string', short: 'C', arg: 'DIR', help: 'the project root (default: nearest folder with .claude/, else the git top level)' },
+  socket: {
+    type: 'string', arg: 'NAME', help: 'tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux\'s own',
+    parse: (raw) => checked(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, `--socket: invalid socket name "${raw}"`), raw),
+  },
+  json: { type: 'boolean', help: 'print one JSON document on stdout and nothing else' },
+  'start-grace': { type: 'string', arg: 'SECONDS', help: `a tmux session without a lock is "starting" this long (default ${DEFAULTS.startGraceSeconds})`, parse: seconds('start-grace') },
+  help: { type: 'boolean', short: 'h', help: 'help (of a command: COMMAND --help)' },
+  version: { type: 'boolean', help: 'the version' },
+}
+
+/** start's and resume's options that pass through to the engine: declared once for both. */
+const ENGINE_OPTIONS: Record<string, OptionSpec> = {
+  provider: { type: 'string', arg: 'P', help: 'the agent provider (passed to the engine)', parse: engineValue('provider') },
+  model: { type: 'string', arg: 'M', help: 'the model (passed to the engine)', parse: engineValue('model') },
+  context: { type: 'string', arg: 'TEXT', help: 'context for the agents (passed to the engine)' },
+  input: { type: 'string', multiple: true, arg: 'PATH', help: 'an input file for the agents (repeatable)' },
+}
+
+/** How start and resume run: the runner, the wait, the question. */
+const LAUNCH_OPTIONS: Record<string, OptionSpec> = {
+  runner: { type: 'string', arg: 'PATH', help: 'the engine\'s run.sh (default SESSIONS_RUNNER, else ./scripts/run.sh)' },
+  yes: { type: 'boolean', short: 'y', help: 'do not ask to confirm' },
+  'wait-start': { type: 'string', arg: 'SECONDS', help: `how long to wait for the engine to take its lock (default ${DEFAULTS.waitStartSeconds})`, parse: seconds('wait-start') },
+}
+
+const killGrace: OptionSpec = { type: 'string', arg: 'SECONDS', help: `between SIGTERM and SIGKILL (default ${DEFAULTS.killGraceSeconds})`, parse: seconds('grace') }
+
 /** start's and resume's options from the command line: the runner, the wait, and a question in a terminal without --yes. */
-function startOptionsOf(values: Record<string, unknown>, common: CommonOptions, out: Output): StartOptions {
+function launchOptionsOf({ values, common, io }: Invocation): StartOptions {
   return {
     ...common,
     runner: values.runner as string | undefined,
-    waitStartSeconds: parsePositiveNumber('wait-start', values['wait-start'] as string | undefined),
-    confirm: !values.yes && isTerminal() ? (plan: StartPlan) => askToConfirm(plan, out) : undefined,
+    waitStartSeconds: values['wait-start'] as number | undefined,
+    confirm: !values.yes && io.terminal ? (plan: StartPlan) => askToConfirm(plan, io) : undefined,
   }
 }
 
-/** A start (or resume) with a spinner while the engine takes its lock; a failed start shows what it printed. */
-async function startWithSpinner(name: string, out: Output, run: (onWaiting: () => void) => Promise<StartResult>): Promise<StartResult> {
-  const waiting = spinner(`waiting for ${name} to take its lock…`)
+function engineOptionsOf(values: Values) {
+  return {
+    provider: values.provider as string | undefined,
+    model: values.model as string | undefined,
+    context: values.context as string | undefined,
+    inputs: (values.input as string[] | undefined) ?? [],
+  }
+}
+
+/** start's positionals: TYPE NAME [MAX], or pipeline FILE NAME [RUNS]. */
+function startRequestOf(args: string[], values: Values): StartRequest {
+  const flags = { ...engineOptionsOf(values), resume: Boolean(values.resume), force: Boolean(values.force) }
+  // A resume continues a session under whatever name the engine accepted; a new one needs a new name.
+  const checkStartName = flags.resume ? checkName : checkNewName
+  if (args[0] === 'pipeline') {
+    if (args.length < 3) throw new UsageError('start pipeline: missing arguments: start pipeline FILE NAME [RUNS]')
+    return { pipeline: args[1], name: checkStartName(args[2]), runs: args[3] === undefined ? undefined : count('RUNS')(args[3]), ...flags }
+  }
+  if (args.length > 3) throw new UsageError(`start: unexpected argument "${args[3]}"`)
+  return { type: args[0], name: checkStartName(args[1]), max: args[2] === undefined ? undefined : count('MAX')(args[2]), ...flags }
+}
+
+const COMMANDS = {
+  start: {
+    usage: 'start TYPE NAME [MAX] | start pipeline FILE NAME [RUNS]',
+    summary: `start a loop of stage TYPE (MAX default ${DEFAULTS.maxIterations}), or a pipeline, in tmux session pipeline-NAME`,
+    positionals: [2, 4],
+    missing: 'start: missing arguments: start TYPE NAME [MAX], or start pipeline FILE NAME [RUNS]',
+    menu: 'start a new session',
+    options: {
+      ...ENGINE_OPTIONS,
+      resume: { type: 'boolean', help: 'continue a crashed, zombie, failed or killed session' },
+      force: { type: 'boolean', help: 'start afresh: the old run folder is kept as NAME.replaced-<time>' },
+      ...LAUNCH_OPTIONS,
+    },
+    examples: ['start ralph auth 25 --provider=codex', 'start pipeline refine.yaml docs --yes'],
+    run: async (call) => {
+      const request = startRequestOf(call.args, call.values)
+      const options = launchOptionsOf(call)
+      const result = await startWithSpinner(request.name, call.io, (onWaiting) => start(request, { ...options, onWaiting }))
+      return { data: result, render: renderStart, exit: 0 }
+    },
+  },
+  list: {
+    usage: 'list',
+    summary: 'every session of this project, with its health',
+    positionals: [0, 0],
+    aliases: ['ls'],
+    menu: 'every session and its health',
+    options: {
+      all: { type: 'boolean', help: 'also sessions of other projects on the same tmux server' },
+      names: { type: 'boolean', help: 'only the session names, one per line' },
+      watch: { type: 'boolean', short: 'w', help: 'a live dashboard, redrawn every --interval seconds; q quits' },
+      interval: { type: 'string', arg: 'SECONDS', help: `with --watch: how often it redraws (default ${DEFAULTS.watchIntervalSeconds})`, parse: seconds('interval') },
+      stall: { type: 'string', arg: 'MINUTES', help: `warn when a running session's iteration is older (default ${DEFAULTS.stallMinutes})`, parse: minutes('stall') },
+    },
+    examples: ['list', 'list --watch --interval 5'],
+    run: async ({ values, common, io, json }) => {
+      const options: ListOptions = { ...common, all: Boolean(values.all), stallMinutes: values.stall as number | undefined }
+      if (values.watch) {
+        if (json || values.names) throw new UsageError('list --watch draws a dashboard; it takes no --json or --names')
+        if (!io.terminal) throw new UsageError('list --watch needs a terminal; without one, run list again instead')
+        await watchList(options, ((values.interval as number | undefined) ?? DEFAULTS.watchIntervalSeconds) * 1000, io)
+        return { exit: 0 }
+      }
+      const result = await list(options)
+      // Names passed the name check (letters, digits, _ and -): nothing to make safe.
+      if (values.names) {
+        io.stdout(result.sessions.map((row) => `${row.name}\n`).join(''))
+        return { exit: 0 }
+      }
+      return { data: result, render: renderList, exit: 0 }
+    },
+  },
+  status: {
+    usage: 'status NAME',
+    summary: 'everything about one session',
+    positionals: [1, 1],
+    sessions: 'any',
+    menu: 'everything about one session',
+    options: {},
+    examples: ['status auth', 'status auth --json'],
+    run: async ({ args, common }) => ({ data: await status(checkName(args[0]), common), render: renderStatus, exit: 0 }),
+  },
+  monitor: {
+    usage: 'monitor NAME',
+    summary: 'the last lines of its output, without attaching',
+    positionals: [1, 1],
+    sessions: 'tmux',
+    aliases: ['logs'],
+    menu: 'its last output, without attaching',
+    options: {
+      lines: { type: 'string', short: 'n', arg: 'N', help: `how many lines (default ${DEFAULTS.monitorLines})`, parse: count('--lines') },
+      follow: { type: 'boolean', short: 'f', help: 'print new output until the session ends' },
+    },
+    examples: ['monitor auth', 'monitor auth --follow'],
+    run: async ({ args, values, common, io, json }) => {
+      if (values.follow && json) throw new UsageError('monitor: --follow prints a stream; it takes no --json')
+      const result = await monitor(checkName(args[0]), { ...common, lines: values.lines as number | undefined })
+      const follow = async () => {
+        const ended = terminalSafeDeep(await followOutput(args[0], (text) => io.stdout(terminalSafe(text)), common))
+        io.stdout(`${'─'.repeat(40)}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
+        return 0
+      }
+      return { data: result, render: renderMonitor, exit: 0, follow: values.follow && livenessOf(result.session.health) !== 'ended' ? follow : undefined }
+    },
+  },
+  attach: {
+    usage: 'attach NAME',
+    summary: 'watch it live (Ctrl-b d to detach)',
+    positionals: [1, 1],
+    sessions: 'tmux',
+    menu: 'watch one live (Ctrl-b d to detach)',
+    options: { 'read-only': { type: 'boolean', help: 'attach read-only' } },
+    examples: ['attach auth', 'attach auth --read-only'],
+    run: async ({ args, values, common, io }) => {
+      const result = await attach(checkName(args[0]), { ...common, readOnly: Boolean(values['read-only']), terminal: io.terminal })
+      return { data: result, render: renderAttach, exit: result.exit_code }
+    },
+  },
+  kill: {
+    usage: 'kill NAME...',
+    summary: 'stop the engine and everything under it; progress is kept',
+    positionals: [1, Infinity],
+    sessions: 'live',
+    menu: 'stop one; progress is kept',
+    options: { grace: killGrace, force: { type: 'boolean', help: 'also a session of another project on this tmux server' } },
+    examples: ['kill auth', 'kill auth docs --grace 30'],
+    run: async ({ args, values, common, io }) => {
+      args.forEach(checkName)
+      const reports = await kill(args, { ...common, graceSeconds: values.grace as number | undefined, force: Boolean(values.force) })
+      const refused = reports.filter((r) => r.outcome === 'refused' || r.outcome === 'not_found')
+      for (const report of refused) io.stderr(`sessions: ${terminalSafe(report.message)}\n`)
+      return { data: reports, render: renderKill, exit: refused.length ? 1 : 0 }
+    },
+  },
+  cleanup: {
+    usage: 'cleanup',
+    summary: 'find stale locks, orphaned tmux sessions and zombie states; repair them',
+    positionals: [0, 0],
+    menu: 'stale locks, orphaned tmux sessions, zombie states',
+    options: {
+      yes: { type: 'boolean', short: 'y', help: 'repair everything found (in a terminal it asks otherwise)' },
+      only: { type: 'string', multiple: true, arg: 'KINDS', help: 'only these kinds: locks, tmux, state (repeatable, or comma-separated)', complete: PROBLEM_KINDS },
+      'dry-run': { type: 'boolean', help: 'report only' },
+      grace: { ...killGrace, help: `between SIGTERM and SIGKILL for orphaned processes (default ${DEFAULTS.killGraceSeconds})` },
+    },
+    examples: ['cleanup', 'cleanup --yes --only locks'],
+    run: async ({ values, common, io }) => {
+      const only = ((values.only as string[] | undefined) ?? []).flatMap((v) => v.split(',')).map((v) => v.trim())
+      for (const kind of only) if (!(PROBLEM_KINDS as readonly string[]).includes(kind)) throw new UsageError(`--only: unknown kind "${kind}"; kinds: ${PROBLEM_KINDS.join(', ')}`)
+      if (values.yes && values['dry-run']) throw new UsageError('cleanup: --yes and --dry-run exclude each other')
+      const options: CleanupOptions = { ...common, only: only.length ? only as ProblemKind[] : undefined, graceSeconds: values.grace as number | undefined }
+      // In a terminal without --yes, the problems and a choice: all, one by one, locks only, or nothing.
+      const decide = !values.yes && !values['dry-run'] && io.terminal
+        ? async (scan: CleanupScan): Promise<CleanupDecision> => {
+          io.stderr(`${renderProblems(terminalSafeDeep(scan), viewOf(io)).join('\n')}\n`)
+          const choice = await askCleanupChoice(io)
+          if (choice === 'cancel') return 'cancel'
+          return {
+            only: choice === 'locks' ? ['locks'] : options.only,
+            choose: choice === 'one' ? (p) => askYesNo(`Fix ${terminalSafe(p.name)}: ${terminalSafe(p.evidence)}? [y/N] `) : undefined,
+          }
+        }
+        : undefined
+      const result = await cleanup({ ...options, mode: values['dry-run'] ? 'dry_run' : values.yes ? 'fix' : 'report', decide })
+      return { data: result, render: renderCleanup, exit: result.problems.some((p) => p.fixed === false) ? 1 : 0 }
+    },
+  },
+  resume: {
+    usage: 'resume NAME',
+    summary: 'resume a stopped session as it was started (start --resume)',
+    positionals: [1, 1],
+    sessions: 'resumable',
+    menu: 'continue a stopped session as it was started',
+    options: { max: { type: 'string', arg: 'N', help: 'a new max for a loop', parse: count('--max') }, ...ENGINE_OPTIONS, ...LAUNCH_OPTIONS },
+    examples: ['resume auth', 'resume auth --max 50 --model=sonnet'],
+    run: async (call) => {
+      const overrides: ResumeOverrides = { max: call.values.max as number | undefined, ...engineOptionsOf(call.values) }
+      if (!call.values.input) delete overrides.inputs
+      const options = launchOptionsOf(call)
+      const result = await startWithSpinner(call.args[0], call.io, (onWaiting) => resume(checkName(call.args[0]), overrides, { ...options, onWaiting }))
+      return { data: result, render: renderStart, exit: 0 }
+    },
+  },
+  wait: {
+    usage: 'wait NAME...',
+    summary: 'block until every named session has ended',
+    positionals: [1, Infinity],
+    sessions: 'live',
+    menu: 'block until sessions end',
+    options: { timeout: { type: 'string', arg: 'SECONDS', help: 'give up (exit 124)', parse: seconds('timeout') } },
+    examples: ['wait auth docs', 'wait auth --timeout 3600 && echo done'],
+    run: async ({ args, values, common, io, json }) => {
+      args.forEach(checkName)
+      // Progress bars only on a terminal, redrawn in place; nothing on a pipe.
+      const drawing = !json && io.terminal
+      let drawn = 0
+      const result = await wait(args, {
+        ...common,
+        timeoutSeconds: values.timeout as number | undefined,
+        onPoll: drawing ? (rows) => {
+          io.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(terminalSafeDeep(rows), viewOf(io))}`)
+          drawn = rows.length
+        } : undefined,
+      })
+      return { data: result, render: renderWaitResult, exit: result.timed_out ? 124 : result.all_complete ? 0 : 1 }
+    },
+  },
+  completion: {
+    usage: 'completion bash|zsh|fish',
+    summary: 'a shell completion script (for an alias named "sessions")',
+    positionals: [1, 1],
+    missing: 'completion: missing SHELL: bash, zsh or fish',
+    options: {},
+    examples: ['completion bash >> ~/.bashrc', 'completion fish > ~/.config/fish/completions/sessions.fish'],
+    run: async ({ args, io }) => {
+      io.stdout(completionScript(args[0]))
+      return { exit: 0 }
+    },
+  },
+  help: {
+    usage: 'help [COMMAND]',
+    summary: 'this help, or a command\'s',
+    positionals: [0, 1],
+    options: {},
+    examples: ['help', 'help kill'],
+    run: async ({ args, io }) => {
+      io.stdout(args[0] === undefined ? usage() : commandHelp(commandNamed(args[0])))
+      return { exit: 0 }
+    },
+  },
+  version: {
+    usage: 'version',
+    summary: 'the version',
+    positionals: [0, 0],
+    options: {},
+    examples: ['version', '--version'],
+    run: async ({ io }) => {
+      io.stdout(`${VERSION}\n`)
+      return { exit: 0 }
+    },
+  },
+} satisfies Record<string, CommandSpec>
+
+type CommandName = keyof typeof COMMANDS
+
+/** The command a word names (an alias included), or a usage error with the nearest name. */
+function commandNamed(word: string): CommandName {
+  const names = Object.keys(COMMANDS) as CommandName[]
+  if ((names as string[]).includes(word)) return word as CommandName
+  const aliased = names.find((name) => ((COMMANDS[name] as CommandSpec).aliases ?? []).includes(word))
+  if (aliased) return aliased
+  const near = [...names, ...names.flatMap((name) => (COMMANDS[name] as CommandSpec).aliases ?? [])]
+    .map((name) => ({ name, distance: editDistance(word, name) }))
+    .sort((a, b) => a.distance - b.distance)[0]
+  const hint = near && near.distance <= 2 ? `; did you mean "${near.name}"?` : ''
+  throw new UsageError(`unknown command "${word}"${hint}; commands: ${names.join(', ')}`)
+}
+
+/** Levenshtein distance, for "did you mean". */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    previous = current
+  }
+  return previous[b.length]
+}
+
+function optionLine(flag: string, spec: OptionSpec): [string, string] {
+  const names = `${spec.short ? `-${spec.short}, ` : ''}--${flag}${spec.arg ? ` ${spec.arg}` : ''}`
+  return [names, spec.help]
+}
+
+function optionLines(options: Record<string, OptionSpec>, indent = '  '): string[] {
+  const lines = Object.entries(options).map(([flag, spec]) => optionLine(flag, spec))
+  const width = largest(lines.map(([names]) => names.length))
+  return lines.map(([names, help]) => `${indent}${names.padEnd(width)}  ${help}`)
+}
+
+/** The global usage: every command with its summary, and the options of every command. */
+export function usage(): string {
+  const commands = (Object.entries(COMMANDS) as [CommandName, CommandSpec][]).map(([, spec]) => [spec.usage, spec.summary] as const)
+  const width = largest(commands.map(([line]) => line.length))
+  return [
+    `Usage: ${SELF} <command> [options]`,
+    `       ${SELF}               (in a terminal: a menu)`,
+    '',
+    'Commands:',
+    ...commands.map(([line, summary]) => `  ${line.padEnd(width)}  ${summary}`),
+    '',
+    'Options of every command:',
+    ...optionLines(GLOBAL_OPTIONS),
+    '',
+    `${SELF} help COMMAND (or COMMAND --help): a command's options and examples.`,
+    'Exit status: 0 done, 1 refused or failed, 2 wrong command line; wait: 0 all complete, 1 any ended',
+    'otherwise, 124 timed out.',
+    '',
+  ].join('\n')
+}
+
+/** One command's help: its usage, what it does, its options with their defaults, two examples. */
+export function commandHelp(name: CommandName): string {
+  const spec: CommandSpec = COMMANDS[name]
+  return [
+    `Usage: ${SELF} ${spec.usage} [options]`,
+    '',
+    `${spec.summary[0].toUpperCase()}${spec.summary.slice(1)}.${spec.aliases ? ` Also: ${spec.aliases.join(', ')}.` : ''}`,
+    ...(Object.keys(spec.options).length ? ['', 'Options:', ...optionLines(spec.options)] : []),
+    '',
+    'Options of every command:',
+    ...optionLines(GLOBAL_OPTIONS),
+    '',
+    'Examples:',
+    ...spec.examples.map((example) => `  ${SELF} ${example}`),
+    '',
+  ].join('\n')
+}
+
+/** parseArgs' configuration of a command, from the table. */
+function parseArgsOptions(options: Record<string, OptionSpec>) {
+  return Object.fromEntries(Object.entries(options).map(([flag, spec]) =>
+    [flag, { type: spec.type, ...(spec.short ? { short: spec.short } : {}), ...(spec.multiple ? { multiple: true } : {}) }]))
+}
+
+/** Parses argv strictly: a mistyped --jsno is a usage error, not a silent no-op. Option values are validated. */
+export function parseCommandLine(argv: string[]): { command: CommandName | null; values: Values; args: string[] } {
+  // A first, lenient pass finds the command (the first positional, wherever the options stand);
+  // the second pass is strict, with exactly that command's options.
+  const every = Object.assign({}, GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options)) as Record<string, OptionSpec>
+  const word = parseArgs({ args: argv, options: parseArgsOptions(every), allowPositionals: true, strict: false }).positionals[0]
+  const command = word === undefined ? null : commandNamed(word)
+  const options: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS, ...(command ? COMMANDS[command].options : {}) }
+  let parsed
   try {
-    return await run(waiting.start)
+    parsed = parseArgs({ args: argv, options: parseArgsOptions(options), allowPositionals: true, strict: true })
   } catch (error) {
-    if (error instanceof StartError && error.output.length) {
-      waiting.stop()
-      out.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${terminalSafe(line)}`).join('\n')}\n`)
-    }
-    throw error
-  } finally {
-    waiting.stop()
+    // parseArgs' messages go on with hints about "--" that do not apply here; keep the first sentence.
+    const message = (error as Error).message.split('\n')[0].split('. ')[0].replace(/\.$/, '').replace(/^Unknown option/, 'unknown option')
+    throw new UsageError(command ? `${command}: ${message}` : message)
   }
+  const values: Values = { ...parsed.values } as Values
+  // The values, validated and converted as their options declare (a --help skips what it would not use).
+  for (const [flag, spec] of Object.entries(options)) {
+    const raw = values[flag]
+    if (spec.parse && typeof raw === 'string') values[flag] = spec.parse(raw) as Values[string]
+  }
+  if (values.help || values.version || !command) return { command, values, args: [] }
+  const args = parsed.positionals.slice(1)
+  const spec: CommandSpec = COMMANDS[command]
+  const [min, max] = spec.positionals
+  if (args.length < min) throw new UsageError(spec.missing ?? `${command}: missing session NAME`)
+  if (args.length > max) throw new UsageError(`${command}: unexpected argument "${args[max]}"`)
+  return { command, values, args }
 }
 
-/** The CLI: returns the exit status instead of exiting, so it can be driven from tests and other code. */
-export async function main(argv: string[], out: Output = processOutput): Promise<number> {
-  // JSON keeps the exact text (JSON escapes it); text for a terminal is made safe first, in one place.
-  const print = <T>(json: boolean, data: T, render: (safe: T) => string) => out.stdout(json ? `${JSON.stringify(data, null, 2)}\n` : render(terminalSafeDeep(data)))
+/**
+ * A completion script for a shell, completing commands, flags, session names and the values that have a
+ * fixed set. It completes the command `sessions`, meant as an alias: alias sessions='npx tsx /path/to/sessions.ts'.
+ */
+export function completionScript(shell: string): string {
+  const commands = Object.keys(COMMANDS) as CommandName[]
+  const specs = commands.map((name) => [name, COMMANDS[name] as CommandSpec] as const)
+  const flagsOf = (spec: CommandSpec) => Object.keys({ ...GLOBAL_OPTIONS, ...spec.options }).map((flag) => `--${flag}`)
+  const named = specs.filter(([, spec]) => spec.sessions).map(([name]) => name)
+  const valued = specs.flatMap(([name, spec]) => Object.entries(spec.options).filter(([, o]) => o.complete).map(([flag, o]) => ({ name, flag, values: o.complete! })))
+  // Session names come from this very file, run as it runs now (node with tsx's loader), so that the
+  // script works whatever the alias is and wherever it is sourced.
+  const names = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), 'list', '--names'].map(shellQuote).join(' ')
+  if (shell === 'bash' || shell === 'zsh') {
+    const cases = specs.map(([name, spec]) => `    ${name}) flags="${flagsOf(spec).join(' ')}" ;;`).join('\n')
+    const values = valued.map(({ name, flag, values }) => `    ${name}:--${flag}) COMPREPLY=($(compgen -W "${values.join(' ')}" -- "$cur")); return ;;`).join('\n')
+    return `${shell === 'zsh' ? 'autoload -U +X bashcompinit && bashcompinit\n' : ''}# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'
+_sessions() {
+  local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} command=\${COMP_WORDS[1]} flags=""
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "${commands.join(' ')}" -- "$cur"))
+    return
+  fi
+  case "$command:$prev" in
+${values}
+  esac
+  case "$command" in
+${cases}
+  esac
+  case "$cur" in
+    -*) COMPREPLY=($(compgen -W "$flags" -- "$cur")) ;;
+    *) case "$command" in
+         ${named.join('|')}) COMPREPLY=($(compgen -W "$(${names} 2>/dev/null)" -- "$cur")) ;;
+         completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
+         help) COMPREPLY=($(compgen -W "${commands.join(' ')}" -- "$cur")) ;;
+       esac ;;
+  esac
+}
+complete -F _sessions sessions
+`
+  }
+  if (shell === 'fish') {
+    const lines = [
+      "# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'",
+      'complete -c sessions -f',
+      `complete -c sessions -n __fish_use_subcommand -a '${commands.join(' ')}'`,
+      `complete -c sessions -n '__fish_seen_subcommand_from ${named.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
+      "complete -c sessions -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'",
+      `complete -c sessions -n '__fish_seen_subcommand_from help' -a '${commands.join(' ')}'`,
+      ...specs.flatMap(([name, spec]) => flagsOf(spec).map((flag) => {
+        const values = (spec.options[flag.slice(2)] as OptionSpec | undefined)?.complete
+        return `complete -c sessions -n '__fish_seen_subcommand_from ${name}' -l ${flag.slice(2)}${values ? ` -r -a '${values.join(' ')}'` : ''}`
+      })),
+    ]
+    return `${lines.join('\n')}\n`
+  }
+  throw new UsageError(`completion: unknown shell "${shell}"; shells: bash, zsh, fish`)
+}
+
+/**
+ * The CLI: parse → run → JSON or text → exit status. It returns the status instead of exiting, so that
+ * tests and other code drive it in-process, with their own streams, environment and folder.
+ */
+export async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
+  const io: Io = { ...processIo(), ...given }
   try {
     const { command, values, args } = parseCommandLine(argv)
     if (values.version) {
-      out.stdout(`${VERSION}\n`)
+      io.stdout(`${VERSION}\n`)
+      return 0
+    }
+    if (values.help) {
+      io.stdout(command && command !== 'help' ? commandHelp(command) : usage())
       return 0
     }
     const common: CommonOptions = {
       root: values.root as string | undefined,
       socket: values.socket as string | undefined,
-      startGraceSeconds: parsePositiveNumber('start-grace', values['start-grace'] as string | undefined),
-    }
-    if (common.socket !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(common.socket)) {
-      throw new UsageError(`--socket: invalid socket name "${common.socket}"`)
+      startGraceSeconds: values['start-grace'] as number | undefined,
+      env: io.env,
+      cwd: io.cwd,
     }
     if (!command) {
       // Bare, in a terminal: the menu, carrying the global options given. Otherwise the usage.
-      if (!values.help && isTerminal()) {
-        const globalArgs = [
-          ...(common.root !== undefined ? ['--root', common.root] : []),
-          ...(common.socket !== undefined ? ['--socket', common.socket] : []),
-          ...(values['start-grace'] !== undefined ? ['--start-grace', String(values['start-grace'])] : []),
-        ]
-        return runMenu(common, globalArgs, out)
+      if (io.terminal) {
+        const globalArgs = argv.filter((arg) => arg !== '--json')
+        return await runMenu(common, globalArgs, io)
       }
-      out.stdout(USAGE)
-      return values.help || argv.length === 0 ? 0 : 2
+      io.stdout(usage())
+      return argv.length === 0 ? 0 : 2
     }
     const json = Boolean(values.json)
-    switch (command) {
-      case 'list': {
-        const listOptions: ListOptions = { ...common, all: Boolean(values.all), stallMinutes: parsePositiveNumber('stall', values.stall as string | undefined, 'minutes') }
-        if (values.watch) {
-          if (json || values.names) throw new UsageError('list --watch draws a dashboard; it takes no --json or --names')
-          if (!isTerminal()) throw new UsageError('list --watch needs a terminal; without one, run list again instead')
-          await watchList(listOptions, (parsePositiveNumber('interval', values.interval as string | undefined) ?? 2) * 1000, out)
-          return 0
-        }
-        const result = await list(listOptions)
-        // Names passed the name check (letters, digits, _ and -): nothing to make safe.
-        if (values.names) out.stdout(result.sessions.map((row) => `${row.name}\n`).join(''))
-        else print(json, result, renderList)
-        return 0
-      }
-      case 'completion': {
-        out.stdout(completionScript(args[0]))
-        return 0
-      }
-      case 'status': {
-        const result = await status(checkName(args[0]), common)
-        print(json, result, renderStatus)
-        return 0
-      }
-      case 'start': {
-        const request = startRequestOf(args, values)
-        const options = startOptionsOf(values, common, out)
-        const result = await startWithSpinner(request.name, out, (onWaiting) => start(request, { ...options, onWaiting }))
-        print(json, result, renderStart)
-        return 0
-      }
-      case 'kill': {
-        args.forEach(checkName)
-        const reports = await kill(args, { ...common, graceSeconds: parsePositiveNumber('grace', values.grace as string | undefined), force: Boolean(values.force) })
-        print(json, reports, renderKill)
-        const refused = reports.filter((r) => r.outcome === 'refused' || r.outcome === 'not_found')
-        for (const report of refused) out.stderr(`sessions: ${report.message}\n`)
-        return refused.length ? 1 : 0
-      }
-      case 'monitor': {
-        const lines = parseCount('--lines', values.lines as string | undefined)
-        if (values.follow && json) throw new UsageError('monitor: --follow prints a stream; it takes no --json')
-        const result = await monitor(checkName(args[0]), { ...common, lines })
-        print(json, result, renderMonitor)
-        if (values.follow && LIVE.has(result.session.health)) {
-          const ended = terminalSafeDeep(await followOutput(args[0], (text) => out.stdout(terminalSafe(text)), common))
-          out.stdout(`${dim('─'.repeat(40))}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
-        }
-        return 0
-      }
-      case 'cleanup': {
-        const only = ((values.only as string[] | undefined) ?? []).flatMap((v) => v.split(',')).map((v) => v.trim())
-        for (const kind of only) if (!(PROBLEM_KINDS as readonly string[]).includes(kind)) throw new UsageError(`--only: unknown kind "${kind}"; kinds: ${PROBLEM_KINDS.join(', ')}`)
-        if (values.yes && values['dry-run']) throw new UsageError('cleanup: --yes and --dry-run exclude each other')
-        const options: CleanupOptions = { ...common, only: only.length ? only as ProblemKind[] : undefined, graceSeconds: parsePositiveNumber('grace', values.grace as string | undefined) }
-        const scan = await scanCleanup(options)
-        let mode: CleanupResult['mode'] = values['dry-run'] ? 'dry_run' : 'report'
-        let done = scan
-        const fixable = scan.problems.filter((p) => !options.only || options.only.includes(p.kind))
-        if (!values['dry-run'] && fixable.length) {
-          if (values.yes) {
-            done = await applyCleanup(scan, options)
-            mode = 'fixed'
-          } else if (isTerminal()) {
-            out.stderr(`${renderProblems(terminalSafeDeep(scan)).join('\n')}\n`)
-            const choice = await askCleanupChoice(out)
-            if (choice === 'cancel') mode = 'cancelled'
-            else {
-              done = await applyCleanup(scan, {
-                ...options,
-                only: choice === 'locks' ? ['locks'] : options.only,
-                choose: choice === 'one' ? (p) => askYesNo(`Fix ${p.name}: ${p.evidence}? [y/N] `) : undefined,
-              })
-              mode = 'fixed'
-            }
-          }
-        }
-        const result = await summarizeCleanup(done, mode, common)
-        print(json, result, renderCleanup)
-        return done.problems.some((p) => p.fixed === false) ? 1 : 0
-      }
-      case 'resume': {
-        const overrides: ResumeOverrides = {
-          max: parseCount('--max', values.max as string | undefined),
-          provider: values.provider as string | undefined,
-          model: values.model as string | undefined,
-          context: values.context as string | undefined,
-          inputs: values.input as string[] | undefined,
-        }
-        const options = startOptionsOf(values, common, out)
-        const result = await startWithSpinner(args[0], out, (onWaiting) => resume(checkName(args[0]), overrides, { ...options, onWaiting }))
-        print(json, result, renderStart)
-        return 0
-      }
-      case 'wait': {
-        args.forEach(checkName)
-        const timeoutSeconds = parsePositiveNumber('timeout', values.timeout as string | undefined)
-        // Progress bars only on a terminal, redrawn in place; nothing on a pipe.
-        const drawing = !json && Boolean(process.stdout.isTTY)
-        let drawn = 0
-        const result = await wait(args, {
-          ...common,
-          timeoutSeconds,
-          onPoll: drawing ? (rows) => {
-            out.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(terminalSafeDeep(rows))}`)
-            drawn = rows.length
-          } : undefined,
-        })
-        print(json, result, renderWaitResult)
-        return result.timed_out ? 124 : result.all_complete ? 0 : 1
-      }
-      case 'attach': {
-        const result = await attach(checkName(args[0]), { ...common, readOnly: Boolean(values['read-only']) })
-        if (json) {
-          print(true, result, () => '')
-          return result.exit_code
-        }
-        const safe = terminalSafeDeep(result)
-        out.stdout(renderMonitor(safe.preview))
-        if (result.action === 'printed') out.stdout(`\nNot a terminal; to watch it live, run:\n  ${result.command.map((arg) => (/^[\w./=:@%+-]+$/.test(arg) ? arg : shellQuote(arg))).join(' ')}\n`)
-        if (result.action === 'switched') out.stdout(`\nSwitched this tmux client to ${safe.preview.session.tmux?.session}.\n`)
-        return result.exit_code
-      }
+    const outcome = await (COMMANDS[command] as CommandSpec).run({ args, values, common, io, json })
+    if (outcome.data !== undefined) {
+      // JSON keeps the exact text (JSON escapes it); text for a terminal is made safe first, in one place.
+      io.stdout(json ? `${JSON.stringify(outcome.data, null, 2)}\n` : outcome.render!(terminalSafeDeep(outcome.data) as never, viewOf(io)))
     }
+    return outcome.follow ? await outcome.follow() : outcome.exit
   } catch (error) {
     if (error instanceof SessionsError) {
-      out.stderr(`sessions: ${terminalSafe(error.message)}\n`)
+      io.stderr(`sessions: ${terminalSafe(error.message)}\n`)
       return error.exitCode
     }
-    out.stderr(`sessions: unexpected error: ${terminalSafe((error as Error)?.message ?? String(error))}\n`)
-    if (process.env.SESSIONS_DEBUG) out.stderr(`${(error as Error)?.stack ?? ''}\n`)
+    io.stderr(`sessions: unexpected error: ${terminalSafe(errorMessage(error))}\n`)
+    if (io.env.SESSIONS_DEBUG) io.stderr(`${(error as Error)?.stack ?? ''}\n`)
     return 1
   }
 }
