@@ -153,7 +153,7 @@ async function listJson(root: string, ...flags: string[]) {
   const run = await cli(['list', '--json', '-C', root, ...flags])
   expect(run.stderr).toBe('')
   expect(run.code).toBe(0)
-  return JSON.parse(run.stdout) as { project: string; sessions: SessionRow[]; counts: Record<string, number>; warnings: string[]; other_projects?: { name: string; directory: string }[] }
+  return JSON.parse(run.stdout) as { project: string; sessions: SessionRow[]; counts: Record<string, number>; warnings: unknown[]; other_projects?: { name: string; directory: string }[] }
 }
 
 function rowOf(rows: SessionRow[], name: string): SessionRow {
@@ -412,7 +412,8 @@ describe('list as a user runs it', () => {
     state.history.at(-1).timestamp = isoSeconds(twoHoursAgo)
     state.iteration_started = null
     writeFileSync(stateFile, JSON.stringify(state))
-    expect((await listJson(root)).warnings).toEqual([expect.stringMatching(/^busy: running, but no iteration has finished for 2h 0m \(iteration 2\)$/)])
+    expect((await listJson(root)).warnings).toEqual([{ session: 'busy', kind: 'stalled', why: expect.any(String), since: isoSeconds(twoHoursAgo), iteration: 2, resume_command: null }])
+    expect((await cli(['list', '-C', root])).stdout).toMatch(/! busy: running, but no iteration has finished for 2h 0m \(iteration 2\)\n/)
     // A current iteration that started recently is not a stall, however old the session.
     state.iteration_started = isoSeconds(Date.now() - 60_000)
     writeFileSync(stateFile, JSON.stringify(state))
@@ -1278,7 +1279,7 @@ describe('cleanup', () => {
     const before = [snapshot(root), tmuxPanes()]
     const run = await cli(['cleanup', '--start-grace', '0', '-C', root])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/Orphaned tmux sessions:\n {2}lonely — tmux session pipeline-lonely alive for \d+s with no engine behind it \(pane PID \d+\)/)
+    expect(run.stdout).toMatch(/Orphaned tmux sessions:\n {2}lonely — tmux session pipeline-lonely has no engine behind it \(pane PID \d+\), alive for \d+s/)
     expect(run.stdout).toMatch(/Stale locks:\n {2}busy — lock PID \d+ is dead; last iteration 2 finished .* ago\n/)
     expect(run.stdout).toMatch(/Zombie states:\n {2}busy — state says running, but nothing is alive; .*\n {2}hup — state says running, but nothing is alive/)
     expect(run.stdout).toContain('Nothing was changed. To repair: tsx sessions.ts cleanup --yes')
@@ -1410,7 +1411,7 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     writeFileSync(lockFile, JSON.stringify({ session: 'busy', pid, started_at: isoSeconds(Date.now()) }))
     const before = snapshot(root)
     const done = await applyCleanup(scan, { root, socket: SOCKET })
-    expect(done.problems.map((p) => [p.fixed, p.result])).toEqual([[null, 'left alone: the session is alive now'], [null, 'left alone: the session is alive now']])
+    expect(done.problems.map((p) => [p.fixed, p.outcome, p.reason])).toEqual([[null, 'left_alone', 'the session is alive now'], [null, 'left_alone', 'the session is alive now']])
     expect(snapshot(root)).toEqual(before)
   })
 
@@ -1715,7 +1716,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     expect((await cli(['kill', 'evil', 'busy', '-C', root])).code).toBe(0)
     const refused = await cli(['cleanup', '--yes', '--json', '-C', zombie])
     expect(refused.code).toBe(1)
-    expect(JSON.parse(refused.stdout).problems).toMatchObject([{ name: 'hup', problem: 'zombie_state', fixed: false, result: 'failed: refusing to write to .claude/pipeline-runs/hup/state.json: it is a symlink' }])
+    expect(JSON.parse(refused.stdout).problems).toMatchObject([{ name: 'hup', problem: 'zombie_state', fixed: false, outcome: 'failed', reason: 'refusing to write to .claude/pipeline-runs/hup/state.json: it is a symlink' }])
     expect(away.untouched()).toEqual(before)
   })
 

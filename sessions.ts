@@ -231,16 +231,25 @@ function trimOutput(lines: string[]): string[] {
 const sleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, signal ? { signal } : undefined)
 
 /**
- * The one polling loop: calls `probe` every `intervalMs` until it returns something other than false,
- * and returns that. `signal` cancels it (the promise rejects with the signal's reason); a timeout is a
- * signal too (AbortSignal.timeout, combined with AbortSignal.any).
+ * The one polling loop: calls `probe` (at least once) every `intervalMs` until it returns something other
+ * than false, and returns that. `signal` cancels it: the promise rejects once the signal aborts.
  */
 export async function poll<T>(probe: () => Promise<T | false> | T | false, options: { intervalMs: number; signal?: AbortSignal }): Promise<T> {
   for (;;) {
-    options.signal?.throwIfAborted()
     const value = await probe()
     if (value !== false) return value
     await sleep(options.intervalMs, options.signal)
+  }
+}
+
+/** poll, bounded in time (AbortSignal.timeout, with any `signal` beside it): null when the time ran out first. */
+export async function pollFor<T>(probe: () => Promise<T | false> | T | false, options: { intervalMs: number; timeoutMs: number; signal?: AbortSignal }): Promise<T | null> {
+  const timeout = AbortSignal.timeout(Math.max(0, options.timeoutMs))
+  try {
+    return await poll(probe, { intervalMs: options.intervalMs, signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout })
+  } catch (error) {
+    if (timeout.aborted && !options.signal?.aborted) return null
+    throw error
   }
 }
 
@@ -619,21 +628,19 @@ export function moveInside(root: string, from: string, to: string): void {
 export async function withToolLock<T>(root: string, file: string, busy: (holder: number) => Error, work: () => Promise<T>, waitMs = 0): Promise<T> {
   mkdirInside(root, path.dirname(file))
   const me = JSON.stringify({ pid: process.pid, start: await processStartStamp(process.pid), tool: 'sessions.ts' })
-  const deadline = Date.now() + waitMs
-  for (;;) {
-    if (createFileInside(root, file, `${me}\n`)) break
+  let holder = 0
+  const taken = await pollFor(async () => {
+    if (createFileInside(root, file, `${me}\n`)) return true
     const held = readRegularFile(file)
-    let holder: { pid?: unknown; start?: unknown } = {}
-    try { holder = held.kind === 'ok' ? JSON.parse(held.text) : {} } catch { /* unreadable: a stale lock */ }
-    const pid = typeof holder.pid === 'number' ? holder.pid : 0
-    const live = isPidAlive(pid) && holder.start !== undefined && (await processStartStamp(pid)) === holder.start
-    if (!live) {
-      removeInside(root, file)
-      continue
-    }
-    if (Date.now() >= deadline) throw busy(pid)
-    await sleep(100)
-  }
+    let record: { pid?: unknown; start?: unknown } = {}
+    try { record = held.kind === 'ok' ? JSON.parse(held.text) : {} } catch { /* unreadable: a stale lock */ }
+    holder = typeof record.pid === 'number' ? record.pid : 0
+    const live = isPidAlive(holder) && record.start !== undefined && (await processStartStamp(holder)) === record.start
+    // A stale lock is removed and taken at once; a live holder is waited for.
+    if (!live) removeInside(root, file)
+    return !live && createFileInside(root, file, `${me}\n`)
+  }, { intervalMs: 100, timeoutMs: waitMs })
+  if (!taken) throw busy(holder)
   try {
     return await work()
   } finally {
@@ -854,8 +861,23 @@ export const tmuxTarget = {
   pane: (tmuxName: string) => `=${tmuxName}:`,
 }
 
-export async function runTmux(options: TmuxOptions, ...command: string[]) {
-  return $({ quiet: true, nothrow: true, env: tmuxEnvironment(options.env) })`tmux ${tmuxArgv(options, ...command)}`
+const TMUX_MISSING = 'tmux not found on PATH: install tmux 3.x (Debian/Ubuntu: apt install tmux; macOS: brew install tmux)'
+
+/**
+ * A tmux command whose failure is an answer, not an error (has-session, a session that may be gone):
+ * it never throws, but when tmux itself is missing.
+ */
+export async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
+  const result = await $({ quiet: true, nothrow: true, env: tmuxEnvironment(options.env) })`tmux ${tmuxArgv(options, ...command)}`
+  if (result.exitCode === 127 && /tmux: (command )?not found|No such file/.test(result.stderr)) throw new SessionsError(TMUX_MISSING)
+  return { ok: result.exitCode === 0, stdout: result.stdout, stderr: result.stderr.trim() || `exit ${result.exitCode}` }
+}
+
+/** The one way tmux is run (argv from tmuxArgv, no shell); a failure is a SessionsError in tmux's own words. */
+export async function tmux(options: TmuxOptions, ...command: string[]): Promise<string> {
+  const result = await tmuxProbe(options, ...command)
+  if (!result.ok) throw new SessionsError(`tmux ${command[0]} failed: ${result.stderr}`)
+  return result.stdout
 }
 
 /** tmux's words for "there is no server", which means "no sessions", not an error. */
@@ -905,10 +927,10 @@ export function sessionFormat(nonce: string): { format: string; parse: (stdout: 
 /** Every session on the server, in one tmux call. No server means no sessions. */
 export async function listTmuxSessions(options: TmuxOptions = {}): Promise<TmuxSession[]> {
   const { format, parse } = sessionFormat(randomBytes(8).toString('hex'))
-  const result = await runTmux(options, 'list-sessions', '-F', format)
-  if (result.exitCode !== 0) {
+  const result = await tmuxProbe(options, 'list-sessions', '-F', format)
+  if (!result.ok) {
     if (isNoServer(result.stderr)) return []
-    throw new SessionsError(`tmux list-sessions failed: ${result.stderr.trim() || `exit ${result.exitCode}`}`)
+    throw new SessionsError(`tmux list-sessions failed: ${result.stderr}`)
   }
   return parse(result.stdout)
 }
@@ -1916,7 +1938,7 @@ export interface ListResult {
   project: string
   sessions: SessionRow[]
   counts: Partial<Record<Health, number>>
-  warnings: string[]
+  warnings: ListWarning[]
   next: NextAction[]
   /** Only with `all`: pipeline sessions of other projects on the same tmux server. */
   other_projects?: { name: string; tmux_session: string; directory: string; created_at: string | null; attached: number; pane_dead: boolean }[]
@@ -1931,18 +1953,25 @@ function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
   return counts
 }
 
-function listWarnings(rows: SessionRow[], now: number, stallMs: number): string[] {
-  const warnings: string[] = []
+/** What in a list needs a look: a stalled session, a crashed or zombie one (and how to resume it), an orphan, a file that cannot be read. */
+export interface ListWarning {
+  session: string
+  kind: 'stalled' | 'crashed' | 'zombie' | 'orphaned' | 'corrupt'
+  why: string
+  /** stalled: when its last iteration finished (or it last showed activity). */
+  since: string | null
+  iteration: number | null
+  resume_command: string | null
+}
+
+function listWarnings(rows: SessionRow[], now: number, stallMs: number): ListWarning[] {
+  const warnings: ListWarning[] = []
+  const warn = (row: SessionRow, kind: ListWarning['kind'], since: string | null = null) =>
+    warnings.push({ session: row.name, kind, why: row.why, since, iteration: row.iteration, resume_command: row.resume_command })
   for (const row of rows) {
     const last = parseTime(row.last_activity_at)
-    if (row.health === 'running' && last !== null && now - last > stallMs) {
-      warnings.push(`${row.name}: running, but no iteration has finished for ${formatDuration(now - last)} (iteration ${row.iteration ?? '?'})`)
-    }
-    if (row.health === 'crashed' || row.health === 'zombie') {
-      warnings.push(`${row.name}: ${row.health} (${row.why}); resume: ${row.resume_command ?? 'its type and max are unknown'}`)
-    }
-    if (row.health === 'orphaned') warnings.push(`${row.name}: orphaned (${row.why})`)
-    if (row.health === 'corrupt') warnings.push(`${row.name}: ${row.why}`)
+    if (row.health === 'running' && last !== null && now - last > stallMs) warn(row, 'stalled', row.last_activity_at)
+    if (row.health === 'crashed' || row.health === 'zombie' || row.health === 'orphaned' || row.health === 'corrupt') warn(row, row.health)
   }
   return warnings
 }
@@ -2160,15 +2189,23 @@ function sessionExists(facts: SessionFacts): boolean {
 }
 
 /** One named session's facts and row; an unknown name is refused with the names that do exist. */
-async function sessionFactsFor(name: string, options: CommonOptions) {
+/**
+ * One session's facts as they are now, and its row: the one way a command loads a session. With
+ * `mustExist`, an unknown name is refused, naming the sessions that do exist.
+ */
+export async function loadSession(name: string, options: CommonOptions & { mustExist?: boolean } = {}) {
   checkName(name)
   const root = await findProjectRoot(options)
   const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
   const facts = await gatherSession(name, root, own.get(name) ?? null)
-  if (!sessionExists(facts)) {
-    throw sessionNotFound(name, root, await sessionNames(root, own))
-  }
-  return { root, facts, row: describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) }
+  const exists = sessionExists(facts)
+  if (!exists && options.mustExist) throw sessionNotFound(name, root, await sessionNames(root, own))
+  return { root, facts, exists, row: describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) }
+}
+
+/** A named session that must exist. */
+function sessionFactsFor(name: string, options: CommonOptions) {
+  return loadSession(name, { ...options, mustExist: true })
 }
 
 export async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
@@ -2403,9 +2440,9 @@ export async function planStart(request: StartRequest, options: StartOptions = {
     return pathForEngine(file, root)
   })
 
-  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
-  const facts = await gatherSession(request.name, root, own.get(request.name) ?? null)
-  const row = sessionExists(facts) ? describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) : null
+  const loaded = await loadSession(request.name, { ...options, root })
+  const facts = loaded.facts
+  const row = loaded.exists ? loaded.row : null
   checkStartConflicts(request, row, facts)
 
   // A resumed loop keeps its max unless a new one is given.
@@ -2454,9 +2491,9 @@ const TMUX_BATCH_BYTES = 12_000
  * variable is set on the session, and the server's other global variables are marked for removal.
  */
 async function setSessionEnvironment(options: TmuxOptions, target: string, variables: [string, string][]): Promise<string[]> {
-  const global = await runTmux(options, 'show-environment', '-g')
+  const global = await tmux(options, 'show-environment', '-g')
   const mine = new Set(variables.map(([key]) => key))
-  const stale = global.stdout.split('\n')
+  const stale = global.split('\n')
     .map((line) => line.replace(/^-/, '').split('=')[0])
     .filter((key) => key && !mine.has(key) && !/^TMUX(_PANE)?$/.test(key))
   // The tag is never set on the session: only the engine gets it, from its launcher.
@@ -2471,8 +2508,7 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
   let size = 0
   const flush = async () => {
     if (!batch.length) return
-    const result = await runTmux(options, ...batch)
-    if (result.exitCode !== 0) throw new SessionsError(`tmux set-environment failed: ${result.stderr.trim()}`)
+    await tmux(options, ...batch)
     batch = []
     size = 0
   }
@@ -2496,17 +2532,17 @@ async function paneState(options: TmuxOptions, tmuxName: string): Promise<PaneSt
   // Existence from has-session: tmux 3.3 answers display-message -t '=gone:' with exit 0 and empty fields
   // whenever any other session lives on the server.
   const gone = { exists: false, dead: true, status: null, pid: null }
-  if ((await runTmux(options, 'has-session', '-t', tmuxTarget.session(tmuxName))).exitCode !== 0) return gone
-  const result = await runTmux(options, 'display-message', '-p', '-t', tmuxTarget.pane(tmuxName), '#{pane_dead} #{pane_dead_status} #{pane_pid}')
-  if (result.exitCode !== 0) return gone
+  if (!(await tmuxProbe(options, 'has-session', '-t', tmuxTarget.session(tmuxName))).ok) return gone
+  const result = await tmuxProbe(options, 'display-message', '-p', '-t', tmuxTarget.pane(tmuxName), '#{pane_dead} #{pane_dead_status} #{pane_pid}')
+  if (!result.ok) return gone
   const [dead, status, pid] = result.stdout.trim().split(' ')
   return { exists: true, dead: dead === '1', status: status ? Number(status) : null, pid: pid ? Number(pid) : null }
 }
 
 /** The pane's text, joined and with trailing blank lines (and tmux's "Pane is dead" line) trimmed. */
 export async function capturePane(options: TmuxOptions, tmuxName: string, historyLines: number): Promise<string[] | null> {
-  const result = await runTmux(options, 'capture-pane', '-p', '-J', '-t', tmuxTarget.pane(tmuxName), '-S', String(-historyLines))
-  if (result.exitCode !== 0) return null
+  const result = await tmuxProbe(options, 'capture-pane', '-p', '-J', '-t', tmuxTarget.pane(tmuxName), '-S', String(-historyLines))
+  if (!result.ok) return null
   return trimOutput(result.stdout.split('\n').filter((line) => !/^Pane is dead \(/.test(line)))
 }
 
@@ -2527,7 +2563,7 @@ export async function start(request: StartRequest, options: StartOptions = {}): 
 interface Made { folders: string[]; tmuxName: string | null }
 
 async function undoStart(made: Made, root: string, runDir: string, options: TmuxOptions): Promise<void> {
-  if (made.tmuxName) await runTmux(options, 'kill-session', '-t', tmuxTarget.session(made.tmuxName))
+  if (made.tmuxName) await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(made.tmuxName))
   // The run folder only if this start made it and nothing but the copy of its output is in it.
   if (made.folders.includes(runDir) && (await listDir(runDir)).every((entry) => entry === OUTPUT_LOG)) removeFolderInside(root, runDir)
   for (const folder of made.folders.filter((f) => f !== runDir).reverse()) {
@@ -2582,49 +2618,29 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
   appendTargetInside(root, log)
   const tmuxName = plan.tmux_session
   // tmux expands formats (#{…}, #(…)) in a start directory and a pipe-pane command: every # is doubled.
-  const created = await runTmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
-  if (created.exitCode !== 0) throw new SessionsError(`tmux new-session failed: ${created.stderr.trim()}`)
+  await tmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
   made.tmuxName = tmuxName
   const pane = tmuxTarget.pane(tmuxName)
-  const prepared = await runTmux(options,
+  await tmux(options,
     // Marks that keep it this session's across a rename (ownTmuxSessions).
     'set-option', '-t', pane, '@sessions-run', paths.runDir, ';',
     'set-option', '-t', pane, '@sessions-project', root, ';',
     'set-option', '-w', '-t', pane, 'remain-on-exit', 'on', ';',
     'pipe-pane', '-o', '-t', pane, tmuxLiteral(appendCommand(log)))
-  if (prepared.exitCode !== 0) throw new SessionsError(`tmux could not prepare ${tmuxName}: ${prepared.stderr.trim()}`)
   const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(options.env))
-  const respawned = await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
-  if (respawned.exitCode !== 0) throw new SessionsError(`tmux could not start the engine: ${respawned.stderr.trim()}`)
+  await tmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
 
   // Verify: the engine holds the lock (proven) and has written its state as running for this run (a resume
   // sets a new resumed_at), or the pane died first.
   options.onWaiting?.()
   const resumedBefore = facts.state.kind === 'ok' ? facts.state.value.resumed_at ?? null : null
-  const deadline = Date.now() + (options.waitStartSeconds ?? DEFAULTS.waitStartSeconds) * 1000
-  for (;;) {
+  const waitSeconds = options.waitStartSeconds ?? DEFAULTS.waitStartSeconds
+  const engine = await pollFor(async () => {
     const paneNow = await paneState(options, tmuxName)
     const now = await gatherSession(plan.name, root, null)
     const stateNow = now.state.kind === 'ok' ? now.state.value : null
     const stateWritten = stateNow?.status === 'running' && (!plan.resume || (stateNow.resumed_at ?? null) !== resumedBefore)
-    if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten) {
-      // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
-      // An engine that already ended (a short run) left a dead pane behind while remain-on-exit was on.
-      await runTmux(options, 'set-option', '-w', '-u', '-t', tmuxTarget.pane(tmuxName), 'remain-on-exit')
-      if ((await paneState(options, tmuxName)).dead) await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-      return {
-        ...plan,
-        engine_pid: now.lock.value.pid,
-        log: relative(root, log),
-        next: [
-          { command: `${SELF} status ${plan.name}`, why: 'health, progress and iterations' },
-          { command: `${SELF} monitor ${plan.name} --follow`, why: 'follow its output' },
-          { command: `${SELF} attach ${plan.name}`, why: 'watch it live (Ctrl-b d to detach)' },
-          { command: `${SELF} kill ${plan.name}`, why: 'stop it' },
-        ],
-        ...(skipped.length ? { skipped_environment: skipped } : {}),
-      }
-    }
+    if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten) return now.lock.value.pid
     if (!paneNow.exists || paneNow.dead) {
       // What it printed; then the start is undone like any failed start (startLocked).
       const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
@@ -2632,13 +2648,29 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
       const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
       throw new StartError(`the engine of ${plan.name} ended before it took its lock (${how})`, output.slice(-20))
     }
-    if (Date.now() > deadline) {
-      // The engine may only be slow: what runs is left for the user to look at, not undone.
-      made.tmuxName = null
-      made.folders = []
-      throw new SessionsError(`the engine of ${plan.name} has not taken its lock and written its state after ${options.waitStartSeconds ?? DEFAULTS.waitStartSeconds}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
-    }
-    await sleep(100)
+    return false
+  }, { intervalMs: 100, timeoutMs: waitSeconds * 1000 })
+  if (engine === null) {
+    // The engine may only be slow: what runs is left for the user to look at, not undone.
+    made.tmuxName = null
+    made.folders = []
+    throw new SessionsError(`the engine of ${plan.name} has not taken its lock and written its state after ${waitSeconds}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
+  }
+  // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
+  // An engine that already ended (a short run) left a dead pane behind while remain-on-exit was on.
+  await tmuxProbe(options, 'set-option', '-w', '-u', '-t', tmuxTarget.pane(tmuxName), 'remain-on-exit')
+  if ((await paneState(options, tmuxName)).dead) await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+  return {
+    ...plan,
+    engine_pid: engine,
+    log: relative(root, log),
+    next: [
+      { command: `${SELF} status ${plan.name}`, why: 'health, progress and iterations' },
+      { command: `${SELF} monitor ${plan.name} --follow`, why: 'follow its output' },
+      { command: `${SELF} attach ${plan.name}`, why: 'watch it live (Ctrl-b d to detach)' },
+      { command: `${SELF} kill ${plan.name}`, why: 'stop it' },
+    ],
+    ...(skipped.length ? { skipped_environment: skipped } : {}),
   }
 }
 
@@ -2692,15 +2724,20 @@ export interface KillOptions extends CommonOptions {
 export interface KillReport {
   name: string
   outcome: 'killed' | 'not_running' | 'refused' | 'not_found'
-  message: string
+  /** Why it was not killed: not running (its health's why), refused, or not found. Null once killed. */
+  reason: string | null
   health_before: Health | null
   /** Every process sent SIGTERM: the engine, the pane's process, and all below them. */
   terminated: number[]
   /** Those still alive after the grace period, sent SIGKILL. */
   force_killed: number[]
+  /** The tmux session it had. */
+  tmux_session: string | null
   tmux_removed: boolean
   lock_removed: boolean
   state_marked: boolean
+  /** Its state's status afterwards (killed when marked; otherwise the status it kept). */
+  state_status: string | null
   /** A ralph session's in-progress beads put back to open (with bd on the PATH). */
   beads_reopened: string[]
   resume_command: string | null
@@ -2742,36 +2779,31 @@ function signal(pid: number, name: NodeJS.Signals): void {
 async function stopProcessTree(roots: number[], graceMs: number): Promise<{ terminated: number[]; forceKilled: number[] }> {
   const tree = await processTree(roots)
   for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) signal(pid, 'SIGTERM')
-  const deadline = Date.now() + graceMs
   const alive = async () => {
     const left: number[] = []
     for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) left.push(pid)
     return left
   }
-  let left = await alive()
-  while (left.length && Date.now() < deadline) {
-    await sleep(100)
-    left = await alive()
-  }
+  const allGone = async () => (await alive()).length === 0
   const forceKilled: number[] = []
-  if (left.length) {
+  if (!(await pollFor(allGone, { intervalMs: 100, timeoutMs: graceMs }))) {
     // What the survivors started meanwhile is part of the tree too.
-    for (const [pid, stamp] of await processTree(left)) if (!tree.has(pid)) tree.set(pid, stamp)
+    for (const [pid, stamp] of await processTree(await alive())) if (!tree.has(pid)) tree.set(pid, stamp)
     for (const [pid, stamp] of tree) {
       if (await isSameProcess(pid, stamp)) {
         signal(pid, 'SIGKILL')
         forceKilled.push(pid)
       }
     }
-    for (let i = 0; i < 20 && (await alive()).length; i++) await sleep(50)
+    await pollFor(allGone, { intervalMs: 50, timeoutMs: 1000 })
   }
   return { terminated: [...tree.keys()], forceKilled }
 }
 
 async function killOne(name: string, options: KillOptions, all: TmuxSession[], root: string): Promise<KillReport> {
   const report: KillReport = {
-    name, outcome: 'killed', message: '', health_before: null, terminated: [], force_killed: [],
-    tmux_removed: false, lock_removed: false, state_marked: false, beads_reopened: [], resume_command: null,
+    name, outcome: 'killed', reason: null, health_before: null, tmux_session: null, terminated: [], force_killed: [],
+    tmux_removed: false, lock_removed: false, state_marked: false, state_status: null, beads_reopened: [], resume_command: null,
   }
   const { own, foreign } = ownTmuxSessions(all, root)
   let projectRoot = root
@@ -2779,9 +2811,9 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   let facts = await gatherSession(name, projectRoot, tmux)
   if (!sessionExists(facts)) {
     const theirs = foreign.find((session) => session.name === name)
-    if (!theirs) return { ...report, outcome: 'not_found', message: sessionNotFound(name, root, await sessionNames(root, own)).message }
+    if (!theirs) return { ...report, outcome: 'not_found', reason: sessionNotFound(name, root, await sessionNames(root, own)).message }
     if (!options.force) {
-      return { ...report, outcome: 'refused', message: `${theirs.tmuxName} belongs to another project (${theirs.directory}); not killed (--force kills it anyway)` }
+      return { ...report, outcome: 'refused', reason: `${theirs.tmuxName} belongs to another project (${theirs.directory}); not killed (--force kills it anyway)` }
     }
     projectRoot = await findProjectRoot({ cwd: theirs.directory }).catch(() => theirs.directory)
     tmux = theirs
@@ -2792,13 +2824,12 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts))
   if (facts.paneEngine && facts.paneEngine.session !== name) {
     const theirs = facts.paneEngine.session
-    return { ...report, outcome: 'refused', message: `tmux session ${facts.tmux?.tmuxName} runs the engine of ${theirs ?? 'another session'} (PID ${facts.paneEngine.pid}), not ${name}'s; not killed${theirs ? ` (kill ${theirs} instead)` : ''}` }
+    return { ...report, outcome: 'refused', reason: `tmux session ${facts.tmux?.tmuxName} runs the engine of ${theirs ?? 'another session'} (PID ${facts.paneEngine.pid}), not ${name}'s; not killed${theirs ? ` (kill ${theirs} instead)` : ''}` }
   }
   const enginePid = facts.engine?.proof ? facts.engine.pid : facts.paneEngine?.pid ?? null
   const paneLive = Boolean(facts.tmux && !facts.tmux.paneDead && facts.tmux.panePid)
-  if (enginePid === null && !facts.tmux) {
-    return { ...report, outcome: 'not_running', message: `${name} is not running (${row.health}: ${row.why}); nothing was changed` }
-  }
+  if (enginePid === null && !facts.tmux) return { ...report, outcome: 'not_running', reason: row.why }
+
 
   // Only the engine (proven), the pane's process, and what runs below them.
   const roots = [
@@ -2816,9 +2847,8 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     const tmuxName = facts.tmux.tmuxName
     await keepPaneOutput(options, facts)
     // The session may be closing by itself as its last process ends: what counts is that it is gone.
-    await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-    for (let i = 0; i < 20 && (await paneState(options, tmuxName)).exists; i++) await sleep(50)
-    report.tmux_removed = !(await paneState(options, tmuxName)).exists
+    await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+    report.tmux_removed = Boolean(await pollFor(async () => !(await paneState(options, tmuxName)).exists, { intervalMs: 50, timeoutMs: 1000 }))
   }
 
   // The lock goes only if its PID is dead and the file still names that PID.
@@ -2842,15 +2872,8 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     }
   }
   if (row.type === 'ralph') report.beads_reopened = await reopenBeads(name, options.env)
-  const parts = [
-    stopped.terminated.length ? `stopped ${stopped.terminated.length} process${stopped.terminated.length === 1 ? '' : 'es'} (${stopped.terminated.join(', ')})` : 'no process was running',
-    stopped.forceKilled.length ? `${stopped.forceKilled.length} needed SIGKILL` : null,
-    facts.tmux ? (report.tmux_removed ? `tmux session ${facts.tmux.tmuxName} is gone` : `tmux session ${facts.tmux.tmuxName} is still there`) : null,
-    report.lock_removed ? 'the lock is gone' : null,
-    report.state_marked ? 'state marked killed' : report.state_refused ? `state not marked: ${report.state_refused}` : facts.state.kind === 'ok' ? `state kept (${facts.state.value.status})` : null,
-    report.beads_reopened.length ? `beads ${report.beads_reopened.join(', ')} back to open` : null,
-  ].filter(Boolean)
-  report.message = `killed ${name}: ${parts.join('; ')}. Progress and iterations are kept.`
+  report.tmux_session = facts.tmux?.tmuxName ?? null
+  report.state_status = report.state_marked ? 'killed' : facts.state.kind === 'ok' ? facts.state.value.status : null
   return report
 }
 
@@ -2876,13 +2899,26 @@ export interface CleanupProblem {
   name: string
   kind: ProblemKind
   problem: 'orphaned_tmux' | 'dead_pane' | 'leftover_processes' | 'stale_lock' | 'zombie_state'
+  /** What was found, in words that do not change while the facts do not (no "5m ago"). */
   evidence: string
+  /** When the tmux session of an orphaned_tmux problem was created. */
+  since: string | null
+  /** The session's last sign of life: its last finished iteration, else its last activity. */
+  last_iteration: number | null
+  last_activity_at: string | null
   /** The lock's PID when the scan found it stale: the fix removes the lock only while it still names it. */
   pid?: number
   /** null: not attempted (report only, not chosen, or excluded by --only). */
   fixed: boolean | null
-  result: string | null
+  /** What the attempt came to: done, nothing left to do, left alone (the facts changed), or failed. */
+  outcome: 'fixed' | 'already_gone' | 'left_alone' | 'failed' | null
+  /** Why it was left alone or failed. */
+  reason: string | null
+  /** What a fix did: the tmux session removed, processes stopped, the lock removed, the state marked, beads reopened. */
+  done: FixDone | null
 }
+
+export interface FixDone { tmux_removed?: string; stopped?: number[]; force_killed?: number[]; lock_removed?: string; state_marked?: string; beads_reopened?: string[] }
 
 export interface CleanupScan {
   project: string
@@ -2919,24 +2955,18 @@ export interface CleanupOptions extends CommonOptions {
   graceSeconds?: number
 }
 
-/** "last iteration 7 finished 2h 3m ago", or its last sign of life: the age behind a problem. */
-function lastSign(facts: SessionFacts, row: SessionRow, now: number): string {
+/** What is out of step in one session, with the evidence for each. */
+function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[]): CleanupProblem[] {
+  const problems: CleanupProblem[] = []
+  // The last sign of life: its last finished iteration, else its last activity (the renderer says how long ago).
   const last = facts.state.kind === 'ok' ? facts.state.value.history?.at(-1) : undefined
   const finished = parseTime(last?.timestamp)
-  if (finished !== null) return `last iteration ${last?.iteration ?? '?'} finished ${formatDuration(now - finished)} ago`
-  if (row.last_activity_at) return `last activity ${formatDuration(now - Date.parse(row.last_activity_at))} ago`
-  return 'no activity recorded'
-}
-
-/** What is out of step in one session, with the evidence for each. */
-function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[], now: number): CleanupProblem[] {
-  const problems: CleanupProblem[] = []
-  const add = (kind: ProblemKind, problem: CleanupProblem['problem'], evidence: string) =>
-    problems.push({ name: facts.name, kind, problem, evidence, fixed: null, result: null })
-  if (row.health === 'running' || row.health === 'starting' || row.health === 'corrupt') return problems
-  const since = lastSign(facts, row, now)
+  const sign = { last_iteration: finished !== null ? last?.iteration ?? null : null, last_activity_at: finished !== null ? isoOrNull(finished) : row.last_activity_at }
+  const add = (kind: ProblemKind, problem: CleanupProblem['problem'], evidence: string, since: number | null = null) =>
+    problems.push({ name: facts.name, kind, problem, evidence, since: isoOrNull(since), ...sign, fixed: null, outcome: null, reason: null, done: null })
+  if (livenessOf(row.health) === 'engine' || row.health === 'corrupt') return problems
   if (facts.tmux && !facts.tmux.paneDead && row.health === 'orphaned') {
-    add('tmux', 'orphaned_tmux', `tmux session ${facts.tmux.tmuxName} alive for ${formatDuration(now - facts.tmux.createdMs)} with no engine behind it (pane PID ${facts.tmux.panePid ?? '?'}); ${since}`)
+    add('tmux', 'orphaned_tmux', `tmux session ${facts.tmux.tmuxName} has no engine behind it (pane PID ${facts.tmux.panePid ?? '?'})`, facts.tmux.createdMs)
   }
   if (facts.tmux?.paneDead) {
     add('tmux', 'dead_pane', `tmux session ${facts.tmux.tmuxName} has a dead pane (exit status ${facts.tmux.paneDeadStatus ?? 'unknown'})`)
@@ -2948,11 +2978,11 @@ function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[],
   }
   if (facts.lock.kind === 'ok') {
     const pid = facts.lock.value.pid
-    add('locks', 'stale_lock', `${facts.engine?.why ?? `lock PID ${pid} is dead`}; ${since}`)
+    add('locks', 'stale_lock', facts.engine?.why ?? `lock PID ${pid} is dead`)
     problems[problems.length - 1].pid = pid
   }
   if (facts.state.kind === 'ok' && facts.state.value.status === 'running') {
-    add('state', 'zombie_state', `state says running, but ${row.health === 'orphaned' ? 'only a tmux session without an engine is left' : 'nothing is alive'}; ${since}`)
+    add('state', 'zombie_state', `state says running, but ${row.health === 'orphaned' ? 'only a tmux session without an engine is left' : 'nothing is alive'}`)
   }
   return problems
 }
@@ -2968,7 +2998,7 @@ export async function scanCleanup(options: CommonOptions = {}): Promise<CleanupS
     const row = describeSession(facts, now, { graceMs: startGraceMs(options) })
     if (row.resumable) scan.resumable.push({ name: row.name, health: row.health, resume_command: row.resume_command })
     const lockPid = facts.lock.kind === 'ok' ? facts.lock.value.pid : null
-    const problems = sessionProblems(facts, row, taggedFor(tagged, sessionPaths(project.root, facts.name).runDir, lockPid), now)
+    const problems = sessionProblems(facts, row, taggedFor(tagged, sessionPaths(project.root, facts.name).runDir, lockPid))
     scan.problems.push(...problems)
     if (row.health === 'corrupt') scan.corrupt.push({ name: row.name, why: row.why })
     else if (!problems.length) scan.healthy.push({ name: row.name, health: row.health })
@@ -2976,50 +3006,44 @@ export async function scanCleanup(options: CommonOptions = {}): Promise<CleanupS
   return scan
 }
 
-/** A session's facts as they are now: every fix checks again right before it changes anything. */
-async function freshFacts(name: string, root: string, options: CommonOptions) {
-  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
-  const facts = await gatherSession(name, root, own.get(name) ?? null)
-  const health = classifyHealth(healthFactsOf(facts, Date.now(), startGraceMs(options))).health
-  return { facts, engineLive: health === 'running' || health === 'starting' }
-}
 
-async function fixProblem(problem: CleanupProblem, root: string, options: CleanupOptions): Promise<string> {
-  const { facts, engineLive } = await freshFacts(problem.name, root, options)
-  if (engineLive) throw new LeftAlone('the session is alive now')
+/** One fix: what it did, or null when there was nothing left to do. Throws LeftAlone when the facts changed. */
+async function fixProblem(problem: CleanupProblem, root: string, options: CleanupOptions): Promise<FixDone | null> {
+  const { facts, row } = await loadSession(problem.name, { ...options, root })
+  if (livenessOf(row.health) === 'engine') throw new LeftAlone('the session is alive now')
   if (facts.paneEngine) throw new LeftAlone(`an engine runs in its pane (PID ${facts.paneEngine.pid})`)
   const paths = sessionPaths(root, problem.name)
   const graceMs = (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000
   switch (problem.problem) {
     case 'orphaned_tmux':
     case 'dead_pane': {
-      if (!facts.tmux) return 'already gone'
+      if (!facts.tmux) return null
       const tmuxName = facts.tmux.tmuxName
       const stopped = !facts.tmux.paneDead && facts.tmux.panePid ? await stopProcessTree([facts.tmux.panePid], graceMs) : null
       await keepPaneOutput(options, facts)
-      await runTmux(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-      return `removed ${tmuxName}${stopped?.terminated.length ? ` and stopped PID ${stopped.terminated.join(', ')}` : ''}`
+      await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+      return { tmux_removed: tmuxName, ...(stopped?.terminated.length ? { stopped: stopped.terminated } : {}) }
     }
     case 'leftover_processes': {
       const pids = taggedFor(await taggedProcesses(), paths.runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null)
-      if (!pids.length) return 'already gone'
+      if (!pids.length) return null
       const stopped = await stopProcessTree(pids, graceMs)
-      return `stopped PID ${stopped.terminated.join(', ')}${stopped.forceKilled.length ? ` (${stopped.forceKilled.length} with SIGKILL)` : ''}`
+      return { stopped: stopped.terminated, force_killed: stopped.forceKilled }
     }
     case 'stale_lock': {
-      if (facts.lock.kind !== 'ok') return 'already gone'
+      if (facts.lock.kind !== 'ok') return null
       // The lock read now must still name the PID found stale, and that PID must still not be the engine.
       const pid = facts.lock.value.pid
       if (pid !== problem.pid) throw new LeftAlone(`the lock now names PID ${pid}`)
       removeInside(root, paths.lock)
       const reopened = describeStage(facts).type === 'ralph' ? await reopenBeads(problem.name, options.env) : []
-      return `removed .claude/locks/${problem.name}.lock (PID ${pid})${reopened.length ? `; beads ${reopened.join(', ')} back to open` : ''}`
+      return { lock_removed: relative(root, paths.lock), ...(reopened.length ? { beads_reopened: reopened } : {}) }
     }
     case 'zombie_state': {
       if (facts.tmux && !facts.tmux.paneDead) throw new LeftAlone('its tmux session is still alive')
       const marked = await updateStateFile(root, paths.state, (raw, state) =>
         state.status === 'running' ? { ...raw, status: 'unknown_termination', terminated_at: isoOrNull(Date.now()) } : null)
-      return marked ? 'marked unknown_termination' : 'already marked'
+      return marked ? { state_marked: 'unknown_termination' } : null
     }
   }
 }
@@ -3044,11 +3068,13 @@ export async function applyCleanup(scan: CleanupScan, options: CleanupOptions = 
       if (options.only && !options.only.includes(problem.kind)) continue
       if (options.choose && !(await options.choose(problem))) continue
       try {
-        copy.result = await fixProblem(problem, scan.project, options)
+        copy.done = await fixProblem(problem, scan.project, options)
         copy.fixed = true
+        copy.outcome = copy.done ? 'fixed' : 'already_gone'
       } catch (error) {
         copy.fixed = error instanceof LeftAlone ? null : false
-        copy.result = error instanceof LeftAlone ? `left alone: ${error.message}` : `failed: ${(error as Error).message}`
+        copy.outcome = error instanceof LeftAlone ? 'left_alone' : 'failed'
+        copy.reason = errorMessage(error)
       }
     }
     return { ...scan, problems }
@@ -3130,6 +3156,8 @@ export async function resume(name: string, overrides: ResumeOverrides = {}, opti
 }
 
 export interface WaitOptions extends CommonOptions {
+  /** Stops the wait (it rejects); a timeout is timeoutSeconds. */
+  signal?: AbortSignal
   /** Give up after this many seconds (the CLI exits 124). */
   timeoutSeconds?: number
   intervalMs?: number
@@ -3150,16 +3178,21 @@ export interface WaitResult {
 export async function wait(names: string[], options: WaitOptions = {}): Promise<WaitResult> {
   if (!names.length) throw new UsageError('wait: missing session NAME')
   names.forEach(checkName)
-  const deadline = options.timeoutSeconds !== undefined ? Date.now() + options.timeoutSeconds * 1000 : Infinity
-  for (;;) {
+  const look = async () => {
     const rows = await Promise.all([...new Set(names)].map(async (name) => (await sessionFactsFor(name, options)).row))
     options.onPoll?.(rows)
-    const ended = rows.every((row) => row.health !== 'running' && row.health !== 'starting')
-    if (ended || Date.now() >= deadline) {
-      return { ended, all_complete: ended && rows.every((row) => row.health === 'complete'), timed_out: !ended, sessions: rows }
-    }
-    await sleep(Math.min(options.intervalMs ?? 1000, Math.max(0, deadline - Date.now())))
+    return rows
   }
+  const result = (rows: SessionRow[]): WaitResult => {
+    const ended = rows.every((row) => livenessOf(row.health) !== 'engine')
+    return { ended, all_complete: ended && rows.every((row) => row.health === 'complete'), timed_out: !ended, sessions: rows }
+  }
+  const ended = await pollFor(async () => {
+    const rows = await look()
+    return result(rows).ended ? rows : false
+  }, { intervalMs: options.intervalMs ?? 1000, timeoutMs: options.timeoutSeconds !== undefined ? options.timeoutSeconds * 1000 : 2 ** 31 - 1, signal: options.signal })
+  // Out of time: how they stand at the deadline.
+  return result(ended ?? await look())
 }
 
 // ───────────────────────── monitor ─────────────────────────
@@ -3227,9 +3260,8 @@ export async function followOutput(name: string, write: (text: string) => void, 
       }
       return
     }
-    const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
-    const tmux = own.get(name)
-    const lines = tmux ? await capturePane(options, tmux.tmuxName, 2000) : null
+    const { facts } = await loadSession(name, { ...options, root })
+    const lines = facts.tmux ? await capturePane(options, facts.tmux.tmuxName, 2000) : null
     if (!lines) return
     if (previous) {
       const fresh = lines.length >= previous.length && previous.every((line, i) => lines[i] === line)
@@ -3270,8 +3302,8 @@ export interface AttachResult {
 
 /** The socket path of our tmux server, to tell whether $TMUX is the same server. */
 async function serverSocketPath(options: TmuxOptions): Promise<string | null> {
-  const result = await runTmux(options, 'display-message', '-p', '#{socket_path}')
-  return result.exitCode === 0 ? result.stdout.trim() : null
+  const result = await tmuxProbe(options, 'display-message', '-p', '#{socket_path}')
+  return result.ok ? result.stdout.trim() : null
 }
 
 export async function attach(name: string, options: AttachOptions & { terminal?: boolean } = {}): Promise<AttachResult> {
@@ -3290,8 +3322,7 @@ export async function attach(name: string, options: AttachOptions & { terminal?:
     const ours = await serverSocketPath(options)
     if (ours && callerTmux.split(',')[0] === ours) {
       const switchArgs = ['switch-client', '-t', target, ...(options.readOnly ? ['-r'] : [])]
-      const result = await runTmux(options, ...switchArgs)
-      if (result.exitCode !== 0) throw new SessionsError(`tmux switch-client failed: ${result.stderr.trim()}`)
+      await tmux(options, ...switchArgs)
       return { preview, action: 'switched', command: ['tmux', ...tmuxArgv(options, ...switchArgs)], exit_code: 0 }
     }
   }
@@ -3402,6 +3433,16 @@ function nextLines(p: Palette, next: NextAction[]): string[] {
   return ['', p.bold('Next:'), ...next.map((n) => `  ${pad(n.command, width)}  ${p.dim(n.why)}`)]
 }
 
+/** A warning of `list`, in words. */
+export function warningWords(warning: ListWarning, now: number): string {
+  switch (warning.kind) {
+    case 'stalled': return `${warning.session}: running, but no iteration has finished for ${formatDuration(now - Date.parse(warning.since ?? ''))} (iteration ${warning.iteration ?? '?'})`
+    case 'crashed': case 'zombie': return `${warning.session}: ${warning.kind} (${warning.why}); resume: ${warning.resume_command ?? 'its type and max are unknown'}`
+    case 'orphaned': return `${warning.session}: orphaned (${warning.why})`
+    case 'corrupt': return `${warning.session}: ${warning.why}`
+  }
+}
+
 export function renderList(result: ListResult, view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
@@ -3432,7 +3473,7 @@ export function renderList(result: ListResult, view: View = plainView()): string
     }
   }
   if (result.warnings.length) {
-    lines.push('', p.bold('Warnings:'), ...result.warnings.map((w) => `  ${p.yellow('!')} ${w}`))
+    lines.push('', p.bold('Warnings:'), ...result.warnings.map((w) => `  ${p.yellow('!')} ${warningWords(w, now)}`))
   }
   lines.push(...nextLines(p, result.next))
   return lines.join('\n') + '\n'
@@ -3563,9 +3604,19 @@ export function renderStart(result: StartResult, view: View = plainView()): stri
 export function renderKill(reports: KillReport[], _view: View = plainView()): string {
   const lines: string[] = []
   for (const report of reports) {
-    if (report.outcome === 'refused' || report.outcome === 'not_found') continue
-    lines.push(report.message)
-    if (report.outcome === 'killed' && report.resume_command) lines.push(`  resume: ${report.resume_command}`)
+    if (report.outcome === 'not_running') lines.push(`${report.name} is not running (${report.health_before}: ${report.reason}); nothing was changed`)
+    if (report.outcome !== 'killed') continue
+    const count = report.terminated.length
+    const parts = [
+      count ? `stopped ${count} process${count === 1 ? '' : 'es'} (${report.terminated.join(', ')})` : 'no process was running',
+      report.force_killed.length ? `${report.force_killed.length} needed SIGKILL` : null,
+      report.tmux_session ? `tmux session ${report.tmux_session} ${report.tmux_removed ? 'is gone' : 'is still there'}` : null,
+      report.lock_removed ? 'the lock is gone' : null,
+      report.state_marked ? 'state marked killed' : report.state_refused ? `state not marked: ${report.state_refused}` : report.state_status ? `state kept (${report.state_status})` : null,
+      report.beads_reopened.length ? `beads ${report.beads_reopened.join(', ')} back to open` : null,
+    ].filter(Boolean)
+    lines.push(`killed ${report.name}: ${parts.join('; ')}. Progress and iterations are kept.`)
+    if (report.resume_command) lines.push(`  resume: ${report.resume_command}`)
   }
   return lines.length ? lines.join('\n') + '\n' : ''
 }
@@ -3614,6 +3665,32 @@ const PROBLEM_TITLES: Record<CleanupProblem['problem'], string> = {
 }
 
 /** The problems found, by kind, each with its evidence (and, once tried, what the fix did). */
+/** A problem's evidence, with how long ago its session was last seen doing something. */
+function problemWords(problem: CleanupProblem, now: number): string {
+  const alive = problem.since ? `, alive for ${formatDuration(now - Date.parse(problem.since))}` : ''
+  const sign = problem.last_activity_at === null ? 'no activity recorded'
+    : problem.last_iteration !== null ? `last iteration ${problem.last_iteration} finished ${ago(problem.last_activity_at, now)}`
+      : `last activity ${ago(problem.last_activity_at, now)}`
+  return problem.problem === 'dead_pane' || problem.problem === 'leftover_processes' ? `${problem.evidence}${alive}` : `${problem.evidence}${alive}; ${sign}`
+}
+
+/** What a fix came to, in words: "removed pipeline-x and stopped PID 1, 2", "left alone: …". */
+function fixWords(problem: CleanupProblem): string | null {
+  switch (problem.outcome) {
+    case null: return null
+    case 'left_alone': return `left alone: ${problem.reason}`
+    case 'failed': return `failed: ${problem.reason}`
+    case 'already_gone': return problem.problem === 'zombie_state' ? 'already marked' : 'already gone'
+    case 'fixed': {
+      const done = problem.done ?? {}
+      if (done.tmux_removed) return `removed ${done.tmux_removed}${done.stopped?.length ? ` and stopped PID ${done.stopped.join(', ')}` : ''}`
+      if (done.lock_removed) return `removed ${done.lock_removed} (PID ${problem.pid})${done.beads_reopened?.length ? `; beads ${done.beads_reopened.join(', ')} back to open` : ''}`
+      if (done.state_marked) return `marked ${done.state_marked}`
+      return `stopped PID ${(done.stopped ?? []).join(', ')}${done.force_killed?.length ? ` (${done.force_killed.length} with SIGKILL)` : ''}`
+    }
+  }
+}
+
 export function renderProblems(result: CleanupScan, view: View = plainView()): string[] {
   const p = palette(view.color)
   const lines = [`${p.bold('Cleanup')} of ${result.project}`]
@@ -3627,7 +3704,8 @@ export function renderProblems(result: CleanupScan, view: View = plainView()): s
     lines.push('', p.bold(`${title}:`))
     for (const fix of found) {
       const mark = fix.fixed === true ? `${p.green('✓')} ` : fix.fixed === false ? `${p.red('✗')} ` : '  '
-      lines.push(`${mark}${fix.name} — ${fix.evidence}${fix.result ? p.dim(` → ${fix.result}`) : ''}`)
+      const outcome = fixWords(fix)
+      lines.push(`${mark}${fix.name} — ${problemWords(fix, view.now)}${outcome ? p.dim(` → ${outcome}`) : ''}`)
     }
   }
   if (result.corrupt.length) {
@@ -3707,7 +3785,7 @@ export function renderDashboard(result: ListResult, lastLines: Map<string, strin
     for (const row of live) lines.push(`  ${row.name}: ${p.dim(lastLines.get(row.name)!)}`)
   }
   if (rows.length) lines.push('', countsLine(result.counts))
-  if (result.warnings.length) lines.push('', ...result.warnings.map((w) => `${p.yellow('!')} ${w}`))
+  if (result.warnings.length) lines.push('', ...result.warnings.map((w) => `${p.yellow('!')} ${warningWords(w, now)}`))
   return lines.join('\n')
 }
 
@@ -4166,7 +4244,7 @@ const COMMANDS = {
       args.forEach(checkName)
       const reports = await kill(args, { ...common, graceSeconds: values.grace as number | undefined, force: Boolean(values.force) })
       const refused = reports.filter((r) => r.outcome === 'refused' || r.outcome === 'not_found')
-      for (const report of refused) io.stderr(`sessions: ${terminalSafe(report.message)}\n`)
+      for (const report of refused) io.stderr(`sessions: ${terminalSafe(report.reason ?? '')}\n`)
       return { data: reports, render: renderKill, exit: refused.length ? 1 : 0 }
     },
   },
