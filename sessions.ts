@@ -2,24 +2,18 @@
 /**
  * sessions.ts: manage autonomous agent pipeline sessions running in tmux.
  *
- *   tsx sessions.ts                              a menu (in a terminal)
- *   tsx sessions.ts list [--all] [--watch]       every session of this project, with its health
- *   tsx sessions.ts status NAME                  everything about one session
- *   tsx sessions.ts start TYPE NAME [MAX]        start a loop in tmux session pipeline-NAME (or: start pipeline FILE NAME)
- *   tsx sessions.ts kill NAME...                 stop the engine and all below it; progress is kept
- *   tsx sessions.ts monitor NAME [--follow]      its output, without attaching
- *   tsx sessions.ts attach NAME                  watch it live
- *   tsx sessions.ts cleanup [--yes]              stale locks, orphaned tmux sessions, zombie states
- *   tsx sessions.ts resume NAME / wait NAME...   continue a stopped session / block until sessions end
- *
- * Global options: --root DIR (-C DIR), --socket NAME (tmux -L), --json, --help, --version.
- * Exit status: 0 done; 1 refused or failed; 2 wrong command line (wait: 124 timed out).
+ *   tsx sessions.ts help             every command (they are declared once, in COMMANDS, below)
+ *   tsx sessions.ts help COMMAND     one command's options and examples
  *
  * Every command is also a plain exported function returning data, so this file is a library too:
  *   const { list, status } = await import('./sessions.ts')
  *
- * The files read here are written by the agent-pipelines engine (scripts/run.sh); their formats,
- * and the engine's flaws that this tool must not inherit, are described in FORMATS.md.
+ * The file reads top to bottom in the order data flows: constants and errors; small helpers; the engine's
+ * files (schemas, reading them, changing them safely); the project's layout; tmux; processes and the proof
+ * of an engine's identity; gathering facts; the one health classifier; describing a session; the
+ * commands as library functions; rendering; the terminal; the command line; the entry guard; in-source
+ * tests; the export list. The files read here are written by the agent-pipelines engine (scripts/run.sh):
+ * their formats, and the engine's flaws that this tool must not inherit, are described in FORMATS.md.
  */
 import { readdir } from 'node:fs/promises'
 import { spawnSync } from 'node:child_process'
@@ -38,7 +32,7 @@ import { z } from 'zod'
 
 // ───────────────────────── constants ─────────────────────────
 
-export const VERSION = '0.1.0'
+const VERSION = '0.1.0'
 /** How users run this tool; used in the commands we suggest. */
 const SELF = 'tsx sessions.ts'
 const TMUX_PREFIX = 'pipeline-'
@@ -50,7 +44,7 @@ const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
  * Every default, in one place; the environment overrides what settingsOf() says. Options given to a
  * command or a library call override both.
  */
-export const DEFAULTS = {
+const DEFAULTS = {
   /** A tmux session younger than this, without a lock yet, is still starting. */
   startGraceSeconds: 30,
   /** A running session whose current iteration is older than this gets a warning in `list`. */
@@ -66,7 +60,7 @@ export const DEFAULTS = {
 } as const
 
 /** What the environment may set: the tmux socket, the engine's runner, no colour, stack traces. */
-export function settingsOf(env: NodeJS.ProcessEnv = process.env) {
+function settingsOf(env: NodeJS.ProcessEnv = process.env) {
   return {
     socket: env.SESSIONS_TMUX_SOCKET || undefined,
     runner: env.SESSIONS_RUNNER || undefined,
@@ -84,18 +78,18 @@ const SESSION_TAG = 'SESSIONS_TS_RUN'
 /** The tail of events.jsonl read by `status`: the last events, not a file that grows for hours. */
 const EVENTS_TAIL_BYTES = 64 * 1024
 
-export const HEALTHS = [
+const HEALTHS = [
   'running', 'starting', 'orphaned', 'crashed', 'zombie',
   'complete', 'failed', 'killed', 'unknown_termination', 'paused', 'corrupt',
 ] as const
-export type Health = (typeof HEALTHS)[number]
+type Health = (typeof HEALTHS)[number]
 /**
  * Liveness, named once for every command: an engine runs (running, or starting within its grace);
  * only an orphan runs (a tmux session with no engine behind it); or the session has ended.
  * wait returns and monitor --follow stops when a session is no longer "engine".
  */
-export type Liveness = 'engine' | 'orphan' | 'ended'
-export function livenessOf(health: Health): Liveness {
+type Liveness = 'engine' | 'orphan' | 'ended'
+function livenessOf(health: Health): Liveness {
   return health === 'running' || health === 'starting' ? 'engine' : health === 'orphaned' ? 'orphan' : 'ended'
 }
 const RESUMABLE: ReadonlySet<Health> = new Set(['crashed', 'zombie', 'failed', 'killed', 'unknown_termination'])
@@ -105,10 +99,13 @@ const ENDED_STATUSES: ReadonlyMap<string, Health> = new Map([
   ['unknown_termination', 'unknown_termination'], ['paused', 'paused'],
 ])
 
+/** The file where a session's pane output is kept (tmux pipe-pane), in its run folder. */
+const OUTPUT_LOG = 'session-output.log'
+
 // ───────────────────────── errors ─────────────────────────
 
 /** An error meant for the user: one line, and the exit status it deserves. */
-export class SessionsError extends Error {
+class SessionsError extends Error {
   exitCode: number
   constructor(message: string, exitCode = 1) {
     super(message)
@@ -118,7 +115,7 @@ export class SessionsError extends Error {
 }
 
 /** A wrong command line: exit status 2. */
-export class UsageError extends SessionsError {
+class UsageError extends SessionsError {
   constructor(message: string) {
     super(message, 2)
     this.name = 'UsageError'
@@ -126,7 +123,7 @@ export class UsageError extends SessionsError {
 }
 
 /** The engine failed to start: what it printed, and how it ended. */
-export class StartError extends SessionsError {
+class StartError extends SessionsError {
   output: string[]
   constructor(message: string, output: string[]) {
     super(message, 1)
@@ -136,7 +133,7 @@ export class StartError extends SessionsError {
 }
 
 /** A change refused because the path is not what it must be: the message names it; nothing was changed. */
-export class UnsafePathError extends SessionsError {}
+class UnsafePathError extends SessionsError {}
 
 /** A fix not made because the facts changed since the scan: that is the safe outcome, not a failure. */
 class LeftAlone extends Error {}
@@ -150,7 +147,7 @@ function errorMessage(error: unknown): string {
 // Helpers every layer uses. Times travel as epoch milliseconds or ISO strings; words like "5m ago" are
 // made only by renderers.
 
-export function parseTime(value: string | null | undefined): number | null {
+function parseTime(value: string | null | undefined): number | null {
   if (!value) return null
   const ms = Date.parse(value)
   return Number.isFinite(ms) ? ms : null
@@ -165,7 +162,7 @@ function utcStamp(ms = Date.now()): string {
 }
 
 /** "2h 15m", "4m 3s", "12s". */
-export function formatDuration(ms: number): string {
+function formatDuration(ms: number): string {
   const seconds = Math.max(0, Math.round(ms / 1000))
   const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600)
   const m = Math.floor((seconds % 3600) / 60), s = seconds % 60
@@ -181,7 +178,7 @@ function ago(iso: string | number, now: number): string {
 }
 
 /** The largest number, without spreading an array into arguments (130,000 entries overflow the stack). */
-export function largest(numbers: number[]): number {
+function largest(numbers: number[]): number {
   let max = -Infinity
   for (const n of numbers) if (n > max) max = n
   return max
@@ -197,12 +194,12 @@ function shellQuote(text: string): string {
  * (colours, titles, cursor moves, OSC 52 clipboard writes) and every C0 and C1 control character is
  * removed, but tab and newline. Renderers only ever see text that went through here.
  */
-export function terminalSafe(text: string): string {
+function terminalSafe(text: string): string {
   return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '')
 }
 
 /** Every string in a result, made safe for a terminal (keys are this tool's own). */
-export function terminalSafeDeep<T>(value: T): T {
+function terminalSafeDeep<T>(value: T): T {
   if (typeof value === 'string') return terminalSafe(value) as T
   if (Array.isArray(value)) return value.map(terminalSafeDeep) as T
   if (value && typeof value === 'object') {
@@ -212,7 +209,7 @@ export function terminalSafeDeep<T>(value: T): T {
 }
 
 /** What a terminal would show of raw output: escape sequences dropped, carriage-return rewrites resolved. */
-export function plainText(raw: string): string[] {
+function plainText(raw: string): string[] {
   return stripVTControlCharacters(raw)
     .split('\n')
     .map((line) => {
@@ -234,7 +231,7 @@ const sleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, signal 
  * The one polling loop: calls `probe` (at least once) every `intervalMs` until it returns something other
  * than false, and returns that. `signal` cancels it: the promise rejects once the signal aborts.
  */
-export async function poll<T>(probe: () => Promise<T | false> | T | false, options: { intervalMs: number; signal?: AbortSignal }): Promise<T> {
+async function poll<T>(probe: () => Promise<T | false> | T | false, options: { intervalMs: number; signal?: AbortSignal }): Promise<T> {
   for (;;) {
     const value = await probe()
     if (value !== false) return value
@@ -243,7 +240,7 @@ export async function poll<T>(probe: () => Promise<T | false> | T | false, optio
 }
 
 /** poll, bounded in time (AbortSignal.timeout, with any `signal` beside it): null when the time ran out first. */
-export async function pollFor<T>(probe: () => Promise<T | false> | T | false, options: { intervalMs: number; timeoutMs: number; signal?: AbortSignal }): Promise<T | null> {
+async function pollFor<T>(probe: () => Promise<T | false> | T | false, options: { intervalMs: number; timeoutMs: number; signal?: AbortSignal }): Promise<T | null> {
   const timeout = AbortSignal.timeout(Math.max(0, options.timeoutMs))
   try {
     return await poll(probe, { intervalMs: options.intervalMs, signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout })
@@ -260,7 +257,7 @@ export async function pollFor<T>(probe: () => Promise<T | false> | T | false, op
 const str = z.string().nullish()
 const int = z.number().int().nullish()
 
-export const LockSchema = z.looseObject({
+const LockSchema = z.looseObject({
   session: str,
   // A negative PID would name a process group to kill(); none exceeds Linux's PID_MAX_LIMIT (2^22).
   // Out of those bounds the lock is corrupt, never "stale", so that nothing removes it.
@@ -268,7 +265,7 @@ export const LockSchema = z.looseObject({
   started_at: str,
 })
 
-export const HistoryEntrySchema = z.looseObject({
+const HistoryEntrySchema = z.looseObject({
   iteration: int,
   timestamp: str,
   stage: str,
@@ -277,7 +274,7 @@ export const HistoryEntrySchema = z.looseObject({
   summary: str,
 })
 
-export const StateSchema = z.looseObject({
+const StateSchema = z.looseObject({
   session: str,
   type: str,
   /** The 9–10 Jan 2026 format: the stage type of a loop (FORMATS.md §2, older formats). */
@@ -300,7 +297,7 @@ export const StateSchema = z.looseObject({
   terminated_at: str,
 })
 
-export const ContextSchema = z.looseObject({
+const ContextSchema = z.looseObject({
   session: str,
   pipeline: str,
   stage: z.looseObject({ id: str, index: int, template: str }).nullish(),
@@ -308,14 +305,14 @@ export const ContextSchema = z.looseObject({
   limits: z.looseObject({ max_iterations: int }).nullish(),
 })
 
-export const ResultSchema = z.looseObject({
+const ResultSchema = z.looseObject({
   summary: str,
   work: z.looseObject({ items_completed: z.array(z.unknown()).nullish(), files_touched: z.array(z.unknown()).nullish() }).nullish(),
   signals: z.looseObject({ plateau_suspected: z.boolean().nullish(), risk: str, notes: str }).nullish(),
 })
 
 /** status.json, the older agent-written result ("legacy v2"). */
-export const IterationStatusSchema = z.looseObject({
+const IterationStatusSchema = z.looseObject({
   decision: str,
   reason: str,
   summary: str,
@@ -328,7 +325,7 @@ const PlanStageSchema = z.looseObject({
   ref: str,
   termination: z.looseObject({ type: str, max: int }).nullish(),
 })
-export const PlanSchema = z.looseObject({
+const PlanSchema = z.looseObject({
   version: int,
   source: z.looseObject({ path: str, sha256: str }).nullish(),
   pipeline: z.looseObject({ name: str, description: str }).nullish(),
@@ -338,7 +335,7 @@ export const PlanSchema = z.looseObject({
   })),
 })
 
-export const ManifestSchema = z.looseObject({
+const ManifestSchema = z.looseObject({
   block: z.looseObject({ name: str, index: int, stages: z.array(z.string()).nullish() }).nullish(),
   providers: z.record(z.string(), z.record(z.string(), z.looseObject({
     iterations: int,
@@ -347,7 +344,7 @@ export const ManifestSchema = z.looseObject({
   completed_at: str,
 })
 
-export const ProviderStateSchema = z.looseObject({
+const ProviderStateSchema = z.looseObject({
   provider: str,
   session: str,
   started_at: str,
@@ -360,7 +357,7 @@ export const ProviderStateSchema = z.looseObject({
   error: z.union([z.string(), z.looseObject({ message: str })]).nullish(),
 })
 
-export const EventSchema = z.looseObject({
+const EventSchema = z.looseObject({
   ts: z.string(),
   type: z.string(),
   session: str,
@@ -368,16 +365,16 @@ export const EventSchema = z.looseObject({
   data: z.looseObject({}).nullish(),
 })
 
-export type Lock = z.infer<typeof LockSchema>
-export type State = z.infer<typeof StateSchema>
-export type Context = z.infer<typeof ContextSchema>
-export type Plan = z.infer<typeof PlanSchema>
-export type ProviderState = z.infer<typeof ProviderStateSchema>
-export type EngineEvent = z.infer<typeof EventSchema>
+type Lock = z.infer<typeof LockSchema>
+type State = z.infer<typeof StateSchema>
+type Context = z.infer<typeof ContextSchema>
+type Plan = z.infer<typeof PlanSchema>
+type ProviderState = z.infer<typeof ProviderStateSchema>
+type EngineEvent = z.infer<typeof EventSchema>
 
 // ───────────────────────── reading files: a bad file is a fact, not a crash ─────────────────────────
 
-export type FileRead<T> =
+type FileRead<T> =
   | { kind: 'missing'; path: string }
   | { kind: 'corrupt'; path: string; problem: string }
   | { kind: 'ok'; path: string; value: T }
@@ -405,7 +402,7 @@ function schemaProblem(error: z.ZodError): string {
   return `${where}${issue.message}${more}`
 }
 
-export function parseJsonText<T>(file: string, text: string, schema: z.ZodType<T>): FileRead<T> {
+function parseJsonText<T>(file: string, text: string, schema: z.ZodType<T>): FileRead<T> {
   if (text.trim() === '') return { kind: 'corrupt', path: file, problem: fileProblem(file, 'empty file') }
   let json: unknown
   try {
@@ -418,14 +415,14 @@ export function parseJsonText<T>(file: string, text: string, schema: z.ZodType<T
   return { kind: 'ok', path: file, value: parsed.data }
 }
 
-export async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<FileRead<T>> {
+async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<FileRead<T>> {
   const read = readRegularFile(file)
   if (read.kind === 'missing') return { kind: 'missing', path: file }
   if (read.kind === 'bad') return { kind: 'corrupt', path: file, problem: fileProblem(file, read.problem) }
   return parseJsonText(file, read.text, schema)
 }
 
-export type RegularRead = { kind: 'ok'; text: string; from: number; size: number } | { kind: 'missing' } | { kind: 'bad'; problem: string }
+type RegularRead = { kind: 'ok'; text: string; from: number; size: number } | { kind: 'missing' } | { kind: 'bad'; problem: string }
 
 /** What a file that is not a regular file is, in words. */
 function notRegular(st: Stats): string {
@@ -442,7 +439,7 @@ function notRegular(st: Stats): string {
  * negative `from` counts from the end: the tail of a file that grows for hours). Synchronous on purpose:
  * these files are small, and one read costs a fraction of an asynchronous read's four thread-pool trips.
  */
-export function readRegularFile(file: string, from = 0): RegularRead {
+function readRegularFile(file: string, from = 0): RegularRead {
   let fd: number
   try {
     fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
@@ -478,9 +475,14 @@ async function listDir(dir: string): Promise<string[]> {
  * A file from byte `start` to its end (a negative start counts from the end), with where that was and
  * the file's size; null when it cannot be read. For the tails of files that grow for hours.
  */
-export async function readFileFrom(file: string, start: number): Promise<{ text: string; from: number; size: number } | null> {
+async function readFileFrom(file: string, start: number): Promise<{ text: string; from: number; size: number } | null> {
   const read = readRegularFile(file, start)
   return read.kind === 'ok' ? read : null
+}
+
+async function readOutputLog(file: string, lines: number): Promise<string[] | null> {
+  const tail = await readFileFrom(file, -512 * 1024)
+  return tail && trimOutput(plainText(tail.text)).slice(-lines)
 }
 
 // ───────────────────────── changing files under .claude/: the only ways ─────────────────────────
@@ -528,7 +530,7 @@ function checkTarget(root: string, file: string): Stats | null {
 }
 
 /** Creates `dir` and the folders above it that are missing, inside the root; returns those it created, top first. */
-export function mkdirInside(root: string, dir: string): string[] {
+function mkdirInside(root: string, dir: string): string[] {
   checkFoldersInside(root, dir)
   const created: string[] = []
   let current = root
@@ -546,7 +548,7 @@ export function mkdirInside(root: string, dir: string): string[] {
 }
 
 /** Replaces `file` with `text`: a temporary file created exclusively beside it, then renamed over it. */
-export function writeFileInside(root: string, file: string, text: string): void {
+function writeFileInside(root: string, file: string, text: string): void {
   checkFoldersInside(root, path.dirname(file))
   checkTarget(root, file)
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`)
@@ -563,7 +565,7 @@ export function writeFileInside(root: string, file: string, text: string): void 
 }
 
 /** Creates `file` with `text` only if nothing is there (not even a dangling link); false when something is. */
-export function createFileInside(root: string, file: string, text: string): boolean {
+function createFileInside(root: string, file: string, text: string): boolean {
   checkFoldersInside(root, path.dirname(file))
   let fd: number
   try {
@@ -581,12 +583,12 @@ export function createFileInside(root: string, file: string, text: string): bool
 }
 
 /** A file that output may be appended to: created here if missing, refused if it is a link or not a file. */
-export function appendTargetInside(root: string, file: string): void {
+function appendTargetInside(root: string, file: string): void {
   if (!createFileInside(root, file, '')) checkTarget(root, file)
 }
 
 /** Removes the entry `file` itself (a link, not what it points to), only while it is the one that was read. */
-export function removeInside(root: string, file: string, expected?: { ino: number }): boolean {
+function removeInside(root: string, file: string, expected?: { ino: number }): boolean {
   checkFoldersInside(root, path.dirname(file))
   let st: Stats
   try {
@@ -601,7 +603,7 @@ export function removeInside(root: string, file: string, expected?: { ino: numbe
 }
 
 /** Removes a folder this tool created, with what is in it; links inside are removed, never followed. */
-export function removeFolderInside(root: string, dir: string): void {
+function removeFolderInside(root: string, dir: string): void {
   checkFoldersInside(root, path.dirname(dir))
   const st = lstatSync(dir)
   if (!st.isDirectory()) throw new UnsafePathError(`refusing to remove ${relative(root, dir)}: it is not a folder`)
@@ -609,7 +611,7 @@ export function removeFolderInside(root: string, dir: string): void {
 }
 
 /** Moves the entry `from` to `to`, which must not exist yet; both inside the root. */
-export function moveInside(root: string, from: string, to: string): void {
+function moveInside(root: string, from: string, to: string): void {
   checkFoldersInside(root, path.dirname(from))
   checkFoldersInside(root, path.dirname(to))
   lstatSync(from)
@@ -625,7 +627,7 @@ export function moveInside(root: string, from: string, to: string): void {
  * PID now belongs to another process (its start stamp differs), is stale and taken over; a live holder
  * makes `busy` the answer.
  */
-export async function withToolLock<T>(root: string, file: string, busy: (holder: number) => Error, work: () => Promise<T>, waitMs = 0): Promise<T> {
+async function withToolLock<T>(root: string, file: string, busy: (holder: number) => Error, work: () => Promise<T>, waitMs = 0): Promise<T> {
   mkdirInside(root, path.dirname(file))
   const me = JSON.stringify({ pid: process.pid, start: await processStartStamp(process.pid), tool: 'sessions.ts' })
   let holder = 0
@@ -651,7 +653,7 @@ export async function withToolLock<T>(root: string, file: string, busy: (holder:
 
 
 /** The last events of events.jsonl; invalid lines (a truncated last one, say) are skipped and counted. */
-export async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Promise<{ events: EngineEvent[]; invalid: number } | null> {
+async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Promise<{ events: EngineEvent[]; invalid: number } | null> {
   const tail = await readFileFrom(file, -tailBytes)
   if (!tail) return null
   // A tail that starts mid-line: drop the partial first line.
@@ -671,10 +673,31 @@ export async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES
   return { events, invalid }
 }
 
+/**
+ * Rewrites a state file only when it parses, through the safe writer (a temporary file created
+ * exclusively, renamed over it), keeping every field this tool does not know. `change` gets the raw JSON
+ * and returns it changed, or null to leave it.
+ */
+async function updateStateFile(root: string, file: string, change: (raw: Record<string, unknown>, state: State) => Record<string, unknown> | null): Promise<boolean> {
+  const read = readRegularFile(file)
+  if (read.kind !== 'ok') return false
+  const parsed = parseJsonText(file, read.text, StateSchema)
+  if (parsed.kind !== 'ok') return false
+  const next = change(JSON.parse(read.text) as Record<string, unknown>, parsed.value)
+  if (!next) return false
+  writeFileInside(root, file, `${JSON.stringify(next, null, 2)}\n`)
+  return true
+}
+
+/** The state records an end: nothing to mark. */
+function stateHasEnded(state: State): boolean {
+  return ENDED_STATUSES.has(state.status) || Boolean(state.completed_at || state.failed_at || state.killed_at || state.terminated_at)
+}
+
 // ───────────────────────── project layout ─────────────────────────
 
 /** Where each file of a session lives under the project root (FORMATS.md §0). */
-export function sessionPaths(root: string, name: string) {
+function sessionPaths(root: string, name: string) {
   const claude = path.join(root, '.claude')
   const runDir = path.join(claude, 'pipeline-runs', name)
   return {
@@ -695,7 +718,7 @@ export function sessionPaths(root: string, name: string) {
  * The project root: --root, else the nearest ancestor holding .claude/, else the git top level,
  * else the current directory. Always a real path, so that tmux start directories compare equal.
  */
-export async function findProjectRoot(options: { root?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+async function findProjectRoot(options: { root?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   const cwd = options.cwd ?? process.cwd()
   if (options.root !== undefined) {
     if (options.root === '') throw new UsageError('--root needs a directory')
@@ -716,17 +739,17 @@ export async function findProjectRoot(options: { root?: string; cwd?: string; en
   return realpathSync(cwd)
 }
 
-export function isInside(child: string, parent: string): boolean {
+function isInside(child: string, parent: string): boolean {
   const rel = path.relative(parent, child)
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
 }
 
-export function isValidName(name: string): boolean {
+function isValidName(name: string): boolean {
   return NAME_PATTERN.test(name)
 }
 
 /** Refuses a name before it reaches a path, a tmux target or a process (DESIGN.md, safety rules). */
-export function checkName(name: string): string {
+function checkName(name: string): string {
   if (!isValidName(name)) {
     const shown = name.length > 70 ? `${name.slice(0, 67)}...` : name
     throw new UsageError(`invalid session name ${JSON.stringify(shown)}: use letters, digits, _ and -, at most 64 characters`)
@@ -802,16 +825,27 @@ function pathForEngine(file: string, root: string): string {
   return isInside(file, root) ? path.relative(root, file) : file
 }
 
+/** New sessions: lowercase letters, digits and hyphens; not led by a hyphen, which the engine would take for a flag. */
+const NEW_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/
+
+function checkNewName(name: string): string {
+  checkName(name)
+  if (!NEW_NAME_PATTERN.test(name)) {
+    throw new UsageError(`invalid name for a new session "${name}": use lowercase letters, digits and hyphens, not starting with a hyphen`)
+  }
+  return name
+}
+
 // ───────────────────────── tmux ─────────────────────────
 
-export interface TmuxOptions {
+interface TmuxOptions {
   /** The environment for tmux and the engine (default: this process's). */
   env?: NodeJS.ProcessEnv
   /** tmux -L socket name; otherwise SESSIONS_TMUX_SOCKET; otherwise tmux's default (which honours TMUX_TMPDIR). */
   socket?: string
 }
 
-export interface TmuxSession {
+interface TmuxSession {
   /** The tmux session name, with its prefix (or whatever it was renamed to, for a marked session). */
   tmuxName: string
   /** The start directory (#{session_path}). */
@@ -834,7 +868,7 @@ function tmuxSocket(options: TmuxOptions): string | undefined {
  * Every tmux argv is built here: socket flags first, then the command. Run without a shell. -u: tmux
  * writes paths as UTF-8 whatever the caller's locale (under LC_ALL=C it would print ü as _).
  */
-export function tmuxArgv(options: TmuxOptions, ...command: string[]): string[] {
+function tmuxArgv(options: TmuxOptions, ...command: string[]): string[] {
   const socket = tmuxSocket(options)
   return ['-u', ...(socket ? ['-L', socket] : []), ...command]
 }
@@ -844,19 +878,19 @@ export function tmuxArgv(options: TmuxOptions, ...command: string[]): string[] {
  * (a tmux server started here must never carry an engine's tag), and with a UTF-8 character type so that
  * a server started here compares paths byte for byte.
  */
-export function tmuxEnvironment(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+function tmuxEnvironment(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base, LC_CTYPE: 'C.UTF-8' }
   for (const key of ['TMUX', 'TMUX_PANE', 'LC_ALL', SESSION_TAG]) delete env[key]
   return env
 }
 
 /** A value tmux would expand as a format (#{…}, #(…), #[…]) in a start directory or a command: # is written ##. */
-export function tmuxLiteral(value: string): string {
+function tmuxLiteral(value: string): string {
   return value.replaceAll('#', '##')
 }
 
 /** Exact tmux targets: a bare name would match pipeline-auth-v2 for pipeline-auth. */
-export const tmuxTarget = {
+const tmuxTarget = {
   session: (tmuxName: string) => `=${tmuxName}`,
   pane: (tmuxName: string) => `=${tmuxName}:`,
 }
@@ -867,14 +901,14 @@ const TMUX_MISSING = 'tmux not found on PATH: install tmux 3.x (Debian/Ubuntu: a
  * A tmux command whose failure is an answer, not an error (has-session, a session that may be gone):
  * it never throws, but when tmux itself is missing.
  */
-export async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
+async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   const result = await $({ quiet: true, nothrow: true, env: tmuxEnvironment(options.env) })`tmux ${tmuxArgv(options, ...command)}`
   if (result.exitCode === 127 && /tmux: (command )?not found|No such file/.test(result.stderr)) throw new SessionsError(TMUX_MISSING)
   return { ok: result.exitCode === 0, stdout: result.stdout, stderr: result.stderr.trim() || `exit ${result.exitCode}` }
 }
 
 /** The one way tmux is run (argv from tmuxArgv, no shell); a failure is a SessionsError in tmux's own words. */
-export async function tmux(options: TmuxOptions, ...command: string[]): Promise<string> {
+async function tmux(options: TmuxOptions, ...command: string[]): Promise<string> {
   const result = await tmuxProbe(options, ...command)
   if (!result.ok) throw new SessionsError(`tmux ${command[0]} failed: ${result.stderr}`)
   return result.stdout
@@ -895,7 +929,7 @@ const SESSION_FIELDS = [
  * a record; fields and records are therefore delimited by markers holding a random nonce made for this
  * one call, which nothing on disk can know. A record that does not parse whole is dropped.
  */
-export function sessionFormat(nonce: string): { format: string; parse: (stdout: string) => TmuxSession[] } {
+function sessionFormat(nonce: string): { format: string; parse: (stdout: string) => TmuxSession[] } {
   const fieldSep = `\x1f${nonce}\x1f`
   const recordEnd = `\x1e${nonce}\x1e`
   return {
@@ -925,7 +959,7 @@ export function sessionFormat(nonce: string): { format: string; parse: (stdout: 
 }
 
 /** Every session on the server, in one tmux call. No server means no sessions. */
-export async function listTmuxSessions(options: TmuxOptions = {}): Promise<TmuxSession[]> {
+async function listTmuxSessions(options: TmuxOptions = {}): Promise<TmuxSession[]> {
   const { format, parse } = sessionFormat(randomBytes(8).toString('hex'))
   const result = await tmuxProbe(options, 'list-sessions', '-F', format)
   if (!result.ok) {
@@ -936,7 +970,7 @@ export async function listTmuxSessions(options: TmuxOptions = {}): Promise<TmuxS
 }
 
 /** The session name behind a tmux session name, or null when it is not a pipeline session. */
-export function sessionNameOf(tmuxName: string): { name: string; legacy: boolean } | null {
+function sessionNameOf(tmuxName: string): { name: string; legacy: boolean } | null {
   for (const [prefix, legacy] of [[TMUX_PREFIX, false], [LEGACY_TMUX_PREFIX, true]] as const) {
     if (tmuxName.startsWith(prefix)) {
       const name = tmuxName.slice(prefix.length)
@@ -946,10 +980,73 @@ export function sessionNameOf(tmuxName: string): { name: string; legacy: boolean
   return null
 }
 
+/** tmux refuses a command message over 16 KiB: the environment goes in batches that fit. */
+const TMUX_BATCH_BYTES = 12_000
+
+/**
+ * The new session's environment is the caller's, not the tmux server's (which may be days old): each
+ * variable is set on the session, and the server's other global variables are marked for removal.
+ */
+async function setSessionEnvironment(options: TmuxOptions, target: string, variables: [string, string][]): Promise<string[]> {
+  const global = await tmux(options, 'show-environment', '-g')
+  const mine = new Set(variables.map(([key]) => key))
+  const stale = global.split('\n')
+    .map((line) => line.replace(/^-/, '').split('=')[0])
+    .filter((key) => key && !mine.has(key) && !/^TMUX(_PANE)?$/.test(key))
+  // The tag is never set on the session: only the engine gets it, from its launcher.
+  if (!mine.has(SESSION_TAG)) stale.push(SESSION_TAG)
+  const commands: string[][] = [
+    // tmux takes an argument ending in ";" for the end of a command: such a value's last ";" is escaped.
+    ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value.endsWith(';') ? `${value.slice(0, -1)}\\;` : value]),
+    ...stale.map((key) => ['set-environment', '-t', target, '-r', key]),
+  ]
+  const skipped: string[] = []
+  let batch: string[] = []
+  let size = 0
+  const flush = async () => {
+    if (!batch.length) return
+    await tmux(options, ...batch)
+    batch = []
+    size = 0
+  }
+  for (const command of commands) {
+    const bytes = command.reduce((sum, arg) => sum + Buffer.byteLength(arg) + 1, 0)
+    if (bytes > TMUX_BATCH_BYTES) {
+      skipped.push(command[3])
+      continue
+    }
+    if (size + bytes > TMUX_BATCH_BYTES) await flush()
+    batch.push(...(batch.length ? [';'] : []), ...command)
+    size += bytes + 2
+  }
+  await flush()
+  return skipped
+}
+
+interface PaneState { exists: boolean; dead: boolean; status: number | null; pid: number | null }
+
+async function paneState(options: TmuxOptions, tmuxName: string): Promise<PaneState> {
+  // Existence from has-session: tmux 3.3 answers display-message -t '=gone:' with exit 0 and empty fields
+  // whenever any other session lives on the server.
+  const gone = { exists: false, dead: true, status: null, pid: null }
+  if (!(await tmuxProbe(options, 'has-session', '-t', tmuxTarget.session(tmuxName))).ok) return gone
+  const result = await tmuxProbe(options, 'display-message', '-p', '-t', tmuxTarget.pane(tmuxName), '#{pane_dead} #{pane_dead_status} #{pane_pid}')
+  if (!result.ok) return gone
+  const [dead, status, pid] = result.stdout.trim().split(' ')
+  return { exists: true, dead: dead === '1', status: status ? Number(status) : null, pid: pid ? Number(pid) : null }
+}
+
+/** The pane's text, joined and with trailing blank lines (and tmux's "Pane is dead" line) trimmed. */
+async function capturePane(options: TmuxOptions, tmuxName: string, historyLines: number): Promise<string[] | null> {
+  const result = await tmuxProbe(options, 'capture-pane', '-p', '-J', '-t', tmuxTarget.pane(tmuxName), '-S', String(-historyLines))
+  if (!result.ok) return null
+  return trimOutput(result.stdout.split('\n').filter((line) => !/^Pane is dead \(/.test(line)))
+}
+
 // ───────────────────────── processes ─────────────────────────
 
 /** Alive without spawning a process: signal 0 checks existence; EPERM means alive but not ours. */
-export function isPidAlive(pid: number): boolean {
+function isPidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)
@@ -995,7 +1092,7 @@ const CLOCK_TICKS_PER_SECOND = 100
  * since boot (a clock that never steps), elsewhere what `ps` says. Null when the process is gone.
  * Equal stamps mean the same process, not a reused PID.
  */
-export async function processStartStamp(pid: number): Promise<number | null> {
+async function processStartStamp(pid: number): Promise<number | null> {
   if (process.platform === 'linux') {
     try {
       const ticks = Number(procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[22 - 3])
@@ -1010,7 +1107,7 @@ export async function processStartStamp(pid: number): Promise<number | null> {
 }
 
 /** When a process started (ms since epoch), or null when the platform cannot tell. For display only. */
-export async function processStartTime(pid: number): Promise<number | null> {
+async function processStartTime(pid: number): Promise<number | null> {
   const stamp = await processStartStamp(pid)
   if (stamp === null || process.platform !== 'linux') return stamp
   const boot = linuxBootTimeMs()
@@ -1038,7 +1135,7 @@ async function processParents(): Promise<Map<number, number>> {
 }
 
 /** Every process below pid (children, grandchildren, ...), nearest first. */
-export async function processDescendants(pid: number | number[], parents?: Map<number, number>): Promise<number[]> {
+async function processDescendants(pid: number | number[], parents?: Map<number, number>): Promise<number[]> {
   const children = new Map<number, number[]>()
   for (const [child, parent] of parents ?? await processParents()) {
     children.set(parent, [...(children.get(parent) ?? []), child])
@@ -1103,7 +1200,7 @@ function ownLineage(): Set<number> {
 }
 
 /** Why a PID must never be signalled by this tool, or null. */
-export function protectedReason(pid: number, lineage = ownLineage()): string | null {
+function protectedReason(pid: number, lineage = ownLineage()): string | null {
   if (!Number.isInteger(pid) || pid <= 1) return 'PID 1 (or not a process)'
   if (pid === process.pid) return "this tool's own process"
   if (lineage.has(pid)) return 'an ancestor of this tool (the shell that runs it, say)'
@@ -1114,6 +1211,62 @@ export function protectedReason(pid: number, lineage = ownLineage()): string | n
   }
   return null
 }
+
+/** The same process as when we looked: alive, and with the same start stamp (not a reused PID). */
+async function isSameProcess(pid: number, stamp: number | null): Promise<boolean> {
+  if (!isPidAlive(pid)) return false
+  return stamp !== null && (await processStartStamp(pid)) === stamp
+}
+
+/**
+ * The roots still alive and every process below them, each with its start stamp (one /proc scan).
+ * Protected processes (PID 1, this tool and its ancestors, other users') are left out, wherever they are.
+ */
+async function processTree(roots: number[]): Promise<Map<number, number | null>> {
+  const living = [...new Set(roots)].filter(isPidAlive)
+  const lineage = ownLineage()
+  const tree = new Map<number, number | null>()
+  for (const pid of [...living, ...(await processDescendants(living))]) {
+    if (!protectedReason(pid, lineage)) tree.set(pid, await processStartStamp(pid))
+  }
+  return tree
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name)
+  } catch { /* already gone */ }
+}
+
+/**
+ * SIGTERM to the whole tree, up to `graceMs` to end, then SIGKILL to what is left of that same tree:
+ * each PID checked again (same start stamp) right before its signal.
+ */
+async function stopProcessTree(roots: number[], graceMs: number): Promise<{ terminated: number[]; forceKilled: number[] }> {
+  const tree = await processTree(roots)
+  for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) signal(pid, 'SIGTERM')
+  const alive = async () => {
+    const left: number[] = []
+    for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) left.push(pid)
+    return left
+  }
+  const allGone = async () => (await alive()).length === 0
+  const forceKilled: number[] = []
+  if (!(await pollFor(allGone, { intervalMs: 100, timeoutMs: graceMs }))) {
+    // What the survivors started meanwhile is part of the tree too.
+    for (const [pid, stamp] of await processTree(await alive())) if (!tree.has(pid)) tree.set(pid, stamp)
+    for (const [pid, stamp] of tree) {
+      if (await isSameProcess(pid, stamp)) {
+        signal(pid, 'SIGKILL')
+        forceKilled.push(pid)
+      }
+    }
+    await pollFor(allGone, { intervalMs: 50, timeoutMs: 1000 })
+  }
+  return { terminated: [...tree.keys()], forceKilled }
+}
+
+// ───────────────────────── identity: is this process the session's engine? ─────────────────────────
 
 /**
  * Whether `pid` holds the kernel flock on `file` (the engine's lock, FORMATS.md §1): one of its open
@@ -1155,7 +1308,7 @@ function flockHeldOn(file: { dev: number; ino: number }): boolean | null {
 }
 
 /** engine.sh's command line for this session (`bash …/engine.sh pipeline --single-stage TYPE SESSION MAX`). */
-export function isEngineCommand(commandLine: string[], session: string): boolean {
+function isEngineCommand(commandLine: string[], session: string): boolean {
   if (commandLine.length === 1) {
     // Only ps's joined line: the words must still name engine.sh (or run.sh) and then the session.
     return /(^|\/)(engine|run)\.sh\s(.+\s)?/.test(commandLine[0]) && commandLine[0].split(/\s+/).includes(session)
@@ -1164,10 +1317,10 @@ export function isEngineCommand(commandLine: string[], session: string): boolean
   return at >= 0 && commandLine.slice(at + 1).includes(session)
 }
 
-export type EngineProof = 'flock' | 'command_line'
+type EngineProof = 'flock' | 'command_line'
 
 /** What is known of the process a lock names, for judgeEngine. */
-export interface IdentityFacts {
+interface IdentityFacts {
   pid: number
   session: string
   root: string
@@ -1186,7 +1339,7 @@ export interface IdentityFacts {
   startedBeforeLockMs: number | null
 }
 
-export interface EngineIdentity {
+interface EngineIdentity {
   pid: number
   alive: boolean
   /** Proven to be this session's engine, and how; null when no proof held. */
@@ -1202,7 +1355,7 @@ export interface EngineIdentity {
  * kernel's flock first, then its command line and working directory. Start times never decide: clocks
  * step, PIDs are reused, locks are copied and committed.
  */
-export function judgeEngine(facts: IdentityFacts): EngineIdentity {
+function judgeEngine(facts: IdentityFacts): EngineIdentity {
   const { pid } = facts
   const result = (proof: EngineProof | null, why: string): EngineIdentity => ({ pid, alive: facts.alive, proof, why, commandLine: facts.commandLine })
   if (!facts.alive) return result(null, `lock PID ${pid} is dead`)
@@ -1223,7 +1376,7 @@ function shorten(text: string, max: number): string {
 }
 
 /** Gathers the facts about the PID a lock names and judges them. */
-export async function identifyEngine(pid: number, lock: { file: string; session: string; root: string }): Promise<EngineIdentity> {
+async function identifyEngine(pid: number, lock: { file: string; session: string; root: string }): Promise<EngineIdentity> {
   const alive = isPidAlive(pid)
   let file: { dev: number; ino: number; ctimeMs: number } | null = null
   try { file = statSync(lock.file) } catch { /* removed meanwhile: no flock to check */ }
@@ -1274,14 +1427,14 @@ async function engineInPane(panePid: number, root: string, parents: Map<number, 
  * the engine's own launcher shell right before it becomes the engine (exec keeps the PID). It names one
  * run only: a process carrying it counts for a session only while the tag's PID is the one its lock names.
  */
-export interface TaggedProcess { pid: number; runDir: string; enginePid: number }
+interface TaggedProcess { pid: number; runDir: string; enginePid: number }
 
 /**
  * Processes that carry a session tag, by run folder: the engines this tool started and the agents below
  * them, also those left running after their engine died. Never a tmux server (it may have inherited a
  * tag from the shell that started it), never a protected process. Linux only (/proc/PID/environ).
  */
-export async function taggedProcesses(): Promise<Map<string, TaggedProcess[]>> {
+async function taggedProcesses(): Promise<Map<string, TaggedProcess[]>> {
   const byRun = new Map<string, TaggedProcess[]>()
   if (process.platform !== 'linux') return byRun
   const prefix = `${SESSION_TAG}=`
@@ -1303,13 +1456,13 @@ export async function taggedProcesses(): Promise<Map<string, TaggedProcess[]>> {
 }
 
 /** The tagged processes of one run: while a lock names an engine, only those tagged by that engine. */
-export function taggedFor(tagged: Map<string, TaggedProcess[]>, runDir: string, lockPid: number | null): number[] {
+function taggedFor(tagged: Map<string, TaggedProcess[]>, runDir: string, lockPid: number | null): number[] {
   return (tagged.get(runDir) ?? []).filter((t) => lockPid === null || t.enginePid === lockPid).map((t) => t.pid)
 }
 
 // ───────────────────────── gathering facts ─────────────────────────
 
-export interface SessionFacts {
+interface SessionFacts {
   name: string
   root: string
   tmux: TmuxSession | null
@@ -1335,7 +1488,7 @@ export interface SessionFacts {
   newestIteration: number | null
 }
 
-export interface GatherOptions extends TmuxOptions {
+interface GatherOptions extends TmuxOptions {
   root?: string
   /** Give the tmux sessions already listed, so that one call serves many sessions. */
   tmuxSessions?: TmuxSession[]
@@ -1346,7 +1499,7 @@ export interface GatherOptions extends TmuxOptions {
  * called now: a renamed session stays its session's), and those named pipeline-/loop- and started inside
  * the project root. A mark wins over a name.
  */
-export function ownTmuxSessions(all: TmuxSession[], root: string) {
+function ownTmuxSessions(all: TmuxSession[], root: string) {
   const own = new Map<string, TmuxSession & { legacy: boolean; marked: boolean }>()
   const foreign: (TmuxSession & { name: string })[] = []
   for (const session of all) {
@@ -1430,7 +1583,7 @@ function iterationDir(stageDir: string, iteration: number): string {
 }
 
 /** Everything a classifier and a list row need about one session; files are read concurrently. */
-export async function gatherSession(name: string, root: string, tmux: TmuxSession & { legacy?: boolean } | null): Promise<SessionFacts> {
+async function gatherSession(name: string, root: string, tmux: TmuxSession & { legacy?: boolean } | null): Promise<SessionFacts> {
   const paths = sessionPaths(root, name)
   const [lock, runEntries, runState] = await Promise.all([
     readJsonFile(paths.lock, LockSchema),
@@ -1496,7 +1649,7 @@ async function sessionNames(root: string, own: Map<string, unknown>): Promise<st
   return [...names].filter(isValidName).sort()
 }
 
-export interface ProjectFacts {
+interface ProjectFacts {
   root: string
   sessions: SessionFacts[]
   /** pipeline-/loop- sessions on the same tmux server whose start directory is outside this project. */
@@ -1504,7 +1657,7 @@ export interface ProjectFacts {
 }
 
 /** One tmux call, one listing per folder, then every session's files read concurrently. */
-export async function gatherProject(options: GatherOptions = {}): Promise<ProjectFacts> {
+async function gatherProject(options: GatherOptions = {}): Promise<ProjectFacts> {
   return mapProject(options, (facts) => facts)
 }
 
@@ -1512,7 +1665,7 @@ export async function gatherProject(options: GatherOptions = {}): Promise<Projec
  * Gathers every session and turns each one's facts into what the caller keeps as soon as they are
  * read, so that a fleet's raw files are not all held at once (list keeps rows, not states).
  */
-export async function mapProject<T>(options: GatherOptions, map: (facts: SessionFacts) => T): Promise<{ root: string; sessions: T[]; foreign: ProjectFacts['foreign'] }> {
+async function mapProject<T>(options: GatherOptions, map: (facts: SessionFacts) => T): Promise<{ root: string; sessions: T[]; foreign: ProjectFacts['foreign'] }> {
   const root = await findProjectRoot(options)
   const all = options.tmuxSessions ?? await listTmuxSessions(options)
   const { own, foreign } = ownTmuxSessions(all, root)
@@ -1523,7 +1676,7 @@ export async function mapProject<T>(options: GatherOptions, map: (facts: Session
 
 // ───────────────────────── health: one pure classifier ─────────────────────────
 
-export interface HealthFacts {
+interface HealthFacts {
   now: number
   graceMs?: number
   /** The session's name, to tell its own engine from another session's. */
@@ -1547,7 +1700,7 @@ export interface HealthFacts {
   outsideLink?: string | null
 }
 
-export interface HealthVerdict {
+interface HealthVerdict {
   health: Health
   /** One line saying why. */
   why: string
@@ -1557,7 +1710,7 @@ export interface HealthVerdict {
 }
 
 /** The one place that decides health (DESIGN.md, "Health"). */
-export function classifyHealth(facts: HealthFacts): HealthVerdict {
+function classifyHealth(facts: HealthFacts): HealthVerdict {
   const grace = facts.graceMs ?? DEFAULTS.startGraceSeconds * 1000
   const evidence: string[] = []
   const { tmux, lock, state } = facts
@@ -1626,7 +1779,7 @@ export function classifyHealth(facts: HealthFacts): HealthVerdict {
 }
 
 /** The classifier's view of gathered facts. */
-export function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number): HealthFacts {
+function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number): HealthFacts {
   const { tmux, lock, engine, state } = facts
   return {
     now,
@@ -1647,7 +1800,7 @@ export function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number
 // ───────────────────────── describing a session ─────────────────────────
 
 /** One session as `list` shows it and `--json` carries it; names in snake_case like the engine's files. */
-export interface SessionRow {
+interface SessionRow {
   name: string
   health: Health
   why: string
@@ -1746,7 +1899,7 @@ function maxOnCommandLine(commandLine: string[] | null, session: string): number
 
 /** The exact engine command that continues this session where it stopped. */
 /** The exact command that continues this session where it stopped (a `start --resume`). */
-export function resumeCommand(name: string, stage: ReturnType<typeof describeStage>): string | null {
+function resumeCommand(name: string, stage: ReturnType<typeof describeStage>): string | null {
   if (stage.mode === 'pipeline') {
     return stage.pipelineFile ? `${SELF} start pipeline ${stage.pipelineFile} ${name} --resume` : null
   }
@@ -1767,7 +1920,7 @@ function lastActivity(state: State | null, tmux: TmuxSession | null): number | n
   return times.length ? largest(times) : tmux?.createdMs ?? null
 }
 
-export function describeSession(facts: SessionFacts, now: number, options: { graceMs?: number } = {}): SessionRow {
+function describeSession(facts: SessionFacts, now: number, options: { graceMs?: number } = {}): SessionRow {
   const verdict = classifyHealth(healthFactsOf(facts, now, options.graceMs))
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const stage = describeStage(facts)
@@ -1825,15 +1978,48 @@ export function describeSession(facts: SessionFacts, now: number, options: { gra
   }
 }
 
+function startGraceMs(options: CommonOptions): number {
+  return (options.startGraceSeconds ?? DEFAULTS.startGraceSeconds) * 1000
+}
+
+function sessionNotFound(name: string, root: string, names: string[]): SessionsError {
+  const known = names.length ? `; sessions: ${names.join(', ')}` : '; it has no sessions'
+  return new SessionsError(`no session ${name} in ${root}${known}`)
+}
+
+/** Anything at all of the session: a tmux session, a lock, a state, a run folder. */
+function sessionExists(facts: SessionFacts): boolean {
+  return Boolean(facts.tmux) || facts.lock.kind !== 'missing' || facts.state.kind !== 'missing' || facts.runDirExists
+}
+
+/**
+ * One session's facts as they are now, and its row: the one way a command loads a session. With
+ * `mustExist`, an unknown name is refused, naming the sessions that do exist.
+ */
+async function loadSession(name: string, options: CommonOptions & { mustExist?: boolean } = {}) {
+  checkName(name)
+  const root = await findProjectRoot(options)
+  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
+  const facts = await gatherSession(name, root, own.get(name) ?? null)
+  const exists = sessionExists(facts)
+  if (!exists && options.mustExist) throw sessionNotFound(name, root, await sessionNames(root, own))
+  return { root, facts, exists, row: describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) }
+}
+
+/** A named session that must exist. */
+function sessionFactsFor(name: string, options: CommonOptions) {
+  return loadSession(name, { ...options, mustExist: true })
+}
+
 // ───────────────────────── beads: the task queue of ralph sessions (the bd CLI) ─────────────────────────
 // A ralph session works its queue of beads labelled pipeline/NAME until none is left. Where bd is not on
 // the PATH, none of this shows and nothing fails.
 
-export interface Bead { id: string; title: string | null; status: string; labels: string[] }
+interface Bead { id: string; title: string | null; status: string; labels: string[] }
 
 const BeadSchema = z.looseObject({ id: z.string(), title: str, status: z.string(), labels: z.array(z.string()).nullish() })
 
-export function beadsLabel(name: string): string {
+function beadsLabel(name: string): string {
   return `pipeline/${name}`
 }
 
@@ -1858,7 +2044,7 @@ async function runBd(args: string[], env: NodeJS.ProcessEnv = process.env): Prom
 }
 
 /** Beads from `bd list|ready [--label=L] --json`; null without bd, or when bd fails. */
-export async function readBeads(kind: 'list' | 'ready', label?: string, env?: NodeJS.ProcessEnv): Promise<Bead[] | null> {
+async function readBeads(kind: 'list' | 'ready', label?: string, env?: NodeJS.ProcessEnv): Promise<Bead[] | null> {
   const stdout = await runBd([kind, ...(label ? [`--label=${label}`] : []), '--json'], env)
   if (stdout === null) return null
   try {
@@ -1869,10 +2055,10 @@ export async function readBeads(kind: 'list' | 'ready', label?: string, env?: No
   }
 }
 
-export interface BeadsSummary { done: number; in_progress: string[]; ready: string[]; remaining: number }
+interface BeadsSummary { done: number; in_progress: string[]; ready: string[]; remaining: number }
 
 /** A session's beads: done, in progress and ready (null without bd). */
-export async function sessionBeads(name: string, env?: NodeJS.ProcessEnv): Promise<BeadsSummary | null> {
+async function sessionBeads(name: string, env?: NodeJS.ProcessEnv): Promise<BeadsSummary | null> {
   const [all, ready] = await Promise.all([readBeads('list', beadsLabel(name), env), readBeads('ready', beadsLabel(name), env)])
   if (!all) return null
   return {
@@ -1884,7 +2070,7 @@ export async function sessionBeads(name: string, env?: NodeJS.ProcessEnv): Promi
 }
 
 /** Puts a session's in-progress beads back to open, as the engine does on a stale lock: no task stays claimed by a dead agent. */
-export async function reopenBeads(name: string, env?: NodeJS.ProcessEnv): Promise<string[]> {
+async function reopenBeads(name: string, env?: NodeJS.ProcessEnv): Promise<string[]> {
   const all = await readBeads('list', beadsLabel(name), env)
   const reopened: string[] = []
   for (const bead of (all ?? []).filter((b) => b.status === 'in_progress')) {
@@ -1912,7 +2098,7 @@ async function beadsRemainingBySession(rows: SessionRow[], env?: NodeJS.ProcessE
 
 // ───────────────────────── list ─────────────────────────
 
-export interface CommonOptions extends TmuxOptions {
+interface CommonOptions extends TmuxOptions {
   /** The project root; otherwise found from the current directory. */
   root?: string
   /** Where relative paths given by the user start, and where the root is looked for (default: the current directory). */
@@ -1921,20 +2107,16 @@ export interface CommonOptions extends TmuxOptions {
   startGraceSeconds?: number
 }
 
-export interface ListOptions extends CommonOptions {
+interface ListOptions extends CommonOptions {
   /** Also sessions of other projects on the same tmux server. */
   all?: boolean
   /** Warn about a running session whose current iteration is older than this. */
   stallMinutes?: number
 }
 
-export interface NextAction { command: string; why: string }
+interface NextAction { command: string; why: string }
 
-function startGraceMs(options: CommonOptions): number {
-  return (options.startGraceSeconds ?? DEFAULTS.startGraceSeconds) * 1000
-}
-
-export interface ListResult {
+interface ListResult {
   project: string
   sessions: SessionRow[]
   counts: Partial<Record<Health, number>>
@@ -1954,7 +2136,7 @@ function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
 }
 
 /** What in a list needs a look: a stalled session, a crashed or zombie one (and how to resume it), an orphan, a file that cannot be read. */
-export interface ListWarning {
+interface ListWarning {
   session: string
   kind: 'stalled' | 'crashed' | 'zombie' | 'orphaned' | 'corrupt'
   why: string
@@ -1995,7 +2177,7 @@ function listNext(rows: SessionRow[]): NextAction[] {
   return next.filter((action, i) => next.findIndex((other) => other.command === action.command) === i)
 }
 
-export async function list(options: ListOptions = {}): Promise<ListResult> {
+async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
   const project = await mapProject(options, (facts) => describeSession(facts, now, { graceMs: startGraceMs(options) }))
   const remaining = await beadsRemainingBySession(project.sessions, options.env)
@@ -2022,7 +2204,7 @@ export async function list(options: ListOptions = {}): Promise<ListResult> {
 
 // ───────────────────────── status ─────────────────────────
 
-export interface IterationSummary {
+interface IterationSummary {
   iteration: number | null
   stage: string | null
   timestamp: string | null
@@ -2031,7 +2213,7 @@ export interface IterationSummary {
   reason: string | null
 }
 
-export interface ProviderSummary {
+interface ProviderSummary {
   block: string
   /** From the block's manifest.json, which the engine writes once every provider has completed. */
   block_completed_at: string | null
@@ -2047,7 +2229,7 @@ export interface ProviderSummary {
   problem: string | null
 }
 
-export interface StatusResult extends SessionRow {
+interface StatusResult extends SessionRow {
   project: string
   completion_reason: string | null
   error_detail: { type: string | null; message: string | null; timestamp: string | null } | null
@@ -2063,7 +2245,7 @@ export interface StatusResult extends SessionRow {
 }
 
 /** What an iteration concluded: result.json (v3), else the agent's older status.json (FORMATS.md §4). */
-export async function readIterationOutcome(dir: string): Promise<{ summary: string | null; decision: string | null } | null> {
+async function readIterationOutcome(dir: string): Promise<{ summary: string | null; decision: string | null } | null> {
   const result = await readJsonFile(path.join(dir, 'result.json'), ResultSchema)
   if (result.kind === 'ok') {
     const signals = result.value.signals
@@ -2178,37 +2360,9 @@ function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[]
   return next
 }
 
-function sessionNotFound(name: string, root: string, names: string[]): SessionsError {
-  const known = names.length ? `; sessions: ${names.join(', ')}` : '; it has no sessions'
-  return new SessionsError(`no session ${name} in ${root}${known}`)
-}
-
-/** Anything at all of the session: a tmux session, a lock, a state, a run folder. */
-function sessionExists(facts: SessionFacts): boolean {
-  return Boolean(facts.tmux) || facts.lock.kind !== 'missing' || facts.state.kind !== 'missing' || facts.runDirExists
-}
-
 /** One named session's facts and row; an unknown name is refused with the names that do exist. */
-/**
- * One session's facts as they are now, and its row: the one way a command loads a session. With
- * `mustExist`, an unknown name is refused, naming the sessions that do exist.
- */
-export async function loadSession(name: string, options: CommonOptions & { mustExist?: boolean } = {}) {
-  checkName(name)
-  const root = await findProjectRoot(options)
-  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
-  const facts = await gatherSession(name, root, own.get(name) ?? null)
-  const exists = sessionExists(facts)
-  if (!exists && options.mustExist) throw sessionNotFound(name, root, await sessionNames(root, own))
-  return { root, facts, exists, row: describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) }
-}
 
-/** A named session that must exist. */
-function sessionFactsFor(name: string, options: CommonOptions) {
-  return loadSession(name, { ...options, mustExist: true })
-}
-
-export async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
+async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
   const { root, facts, row } = await sessionFactsFor(name, options)
   const paths = sessionPaths(root, name)
   const state = facts.state.kind === 'ok' ? facts.state.value : null
@@ -2264,46 +2418,9 @@ async function firstExisting(files: string[]): Promise<string | null> {
   return null
 }
 
-// ───────────────────────── changing state files ─────────────────────────
-
-/**
- * Rewrites a state file only when it parses, through the safe writer (a temporary file created
- * exclusively, renamed over it), keeping every field this tool does not know. `change` gets the raw JSON
- * and returns it changed, or null to leave it.
- */
-export async function updateStateFile(root: string, file: string, change: (raw: Record<string, unknown>, state: State) => Record<string, unknown> | null): Promise<boolean> {
-  const read = readRegularFile(file)
-  if (read.kind !== 'ok') return false
-  const parsed = parseJsonText(file, read.text, StateSchema)
-  if (parsed.kind !== 'ok') return false
-  const next = change(JSON.parse(read.text) as Record<string, unknown>, parsed.value)
-  if (!next) return false
-  writeFileInside(root, file, `${JSON.stringify(next, null, 2)}\n`)
-  return true
-}
-
-/** The state records an end: nothing to mark. */
-function stateHasEnded(state: State): boolean {
-  return ENDED_STATUSES.has(state.status) || Boolean(state.completed_at || state.failed_at || state.killed_at || state.terminated_at)
-}
-
-/** The file where a session's pane output is kept (tmux pipe-pane), in its run folder. */
-export const OUTPUT_LOG = 'session-output.log'
-
 // ───────────────────────── start ─────────────────────────
 
-/** New sessions: lowercase letters, digits and hyphens; not led by a hyphen, which the engine would take for a flag. */
-const NEW_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/
-
-export function checkNewName(name: string): string {
-  checkName(name)
-  if (!NEW_NAME_PATTERN.test(name)) {
-    throw new UsageError(`invalid name for a new session "${name}": use lowercase letters, digits and hyphens, not starting with a hyphen`)
-  }
-  return name
-}
-
-export interface StartRequest {
+interface StartRequest {
   /** The stage type of a loop; omit for a pipeline. */
   type?: string
   /** The pipeline file of a pipeline. */
@@ -2321,7 +2438,7 @@ export interface StartRequest {
   force?: boolean
 }
 
-export interface StartOptions extends CommonOptions {
+interface StartOptions extends CommonOptions {
   /** The engine's run.sh; otherwise SESSIONS_RUNNER, otherwise ./scripts/run.sh under the project root. */
   runner?: string
   /** Seconds to wait for the engine to hold its lock (default 10). */
@@ -2334,7 +2451,7 @@ export interface StartOptions extends CommonOptions {
   cwd?: string
 }
 
-export interface StartPlan {
+interface StartPlan {
   project: string
   name: string
   tmux_session: string
@@ -2356,7 +2473,7 @@ export interface StartPlan {
   warnings: string[]
 }
 
-export interface StartResult extends StartPlan {
+interface StartResult extends StartPlan {
   engine_pid: number
   log: string
   next: NextAction[]
@@ -2420,7 +2537,7 @@ function replacedFolder(runDir: string): string {
   return candidate
 }
 
-export async function planStart(request: StartRequest, options: StartOptions = {}): Promise<{ plan: StartPlan; facts: SessionFacts; row: SessionRow | null }> {
+async function planStart(request: StartRequest, options: StartOptions = {}): Promise<{ plan: StartPlan; facts: SessionFacts; row: SessionRow | null }> {
   const cwd = options.cwd ?? process.cwd()
   // A resume continues an existing session under the name the engine accepted; a new one needs a new name.
   if (request.resume) checkName(request.name)
@@ -2483,75 +2600,12 @@ function engineEnvironment(env: NodeJS.ProcessEnv = process.env): [string, strin
     .filter((entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && entry[0] !== SESSION_TAG)
 }
 
-/** tmux refuses a command message over 16 KiB: the environment goes in batches that fit. */
-const TMUX_BATCH_BYTES = 12_000
-
-/**
- * The new session's environment is the caller's, not the tmux server's (which may be days old): each
- * variable is set on the session, and the server's other global variables are marked for removal.
- */
-async function setSessionEnvironment(options: TmuxOptions, target: string, variables: [string, string][]): Promise<string[]> {
-  const global = await tmux(options, 'show-environment', '-g')
-  const mine = new Set(variables.map(([key]) => key))
-  const stale = global.split('\n')
-    .map((line) => line.replace(/^-/, '').split('=')[0])
-    .filter((key) => key && !mine.has(key) && !/^TMUX(_PANE)?$/.test(key))
-  // The tag is never set on the session: only the engine gets it, from its launcher.
-  if (!mine.has(SESSION_TAG)) stale.push(SESSION_TAG)
-  const commands: string[][] = [
-    // tmux takes an argument ending in ";" for the end of a command: such a value's last ";" is escaped.
-    ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value.endsWith(';') ? `${value.slice(0, -1)}\\;` : value]),
-    ...stale.map((key) => ['set-environment', '-t', target, '-r', key]),
-  ]
-  const skipped: string[] = []
-  let batch: string[] = []
-  let size = 0
-  const flush = async () => {
-    if (!batch.length) return
-    await tmux(options, ...batch)
-    batch = []
-    size = 0
-  }
-  for (const command of commands) {
-    const bytes = command.reduce((sum, arg) => sum + Buffer.byteLength(arg) + 1, 0)
-    if (bytes > TMUX_BATCH_BYTES) {
-      skipped.push(command[3])
-      continue
-    }
-    if (size + bytes > TMUX_BATCH_BYTES) await flush()
-    batch.push(...(batch.length ? [';'] : []), ...command)
-    size += bytes + 2
-  }
-  await flush()
-  return skipped
-}
-
-interface PaneState { exists: boolean; dead: boolean; status: number | null; pid: number | null }
-
-async function paneState(options: TmuxOptions, tmuxName: string): Promise<PaneState> {
-  // Existence from has-session: tmux 3.3 answers display-message -t '=gone:' with exit 0 and empty fields
-  // whenever any other session lives on the server.
-  const gone = { exists: false, dead: true, status: null, pid: null }
-  if (!(await tmuxProbe(options, 'has-session', '-t', tmuxTarget.session(tmuxName))).ok) return gone
-  const result = await tmuxProbe(options, 'display-message', '-p', '-t', tmuxTarget.pane(tmuxName), '#{pane_dead} #{pane_dead_status} #{pane_pid}')
-  if (!result.ok) return gone
-  const [dead, status, pid] = result.stdout.trim().split(' ')
-  return { exists: true, dead: dead === '1', status: status ? Number(status) : null, pid: pid ? Number(pid) : null }
-}
-
-/** The pane's text, joined and with trailing blank lines (and tmux's "Pane is dead" line) trimmed. */
-export async function capturePane(options: TmuxOptions, tmuxName: string, historyLines: number): Promise<string[] | null> {
-  const result = await tmuxProbe(options, 'capture-pane', '-p', '-J', '-t', tmuxTarget.pane(tmuxName), '-S', String(-historyLines))
-  if (!result.ok) return null
-  return trimOutput(result.stdout.split('\n').filter((line) => !/^Pane is dead \(/.test(line)))
-}
-
 /**
  * Starts the engine in a new tmux session and waits until it holds its lock. The session starts with a
  * placeholder so that the output copy, remain-on-exit and the environment are in place before the
  * engine runs; then the engine replaces the placeholder.
  */
-export async function start(request: StartRequest, options: StartOptions = {}): Promise<StartResult> {
+async function start(request: StartRequest, options: StartOptions = {}): Promise<StartResult> {
   const root = await findProjectRoot(options)
   // One start of a name at a time, from before its checks to its verified end: two `start --force` of one
   // name would move each other's fresh run folders aside.
@@ -2714,14 +2768,14 @@ async function keepPaneOutput(options: TmuxOptions, facts: SessionFacts): Promis
 
 // ───────────────────────── kill ─────────────────────────
 
-export interface KillOptions extends CommonOptions {
+interface KillOptions extends CommonOptions {
   /** Seconds between SIGTERM and SIGKILL (default 10). */
   graceSeconds?: number
   /** Kill a session of another project on the same tmux server. */
   force?: boolean
 }
 
-export interface KillReport {
+interface KillReport {
   name: string
   outcome: 'killed' | 'not_running' | 'refused' | 'not_found'
   /** Why it was not killed: not running (its health's why), refused, or not found. Null once killed. */
@@ -2745,60 +2799,6 @@ export interface KillReport {
   state_refused?: string
 }
 
-
-/** The same process as when we looked: alive, and with the same start stamp (not a reused PID). */
-async function isSameProcess(pid: number, stamp: number | null): Promise<boolean> {
-  if (!isPidAlive(pid)) return false
-  return stamp !== null && (await processStartStamp(pid)) === stamp
-}
-
-/**
- * The roots still alive and every process below them, each with its start stamp (one /proc scan).
- * Protected processes (PID 1, this tool and its ancestors, other users') are left out, wherever they are.
- */
-async function processTree(roots: number[]): Promise<Map<number, number | null>> {
-  const living = [...new Set(roots)].filter(isPidAlive)
-  const lineage = ownLineage()
-  const tree = new Map<number, number | null>()
-  for (const pid of [...living, ...(await processDescendants(living))]) {
-    if (!protectedReason(pid, lineage)) tree.set(pid, await processStartStamp(pid))
-  }
-  return tree
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name)
-  } catch { /* already gone */ }
-}
-
-/**
- * SIGTERM to the whole tree, up to `graceMs` to end, then SIGKILL to what is left of that same tree:
- * each PID checked again (same start stamp) right before its signal.
- */
-async function stopProcessTree(roots: number[], graceMs: number): Promise<{ terminated: number[]; forceKilled: number[] }> {
-  const tree = await processTree(roots)
-  for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) signal(pid, 'SIGTERM')
-  const alive = async () => {
-    const left: number[] = []
-    for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) left.push(pid)
-    return left
-  }
-  const allGone = async () => (await alive()).length === 0
-  const forceKilled: number[] = []
-  if (!(await pollFor(allGone, { intervalMs: 100, timeoutMs: graceMs }))) {
-    // What the survivors started meanwhile is part of the tree too.
-    for (const [pid, stamp] of await processTree(await alive())) if (!tree.has(pid)) tree.set(pid, stamp)
-    for (const [pid, stamp] of tree) {
-      if (await isSameProcess(pid, stamp)) {
-        signal(pid, 'SIGKILL')
-        forceKilled.push(pid)
-      }
-    }
-    await pollFor(allGone, { intervalMs: 50, timeoutMs: 1000 })
-  }
-  return { terminated: [...tree.keys()], forceKilled }
-}
 
 async function killOne(name: string, options: KillOptions, all: TmuxSession[], root: string): Promise<KillReport> {
   const report: KillReport = {
@@ -2878,7 +2878,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
 }
 
 /** Stops each named session; sessions that are not running are left as they are. */
-export async function kill(names: string[], options: KillOptions = {}): Promise<KillReport[]> {
+async function kill(names: string[], options: KillOptions = {}): Promise<KillReport[]> {
   if (!names.length) throw new UsageError('kill: missing session NAME')
   names.forEach(checkName)
   const root = await findProjectRoot(options)
@@ -2892,10 +2892,10 @@ export async function kill(names: string[], options: KillOptions = {}): Promise<
 
 // ───────────────────────── cleanup ─────────────────────────
 
-export const PROBLEM_KINDS = ['locks', 'tmux', 'state'] as const
-export type ProblemKind = (typeof PROBLEM_KINDS)[number]
+const PROBLEM_KINDS = ['locks', 'tmux', 'state'] as const
+type ProblemKind = (typeof PROBLEM_KINDS)[number]
 
-export interface CleanupProblem {
+interface CleanupProblem {
   name: string
   kind: ProblemKind
   problem: 'orphaned_tmux' | 'dead_pane' | 'leftover_processes' | 'stale_lock' | 'zombie_state'
@@ -2918,9 +2918,9 @@ export interface CleanupProblem {
   done: FixDone | null
 }
 
-export interface FixDone { tmux_removed?: string; stopped?: number[]; force_killed?: number[]; lock_removed?: string; state_marked?: string; beads_reopened?: string[] }
+interface FixDone { tmux_removed?: string; stopped?: number[]; force_killed?: number[]; lock_removed?: string; state_marked?: string; beads_reopened?: string[] }
 
-export interface CleanupScan {
+interface CleanupScan {
   project: string
   problems: CleanupProblem[]
   /** Sessions with a file that cannot be read: reported, never touched. */
@@ -2931,16 +2931,16 @@ export interface CleanupScan {
   resumable: { name: string; health: Health; resume_command: string | null }[]
 }
 
-export interface CleanupResult extends CleanupScan {
+interface CleanupResult extends CleanupScan {
   mode: 'dry_run' | 'report' | 'fixed' | 'cancelled'
   fixed: Record<ProblemKind, number>
   next: NextAction[]
 }
 
 /** What to repair, decided once the problems are known: nothing, or these kinds, maybe one by one. */
-export type CleanupDecision = 'cancel' | { only?: ProblemKind[]; choose?: (problem: CleanupProblem) => Promise<boolean> }
+type CleanupDecision = 'cancel' | { only?: ProblemKind[]; choose?: (problem: CleanupProblem) => Promise<boolean> }
 
-export interface CleanupOptions extends CommonOptions {
+interface CleanupOptions extends CommonOptions {
   /** Repair what the scan found (the same as mode 'fix'). */
   fix?: boolean
   /** report (default): find and say; fix: repair what is found; dry_run: report, and say that nothing was changed. */
@@ -2987,7 +2987,7 @@ function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[])
   return problems
 }
 
-export async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
+async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
   const now = Date.now()
   const [project, tagged] = await Promise.all([gatherProject(options), taggedProcesses()])
   const scan: CleanupScan = {
@@ -3058,7 +3058,7 @@ async function withCleanupLock<T>(root: string, work: () => Promise<T>): Promise
 }
 
 /** Repairs, in order per session (tmux, then locks, then state), what a scan found and the options allow. */
-export async function applyCleanup(scan: CleanupScan, options: CleanupOptions = {}): Promise<CleanupScan> {
+async function applyCleanup(scan: CleanupScan, options: CleanupOptions = {}): Promise<CleanupScan> {
   if (!scan.problems.length) return scan
   return withCleanupLock(scan.project, async () => {
     const problems: CleanupProblem[] = []
@@ -3085,7 +3085,7 @@ export async function applyCleanup(scan: CleanupScan, options: CleanupOptions = 
  * Finds what is out of step and, as the options say, repairs it: all of it (fix), what `decide` chooses
  * once it has seen the problems, or nothing. The mode in the result says what happened.
  */
-export async function cleanup(options: CleanupOptions = {}): Promise<CleanupResult> {
+async function cleanup(options: CleanupOptions = {}): Promise<CleanupResult> {
   const scan = await scanCleanup(options)
   const mode = options.mode ?? (options.fix ? 'fix' : 'report')
   const fixable = scan.problems.filter((p) => !options.only || options.only.includes(p.kind))
@@ -3097,7 +3097,7 @@ export async function cleanup(options: CleanupOptions = {}): Promise<CleanupResu
   return summarizeCleanup(await applyCleanup(scan, { ...options, only: decision.only, choose: decision.choose }), 'fixed', options)
 }
 
-export async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['mode'], options: CommonOptions = {}): Promise<CleanupResult> {
+async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['mode'], options: CommonOptions = {}): Promise<CleanupResult> {
   const fixed = Object.fromEntries(PROBLEM_KINDS.map((kind) => [kind, scan.problems.filter((p) => p.kind === kind && p.fixed).length])) as Record<ProblemKind, number>
   // What can be resumed: after repairs, as it stands now; otherwise nothing changed since the scan.
   const resumable = mode === 'fixed' ? (await scanCleanup(options)).resumable : scan.resumable
@@ -3112,7 +3112,7 @@ export async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['m
 
 // ───────────────────────── resume and wait ─────────────────────────
 
-export interface ResumeOverrides {
+interface ResumeOverrides {
   max?: number
   provider?: string
   model?: string
@@ -3121,7 +3121,7 @@ export interface ResumeOverrides {
 }
 
 /** How a session was started, from its own files: the stage type or pipeline file, max, provider, model. */
-export async function howStarted(name: string, options: CommonOptions = {}): Promise<{ type: string | null; pipeline: string | null; max: number | null; provider: string | null; model: string | null; health: Health }> {
+async function howStarted(name: string, options: CommonOptions = {}): Promise<{ type: string | null; pipeline: string | null; max: number | null; provider: string | null; model: string | null; health: Health }> {
   const { root, facts, row } = await sessionFactsFor(name, options)
   const stage = describeStage(facts)
   // The engine records the provider and model of each stage and iteration in its events.
@@ -3141,7 +3141,7 @@ export async function howStarted(name: string, options: CommonOptions = {}): Pro
  * Resumes a crashed, zombie, failed or killed session as it was started (its own files say how);
  * what is given overrides. Then it is a `start --resume`, with all that start checks and verifies.
  */
-export async function resume(name: string, overrides: ResumeOverrides = {}, options: StartOptions = {}): Promise<StartResult> {
+async function resume(name: string, overrides: ResumeOverrides = {}, options: StartOptions = {}): Promise<StartResult> {
   const how = await howStarted(checkName(name), options)
   if (!how.type && !how.pipeline) throw new SessionsError(`cannot tell how ${name} was started (no stage type or pipeline file in its files); use "${SELF} start TYPE ${name} MAX --resume"`)
   return start({
@@ -3155,7 +3155,7 @@ export async function resume(name: string, overrides: ResumeOverrides = {}, opti
   }, options)
 }
 
-export interface WaitOptions extends CommonOptions {
+interface WaitOptions extends CommonOptions {
   /** Stops the wait (it rejects); a timeout is timeoutSeconds. */
   signal?: AbortSignal
   /** Give up after this many seconds (the CLI exits 124). */
@@ -3165,7 +3165,7 @@ export interface WaitOptions extends CommonOptions {
   onPoll?: (rows: SessionRow[]) => void
 }
 
-export interface WaitResult {
+interface WaitResult {
   /** Every named session has ended. */
   ended: boolean
   /** Every named session ended complete. */
@@ -3175,7 +3175,7 @@ export interface WaitResult {
 }
 
 /** Blocks until every named session has ended (nothing alive runs it), or the timeout passes. */
-export async function wait(names: string[], options: WaitOptions = {}): Promise<WaitResult> {
+async function wait(names: string[], options: WaitOptions = {}): Promise<WaitResult> {
   if (!names.length) throw new UsageError('wait: missing session NAME')
   names.forEach(checkName)
   const look = async () => {
@@ -3197,12 +3197,12 @@ export async function wait(names: string[], options: WaitOptions = {}): Promise<
 
 // ───────────────────────── monitor ─────────────────────────
 
-export interface MonitorOptions extends CommonOptions {
+interface MonitorOptions extends CommonOptions {
   /** How many lines of output (default 50). */
   lines?: number
 }
 
-export interface MonitorResult {
+interface MonitorResult {
   session: SessionRow
   /** Where the lines come from: the live pane, the kept copy of its output, or nothing. */
   source: 'tmux' | 'log' | 'none'
@@ -3213,12 +3213,7 @@ export interface MonitorResult {
   beads: BeadsSummary | null
 }
 
-async function readOutputLog(file: string, lines: number): Promise<string[] | null> {
-  const tail = await readFileFrom(file, -512 * 1024)
-  return tail && trimOutput(plainText(tail.text)).slice(-lines)
-}
-
-export async function monitor(name: string, options: MonitorOptions = {}): Promise<MonitorResult> {
+async function monitor(name: string, options: MonitorOptions = {}): Promise<MonitorResult> {
   const lines = options.lines ?? 50
   const { root, facts, row } = await sessionFactsFor(name, options)
   const paths = sessionPaths(root, name)
@@ -3236,7 +3231,7 @@ export async function monitor(name: string, options: MonitorOptions = {}): Promi
 }
 
 /** The last line a session printed, from the kept copy of its output (null when nothing was kept). */
-export async function lastOutputLine(root: string, name: string): Promise<string | null> {
+async function lastOutputLine(root: string, name: string): Promise<string | null> {
   const lines = await readOutputLog(path.join(sessionPaths(root, name).runDir, OUTPUT_LOG), 1)
   return lines?.[0] ?? null
 }
@@ -3245,7 +3240,7 @@ export async function lastOutputLine(root: string, name: string): Promise<string
  * Streams new output until the session ends (returns how it ended) or `signal` aborts. Follows the kept
  * copy of the output where there is one, else the pane.
  */
-export async function followOutput(name: string, write: (text: string) => void, options: CommonOptions & { intervalMs?: number; signal?: AbortSignal } = {}): Promise<SessionRow> {
+async function followOutput(name: string, write: (text: string) => void, options: CommonOptions & { intervalMs?: number; signal?: AbortSignal } = {}): Promise<SessionRow> {
   const { root } = await sessionFactsFor(name, options)
   const log = path.join(sessionPaths(root, name).runDir, OUTPUT_LOG)
   let offset = existsSync(log) ? statSync(log).size : -1
@@ -3288,11 +3283,11 @@ export async function followOutput(name: string, write: (text: string) => void, 
 
 // ───────────────────────── attach ─────────────────────────
 
-export interface AttachOptions extends CommonOptions {
+interface AttachOptions extends CommonOptions {
   readOnly?: boolean
 }
 
-export interface AttachResult {
+interface AttachResult {
   preview: MonitorResult
   /** What was done: attached (returned after detaching), switched the client, or only printed the command. */
   action: 'attached' | 'switched' | 'printed'
@@ -3306,7 +3301,7 @@ async function serverSocketPath(options: TmuxOptions): Promise<string | null> {
   return result.ok ? result.stdout.trim() : null
 }
 
-export async function attach(name: string, options: AttachOptions & { terminal?: boolean } = {}): Promise<AttachResult> {
+async function attach(name: string, options: AttachOptions & { terminal?: boolean } = {}): Promise<AttachResult> {
   const preview = await monitor(name, { ...options, lines: 10 })
   const row = preview.session
   if (!row.tmux || row.tmux.pane_dead) {
@@ -3339,9 +3334,9 @@ export async function attach(name: string, options: AttachOptions & { terminal?:
  * What a renderer needs of the world, given, never read from it: the time, whether to use colour, and
  * the terminal's width (undefined: no limit). Renderers are pure: the same data and view, the same text.
  */
-export interface View { now: number; color: boolean; width?: number }
+interface View { now: number; color: boolean; width?: number }
 
-export function plainView(now = Date.now()): View {
+function plainView(now = Date.now()): View {
   return { now, color: false }
 }
 
@@ -3434,7 +3429,7 @@ function nextLines(p: Palette, next: NextAction[]): string[] {
 }
 
 /** A warning of `list`, in words. */
-export function warningWords(warning: ListWarning, now: number): string {
+function warningWords(warning: ListWarning, now: number): string {
   switch (warning.kind) {
     case 'stalled': return `${warning.session}: running, but no iteration has finished for ${formatDuration(now - Date.parse(warning.since ?? ''))} (iteration ${warning.iteration ?? '?'})`
     case 'crashed': case 'zombie': return `${warning.session}: ${warning.kind} (${warning.why}); resume: ${warning.resume_command ?? 'its type and max are unknown'}`
@@ -3443,7 +3438,7 @@ export function warningWords(warning: ListWarning, now: number): string {
   }
 }
 
-export function renderList(result: ListResult, view: View = plainView()): string {
+function renderList(result: ListResult, view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
   const lines: string[] = []
@@ -3493,7 +3488,7 @@ function section(p: Palette, title: string, pairs: [string, string | null][]): s
   return ['', p.bold(title), ...shown.map(([key, value]) => `  ${pad(key, width)}  ${value}`)]
 }
 
-export function renderStatus(result: StatusResult, view: View = plainView()): string {
+function renderStatus(result: StatusResult, view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
   const lines = [`${p.bold(result.name)}: ${p.health(result.health)}  ${p.dim(result.why)}`]
@@ -3571,7 +3566,7 @@ export function renderStatus(result: StatusResult, view: View = plainView()): st
   return lines.join('\n') + '\n'
 }
 
-export function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
+function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
   const p = palette(view.color)
   const lines = [p.bold(`${plan.resume ? 'Resume' : 'Start'} session ${plan.name}`)]
   lines.push(...section(p, '', [
@@ -3587,7 +3582,7 @@ export function renderStartPlan(plan: StartPlan, view: View = plainView()): stri
   return lines.join('\n') + '\n'
 }
 
-export function renderStart(result: StartResult, view: View = plainView()): string {
+function renderStart(result: StartResult, view: View = plainView()): string {
   const p = palette(view.color)
   const what = result.mode === 'pipeline' ? `pipeline ${result.pipeline_file}` : `${result.type}, max ${result.max_iterations}`
   const lines = [
@@ -3601,7 +3596,7 @@ export function renderStart(result: StartResult, view: View = plainView()): stri
   return lines.join('\n') + '\n'
 }
 
-export function renderKill(reports: KillReport[], _view: View = plainView()): string {
+function renderKill(reports: KillReport[], _view: View = plainView()): string {
   const lines: string[] = []
   for (const report of reports) {
     if (report.outcome === 'not_running') lines.push(`${report.name} is not running (${report.health_before}: ${report.reason}); nothing was changed`)
@@ -3633,7 +3628,7 @@ function monitorHeader(p: Palette, row: SessionRow, now: number): string {
   return parts.join(' · ')
 }
 
-export function renderMonitor(result: MonitorResult, view: View = plainView()): string {
+function renderMonitor(result: MonitorResult, view: View = plainView()): string {
   const p = palette(view.color)
   const lines = [monitorHeader(p, result.session, view.now)]
   if (result.beads) lines.push(`beads: ${result.beads.done} done · ${result.beads.in_progress.length} in progress · ${result.beads.ready.length} ready · ${result.beads.remaining} left`)
@@ -3649,7 +3644,7 @@ export function renderMonitor(result: MonitorResult, view: View = plainView()): 
 }
 
 /** attach's words: the preview, then what was done (or the command to run where it could not attach). */
-export function renderAttach(result: AttachResult, view: View = plainView()): string {
+function renderAttach(result: AttachResult, view: View = plainView()): string {
   const lines = [renderMonitor(result.preview, view)]
   if (result.action === 'printed') lines.push(`\nNot a terminal; to watch it live, run:\n  ${result.command.map(shellQuote).join(' ')}\n`)
   if (result.action === 'switched') lines.push(`\nSwitched this tmux client to ${result.preview.session.tmux?.session}.\n`)
@@ -3691,7 +3686,7 @@ function fixWords(problem: CleanupProblem): string | null {
   }
 }
 
-export function renderProblems(result: CleanupScan, view: View = plainView()): string[] {
+function renderProblems(result: CleanupScan, view: View = plainView()): string[] {
   const p = palette(view.color)
   const lines = [`${p.bold('Cleanup')} of ${result.project}`]
   if (!result.problems.length) {
@@ -3717,7 +3712,7 @@ export function renderProblems(result: CleanupScan, view: View = plainView()): s
   return lines
 }
 
-export function renderCleanup(result: CleanupResult, view: View = plainView()): string {
+function renderCleanup(result: CleanupResult, view: View = plainView()): string {
   const p = palette(view.color)
   const lines = renderProblems(result, view)
   if (result.mode === 'fixed') {
@@ -3738,7 +3733,7 @@ export function renderCleanup(result: CleanupResult, view: View = plainView()): 
 }
 
 /** One progress line per session: a bar of iteration of max, and the stage of stages. */
-export function renderWaitProgress(rows: SessionRow[], view: View = plainView()): string {
+function renderWaitProgress(rows: SessionRow[], view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
   const width = largest(rows.map((row) => row.name.length))
@@ -3752,7 +3747,7 @@ export function renderWaitProgress(rows: SessionRow[], view: View = plainView())
   }).join('\n') + '\n'
 }
 
-export function renderWaitResult(result: WaitResult, view: View = plainView()): string {
+function renderWaitResult(result: WaitResult, view: View = plainView()): string {
   const p = palette(view.color)
   const lines = result.sessions.map((row) => `${row.name}: ${p.health(row.health)} (${row.why})`)
   if (result.timed_out) lines.push(`Timed out; still running: ${result.sessions.filter((r) => r.health === 'running' || r.health === 'starting').map((r) => r.name).join(', ')}`)
@@ -3769,7 +3764,7 @@ function rowSignature(row: SessionRow): string {
  * One frame of `list --watch`: the list, each running session's last output line, and a * before
  * every row that changed since the previous frame.
  */
-export function renderDashboard(result: ListResult, lastLines: Map<string, string | null>, previous: Map<string, string> | null, view: View = plainView()): string {
+function renderDashboard(result: ListResult, lastLines: Map<string, string | null>, previous: Map<string, string> | null, view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
   const rows = result.sessions.map((row) => {
@@ -3792,7 +3787,7 @@ export function renderDashboard(result: ListResult, lastLines: Map<string, strin
 // ───────────────────────── the terminal: prompts, spinners, the dashboard, the menu ─────────────────────────
 
 /** Where a command line runs: its streams, environment and folder (the process's own, or a test's). */
-export interface Io {
+interface Io {
   stdout: (text: string) => void
   stderr: (text: string) => void
   env: NodeJS.ProcessEnv
@@ -3808,7 +3803,7 @@ export interface Io {
 /** A closed stdout (`| head -1`): further output is dropped, and the command ends with its usual exit status. */
 let stdoutClosed = false
 
-export function processIo(): Io {
+function processIo(): Io {
   return {
     stdout: (text) => { if (!stdoutClosed) process.stdout.write(text) },
     stderr: (text) => process.stderr.write(text),
@@ -3932,7 +3927,7 @@ async function watchList(options: ListOptions, intervalMs: number, io: Io): Prom
 // zx's question() reads a line and offers neither. Loaded only when the menu runs.
 
 /** "auth — ralph · iteration 5/25 · running 2h 15m": a session as the menu offers it. */
-export function describeForMenu(row: SessionRow, now = Date.now()): string {
+function describeForMenu(row: SessionRow, now = Date.now()): string {
   return `${row.name} — ${[row.type ?? '?', `iteration ${iterationCell(row)}`, `${row.health} ${timeCell(row, now).replace(/^up /, '')}`].join(' · ')}`
 }
 
@@ -4395,7 +4390,7 @@ function optionLines(options: Record<string, OptionSpec>, indent = '  '): string
 }
 
 /** The global usage: every command with its summary, and the options of every command. */
-export function usage(): string {
+function usage(): string {
   const commands = (Object.entries(COMMANDS) as [CommandName, CommandSpec][]).map(([, spec]) => [spec.usage, spec.summary] as const)
   const width = largest(commands.map(([line]) => line.length))
   return [
@@ -4416,7 +4411,7 @@ export function usage(): string {
 }
 
 /** One command's help: its usage, what it does, its options with their defaults, two examples. */
-export function commandHelp(name: CommandName): string {
+function commandHelp(name: CommandName): string {
   const spec: CommandSpec = COMMANDS[name]
   return [
     `Usage: ${SELF} ${spec.usage} [options]`,
@@ -4440,7 +4435,7 @@ function parseArgsOptions(options: Record<string, OptionSpec>) {
 }
 
 /** Parses argv strictly: a mistyped --jsno is a usage error, not a silent no-op. Option values are validated. */
-export function parseCommandLine(argv: string[]): { command: CommandName | null; values: Values; args: string[] } {
+function parseCommandLine(argv: string[]): { command: CommandName | null; values: Values; args: string[] } {
   // A first, lenient pass finds the command (the first positional, wherever the options stand);
   // the second pass is strict, with exactly that command's options.
   const every = Object.assign({}, GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options)) as Record<string, OptionSpec>
@@ -4474,7 +4469,7 @@ export function parseCommandLine(argv: string[]): { command: CommandName | null;
  * A completion script for a shell, completing commands, flags, session names and the values that have a
  * fixed set. It completes the command `sessions`, meant as an alias: alias sessions='npx tsx /path/to/sessions.ts'.
  */
-export function completionScript(shell: string): string {
+function completionScript(shell: string): string {
   const commands = Object.keys(COMMANDS) as CommandName[]
   const specs = commands.map((name) => [name, COMMANDS[name] as CommandSpec] as const)
   const flagsOf = (spec: CommandSpec) => Object.keys({ ...GLOBAL_OPTIONS, ...spec.options }).map((flag) => `--${flag}`)
@@ -4533,7 +4528,7 @@ complete -F _sessions sessions
  * The CLI: parse → run → JSON or text → exit status. It returns the status instead of exiting, so that
  * tests and other code drive it in-process, with their own streams, environment and folder.
  */
-export async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
+async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
   const io: Io = { ...processIo(), ...given }
   try {
     const { command, values, args } = parseCommandLine(argv)
@@ -4845,4 +4840,41 @@ if (import.meta.vitest) {
       expect(parseCommandLine(['-C', '/tmp', 'status', 'a', '--json'])).toMatchObject({ command: 'status', args: ['a'] })
     })
   })
+}
+
+// ───────────────────────── what this file exports ─────────────────────────
+// The library, as the README's "As a library" describes it: the commands, the layers below them, the
+// renderers, the schemas of the engine's files, and their types. Nothing else is exported.
+
+export {
+  VERSION, DEFAULTS, HEALTHS, PROBLEM_KINDS, OUTPUT_LOG, settingsOf, main, usage, commandHelp,
+  completionScript, parseCommandLine, processIo, list, status, start, planStart, resume,
+  howStarted, kill, monitor, followOutput, lastOutputLine, attach, wait, cleanup, scanCleanup,
+  applyCleanup, summarizeCleanup, loadSession, gatherProject, mapProject, gatherSession,
+  ownTmuxSessions, describeSession, classifyHealth, healthFactsOf, livenessOf, resumeCommand,
+  judgeEngine, identifyEngine, isEngineCommand, protectedReason, isPidAlive, processStartTime,
+  processStartStamp, processDescendants, taggedProcesses, taggedFor, tmux, tmuxProbe, tmuxArgv,
+  tmuxTarget, tmuxLiteral, tmuxEnvironment, listTmuxSessions, sessionFormat, sessionNameOf,
+  capturePane, findProjectRoot, sessionPaths, checkName, checkNewName, isValidName, isInside,
+  readJsonFile, readRegularFile, readFileFrom, readEventsTail, parseJsonText, readIterationOutcome,
+  writeFileInside, createFileInside, appendTargetInside, mkdirInside, removeInside,
+  removeFolderInside, moveInside, withToolLock, updateStateFile, readBeads, sessionBeads,
+  reopenBeads, beadsLabel, terminalSafe, terminalSafeDeep, plainText, formatDuration, parseTime,
+  largest, poll, pollFor, plainView, renderList, renderStatus, renderStartPlan, renderStart,
+  renderKill, renderMonitor, renderAttach, renderProblems, renderCleanup, renderWaitProgress,
+  renderWaitResult, renderDashboard, warningWords, describeForMenu, SessionsError, UsageError,
+  StartError, UnsafePathError, StateSchema, LockSchema, ContextSchema, ResultSchema,
+  IterationStatusSchema, PlanSchema, ManifestSchema, ProviderStateSchema, EventSchema,
+  HistoryEntrySchema,
+}
+
+export type {
+  Health, Liveness, SessionRow, ListResult, ListWarning, ListOptions, StatusResult,
+  IterationSummary, ProviderSummary, NextAction, StartRequest, StartOptions, StartPlan,
+  StartResult, ResumeOverrides, KillOptions, KillReport, CleanupOptions, CleanupDecision,
+  CleanupProblem, CleanupScan, CleanupResult, FixDone, ProblemKind, MonitorOptions, MonitorResult,
+  AttachOptions, AttachResult, WaitOptions, WaitResult, CommonOptions, TmuxOptions, Io, View,
+  SessionFacts, ProjectFacts, GatherOptions, HealthFacts, HealthVerdict, EngineIdentity,
+  EngineProof, IdentityFacts, TaggedProcess, TmuxSession, FileRead, RegularRead, Lock, State,
+  Context, Plan, ProviderState, EngineEvent, Bead, BeadsSummary,
 }
