@@ -6,10 +6,36 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, mkdirSync, readlinkSync, renameSync, symlinkSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readlinkSync,
+  renameSync,
+  symlinkSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  lstatSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { list, status, start, kill, monitor, main, scanCleanup, applyCleanup, listTmuxSessions, processDescendants, isPidAlive, processStartTime, SessionsError, type SessionRow } from './sessions.ts'
+import {
+  list,
+  status,
+  main,
+  scanCleanup,
+  applyCleanup,
+  listTmuxSessions,
+  processDescendants,
+  isPidAlive,
+  processStartTime,
+  SessionsError,
+  type SessionRow,
+} from './sessions.ts'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const SESSIONS = path.join(HERE, 'sessions.ts')
@@ -66,7 +92,10 @@ function isoSeconds(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
 }
 
-interface Facts { tmux: string[]; locks: { file: string; pid_alive: boolean; pid_reused?: boolean }[] }
+interface Facts {
+  tmux: string[]
+  locks: { file: string; pid_alive: boolean; pid_reused?: boolean }[]
+}
 
 let projects = 0
 /**
@@ -99,7 +128,7 @@ async function makeProject(fixture: string): Promise<string> {
     } else pid = startLockHolder(file)
     if (lock.pid_alive && !lock.pid_reused) await flockTaken(file)
     const json = JSON.parse(readFileSync(file, 'utf8'))
-    writeFileSync(file, JSON.stringify({ ...json, pid, started_at: isoSeconds(startedAt) }, null, 2) + '\n')
+    writeFileSync(file, `${JSON.stringify({ ...json, pid, started_at: isoSeconds(startedAt) }, null, 2)}\n`)
   }
   return dir
 }
@@ -114,7 +143,7 @@ function snapshot(dir: string): Record<string, string> {
       if (st.isSymbolicLink()) {
         out[path.relative(dir, p)] = `link ${readlinkSync(p)}`
       } else if (st.isDirectory()) {
-        out[path.relative(dir, p) + '/'] = `dir ${st.mode}`
+        out[`${path.relative(dir, p)}/`] = `dir ${st.mode}`
         walk(p)
       } else {
         out[path.relative(dir, p)] = `${st.mode} ${createHash('sha1').update(readFileSync(p)).digest('hex')}`
@@ -125,15 +154,23 @@ function snapshot(dir: string): Record<string, string> {
   return out
 }
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+}
 
 /** The command line, in-process: main() with its own streams, environment and folder, off a terminal. */
 async function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
   let stdout = ''
   let stderr = ''
   const code = await main(args, {
-    stdout: (text) => { stdout += text },
-    stderr: (text) => { stderr += text },
+    stdout: (text) => {
+      stdout += text
+    },
+    stderr: (text) => {
+      stderr += text
+    },
     env: { ...ENV, ...options.env },
     cwd: options.cwd ?? HERE,
     terminal: false,
@@ -153,7 +190,13 @@ async function listJson(root: string, ...flags: string[]) {
   const run = await cli(['list', '--json', '-C', root, ...flags])
   expect(run.stderr).toBe('')
   expect(run.code).toBe(0)
-  return JSON.parse(run.stdout) as { project: string; sessions: SessionRow[]; counts: Record<string, number>; warnings: unknown[]; other_projects?: { name: string; directory: string }[] }
+  return JSON.parse(run.stdout) as {
+    project: string
+    sessions: SessionRow[]
+    counts: Record<string, number>
+    warnings: unknown[]
+    other_projects?: { name: string; directory: string }[]
+  }
 }
 
 function rowOf(rows: SessionRow[], name: string): SessionRow {
@@ -229,9 +272,19 @@ describe('reference layouts: what a correct manager concludes', () => {
   test('crashed-loop: crashed (stale lock), resumable from iteration 3', async () => {
     const root = await makeProject('crashed-loop')
     const row = rowOf((await listJson(root)).sessions, 'busy')
-    expect(row).toMatchObject({ health: 'crashed', resumable: true, resume_from: 3, resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume' })
+    expect(row).toMatchObject({
+      health: 'crashed',
+      resumable: true,
+      resume_from: 3,
+      resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume',
+    })
     // It ran from its start to its last finished iteration, however long ago that was.
-    expect(row).toMatchObject({ started_at: '2026-11-25T08:02:10Z', last_activity_at: '2026-11-25T08:02:16Z', runtime_seconds: 6, ended_at: null })
+    expect(row).toMatchObject({
+      started_at: '2026-11-25T08:02:10Z',
+      last_activity_at: '2026-11-25T08:02:16Z',
+      runtime_seconds: 6,
+      ended_at: null,
+    })
     expect(row.evidence).toContain(`lock PID ${row.lock!.pid} is dead`)
   })
 
@@ -277,7 +330,15 @@ describe('reference layouts: what a correct manager concludes', () => {
   test('running-multistage: running, stage 2 of 2 (refine-tasks), iteration 4 of 5', async () => {
     const root = await makeProject('running-multistage')
     const row = rowOf((await listJson(root)).sessions, 'multi')
-    expect(row).toMatchObject({ health: 'running', type: 'refine', stage_index: 1, stage_count: 2, stage_name: 'refine-tasks', iteration: 4, max_iterations: 5 })
+    expect(row).toMatchObject({
+      health: 'running',
+      type: 'refine',
+      stage_index: 1,
+      stage_count: 2,
+      stage_name: 'refine-tasks',
+      iteration: 4,
+      max_iterations: 5,
+    })
     expect((await status('multi', { root })).files.progress).toBe('.claude/pipeline-runs/multi/stage-01-refine-tasks/progress.md')
     const text = (await cli(['list', '-C', root])).stdout
     expect(text).toMatch(/multi\s+refine\s+2\/2 refine-tasks\s+4\/5\s+running/)
@@ -330,7 +391,10 @@ describe('cases the reference layouts do not show', () => {
     expect(rowOf(result.sessions, 'shared')).toMatchObject({ health: 'complete', tmux: null })
     expect(result.other_projects).toBeUndefined()
     const all = await listJson(root, '--all')
-    expect(all.other_projects?.map((o) => [o.name, o.directory]).sort()).toEqual([['elsewhere', other], ['shared', other]])
+    expect(all.other_projects?.map((o) => [o.name, o.directory]).sort()).toEqual([
+      ['elsewhere', other],
+      ['shared', other],
+    ])
     const text = (await cli(['list', '--all', '-C', root])).stdout
     expect(text).toMatch(new RegExp(`elsewhere\\s+pipeline-elsewhere\\s+${other}`))
     // From the other project, its own sessions are its own.
@@ -412,7 +476,9 @@ describe('list as a user runs it', () => {
     state.history.at(-1).timestamp = isoSeconds(twoHoursAgo)
     state.iteration_started = null
     writeFileSync(stateFile, JSON.stringify(state))
-    expect((await listJson(root)).warnings).toEqual([{ session: 'busy', kind: 'stalled', why: expect.any(String), since: isoSeconds(twoHoursAgo), iteration: 2, resume_command: null }])
+    expect((await listJson(root)).warnings).toEqual([
+      { session: 'busy', kind: 'stalled', why: expect.any(String), since: isoSeconds(twoHoursAgo), iteration: 2, resume_command: null },
+    ])
     expect((await cli(['list', '-C', root])).stdout).toMatch(/! busy: running, but no iteration has finished for 2h 0m \(iteration 2\)\n/)
     // A current iteration that started recently is not a stall, however old the session.
     state.iteration_started = isoSeconds(Date.now() - 60_000)
@@ -439,7 +505,7 @@ describe('list as a user runs it', () => {
     expect(JSON.parse((await cli(['list', '--json', '--root', root])).stdout).project).toBe(root)
   })
 
-  test('the home folder is never taken for a project because of Claude Code\'s ~/.claude', async () => {
+  test("the home folder is never taken for a project because of Claude Code's ~/.claude", async () => {
     const home = path.join(BASE, `home-${++projects}`)
     const work = path.join(home, 'work', 'repo')
     mkdirSync(path.join(home, '.claude'), { recursive: true })
@@ -498,7 +564,9 @@ describe('status as a user runs it', () => {
     expect(text).toMatch(/lock\s+PID \d+ · alive · the engine \(kernel flock\)/)
     expect(text).toMatch(/progress\s+\.claude\/pipeline-runs\/busy\/progress-busy\.md/)
     expect(text).toMatch(/2\s+improve-plan\s+continue\s+.* ago\s+Mock iteration 2 completed/)
-    expect(text).toMatch(/Next:\n {2}tsx sessions\.ts monitor busy --follow +follow its output\n {2}tsx sessions\.ts attach busy +watch it live/)
+    expect(text).toMatch(
+      /Next:\n {2}tsx sessions\.ts monitor busy --follow +follow its output\n {2}tsx sessions\.ts attach busy +watch it live/,
+    )
   })
 
   test('--json carries the same, in snake_case', async () => {
@@ -507,9 +575,18 @@ describe('status as a user runs it', () => {
     expect(run.code).toBe(0)
     const json = JSON.parse(run.stdout)
     expect(json).toMatchObject({
-      project: root, name: 'busy', health: 'crashed', iteration: 2, iteration_completed: 2, max_iterations: 50,
+      project: root,
+      name: 'busy',
+      health: 'crashed',
+      iteration: 2,
+      iteration_completed: 2,
+      max_iterations: 50,
       resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume',
-      files: { state: '.claude/pipeline-runs/busy/state.json', progress: '.claude/pipeline-runs/busy/progress-busy.md', lock: '.claude/locks/busy.lock' },
+      files: {
+        state: '.claude/pipeline-runs/busy/state.json',
+        progress: '.claude/pipeline-runs/busy/progress-busy.md',
+        lock: '.claude/locks/busy.lock',
+      },
       last_event: { type: 'judge_complete' },
     })
     expect(json.recent_iterations).toHaveLength(2)
@@ -542,8 +619,13 @@ describe('status reads every file the engine writes', () => {
     const detail = await status('duo', { root })
     const codex = detail.providers.find((p) => p.provider === 'codex')!
     expect(codex).toMatchObject({
-      status: 'complete', problem: 'state.json: missing', block_completed_at: '2026-11-25T08:03:01Z',
-      stages: [{ name: 'improve', iterations: 1, termination_reason: 'fixed' }, { name: 'elegance', iterations: 1, termination_reason: 'fixed' }],
+      status: 'complete',
+      problem: 'state.json: missing',
+      block_completed_at: '2026-11-25T08:03:01Z',
+      stages: [
+        { name: 'improve', iterations: 1, termination_reason: 'fixed' },
+        { name: 'elegance', iterations: 1, termination_reason: 'fixed' },
+      ],
     })
     // The newest iteration's result.json gives each provider's last summary.
     const summary = JSON.parse(readFileSync(path.join(providers, 'claude/stage-01-elegance/iterations/001/result.json'), 'utf8')).summary
@@ -560,7 +642,10 @@ describe('status reads every file the engine writes', () => {
     }
     writeFileSync(path.join(run, 'state.json'), JSON.stringify(state))
     const iteration2 = path.join(run, 'stage-00-improve-plan/iterations/002')
-    writeFileSync(path.join(iteration2, 'result.json'), JSON.stringify({ summary: 'from result.json', signals: { plateau_suspected: true, risk: 'low' } }))
+    writeFileSync(
+      path.join(iteration2, 'result.json'),
+      JSON.stringify({ summary: 'from result.json', signals: { plateau_suspected: true, risk: 'low' } }),
+    )
     const iteration1 = path.join(run, 'stage-00-improve-plan/iterations/001')
     rmSync(path.join(iteration1, 'result.json'))
     writeFileSync(path.join(iteration1, 'status.json'), JSON.stringify({ decision: 'continue', summary: 'from status.json' }))
@@ -613,14 +698,19 @@ function readJson(file: string) {
 }
 
 function records(file: string): { argv: string[]; env: Record<string, string>; pid: number }[] {
-  return readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line))
+  return readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line))
 }
 
 async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     // A probe that throws (a file not written yet) has simply not seen it yet.
-    const value = await Promise.resolve().then(probe).catch(() => null)
+    const value = await Promise.resolve()
+      .then(probe)
+      .catch(() => null)
     if (value) return value as NonNullable<T>
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 100))
@@ -654,8 +744,23 @@ describe('start', () => {
     const root = await makeEngineProject()
     const record = path.join(BASE, `record-${projects}.jsonl`)
     writeFileSync(path.join(root, 'plan.md'), '# plan\n')
-    const run = await cli(['start', 'ralph', 'auth', '7', '--provider=codex', '--model=o3', '--context=Focus on error handling', '--input', 'plan.md', '--yes', '-C', root],
-      { cwd: root, env: { MOCK_PACE: '5', MOCK_RECORD: record } })
+    const run = await cli(
+      [
+        'start',
+        'ralph',
+        'auth',
+        '7',
+        '--provider=codex',
+        '--model=o3',
+        '--context=Focus on error handling',
+        '--input',
+        'plan.md',
+        '--yes',
+        '-C',
+        root,
+      ],
+      { cwd: root, env: { MOCK_PACE: '5', MOCK_RECORD: record } },
+    )
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^✓ Started auth \(ralph, max 7\) in tmux session pipeline-auth, engine PID (\d+)\./)
@@ -667,22 +772,32 @@ describe('start', () => {
     expect(directory).toBe(root)
     expect(await processDescendants(Number(panePid))).toContain(pid)
     const [call] = records(record)
-    expect(call.argv).toEqual(['ralph', 'auth', '7', '--provider=codex', '--model=o3', '--context=Focus on error handling', '--input=plan.md', '--foreground'])
+    expect(call.argv).toEqual([
+      'ralph',
+      'auth',
+      '7',
+      '--provider=codex',
+      '--model=o3',
+      '--context=Focus on error handling',
+      '--input=plan.md',
+      '--foreground',
+    ])
     const log = path.join(root, '.claude/pipeline-runs/auth/session-output.log')
     await waitFor('the kept output', () => existsSync(log) && readFileSync(log, 'utf8').includes('Iteration 1 of 7'))
     expect(readFileSync(log, 'utf8')).toContain('Context: Focus on error handling')
     expect(rowOf((await listJson(root)).sessions, 'auth')).toMatchObject({ health: 'running', type: 'ralph', max_iterations: 7 })
   })
 
-  test('options and the caller\'s environment arrive although a tmux server is already running', async () => {
+  test("options and the caller's environment arrive although a tmux server is already running", async () => {
     const root = await makeEngineProject()
     // A server that has been up for days, with its own stale environment.
     tmux('new-session', '-d', '-s', 'old', 'sleep 3600')
     tmux('set-environment', '-g', 'SESSIONS_TEST_STALE', 'from-the-old-server')
     tmux('set-environment', '-g', 'SESSIONS_TEST_VALUE', 'old')
     const record = path.join(BASE, `record-${projects}.jsonl`)
-    const run = await cli(['start', 'pipeline', 'refine.yaml', 'pipe', '--model=sonnet', '--yes', '-C', root],
-      { env: { MOCK_PACE: '5', MOCK_RECORD: record, SESSIONS_TEST_VALUE: 'new', SESSIONS_TEST_MULTI: 'a b\nc' } })
+    const run = await cli(['start', 'pipeline', 'refine.yaml', 'pipe', '--model=sonnet', '--yes', '-C', root], {
+      env: { MOCK_PACE: '5', MOCK_RECORD: record, SESSIONS_TEST_VALUE: 'new', SESSIONS_TEST_MULTI: 'a b\nc' },
+    })
     expect(run.code).toBe(0)
     const [call] = records(record)
     expect(call.argv).toEqual(['pipeline', 'scripts/pipelines/refine.yaml', 'pipe', '--model=sonnet', '--foreground'])
@@ -708,17 +823,31 @@ describe('start', () => {
     // busy: crashed. live: a running session. lonely: a tmux session with no engine.
     expect((await cli(['start', 'ralph', 'live', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })).code).toBe(0)
     // Hung in iteration 1: from here on it writes nothing.
-    await waitFor('iteration 1', () => readFileSync(path.join(root, '.claude/pipeline-runs/live/session-output.log'), 'utf8').includes('Iteration 1 of'))
+    await waitFor('iteration 1', () =>
+      readFileSync(path.join(root, '.claude/pipeline-runs/live/session-output.log'), 'utf8').includes('Iteration 1 of'),
+    )
     tmux('new-session', '-d', '-s', 'pipeline-lonely', '-c', root, 'sleep 3600')
     const before = [snapshot(root), tmuxSessionNames()]
     const cases: [string[], RegExp][] = [
-      [['start', 'ralph', 'live'], /session live is already running \(engine PID \d+ is alive\): attach with "tsx sessions\.ts attach live" or stop it with "tsx sessions\.ts kill live"/],
+      [
+        ['start', 'ralph', 'live'],
+        /session live is already running \(engine PID \d+ is alive\): attach with "tsx sessions\.ts attach live" or stop it with "tsx sessions\.ts kill live"/,
+      ],
       [['start', 'ralph', 'live', '--force'], /--force does not replace a live session; kill it first/],
-      [['start', 'ralph', 'lonely', '--start-grace', '0'], /tmux session pipeline-lonely already exists \(orphaned: .*\): remove it with "tsx sessions\.ts kill lonely"/],
+      [
+        ['start', 'ralph', 'lonely', '--start-grace', '0'],
+        /tmux session pipeline-lonely already exists \(orphaned: .*\): remove it with "tsx sessions\.ts kill lonely"/,
+      ],
       [['start', 'ralph', 'lonely'], /session lonely is already starting \(tmux session \d+s old, no lock yet\)/],
-      [['start', 'improve-plan', 'busy', '50'], /session busy is crashed \(lock left with dead PID \d+\): resume it with "tsx sessions\.ts start improve-plan busy 50 --resume", or start afresh with --force/],
+      [
+        ['start', 'improve-plan', 'busy', '50'],
+        /session busy is crashed \(lock left with dead PID \d+\): resume it with "tsx sessions\.ts start improve-plan busy 50 --resume", or start afresh with --force/,
+      ],
       [['start', 'ralph', 'fresh', '--resume'], /no earlier session fresh to resume/],
-      [['start', 'nope', 'x'], /unknown stage type "nope": no .*scripts\/stages\/nope\/; stages: elegance, improve-plan, ralph, refine-tasks/],
+      [
+        ['start', 'nope', 'x'],
+        /unknown stage type "nope": no .*scripts\/stages\/nope\/; stages: elegance, improve-plan, ralph, refine-tasks/,
+      ],
       [['start', 'pipeline', 'nope.yaml', 'x'], /pipeline file not found: nope\.yaml .*; pipelines: refine\.yaml/],
       [['start', 'ralph', 'x', '--runner=missing/run.sh'], /no engine runner: .*missing\/run\.sh \(from --runner\) is not a file/],
       [['start', 'ralph', 'x', '--input=missing.md'], /input not found: missing\.md/],
@@ -763,18 +892,39 @@ describe('start', () => {
   test('--resume continues a crashed session from iteration_completed + 1, with its max', async () => {
     const root = await makeEngineProject('crashed-loop')
     const record = path.join(BASE, `record-${projects}.jsonl`)
-    const run = await cli(['start', 'improve-plan', 'busy', '--resume', '--yes', '-C', root], { env: { MOCK_PACE: '0.2', MOCK_RECORD: record } })
+    const run = await cli(['start', 'improve-plan', 'busy', '--resume', '--yes', '-C', root], {
+      env: { MOCK_PACE: '0.2', MOCK_RECORD: record },
+    })
     expect(run.code).toBe(0)
     expect(records(record)[0].argv).toEqual(['improve-plan', 'busy', '50', '--resume', '--foreground'])
     await waitFor('iteration 3', () => readJson(path.join(root, '.claude/pipeline-runs/busy/state.json')).history.length >= 3)
-    expect(readJson(path.join(root, '.claude/pipeline-runs/busy/state.json')).history.map((h: { iteration: number }) => h.iteration).slice(0, 3)).toEqual([1, 2, 3])
+    expect(
+      readJson(path.join(root, '.claude/pipeline-runs/busy/state.json'))
+        .history.map((h: { iteration: number }) => h.iteration)
+        .slice(0, 3),
+    ).toEqual([1, 2, 3])
   })
 
   test('in a terminal without --yes, it shows what will run and asks; n cancels, y starts', async () => {
     const root = await makeEngineProject()
-    const command = (answer: string) => [TSX, SESSIONS, 'start', 'ralph', `asked-${answer}`, '12', '--provider=codex', '-C', root].map((a) => `'${a}'`).join(' ')
+    const command = (answer: string) =>
+      [TSX, SESSIONS, 'start', 'ralph', `asked-${answer}`, '12', '--provider=codex', '-C', root].map((a) => `'${a}'`).join(' ')
     for (const answer of ['n', 'y']) {
-      tmux('new-session', '-d', '-s', `ui-${answer}`, '-x', '150', '-y', '40', '-e', 'MOCK_PACE=5', '-e', 'NO_COLOR=1', `${command(answer)}; echo "exit=$?"; sleep 3600`)
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        `ui-${answer}`,
+        '-x',
+        '150',
+        '-y',
+        '40',
+        '-e',
+        'MOCK_PACE=5',
+        '-e',
+        'NO_COLOR=1',
+        `${command(answer)}; echo "exit=$?"; sleep 3600`,
+      )
       await waitFor('the question', () => paneText(`=ui-${answer}:`).includes('Start it? [y/N]')).catch((error) => {
         throw new Error(`${error.message}; the screen:\n${paneText(`=ui-${answer}:`)}`)
       })
@@ -798,10 +948,17 @@ describe('the mock engine behaves like the engine', () => {
   test('refuses a live lock, releases its lock on SIGTERM, resumes from iteration_completed + 1', async () => {
     const root = await makeEngineProject()
     const engine = path.join(root, 'scripts', 'run.sh')
-    const first = spawn(engine, ['ralph', 'mock', '5', '--foreground'], { cwd: root, env: { ...ENV, MOCK_END: 'hang:2', MOCK_PACE: '0.1' }, stdio: 'ignore' })
+    const first = spawn(engine, ['ralph', 'mock', '5', '--foreground'], {
+      cwd: root,
+      env: { ...ENV, MOCK_END: 'hang:2', MOCK_PACE: '0.1' },
+      stdio: 'ignore',
+    })
     children.push(first)
     const lock = path.join(root, '.claude/locks/mock.lock')
-    await waitFor('iteration 2', () => existsSync(lock) && readJson(path.join(root, '.claude/pipeline-runs/mock/state.json')).iteration === 2)
+    await waitFor(
+      'iteration 2',
+      () => existsSync(lock) && readJson(path.join(root, '.claude/pipeline-runs/mock/state.json')).iteration === 2,
+    )
     expect(readJson(lock).pid).toBe(first.pid)
     const second = spawnSync(engine, ['ralph', 'mock', '5'], { cwd: root, env: ENV, encoding: 'utf8' })
     expect(second.status).toBe(1)
@@ -831,7 +988,14 @@ describe('kill', () => {
     const result = await cli(['kill', 'victim', '--json', '-C', root])
     expect(result.code).toBe(0)
     const [report] = JSON.parse(result.stdout)
-    expect(report).toMatchObject({ name: 'victim', outcome: 'killed', health_before: 'running', tmux_removed: true, lock_removed: true, state_marked: true })
+    expect(report).toMatchObject({
+      name: 'victim',
+      outcome: 'killed',
+      health_before: 'running',
+      tmux_removed: true,
+      lock_removed: true,
+      state_marked: true,
+    })
     expect(report.terminated).toEqual(expect.arrayContaining([enginePid, ...tree]))
     for (const pid of [enginePid, ...tree]) expect(isPidAlive(pid), `PID ${pid}`).toBe(false)
     expect(existsSync(lock)).toBe(false)
@@ -875,12 +1039,14 @@ describe('kill', () => {
     expect(tmuxSessionNames()).toContain('pipeline-auth-v2')
   })
 
-  test('another project\'s session is refused unless --force; an unknown name exits 1', async () => {
+  test("another project's session is refused unless --force; an unknown name exits 1", async () => {
     const root = await makeProject('shared-name')
     const other = await makeProject('other-project')
     const refused = await cli(['kill', 'elsewhere', '-C', root])
     expect(refused.code).toBe(1)
-    expect(refused.stderr).toBe(`sessions: pipeline-elsewhere belongs to another project (${other}); not killed (--force kills it anyway)\n`)
+    expect(refused.stderr).toBe(
+      `sessions: pipeline-elsewhere belongs to another project (${other}); not killed (--force kills it anyway)\n`,
+    )
     expect(tmuxSessionNames()).toContain('pipeline-elsewhere')
     const unknown = await cli(['kill', 'nobody', '-C', root])
     expect(unknown.code).toBe(1)
@@ -894,11 +1060,17 @@ describe('kill', () => {
 })
 
 describe('resume and wait', () => {
-  test('resume takes the type, max, provider and model from the session\'s own files; flags override', async () => {
+  test("resume takes the type, max, provider and model from the session's own files; flags override", async () => {
     const root = await makeEngineProject()
     const record = path.join(BASE, `record-${projects}.jsonl`)
     // The first run: started with codex/o3 and max 9 (recorded in its events and context).
-    expect((await cli(['start', 'ralph', 'again', '9', '--provider=codex', '--model=o3', '--yes', '-C', root], { env: { MOCK_END: 'hang:2', MOCK_PACE: '0.2' } })).code).toBe(0)
+    expect(
+      (
+        await cli(['start', 'ralph', 'again', '9', '--provider=codex', '--model=o3', '--yes', '-C', root], {
+          env: { MOCK_END: 'hang:2', MOCK_PACE: '0.2' },
+        })
+      ).code,
+    ).toBe(0)
     await waitFor('iteration 2', () => readJson(path.join(root, '.claude/pipeline-runs/again/state.json')).iteration === 2)
     expect((await cli(['kill', 'again', '--grace', '1', '-C', root])).code).toBe(0)
     const run = await cli(['resume', 'again', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } })
@@ -907,7 +1079,13 @@ describe('resume and wait', () => {
     expect(run.stdout).toMatch(/^✓ Resumed again \(ralph, max 9\)/)
     expect(records(record)[0].argv).toEqual(['ralph', 'again', '9', '--provider=codex', '--model=o3', '--resume', '--foreground'])
     expect((await cli(['kill', 'again', '--grace', '1', '-C', root])).code).toBe(0)
-    expect((await cli(['resume', 'again', '--max', '12', '--model=sonnet', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } })).code).toBe(0)
+    expect(
+      (
+        await cli(['resume', 'again', '--max', '12', '--model=sonnet', '--yes', '-C', root], {
+          env: { MOCK_PACE: '5', MOCK_RECORD: record },
+        })
+      ).code,
+    ).toBe(0)
     expect(records(record)[1].argv).toEqual(['ralph', 'again', '12', '--provider=codex', '--model=sonnet', '--resume', '--foreground'])
   })
 
@@ -921,11 +1099,18 @@ describe('resume and wait', () => {
   test('wait: exit 0 when all complete, 1 when any ended otherwise (saying which), 124 on --timeout', async () => {
     const root = await makeEngineProject()
     expect((await cli(['start', 'ralph', 'quick', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } })).code).toBe(0)
-    expect((await cli(['start', 'ralph', 'doomed', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'fail:2' } })).code).toBe(0)
+    expect(
+      (await cli(['start', 'ralph', 'doomed', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'fail:2' } })).code,
+    ).toBe(0)
     expect((await cli(['start', 'ralph', 'stuck', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })).code).toBe(0)
     const ok = await cli(['wait', 'quick', '--json', '-C', root])
     expect(ok.code).toBe(0)
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ended: true, all_complete: true, timed_out: false, sessions: [{ name: 'quick', health: 'complete' }] })
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      ended: true,
+      all_complete: true,
+      timed_out: false,
+      sessions: [{ name: 'quick', health: 'complete' }],
+    })
     const bad = await cli(['wait', 'quick', 'doomed', '-C', root])
     expect(bad.code).toBe(1)
     expect(bad.stdout).toContain('doomed: failed (state says failed)')
@@ -939,21 +1124,31 @@ describe('resume and wait', () => {
 
   test('wait in a terminal shows a progress bar per session, redrawn in place', async () => {
     const root = await makeEngineProject()
-    expect((await cli(['start', 'ralph', 'barred', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'hang:3' } })).code).toBe(0)
+    expect(
+      (await cli(['start', 'ralph', 'barred', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'hang:3' } })).code,
+    ).toBe(0)
     await waitFor('iteration 3', () => readJson(path.join(root, '.claude/pipeline-runs/barred/state.json')).iteration === 3)
     const command = [TSX, SESSIONS, 'wait', 'barred', '-C', root].map((a) => `'${a}'`).join(' ')
     tmux('new-session', '-d', '-s', 'ui', '-x', '120', '-y', '20', '-e', 'NO_COLOR=1', command)
     await waitFor('the bar', () => paneText('=ui:').includes('barred  [##########----------] 2/4 · running'))
     await new Promise((resolve) => setTimeout(resolve, 2500))
     // Redrawn in place: one line for the one session, however many polls.
-    expect(paneText('=ui:').split('\n').filter((line) => line.startsWith('barred ')).length).toBe(1)
+    expect(
+      paneText('=ui:')
+        .split('\n')
+        .filter((line) => line.startsWith('barred ')).length,
+    ).toBe(1)
   })
 })
 
 describe('the demo', () => {
   test('npm run demo runs every step, ends with gamma resumed and complete, and leaves nothing behind', async () => {
     // Its temporary project goes under TMPDIR: here, this file's own folder.
-    const result = spawnSync(TSX, [path.join(HERE, 'fixtures', 'demo.ts')], { cwd: HERE, env: { ...ENV, NO_COLOR: '1', TMPDIR: BASE }, encoding: 'utf8' })
+    const result = spawnSync(TSX, [path.join(HERE, 'fixtures', 'demo.ts')], {
+      cwd: HERE,
+      env: { ...ENV, NO_COLOR: '1', TMPDIR: BASE },
+      encoding: 'utf8',
+    })
     expect(result.stderr).toBe('')
     expect(result.status).toBe(0)
     expect(result.stdout).toContain('gamma: complete (state says complete)')
@@ -985,10 +1180,16 @@ describe('beads (with a stand-in bd on the PATH)', () => {
     expect((await cli(['start', 'ralph', 'work', '9', '--yes', '-C', root], { env: { ...bd.env, MOCK_PACE: '5' } })).code).toBe(0)
     const listed = await cli(['list', '-C', root], { env: bd.env })
     expect(listed.stdout).toMatch(/work\s+ralph\s+-\s+\d\/9 · 2 beads left\s+running/)
-    expect(readFileSync(bd.log, 'utf8').split('\n').filter((line) => line.startsWith('list'))).toEqual(['list --json'])
+    expect(
+      readFileSync(bd.log, 'utf8')
+        .split('\n')
+        .filter((line) => line.startsWith('list')),
+    ).toEqual(['list --json'])
     const detail = JSON.parse((await cli(['status', 'work', '--json', '-C', root], { env: bd.env })).stdout)
     expect(detail.beads).toEqual({ done: 1, in_progress: ['bd-2'], ready: ['bd-3'], remaining: 2 })
-    expect((await cli(['monitor', 'work', '-C', root], { env: bd.env })).stdout).toContain('beads: 1 done · 1 in progress · 1 ready · 2 left')
+    expect((await cli(['monitor', 'work', '-C', root], { env: bd.env })).stdout).toContain(
+      'beads: 1 done · 1 in progress · 1 ready · 2 left',
+    )
     const killed = JSON.parse((await cli(['kill', 'work', '--grace', '1', '--json', '-C', root], { env: bd.env })).stdout)
     expect(killed[0].beads_reopened).toEqual(['bd-2'])
     expect(readFileSync(bd.log, 'utf8')).toContain('update bd-2 --status=open')
@@ -1098,13 +1299,29 @@ describe('list --watch', () => {
     const root = await makeEngineProject('complete-loop')
     expect((await cli(['start', 'ralph', 'live', '20', '--yes', '-C', root], { env: { MOCK_PACE: '1.5' } })).code).toBe(0)
     const command = [TSX, SESSIONS, 'list', '--watch', '--interval', '0.3', '-C', root].map((a) => `'${a}'`).join(' ')
-    tmux('new-session', '-d', '-s', 'ui', '-x', '150', '-y', '30', '-e', 'NO_COLOR=1', `echo before-the-dashboard; ${command}; echo "exit=$?"; sleep 3600`)
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      'ui',
+      '-x',
+      '150',
+      '-y',
+      '30',
+      '-e',
+      'NO_COLOR=1',
+      `echo before-the-dashboard; ${command}; echo "exit=$?"; sleep 3600`,
+    )
     await waitFor('the dashboard', () => /live\s+ralph\s+-\s+\d+\/20\s+running/.test(paneText('=ui:')))
     expect(paneText('=ui:')).not.toContain('before-the-dashboard')
     expect(paneText('=ui:')).toMatch(/done-loop\s+improve-plan\s+-\s+3\/3\s+complete/)
-    await waitFor('a last output line', () => /live: (Iteration \d+ of 20|  Mock iteration \d+ completed)/.test(paneText('=ui:')))
+    await waitFor('a last output line', () => /live: (Iteration \d+ of 20| {2}Mock iteration \d+ completed)/.test(paneText('=ui:')))
     await waitFor('a change mark', () => /^\* +live /m.test(paneText('=ui:')))
-    expect(paneText('=ui:').split('\n').filter((line) => /^[* ] +live /.test(line))).toHaveLength(1)
+    expect(
+      paneText('=ui:')
+        .split('\n')
+        .filter((line) => /^[* ] +live /.test(line)),
+    ).toHaveLength(1)
     tmux('send-keys', '-t', '=ui:', 'q')
     await waitFor('the exit', () => paneText('=ui:').includes('exit=0'))
     expect(paneText('=ui:')).toContain('before-the-dashboard')
@@ -1119,19 +1336,22 @@ describe('list --watch', () => {
 })
 
 describe('on a terminal', () => {
-  test('colour on a terminal, none with NO_COLOR; the table fits the terminal\'s width', async () => {
+  test("colour on a terminal, none with NO_COLOR; the table fits the terminal's width", async () => {
     const root = await makeProject('running-multistage')
     // A pipeline with a long name, so that the table must give way in a narrow terminal.
     const plan = path.join(root, '.claude/pipeline-runs/multi/plan.json')
     writeFileSync(plan, JSON.stringify({ ...readJson(plan), pipeline: { name: 'a-very-long-pipeline-name-that-does-not-fit' } }))
-    const command = (env: string) => `${env} ${[TSX, SESSIONS, 'list', '-C', root].map((a) => `'${a}'`).join(' ')}; echo "exit=$?"; sleep 3600`
+    const command = (env: string) =>
+      `${env} ${[TSX, SESSIONS, 'list', '-C', root].map((a) => `'${a}'`).join(' ')}; echo "exit=$?"; sleep 3600`
     tmux('new-session', '-d', '-s', 'colour', '-x', '70', '-y', '30', command('env -u NO_COLOR'))
     tmux('new-session', '-d', '-s', 'plain', '-x', '70', '-y', '30', command('NO_COLOR=1'))
     for (const name of ['colour', 'plain']) await waitFor('the list', () => paneText(`=${name}:`).includes('exit=0'))
     const coloured = tmux('capture-pane', '-p', '-e', '-t', '=colour:')
     expect(coloured).toMatch(/\x1b\[[0-9;]*m/)
     expect(tmux('capture-pane', '-p', '-e', '-t', '=plain:')).not.toMatch(/\x1b\[[0-9;]*m/)
-    const rows = paneText('=plain:').split('\n').filter((line) => /^(NAME|multi) /.test(line))
+    const rows = paneText('=plain:')
+      .split('\n')
+      .filter((line) => /^(NAME|multi) /.test(line))
     expect(rows).toHaveLength(2)
     for (const line of rows) expect(line.length).toBeLessThanOrEqual(70)
     expect(rows[1]).toMatch(/^multi +a-very-long\S*… .*running/)
@@ -1139,16 +1359,25 @@ describe('on a terminal', () => {
 })
 
 describe('shell completion', () => {
-  test('bash: commands, flags of the command, and the project\'s session names', async () => {
+  test("bash: commands, flags of the command, and the project's session names", async () => {
     const root = await makeProject('prefix-names')
     const script = path.join(BASE, `completion-${projects}.bash`)
     // As a child process: the script names the Node and loader that run this very file.
     const generated = cliProcess(['completion', 'bash'])
     expect(generated.code).toBe(0)
     writeFileSync(script, generated.stdout)
-    const complete = (...words: string[]) => spawnSync('bash', ['-c',
-      `source ${JSON.stringify(script)}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _sessions; printf '%s\\n' "\${COMPREPLY[@]}"`],
-    { cwd: root, env: ENV, encoding: 'utf8' }).stdout.trim().split('\n').sort()
+    const complete = (...words: string[]) =>
+      spawnSync(
+        'bash',
+        [
+          '-c',
+          `source ${JSON.stringify(script)}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _sessions; printf '%s\\n' "\${COMPREPLY[@]}"`,
+        ],
+        { cwd: root, env: ENV, encoding: 'utf8' },
+      )
+        .stdout.trim()
+        .split('\n')
+        .sort()
     expect(complete('sessions', 'st')).toEqual(['start', 'status'])
     expect(complete('sessions', 'kill', '--g')).toEqual(['--grace'])
     expect(complete('sessions', 'status', 'au')).toEqual(['auth', 'auth-v2'])
@@ -1158,7 +1387,9 @@ describe('shell completion', () => {
   test('zsh and fish scripts; an unknown shell is a usage error', async () => {
     expect((await cli(['completion', 'zsh'])).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
     const fish = (await cli(['completion', 'fish'])).stdout
-    expect(fish).toContain("complete -c sessions -n __fish_use_subcommand -a 'start list status monitor attach kill cleanup resume wait completion help version'")
+    expect(fish).toContain(
+      "complete -c sessions -n __fish_use_subcommand -a 'start list status monitor attach kill cleanup resume wait completion help version'",
+    )
     expect(fish).toContain("complete -c sessions -n '__fish_seen_subcommand_from cleanup' -l dry-run")
     const bad = await cli(['completion', 'csh'])
     expect(bad.code).toBe(2)
@@ -1169,7 +1400,9 @@ describe('shell completion', () => {
 describe('monitor', () => {
   test('a live session: a header and the last lines of its pane', async () => {
     const root = await makeEngineProject()
-    expect((await cli(['start', 'ralph', 'watched', '9', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'hang:3' } })).code).toBe(0)
+    expect(
+      (await cli(['start', 'ralph', 'watched', '9', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'hang:3' } })).code,
+    ).toBe(0)
     await waitFor('iteration 3', () => paneText('=pipeline-watched:').includes('Iteration 3 of 9'))
     const run = await cli(['monitor', 'watched', '-n', '3', '-C', root])
     expect(run.code).toBe(0)
@@ -1219,16 +1452,33 @@ describe('attach', () => {
     const root = await makeProject('complete-loop')
     const run = await cli(['attach', 'done-loop', '-C', root])
     expect(run.code).toBe(1)
-    expect(run.stderr).toBe('sessions: done-loop is not running (complete: state says complete); its results: .claude/pipeline-runs/done-loop, progress .claude/pipeline-runs/done-loop/progress-done-loop.md\n')
+    expect(run.stderr).toBe(
+      'sessions: done-loop is not running (complete: state says complete); its results: .claude/pipeline-runs/done-loop, progress .claude/pipeline-runs/done-loop/progress-done-loop.md\n',
+    )
   })
 
-  test('in a terminal it attaches: a client of the session\'s server appears on it', async () => {
+  test("in a terminal it attaches: a client of the session's server appears on it", async () => {
     const root = await makeProject('running-loop')
     const outer = `${SOCKET}-term`
     try {
       // A terminal: a pane of another private server (its TMUX names that server, not ours).
-      execFileSync('tmux', ['-L', outer, 'new-session', '-d', '-s', 'terminal', '-x', '160', '-y', '45',
-        `${TSX} ${SESSIONS} attach busy --read-only -C ${root}`], { env: ENV })
+      execFileSync(
+        'tmux',
+        [
+          '-L',
+          outer,
+          'new-session',
+          '-d',
+          '-s',
+          'terminal',
+          '-x',
+          '160',
+          '-y',
+          '45',
+          `${TSX} ${SESSIONS} attach busy --read-only -C ${root}`,
+        ],
+        { env: ENV },
+      )
       await waitFor('the client', () => tmux('list-clients', '-F', '#{client_session} #{client_readonly}').trim() === 'pipeline-busy 1')
     } finally {
       spawnSync('tmux', ['-L', outer, 'kill-server'], { env: ENV })
@@ -1259,7 +1509,10 @@ function workSnapshot(root: string): Record<string, string> {
 }
 
 function tmuxPanes(): string[] {
-  const result = spawnSync('tmux', ['-L', SOCKET, 'list-panes', '-a', '-F', '#{session_name} #{pane_pid} #{pane_dead}'], { env: ENV, encoding: 'utf8' })
+  const result = spawnSync('tmux', ['-L', SOCKET, 'list-panes', '-a', '-F', '#{session_name} #{pane_pid} #{pane_dead}'], {
+    env: ENV,
+    encoding: 'utf8',
+  })
   return result.status === 0 ? result.stdout.trim().split('\n').sort() : []
 }
 
@@ -1279,9 +1532,13 @@ describe('cleanup', () => {
     const before = [snapshot(root), tmuxPanes()]
     const run = await cli(['cleanup', '--start-grace', '0', '-C', root])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/Orphaned tmux sessions:\n {2}lonely — tmux session pipeline-lonely has no engine behind it \(pane PID \d+\), alive for \d+s/)
+    expect(run.stdout).toMatch(
+      /Orphaned tmux sessions:\n {2}lonely — tmux session pipeline-lonely has no engine behind it \(pane PID \d+\), alive for \d+s/,
+    )
     expect(run.stdout).toMatch(/Stale locks:\n {2}busy — lock PID \d+ is dead; last iteration 2 finished .* ago\n/)
-    expect(run.stdout).toMatch(/Zombie states:\n {2}busy — state says running, but nothing is alive; .*\n {2}hup — state says running, but nothing is alive/)
+    expect(run.stdout).toMatch(
+      /Zombie states:\n {2}busy — state says running, but nothing is alive; .*\n {2}hup — state says running, but nothing is alive/,
+    )
     expect(run.stdout).toContain('Nothing was changed. To repair: tsx sessions.ts cleanup --yes')
     expect(run.stdout).toContain('busy (crashed): tsx sessions.ts start improve-plan busy 50 --resume')
     expect(run.stdout).not.toMatch(/done-loop —/)
@@ -1309,7 +1566,9 @@ describe('cleanup', () => {
     expect(workSnapshot(root)).toEqual(work)
     const again = JSON.parse((await cli(['cleanup', '--json', '-C', root])).stdout)
     expect(again.problems).toEqual([])
-    expect((await cli(['cleanup', '-C', root])).stdout).toMatch(/No problems\.\nHealthy: busy \(unknown_termination\), done-loop \(complete\), hup \(unknown_termination\)/)
+    expect((await cli(['cleanup', '-C', root])).stdout).toMatch(
+      /No problems\.\nHealthy: busy \(unknown_termination\), done-loop \(complete\), hup \(unknown_termination\)/,
+    )
   })
 
   test('--only locks fixes stale locks alone', async () => {
@@ -1361,13 +1620,16 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     expect((await cli(['kill', 'auth', '-C', root])).stdout).toMatch(/^auth is not running/)
     const clean = JSON.parse((await cli(['cleanup', '--yes', '--json', '-C', root])).stdout)
     expect(clean.problems).toEqual([])
-    expect(clean.healthy).toEqual([{ name: 'auth', health: 'complete' }, { name: 'auth-v2', health: 'running' }])
+    expect(clean.healthy).toEqual([
+      { name: 'auth', health: 'complete' },
+      { name: 'auth-v2', health: 'running' },
+    ])
     for (const output of [JSON.stringify(statusJson), mon.stdout]) expect(output).not.toContain('auth-v2')
     expect(isPidAlive(v2)).toBe(true)
     expect([snapshot(root), tmuxPanes()]).toEqual(before)
   })
 
-  test('another project\'s sessions, alive and dead, are left exactly as they were by cleanup --yes and kill', async () => {
+  test("another project's sessions, alive and dead, are left exactly as they were by cleanup --yes and kill", async () => {
     const root = await troubled()
     const other = await makeProject('other-project')
     // A dead pane in the other project too.
@@ -1411,20 +1673,25 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     writeFileSync(lockFile, JSON.stringify({ session: 'busy', pid, started_at: isoSeconds(Date.now()) }))
     const before = snapshot(root)
     const done = await applyCleanup(scan, { root, socket: SOCKET })
-    expect(done.problems.map((p) => [p.fixed, p.outcome, p.reason])).toEqual([[null, 'left_alone', 'the session is alive now'], [null, 'left_alone', 'the session is alive now']])
+    expect(done.problems.map((p) => [p.fixed, p.outcome, p.reason])).toEqual([
+      [null, 'left_alone', 'the session is alive now'],
+      [null, 'left_alone', 'the session is alive now'],
+    ])
     expect(snapshot(root)).toEqual(before)
   })
 
   test('two cleanup --yes at once end with the same result as one', async () => {
     const root = await troubled()
-    const spawnCleanup = () => new Promise<number | null>((resolve) => {
-      spawn(TSX, [SESSIONS, 'cleanup', '--yes', '--start-grace', '0', '-C', root], { env: ENV, stdio: 'ignore' }).on('exit', resolve)
-    })
+    const spawnCleanup = () =>
+      new Promise<number | null>((resolve) => {
+        spawn(TSX, [SESSIONS, 'cleanup', '--yes', '--start-grace', '0', '-C', root], { env: ENV, stdio: 'ignore' }).on('exit', resolve)
+      })
     const codes = await Promise.all([spawnCleanup(), spawnCleanup()])
     expect(codes).toEqual([0, 0])
     expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
     expect(existsSync(path.join(root, '.claude/sessions-cleanup.lock'))).toBe(false)
-    for (const name of ['busy', 'hup']) expect(readJson(path.join(root, `.claude/pipeline-runs/${name}/state.json`)).status).toBe('unknown_termination')
+    for (const name of ['busy', 'hup'])
+      expect(readJson(path.join(root, `.claude/pipeline-runs/${name}/state.json`)).status).toBe('unknown_termination')
     expect(tmuxSessionNames()).not.toContain('pipeline-lonely')
     expect(JSON.parse((await cli(['cleanup', '--json', '-C', root])).stdout).problems).toEqual([])
   })
@@ -1441,8 +1708,11 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
 
   test('the tmux server killed under running sessions: after cleanup --yes, no stale lock, states marked, work byte for byte', async () => {
     const root = await makeEngineProject()
-    for (const name of ['one', 'two']) expect((await cli(['start', 'ralph', name, '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } })).code).toBe(0)
-    await waitFor('an iteration each', () => ['one', 'two'].every((n) => readJson(path.join(root, `.claude/pipeline-runs/${n}/state.json`)).iteration_completed >= 1))
+    for (const name of ['one', 'two'])
+      expect((await cli(['start', 'ralph', name, '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } })).code).toBe(0)
+    await waitFor('an iteration each', () =>
+      ['one', 'two'].every((n) => readJson(path.join(root, `.claude/pipeline-runs/${n}/state.json`)).iteration_completed >= 1),
+    )
     killServer()
     await waitFor('the engines gone', async () => (await listJson(root)).sessions.every((s) => s.health !== 'running'))
     const work = workSnapshot(root)
@@ -1479,8 +1749,15 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
   test('bad files: reported by list, status and cleanup, never a crash, never rewritten or deleted', async () => {
     const root = await makeProject('bad-files')
     const claude = path.join(root, '.claude')
-    const addSession = (name: string) => cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(claude, 'pipeline-runs', name), { recursive: true })
-    for (const [name, pid] of [['negative-pid', -5], ['huge-pid', 99_999_999_999], ['string-pid', '123']] as const) {
+    const addSession = (name: string) =>
+      cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(claude, 'pipeline-runs', name), {
+        recursive: true,
+      })
+    for (const [name, pid] of [
+      ['negative-pid', -5],
+      ['huge-pid', 99_999_999_999],
+      ['string-pid', '123'],
+    ] as const) {
       addSession(name)
       writeFileSync(path.join(claude, 'locks', `${name}.lock`), JSON.stringify({ session: name, pid, started_at: '2026-01-01T00:00:00Z' }))
     }
@@ -1492,14 +1769,21 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     const huge = readJson(path.join(claude, 'pipeline-runs/huge/state.json'))
     const entry = huge.history[0]
     const history = Array.from({ length: 20_000 }, (_, i) => ({ ...entry, iteration: i + 1, summary: 'x'.repeat(400), custom: { i } }))
-    writeFileSync(path.join(claude, 'pipeline-runs/huge/state.json'), JSON.stringify({ ...huge, status: 'running', history, unknown_field: { kept: true } }))
+    writeFileSync(
+      path.join(claude, 'pipeline-runs/huge/state.json'),
+      JSON.stringify({ ...huge, status: 'running', history, unknown_field: { kept: true } }),
+    )
     const hugeBefore = readFileSync(path.join(claude, 'pipeline-runs/huge/state.json'), 'utf8')
     expect(hugeBefore.length).toBeGreaterThan(10_000_000)
     const badBefore = Object.fromEntries(Object.entries(snapshot(root)).filter(([file]) => !file.includes('pipeline-runs/huge/')))
 
     const rows = (await listJson(root)).sessions
     expect(Object.fromEntries(rows.map((r) => [r.name, r.health]))).toMatchObject({
-      'negative-pid': 'corrupt', 'huge-pid': 'corrupt', 'string-pid': 'corrupt', 'loop-state': 'corrupt', huge: 'zombie',
+      'negative-pid': 'corrupt',
+      'huge-pid': 'corrupt',
+      'string-pid': 'corrupt',
+      'loop-state': 'corrupt',
+      huge: 'zombie',
     })
     expect(rowOf(rows, 'loop-state').why).toBe('corrupt: state.json: is a symlink loop')
     for (const name of ['negative-pid', 'huge-pid', 'loop-state', 'huge']) expect((await cli(['status', name, '-C', root])).code).toBe(0)
@@ -1507,15 +1791,28 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     expect(run.code).toBe(0)
     const result = JSON.parse(run.stdout)
     expect(result.problems.map((p: { name: string; problem: string }) => `${p.name}:${p.problem}`)).toEqual(['huge:zombie_state'])
-    expect(result.corrupt.map((c: { name: string }) => c.name).sort()).toEqual(
-      ['dir-lock', 'dir-state', 'empty-lock', 'empty-state', 'huge-pid', 'loop-state', 'negative-pid', 'nonjson-lock', 'nonjson-state', 'string-pid', 'truncated-lock', 'truncated-state', 'wrongtype-state'])
+    expect(result.corrupt.map((c: { name: string }) => c.name).sort()).toEqual([
+      'dir-lock',
+      'dir-state',
+      'empty-lock',
+      'empty-state',
+      'huge-pid',
+      'loop-state',
+      'negative-pid',
+      'nonjson-lock',
+      'nonjson-state',
+      'string-pid',
+      'truncated-lock',
+      'truncated-state',
+      'wrongtype-state',
+    ])
     expect(Object.fromEntries(Object.entries(snapshot(root)).filter(([file]) => !file.includes('pipeline-runs/huge/')))).toEqual(badBefore)
     const after = readJson(path.join(claude, 'pipeline-runs/huge/state.json'))
     expect(after).toEqual({ ...JSON.parse(hugeBefore), status: 'unknown_termination', terminated_at: expect.any(String) })
   })
 })
 
-describe('identity: nothing is signalled, killed or misplaced that is not the session\'s (faults inflicted for real)', () => {
+describe("identity: nothing is signalled, killed or misplaced that is not the session's (faults inflicted for real)", () => {
   /** A crashed-loop project whose lock names `pid`, dated `startedAt`, beside an orphaned tmux session of the same name. */
   async function lockNaming(pid: number, startedAt: string): Promise<string> {
     const root = await makeProject('crashed-loop')
@@ -1538,7 +1835,7 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     }
   })
 
-  test('a lock naming the caller\'s own shell: the caller survives kill and cleanup --yes', () => {
+  test("a lock naming the caller's own shell: the caller survives kill and cleanup --yes", () => {
     return (async () => {
       const root = await lockNaming(1, isoSeconds(Date.now()))
       const lock = path.join(root, '.claude/locks/busy.lock')
@@ -1568,14 +1865,17 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
         const value = readJson(lock)
         writeFileSync(lock, JSON.stringify({ ...value, started_at: isoSeconds(Date.now() + shift) }))
         const row = rowOf((await listJson(root)).sessions, name)
-        expect(row, `${lockMode} ${shift}`).toMatchObject({ health: 'running', lock: { genuine: true, proof: lockMode === 'flock' ? 'flock' : 'command_line' } })
+        expect(row, `${lockMode} ${shift}`).toMatchObject({
+          health: 'running',
+          lock: { genuine: true, proof: lockMode === 'flock' ? 'flock' : 'command_line' },
+        })
         expect((await cli(['cleanup', '--yes', '--start-grace', '0', '-C', root])).code).toBe(0)
         expect(isPidAlive(enginePid)).toBe(true)
       }
     }
   })
 
-  test('a renamed tmux session: still its session\'s, never an orphan; a pane that runs another session\'s engine is never killed as one', async () => {
+  test("a renamed tmux session: still its session's, never an orphan; a pane that runs another session's engine is never killed as one", async () => {
     const root = await makeEngineProject()
     const { enginePid } = await startHungAgent(root, 'moved')
     tmux('rename-session', '-t', '=pipeline-moved', 'my-work')
@@ -1589,7 +1889,9 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     expect(isPidAlive(enginePid) && isPidAlive(handPid)).toBe(true)
     const other = await cli(['kill', 'other', '-C', root])
     expect(other.code).toBe(1)
-    expect(other.stderr).toMatch(/tmux session pipeline-other runs the engine of real \(PID \d+\), not other's; not killed \(kill real instead\)/)
+    expect(other.stderr).toMatch(
+      /tmux session pipeline-other runs the engine of real \(PID \d+\), not other's; not killed \(kill real instead\)/,
+    )
     expect(isPidAlive(handPid)).toBe(true)
     const killed = JSON.parse((await cli(['kill', 'moved', '--json', '-C', root])).stdout)
     expect(killed[0]).toMatchObject({ outcome: 'killed', tmux_removed: true })
@@ -1625,17 +1927,27 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     expect(isPidAlive(victim)).toBe(true)
   })
 
-  test('a start from a shell carrying another run\'s tag, on another socket: the new tmux server carries no tag and outlives a kill of that run', async () => {
+  test("a start from a shell carrying another run's tag, on another socket: the new tmux server carries no tag and outlives a kill of that run", async () => {
     const root = await makeEngineProject()
     const { enginePid } = await startHungAgent(root, 'first')
     const tag = `${path.join(root, '.claude/pipeline-runs/first')}:${enginePid}`
     const other = `${SOCKET}b`
     try {
-      expect((await cli(['start', 'ralph', 'second', '--yes', '--socket', other, '-C', root], { env: { SESSIONS_TS_RUN: tag, MOCK_END: 'hang:1' } })).code).toBe(0)
-      const server = Number(spawnSync('tmux', ['-L', other, 'display-message', '-p', '#{pid}'], { env: ENV, encoding: 'utf8' }).stdout.trim())
+      expect(
+        (
+          await cli(['start', 'ralph', 'second', '--yes', '--socket', other, '-C', root], {
+            env: { SESSIONS_TS_RUN: tag, MOCK_END: 'hang:1' },
+          })
+        ).code,
+      ).toBe(0)
+      const server = Number(
+        spawnSync('tmux', ['-L', other, 'display-message', '-p', '#{pid}'], { env: ENV, encoding: 'utf8' }).stdout.trim(),
+      )
       expect(readFileSync(`/proc/${server}/environ`, 'utf8')).not.toContain('SESSIONS_TS_RUN=')
       const second = readJson(path.join(root, '.claude/locks/second.lock')).pid
-      expect(readFileSync(`/proc/${second}/environ`, 'utf8').split('\0')).toContain(`SESSIONS_TS_RUN=${path.join(root, '.claude/pipeline-runs/second')}:${second}`)
+      expect(readFileSync(`/proc/${second}/environ`, 'utf8').split('\0')).toContain(
+        `SESSIONS_TS_RUN=${path.join(root, '.claude/pipeline-runs/second')}:${second}`,
+      )
       expect((await cli(['kill', 'first', '--grace', '1', '-C', root])).code).toBe(0)
       expect((await cli(['cleanup', '--yes', '--grace', '1', '-C', root])).code).toBe(0)
       expect(isPidAlive(server) && isPidAlive(second)).toBe(true)
@@ -1655,7 +1967,9 @@ describe('identity: nothing is signalled, killed or misplaced that is not the se
     spawnSync('tmux', ['-L', SOCKET, 'new-session', '-d', '-s', 'pipeline-stray', '-c', root, 'sleep 3600'], { env: { ...ENV, ...C } })
     const rows = JSON.parse((await cli(['list', '--json', '--start-grace', '0', '-C', root], { env: C })).stdout).sessions as SessionRow[]
     expect(Object.fromEntries(rows.map((r) => [r.name, r.health]))).toEqual({ accent: 'running', stray: 'orphaned' })
-    expect((await cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root], { env: C })).stdout).toMatch(/stray — tmux session pipeline-stray .* → removed pipeline-stray/)
+    expect((await cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root], { env: C })).stdout).toMatch(
+      /stray — tmux session pipeline-stray .* → removed pipeline-stray/,
+    )
     expect((await cli(['kill', 'accent', '-C', root], { env: C })).stdout).toMatch(/^killed accent/)
     expect(tmuxSessionNames().filter((n) => /accent|stray/.test(n))).toEqual([])
   })
@@ -1698,7 +2012,10 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     cpSync(path.join(root, '.claude/pipeline-runs/busy'), path.join(away.dir, 'evil-run'), { recursive: true })
     symlinkSync(path.join(away.dir, 'evil-run'), path.join(root, '.claude/pipeline-runs/evil'))
     cpSync(path.join(root, '.claude/locks'), path.join(away.dir, 'locks'), { recursive: true })
-    writeFileSync(path.join(away.dir, 'locks/evil.lock'), JSON.stringify({ session: 'evil', pid: await deadPid(), started_at: '2026-01-01T00:00:00Z' }))
+    writeFileSync(
+      path.join(away.dir, 'locks/evil.lock'),
+      JSON.stringify({ session: 'evil', pid: await deadPid(), started_at: '2026-01-01T00:00:00Z' }),
+    )
     rmSync(path.join(root, '.claude/locks'), { recursive: true })
     symlinkSync(path.join(away.dir, 'locks'), path.join(root, '.claude/locks'))
     // Elsewhere, a zombie whose state is itself a link to a file outside.
@@ -1716,14 +2033,23 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     expect((await cli(['kill', 'evil', 'busy', '-C', root])).code).toBe(0)
     const refused = await cli(['cleanup', '--yes', '--json', '-C', zombie])
     expect(refused.code).toBe(1)
-    expect(JSON.parse(refused.stdout).problems).toMatchObject([{ name: 'hup', problem: 'zombie_state', fixed: false, outcome: 'failed', reason: 'refusing to write to .claude/pipeline-runs/hup/state.json: it is a symlink' }])
+    expect(JSON.parse(refused.stdout).problems).toMatchObject([
+      {
+        name: 'hup',
+        problem: 'zombie_state',
+        fixed: false,
+        outcome: 'failed',
+        reason: 'refusing to write to .claude/pipeline-runs/hup/state.json: it is a symlink',
+      },
+    ])
     expect(away.untouched()).toEqual(before)
   })
 
   test('a FIFO or a link to /dev/stdin where a lock or state should be: every command answers, none hangs', async () => {
     const root = await makeProject('crashed-loop')
     const claude = path.join(root, '.claude')
-    const addSession = (name: string) => cpSync(path.join(claude, 'pipeline-runs/busy'), path.join(claude, 'pipeline-runs', name), { recursive: true })
+    const addSession = (name: string) =>
+      cpSync(path.join(claude, 'pipeline-runs/busy'), path.join(claude, 'pipeline-runs', name), { recursive: true })
     addSession('fifo-state')
     rmSync(path.join(claude, 'pipeline-runs/fifo-state/state.json'))
     execFileSync('mkfifo', [path.join(claude, 'pipeline-runs/fifo-state/state.json')])
@@ -1733,7 +2059,12 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     symlinkSync('/dev/stdin', path.join(claude, 'locks/stdin-lock.lock'))
     const bounded = (args: string[]) => {
       // stdin is a pipe held open and never written: a blocking read of /dev/stdin would wait forever.
-      const result = spawnSync(TSX, [SESSIONS, ...args, '-C', root], { env: ENV, encoding: 'utf8', timeout: 20_000, stdio: ['pipe', 'pipe', 'pipe'] })
+      const result = spawnSync(TSX, [SESSIONS, ...args, '-C', root], {
+        env: ENV,
+        encoding: 'utf8',
+        timeout: 20_000,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      })
       expect(result.signal, `${args.join(' ')} hung`).toBeNull()
       return result
     }
@@ -1741,7 +2072,14 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     expect(rowOf(list.sessions, 'fifo-state').why).toBe('corrupt: state.json: is a FIFO, not a file')
     expect(rowOf(list.sessions, 'fifo-lock').why).toBe('corrupt: fifo-lock.lock: is a FIFO, not a file')
     expect(rowOf(list.sessions, 'stdin-lock').health).toBe('corrupt')
-    for (const args of [['status', 'fifo-state'], ['status', 'fifo-lock'], ['kill', 'fifo-lock'], ['cleanup', '--yes'], ['list', '--names'], ['list']]) {
+    for (const args of [
+      ['status', 'fifo-state'],
+      ['status', 'fifo-lock'],
+      ['kill', 'fifo-lock'],
+      ['cleanup', '--yes'],
+      ['list', '--names'],
+      ['list'],
+    ]) {
       expect(bounded(args).status, args.join(' ')).toBe(0)
     }
   })
@@ -1794,11 +2132,17 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     const root = await makeProject('crashed-loop')
     const iterations = path.join(root, '.claude/pipeline-runs/busy/stage-00-improve-plan/iterations')
     for (let i = 1000; i < 131_000; i++) writeFileSync(path.join(iterations, String(i)), '')
-    for (let i = 0; i < 60; i++) cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(root, `.claude/pipeline-runs/many-${i}`), { recursive: true })
+    for (let i = 0; i < 60; i++)
+      cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(root, `.claude/pipeline-runs/many-${i}`), {
+        recursive: true,
+      })
     const run = await cli(['list', '--json', '-C', root])
     expect(run.stderr).toBe('')
     expect(rowOf(JSON.parse(run.stdout).sessions, 'busy').health).toBe('crashed')
-    const piped = spawnSync('sh', ['-c', `'${TSX}' '${SESSIONS}' list --json -C '${root}' | head -1; echo "exit=\${PIPESTATUS:-}"`], { env: ENV, encoding: 'utf8' })
+    const piped = spawnSync('sh', ['-c', `'${TSX}' '${SESSIONS}' list --json -C '${root}' | head -1; echo "exit=\${PIPESTATUS:-}"`], {
+      env: ENV,
+      encoding: 'utf8',
+    })
     expect(piped.stdout).toMatch(/^\{\n/)
     expect(piped.stderr).toBe('')
   })
@@ -1811,7 +2155,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     for (const [key, value] of Object.entries(values)) expect(environ).toContain(`${key}=${value}`)
   })
 
-  test('a start refused by tmux (that name is another project\'s tmux session) leaves nothing behind', async () => {
+  test("a start refused by tmux (that name is another project's tmux session) leaves nothing behind", async () => {
     const root = await makeEngineProject()
     const other = await makeProject('empty')
     tmux('new-session', '-d', '-s', 'pipeline-taken', '-c', other, 'sleep 3600')
@@ -1825,14 +2169,25 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
 
   test('two start --force of one name at once: one starts, the other says another start is under way', async () => {
     const root = await makeEngineProject('crashed-loop')
-    const runs = await Promise.all([0, 1].map(() => new Promise<Run>((resolve) => {
-      const child = spawn(TSX, [SESSIONS, 'start', 'improve-plan', 'busy', '3', '--force', '--yes', '-C', root], { env: { ...ENV, MOCK_PACE: '5' } })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (d) => { stdout += d })
-      child.stderr.on('data', (d) => { stderr += d })
-      child.on('exit', (code) => resolve({ code, stdout, stderr }))
-    })))
+    const runs = await Promise.all(
+      [0, 1].map(
+        () =>
+          new Promise<Run>((resolve) => {
+            const child = spawn(TSX, [SESSIONS, 'start', 'improve-plan', 'busy', '3', '--force', '--yes', '-C', root], {
+              env: { ...ENV, MOCK_PACE: '5' },
+            })
+            let stdout = ''
+            let stderr = ''
+            child.stdout.on('data', (d) => {
+              stdout += d
+            })
+            child.stderr.on('data', (d) => {
+              stderr += d
+            })
+            child.on('exit', (code) => resolve({ code, stdout, stderr }))
+          }),
+      ),
+    )
     expect(runs.map((r) => r.code).sort()).toEqual([0, 1])
     expect(runs.find((r) => r.code === 1)!.stderr).toMatch(/another start of busy is under way|session busy is already running/)
     expect(readdirSync(path.join(root, '.claude/pipeline-runs')).filter((e) => e.startsWith('busy.replaced-'))).toHaveLength(1)

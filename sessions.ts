@@ -19,8 +19,25 @@ import { readdir } from 'node:fs/promises'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import {
-  closeSync, constants as fsConstants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync,
-  readdirSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeSync, type Stats,
+  closeSync,
+  constants as fsConstants,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  type Stats,
 } from 'node:fs'
 import path from 'node:path'
 import { homedir } from 'node:os'
@@ -79,8 +96,17 @@ const SESSION_TAG = 'SESSIONS_TS_RUN'
 const EVENTS_TAIL_BYTES = 64 * 1024
 
 const HEALTHS = [
-  'running', 'starting', 'orphaned', 'crashed', 'zombie',
-  'complete', 'failed', 'killed', 'unknown_termination', 'paused', 'corrupt',
+  'running',
+  'starting',
+  'orphaned',
+  'crashed',
+  'zombie',
+  'complete',
+  'failed',
+  'killed',
+  'unknown_termination',
+  'paused',
+  'corrupt',
 ] as const
 type Health = (typeof HEALTHS)[number]
 /**
@@ -95,8 +121,12 @@ function livenessOf(health: Health): Liveness {
 const RESUMABLE: ReadonlySet<Health> = new Set(['crashed', 'zombie', 'failed', 'killed', 'unknown_termination'])
 /** A Map, not an object: a status read from disk ("constructor", "__proto__") must never find a key. */
 const ENDED_STATUSES: ReadonlyMap<string, Health> = new Map([
-  ['complete', 'complete'], ['completed', 'complete'], ['failed', 'failed'], ['killed', 'killed'],
-  ['unknown_termination', 'unknown_termination'], ['paused', 'paused'],
+  ['complete', 'complete'],
+  ['completed', 'complete'],
+  ['failed', 'failed'],
+  ['killed', 'killed'],
+  ['unknown_termination', 'unknown_termination'],
+  ['paused', 'paused'],
 ])
 
 /** The file where a session's pane output is kept (tmux pipe-pane), in its run folder. */
@@ -158,14 +188,19 @@ function isoOrNull(ms: number | null): string | null {
 }
 
 function utcStamp(ms = Date.now()): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')
+  return new Date(ms)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z')
 }
 
 /** "2h 15m", "4m 3s", "12s". */
 function formatDuration(ms: number): string {
   const seconds = Math.max(0, Math.round(ms / 1000))
-  const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600)
-  const m = Math.floor((seconds % 3600) / 60), s = seconds % 60
+  const d = Math.floor(seconds / 86400),
+    h = Math.floor((seconds % 86400) / 3600)
+  const m = Math.floor((seconds % 3600) / 60),
+    s = seconds % 60
   if (d) return `${d}d ${h}h`
   if (h) return `${h}h ${m}m`
   if (m) return `${m}m ${s}s`
@@ -240,10 +275,16 @@ async function poll<T>(probe: () => Promise<T | false> | T | false, options: { i
 }
 
 /** poll, bounded in time (AbortSignal.timeout, with any `signal` beside it): null when the time ran out first. */
-async function pollFor<T>(probe: () => Promise<T | false> | T | false, options: { intervalMs: number; timeoutMs: number; signal?: AbortSignal }): Promise<T | null> {
+async function pollFor<T>(
+  probe: () => Promise<T | false> | T | false,
+  options: { intervalMs: number; timeoutMs: number; signal?: AbortSignal },
+): Promise<T | null> {
   const timeout = AbortSignal.timeout(Math.max(0, options.timeoutMs))
   try {
-    return await poll(probe, { intervalMs: options.intervalMs, signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout })
+    return await poll(probe, {
+      intervalMs: options.intervalMs,
+      signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout,
+    })
   } catch (error) {
     if (timeout.aborted && !options.signal?.aborted) return null
     throw error
@@ -329,18 +370,28 @@ const PlanSchema = z.looseObject({
   version: int,
   source: z.looseObject({ path: str, sha256: str }).nullish(),
   pipeline: z.looseObject({ name: str, description: str }).nullish(),
-  nodes: z.array(PlanStageSchema.extend({
-    providers: z.array(z.string()).nullish(),
-    stages: z.array(PlanStageSchema).nullish(),
-  })),
+  nodes: z.array(
+    PlanStageSchema.extend({
+      providers: z.array(z.string()).nullish(),
+      stages: z.array(PlanStageSchema).nullish(),
+    }),
+  ),
 })
 
 const ManifestSchema = z.looseObject({
   block: z.looseObject({ name: str, index: int, stages: z.array(z.string()).nullish() }).nullish(),
-  providers: z.record(z.string(), z.record(z.string(), z.looseObject({
-    iterations: int,
-    termination_reason: str,
-  }))).nullish(),
+  providers: z
+    .record(
+      z.string(),
+      z.record(
+        z.string(),
+        z.looseObject({
+          iterations: int,
+          termination_reason: str,
+        }),
+      ),
+    )
+    .nullish(),
   completed_at: str,
 })
 
@@ -386,11 +437,17 @@ function fileProblem(file: string, message: string): string {
 
 function ioProblem(error: NodeJS.ErrnoException): string {
   switch (error.code) {
-    case 'EISDIR': return 'is a directory, not a file'
-    case 'EACCES': case 'EPERM': return 'cannot be read (permission denied)'
-    case 'ELOOP': return 'is a symlink loop'
-    case 'ENOTDIR': return 'a parent is not a directory'
-    default: return error.message
+    case 'EISDIR':
+      return 'is a directory, not a file'
+    case 'EACCES':
+    case 'EPERM':
+      return 'cannot be read (permission denied)'
+    case 'ELOOP':
+      return 'is a symlink loop'
+    case 'ENOTDIR':
+      return 'a parent is not a directory'
+    default:
+      return error.message
   }
 }
 
@@ -506,9 +563,15 @@ function checkFoldersInside(root: string, dir: string): void {
     }
     if (st.isSymbolicLink()) {
       let real = ''
-      try { real = realpathSync(current) } catch { /* dangling */ }
+      try {
+        real = realpathSync(current)
+      } catch {
+        /* dangling */
+      }
       if (!real || !isInside(real, root) || !statSync(real).isDirectory()) {
-        throw new UnsafePathError(`refusing to write through ${relative(root, current)}: it is a link ${real ? 'outside the project' : 'to nothing'}`)
+        throw new UnsafePathError(
+          `refusing to write through ${relative(root, current)}: it is a link ${real ? 'outside the project' : 'to nothing'}`,
+        )
       }
     } else if (!st.isDirectory()) {
       throw new UnsafePathError(`refusing to write to ${shown}: ${relative(root, current)} is not a folder`)
@@ -615,7 +678,17 @@ function moveInside(root: string, from: string, to: string): void {
   checkFoldersInside(root, path.dirname(from))
   checkFoldersInside(root, path.dirname(to))
   lstatSync(from)
-  if (existsSync(to) || (() => { try { lstatSync(to); return true } catch { return false } })()) {
+  if (
+    existsSync(to) ||
+    (() => {
+      try {
+        lstatSync(to)
+        return true
+      } catch {
+        return false
+      }
+    })()
+  ) {
     throw new UnsafePathError(`refusing to move ${relative(root, from)}: ${relative(root, to)} exists`)
   }
   renameSync(from, to)
@@ -627,21 +700,34 @@ function moveInside(root: string, from: string, to: string): void {
  * PID now belongs to another process (its start stamp differs), is stale and taken over; a live holder
  * makes `busy` the answer.
  */
-async function withToolLock<T>(root: string, file: string, busy: (holder: number) => Error, work: () => Promise<T>, waitMs = 0): Promise<T> {
+async function withToolLock<T>(
+  root: string,
+  file: string,
+  busy: (holder: number) => Error,
+  work: () => Promise<T>,
+  waitMs = 0,
+): Promise<T> {
   mkdirInside(root, path.dirname(file))
   const me = JSON.stringify({ pid: process.pid, start: await processStartStamp(process.pid), tool: 'sessions.ts' })
   let holder = 0
-  const taken = await pollFor(async () => {
-    if (createFileInside(root, file, `${me}\n`)) return true
-    const held = readRegularFile(file)
-    let record: { pid?: unknown; start?: unknown } = {}
-    try { record = held.kind === 'ok' ? JSON.parse(held.text) : {} } catch { /* unreadable: a stale lock */ }
-    holder = typeof record.pid === 'number' ? record.pid : 0
-    const live = isPidAlive(holder) && record.start !== undefined && (await processStartStamp(holder)) === record.start
-    // A stale lock is removed and taken at once; a live holder is waited for.
-    if (!live) removeInside(root, file)
-    return !live && createFileInside(root, file, `${me}\n`)
-  }, { intervalMs: 100, timeoutMs: waitMs })
+  const taken = await pollFor(
+    async () => {
+      if (createFileInside(root, file, `${me}\n`)) return true
+      const held = readRegularFile(file)
+      let record: { pid?: unknown; start?: unknown } = {}
+      try {
+        record = held.kind === 'ok' ? JSON.parse(held.text) : {}
+      } catch {
+        /* unreadable: a stale lock */
+      }
+      holder = typeof record.pid === 'number' ? record.pid : 0
+      const live = isPidAlive(holder) && record.start !== undefined && (await processStartStamp(holder)) === record.start
+      // A stale lock is removed and taken at once; a live holder is waited for.
+      if (!live) removeInside(root, file)
+      return !live && createFileInside(root, file, `${me}\n`)
+    },
+    { intervalMs: 100, timeoutMs: waitMs },
+  )
   if (!taken) throw busy(holder)
   try {
     return await work()
@@ -650,7 +736,6 @@ async function withToolLock<T>(root: string, file: string, busy: (holder: number
     if (held.kind === 'ok' && held.text.trim() === me) removeInside(root, file)
   }
 }
-
 
 /** The last events of events.jsonl; invalid lines (a truncated last one, say) are skipped and counted. */
 async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Promise<{ events: EngineEvent[]; invalid: number } | null> {
@@ -678,7 +763,11 @@ async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Prom
  * exclusively, renamed over it), keeping every field this tool does not know. `change` gets the raw JSON
  * and returns it changed, or null to leave it.
  */
-async function updateStateFile(root: string, file: string, change: (raw: Record<string, unknown>, state: State) => Record<string, unknown> | null): Promise<boolean> {
+async function updateStateFile(
+  root: string,
+  file: string,
+  change: (raw: Record<string, unknown>, state: State) => Record<string, unknown> | null,
+): Promise<boolean> {
   const read = readRegularFile(file)
   if (read.kind !== 'ok') return false
   const parsed = parseJsonText(file, read.text, StateSchema)
@@ -724,7 +813,11 @@ async function findProjectRoot(options: { root?: string; cwd?: string; env?: Nod
     if (options.root === '') throw new UsageError('--root needs a directory')
     const root = path.resolve(cwd, options.root)
     let isDir = false
-    try { isDir = statSync(root).isDirectory() } catch { /* reported below */ }
+    try {
+      isDir = statSync(root).isDirectory()
+    } catch {
+      /* reported below */
+    }
     if (!isDir) throw new UsageError(`--root: ${options.root} is not a directory`)
     return realpathSync(root)
   }
@@ -762,7 +855,11 @@ function relative(root: string, file: string): string {
 }
 
 function isDirectory(p: string): boolean {
-  try { return statSync(p).isDirectory() } catch { return false }
+  try {
+    return statSync(p).isDirectory()
+  } catch {
+    return false
+  }
 }
 
 function listNames(dir: string, filter: (entry: string) => boolean): string[] {
@@ -776,14 +873,20 @@ function listNames(dir: string, filter: (entry: string) => boolean): string[] {
 function resolveRunner(root: string, options: { cwd?: string; env?: NodeJS.ProcessEnv; runner?: string }): string {
   const cwd = options.cwd ?? process.cwd()
   const fromEnv = settingsOf(options.env).runner
-  const [file, source] = options.runner !== undefined
-    ? [path.resolve(cwd, options.runner), '--runner']
-    : fromEnv
-      ? [path.resolve(cwd, fromEnv), 'SESSIONS_RUNNER']
-      : [path.join(root, 'scripts', 'run.sh'), 'the project']
+  const [file, source] =
+    options.runner !== undefined
+      ? [path.resolve(cwd, options.runner), '--runner']
+      : fromEnv
+        ? [path.resolve(cwd, fromEnv), 'SESSIONS_RUNNER']
+        : [path.join(root, 'scripts', 'run.sh'), 'the project']
   let isFile = false
-  try { isFile = statSync(file).isFile() } catch { /* reported below */ }
-  if (!isFile) throw new SessionsError(`no engine runner: ${file} (from ${source}) is not a file; give --runner=PATH or set SESSIONS_RUNNER`)
+  try {
+    isFile = statSync(file).isFile()
+  } catch {
+    /* reported below */
+  }
+  if (!isFile)
+    throw new SessionsError(`no engine runner: ${file} (from ${source}) is not a file; give --runner=PATH or set SESSIONS_RUNNER`)
   return file
 }
 
@@ -792,7 +895,9 @@ function findStage(runner: string, type: string): void {
   const stages = path.join(path.dirname(runner), 'stages')
   if (isDirectory(path.join(stages, type))) return
   const known = listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
-  throw new SessionsError(`unknown stage type "${type}": no ${path.join(stages, type)}/; ${known.length ? `stages: ${known.join(', ')}` : 'no stages there'}`)
+  throw new SessionsError(
+    `unknown stage type "${type}": no ${path.join(stages, type)}/; ${known.length ? `stages: ${known.join(', ')}` : 'no stages there'}`,
+  )
 }
 
 function pipelineFolders(root: string, runner: string): string[] {
@@ -804,11 +909,17 @@ function findPipelineFile(file: string, root: string, runner: string, cwd: strin
   const names = path.extname(file) ? [file] : [file, `${file}.yaml`, `${file}.yml`]
   const candidates = names.flatMap((name) => [path.resolve(cwd, name), ...pipelineFolders(root, runner).map((dir) => path.join(dir, name))])
   const found = candidates.find((candidate) => {
-    try { return statSync(candidate).isFile() } catch { return false }
+    try {
+      return statSync(candidate).isFile()
+    } catch {
+      return false
+    }
   })
   if (found) return found
   const known = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
-  throw new SessionsError(`pipeline file not found: ${file} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${known.length ? `; pipelines: ${known.join(', ')}` : ''}`)
+  throw new SessionsError(
+    `pipeline file not found: ${file} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${known.length ? `; pipelines: ${known.join(', ')}` : ''}`,
+  )
 }
 
 /** The node ids of a pipeline file, for the plan shown before starting (a light read, not a YAML parser). */
@@ -920,8 +1031,15 @@ function isNoServer(stderr: string): boolean {
 }
 
 const SESSION_FIELDS = [
-  '#{session_name}', '#{session_created}', '#{session_attached}', '#{pane_pid}', '#{pane_dead}',
-  '#{pane_dead_status}', '#{session_path}', '#{@sessions-run}', '#{@sessions-project}',
+  '#{session_name}',
+  '#{session_created}',
+  '#{session_attached}',
+  '#{pane_pid}',
+  '#{pane_dead}',
+  '#{pane_dead_status}',
+  '#{session_path}',
+  '#{@sessions-run}',
+  '#{@sessions-project}',
 ]
 
 /**
@@ -971,7 +1089,10 @@ async function listTmuxSessions(options: TmuxOptions = {}): Promise<TmuxSession[
 
 /** The session name behind a tmux session name, or null when it is not a pipeline session. */
 function sessionNameOf(tmuxName: string): { name: string; legacy: boolean } | null {
-  for (const [prefix, legacy] of [[TMUX_PREFIX, false], [LEGACY_TMUX_PREFIX, true]] as const) {
+  for (const [prefix, legacy] of [
+    [TMUX_PREFIX, false],
+    [LEGACY_TMUX_PREFIX, true],
+  ] as const) {
     if (tmuxName.startsWith(prefix)) {
       const name = tmuxName.slice(prefix.length)
       return isValidName(name) ? { name, legacy } : null
@@ -990,7 +1111,8 @@ const TMUX_BATCH_BYTES = 12_000
 async function setSessionEnvironment(options: TmuxOptions, target: string, variables: [string, string][]): Promise<string[]> {
   const global = await tmux(options, 'show-environment', '-g')
   const mine = new Set(variables.map(([key]) => key))
-  const stale = global.split('\n')
+  const stale = global
+    .split('\n')
     .map((line) => line.replace(/^-/, '').split('=')[0])
     .filter((key) => key && !mine.has(key) && !/^TMUX(_PANE)?$/.test(key))
   // The tag is never set on the session: only the engine gets it, from its launcher.
@@ -1023,14 +1145,26 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
   return skipped
 }
 
-interface PaneState { exists: boolean; dead: boolean; status: number | null; pid: number | null }
+interface PaneState {
+  exists: boolean
+  dead: boolean
+  status: number | null
+  pid: number | null
+}
 
 async function paneState(options: TmuxOptions, tmuxName: string): Promise<PaneState> {
   // Existence from has-session: tmux 3.3 answers display-message -t '=gone:' with exit 0 and empty fields
   // whenever any other session lives on the server.
   const gone = { exists: false, dead: true, status: null, pid: null }
   if (!(await tmuxProbe(options, 'has-session', '-t', tmuxTarget.session(tmuxName))).ok) return gone
-  const result = await tmuxProbe(options, 'display-message', '-p', '-t', tmuxTarget.pane(tmuxName), '#{pane_dead} #{pane_dead_status} #{pane_pid}')
+  const result = await tmuxProbe(
+    options,
+    'display-message',
+    '-p',
+    '-t',
+    tmuxTarget.pane(tmuxName),
+    '#{pane_dead} #{pane_dead_status} #{pane_pid}',
+  )
   if (!result.ok) return gone
   const [dead, status, pid] = result.stdout.trim().split(' ')
   return { exists: true, dead: dead === '1', status: status ? Number(status) : null, pid: pid ? Number(pid) : null }
@@ -1122,7 +1256,9 @@ async function processParents(): Promise<Map<number, number>> {
       if (!/^\d+$/.test(entry)) continue
       try {
         parents.set(Number(entry), Number(procStatFields(readFileSync(`/proc/${entry}/stat`, 'utf8'))[4 - 3]))
-      } catch { /* the process ended while we looked */ }
+      } catch {
+        /* the process ended while we looked */
+      }
     }
     return parents
   }
@@ -1137,7 +1273,7 @@ async function processParents(): Promise<Map<number, number>> {
 /** Every process below pid (children, grandchildren, ...), nearest first. */
 async function processDescendants(pid: number | number[], parents?: Map<number, number>): Promise<number[]> {
   const children = new Map<number, number[]>()
-  for (const [child, parent] of parents ?? await processParents()) {
+  for (const [child, parent] of parents ?? (await processParents())) {
     children.set(parent, [...(children.get(parent) ?? []), child])
   }
   const roots = Array.isArray(pid) ? pid : [pid]
@@ -1187,7 +1323,7 @@ function processCwd(pid: number): string | null {
 function ownLineage(): Set<number> {
   const lineage = new Set([process.pid, process.ppid])
   if (process.platform === 'linux') {
-    for (let pid = process.ppid; pid > 1;) {
+    for (let pid = process.ppid; pid > 1; ) {
       try {
         pid = Number(procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[4 - 3])
         lineage.add(pid)
@@ -1207,7 +1343,9 @@ function protectedReason(pid: number, lineage = ownLineage()): string | null {
   if (process.platform === 'linux' && typeof process.getuid === 'function') {
     try {
       if (statSync(`/proc/${pid}`).uid !== process.getuid()) return "another user's process"
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return null
 }
@@ -1235,7 +1373,9 @@ async function processTree(roots: number[]): Promise<Map<number, number | null>>
 function signal(pid: number, name: NodeJS.Signals): void {
   try {
     process.kill(pid, name)
-  } catch { /* already gone */ }
+  } catch {
+    /* already gone */
+  }
 }
 
 /**
@@ -1286,7 +1426,9 @@ function holdsFlock(pid: number, file: { dev: number; ino: number }): boolean | 
       const st = statSync(`/proc/${pid}/fd/${fd}`)
       if (st.dev !== file.dev || st.ino !== file.ino) continue
       if (/^lock:.*\bFLOCK\b/m.test(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))) return true
-    } catch { /* closed meanwhile */ }
+    } catch {
+      /* closed meanwhile */
+    }
   }
   return false
 }
@@ -1357,16 +1499,30 @@ interface EngineIdentity {
  */
 function judgeEngine(facts: IdentityFacts): EngineIdentity {
   const { pid } = facts
-  const result = (proof: EngineProof | null, why: string): EngineIdentity => ({ pid, alive: facts.alive, proof, why, commandLine: facts.commandLine })
+  const result = (proof: EngineProof | null, why: string): EngineIdentity => ({
+    pid,
+    alive: facts.alive,
+    proof,
+    why,
+    commandLine: facts.commandLine,
+  })
   if (!facts.alive) return result(null, `lock PID ${pid} is dead`)
   if (facts.protected) return result(null, `lock PID ${pid} is ${facts.protected}: never the engine`)
-  const when = facts.startedBeforeLockMs === null ? ''
-    : facts.startedBeforeLockMs >= 0 ? '; it started before the lock was written' : '; it started after the lock was written'
+  const when =
+    facts.startedBeforeLockMs === null
+      ? ''
+      : facts.startedBeforeLockMs >= 0
+        ? '; it started before the lock was written'
+        : '; it started after the lock was written'
   if (facts.holdsFlock) return result('flock', `lock PID ${pid} holds the kernel flock on ${facts.lockFile}${when}`)
   const what = facts.commandLine ? `\`${shorten(facts.commandLine.join(' '), 80)}\`` : 'a process whose command line cannot be read'
-  if (facts.flockHeld) return result(null, `lock PID ${pid} is alive but another process holds the flock on ${facts.lockFile}; PID ${pid} is ${what}`)
+  if (facts.flockHeld)
+    return result(null, `lock PID ${pid} is alive but another process holds the flock on ${facts.lockFile}; PID ${pid} is ${what}`)
   if (facts.commandLine && isEngineCommand(facts.commandLine, facts.session) && facts.cwd === facts.root) {
-    return result('command_line', `lock PID ${pid} runs the engine of ${facts.session} in the project root (its command line and working directory)${when}`)
+    return result(
+      'command_line',
+      `lock PID ${pid} runs the engine of ${facts.session} in the project root (its command line and working directory)${when}`,
+    )
   }
   return result(null, `lock PID ${pid} is alive but is ${what} in ${facts.cwd ?? 'an unknown folder'}, not the engine of ${facts.session}`)
 }
@@ -1379,7 +1535,11 @@ function shorten(text: string, max: number): string {
 async function identifyEngine(pid: number, lock: { file: string; session: string; root: string }): Promise<EngineIdentity> {
   const alive = isPidAlive(pid)
   let file: { dev: number; ino: number; ctimeMs: number } | null = null
-  try { file = statSync(lock.file) } catch { /* removed meanwhile: no flock to check */ }
+  try {
+    file = statSync(lock.file)
+  } catch {
+    /* removed meanwhile: no flock to check */
+  }
   const started = alive ? await processStartTime(pid) : null
   return judgeEngine({
     pid,
@@ -1397,25 +1557,42 @@ async function identifyEngine(pid: number, lock: { file: string; session: string
 }
 
 /** The engine of which session of `root` runs at or below `panePid`, proven as judgeEngine proves one. */
-async function engineInPane(panePid: number, root: string, parents: Map<number, number>): Promise<{ pid: number; session: string | null; proof: EngineProof } | null> {
+async function engineInPane(
+  panePid: number,
+  root: string,
+  parents: Map<number, number>,
+): Promise<{ pid: number; session: string | null; proof: EngineProof } | null> {
   const locks = path.join(root, '.claude', 'locks')
-  for (const pid of [panePid, ...await processDescendants(panePid, parents)]) {
+  for (const pid of [panePid, ...(await processDescendants(panePid, parents))]) {
     if (process.platform === 'linux') {
       let fds: string[] = []
-      try { fds = readdirSync(`/proc/${pid}/fd`) } catch { /* not ours, or gone */ }
+      try {
+        fds = readdirSync(`/proc/${pid}/fd`)
+      } catch {
+        /* not ours, or gone */
+      }
       for (const fd of fds) {
         let target = ''
-        try { target = readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { continue }
+        try {
+          target = readlinkSync(`/proc/${pid}/fd/${fd}`)
+        } catch {
+          continue
+        }
         if (path.dirname(target) !== locks || !target.endsWith('.lock')) continue
         const session = path.basename(target, '.lock')
         try {
           if (isValidName(session) && holdsFlock(pid, statSync(target))) return { pid, session, proof: 'flock' }
-        } catch { /* the lock went away */ }
+        } catch {
+          /* the lock went away */
+        }
       }
     }
     const commandLine = processCommandLine(pid)
     if (commandLine?.some((arg) => /^(engine|run)\.sh$/.test(path.basename(arg))) && processCwd(pid) === root) {
-      const session = commandLine.find((arg, i) => i > 0 && isValidName(arg) && isEngineCommand(commandLine, arg) && existsSync(sessionPaths(root, arg).runDir)) ?? null
+      const session =
+        commandLine.find(
+          (arg, i) => i > 0 && isValidName(arg) && isEngineCommand(commandLine, arg) && existsSync(sessionPaths(root, arg).runDir),
+        ) ?? null
       return { pid, session, proof: 'command_line' }
     }
   }
@@ -1427,7 +1604,11 @@ async function engineInPane(panePid: number, root: string, parents: Map<number, 
  * the engine's own launcher shell right before it becomes the engine (exec keeps the PID). It names one
  * run only: a process carrying it counts for a session only while the tag's PID is the one its lock names.
  */
-interface TaggedProcess { pid: number; runDir: string; enginePid: number }
+interface TaggedProcess {
+  pid: number
+  runDir: string
+  enginePid: number
+}
 
 /**
  * Processes that carry a session tag, by run folder: the engines this tool started and the agents below
@@ -1444,13 +1625,20 @@ async function taggedProcesses(): Promise<Map<string, TaggedProcess[]>> {
     if (!/^\d+$/.test(entry)) continue
     const pid = Number(entry)
     try {
-      const tag = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').find((v) => v.startsWith(prefix))
+      const tag = readFileSync(`/proc/${entry}/environ`, 'utf8')
+        .split('\0')
+        .find((v) => v.startsWith(prefix))
       const parsed = tag && /^(.+):(\d+)$/s.exec(tag.slice(prefix.length))
       if (!parsed || !isPidAlive(pid) || protectedReason(pid, lineage)) continue
       if (/^tmux(: server)?$/.test(readFileSync(`/proc/${entry}/comm`, 'utf8').trim())) continue
       const tagged = { pid, runDir: parsed[1], enginePid: Number(parsed[2]) }
-      byRun.set(tagged.runDir, [...(byRun.get(tagged.runDir) ?? []), tagged].sort((a, b) => a.pid - b.pid))
-    } catch { /* gone, or not ours to read */ }
+      byRun.set(
+        tagged.runDir,
+        [...(byRun.get(tagged.runDir) ?? []), tagged].sort((a, b) => a.pid - b.pid),
+      )
+    } catch {
+      /* gone, or not ours to read */
+    }
   }
   return byRun
 }
@@ -1536,7 +1724,11 @@ function belongsTo(directory: string, root: string): boolean {
   let dir = path.resolve(directory)
   if (dir === root) return true
   if (!isInside(dir, root)) {
-    try { dir = realpathSync(dir) } catch { return false }
+    try {
+      dir = realpathSync(dir)
+    } catch {
+      return false
+    }
     if (dir === root) return true
     if (!isInside(dir, root)) return false
   }
@@ -1545,7 +1737,6 @@ function belongsTo(directory: string, root: string): boolean {
   }
   return true
 }
-
 
 /** The folder of stage index `index` (stage-NN-x or parallel-NN-x), if it exists. */
 function stageFolder(entries: string[], index: number): string | null {
@@ -1560,7 +1751,9 @@ async function newestIterationOf(stageDir: string): Promise<number | null> {
 /** The iteration numbers of a stage folder, newest first. */
 async function iterationsOf(stageDir: string): Promise<number[]> {
   return (await listDir(path.join(stageDir, 'iterations')))
-    .filter((entry) => /^\d{3,}$/.test(entry)).map(Number).sort((a, b) => b - a)
+    .filter((entry) => /^\d{3,}$/.test(entry))
+    .map(Number)
+    .sort((a, b) => b - a)
 }
 
 /**
@@ -1583,7 +1776,7 @@ function iterationDir(stageDir: string, iteration: number): string {
 }
 
 /** Everything a classifier and a list row need about one session; files are read concurrently. */
-async function gatherSession(name: string, root: string, tmux: TmuxSession & { legacy?: boolean } | null): Promise<SessionFacts> {
+async function gatherSession(name: string, root: string, tmux: (TmuxSession & { legacy?: boolean }) | null): Promise<SessionFacts> {
   const paths = sessionPaths(root, name)
   const [lock, runEntries, runState] = await Promise.all([
     readJsonFile(paths.lock, LockSchema),
@@ -1592,12 +1785,10 @@ async function gatherSession(name: string, root: string, tmux: TmuxSession & { l
   ])
   const runDirExists = runEntries.length > 0 || isDirectory(paths.runDir)
   // A session of the pre-pipeline-runs layout keeps its state in .claude/loop-state-NAME.json.
-  const state = runState.kind === 'missing' && !runDirExists
-    ? await readJsonFile(paths.legacyState, StateSchema)
-    : runState
+  const state = runState.kind === 'missing' && !runDirExists ? await readJsonFile(paths.legacyState, StateSchema) : runState
   const legacy = Boolean(tmux?.legacy) || (state.kind !== 'missing' && state.path === paths.legacyState)
   const isPipeline = state.kind === 'ok' && state.value.type === 'pipeline'
-  const stageIndex = state.kind === 'ok' ? state.value.current_stage ?? 0 : 0
+  const stageIndex = state.kind === 'ok' ? (state.value.current_stage ?? 0) : 0
   const stageDir = stageFolder(runEntries, stageIndex)
   const [engine, plan, iterations] = await Promise.all([
     lock.kind === 'ok' ? identifyEngine(lock.value.pid, { file: paths.lock, session: name, root }) : Promise.resolve(null),
@@ -1608,13 +1799,26 @@ async function gatherSession(name: string, root: string, tmux: TmuxSession & { l
   const newest = stageDir ? await newestContext(path.join(paths.runDir, stageDir), iterations) : null
   // A live pane without a proven engine: before it may be called orphaned, look for an engine in it (its
   // lock removed or rewritten by hand, or a renamed session that holds another session's engine).
-  const paneEngine = tmux && !tmux.paneDead && tmux.panePid && !engine?.proof
-    ? await engineInPane(tmux.panePid, root, await processParents())
-    : null
+  const paneEngine =
+    tmux && !tmux.paneDead && tmux.panePid && !engine?.proof ? await engineInPane(tmux.panePid, root, await processParents()) : null
   const outsideLink = linkOutside(root, [paths.claude, path.dirname(paths.lock), path.dirname(paths.runDir), paths.runDir])
   return {
-    name, root, tmux, legacy, lock, engine, paneEngine, outsideLink, state, runDirExists, runEntries, plan,
-    context: newest?.read ?? null, contextIteration: newest?.read.kind === 'ok' ? newest.iteration : null, stageDir, newestIteration,
+    name,
+    root,
+    tmux,
+    legacy,
+    lock,
+    engine,
+    paneEngine,
+    outsideLink,
+    state,
+    runDirExists,
+    runEntries,
+    plan,
+    context: newest?.read ?? null,
+    contextIteration: newest?.read.kind === 'ok' ? newest.iteration : null,
+    stageDir,
+    newestIteration,
   }
 }
 
@@ -1625,7 +1829,9 @@ function linkOutside(root: string, dirs: string[]): string | null {
       if (lstatSync(dir).isSymbolicLink() && !isInside(realpathSync(dir), root)) {
         return `${path.relative(path.join(root, '.claude'), dir) || '.claude'} is a link outside the project`
       }
-    } catch { /* missing, or a dangling link: nothing is read or written through it */ }
+    } catch {
+      /* missing, or a dangling link: nothing is read or written through it */
+    }
   }
   return null
 }
@@ -1665,9 +1871,12 @@ async function gatherProject(options: GatherOptions = {}): Promise<ProjectFacts>
  * Gathers every session and turns each one's facts into what the caller keeps as soon as they are
  * read, so that a fleet's raw files are not all held at once (list keeps rows, not states).
  */
-async function mapProject<T>(options: GatherOptions, map: (facts: SessionFacts) => T): Promise<{ root: string; sessions: T[]; foreign: ProjectFacts['foreign'] }> {
+async function mapProject<T>(
+  options: GatherOptions,
+  map: (facts: SessionFacts) => T,
+): Promise<{ root: string; sessions: T[]; foreign: ProjectFacts['foreign'] }> {
   const root = await findProjectRoot(options)
-  const all = options.tmuxSessions ?? await listTmuxSessions(options)
+  const all = options.tmuxSessions ?? (await listTmuxSessions(options))
   const { own, foreign } = ownTmuxSessions(all, root)
   const names = await sessionNames(root, own)
   const sessions = await Promise.all(names.map(async (name) => map(await gatherSession(name, root, own.get(name) ?? null))))
@@ -1682,18 +1891,16 @@ interface HealthFacts {
   /** The session's name, to tell its own engine from another session's. */
   name: string
   tmux: {
-    tmuxName: string; createdMs: number; panePid: number | null; paneDead: boolean; paneDeadStatus: number | null
+    tmuxName: string
+    createdMs: number
+    panePid: number | null
+    paneDead: boolean
+    paneDeadStatus: number | null
     /** A proven engine running in the pane (looked for only when the lock proves none). */
     paneEngine?: { pid: number; session: string | null; proof: EngineProof } | null
   } | null
-  lock:
-    | { kind: 'missing' }
-    | { kind: 'corrupt'; problem: string }
-    | ({ kind: 'ok' } & EngineIdentity)
-  state:
-    | { kind: 'missing'; runDirExists: boolean }
-    | { kind: 'corrupt'; problem: string }
-    | { kind: 'ok'; status: string }
+  lock: { kind: 'missing' } | { kind: 'corrupt'; problem: string } | ({ kind: 'ok' } & EngineIdentity)
+  state: { kind: 'missing'; runDirExists: boolean } | { kind: 'corrupt'; problem: string } | { kind: 'ok'; status: string }
   /** A pre-lock (loop-) session: a live pane is its only sign of life. */
   legacy?: boolean
   /** Its run folder, the locks folder or .claude/ is a link out of the project. */
@@ -1714,8 +1921,7 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
   const grace = facts.graceMs ?? DEFAULTS.startGraceSeconds * 1000
   const evidence: string[] = []
   const { tmux, lock, state } = facts
-  const verdict = (health: Health, why: string): HealthVerdict =>
-    ({ health, why, evidence, resumable: RESUMABLE.has(health) })
+  const verdict = (health: Health, why: string): HealthVerdict => ({ health, why, evidence, resumable: RESUMABLE.has(health) })
 
   // Facts, in words.
   const paneAlive = tmux !== null && !tmux.paneDead
@@ -1729,12 +1935,14 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
   const engineLive = lock.kind === 'ok' && lock.proof !== null
   // An engine in the pane although the lock proves none: this session's (its lock removed or rewritten by
   // hand), or another session's (a renamed tmux session), and then the tmux session is not this one's.
-  const paneEngine = paneAlive ? tmux.paneEngine ?? null : null
+  const paneEngine = paneAlive ? (tmux.paneEngine ?? null) : null
   const ownPaneEngine = paneEngine !== null && paneEngine.session === facts.name
   if (paneEngine) {
-    evidence.push(ownPaneEngine
-      ? `engine PID ${paneEngine.pid} of ${facts.name} runs in its pane (proven by its ${paneEngine.proof === 'flock' ? 'kernel flock' : 'command line'})`
-      : `the pane runs the engine of ${paneEngine.session ?? 'another session'} (PID ${paneEngine.pid}), not this session's`)
+    evidence.push(
+      ownPaneEngine
+        ? `engine PID ${paneEngine.pid} of ${facts.name} runs in its pane (proven by its ${paneEngine.proof === 'flock' ? 'kernel flock' : 'command line'})`
+        : `the pane runs the engine of ${paneEngine.session ?? 'another session'} (PID ${paneEngine.pid}), not this session's`,
+    )
   }
 
   if (state.kind === 'missing') evidence.push(state.runDirExists ? 'run folder has no state.json' : 'no state file')
@@ -1756,9 +1964,12 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
     if (lock.kind !== 'ok' && age < grace) return verdict('starting', `tmux session ${formatDuration(age)} old, no lock yet`)
     // A lock we cannot read might belong to a live engine: never call that orphaned (cleanup kills orphans).
     if (lock.kind === 'corrupt') return verdict('corrupt', `corrupt: ${lock.problem}; tmux session alive, engine unknown`)
-    return verdict('orphaned', staleLock
-      ? `tmux session alive, but lock PID ${(lock as { pid: number }).pid} is not the engine`
-      : 'tmux session alive, but no engine holds the lock')
+    return verdict(
+      'orphaned',
+      staleLock
+        ? `tmux session alive, but lock PID ${(lock as { pid: number }).pid} is not the engine`
+        : 'tmux session alive, but no engine holds the lock',
+    )
   }
 
   // Nothing alive.
@@ -1787,13 +1998,29 @@ function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number): Heal
     name: facts.name,
     legacy: facts.legacy,
     outsideLink: facts.outsideLink,
-    tmux: tmux && { tmuxName: tmux.tmuxName, createdMs: tmux.createdMs, panePid: tmux.panePid, paneDead: tmux.paneDead, paneDeadStatus: tmux.paneDeadStatus, paneEngine: facts.paneEngine },
-    lock: lock.kind === 'ok'
-      ? { kind: 'ok', ...(engine ?? { pid: lock.value.pid, alive: false, proof: null, why: `lock PID ${lock.value.pid} is dead`, commandLine: null }) }
-      : lock.kind === 'corrupt' ? { kind: 'corrupt', problem: lock.problem } : { kind: 'missing' },
-    state: state.kind === 'ok'
-      ? { kind: 'ok', status: state.value.status }
-      : state.kind === 'corrupt' ? { kind: 'corrupt', problem: state.problem } : { kind: 'missing', runDirExists: facts.runDirExists },
+    tmux: tmux && {
+      tmuxName: tmux.tmuxName,
+      createdMs: tmux.createdMs,
+      panePid: tmux.panePid,
+      paneDead: tmux.paneDead,
+      paneDeadStatus: tmux.paneDeadStatus,
+      paneEngine: facts.paneEngine,
+    },
+    lock:
+      lock.kind === 'ok'
+        ? {
+            kind: 'ok',
+            ...(engine ?? { pid: lock.value.pid, alive: false, proof: null, why: `lock PID ${lock.value.pid} is dead`, commandLine: null }),
+          }
+        : lock.kind === 'corrupt'
+          ? { kind: 'corrupt', problem: lock.problem }
+          : { kind: 'missing' },
+    state:
+      state.kind === 'ok'
+        ? { kind: 'ok', status: state.value.status }
+        : state.kind === 'corrupt'
+          ? { kind: 'corrupt', problem: state.problem }
+          : { kind: 'missing', runDirExists: facts.runDirExists },
   }
 }
 
@@ -1824,14 +2051,24 @@ interface SessionRow {
   /** The newest of: the current iteration's start, the last finished iteration, the (re)start. */
   last_activity_at: string | null
   runtime_seconds: number | null
-  tmux: { session: string; pane_pid: number | null; pane_dead: boolean; exit_status: number | null; attached: number; created_at: string | null } | null
+  tmux: {
+    session: string
+    pane_pid: number | null
+    pane_dead: boolean
+    exit_status: number | null
+    attached: number
+    created_at: string | null
+  } | null
   lock: {
-    file: string; pid: number | null; alive: boolean | null
+    file: string
+    pid: number | null
+    alive: boolean | null
     /** Proven to be this session's engine (see proof). */
     genuine: boolean | null
     /** How: it holds the kernel flock on the lock file, or runs the engine's command line in the project root. */
     proof: EngineProof | null
-    started_at: string | null; problem: string | null
+    started_at: string | null
+    problem: string | null
   } | null
   state_file: string | null
   run_dir: string | null
@@ -1853,8 +2090,8 @@ function describeStage(facts: SessionFacts) {
   const stageIndex = state?.current_stage ?? (state ? 0 : null)
   if (mode === 'pipeline') {
     const node = plan?.nodes[stageIndex ?? 0]
-    const stageName = node?.id ?? state?.stages?.find((s) => s.index === stageIndex)?.name
-      ?? facts.stageDir?.replace(/^(stage|parallel)-\d+-/, '') ?? null
+    const stageName =
+      node?.id ?? state?.stages?.find((s) => s.index === stageIndex)?.name ?? facts.stageDir?.replace(/^(stage|parallel)-\d+-/, '') ?? null
     return {
       mode,
       type: plan?.pipeline?.name ?? null,
@@ -1868,9 +2105,13 @@ function describeStage(facts: SessionFacts) {
     }
   }
   // A loop: its type is the stage type (stage-00-TYPE); older states name it in loop_type or type.
-  const stageType = context?.stage?.template ?? facts.stageDir?.replace(/^stage-\d+-/, '')
-    ?? state?.loop_type ?? (rawType && rawType !== 'loop' ? rawType : null)
-    ?? state?.history?.at(-1)?.stage ?? null
+  const stageType =
+    context?.stage?.template ??
+    facts.stageDir?.replace(/^stage-\d+-/, '') ??
+    state?.loop_type ??
+    (rawType && rawType !== 'loop' ? rawType : null) ??
+    state?.history?.at(-1)?.stage ??
+    null
   // The max: the newest readable context.json, else the live engine's own command line.
   const fromContext = context?.limits?.max_iterations ?? null
   const fromCommand = fromContext === null && facts.engine?.proof ? maxOnCommandLine(facts.engine.commandLine, facts.name) : null
@@ -1883,9 +2124,12 @@ function describeStage(facts: SessionFacts) {
     stageKind: mode ? 'stage' : null,
     maxIterations: fromContext ?? fromCommand,
     pipelineFile: null as string | null,
-    maxNote: fromContext !== null && facts.contextIteration !== null && facts.contextIteration !== facts.newestIteration
-      ? `max ${fromContext} from iteration ${facts.contextIteration}'s context.json (iteration ${facts.newestIteration} has none readable yet)`
-      : fromCommand !== null ? `max ${fromCommand} from the engine's command line (no context.json readable yet)` : null,
+    maxNote:
+      fromContext !== null && facts.contextIteration !== null && facts.contextIteration !== facts.newestIteration
+        ? `max ${fromContext} from iteration ${facts.contextIteration}'s context.json (iteration ${facts.newestIteration} has none readable yet)`
+        : fromCommand !== null
+          ? `max ${fromCommand} from the engine's command line (no context.json readable yet)`
+          : null,
   }
 }
 
@@ -1913,11 +2157,11 @@ function endedAt(state: State | null): number | null {
 }
 
 function lastActivity(state: State | null, tmux: TmuxSession | null): number | null {
-  const times = [
-    state?.started_at, state?.resumed_at, state?.iteration_started, state?.history?.at(-1)?.timestamp,
-  ].map(parseTime).filter((t): t is number => t !== null)
+  const times = [state?.started_at, state?.resumed_at, state?.iteration_started, state?.history?.at(-1)?.timestamp]
+    .map(parseTime)
+    .filter((t): t is number => t !== null)
   // The tmux session's birth says nothing about iterations; it stands in only when the files say nothing.
-  return times.length ? largest(times) : tmux?.createdMs ?? null
+  return times.length ? largest(times) : (tmux?.createdMs ?? null)
 }
 
 function describeSession(facts: SessionFacts, now: number, options: { graceMs?: number } = {}): SessionRow {
@@ -1930,7 +2174,7 @@ function describeSession(facts: SessionFacts, now: number, options: { graceMs?: 
   const live = liveness !== 'ended'
   const lastSeen = lastActivity(state, facts.tmux)
   const lock = facts.lock
-  const errorMessage = typeof state?.error === 'string' ? state.error : state?.error?.message ?? null
+  const errorMessage = typeof state?.error === 'string' ? state.error : (state?.error?.message ?? null)
   return {
     name: facts.name,
     health: verdict.health,
@@ -1951,7 +2195,7 @@ function describeSession(facts: SessionFacts, now: number, options: { graceMs?: 
     ended_at: isoOrNull(ended),
     last_activity_at: isoOrNull(lastSeen),
     // Until now while alive; until its end, or its last sign of life when it stopped without one.
-    runtime_seconds: started === null ? null : Math.max(0, Math.round(((live ? now : ended ?? lastSeen ?? now) - started) / 1000)),
+    runtime_seconds: started === null ? null : Math.max(0, Math.round(((live ? now : (ended ?? lastSeen ?? now)) - started) / 1000)),
     tmux: facts.tmux && {
       session: facts.tmux.tmuxName,
       pane_pid: facts.tmux.panePid,
@@ -1960,15 +2204,18 @@ function describeSession(facts: SessionFacts, now: number, options: { graceMs?: 
       attached: facts.tmux.attached,
       created_at: isoOrNull(facts.tmux.createdMs),
     },
-    lock: lock.kind === 'missing' ? null : {
-      file: relative(facts.root, lock.path),
-      pid: lock.kind === 'ok' ? lock.value.pid : null,
-      alive: lock.kind === 'ok' ? facts.engine?.alive ?? false : null,
-      genuine: lock.kind === 'ok' ? Boolean(facts.engine?.proof) : null,
-      proof: facts.engine?.proof ?? null,
-      started_at: lock.kind === 'ok' ? lock.value.started_at ?? null : null,
-      problem: lock.kind === 'corrupt' ? lock.problem : null,
-    },
+    lock:
+      lock.kind === 'missing'
+        ? null
+        : {
+            file: relative(facts.root, lock.path),
+            pid: lock.kind === 'ok' ? lock.value.pid : null,
+            alive: lock.kind === 'ok' ? (facts.engine?.alive ?? false) : null,
+            genuine: lock.kind === 'ok' ? Boolean(facts.engine?.proof) : null,
+            proof: facts.engine?.proof ?? null,
+            started_at: lock.kind === 'ok' ? (lock.value.started_at ?? null) : null,
+            problem: lock.kind === 'corrupt' ? lock.problem : null,
+          },
     state_file: facts.state.kind === 'missing' ? null : relative(facts.root, facts.state.path),
     run_dir: facts.runDirExists ? relative(facts.root, sessionPaths(facts.root, facts.name).runDir) : null,
     resumable: verdict.resumable,
@@ -2015,7 +2262,12 @@ function sessionFactsFor(name: string, options: CommonOptions) {
 // A ralph session works its queue of beads labelled pipeline/NAME until none is left. Where bd is not on
 // the PATH, none of this shows and nothing fails.
 
-interface Bead { id: string; title: string | null; status: string; labels: string[] }
+interface Bead {
+  id: string
+  title: string | null
+  status: string
+  labels: string[]
+}
 
 const BeadSchema = z.looseObject({ id: z.string(), title: str, status: z.string(), labels: z.array(z.string()).nullish() })
 
@@ -2031,7 +2283,9 @@ function findBd(env: NodeJS.ProcessEnv = process.env): string | null {
     try {
       const st = statSync(file)
       if (st.isFile() && st.mode & 0o111) return file
-    } catch { /* not here */ }
+    } catch {
+      /* not here */
+    }
   }
   return null
 }
@@ -2055,7 +2309,12 @@ async function readBeads(kind: 'list' | 'ready', label?: string, env?: NodeJS.Pr
   }
 }
 
-interface BeadsSummary { done: number; in_progress: string[]; ready: string[]; remaining: number }
+interface BeadsSummary {
+  done: number
+  in_progress: string[]
+  ready: string[]
+  remaining: number
+}
 
 /** A session's beads: done, in progress and ready (null without bd). */
 async function sessionBeads(name: string, env?: NodeJS.ProcessEnv): Promise<BeadsSummary | null> {
@@ -2114,7 +2373,10 @@ interface ListOptions extends CommonOptions {
   stallMinutes?: number
 }
 
-interface NextAction { command: string; why: string }
+interface NextAction {
+  command: string
+  why: string
+}
 
 interface ListResult {
   project: string
@@ -2123,7 +2385,14 @@ interface ListResult {
   warnings: ListWarning[]
   next: NextAction[]
   /** Only with `all`: pipeline sessions of other projects on the same tmux server. */
-  other_projects?: { name: string; tmux_session: string; directory: string; created_at: string | null; attached: number; pane_dead: boolean }[]
+  other_projects?: {
+    name: string
+    tmux_session: string
+    directory: string
+    created_at: string | null
+    attached: number
+    pane_dead: boolean
+  }[]
 }
 
 function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
@@ -2181,7 +2450,9 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
   const project = await mapProject(options, (facts) => describeSession(facts, now, { graceMs: startGraceMs(options) }))
   const remaining = await beadsRemainingBySession(project.sessions, options.env)
-  const sessions = remaining ? project.sessions.map((row) => ({ ...row, beads_remaining: remaining.get(row.name) ?? null })) : project.sessions
+  const sessions = remaining
+    ? project.sessions.map((row) => ({ ...row, beads_remaining: remaining.get(row.name) ?? null }))
+    : project.sessions
   const result: ListResult = {
     project: project.root,
     sessions,
@@ -2233,7 +2504,14 @@ interface StatusResult extends SessionRow {
   project: string
   completion_reason: string | null
   error_detail: { type: string | null; message: string | null; timestamp: string | null } | null
-  files: { state: string | null; progress: string | null; run_dir: string | null; lock: string | null; events: string | null; plan: string | null }
+  files: {
+    state: string | null
+    progress: string | null
+    run_dir: string | null
+    lock: string | null
+    events: string | null
+    plan: string | null
+  }
   recent_iterations: IterationSummary[]
   /** The iteration under way, when the state says one has started and not finished. */
   current_iteration: { iteration: number | null; started_at: string } | null
@@ -2267,62 +2545,80 @@ function iterationDirOf(runDir: string, entries: string[], stage: string | null,
 
 async function readProviders(runDir: string, entries: string[]): Promise<ProviderSummary[]> {
   const blocks = entries.filter((entry) => entry.startsWith('parallel-')).sort()
-  const perBlock = await Promise.all(blocks.map(async (block) => {
-    const providersDir = path.join(runDir, block, 'providers')
-    const [providers, manifest] = await Promise.all([
-      listDir(providersDir),
-      readJsonFile(path.join(runDir, block, 'manifest.json'), ManifestSchema),
-    ])
-    // manifest.json is written only once every provider has completed.
-    const blockCompletedAt = manifest.kind === 'ok' ? manifest.value.completed_at ?? null : null
-    return Promise.all(providers.sort().map(async (provider): Promise<ProviderSummary> => {
-      const dir = path.join(providersDir, provider)
-      const [read, entries] = await Promise.all([readJsonFile(path.join(dir, 'state.json'), ProviderStateSchema), listDir(dir)])
-      const value = read.kind === 'ok' ? read.value : null
-      const lastStage = entries.filter((entry) => /^stage-\d+-/.test(entry)).sort().at(-1)
-      const lastIteration = lastStage ? await newestIterationOf(path.join(dir, lastStage)) : null
-      const outcome = lastStage && lastIteration !== null ? await readIterationOutcome(iterationDir(path.join(dir, lastStage), lastIteration)) : null
-      const providers = manifest.kind === 'ok' ? manifest.value.providers : null
-      // A folder name is never used as a key of what a file holds, unless the file has that key itself.
-      const fromManifest = providers && Object.hasOwn(providers, provider) ? providers[provider] : undefined
-      const stages = value?.stages?.length
-        ? value.stages.map((s) => ({ name: s.name ?? null, iterations: s.iterations ?? null, termination_reason: s.termination_reason ?? null }))
-        : Object.entries(fromManifest ?? {}).map(([name, s]) => ({ name, iterations: s.iterations ?? null, termination_reason: s.termination_reason ?? null }))
-      return {
-        block,
-        block_completed_at: blockCompletedAt,
-        provider,
-        status: value?.status ?? (fromManifest ? 'complete' : null),
-        current_stage_name: value?.current_stage_name ?? null,
-        iteration: value?.iteration ?? null,
-        iteration_completed: value?.iteration_completed ?? null,
-        stages,
-        last_summary: outcome?.summary ?? null,
-        error: typeof value?.error === 'string' ? value.error : value?.error?.message ?? null,
-        problem: read.kind === 'corrupt' ? read.problem : read.kind === 'missing' ? 'state.json: missing' : null,
-      }
-    }))
-  }))
+  const perBlock = await Promise.all(
+    blocks.map(async (block) => {
+      const providersDir = path.join(runDir, block, 'providers')
+      const [providers, manifest] = await Promise.all([
+        listDir(providersDir),
+        readJsonFile(path.join(runDir, block, 'manifest.json'), ManifestSchema),
+      ])
+      // manifest.json is written only once every provider has completed.
+      const blockCompletedAt = manifest.kind === 'ok' ? (manifest.value.completed_at ?? null) : null
+      return Promise.all(
+        providers.sort().map(async (provider): Promise<ProviderSummary> => {
+          const dir = path.join(providersDir, provider)
+          const [read, entries] = await Promise.all([readJsonFile(path.join(dir, 'state.json'), ProviderStateSchema), listDir(dir)])
+          const value = read.kind === 'ok' ? read.value : null
+          const lastStage = entries
+            .filter((entry) => /^stage-\d+-/.test(entry))
+            .sort()
+            .at(-1)
+          const lastIteration = lastStage ? await newestIterationOf(path.join(dir, lastStage)) : null
+          const outcome =
+            lastStage && lastIteration !== null ? await readIterationOutcome(iterationDir(path.join(dir, lastStage), lastIteration)) : null
+          const providers = manifest.kind === 'ok' ? manifest.value.providers : null
+          // A folder name is never used as a key of what a file holds, unless the file has that key itself.
+          const fromManifest = providers && Object.hasOwn(providers, provider) ? providers[provider] : undefined
+          const stages = value?.stages?.length
+            ? value.stages.map((s) => ({
+                name: s.name ?? null,
+                iterations: s.iterations ?? null,
+                termination_reason: s.termination_reason ?? null,
+              }))
+            : Object.entries(fromManifest ?? {}).map(([name, s]) => ({
+                name,
+                iterations: s.iterations ?? null,
+                termination_reason: s.termination_reason ?? null,
+              }))
+          return {
+            block,
+            block_completed_at: blockCompletedAt,
+            provider,
+            status: value?.status ?? (fromManifest ? 'complete' : null),
+            current_stage_name: value?.current_stage_name ?? null,
+            iteration: value?.iteration ?? null,
+            iteration_completed: value?.iteration_completed ?? null,
+            stages,
+            last_summary: outcome?.summary ?? null,
+            error: typeof value?.error === 'string' ? value.error : (value?.error?.message ?? null),
+            problem: read.kind === 'corrupt' ? read.problem : read.kind === 'missing' ? 'state.json: missing' : null,
+          }
+        }),
+      )
+    }),
+  )
   return perBlock.flat()
 }
 
 /** The last iterations, newest first; a summary missing from history is taken from the iteration's own files. */
 async function recentIterations(state: State | null, runDir: string, entries: string[]): Promise<IterationSummary[]> {
   const recent = (state?.history ?? []).slice(-RECENT_ITERATIONS).reverse()
-  return Promise.all(recent.map(async (entry) => {
-    const stage = entry.stage ?? null
-    const iteration = entry.iteration ?? null
-    const dir = entry.summary == null ? iterationDirOf(runDir, entries, stage, iteration) : null
-    const outcome = dir ? await readIterationOutcome(dir) : null
-    return {
-      iteration,
-      stage,
-      timestamp: entry.timestamp ?? null,
-      decision: entry.decision ?? outcome?.decision ?? null,
-      summary: entry.summary ?? outcome?.summary ?? null,
-      reason: entry.reason ?? null,
-    }
-  }))
+  return Promise.all(
+    recent.map(async (entry) => {
+      const stage = entry.stage ?? null
+      const iteration = entry.iteration ?? null
+      const dir = entry.summary == null ? iterationDirOf(runDir, entries, stage, iteration) : null
+      const outcome = dir ? await readIterationOutcome(dir) : null
+      return {
+        iteration,
+        stage,
+        timestamp: entry.timestamp ?? null,
+        decision: entry.decision ?? outcome?.decision ?? null,
+        summary: entry.summary ?? outcome?.summary ?? null,
+        reason: entry.reason ?? null,
+      }
+    }),
+  )
 }
 
 function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[] {
@@ -2347,11 +2643,15 @@ function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[]
       if (row.resume_command) {
         next.push({ command: row.resume_command, why: `resume from iteration ${row.resume_from ?? '?'}` })
       }
-      if (row.health === 'crashed' || row.health === 'zombie') next.push({ command: `${SELF} cleanup`, why: 'repair its stale lock and state (a resume does not need it)' })
+      if (row.health === 'crashed' || row.health === 'zombie')
+        next.push({ command: `${SELF} cleanup`, why: 'repair its stale lock and state (a resume does not need it)' })
       if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read what it did' })
       break
     case 'corrupt':
-      next.push({ command: `less ${row.lock?.problem ? row.lock.file : row.state_file ?? row.run_dir ?? '.claude'}`, why: 'look at the file that cannot be read; this tool never changes it' })
+      next.push({
+        command: `less ${row.lock?.problem ? row.lock.file : (row.state_file ?? row.run_dir ?? '.claude')}`,
+        why: 'look at the file that cannot be read; this tool never changes it',
+      })
       break
     default:
       if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read what it did' })
@@ -2388,13 +2688,16 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
     project: root,
     ...row,
     completion_reason: state?.completion_reason ?? null,
-    error_detail: error == null ? null : typeof error === 'string'
-      ? { type: null, message: error, timestamp: null }
-      : { type: error.type ?? null, message: error.message ?? null, timestamp: error.timestamp ?? null },
+    error_detail:
+      error == null
+        ? null
+        : typeof error === 'string'
+          ? { type: null, message: error, timestamp: null }
+          : { type: error.type ?? null, message: error.message ?? null, timestamp: error.timestamp ?? null },
     files,
     recent_iterations: recent,
-    current_iteration: state?.iteration_started && live
-      ? { iteration: state.iteration ?? null, started_at: state.iteration_started } : null,
+    current_iteration:
+      state?.iteration_started && live ? { iteration: state.iteration ?? null, started_at: state.iteration_started } : null,
     providers,
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
     beads,
@@ -2413,7 +2716,9 @@ async function firstExisting(files: string[]): Promise<string | null> {
   for (const file of files) {
     try {
       if (statSync(file).isFile()) return file
-    } catch { /* try the next */ }
+    } catch {
+      /* try the next */
+    }
   }
   return null
 }
@@ -2490,35 +2795,48 @@ function checkStartConflicts(request: StartRequest, row: SessionRow | null, fact
   }
   if (row.health === 'running' || row.health === 'starting') {
     const how = `attach with "${SELF} attach ${name}" or stop it with "${SELF} kill ${name}"`
-    if (request.force) throw new SessionsError(`session ${name} is ${row.health}: --force does not replace a live session; kill it first ("${SELF} kill ${name}")`)
+    if (request.force)
+      throw new SessionsError(
+        `session ${name} is ${row.health}: --force does not replace a live session; kill it first ("${SELF} kill ${name}")`,
+      )
     throw new SessionsError(`session ${name} is already ${row.health} (${row.why}): ${how}`)
   }
   if (facts.tmux) {
-    throw new SessionsError(`tmux session ${facts.tmux.tmuxName} already exists (${row.health}: ${row.why}): remove it with "${SELF} kill ${name}", then start again`)
+    throw new SessionsError(
+      `tmux session ${facts.tmux.tmuxName} already exists (${row.health}: ${row.why}): remove it with "${SELF} kill ${name}", then start again`,
+    )
   }
   if (request.force) {
     if (facts.lock.kind === 'corrupt') {
-      throw new SessionsError(`cannot replace ${name}: its lock cannot be read (${facts.lock.problem}), so nothing tells whether an engine holds it; look at ${relative(facts.root, facts.lock.path)}`)
+      throw new SessionsError(
+        `cannot replace ${name}: its lock cannot be read (${facts.lock.problem}), so nothing tells whether an engine holds it; look at ${relative(facts.root, facts.lock.path)}`,
+      )
     }
     return
   }
   if (request.resume) {
-    if (row.health === 'complete') throw new SessionsError(`session ${name} is complete: nothing to resume; start it afresh with --force (its run folder is kept)`)
+    if (row.health === 'complete')
+      throw new SessionsError(`session ${name} is complete: nothing to resume; start it afresh with --force (its run folder is kept)`)
     if (row.health === 'corrupt') throw new SessionsError(`cannot resume ${name}: ${row.why}`)
     return
   }
   const afresh = `start afresh with --force (the old run folder is kept as ${name}.replaced-<time>)`
   if (row.resumable) {
-    throw new SessionsError(`session ${name} is ${row.health} (${row.why}): resume it with "${row.resume_command ?? `${SELF} start … ${name} --resume`}", or ${afresh}`)
+    throw new SessionsError(
+      `session ${name} is ${row.health} (${row.why}): resume it with "${row.resume_command ?? `${SELF} start … ${name} --resume`}", or ${afresh}`,
+    )
   }
-  throw new SessionsError(`session ${name} already exists (${row.health}${row.health === 'corrupt' ? `: ${row.why}` : ''}): ${afresh}, or choose another name`)
+  throw new SessionsError(
+    `session ${name} already exists (${row.health}${row.health === 'corrupt' ? `: ${row.why}` : ''}): ${afresh}, or choose another name`,
+  )
 }
 
 /** The engine's command line: every option on it, since its launcher's environment variables get lost. */
 function engineCommand(runner: string, request: StartRequest, pipelineArg: string | null, max: number | null): string[] {
-  const args = pipelineArg !== null
-    ? ['pipeline', pipelineArg, request.name, ...(request.runs !== undefined ? [String(request.runs)] : [])]
-    : [request.type!, request.name, String(max)]
+  const args =
+    pipelineArg !== null
+      ? ['pipeline', pipelineArg, request.name, ...(request.runs !== undefined ? [String(request.runs)] : [])]
+      : [request.type!, request.name, String(max)]
   if (request.provider) args.push(`--provider=${request.provider}`)
   if (request.model) args.push(`--model=${request.model}`)
   if (request.context !== undefined) args.push(`--context=${request.context}`)
@@ -2537,15 +2855,21 @@ function replacedFolder(runDir: string): string {
   return candidate
 }
 
-async function planStart(request: StartRequest, options: StartOptions = {}): Promise<{ plan: StartPlan; facts: SessionFacts; row: SessionRow | null }> {
+async function planStart(
+  request: StartRequest,
+  options: StartOptions = {},
+): Promise<{ plan: StartPlan; facts: SessionFacts; row: SessionRow | null }> {
   const cwd = options.cwd ?? process.cwd()
   // A resume continues an existing session under the name the engine accepted; a new one needs a new name.
   if (request.resume) checkName(request.name)
   else checkNewName(request.name)
   if (!request.pipeline === !request.type) throw new UsageError('start needs a stage TYPE, or "pipeline FILE"')
-  if (request.max !== undefined && !(Number.isInteger(request.max) && request.max > 0)) throw new UsageError(`MAX must be a positive integer, got ${request.max}`)
-  if (request.runs !== undefined && !(Number.isInteger(request.runs) && request.runs > 0)) throw new UsageError(`RUNS must be a positive integer, got ${request.runs}`)
-  if (request.resume && request.force) throw new UsageError('--resume and --force exclude each other: continue the session, or start it afresh')
+  if (request.max !== undefined && !(Number.isInteger(request.max) && request.max > 0))
+    throw new UsageError(`MAX must be a positive integer, got ${request.max}`)
+  if (request.runs !== undefined && !(Number.isInteger(request.runs) && request.runs > 0))
+    throw new UsageError(`RUNS must be a positive integer, got ${request.runs}`)
+  if (request.resume && request.force)
+    throw new UsageError('--resume and --force exclude each other: continue the session, or start it afresh')
   const root = await findProjectRoot({ ...options, cwd })
   const runner = resolveRunner(root, options)
   let pipelineFile: string | null = null
@@ -2563,7 +2887,9 @@ async function planStart(request: StartRequest, options: StartOptions = {}): Pro
   checkStartConflicts(request, row, facts)
 
   // A resumed loop keeps its max unless a new one is given.
-  const max = request.type ? request.max ?? (request.resume ? row?.max_iterations ?? undefined : undefined) ?? DEFAULTS.maxIterations : null
+  const max = request.type
+    ? (request.max ?? (request.resume ? (row?.max_iterations ?? undefined) : undefined) ?? DEFAULTS.maxIterations)
+    : null
   const pipelineArg = pipelineFile && pathForEngine(pipelineFile, root)
   const plan: StartPlan = {
     project: root,
@@ -2586,7 +2912,8 @@ async function planStart(request: StartRequest, options: StartOptions = {}): Pro
   }
   if (request.type === 'ralph') {
     const ready = await readBeads('ready', beadsLabel(request.name), options.env)
-    if (ready && !ready.length) plan.warnings.push(`no ready beads labelled ${beadsLabel(request.name)}: ralph will find its queue empty and stop`)
+    if (ready && !ready.length)
+      plan.warnings.push(`no ready beads labelled ${beadsLabel(request.name)}: ralph will find its queue empty and stop`)
   }
   return { plan, facts, row }
 }
@@ -2596,8 +2923,9 @@ async function planStart(request: StartRequest, options: StartOptions = {}): Pro
  * and without any session tag the caller inherited: the engine's own tag is set by its launcher (engineWrapper).
  */
 function engineEnvironment(env: NodeJS.ProcessEnv = process.env): [string, string][] {
-  return Object.entries(env)
-    .filter((entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && entry[0] !== SESSION_TAG)
+  return Object.entries(env).filter(
+    (entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && entry[0] !== SESSION_TAG,
+  )
 }
 
 /**
@@ -2610,18 +2938,30 @@ async function start(request: StartRequest, options: StartOptions = {}): Promise
   // One start of a name at a time, from before its checks to its verified end: two `start --force` of one
   // name would move each other's fresh run folders aside.
   const lock = path.join(root, '.claude', `sessions-start-${checkName(request.name)}.lock`)
-  return withToolLock(root, lock, () => new SessionsError(`another start of ${request.name} is under way`), () => startLocked(request, options))
+  return withToolLock(
+    root,
+    lock,
+    () => new SessionsError(`another start of ${request.name} is under way`),
+    () => startLocked(request, options),
+  )
 }
 
 /** What a start made, so that a start that fails at any step removes exactly that and nothing else. */
-interface Made { folders: string[]; tmuxName: string | null }
+interface Made {
+  folders: string[]
+  tmuxName: string | null
+}
 
 async function undoStart(made: Made, root: string, runDir: string, options: TmuxOptions): Promise<void> {
   if (made.tmuxName) await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(made.tmuxName))
   // The run folder only if this start made it and nothing but the copy of its output is in it.
   if (made.folders.includes(runDir) && (await listDir(runDir)).every((entry) => entry === OUTPUT_LOG)) removeFolderInside(root, runDir)
   for (const folder of made.folders.filter((f) => f !== runDir).reverse()) {
-    try { rmdirSync(folder) } catch { /* not empty: something else lives there now */ }
+    try {
+      rmdirSync(folder)
+    } catch {
+      /* not empty: something else lives there now */
+    }
   }
 }
 
@@ -2675,40 +3015,67 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
   await tmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
   made.tmuxName = tmuxName
   const pane = tmuxTarget.pane(tmuxName)
-  await tmux(options,
+  await tmux(
+    options,
     // Marks that keep it this session's across a rename (ownTmuxSessions).
-    'set-option', '-t', pane, '@sessions-run', paths.runDir, ';',
-    'set-option', '-t', pane, '@sessions-project', root, ';',
-    'set-option', '-w', '-t', pane, 'remain-on-exit', 'on', ';',
-    'pipe-pane', '-o', '-t', pane, tmuxLiteral(appendCommand(log)))
+    'set-option',
+    '-t',
+    pane,
+    '@sessions-run',
+    paths.runDir,
+    ';',
+    'set-option',
+    '-t',
+    pane,
+    '@sessions-project',
+    root,
+    ';',
+    'set-option',
+    '-w',
+    '-t',
+    pane,
+    'remain-on-exit',
+    'on',
+    ';',
+    'pipe-pane',
+    '-o',
+    '-t',
+    pane,
+    tmuxLiteral(appendCommand(log)),
+  )
   const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(options.env))
   await tmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
 
   // Verify: the engine holds the lock (proven) and has written its state as running for this run (a resume
   // sets a new resumed_at), or the pane died first.
   options.onWaiting?.()
-  const resumedBefore = facts.state.kind === 'ok' ? facts.state.value.resumed_at ?? null : null
+  const resumedBefore = facts.state.kind === 'ok' ? (facts.state.value.resumed_at ?? null) : null
   const waitSeconds = options.waitStartSeconds ?? DEFAULTS.waitStartSeconds
-  const engine = await pollFor(async () => {
-    const paneNow = await paneState(options, tmuxName)
-    const now = await gatherSession(plan.name, root, null)
-    const stateNow = now.state.kind === 'ok' ? now.state.value : null
-    const stateWritten = stateNow?.status === 'running' && (!plan.resume || (stateNow.resumed_at ?? null) !== resumedBefore)
-    if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten) return now.lock.value.pid
-    if (!paneNow.exists || paneNow.dead) {
-      // What it printed; then the start is undone like any failed start (startLocked).
-      const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
-      const { output, status } = splitEngineExit(captured)
-      const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
-      throw new StartError(`the engine of ${plan.name} ended before it took its lock (${how})`, output.slice(-20))
-    }
-    return false
-  }, { intervalMs: 100, timeoutMs: waitSeconds * 1000 })
+  const engine = await pollFor(
+    async () => {
+      const paneNow = await paneState(options, tmuxName)
+      const now = await gatherSession(plan.name, root, null)
+      const stateNow = now.state.kind === 'ok' ? now.state.value : null
+      const stateWritten = stateNow?.status === 'running' && (!plan.resume || (stateNow.resumed_at ?? null) !== resumedBefore)
+      if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten) return now.lock.value.pid
+      if (!paneNow.exists || paneNow.dead) {
+        // What it printed; then the start is undone like any failed start (startLocked).
+        const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
+        const { output, status } = splitEngineExit(captured)
+        const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
+        throw new StartError(`the engine of ${plan.name} ended before it took its lock (${how})`, output.slice(-20))
+      }
+      return false
+    },
+    { intervalMs: 100, timeoutMs: waitSeconds * 1000 },
+  )
   if (engine === null) {
     // The engine may only be slow: what runs is left for the user to look at, not undone.
     made.tmuxName = null
     made.folders = []
-    throw new SessionsError(`the engine of ${plan.name} has not taken its lock and written its state after ${waitSeconds}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`)
+    throw new SessionsError(
+      `the engine of ${plan.name} has not taken its lock and written its state after ${waitSeconds}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`,
+    )
   }
   // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
   // An engine that already ended (a short run) left a dead pane behind while remain-on-exit was on.
@@ -2739,8 +3106,15 @@ const ENGINE_EXIT_LINE = /^\[sessions\] the engine exited with status (\d+)$/
  */
 function engineWrapper(command: string[], runDir: string): string[] {
   return [
-    'sh', '-c', '"$@"; status=$?; printf \'\\n[sessions] the engine exited with status %s\\n\' "$status"; exit "$status"', 'sessions-engine',
-    'sh', '-c', `${SESSION_TAG}="$0:$$"; export ${SESSION_TAG}; exec "$@"`, runDir, ...command,
+    'sh',
+    '-c',
+    '"$@"; status=$?; printf \'\\n[sessions] the engine exited with status %s\\n\' "$status"; exit "$status"',
+    'sessions-engine',
+    'sh',
+    '-c',
+    `${SESSION_TAG}="$0:$$"; export ${SESSION_TAG}; exec "$@"`,
+    runDir,
+    ...command,
   ]
 }
 
@@ -2762,7 +3136,9 @@ async function keepPaneOutput(options: TmuxOptions, facts: SessionFacts): Promis
   if (lines?.length) {
     try {
       createFileInside(facts.root, log, `${lines.join('\n')}\n`)
-    } catch { /* a run folder we may not write through: the pane's text is not kept */ }
+    } catch {
+      /* a run folder we may not write through: the pane's text is not kept */
+    }
   }
 }
 
@@ -2799,11 +3175,21 @@ interface KillReport {
   state_refused?: string
 }
 
-
 async function killOne(name: string, options: KillOptions, all: TmuxSession[], root: string): Promise<KillReport> {
   const report: KillReport = {
-    name, outcome: 'killed', reason: null, health_before: null, tmux_session: null, terminated: [], force_killed: [],
-    tmux_removed: false, lock_removed: false, state_marked: false, state_status: null, beads_reopened: [], resume_command: null,
+    name,
+    outcome: 'killed',
+    reason: null,
+    health_before: null,
+    tmux_session: null,
+    terminated: [],
+    force_killed: [],
+    tmux_removed: false,
+    lock_removed: false,
+    state_marked: false,
+    state_status: null,
+    beads_reopened: [],
+    resume_command: null,
   }
   const { own, foreign } = ownTmuxSessions(all, root)
   let projectRoot = root
@@ -2813,7 +3199,11 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     const theirs = foreign.find((session) => session.name === name)
     if (!theirs) return { ...report, outcome: 'not_found', reason: sessionNotFound(name, root, await sessionNames(root, own)).message }
     if (!options.force) {
-      return { ...report, outcome: 'refused', reason: `${theirs.tmuxName} belongs to another project (${theirs.directory}); not killed (--force kills it anyway)` }
+      return {
+        ...report,
+        outcome: 'refused',
+        reason: `${theirs.tmuxName} belongs to another project (${theirs.directory}); not killed (--force kills it anyway)`,
+      }
     }
     projectRoot = await findProjectRoot({ cwd: theirs.directory }).catch(() => theirs.directory)
     tmux = theirs
@@ -2824,12 +3214,15 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts))
   if (facts.paneEngine && facts.paneEngine.session !== name) {
     const theirs = facts.paneEngine.session
-    return { ...report, outcome: 'refused', reason: `tmux session ${facts.tmux?.tmuxName} runs the engine of ${theirs ?? 'another session'} (PID ${facts.paneEngine.pid}), not ${name}'s; not killed${theirs ? ` (kill ${theirs} instead)` : ''}` }
+    return {
+      ...report,
+      outcome: 'refused',
+      reason: `tmux session ${facts.tmux?.tmuxName} runs the engine of ${theirs ?? 'another session'} (PID ${facts.paneEngine.pid}), not ${name}'s; not killed${theirs ? ` (kill ${theirs} instead)` : ''}`,
+    }
   }
-  const enginePid = facts.engine?.proof ? facts.engine.pid : facts.paneEngine?.pid ?? null
+  const enginePid = facts.engine?.proof ? facts.engine.pid : (facts.paneEngine?.pid ?? null)
   const paneLive = Boolean(facts.tmux && !facts.tmux.paneDead && facts.tmux.panePid)
   if (enginePid === null && !facts.tmux) return { ...report, outcome: 'not_running', reason: row.why }
-
 
   // Only the engine (proven), the pane's process, and what runs below them.
   const roots = [
@@ -2848,7 +3241,9 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     await keepPaneOutput(options, facts)
     // The session may be closing by itself as its last process ends: what counts is that it is gone.
     await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-    report.tmux_removed = Boolean(await pollFor(async () => !(await paneState(options, tmuxName)).exists, { intervalMs: 50, timeoutMs: 1000 }))
+    report.tmux_removed = Boolean(
+      await pollFor(async () => !(await paneState(options, tmuxName)).exists, { intervalMs: 50, timeoutMs: 1000 }),
+    )
   }
 
   // The lock goes only if its PID is dead and the file still names that PID.
@@ -2865,7 +3260,8 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   if (facts.state.kind === 'ok') {
     try {
       report.state_marked = await updateStateFile(projectRoot, facts.state.path, (raw, state) =>
-        stateHasEnded(state) ? null : { ...raw, status: 'killed', killed_at: isoOrNull(Date.now()) })
+        stateHasEnded(state) ? null : { ...raw, status: 'killed', killed_at: isoOrNull(Date.now()) },
+      )
     } catch (error) {
       if (!(error instanceof UnsafePathError)) throw error
       report.state_refused = error.message
@@ -2918,7 +3314,14 @@ interface CleanupProblem {
   done: FixDone | null
 }
 
-interface FixDone { tmux_removed?: string; stopped?: number[]; force_killed?: number[]; lock_removed?: string; state_marked?: string; beads_reopened?: string[] }
+interface FixDone {
+  tmux_removed?: string
+  stopped?: number[]
+  force_killed?: number[]
+  lock_removed?: string
+  state_marked?: string
+  beads_reopened?: string[]
+}
 
 interface CleanupScan {
   project: string
@@ -2961,12 +3364,31 @@ function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[])
   // The last sign of life: its last finished iteration, else its last activity (the renderer says how long ago).
   const last = facts.state.kind === 'ok' ? facts.state.value.history?.at(-1) : undefined
   const finished = parseTime(last?.timestamp)
-  const sign = { last_iteration: finished !== null ? last?.iteration ?? null : null, last_activity_at: finished !== null ? isoOrNull(finished) : row.last_activity_at }
+  const sign = {
+    last_iteration: finished !== null ? (last?.iteration ?? null) : null,
+    last_activity_at: finished !== null ? isoOrNull(finished) : row.last_activity_at,
+  }
   const add = (kind: ProblemKind, problem: CleanupProblem['problem'], evidence: string, since: number | null = null) =>
-    problems.push({ name: facts.name, kind, problem, evidence, since: isoOrNull(since), ...sign, fixed: null, outcome: null, reason: null, done: null })
+    problems.push({
+      name: facts.name,
+      kind,
+      problem,
+      evidence,
+      since: isoOrNull(since),
+      ...sign,
+      fixed: null,
+      outcome: null,
+      reason: null,
+      done: null,
+    })
   if (livenessOf(row.health) === 'engine' || row.health === 'corrupt') return problems
   if (facts.tmux && !facts.tmux.paneDead && row.health === 'orphaned') {
-    add('tmux', 'orphaned_tmux', `tmux session ${facts.tmux.tmuxName} has no engine behind it (pane PID ${facts.tmux.panePid ?? '?'})`, facts.tmux.createdMs)
+    add(
+      'tmux',
+      'orphaned_tmux',
+      `tmux session ${facts.tmux.tmuxName} has no engine behind it (pane PID ${facts.tmux.panePid ?? '?'})`,
+      facts.tmux.createdMs,
+    )
   }
   if (facts.tmux?.paneDead) {
     add('tmux', 'dead_pane', `tmux session ${facts.tmux.tmuxName} has a dead pane (exit status ${facts.tmux.paneDeadStatus ?? 'unknown'})`)
@@ -2974,7 +3396,11 @@ function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[])
   const below = new Set(facts.tmux && !facts.tmux.paneDead ? [facts.tmux.panePid] : [])
   const leftover = tagged.filter((pid) => !below.has(pid))
   if (leftover.length) {
-    add('tmux', 'leftover_processes', `${leftover.length} process${leftover.length === 1 ? '' : 'es'} of the session still running without its engine (PID ${leftover.join(', ')})`)
+    add(
+      'tmux',
+      'leftover_processes',
+      `${leftover.length} process${leftover.length === 1 ? '' : 'es'} of the session still running without its engine (PID ${leftover.join(', ')})`,
+    )
   }
   if (facts.lock.kind === 'ok') {
     const pid = facts.lock.value.pid
@@ -2982,7 +3408,11 @@ function sessionProblems(facts: SessionFacts, row: SessionRow, tagged: number[])
     problems[problems.length - 1].pid = pid
   }
   if (facts.state.kind === 'ok' && facts.state.value.status === 'running') {
-    add('state', 'zombie_state', `state says running, but ${row.health === 'orphaned' ? 'only a tmux session without an engine is left' : 'nothing is alive'}`)
+    add(
+      'state',
+      'zombie_state',
+      `state says running, but ${row.health === 'orphaned' ? 'only a tmux session without an engine is left' : 'nothing is alive'}`,
+    )
   }
   return problems
 }
@@ -2991,7 +3421,11 @@ async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
   const now = Date.now()
   const [project, tagged] = await Promise.all([gatherProject(options), taggedProcesses()])
   const scan: CleanupScan = {
-    project: project.root, problems: [], corrupt: [], healthy: [], resumable: [],
+    project: project.root,
+    problems: [],
+    corrupt: [],
+    healthy: [],
+    resumable: [],
     other_projects: project.foreign.map((s) => ({ name: s.name, tmux_session: s.tmuxName, directory: s.directory })),
   }
   for (const facts of project.sessions) {
@@ -3005,7 +3439,6 @@ async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
   }
   return scan
 }
-
 
 /** One fix: what it did, or null when there was nothing left to do. Throws LeftAlone when the facts changed. */
 async function fixProblem(problem: CleanupProblem, root: string, options: CleanupOptions): Promise<FixDone | null> {
@@ -3042,7 +3475,8 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
     case 'zombie_state': {
       if (facts.tmux && !facts.tmux.paneDead) throw new LeftAlone('its tmux session is still alive')
       const marked = await updateStateFile(root, paths.state, (raw, state) =>
-        state.status === 'running' ? { ...raw, status: 'unknown_termination', terminated_at: isoOrNull(Date.now()) } : null)
+        state.status === 'running' ? { ...raw, status: 'unknown_termination', terminated_at: isoOrNull(Date.now()) } : null,
+      )
       return marked ? { state_marked: 'unknown_termination' } : null
     }
   }
@@ -3098,7 +3532,9 @@ async function cleanup(options: CleanupOptions = {}): Promise<CleanupResult> {
 }
 
 async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['mode'], options: CommonOptions = {}): Promise<CleanupResult> {
-  const fixed = Object.fromEntries(PROBLEM_KINDS.map((kind) => [kind, scan.problems.filter((p) => p.kind === kind && p.fixed).length])) as Record<ProblemKind, number>
+  const fixed = Object.fromEntries(
+    PROBLEM_KINDS.map((kind) => [kind, scan.problems.filter((p) => p.kind === kind && p.fixed).length]),
+  ) as Record<ProblemKind, number>
   // What can be resumed: after repairs, as it stands now; otherwise nothing changed since the scan.
   const resumable = mode === 'fixed' ? (await scanCleanup(options)).resumable : scan.resumable
   const next: NextAction[] = []
@@ -3121,12 +3557,24 @@ interface ResumeOverrides {
 }
 
 /** How a session was started, from its own files: the stage type or pipeline file, max, provider, model. */
-async function howStarted(name: string, options: CommonOptions = {}): Promise<{ type: string | null; pipeline: string | null; max: number | null; provider: string | null; model: string | null; health: Health }> {
+async function howStarted(
+  name: string,
+  options: CommonOptions = {},
+): Promise<{
+  type: string | null
+  pipeline: string | null
+  max: number | null
+  provider: string | null
+  model: string | null
+  health: Health
+}> {
   const { root, facts, row } = await sessionFactsFor(name, options)
   const stage = describeStage(facts)
   // The engine records the provider and model of each stage and iteration in its events.
   const events = await readEventsTail(sessionPaths(root, name).events)
-  const chosen = events?.events.filter((e) => e.type === 'node_start' || e.type === 'iteration_start').at(-1)?.data as { provider?: unknown; model?: unknown } | undefined
+  const chosen = events?.events.filter((e) => e.type === 'node_start' || e.type === 'iteration_start').at(-1)?.data as
+    | { provider?: unknown; model?: unknown }
+    | undefined
   return {
     type: stage.mode === 'pipeline' ? null : stage.type,
     pipeline: stage.mode === 'pipeline' ? stage.pipelineFile : null,
@@ -3143,16 +3591,22 @@ async function howStarted(name: string, options: CommonOptions = {}): Promise<{ 
  */
 async function resume(name: string, overrides: ResumeOverrides = {}, options: StartOptions = {}): Promise<StartResult> {
   const how = await howStarted(checkName(name), options)
-  if (!how.type && !how.pipeline) throw new SessionsError(`cannot tell how ${name} was started (no stage type or pipeline file in its files); use "${SELF} start TYPE ${name} MAX --resume"`)
-  return start({
-    ...(how.pipeline ? { pipeline: how.pipeline } : { type: how.type!, max: overrides.max ?? how.max ?? undefined }),
-    name,
-    provider: overrides.provider ?? how.provider ?? undefined,
-    model: overrides.model ?? how.model ?? undefined,
-    context: overrides.context,
-    inputs: overrides.inputs,
-    resume: true,
-  }, options)
+  if (!how.type && !how.pipeline)
+    throw new SessionsError(
+      `cannot tell how ${name} was started (no stage type or pipeline file in its files); use "${SELF} start TYPE ${name} MAX --resume"`,
+    )
+  return start(
+    {
+      ...(how.pipeline ? { pipeline: how.pipeline } : { type: how.type!, max: overrides.max ?? how.max ?? undefined }),
+      name,
+      provider: overrides.provider ?? how.provider ?? undefined,
+      model: overrides.model ?? how.model ?? undefined,
+      context: overrides.context,
+      inputs: overrides.inputs,
+      resume: true,
+    },
+    options,
+  )
 }
 
 interface WaitOptions extends CommonOptions {
@@ -3187,12 +3641,19 @@ async function wait(names: string[], options: WaitOptions = {}): Promise<WaitRes
     const ended = rows.every((row) => livenessOf(row.health) !== 'engine')
     return { ended, all_complete: ended && rows.every((row) => row.health === 'complete'), timed_out: !ended, sessions: rows }
   }
-  const ended = await pollFor(async () => {
-    const rows = await look()
-    return result(rows).ended ? rows : false
-  }, { intervalMs: options.intervalMs ?? 1000, timeoutMs: options.timeoutSeconds !== undefined ? options.timeoutSeconds * 1000 : 2 ** 31 - 1, signal: options.signal })
+  const ended = await pollFor(
+    async () => {
+      const rows = await look()
+      return result(rows).ended ? rows : false
+    },
+    {
+      intervalMs: options.intervalMs ?? 1000,
+      timeoutMs: options.timeoutSeconds !== undefined ? options.timeoutSeconds * 1000 : 2 ** 31 - 1,
+      signal: options.signal,
+    },
+  )
   // Out of time: how they stand at the deadline.
-  return result(ended ?? await look())
+  return result(ended ?? (await look()))
 }
 
 // ───────────────────────── monitor ─────────────────────────
@@ -3240,7 +3701,11 @@ async function lastOutputLine(root: string, name: string): Promise<string | null
  * Streams new output until the session ends (returns how it ended) or `signal` aborts. Follows the kept
  * copy of the output where there is one, else the pane.
  */
-async function followOutput(name: string, write: (text: string) => void, options: CommonOptions & { intervalMs?: number; signal?: AbortSignal } = {}): Promise<SessionRow> {
+async function followOutput(
+  name: string,
+  write: (text: string) => void,
+  options: CommonOptions & { intervalMs?: number; signal?: AbortSignal } = {},
+): Promise<SessionRow> {
   const { root } = await sessionFactsFor(name, options)
   const log = path.join(sessionPaths(root, name).runDir, OUTPUT_LOG)
   let offset = existsSync(log) ? statSync(log).size : -1
@@ -3259,22 +3724,26 @@ async function followOutput(name: string, write: (text: string) => void, options
     const lines = facts.tmux ? await capturePane(options, facts.tmux.tmuxName, 2000) : null
     if (!lines) return
     if (previous) {
-      const fresh = lines.length >= previous.length && previous.every((line, i) => lines[i] === line)
-        ? lines.slice(previous.length)
-        : lines.slice(lines.lastIndexOf(previous[previous.length - 1] ?? '') + 1)
+      const fresh =
+        lines.length >= previous.length && previous.every((line, i) => lines[i] === line)
+          ? lines.slice(previous.length)
+          : lines.slice(lines.lastIndexOf(previous[previous.length - 1] ?? '') + 1)
       if (fresh.length) write(`${fresh.join('\n')}\n`)
     }
     previous = lines
   }
   try {
     // Until no engine runs it (as `wait` decides), then what it printed last.
-    return await poll(async () => {
-      await readNew()
-      const { row } = await sessionFactsFor(name, options)
-      if (livenessOf(row.health) === 'engine') return false
-      await readNew()
-      return row
-    }, { intervalMs: options.intervalMs ?? 500, signal: options.signal })
+    return await poll(
+      async () => {
+        await readNew()
+        const { row } = await sessionFactsFor(name, options)
+        if (livenessOf(row.health) === 'engine') return false
+        await readNew()
+        return row
+      },
+      { intervalMs: options.intervalMs ?? 500, signal: options.signal },
+    )
   } catch (error) {
     if (!options.signal?.aborted) throw error
     return (await sessionFactsFor(name, options)).row
@@ -3334,29 +3803,57 @@ async function attach(name: string, options: AttachOptions & { terminal?: boolea
  * What a renderer needs of the world, given, never read from it: the time, whether to use colour, and
  * the terminal's width (undefined: no limit). Renderers are pure: the same data and view, the same text.
  */
-interface View { now: number; color: boolean; width?: number }
+interface View {
+  now: number
+  color: boolean
+  width?: number
+}
 
 function plainView(now = Date.now()): View {
   return { now, color: false }
 }
 
 type Paint = (text: string) => string
-interface Palette { bold: Paint; dim: Paint; red: Paint; green: Paint; yellow: Paint; cyan: Paint; health: (health: string) => string }
+interface Palette {
+  bold: Paint
+  dim: Paint
+  red: Paint
+  green: Paint
+  yellow: Paint
+  cyan: Paint
+  health: (health: string) => string
+}
 
 const HEALTH_STYLE: Record<Health, 'green' | 'cyan' | 'yellow' | 'red' | null> = {
-  running: 'green', starting: 'cyan', orphaned: 'yellow', crashed: 'red', zombie: 'red',
-  complete: null, failed: 'red', killed: 'yellow', unknown_termination: 'yellow', paused: 'cyan', corrupt: 'red',
+  running: 'green',
+  starting: 'cyan',
+  orphaned: 'yellow',
+  crashed: 'red',
+  zombie: 'red',
+  complete: null,
+  failed: 'red',
+  killed: 'yellow',
+  unknown_termination: 'yellow',
+  paused: 'cyan',
+  corrupt: 'red',
 }
 
 /** Colours through Node's util.styleText, or none; a value that is not a health (from another host's JSON, say) stays plain. */
 function palette(color: boolean): Palette {
   // validateStream: false, since the view, not stdout, decides (Node 22.13+ would check stdout itself).
-  const paint = (format: Parameters<typeof styleText>[0]): Paint => (text) =>
-    color ? (styleText as (f: typeof format, t: string, o: object) => string)(format, text, { validateStream: false }) : text
+  const paint =
+    (format: Parameters<typeof styleText>[0]): Paint =>
+    (text) =>
+      color ? (styleText as (f: typeof format, t: string, o: object) => string)(format, text, { validateStream: false }) : text
   const [bold, dim, red, green, yellow, cyan] = (['bold', 'dim', 'red', 'green', 'yellow', 'cyan'] as const).map(paint)
   const byName = { green, cyan, yellow, red }
   return {
-    bold, dim, red, green, yellow, cyan,
+    bold,
+    dim,
+    red,
+    green,
+    yellow,
+    cyan,
     health: (health) => {
       const style = Object.hasOwn(HEALTH_STYLE, health) ? HEALTH_STYLE[health as Health] : null
       return style ? byName[style](health) : health
@@ -3389,7 +3886,11 @@ function table(p: Palette, header: string[], rows: string[][], fit?: { width: nu
     rows = rows.map((row) => row.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell)))
     header = header.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell))
   }
-  const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : pad(cell, widths[i]))).join('  ').trimEnd()
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : pad(cell, widths[i])))
+      .join('  ')
+      .trimEnd()
   return [p.dim(line(header)), ...rows.map(line)]
 }
 
@@ -3409,9 +3910,13 @@ function iterationCell(row: SessionRow): string {
 function timeCell(row: SessionRow, now: number): string {
   const since = (iso: string | null) => (iso ? formatDuration(now - Date.parse(iso)) : '?')
   switch (row.health) {
-    case 'running': case 'starting': case 'orphaned':
+    case 'running':
+    case 'starting':
+    case 'orphaned':
       return `up ${since(row.started_at)}`
-    case 'crashed': case 'zombie': case 'corrupt':
+    case 'crashed':
+    case 'zombie':
+    case 'corrupt':
       return row.last_activity_at ? `last seen ${since(row.last_activity_at)} ago` : '-'
     default:
       return row.ended_at ? `ended ${since(row.ended_at)} ago` : row.last_activity_at ? `last seen ${since(row.last_activity_at)} ago` : '-'
@@ -3419,7 +3924,9 @@ function timeCell(row: SessionRow, now: number): string {
 }
 
 function countsLine(counts: Partial<Record<Health, number>>): string {
-  return Object.entries(counts).map(([health, n]) => `${n} ${health.replace('_', ' ')}`).join(' · ')
+  return Object.entries(counts)
+    .map(([health, n]) => `${n} ${health.replace('_', ' ')}`)
+    .join(' · ')
 }
 
 function nextLines(p: Palette, next: NextAction[]): string[] {
@@ -3431,10 +3938,15 @@ function nextLines(p: Palette, next: NextAction[]): string[] {
 /** A warning of `list`, in words. */
 function warningWords(warning: ListWarning, now: number): string {
   switch (warning.kind) {
-    case 'stalled': return `${warning.session}: running, but no iteration has finished for ${formatDuration(now - Date.parse(warning.since ?? ''))} (iteration ${warning.iteration ?? '?'})`
-    case 'crashed': case 'zombie': return `${warning.session}: ${warning.kind} (${warning.why}); resume: ${warning.resume_command ?? 'its type and max are unknown'}`
-    case 'orphaned': return `${warning.session}: orphaned (${warning.why})`
-    case 'corrupt': return `${warning.session}: ${warning.why}`
+    case 'stalled':
+      return `${warning.session}: running, but no iteration has finished for ${formatDuration(now - Date.parse(warning.since ?? ''))} (iteration ${warning.iteration ?? '?'})`
+    case 'crashed':
+    case 'zombie':
+      return `${warning.session}: ${warning.kind} (${warning.why}); resume: ${warning.resume_command ?? 'its type and max are unknown'}`
+    case 'orphaned':
+      return `${warning.session}: orphaned (${warning.why})`
+    case 'corrupt':
+      return `${warning.session}: ${warning.why}`
   }
 }
 
@@ -3446,32 +3958,42 @@ function renderList(result: ListResult, view: View = plainView()): string {
     lines.push(`No pipeline sessions in ${result.project}.`)
   } else {
     lines.push(`${p.bold('Sessions')} in ${result.project}`, '')
-    lines.push(...table(p,
-      ['NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
-      result.sessions.map((row) => [
-        row.name, row.type ?? '?', stageCell(row), iterationCell(row),
-        p.health(row.health), timeCell(row, now),
-      ]),
-      // Widths fit the terminal: type, stage, time and iteration give way before the name.
-      { width: view.width, shrink: [1, 2, 5, 3] },
-    ))
+    lines.push(
+      ...table(
+        p,
+        ['NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
+        result.sessions.map((row) => [
+          row.name,
+          row.type ?? '?',
+          stageCell(row),
+          iterationCell(row),
+          p.health(row.health),
+          timeCell(row, now),
+        ]),
+        // Widths fit the terminal: type, stage, time and iteration give way before the name.
+        { width: view.width, shrink: [1, 2, 5, 3] },
+      ),
+    )
     lines.push('', countsLine(result.counts))
   }
   if (result.other_projects) {
     lines.push('', p.bold('Other projects on this tmux server:'))
     if (result.other_projects.length === 0) lines.push('  none')
     else {
-      lines.push(...table(p,
-        ['NAME', 'TMUX SESSION', 'DIRECTORY'],
-        result.other_projects.map((o) => [o.name, o.pane_dead ? `${o.tmux_session} (dead pane)` : o.tmux_session, o.directory]),
-      ).map((line) => `  ${line}`))
+      lines.push(
+        ...table(
+          p,
+          ['NAME', 'TMUX SESSION', 'DIRECTORY'],
+          result.other_projects.map((o) => [o.name, o.pane_dead ? `${o.tmux_session} (dead pane)` : o.tmux_session, o.directory]),
+        ).map((line) => `  ${line}`),
+      )
     }
   }
   if (result.warnings.length) {
     lines.push('', p.bold('Warnings:'), ...result.warnings.map((w) => `  ${p.yellow('!')} ${warningWords(w, now)}`))
   }
   lines.push(...nextLines(p, result.next))
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 function localTime(iso: string | null): string {
@@ -3493,93 +4015,163 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
   const now = view.now
   const lines = [`${p.bold(result.name)}: ${p.health(result.health)}  ${p.dim(result.why)}`]
   const ended = result.ended_at
-  lines.push(...section(p, 'Overview', [
-    ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : result.mode ?? 'unknown'],
-    ['started', result.started_at ? `${localTime(result.started_at)} (${formatDuration(now - Date.parse(result.started_at))} ago)` : null],
-    ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
-    ['runtime', result.runtime_seconds !== null ? formatDuration(result.runtime_seconds * 1000) : null],
-    ['ended', ended ? localTime(ended) : null],
-    ['last seen', !ended && livenessOf(result.health) === 'ended' && result.last_activity_at
-      ? `${localTime(result.last_activity_at)} (${formatDuration(now - Date.parse(result.last_activity_at))} ago)` : null],
-    ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
-    ['error', result.error_detail?.message
-      ? `${result.error_detail.message}${result.error_detail.type ? ` (${result.error_detail.type})` : ''}`
-      : null],
-  ]))
-  lines.push(...section(p, 'Progress', [
-    ['stage', result.stage_index !== null ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${result.stage_kind === 'parallel' ? ' (parallel block)' : ''}` : null],
-    ['iteration', result.stage_kind !== 'parallel' && (result.iteration !== null || result.max_iterations !== null)
-      ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}` : null],
-    ['running', result.current_iteration
-      ? `iteration ${result.current_iteration.iteration ?? '?'} for ${formatDuration(now - Date.parse(result.current_iteration.started_at))}` : null],
-    ['completed', result.stage_kind !== 'parallel' && result.iteration_completed !== null ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage` : null],
-    ['last event', result.last_event ? `${result.last_event.type} ${formatDuration(now - Date.parse(result.last_event.ts))} ago` : null],
-  ]))
+  lines.push(
+    ...section(p, 'Overview', [
+      ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : (result.mode ?? 'unknown')],
+      [
+        'started',
+        result.started_at ? `${localTime(result.started_at)} (${formatDuration(now - Date.parse(result.started_at))} ago)` : null,
+      ],
+      ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
+      ['runtime', result.runtime_seconds !== null ? formatDuration(result.runtime_seconds * 1000) : null],
+      ['ended', ended ? localTime(ended) : null],
+      [
+        'last seen',
+        !ended && livenessOf(result.health) === 'ended' && result.last_activity_at
+          ? `${localTime(result.last_activity_at)} (${formatDuration(now - Date.parse(result.last_activity_at))} ago)`
+          : null,
+      ],
+      ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
+      [
+        'error',
+        result.error_detail?.message
+          ? `${result.error_detail.message}${result.error_detail.type ? ` (${result.error_detail.type})` : ''}`
+          : null,
+      ],
+    ]),
+  )
+  lines.push(
+    ...section(p, 'Progress', [
+      [
+        'stage',
+        result.stage_index !== null
+          ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${result.stage_kind === 'parallel' ? ' (parallel block)' : ''}`
+          : null,
+      ],
+      [
+        'iteration',
+        result.stage_kind !== 'parallel' && (result.iteration !== null || result.max_iterations !== null)
+          ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}`
+          : null,
+      ],
+      [
+        'running',
+        result.current_iteration
+          ? `iteration ${result.current_iteration.iteration ?? '?'} for ${formatDuration(now - Date.parse(result.current_iteration.started_at))}`
+          : null,
+      ],
+      [
+        'completed',
+        result.stage_kind !== 'parallel' && result.iteration_completed !== null
+          ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage`
+          : null,
+      ],
+      ['last event', result.last_event ? `${result.last_event.type} ${formatDuration(now - Date.parse(result.last_event.ts))} ago` : null],
+    ]),
+  )
   const lock = result.lock
-  lines.push(...section(p, 'Resources', [
-    ['tmux', result.tmux
-      ? `${result.tmux.session} · pane PID ${result.tmux.pane_pid ?? '?'}${result.tmux.pane_dead ? ` · dead (exit ${result.tmux.exit_status ?? '?'})` : ''} · ${result.tmux.attached} attached`
-      : 'none'],
-    ['lock', !lock ? 'none' : lock.problem ? `corrupt: ${lock.problem}`
-      : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? lock.proof ? ` · the engine (${lock.proof === 'flock' ? 'kernel flock' : 'command line'})` : ' · not the engine' : ''} · since ${localTime(lock.started_at)}`],
-    ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
-  ]))
-  lines.push(...section(p, 'Files', [
-    ['state', result.files.state],
-    ['progress', result.files.progress],
-    ['run folder', result.files.run_dir],
-    ['lock', result.files.lock],
-    ['events', result.files.events],
-    ['plan', result.files.plan],
-  ]))
+  lines.push(
+    ...section(p, 'Resources', [
+      [
+        'tmux',
+        result.tmux
+          ? `${result.tmux.session} · pane PID ${result.tmux.pane_pid ?? '?'}${result.tmux.pane_dead ? ` · dead (exit ${result.tmux.exit_status ?? '?'})` : ''} · ${result.tmux.attached} attached`
+          : 'none',
+      ],
+      [
+        'lock',
+        !lock
+          ? 'none'
+          : lock.problem
+            ? `corrupt: ${lock.problem}`
+            : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? (lock.proof ? ` · the engine (${lock.proof === 'flock' ? 'kernel flock' : 'command line'})` : ' · not the engine') : ''} · since ${localTime(lock.started_at)}`,
+      ],
+      ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
+    ]),
+  )
+  lines.push(
+    ...section(p, 'Files', [
+      ['state', result.files.state],
+      ['progress', result.files.progress],
+      ['run folder', result.files.run_dir],
+      ['lock', result.files.lock],
+      ['events', result.files.events],
+      ['plan', result.files.plan],
+    ]),
+  )
   if (result.recent_iterations.length) {
     lines.push('', p.bold(result.recent_iterations.length === 1 ? 'Last iteration' : `Last ${result.recent_iterations.length} iterations`))
-    lines.push(...table(p, ['#', 'STAGE', 'DECISION', 'WHEN', 'SUMMARY'], result.recent_iterations.map((it) => [
-      String(it.iteration ?? '?'), it.stage ?? '?', it.decision ?? '-',
-      it.timestamp ? `${formatDuration(now - Date.parse(it.timestamp))} ago` : '?',
-      (it.summary ?? it.reason ?? '').split('\n')[0],
-    ])).map((line) => `  ${line}`))
+    lines.push(
+      ...table(
+        p,
+        ['#', 'STAGE', 'DECISION', 'WHEN', 'SUMMARY'],
+        result.recent_iterations.map((it) => [
+          String(it.iteration ?? '?'),
+          it.stage ?? '?',
+          it.decision ?? '-',
+          it.timestamp ? `${formatDuration(now - Date.parse(it.timestamp))} ago` : '?',
+          (it.summary ?? it.reason ?? '').split('\n')[0],
+        ]),
+      ).map((line) => `  ${line}`),
+    )
   }
   if (result.providers.length) {
     lines.push('', p.bold('Parallel providers'))
-    lines.push(...table(p, ['BLOCK', 'PROVIDER', 'STATUS', 'STAGES'], result.providers.map((p) => [
-      p.block, p.provider, p.problem ? `corrupt: ${p.problem}` : p.status ?? '?',
-      p.stages.length
-        ? p.stages.map((s) => `${s.name ?? '?'} ${s.iterations ?? '?'} it (${s.termination_reason ?? '?'})`).join(', ')
-        : p.current_stage_name ? `${p.current_stage_name} iteration ${p.iteration ?? '?'}` : '-',
-    ])).map((line) => `  ${line}`))
+    lines.push(
+      ...table(
+        p,
+        ['BLOCK', 'PROVIDER', 'STATUS', 'STAGES'],
+        result.providers.map((p) => [
+          p.block,
+          p.provider,
+          p.problem ? `corrupt: ${p.problem}` : (p.status ?? '?'),
+          p.stages.length
+            ? p.stages.map((s) => `${s.name ?? '?'} ${s.iterations ?? '?'} it (${s.termination_reason ?? '?'})`).join(', ')
+            : p.current_stage_name
+              ? `${p.current_stage_name} iteration ${p.iteration ?? '?'}`
+              : '-',
+        ]),
+      ).map((line) => `  ${line}`),
+    )
     for (const provider of result.providers) {
       if (provider.last_summary) lines.push(`  ${provider.provider}, last: ${provider.last_summary.split('\n')[0]}`)
       if (provider.error) lines.push(`  ${p.red('!')} ${provider.provider}: ${provider.error}`)
     }
   }
   if (result.beads) {
-    lines.push(...section(p, 'Beads', [
-      ['done', String(result.beads.done)],
-      ['in progress', result.beads.in_progress.join(', ') || 'none'],
-      ['ready', result.beads.ready.join(', ') || 'none'],
-      ['remaining', String(result.beads.remaining)],
-    ]))
+    lines.push(
+      ...section(p, 'Beads', [
+        ['done', String(result.beads.done)],
+        ['in progress', result.beads.in_progress.join(', ') || 'none'],
+        ['ready', result.beads.ready.join(', ') || 'none'],
+        ['remaining', String(result.beads.remaining)],
+      ]),
+    )
   }
   lines.push('', p.bold('Evidence'), ...result.evidence.map((e) => `  - ${e}`))
   lines.push(...nextLines(p, result.next))
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
   const p = palette(view.color)
   const lines = [p.bold(`${plan.resume ? 'Resume' : 'Start'} session ${plan.name}`)]
-  lines.push(...section(p, '', [
-    [plan.mode === 'pipeline' ? 'pipeline' : 'type', plan.mode === 'pipeline' ? `${plan.pipeline_file} (${plan.stages.join(' → ') || 'stages unknown'})` : plan.type],
-    ['session', `${plan.tmux_session} in ${plan.project}`],
-    ['max', plan.max_iterations !== null ? String(plan.max_iterations) : null],
-    ['provider', `${plan.provider ?? 'engine default'}${plan.model ? ` · model ${plan.model}` : ''}`],
-    ['context', plan.context],
-    ['inputs', plan.inputs.length ? plan.inputs.join(', ') : null],
-    ['replaces', plan.replaces ? `the old run folder is kept as ${plan.replaces}` : null],
-    ['command', plan.command.map(shellQuote).join(' ')],
-  ]).slice(1))
-  return lines.join('\n') + '\n'
+  lines.push(
+    ...section(p, '', [
+      [
+        plan.mode === 'pipeline' ? 'pipeline' : 'type',
+        plan.mode === 'pipeline' ? `${plan.pipeline_file} (${plan.stages.join(' → ') || 'stages unknown'})` : plan.type,
+      ],
+      ['session', `${plan.tmux_session} in ${plan.project}`],
+      ['max', plan.max_iterations !== null ? String(plan.max_iterations) : null],
+      ['provider', `${plan.provider ?? 'engine default'}${plan.model ? ` · model ${plan.model}` : ''}`],
+      ['context', plan.context],
+      ['inputs', plan.inputs.length ? plan.inputs.join(', ') : null],
+      ['replaces', plan.replaces ? `the old run folder is kept as ${plan.replaces}` : null],
+      ['command', plan.command.map(shellQuote).join(' ')],
+    ]).slice(1),
+  )
+  return `${lines.join('\n')}\n`
 }
 
 function renderStart(result: StartResult, view: View = plainView()): string {
@@ -3591,15 +4183,17 @@ function renderStart(result: StartResult, view: View = plainView()): string {
   ]
   if (result.replaces) lines.push(`  the old run folder is kept as ${result.replaces}`)
   for (const warning of result.warnings) lines.push(`  ${p.yellow('!')} ${warning}`)
-  if (result.skipped_environment?.length) lines.push(`  ${p.yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
+  if (result.skipped_environment?.length)
+    lines.push(`  ${p.yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
   lines.push(...nextLines(p, result.next))
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 function renderKill(reports: KillReport[], _view: View = plainView()): string {
   const lines: string[] = []
   for (const report of reports) {
-    if (report.outcome === 'not_running') lines.push(`${report.name} is not running (${report.health_before}: ${report.reason}); nothing was changed`)
+    if (report.outcome === 'not_running')
+      lines.push(`${report.name} is not running (${report.health_before}: ${report.reason}); nothing was changed`)
     if (report.outcome !== 'killed') continue
     const count = report.terminated.length
     const parts = [
@@ -3607,16 +4201,22 @@ function renderKill(reports: KillReport[], _view: View = plainView()): string {
       report.force_killed.length ? `${report.force_killed.length} needed SIGKILL` : null,
       report.tmux_session ? `tmux session ${report.tmux_session} ${report.tmux_removed ? 'is gone' : 'is still there'}` : null,
       report.lock_removed ? 'the lock is gone' : null,
-      report.state_marked ? 'state marked killed' : report.state_refused ? `state not marked: ${report.state_refused}` : report.state_status ? `state kept (${report.state_status})` : null,
+      report.state_marked
+        ? 'state marked killed'
+        : report.state_refused
+          ? `state not marked: ${report.state_refused}`
+          : report.state_status
+            ? `state kept (${report.state_status})`
+            : null,
       report.beads_reopened.length ? `beads ${report.beads_reopened.join(', ')} back to open` : null,
     ].filter(Boolean)
     lines.push(`killed ${report.name}: ${parts.join('; ')}. Progress and iterations are kept.`)
     if (report.resume_command) lines.push(`  resume: ${report.resume_command}`)
   }
-  return lines.length ? lines.join('\n') + '\n' : ''
+  return lines.length ? `${lines.join('\n')}\n` : ''
 }
 
-function monitorHeader(p: Palette, row: SessionRow, now: number): string {
+function monitorHeader(p: Palette, row: SessionRow): string {
   const parts = [
     `${p.bold(row.name)}: ${p.health(row.health)}`,
     row.type ? `${row.type}${row.mode === 'pipeline' ? ' (pipeline)' : ''}` : null,
@@ -3630,17 +4230,22 @@ function monitorHeader(p: Palette, row: SessionRow, now: number): string {
 
 function renderMonitor(result: MonitorResult, view: View = plainView()): string {
   const p = palette(view.color)
-  const lines = [monitorHeader(p, result.session, view.now)]
-  if (result.beads) lines.push(`beads: ${result.beads.done} done · ${result.beads.in_progress.length} in progress · ${result.beads.ready.length} ready · ${result.beads.remaining} left`)
+  const lines = [monitorHeader(p, result.session)]
+  if (result.beads)
+    lines.push(
+      `beads: ${result.beads.done} done · ${result.beads.in_progress.length} in progress · ${result.beads.ready.length} ready · ${result.beads.remaining} left`,
+    )
   if (result.source === 'log') lines.push(p.dim(`(tmux session gone; from the kept copy ${result.log})`))
   if (result.source === 'none') {
-    lines.push(`${result.session.name} ${livenessOf(result.session.health) !== 'ended' ? 'has no output to show' : `ended (${result.session.health}: ${result.session.why})`}; no output was kept.`)
+    lines.push(
+      `${result.session.name} ${livenessOf(result.session.health) !== 'ended' ? 'has no output to show' : `ended (${result.session.health}: ${result.session.why})`}; no output was kept.`,
+    )
     if (result.progress) lines.push(`Its progress notes: ${result.progress}`)
     else if (result.session.run_dir) lines.push(`Its files: ${result.session.run_dir}`)
   } else {
     lines.push(p.dim('─'.repeat(40)), ...result.lines)
   }
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 /** attach's words: the preview, then what was done (or the command to run where it could not attach). */
@@ -3663,23 +4268,34 @@ const PROBLEM_TITLES: Record<CleanupProblem['problem'], string> = {
 /** A problem's evidence, with how long ago its session was last seen doing something. */
 function problemWords(problem: CleanupProblem, now: number): string {
   const alive = problem.since ? `, alive for ${formatDuration(now - Date.parse(problem.since))}` : ''
-  const sign = problem.last_activity_at === null ? 'no activity recorded'
-    : problem.last_iteration !== null ? `last iteration ${problem.last_iteration} finished ${ago(problem.last_activity_at, now)}`
-      : `last activity ${ago(problem.last_activity_at, now)}`
-  return problem.problem === 'dead_pane' || problem.problem === 'leftover_processes' ? `${problem.evidence}${alive}` : `${problem.evidence}${alive}; ${sign}`
+  const sign =
+    problem.last_activity_at === null
+      ? 'no activity recorded'
+      : problem.last_iteration !== null
+        ? `last iteration ${problem.last_iteration} finished ${ago(problem.last_activity_at, now)}`
+        : `last activity ${ago(problem.last_activity_at, now)}`
+  return problem.problem === 'dead_pane' || problem.problem === 'leftover_processes'
+    ? `${problem.evidence}${alive}`
+    : `${problem.evidence}${alive}; ${sign}`
 }
 
 /** What a fix came to, in words: "removed pipeline-x and stopped PID 1, 2", "left alone: …". */
 function fixWords(problem: CleanupProblem): string | null {
   switch (problem.outcome) {
-    case null: return null
-    case 'left_alone': return `left alone: ${problem.reason}`
-    case 'failed': return `failed: ${problem.reason}`
-    case 'already_gone': return problem.problem === 'zombie_state' ? 'already marked' : 'already gone'
+    case null:
+      return null
+    case 'left_alone':
+      return `left alone: ${problem.reason}`
+    case 'failed':
+      return `failed: ${problem.reason}`
+    case 'already_gone':
+      return problem.problem === 'zombie_state' ? 'already marked' : 'already gone'
     case 'fixed': {
       const done = problem.done ?? {}
-      if (done.tmux_removed) return `removed ${done.tmux_removed}${done.stopped?.length ? ` and stopped PID ${done.stopped.join(', ')}` : ''}`
-      if (done.lock_removed) return `removed ${done.lock_removed} (PID ${problem.pid})${done.beads_reopened?.length ? `; beads ${done.beads_reopened.join(', ')} back to open` : ''}`
+      if (done.tmux_removed)
+        return `removed ${done.tmux_removed}${done.stopped?.length ? ` and stopped PID ${done.stopped.join(', ')}` : ''}`
+      if (done.lock_removed)
+        return `removed ${done.lock_removed} (PID ${problem.pid})${done.beads_reopened?.length ? `; beads ${done.beads_reopened.join(', ')} back to open` : ''}`
       if (done.state_marked) return `marked ${done.state_marked}`
       return `stopped PID ${(done.stopped ?? []).join(', ')}${done.force_killed?.length ? ` (${done.force_killed.length} with SIGKILL)` : ''}`
     }
@@ -3707,7 +4323,10 @@ function renderProblems(result: CleanupScan, view: View = plainView()): string[]
     lines.push('', p.bold('Cannot be read (left as they are):'), ...result.corrupt.map((c) => `  ${c.name} — ${c.why}`))
   }
   if (result.other_projects.length) {
-    lines.push('', `Other projects on this tmux server (never touched): ${result.other_projects.map((o) => `${o.tmux_session} (${o.directory})`).join(', ')}`)
+    lines.push(
+      '',
+      `Other projects on this tmux server (never touched): ${result.other_projects.map((o) => `${o.tmux_session} (${o.directory})`).join(', ')}`,
+    )
   }
   return lines
 }
@@ -3716,7 +4335,10 @@ function renderCleanup(result: CleanupResult, view: View = plainView()): string 
   const p = palette(view.color)
   const lines = renderProblems(result, view)
   if (result.mode === 'fixed') {
-    const counts = PROBLEM_KINDS.filter((k) => result.fixed[k]).map((k) => `${result.fixed[k]} ${k === 'locks' ? 'stale lock' : k === 'tmux' ? 'tmux/process' : 'state'}${result.fixed[k] === 1 ? '' : 's'}`)
+    const counts = PROBLEM_KINDS.filter((k) => result.fixed[k]).map(
+      (k) =>
+        `${result.fixed[k]} ${k === 'locks' ? 'stale lock' : k === 'tmux' ? 'tmux/process' : 'state'}${result.fixed[k] === 1 ? '' : 's'}`,
+    )
     lines.push('', counts.length ? `Fixed: ${counts.join(' · ')}` : 'Nothing was fixed.')
   } else if (result.mode === 'report' && result.problems.length) {
     lines.push('', `Nothing was changed. To repair: ${SELF} cleanup --yes (or --only locks|tmux|state)`)
@@ -3726,10 +4348,14 @@ function renderCleanup(result: CleanupResult, view: View = plainView()): string 
     lines.push('', 'Cancelled: nothing was changed.')
   }
   if (result.resumable.length) {
-    lines.push('', p.bold('Can be resumed:'), ...result.resumable.map((r) => `  ${r.name} (${r.health}): ${r.resume_command ?? 'its type and max are unknown'}`))
+    lines.push(
+      '',
+      p.bold('Can be resumed:'),
+      ...result.resumable.map((r) => `  ${r.name} (${r.health}): ${r.resume_command ?? 'its type and max are unknown'}`),
+    )
   }
   lines.push(...nextLines(p, result.next))
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 /** One progress line per session: a bar of iteration of max, and the stage of stages. */
@@ -3737,22 +4363,36 @@ function renderWaitProgress(rows: SessionRow[], view: View = plainView()): strin
   const p = palette(view.color)
   const now = view.now
   const width = largest(rows.map((row) => row.name.length))
-  return rows.map((row) => {
-    const done = row.iteration_completed ?? 0
-    const max = row.max_iterations ?? 0
-    const filled = max > 0 ? Math.min(20, Math.round((done / max) * 20)) : 0
-    const bar = `[${'#'.repeat(filled)}${'-'.repeat(20 - filled)}]`
-    const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
-    return `${pad(row.name, width)}  ${bar} ${done}/${max || '?'}${stage} · ${p.health(row.health)} · ${timeCell(row, now)}`
-  }).join('\n') + '\n'
+  return `${rows
+    .map((row) => {
+      const done = row.iteration_completed ?? 0
+      const max = row.max_iterations ?? 0
+      const filled = max > 0 ? Math.min(20, Math.round((done / max) * 20)) : 0
+      const bar = `[${'#'.repeat(filled)}${'-'.repeat(20 - filled)}]`
+      const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
+      return `${pad(row.name, width)}  ${bar} ${done}/${max || '?'}${stage} · ${p.health(row.health)} · ${timeCell(row, now)}`
+    })
+    .join('\n')}\n`
 }
 
 function renderWaitResult(result: WaitResult, view: View = plainView()): string {
   const p = palette(view.color)
   const lines = result.sessions.map((row) => `${row.name}: ${p.health(row.health)} (${row.why})`)
-  if (result.timed_out) lines.push(`Timed out; still running: ${result.sessions.filter((r) => r.health === 'running' || r.health === 'starting').map((r) => r.name).join(', ')}`)
-  else if (!result.all_complete) lines.push(`Not all complete: ${result.sessions.filter((r) => r.health !== 'complete').map((r) => `${r.name} ${r.health}`).join(', ')}`)
-  return lines.join('\n') + '\n'
+  if (result.timed_out)
+    lines.push(
+      `Timed out; still running: ${result.sessions
+        .filter((r) => r.health === 'running' || r.health === 'starting')
+        .map((r) => r.name)
+        .join(', ')}`,
+    )
+  else if (!result.all_complete)
+    lines.push(
+      `Not all complete: ${result.sessions
+        .filter((r) => r.health !== 'complete')
+        .map((r) => `${r.name} ${r.health}`)
+        .join(', ')}`,
+    )
+  return `${lines.join('\n')}\n`
 }
 
 /** What marks a row as changed between two frames of the dashboard. */
@@ -3764,12 +4404,25 @@ function rowSignature(row: SessionRow): string {
  * One frame of `list --watch`: the list, each running session's last output line, and a * before
  * every row that changed since the previous frame.
  */
-function renderDashboard(result: ListResult, lastLines: Map<string, string | null>, previous: Map<string, string> | null, view: View = plainView()): string {
+function renderDashboard(
+  result: ListResult,
+  lastLines: Map<string, string | null>,
+  previous: Map<string, string> | null,
+  view: View = plainView(),
+): string {
   const p = palette(view.color)
   const now = view.now
   const rows = result.sessions.map((row) => {
     const changed = previous !== null && previous.get(row.name) !== rowSignature(row)
-    return [changed ? p.yellow('*') : ' ', row.name, row.type ?? '?', stageCell(row), iterationCell(row), p.health(row.health), timeCell(row, now)]
+    return [
+      changed ? p.yellow('*') : ' ',
+      row.name,
+      row.type ?? '?',
+      stageCell(row),
+      iterationCell(row),
+      p.health(row.health),
+      timeCell(row, now),
+    ]
   })
   const lines = [`${p.bold('Sessions')} in ${result.project}  ${p.dim(`${localTime(new Date(now).toISOString())} · q to quit`)}`, '']
   if (!rows.length) lines.push('No pipeline sessions.')
@@ -3805,7 +4458,9 @@ let stdoutClosed = false
 
 function processIo(): Io {
   return {
-    stdout: (text) => { if (!stdoutClosed) process.stdout.write(text) },
+    stdout: (text) => {
+      if (!stdoutClosed) process.stdout.write(text)
+    },
     stderr: (text) => process.stderr.write(text),
     env: process.env,
     cwd: process.cwd(),
@@ -3841,7 +4496,14 @@ async function askToConfirm(plan: StartPlan, io: Io): Promise<boolean> {
   return askYesNo(`${plan.resume ? 'Resume' : 'Start'} it? [y/N] `)
 }
 
-const CLEANUP_CHOICES = new Map([['1', 'all'], ['a', 'all'], ['2', 'one'], ['o', 'one'], ['3', 'locks'], ['l', 'locks']] as const)
+const CLEANUP_CHOICES = new Map([
+  ['1', 'all'],
+  ['a', 'all'],
+  ['2', 'one'],
+  ['o', 'one'],
+  ['3', 'locks'],
+  ['l', 'locks'],
+] as const)
 
 async function askCleanupChoice(io: Io): Promise<'all' | 'one' | 'locks' | 'cancel'> {
   io.stderr('\n  1) fix all   2) one by one   3) stale locks only   4) cancel\n')
@@ -3901,18 +4563,27 @@ async function watchList(options: ListOptions, intervalMs: number, io: Io): Prom
   stdin.on('data', onKey)
   stdin.resume()
   try {
-    await poll(async () => {
-      const result = await list(options)
-      const lastLines = new Map(await Promise.all(result.sessions
-        .filter((row) => row.health === 'running')
-        .map(async (row) => [row.name, await lastOutputLine(result.project, row.name)] as const)))
-      const safeLines = new Map([...lastLines].map(([name, line]) => [name, line && terminalSafe(line)]))
-      const frame = renderDashboard(terminalSafeDeep(result), safeLines, previous, { ...viewOf(io), width: columns() })
-        .split('\n').map((line) => `${line.slice(0, columns() + 20)}\x1b[K`).join('\n')
-      io.stdout(`\x1b[H${frame}\x1b[J`)
-      previous = new Map(result.sessions.map((row) => [row.name, rowSignature(row)]))
-      return false
-    }, { intervalMs, signal: quit.signal })
+    await poll(
+      async () => {
+        const result = await list(options)
+        const lastLines = new Map(
+          await Promise.all(
+            result.sessions
+              .filter((row) => row.health === 'running')
+              .map(async (row) => [row.name, await lastOutputLine(result.project, row.name)] as const),
+          ),
+        )
+        const safeLines = new Map([...lastLines].map(([name, line]) => [name, line && terminalSafe(line)]))
+        const frame = renderDashboard(terminalSafeDeep(result), safeLines, previous, { ...viewOf(io), width: columns() })
+          .split('\n')
+          .map((line) => `${line.slice(0, columns() + 20)}\x1b[K`)
+          .join('\n')
+        io.stdout(`\x1b[H${frame}\x1b[J`)
+        previous = new Map(result.sessions.map((row) => [row.name, rowSignature(row)]))
+        return false
+      },
+      { intervalMs, signal: quit.signal },
+    )
   } catch (error) {
     if (!quit.signal.aborted) throw error
   } finally {
@@ -3934,10 +4605,14 @@ function describeForMenu(row: SessionRow, now = Date.now()): string {
 /** Which sessions a command takes, as the menu and completion offer them. */
 function fits(kind: SessionKind, row: SessionRow): boolean {
   switch (kind) {
-    case 'any': return true
-    case 'tmux': return Boolean(row.tmux && !row.tmux.pane_dead) && livenessOf(row.health) !== 'ended'
-    case 'live': return livenessOf(row.health) !== 'ended'
-    case 'resumable': return row.resumable
+    case 'any':
+      return true
+    case 'tmux':
+      return Boolean(row.tmux && !row.tmux.pane_dead) && livenessOf(row.health) !== 'ended'
+    case 'live':
+      return livenessOf(row.health) !== 'ended'
+    case 'resumable':
+      return row.resumable
   }
 }
 
@@ -3950,7 +4625,10 @@ async function searchPrompt<T>(message: string, choices: { value: T; name: strin
   })
 }
 
-async function inputPrompt(message: string, options: { default?: string; validate?: (value: string) => true | string } = {}): Promise<string> {
+async function inputPrompt(
+  message: string,
+  options: { default?: string; validate?: (value: string) => true | string } = {},
+): Promise<string> {
   const { default: input } = await import('@inquirer/input')
   return (await input({ message, default: options.default, validate: options.validate })).trim()
 }
@@ -3971,9 +4649,14 @@ async function menuStartArgs(common: CommonOptions): Promise<string[]> {
   })
   const args = what[0] === 'pipeline' ? ['start', 'pipeline', what[1], name] : ['start', what[1], name]
   if (what[0] === 'stage') {
-    args.push(await inputPrompt('Max iterations', { default: String(DEFAULTS.maxIterations), validate: (value) => (/^[1-9]\d{0,8}$/.test(value.trim()) ? true : 'a positive integer') }))
+    args.push(
+      await inputPrompt('Max iterations', {
+        default: String(DEFAULTS.maxIterations),
+        validate: (value) => (/^[1-9]\d{0,8}$/.test(value.trim()) ? true : 'a positive integer'),
+      }),
+    )
   }
-  const provider = await inputPrompt('Provider (empty: the engine\'s default)')
+  const provider = await inputPrompt("Provider (empty: the engine's default)")
   if (provider) args.push(`--provider=${provider}`)
   const context = await inputPrompt('Context for the agents (optional)')
   if (context) args.push(`--context=${context}`)
@@ -3984,8 +4667,11 @@ async function menuStartArgs(common: CommonOptions): Promise<string[]> {
 async function runMenu(common: CommonOptions, globalArgs: string[], io: Io): Promise<number> {
   const actions = (Object.keys(COMMANDS) as CommandName[]).filter((name) => (COMMANDS[name] as CommandSpec).menu)
   try {
-    const action = await searchPrompt('What do you want to do', actions.map((name, i) => ({ value: name, name: `${i + 1}  ${name.padEnd(8)} ${(COMMANDS[name] as CommandSpec).menu}` })))
-    if (action === 'start') return main([...await menuStartArgs(common), ...globalArgs], io)
+    const action = await searchPrompt(
+      'What do you want to do',
+      actions.map((name, i) => ({ value: name, name: `${i + 1}  ${name.padEnd(8)} ${(COMMANDS[name] as CommandSpec).menu}` })),
+    )
+    if (action === 'start') return main([...(await menuStartArgs(common)), ...globalArgs], io)
     const kind = (COMMANDS[action] as CommandSpec).sessions
     if (!kind) return main([action, ...globalArgs], io)
     const { sessions, project } = await list(common)
@@ -3994,7 +4680,10 @@ async function runMenu(common: CommonOptions, globalArgs: string[], io: Io): Pro
       io.stdout(`No ${kind === 'any' ? '' : kind === 'resumable' ? 'resumable ' : 'live '}sessions to ${action} in ${project}.\n`)
       return 0
     }
-    const name = await searchPrompt(`Which session to ${action}`, fitting.map((row, i) => ({ value: row.name, name: `${i + 1}  ${describeForMenu(terminalSafeDeep(row))}` })))
+    const name = await searchPrompt(
+      `Which session to ${action}`,
+      fitting.map((row, i) => ({ value: row.name, name: `${i + 1}  ${describeForMenu(terminalSafeDeep(row))}` })),
+    )
     return main([action, name, ...globalArgs], io)
   } catch (error) {
     // Ctrl-C in a prompt: leave quietly.
@@ -4035,7 +4724,13 @@ interface Outcome {
   follow?: () => Promise<number>
 }
 
-interface Invocation { args: string[]; values: Values; common: CommonOptions; io: Io; json: boolean }
+interface Invocation {
+  args: string[]
+  values: Values
+  common: CommonOptions
+  io: Io
+  json: boolean
+}
 
 interface CommandSpec {
   usage: string
@@ -4060,22 +4755,52 @@ function checked<T>(schema: z.ZodType<T>, raw: string): T {
 }
 
 const seconds = (flag: string) => (raw: string) =>
-  checked(z.string().regex(/^\d+(\.\d+)?$/, `--${flag} needs a number of seconds, got "${raw}"`).transform(Number), raw)
+  checked(
+    z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, `--${flag} needs a number of seconds, got "${raw}"`)
+      .transform(Number),
+    raw,
+  )
 const minutes = (flag: string) => (raw: string) =>
-  checked(z.string().regex(/^\d+(\.\d+)?$/, `--${flag} needs a number of minutes, got "${raw}"`).transform(Number), raw)
+  checked(
+    z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, `--${flag} needs a number of minutes, got "${raw}"`)
+      .transform(Number),
+    raw,
+  )
 const count = (label: string) => (raw: string) =>
-  checked(z.string().regex(/^[1-9]\d{0,8}$/, `${label} must be a positive integer, got "${raw}"`).transform(Number), raw)
+  checked(
+    z
+      .string()
+      .regex(/^[1-9]\d{0,8}$/, `${label} must be a positive integer, got "${raw}"`)
+      .transform(Number),
+    raw,
+  )
 const engineValue = (flag: string) => (raw: string) =>
   checked(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/, `--${flag}: invalid value "${raw}"`), raw)
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
-  root: { type: 'string', short: 'C', arg: 'DIR', help: 'the project root (default: nearest folder with .claude/, else the git top level)' },
+  root: {
+    type: 'string',
+    short: 'C',
+    arg: 'DIR',
+    help: 'the project root (default: nearest folder with .claude/, else the git top level)',
+  },
   socket: {
-    type: 'string', arg: 'NAME', help: 'tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux\'s own',
+    type: 'string',
+    arg: 'NAME',
+    help: "tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux's own",
     parse: (raw) => checked(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, `--socket: invalid socket name "${raw}"`), raw),
   },
   json: { type: 'boolean', help: 'print one JSON document on stdout and nothing else' },
-  'start-grace': { type: 'string', arg: 'SECONDS', help: `a tmux session without a lock is "starting" this long (default ${DEFAULTS.startGraceSeconds})`, parse: seconds('start-grace') },
+  'start-grace': {
+    type: 'string',
+    arg: 'SECONDS',
+    help: `a tmux session without a lock is "starting" this long (default ${DEFAULTS.startGraceSeconds})`,
+    parse: seconds('start-grace'),
+  },
   help: { type: 'boolean', short: 'h', help: 'help (of a command: COMMAND --help)' },
   version: { type: 'boolean', help: 'the version' },
 }
@@ -4090,12 +4815,22 @@ const ENGINE_OPTIONS: Record<string, OptionSpec> = {
 
 /** How start and resume run: the runner, the wait, the question. */
 const LAUNCH_OPTIONS: Record<string, OptionSpec> = {
-  runner: { type: 'string', arg: 'PATH', help: 'the engine\'s run.sh (default SESSIONS_RUNNER, else ./scripts/run.sh)' },
+  runner: { type: 'string', arg: 'PATH', help: "the engine's run.sh (default SESSIONS_RUNNER, else ./scripts/run.sh)" },
   yes: { type: 'boolean', short: 'y', help: 'do not ask to confirm' },
-  'wait-start': { type: 'string', arg: 'SECONDS', help: `how long to wait for the engine to take its lock (default ${DEFAULTS.waitStartSeconds})`, parse: seconds('wait-start') },
+  'wait-start': {
+    type: 'string',
+    arg: 'SECONDS',
+    help: `how long to wait for the engine to take its lock (default ${DEFAULTS.waitStartSeconds})`,
+    parse: seconds('wait-start'),
+  },
 }
 
-const killGrace: OptionSpec = { type: 'string', arg: 'SECONDS', help: `between SIGTERM and SIGKILL (default ${DEFAULTS.killGraceSeconds})`, parse: seconds('grace') }
+const killGrace: OptionSpec = {
+  type: 'string',
+  arg: 'SECONDS',
+  help: `between SIGTERM and SIGKILL (default ${DEFAULTS.killGraceSeconds})`,
+  parse: seconds('grace'),
+}
 
 /** start's and resume's options from the command line: the runner, the wait, and a question in a terminal without --yes. */
 function launchOptionsOf({ values, common, io }: Invocation): StartOptions {
@@ -4160,8 +4895,18 @@ const COMMANDS = {
       all: { type: 'boolean', help: 'also sessions of other projects on the same tmux server' },
       names: { type: 'boolean', help: 'only the session names, one per line' },
       watch: { type: 'boolean', short: 'w', help: 'a live dashboard, redrawn every --interval seconds; q quits' },
-      interval: { type: 'string', arg: 'SECONDS', help: `with --watch: how often it redraws (default ${DEFAULTS.watchIntervalSeconds})`, parse: seconds('interval') },
-      stall: { type: 'string', arg: 'MINUTES', help: `warn when a running session's iteration is older (default ${DEFAULTS.stallMinutes})`, parse: minutes('stall') },
+      interval: {
+        type: 'string',
+        arg: 'SECONDS',
+        help: `with --watch: how often it redraws (default ${DEFAULTS.watchIntervalSeconds})`,
+        parse: seconds('interval'),
+      },
+      stall: {
+        type: 'string',
+        arg: 'MINUTES',
+        help: `warn when a running session's iteration is older (default ${DEFAULTS.stallMinutes})`,
+        parse: minutes('stall'),
+      },
     },
     examples: ['list', 'list --watch --interval 5'],
     run: async ({ values, common, io, json }) => {
@@ -4211,7 +4956,12 @@ const COMMANDS = {
         io.stdout(`${'─'.repeat(40)}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
         return 0
       }
-      return { data: result, render: renderMonitor, exit: 0, follow: values.follow && livenessOf(result.session.health) !== 'ended' ? follow : undefined }
+      return {
+        data: result,
+        render: renderMonitor,
+        exit: 0,
+        follow: values.follow && livenessOf(result.session.health) !== 'ended' ? follow : undefined,
+      }
     },
   },
   attach: {
@@ -4250,28 +5000,41 @@ const COMMANDS = {
     menu: 'stale locks, orphaned tmux sessions, zombie states',
     options: {
       yes: { type: 'boolean', short: 'y', help: 'repair everything found (in a terminal it asks otherwise)' },
-      only: { type: 'string', multiple: true, arg: 'KINDS', help: 'only these kinds: locks, tmux, state (repeatable, or comma-separated)', complete: PROBLEM_KINDS },
+      only: {
+        type: 'string',
+        multiple: true,
+        arg: 'KINDS',
+        help: 'only these kinds: locks, tmux, state (repeatable, or comma-separated)',
+        complete: PROBLEM_KINDS,
+      },
       'dry-run': { type: 'boolean', help: 'report only' },
       grace: { ...killGrace, help: `between SIGTERM and SIGKILL for orphaned processes (default ${DEFAULTS.killGraceSeconds})` },
     },
     examples: ['cleanup', 'cleanup --yes --only locks'],
     run: async ({ values, common, io }) => {
       const only = ((values.only as string[] | undefined) ?? []).flatMap((v) => v.split(',')).map((v) => v.trim())
-      for (const kind of only) if (!(PROBLEM_KINDS as readonly string[]).includes(kind)) throw new UsageError(`--only: unknown kind "${kind}"; kinds: ${PROBLEM_KINDS.join(', ')}`)
+      for (const kind of only)
+        if (!(PROBLEM_KINDS as readonly string[]).includes(kind))
+          throw new UsageError(`--only: unknown kind "${kind}"; kinds: ${PROBLEM_KINDS.join(', ')}`)
       if (values.yes && values['dry-run']) throw new UsageError('cleanup: --yes and --dry-run exclude each other')
-      const options: CleanupOptions = { ...common, only: only.length ? only as ProblemKind[] : undefined, graceSeconds: values.grace as number | undefined }
+      const options: CleanupOptions = {
+        ...common,
+        only: only.length ? (only as ProblemKind[]) : undefined,
+        graceSeconds: values.grace as number | undefined,
+      }
       // In a terminal without --yes, the problems and a choice: all, one by one, locks only, or nothing.
-      const decide = !values.yes && !values['dry-run'] && io.terminal
-        ? async (scan: CleanupScan): Promise<CleanupDecision> => {
-          io.stderr(`${renderProblems(terminalSafeDeep(scan), viewOf(io)).join('\n')}\n`)
-          const choice = await askCleanupChoice(io)
-          if (choice === 'cancel') return 'cancel'
-          return {
-            only: choice === 'locks' ? ['locks'] : options.only,
-            choose: choice === 'one' ? (p) => askYesNo(`Fix ${terminalSafe(p.name)}: ${terminalSafe(p.evidence)}? [y/N] `) : undefined,
-          }
-        }
-        : undefined
+      const decide =
+        !values.yes && !values['dry-run'] && io.terminal
+          ? async (scan: CleanupScan): Promise<CleanupDecision> => {
+              io.stderr(`${renderProblems(terminalSafeDeep(scan), viewOf(io)).join('\n')}\n`)
+              const choice = await askCleanupChoice(io)
+              if (choice === 'cancel') return 'cancel'
+              return {
+                only: choice === 'locks' ? ['locks'] : options.only,
+                choose: choice === 'one' ? (p) => askYesNo(`Fix ${terminalSafe(p.name)}: ${terminalSafe(p.evidence)}? [y/N] `) : undefined,
+              }
+            }
+          : undefined
       const result = await cleanup({ ...options, mode: values['dry-run'] ? 'dry_run' : values.yes ? 'fix' : 'report', decide })
       return { data: result, render: renderCleanup, exit: result.problems.some((p) => p.fixed === false) ? 1 : 0 }
     },
@@ -4282,13 +5045,19 @@ const COMMANDS = {
     positionals: [1, 1],
     sessions: 'resumable',
     menu: 'continue a stopped session as it was started',
-    options: { max: { type: 'string', arg: 'N', help: 'a new max for a loop', parse: count('--max') }, ...ENGINE_OPTIONS, ...LAUNCH_OPTIONS },
+    options: {
+      max: { type: 'string', arg: 'N', help: 'a new max for a loop', parse: count('--max') },
+      ...ENGINE_OPTIONS,
+      ...LAUNCH_OPTIONS,
+    },
     examples: ['resume auth', 'resume auth --max 50 --model=sonnet'],
     run: async (call) => {
       const overrides: ResumeOverrides = { max: call.values.max as number | undefined, ...engineOptionsOf(call.values) }
       if (!call.values.input) delete overrides.inputs
       const options = launchOptionsOf(call)
-      const result = await startWithSpinner(call.args[0], call.io, (onWaiting) => resume(checkName(call.args[0]), overrides, { ...options, onWaiting }))
+      const result = await startWithSpinner(call.args[0], call.io, (onWaiting) =>
+        resume(checkName(call.args[0]), overrides, { ...options, onWaiting }),
+      )
       return { data: result, render: renderStart, exit: 0 }
     },
   },
@@ -4308,10 +5077,12 @@ const COMMANDS = {
       const result = await wait(args, {
         ...common,
         timeoutSeconds: values.timeout as number | undefined,
-        onPoll: drawing ? (rows) => {
-          io.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(terminalSafeDeep(rows), viewOf(io))}`)
-          drawn = rows.length
-        } : undefined,
+        onPoll: drawing
+          ? (rows) => {
+              io.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(terminalSafeDeep(rows), viewOf(io))}`)
+              drawn = rows.length
+            }
+          : undefined,
       })
       return { data: result, render: renderWaitResult, exit: result.timed_out ? 124 : result.all_complete ? 0 : 1 }
     },
@@ -4330,7 +5101,7 @@ const COMMANDS = {
   },
   help: {
     usage: 'help [COMMAND]',
-    summary: 'this help, or a command\'s',
+    summary: "this help, or a command's",
     positionals: [0, 1],
     options: {},
     examples: ['help', 'help kill'],
@@ -4372,7 +5143,8 @@ function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
   for (let i = 1; i <= a.length; i++) {
     const current = [i]
-    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
     previous = current
   }
   return previous[b.length]
@@ -4430,8 +5202,12 @@ function commandHelp(name: CommandName): string {
 
 /** parseArgs' configuration of a command, from the table. */
 function parseArgsOptions(options: Record<string, OptionSpec>) {
-  return Object.fromEntries(Object.entries(options).map(([flag, spec]) =>
-    [flag, { type: spec.type, ...(spec.short ? { short: spec.short } : {}), ...(spec.multiple ? { multiple: true } : {}) }]))
+  return Object.fromEntries(
+    Object.entries(options).map(([flag, spec]) => [
+      flag,
+      { type: spec.type, ...(spec.short ? { short: spec.short } : {}), ...(spec.multiple ? { multiple: true } : {}) },
+    ]),
+  )
 }
 
 /** Parses argv strictly: a mistyped --jsno is a usage error, not a silent no-op. Option values are validated. */
@@ -4442,12 +5218,16 @@ function parseCommandLine(argv: string[]): { command: CommandName | null; values
   const word = parseArgs({ args: argv, options: parseArgsOptions(every), allowPositionals: true, strict: false }).positionals[0]
   const command = word === undefined ? null : commandNamed(word)
   const options: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS, ...(command ? COMMANDS[command].options : {}) }
-  let parsed
+  let parsed: ReturnType<typeof parseArgs>
   try {
     parsed = parseArgs({ args: argv, options: parseArgsOptions(options), allowPositionals: true, strict: true })
   } catch (error) {
     // parseArgs' messages go on with hints about "--" that do not apply here; keep the first sentence.
-    const message = (error as Error).message.split('\n')[0].split('. ')[0].replace(/\.$/, '').replace(/^Unknown option/, 'unknown option')
+    const message = (error as Error).message
+      .split('\n')[0]
+      .split('. ')[0]
+      .replace(/\.$/, '')
+      .replace(/^Unknown option/, 'unknown option')
     throw new UsageError(command ? `${command}: ${message}` : message)
   }
   const values: Values = { ...parsed.values } as Values
@@ -4474,13 +5254,19 @@ function completionScript(shell: string): string {
   const specs = commands.map((name) => [name, COMMANDS[name] as CommandSpec] as const)
   const flagsOf = (spec: CommandSpec) => Object.keys({ ...GLOBAL_OPTIONS, ...spec.options }).map((flag) => `--${flag}`)
   const named = specs.filter(([, spec]) => spec.sessions).map(([name]) => name)
-  const valued = specs.flatMap(([name, spec]) => Object.entries(spec.options).filter(([, o]) => o.complete).map(([flag, o]) => ({ name, flag, values: o.complete! })))
+  const valued = specs.flatMap(([name, spec]) =>
+    Object.entries(spec.options)
+      .filter(([, o]) => o.complete)
+      .map(([flag, o]) => ({ name, flag, values: o.complete! })),
+  )
   // Session names come from this very file, run as it runs now (node with tsx's loader), so that the
   // script works whatever the alias is and wherever it is sourced.
   const names = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), 'list', '--names'].map(shellQuote).join(' ')
   if (shell === 'bash' || shell === 'zsh') {
     const cases = specs.map(([name, spec]) => `    ${name}) flags="${flagsOf(spec).join(' ')}" ;;`).join('\n')
-    const values = valued.map(({ name, flag, values }) => `    ${name}:--${flag}) COMPREPLY=($(compgen -W "${values.join(' ')}" -- "$cur")); return ;;`).join('\n')
+    const values = valued
+      .map(({ name, flag, values }) => `    ${name}:--${flag}) COMPREPLY=($(compgen -W "${values.join(' ')}" -- "$cur")); return ;;`)
+      .join('\n')
     return `${shell === 'zsh' ? 'autoload -U +X bashcompinit && bashcompinit\n' : ''}# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'
 _sessions() {
   local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} command=\${COMP_WORDS[1]} flags=""
@@ -4514,10 +5300,12 @@ complete -F _sessions sessions
       `complete -c sessions -n '__fish_seen_subcommand_from ${named.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
       "complete -c sessions -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'",
       `complete -c sessions -n '__fish_seen_subcommand_from help' -a '${commands.join(' ')}'`,
-      ...specs.flatMap(([name, spec]) => flagsOf(spec).map((flag) => {
-        const values = (spec.options[flag.slice(2)] as OptionSpec | undefined)?.complete
-        return `complete -c sessions -n '__fish_seen_subcommand_from ${name}' -l ${flag.slice(2)}${values ? ` -r -a '${values.join(' ')}'` : ''}`
-      })),
+      ...specs.flatMap(([name, spec]) =>
+        flagsOf(spec).map((flag) => {
+          const values = (spec.options[flag.slice(2)] as OptionSpec | undefined)?.complete
+          return `complete -c sessions -n '__fish_seen_subcommand_from ${name}' -l ${flag.slice(2)}${values ? ` -r -a '${values.join(' ')}'` : ''}`
+        }),
+      ),
     ]
     return `${lines.join('\n')}\n`
   }
@@ -4592,7 +5380,9 @@ if (isMainModule()) {
     stdoutClosed = true
   })
   // exitCode, not exit(): process.exit() can cut piped output short.
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code })
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code
+  })
 }
 
 // ───────────────────────── in-source tests of the pure parts ─────────────────────────
@@ -4602,10 +5392,26 @@ if (import.meta.vitest) {
   const now = Date.parse('2026-11-25T10:00:00Z')
   const minute = 60_000
   const name = 'x'
-  const liveTmux = (ageMs: number) => ({ tmuxName: 'pipeline-x', createdMs: now - ageMs, panePid: 42, paneDead: false, paneDeadStatus: null })
+  const liveTmux = (ageMs: number) => ({
+    tmuxName: 'pipeline-x',
+    createdMs: now - ageMs,
+    panePid: 42,
+    paneDead: false,
+    paneDeadStatus: null,
+  })
   /** A lock whose PID is dead, alive and proven, or alive and not the engine. */
-  const lockOk = (alive: boolean, proof: EngineProof | null = alive ? 'flock' : null) =>
-    ({ kind: 'ok' as const, pid: 4242, alive, proof, commandLine: null, why: !alive ? 'lock PID 4242 is dead' : proof ? `lock PID 4242 holds the kernel flock on .claude/locks/x.lock` : 'lock PID 4242 is alive but is `sleep 900` in /home/x, not the engine of x' })
+  const lockOk = (alive: boolean, proof: EngineProof | null = alive ? 'flock' : null) => ({
+    kind: 'ok' as const,
+    pid: 4242,
+    alive,
+    proof,
+    commandLine: null,
+    why: !alive
+      ? 'lock PID 4242 is dead'
+      : proof
+        ? `lock PID 4242 holds the kernel flock on .claude/locks/x.lock`
+        : 'lock PID 4242 is alive but is `sleep 900` in /home/x, not the engine of x',
+  })
   const stateOk = (status: string) => ({ kind: 'ok' as const, status })
   const noState = { kind: 'missing' as const, runDirExists: false }
 
@@ -4630,11 +5436,11 @@ if (import.meta.vitest) {
       const v = classifyHealth({ now, name, tmux, lock: { kind: 'missing' }, state: stateOk('running') })
       expect(v).toMatchObject({ health: 'running', why: 'engine PID 43 runs in its pane' })
     })
-    test('never orphaned: a pane that runs another session\'s engine (a renamed tmux session) is not this session\'s', () => {
+    test("never orphaned: a pane that runs another session's engine (a renamed tmux session) is not this session's", () => {
       const tmux = { ...liveTmux(60 * minute), paneEngine: { pid: 43, session: 'y', proof: 'flock' as const } }
       const v = classifyHealth({ now, name, tmux, lock: { kind: 'missing' }, state: noState })
       expect(v.health).not.toBe('orphaned')
-      expect(v.evidence).toContain('the pane runs the engine of y (PID 43), not this session\'s')
+      expect(v.evidence).toContain("the pane runs the engine of y (PID 43), not this session's")
     })
     test('starting: tmux alive, no lock, younger than the grace period', () => {
       const v = classifyHealth({ now, name, tmux: liveTmux(5_000), lock: { kind: 'missing' }, state: noState })
@@ -4669,7 +5475,13 @@ if (import.meta.vitest) {
       expect(v).toMatchObject({ health: 'orphaned', why: 'tmux session alive, but lock PID 4242 is not the engine' })
     })
     test('crashed: a dead pane does not count as alive', () => {
-      const v = classifyHealth({ now, name, tmux: { ...liveTmux(60 * minute), paneDead: true, paneDeadStatus: 137 }, lock: lockOk(false), state: stateOk('running') })
+      const v = classifyHealth({
+        now,
+        name,
+        tmux: { ...liveTmux(60 * minute), paneDead: true, paneDeadStatus: 137 },
+        lock: lockOk(false),
+        state: stateOk('running'),
+      })
       expect(v.health).toBe('crashed')
       expect(v.evidence).toContain('tmux session pipeline-x has a dead pane (exit status 137)')
     })
@@ -4678,8 +5490,12 @@ if (import.meta.vitest) {
       expect(v).toMatchObject({ health: 'zombie', resumable: true })
     })
     test.each([
-      ['complete', 'complete'], ['completed', 'complete'], ['failed', 'failed'], ['killed', 'killed'],
-      ['unknown_termination', 'unknown_termination'], ['paused', 'paused'],
+      ['complete', 'complete'],
+      ['completed', 'complete'],
+      ['failed', 'failed'],
+      ['killed', 'killed'],
+      ['unknown_termination', 'unknown_termination'],
+      ['paused', 'paused'],
     ] as const)('state %s, nothing alive: %s', (status, health) => {
       const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk(status) })
       expect(v.health).toBe(health)
@@ -4691,15 +5507,33 @@ if (import.meta.vitest) {
       expect(v.evidence).toContain('the lock was left behind although the state records an end')
     })
     test('corrupt: state cannot be parsed, nothing alive', () => {
-      const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: { kind: 'corrupt', problem: 'state.json: Unexpected end of JSON input' } })
+      const v = classifyHealth({
+        now,
+        name,
+        tmux: null,
+        lock: { kind: 'missing' },
+        state: { kind: 'corrupt', problem: 'state.json: Unexpected end of JSON input' },
+      })
       expect(v).toMatchObject({ health: 'corrupt', why: 'corrupt: state.json: Unexpected end of JSON input' })
     })
     test('corrupt: lock cannot be parsed, nothing alive', () => {
-      const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'corrupt', problem: 'busy.lock: empty file' }, state: stateOk('running') })
+      const v = classifyHealth({
+        now,
+        name,
+        tmux: null,
+        lock: { kind: 'corrupt', problem: 'busy.lock: empty file' },
+        state: stateOk('running'),
+      })
       expect(v.health).toBe('corrupt')
     })
     test('corrupt lock beside a live tmux session is never called orphaned', () => {
-      const v = classifyHealth({ now, name, tmux: liveTmux(60 * minute), lock: { kind: 'corrupt', problem: 'x.lock: empty file' }, state: stateOk('running') })
+      const v = classifyHealth({
+        now,
+        name,
+        tmux: liveTmux(60 * minute),
+        lock: { kind: 'corrupt', problem: 'x.lock: empty file' },
+        state: stateOk('running'),
+      })
       expect(v.health).toBe('corrupt')
     })
     test('an unknown status is corrupt, also the names of Object.prototype', () => {
@@ -4708,15 +5542,31 @@ if (import.meta.vitest) {
       }
     })
     test('a legacy loop- session without locks is running while its pane lives', () => {
-      const v = classifyHealth({ now, name, legacy: true, tmux: liveTmux(60 * minute), lock: { kind: 'missing' }, state: stateOk('running') })
+      const v = classifyHealth({
+        now,
+        name,
+        legacy: true,
+        tmux: liveTmux(60 * minute),
+        lock: { kind: 'missing' },
+        state: stateOk('running'),
+      })
       expect(v.health).toBe('running')
     })
   })
 
   describe('judgeEngine: identity is proven, never assumed', () => {
     const facts: IdentityFacts = {
-      pid: 4242, session: 'busy', root: '/home/me/repo', lockFile: '.claude/locks/busy.lock', alive: true, protected: null,
-      holdsFlock: false, flockHeld: false, commandLine: ['sleep', '900'], cwd: '/home/me', startedBeforeLockMs: 60_000,
+      pid: 4242,
+      session: 'busy',
+      root: '/home/me/repo',
+      lockFile: '.claude/locks/busy.lock',
+      alive: true,
+      protected: null,
+      holdsFlock: false,
+      flockHeld: false,
+      commandLine: ['sleep', '900'],
+      cwd: '/home/me',
+      startedBeforeLockMs: 60_000,
     }
     const engineLine = ['bash', '/home/me/repo/scripts/engine.sh', 'pipeline', '--single-stage', 'ralph', 'busy', '25']
     test('the kernel flock proves it, whatever the clocks and the command line say', () => {
@@ -4724,7 +5574,7 @@ if (import.meta.vitest) {
         expect(judgeEngine({ ...facts, holdsFlock: true, flockHeld: true, startedBeforeLockMs })).toMatchObject({ proof: 'flock' })
       }
     })
-    test('without a flock: the engine\'s command line for this session, in the project root', () => {
+    test("without a flock: the engine's command line for this session, in the project root", () => {
       expect(judgeEngine({ ...facts, commandLine: engineLine, cwd: '/home/me/repo' })).toMatchObject({ proof: 'command_line' })
       expect(judgeEngine({ ...facts, commandLine: engineLine, cwd: '/home/me/other' }).proof).toBeNull()
       expect(judgeEngine({ ...facts, commandLine: [...engineLine.slice(0, 5), 'busy-v2', '25'], cwd: '/home/me/repo' }).proof).toBeNull()
@@ -4738,12 +5588,23 @@ if (import.meta.vitest) {
     })
     test('an unrelated live process is not the engine, whenever it started: the evidence says what it is', () => {
       for (const startedBeforeLockMs of [600_000, -600_000]) {
-        expect(judgeEngine({ ...facts, startedBeforeLockMs })).toMatchObject({ proof: null, why: 'lock PID 4242 is alive but is `sleep 900` in /home/me, not the engine of busy' })
+        expect(judgeEngine({ ...facts, startedBeforeLockMs })).toMatchObject({
+          proof: null,
+          why: 'lock PID 4242 is alive but is `sleep 900` in /home/me, not the engine of busy',
+        })
       }
     })
     test('PID 1, this tool and its ancestors, other users: never the engine', () => {
-      for (const reason of ['PID 1 (or not a process)', "this tool's own process", 'an ancestor of this tool (the shell that runs it, say)', "another user's process"]) {
-        expect(judgeEngine({ ...facts, holdsFlock: true, protected: reason })).toMatchObject({ proof: null, why: `lock PID 4242 is ${reason}: never the engine` })
+      for (const reason of [
+        'PID 1 (or not a process)',
+        "this tool's own process",
+        'an ancestor of this tool (the shell that runs it, say)',
+        "another user's process",
+      ]) {
+        expect(judgeEngine({ ...facts, holdsFlock: true, protected: reason })).toMatchObject({
+          proof: null,
+          why: `lock PID 4242 is ${reason}: never the engine`,
+        })
       }
       expect(protectedReason(1)).toMatch(/PID 1/)
       expect(protectedReason(0)).toMatch(/PID 1/)
@@ -4754,7 +5615,15 @@ if (import.meta.vitest) {
       expect(judgeEngine({ ...facts, alive: false, holdsFlock: true })).toMatchObject({ proof: null, why: 'lock PID 4242 is dead' })
     })
     test('tags count only for the engine the lock names', () => {
-      const tagged = new Map([['/r/.claude/pipeline-runs/a', [{ pid: 10, runDir: '/r/.claude/pipeline-runs/a', enginePid: 7 }, { pid: 11, runDir: '/r/.claude/pipeline-runs/a', enginePid: 8 }]]])
+      const tagged = new Map([
+        [
+          '/r/.claude/pipeline-runs/a',
+          [
+            { pid: 10, runDir: '/r/.claude/pipeline-runs/a', enginePid: 7 },
+            { pid: 11, runDir: '/r/.claude/pipeline-runs/a', enginePid: 8 },
+          ],
+        ],
+      ])
       expect(taggedFor(tagged, '/r/.claude/pipeline-runs/a', 7)).toEqual([10])
       expect(taggedFor(tagged, '/r/.claude/pipeline-runs/a', null)).toEqual([10, 11])
       expect(taggedFor(tagged, '/r/.claude/pipeline-runs/b', 7)).toEqual([])
@@ -4764,7 +5633,8 @@ if (import.meta.vitest) {
   describe('names and parsing', () => {
     test('session names', () => {
       for (const good of ['auth', 'auth-v2', 'A_b-9', 'x'.repeat(64)]) expect(isValidName(good)).toBe(true)
-      for (const bad of ['', '../x', 'a:b', 'a.b', 'a b', 'x'.repeat(65), 'a/b', '$(id)', 'a\nb', "a'b"]) expect(isValidName(bad)).toBe(false)
+      for (const bad of ['', '../x', 'a:b', 'a.b', 'a b', 'x'.repeat(65), 'a/b', '$(id)', 'a\nb', "a'b"])
+        expect(isValidName(bad)).toBe(false)
       expect(() => checkName('a.b')).toThrow(UsageError)
     })
     test('tmux names map to session names, legacy prefix included', () => {
@@ -4774,7 +5644,14 @@ if (import.meta.vitest) {
       expect(sessionNameOf('pipeline-')).toBeNull()
     })
     test('tmux argv: UTF-8 output, socket first, exact targets; # doubled where tmux expands formats', () => {
-      expect(tmuxArgv({ socket: 's1' }, 'has-session', '-t', tmuxTarget.session('pipeline-a'))).toEqual(['-u', '-L', 's1', 'has-session', '-t', '=pipeline-a'])
+      expect(tmuxArgv({ socket: 's1' }, 'has-session', '-t', tmuxTarget.session('pipeline-a'))).toEqual([
+        '-u',
+        '-L',
+        's1',
+        'has-session',
+        '-t',
+        '=pipeline-a',
+      ])
       expect(tmuxTarget.pane('pipeline-a')).toBe('=pipeline-a:')
       expect(tmuxLiteral('/home/me/C#/#(reboot)/#{session_name}')).toBe('/home/me/C##/##(reboot)/##{session_name}')
       expect(tmuxEnvironment()).not.toHaveProperty('SESSIONS_TS_RUN')
@@ -4788,36 +5665,61 @@ if (import.meta.vitest) {
       // A start directory holding a newline and anything that looks like the next record.
       const forged = '/p\npipeline-evil\x1f/p\x1f1\x1f0\x1f1\x1f0\x1f'
       const sessions = parse(record(['pipeline-a', '1795594984', '1', '2588', '1', '3', forged, '/p/.claude/pipeline-runs/a', '/p']))
-      expect(sessions).toEqual([{ tmuxName: 'pipeline-a', directory: forged, createdMs: 1795594984000, attached: 1, panePid: 2588, paneDead: true, paneDeadStatus: 3, markedRun: '/p/.claude/pipeline-runs/a', markedProject: '/p' }])
+      expect(sessions).toEqual([
+        {
+          tmuxName: 'pipeline-a',
+          directory: forged,
+          createdMs: 1795594984000,
+          attached: 1,
+          panePid: 2588,
+          paneDead: true,
+          paneDeadStatus: 3,
+          markedRun: '/p/.claude/pipeline-runs/a',
+          markedProject: '/p',
+        },
+      ])
       // A record with a field too many or too few, or a PID that is not a number, is dropped.
       expect(parse(record(['pipeline-a', '1', '1', 'x', '0', '', '/p', '', '']))).toEqual([])
       expect(parse(record(['pipeline-a', '1', '1']))).toEqual([])
     })
-    test('marks win over names: a renamed session stays its session\'s; another project\'s mark is foreign', () => {
+    test("marks win over names: a renamed session stays its session's; another project's mark is foreign", () => {
       const base = { createdMs: 0, attached: 0, panePid: 1, paneDead: false, paneDeadStatus: null, markedRun: null, markedProject: null }
-      const { own, foreign } = ownTmuxSessions([
-        { ...base, tmuxName: 'renamed', directory: '/p', markedRun: '/p/.claude/pipeline-runs/a', markedProject: '/p' },
-        { ...base, tmuxName: 'pipeline-a', directory: '/p' },
-        { ...base, tmuxName: 'pipeline-b', directory: '/p', markedRun: '/q/.claude/pipeline-runs/b', markedProject: '/q' },
-        { ...base, tmuxName: 'pipeline-c', directory: '/p', markedRun: '/p/.claude/pipeline-runs/../x', markedProject: '/p' },
-      ], '/p')
+      const { own, foreign } = ownTmuxSessions(
+        [
+          { ...base, tmuxName: 'renamed', directory: '/p', markedRun: '/p/.claude/pipeline-runs/a', markedProject: '/p' },
+          { ...base, tmuxName: 'pipeline-a', directory: '/p' },
+          { ...base, tmuxName: 'pipeline-b', directory: '/p', markedRun: '/q/.claude/pipeline-runs/b', markedProject: '/q' },
+          { ...base, tmuxName: 'pipeline-c', directory: '/p', markedRun: '/p/.claude/pipeline-runs/../x', markedProject: '/p' },
+        ],
+        '/p',
+      )
       expect(own.get('a')?.tmuxName).toBe('renamed')
       expect(foreign.map((f) => f.tmuxName)).toEqual(['pipeline-b'])
       // A mark that does not name a run folder of its project is no mark: the name and directory decide.
       expect(own.get('c')?.tmuxName).toBe('pipeline-c')
     })
     test('bad JSON is a fact with the file named', () => {
-      expect(parseJsonText('/x/state.json', '{"a":', StateSchema)).toMatchObject({ kind: 'corrupt', problem: 'state.json: Unexpected end of JSON input' })
+      expect(parseJsonText('/x/state.json', '{"a":', StateSchema)).toMatchObject({
+        kind: 'corrupt',
+        problem: 'state.json: Unexpected end of JSON input',
+      })
       expect(parseJsonText('/x/state.json', '', StateSchema)).toMatchObject({ kind: 'corrupt', problem: 'state.json: empty file' })
       expect(parseJsonText('/x/a.lock', '{"pid":-1}', LockSchema)).toMatchObject({ kind: 'corrupt' })
-      expect(parseJsonText('/x/a.lock', '{"pid":"12"}', LockSchema)).toMatchObject({ kind: 'corrupt', problem: expect.stringMatching(/^a\.lock: pid: /) })
+      expect(parseJsonText('/x/a.lock', '{"pid":"12"}', LockSchema)).toMatchObject({
+        kind: 'corrupt',
+        problem: expect.stringMatching(/^a\.lock: pid: /),
+      })
     })
     test('unknown state fields are kept', () => {
       const read = parseJsonText('s', '{"status":"running","custom":{"k":1}}', StateSchema)
       expect(read.kind === 'ok' && read.value.custom).toEqual({ k: 1 })
     })
     test('older loop_type states parse', () => {
-      const read = parseJsonText('s', '{"session":"x","loop_type":"work","status":"running","iteration":3,"history":[{"iteration":1,"changes":"a","summary":"b"}]}', StateSchema)
+      const read = parseJsonText(
+        's',
+        '{"session":"x","loop_type":"work","status":"running","iteration":3,"history":[{"iteration":1,"changes":"a","summary":"b"}]}',
+        StateSchema,
+      )
       expect(read.kind).toBe('ok')
     })
     test('paths inside the project', () => {
@@ -4847,34 +5749,181 @@ if (import.meta.vitest) {
 // renderers, the schemas of the engine's files, and their types. Nothing else is exported.
 
 export {
-  VERSION, DEFAULTS, HEALTHS, PROBLEM_KINDS, OUTPUT_LOG, settingsOf, main, usage, commandHelp,
-  completionScript, parseCommandLine, processIo, list, status, start, planStart, resume,
-  howStarted, kill, monitor, followOutput, lastOutputLine, attach, wait, cleanup, scanCleanup,
-  applyCleanup, summarizeCleanup, loadSession, gatherProject, mapProject, gatherSession,
-  ownTmuxSessions, describeSession, classifyHealth, healthFactsOf, livenessOf, resumeCommand,
-  judgeEngine, identifyEngine, isEngineCommand, protectedReason, isPidAlive, processStartTime,
-  processStartStamp, processDescendants, taggedProcesses, taggedFor, tmux, tmuxProbe, tmuxArgv,
-  tmuxTarget, tmuxLiteral, tmuxEnvironment, listTmuxSessions, sessionFormat, sessionNameOf,
-  capturePane, findProjectRoot, sessionPaths, checkName, checkNewName, isValidName, isInside,
-  readJsonFile, readRegularFile, readFileFrom, readEventsTail, parseJsonText, readIterationOutcome,
-  writeFileInside, createFileInside, appendTargetInside, mkdirInside, removeInside,
-  removeFolderInside, moveInside, withToolLock, updateStateFile, readBeads, sessionBeads,
-  reopenBeads, beadsLabel, terminalSafe, terminalSafeDeep, plainText, formatDuration, parseTime,
-  largest, poll, pollFor, plainView, renderList, renderStatus, renderStartPlan, renderStart,
-  renderKill, renderMonitor, renderAttach, renderProblems, renderCleanup, renderWaitProgress,
-  renderWaitResult, renderDashboard, warningWords, describeForMenu, SessionsError, UsageError,
-  StartError, UnsafePathError, StateSchema, LockSchema, ContextSchema, ResultSchema,
-  IterationStatusSchema, PlanSchema, ManifestSchema, ProviderStateSchema, EventSchema,
+  VERSION,
+  DEFAULTS,
+  HEALTHS,
+  PROBLEM_KINDS,
+  OUTPUT_LOG,
+  settingsOf,
+  main,
+  usage,
+  commandHelp,
+  completionScript,
+  parseCommandLine,
+  processIo,
+  list,
+  status,
+  start,
+  planStart,
+  resume,
+  howStarted,
+  kill,
+  monitor,
+  followOutput,
+  lastOutputLine,
+  attach,
+  wait,
+  cleanup,
+  scanCleanup,
+  applyCleanup,
+  summarizeCleanup,
+  loadSession,
+  gatherProject,
+  mapProject,
+  gatherSession,
+  ownTmuxSessions,
+  describeSession,
+  classifyHealth,
+  healthFactsOf,
+  livenessOf,
+  resumeCommand,
+  judgeEngine,
+  identifyEngine,
+  isEngineCommand,
+  protectedReason,
+  isPidAlive,
+  processStartTime,
+  processStartStamp,
+  processDescendants,
+  taggedProcesses,
+  taggedFor,
+  tmux,
+  tmuxProbe,
+  tmuxArgv,
+  tmuxTarget,
+  tmuxLiteral,
+  tmuxEnvironment,
+  listTmuxSessions,
+  sessionFormat,
+  sessionNameOf,
+  capturePane,
+  findProjectRoot,
+  sessionPaths,
+  checkName,
+  checkNewName,
+  isValidName,
+  isInside,
+  readJsonFile,
+  readRegularFile,
+  readFileFrom,
+  readEventsTail,
+  parseJsonText,
+  readIterationOutcome,
+  writeFileInside,
+  createFileInside,
+  appendTargetInside,
+  mkdirInside,
+  removeInside,
+  removeFolderInside,
+  moveInside,
+  withToolLock,
+  updateStateFile,
+  readBeads,
+  sessionBeads,
+  reopenBeads,
+  beadsLabel,
+  terminalSafe,
+  terminalSafeDeep,
+  plainText,
+  formatDuration,
+  parseTime,
+  largest,
+  poll,
+  pollFor,
+  plainView,
+  renderList,
+  renderStatus,
+  renderStartPlan,
+  renderStart,
+  renderKill,
+  renderMonitor,
+  renderAttach,
+  renderProblems,
+  renderCleanup,
+  renderWaitProgress,
+  renderWaitResult,
+  renderDashboard,
+  warningWords,
+  describeForMenu,
+  SessionsError,
+  UsageError,
+  StartError,
+  UnsafePathError,
+  StateSchema,
+  LockSchema,
+  ContextSchema,
+  ResultSchema,
+  IterationStatusSchema,
+  PlanSchema,
+  ManifestSchema,
+  ProviderStateSchema,
+  EventSchema,
   HistoryEntrySchema,
 }
 
 export type {
-  Health, Liveness, SessionRow, ListResult, ListWarning, ListOptions, StatusResult,
-  IterationSummary, ProviderSummary, NextAction, StartRequest, StartOptions, StartPlan,
-  StartResult, ResumeOverrides, KillOptions, KillReport, CleanupOptions, CleanupDecision,
-  CleanupProblem, CleanupScan, CleanupResult, FixDone, ProblemKind, MonitorOptions, MonitorResult,
-  AttachOptions, AttachResult, WaitOptions, WaitResult, CommonOptions, TmuxOptions, Io, View,
-  SessionFacts, ProjectFacts, GatherOptions, HealthFacts, HealthVerdict, EngineIdentity,
-  EngineProof, IdentityFacts, TaggedProcess, TmuxSession, FileRead, RegularRead, Lock, State,
-  Context, Plan, ProviderState, EngineEvent, Bead, BeadsSummary,
+  Health,
+  Liveness,
+  SessionRow,
+  ListResult,
+  ListWarning,
+  ListOptions,
+  StatusResult,
+  IterationSummary,
+  ProviderSummary,
+  NextAction,
+  StartRequest,
+  StartOptions,
+  StartPlan,
+  StartResult,
+  ResumeOverrides,
+  KillOptions,
+  KillReport,
+  CleanupOptions,
+  CleanupDecision,
+  CleanupProblem,
+  CleanupScan,
+  CleanupResult,
+  FixDone,
+  ProblemKind,
+  MonitorOptions,
+  MonitorResult,
+  AttachOptions,
+  AttachResult,
+  WaitOptions,
+  WaitResult,
+  CommonOptions,
+  TmuxOptions,
+  Io,
+  View,
+  SessionFacts,
+  ProjectFacts,
+  GatherOptions,
+  HealthFacts,
+  HealthVerdict,
+  EngineIdentity,
+  EngineProof,
+  IdentityFacts,
+  TaggedProcess,
+  TmuxSession,
+  FileRead,
+  RegularRead,
+  Lock,
+  State,
+  Context,
+  Plan,
+  ProviderState,
+  EngineEvent,
+  Bead,
+  BeadsSummary,
 }
