@@ -348,7 +348,7 @@ describe('reference layouts: what a correct manager concludes', () => {
 describe('cases the reference layouts do not show', () => {
   test('a tmux session without a lock: starting within the grace period, orphaned after it', async () => {
     const root = await makeProject('tmux-no-lock')
-    expect(rowOf((await listJson(root)).sessions, 'lonely').health).toBe('starting')
+    expect(rowOf((await listJson(root, '--start-grace', '30')).sessions, 'lonely').health).toBe('starting')
     const row = rowOf((await listJson(root, '--start-grace', '0')).sessions, 'lonely')
     expect(row).toMatchObject({ health: 'orphaned', why: 'tmux session alive, but no engine holds the lock' })
   })
@@ -442,8 +442,11 @@ describe('cases the reference layouts do not show', () => {
     const root = await makeProject('crashed-loop')
     const state = path.join(root, '.claude/pipeline-runs/busy/state.json')
     chmodSync(state, 0o000)
-    expect(rowOf((await listJson(root)).sessions, 'busy').why).toBe('corrupt: state.json: cannot be read (permission denied)')
-    chmodSync(state, 0o644)
+    try {
+      expect(rowOf((await listJson(root)).sessions, 'busy').why).toBe('corrupt: state.json: cannot be read (permission denied)')
+    } finally {
+      chmodSync(state, 0o644)
+    }
   })
 })
 
@@ -673,7 +676,8 @@ describe('processes', () => {
     const before = Date.now()
     const child = spawn('sh', ['-c', 'sleep 300 & sleep 300 & wait'], { stdio: 'ignore' })
     children.push(child)
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Both sleeps started: the tree is whole (never a fixed wait).
+    await waitFor('both children', async () => (await processDescendants(child.pid!)).length === 2)
     expect(isPidAlive(child.pid!)).toBe(true)
     const started = await processStartTime(child.pid!)
     expect(started).not.toBeNull()
@@ -719,6 +723,21 @@ async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs =
 
 function paneText(target: string): string {
   return tmux('capture-pane', '-p', '-J', '-t', target)
+}
+
+/**
+ * The CLI in a real terminal: a pane of the tests' tmux server, `width` by `height`, without colour unless
+ * asked; "exit=N" is printed after it ends. `before` runs in the pane first.
+ */
+function terminal(
+  name: string,
+  args: string[],
+  options: { width?: number; height?: number; env?: Record<string, string>; color?: boolean; before?: string } = {},
+): void {
+  const command = [TSX, SESSIONS, ...args].map((a) => `'${a}'`).join(' ')
+  const vars = Object.entries({ ...(options.color ? {} : { NO_COLOR: '1' }), ...options.env }).flatMap(([k, v]) => ['-e', `${k}=${v}`])
+  const run = `${options.before ? `${options.before}; ` : ''}${options.color ? 'env -u NO_COLOR ' : ''}${command}; echo "exit=$?"; sleep 3600`
+  tmux('new-session', '-d', '-s', name, '-x', String(options.width ?? 150), '-y', String(options.height ?? 40), ...vars, run)
 }
 
 /**
@@ -838,7 +857,7 @@ describe('start', () => {
         ['start', 'ralph', 'lonely', '--start-grace', '0'],
         /tmux session pipeline-lonely already exists \(orphaned: .*\): remove it with "tsx sessions\.ts kill lonely"/,
       ],
-      [['start', 'ralph', 'lonely'], /session lonely is already starting \(tmux session \d+s old, no lock yet\)/],
+      [['start', 'ralph', 'lonely', '--start-grace', '30'], /session lonely is already starting \(tmux session \d+s old, no lock yet\)/],
       [
         ['start', 'improve-plan', 'busy', '50'],
         /session busy is crashed \(lock left with dead PID \d+\): resume it with "tsx sessions\.ts start improve-plan busy 50 --resume", or start afresh with --force/,
@@ -907,24 +926,8 @@ describe('start', () => {
 
   test('in a terminal without --yes, it shows what will run and asks; n cancels, y starts', async () => {
     const root = await makeEngineProject()
-    const command = (answer: string) =>
-      [TSX, SESSIONS, 'start', 'ralph', `asked-${answer}`, '12', '--provider=codex', '-C', root].map((a) => `'${a}'`).join(' ')
     for (const answer of ['n', 'y']) {
-      tmux(
-        'new-session',
-        '-d',
-        '-s',
-        `ui-${answer}`,
-        '-x',
-        '150',
-        '-y',
-        '40',
-        '-e',
-        'MOCK_PACE=5',
-        '-e',
-        'NO_COLOR=1',
-        `${command(answer)}; echo "exit=$?"; sleep 3600`,
-      )
+      terminal(`ui-${answer}`, ['start', 'ralph', `asked-${answer}`, '12', '--provider=codex', '-C', root], { env: { MOCK_PACE: '5' } })
       await waitFor('the question', () => paneText(`=ui-${answer}:`).includes('Start it? [y/N]')).catch((error) => {
         throw new Error(`${error.message}; the screen:\n${paneText(`=ui-${answer}:`)}`)
       })
@@ -1079,13 +1082,14 @@ describe('resume and wait', () => {
     expect(run.stdout).toMatch(/^✓ Resumed again \(ralph, max 9\)/)
     expect(records(record)[0].argv).toEqual(['ralph', 'again', '9', '--provider=codex', '--model=o3', '--resume', '--foreground'])
     expect((await cli(['kill', 'again', '--grace', '1', '-C', root])).code).toBe(0)
-    expect(
-      (
-        await cli(['resume', 'again', '--max', '12', '--model=sonnet', '--yes', '-C', root], {
-          env: { MOCK_PACE: '5', MOCK_RECORD: record },
-        })
-      ).code,
-    ).toBe(0)
+    // kill → resume → kill ends killed: the first end's killed_at is history once the session resumed.
+    expect(readJson(path.join(root, '.claude/pipeline-runs/again/state.json')).status).toBe('killed')
+    expect(rowOf((await listJson(root)).sessions, 'again').health).toBe('killed')
+    const second = await cli(['resume', 'again', '--max', '12', '--model=sonnet', '--yes', '-C', root], {
+      env: { MOCK_PACE: '5', MOCK_RECORD: record },
+    })
+    expect(second.stderr).toBe('')
+    expect(second.code).toBe(0)
     expect(records(record)[1].argv).toEqual(['ralph', 'again', '12', '--provider=codex', '--model=sonnet', '--resume', '--foreground'])
   })
 
@@ -1124,20 +1128,16 @@ describe('resume and wait', () => {
 
   test('wait in a terminal shows a progress bar per session, redrawn in place', async () => {
     const root = await makeEngineProject()
-    expect(
-      (await cli(['start', 'ralph', 'barred', '4', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'hang:3' } })).code,
-    ).toBe(0)
-    await waitFor('iteration 3', () => readJson(path.join(root, '.claude/pipeline-runs/barred/state.json')).iteration === 3)
-    const command = [TSX, SESSIONS, 'wait', 'barred', '-C', root].map((a) => `'${a}'`).join(' ')
-    tmux('new-session', '-d', '-s', 'ui', '-x', '120', '-y', '20', '-e', 'NO_COLOR=1', command)
-    await waitFor('the bar', () => paneText('=ui:').includes('barred  [##########----------] 2/4 · running'))
-    await new Promise((resolve) => setTimeout(resolve, 2500))
-    // Redrawn in place: one line for the one session, however many polls.
-    expect(
-      paneText('=ui:')
-        .split('\n')
-        .filter((line) => line.startsWith('barred ')).length,
-    ).toBe(1)
+    // Iterations slower than wait's polls: the bar is redrawn several times on its way from 0/4 to 4/4.
+    expect((await cli(['start', 'ralph', 'barred', '4', '--yes', '-C', root], { env: { MOCK_PACE: '1.2' } })).code).toBe(0)
+    terminal('ui', ['wait', 'barred', '-C', root], { width: 120, height: 20 })
+    await waitFor('an early bar', () => /barred {2}\[[#-]{20}\] [01]\/4 · running/.test(paneText('=ui:')))
+    await waitFor('the end', () => paneText('=ui:').includes('exit=0'), 30_000)
+    // Redrawn in place: one bar line for the one session, however many polls, and it reached 4/4.
+    const bars = paneText('=ui:')
+      .split('\n')
+      .filter((line) => line.startsWith('barred '))
+    expect(bars).toEqual([expect.stringMatching(/^barred {2}\[#{20}\] 4\/4 /)])
   })
 })
 
@@ -1214,18 +1214,22 @@ describe('beads (with a stand-in bd on the PATH)', () => {
 
   test('without bd, nothing of beads shows and nothing fails', async () => {
     const root = await makeEngineProject()
-    expect((await cli(['start', 'ralph', 'plain', '--yes', '-C', root], { env: { MOCK_PACE: '5', PATH: '/usr/bin:/bin' } })).code).toBe(0)
-    const row = rowOf((await listJson(root)).sessions, 'plain')
+    // bd hidden from every command: a PATH with no stand-in bd on it.
+    const env = { MOCK_PACE: '5', PATH: '/usr/bin:/bin' }
+    expect((await cli(['start', 'ralph', 'plain', '--yes', '-C', root], { env })).code).toBe(0)
+    const row = rowOf(JSON.parse((await cli(['list', '--json', '-C', root], { env })).stdout).sessions, 'plain')
     expect(row).not.toHaveProperty('beads_remaining')
-    expect(JSON.parse((await cli(['status', 'plain', '--json', '-C', root])).stdout).beads).toBeNull()
+    expect(JSON.parse((await cli(['status', 'plain', '--json', '-C', root], { env })).stdout).beads).toBeNull()
+    expect(JSON.parse((await cli(['monitor', 'plain', '--json', '-C', root], { env })).stdout).beads).toBeNull()
+    const killed = await cli(['kill', 'plain', '--json', '-C', root], { env })
+    expect(killed.code).toBe(0)
+    expect(JSON.parse(killed.stdout)[0].beads_reopened).toEqual([])
   })
 })
 
 describe('the menu', () => {
   async function menu(root: string, env: Record<string, string> = {}) {
-    const command = [TSX, SESSIONS, '-C', root].map((a) => `'${a}'`).join(' ')
-    const vars = Object.entries({ NO_COLOR: '1', ...env }).flatMap(([k, v]) => ['-e', `${k}=${v}`])
-    tmux('new-session', '-d', '-s', 'ui', '-x', '150', '-y', '40', ...vars, `${command}; echo "exit=$?"; sleep 3600`)
+    terminal('ui', ['-C', root], { env })
     await waitFor('the actions', () => paneText('=ui:').includes('? What do you want to do'))
   }
   const keys = (...k: string[]) => tmux('send-keys', '-t', '=ui:', ...k)
@@ -1298,20 +1302,7 @@ describe('list --watch', () => {
   test('a dashboard redrawn in place, with last output lines and change marks; q quits and restores the screen', async () => {
     const root = await makeEngineProject('complete-loop')
     expect((await cli(['start', 'ralph', 'live', '20', '--yes', '-C', root], { env: { MOCK_PACE: '1.5' } })).code).toBe(0)
-    const command = [TSX, SESSIONS, 'list', '--watch', '--interval', '0.3', '-C', root].map((a) => `'${a}'`).join(' ')
-    tmux(
-      'new-session',
-      '-d',
-      '-s',
-      'ui',
-      '-x',
-      '150',
-      '-y',
-      '30',
-      '-e',
-      'NO_COLOR=1',
-      `echo before-the-dashboard; ${command}; echo "exit=$?"; sleep 3600`,
-    )
+    terminal('ui', ['list', '--watch', '--interval', '0.3', '-C', root], { height: 30, before: 'echo before-the-dashboard' })
     await waitFor('the dashboard', () => /live\s+ralph\s+-\s+\d+\/20\s+running/.test(paneText('=ui:')))
     expect(paneText('=ui:')).not.toContain('before-the-dashboard')
     expect(paneText('=ui:')).toMatch(/done-loop\s+improve-plan\s+-\s+3\/3\s+complete/)
@@ -1341,10 +1332,8 @@ describe('on a terminal', () => {
     // A pipeline with a long name, so that the table must give way in a narrow terminal.
     const plan = path.join(root, '.claude/pipeline-runs/multi/plan.json')
     writeFileSync(plan, JSON.stringify({ ...readJson(plan), pipeline: { name: 'a-very-long-pipeline-name-that-does-not-fit' } }))
-    const command = (env: string) =>
-      `${env} ${[TSX, SESSIONS, 'list', '-C', root].map((a) => `'${a}'`).join(' ')}; echo "exit=$?"; sleep 3600`
-    tmux('new-session', '-d', '-s', 'colour', '-x', '70', '-y', '30', command('env -u NO_COLOR'))
-    tmux('new-session', '-d', '-s', 'plain', '-x', '70', '-y', '30', command('NO_COLOR=1'))
+    terminal('colour', ['list', '-C', root], { width: 70, height: 30, color: true })
+    terminal('plain', ['list', '-C', root], { width: 70, height: 30 })
     for (const name of ['colour', 'plain']) await waitFor('the list', () => paneText(`=${name}:`).includes('exit=0'))
     const coloured = tmux('capture-pane', '-p', '-e', '-t', '=colour:')
     expect(coloured).toMatch(/\x1b\[[0-9;]*m/)
@@ -1583,8 +1572,7 @@ describe('cleanup', () => {
 
   test('in a terminal it asks: stale locks only, or one by one', async () => {
     const root = await troubled()
-    const command = [TSX, SESSIONS, 'cleanup', '-C', root].map((a) => `'${a}'`).join(' ')
-    tmux('new-session', '-d', '-s', 'ui', '-x', '150', '-y', '50', '-e', 'NO_COLOR=1', `${command}; echo "exit=$?"; sleep 3600`)
+    terminal('ui', ['cleanup', '-C', root], { height: 50 })
     await waitFor('the menu', () => paneText('=ui:').includes('Choose [1-4]:'))
     expect(paneText('=ui:')).toContain('1) fix all   2) one by one   3) stale locks only   4) cancel')
     tmux('send-keys', '-t', '=ui:', '3', 'Enter')
@@ -1593,7 +1581,7 @@ describe('cleanup', () => {
     expect(readJson(path.join(root, '.claude/pipeline-runs/hup/state.json')).status).toBe('running')
 
     tmux('kill-session', '-t', '=ui')
-    tmux('new-session', '-d', '-s', 'ui2', '-x', '150', '-y', '50', '-e', 'NO_COLOR=1', `${command}; echo "exit=$?"; sleep 3600`)
+    terminal('ui2', ['cleanup', '-C', root], { height: 50 })
     await waitFor('the menu', () => paneText('=ui2:').includes('Choose [1-4]:'))
     tmux('send-keys', '-t', '=ui2:', '2', 'Enter')
     // One by one, in the order shown: busy's state (no), hup's state (yes).
@@ -1696,11 +1684,13 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     expect(JSON.parse((await cli(['cleanup', '--json', '-C', root])).stdout).problems).toEqual([])
   })
 
-  test('kill while the engine is writing its state leaves valid JSON', async () => {
+  test('kill of an engine rewriting its state in a hot loop: the state is marked only once the engine is stopped, so the mark stays', async () => {
     const root = await makeEngineProject()
     expect((await cli(['start', 'ralph', 'busy-writer', '100000', '--yes', '-C', root], { env: { MOCK_PACE: '0' } })).code).toBe(0)
-    await new Promise((resolve) => setTimeout(resolve, 500))
+    const stateFile = path.join(root, '.claude/pipeline-runs/busy-writer/state.json')
+    await waitFor('a few iterations', () => readJson(stateFile).iteration_completed > 3)
     expect((await cli(['kill', 'busy-writer', '--grace', '0', '-C', root])).code).toBe(0)
+    // Had the state been marked before the engine stopped, its next write would have replaced the mark.
     const state = readJson(path.join(root, '.claude/pipeline-runs/busy-writer/state.json'))
     expect(state.status).toBe('killed')
     expect(state.iteration_completed).toBeGreaterThan(1)
@@ -2278,5 +2268,58 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
       expect(run.code).toBe(0)
       expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts <command>/)
     }
+  })
+
+  test('help where it is looked for: COMMAND --help, help COMMAND, -h, version; a near miss is named, ls and logs are aliases', async () => {
+    for (const args of [
+      ['kill', '--help'],
+      ['help', 'kill'],
+      ['kill', '-h'],
+    ]) {
+      const run = await cli(args)
+      expect(run.code, args.join(' ')).toBe(0)
+      expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts kill NAME\.\.\. \[options\]\n\nStop the engine/)
+      expect(run.stdout).toMatch(/--grace SECONDS +between SIGTERM and SIGKILL \(default 10\)/)
+      expect(run.stdout).toMatch(/Examples:\n {2}tsx sessions\.ts kill auth\n {2}tsx sessions\.ts kill auth docs --grace 30\n/)
+    }
+    expect((await cli(['version'])).stdout).toMatch(/^\d+\.\d+\.\d+\n$/)
+    const typo = await cli(['lsit'])
+    expect(typo.code).toBe(2)
+    expect(typo.stderr).toMatch(/^sessions: unknown command "lsit"; did you mean "list"\?/)
+    const root = await makeProject('complete-loop')
+    expect(JSON.parse((await cli(['ls', '--json', '-C', root])).stdout).sessions).toHaveLength(1)
+    expect((await cli(['logs', 'done-loop', '-C', root])).stdout).toContain('done-loop: complete')
+    // Every command's help is derived from the one table: each has a usage line and two examples.
+    for (const command of ['start', 'list', 'status', 'monitor', 'attach', 'kill', 'cleanup', 'resume', 'wait', 'completion']) {
+      const help = (await cli(['help', command])).stdout
+      expect(help, command).toMatch(new RegExp(`^Usage: tsx sessions\\.ts ${command}`))
+      expect(help.split('Examples:')[1].trim().split('\n'), command).toHaveLength(2)
+    }
+  })
+})
+
+describe('the real entry, as a child process', () => {
+  test('exit statuses, stdout and stderr apart, --json alone on stdout', async () => {
+    const root = await makeProject('crashed-loop')
+    const json = cliProcess(['list', '--json', '-C', root])
+    expect(json.code).toBe(0)
+    expect(json.stderr).toBe('')
+    expect(JSON.parse(json.stdout).sessions.map((s: SessionRow) => s.name)).toEqual(['busy'])
+    const refused = cliProcess(['status', 'nope', '-C', root])
+    expect(refused).toMatchObject({ code: 1, stdout: '' })
+    expect(refused.stderr).toMatch(/^sessions: no session nope in .*; sessions: busy\n$/)
+    const wrong = cliProcess(['list', '--jsno'])
+    expect(wrong).toMatchObject({ code: 2, stdout: '', stderr: "sessions: list: unknown option '--jsno'\n" })
+    expect(cliProcess(['--help'])).toMatchObject({ code: 0, stderr: '' })
+  })
+
+  test('./sessions.ts is an executable: its shebang runs it', () => {
+    const run = spawnSync(SESSIONS, ['version'], {
+      env: { ...ENV, PATH: `${path.join(HERE, 'node_modules', '.bin')}:${ENV.PATH}` },
+      encoding: 'utf8',
+    })
+    expect(run.stderr).toBe('')
+    expect(run.status).toBe(0)
+    expect(run.stdout).toMatch(/^\d+\.\d+\.\d+\n$/)
   })
 })

@@ -481,6 +481,16 @@ async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<File
 
 type RegularRead = { kind: 'ok'; text: string; from: number; size: number } | { kind: 'missing' } | { kind: 'bad'; problem: string }
 
+/** Which version of a file this is (inode, size, change time), or null when there is none: a rename over it changes it. */
+function fileSignature(file: string): string | null {
+  try {
+    const st = lstatSync(file)
+    return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`
+  } catch {
+    return null
+  }
+}
+
 /** What a file that is not a regular file is, in words. */
 function notRegular(st: Stats): string {
   if (st.isFIFO()) return 'is a FIFO, not a file'
@@ -780,7 +790,7 @@ async function updateStateFile(
 
 /** The state records an end: nothing to mark. */
 function stateHasEnded(state: State): boolean {
-  return ENDED_STATUSES.has(state.status) || Boolean(state.completed_at || state.failed_at || state.killed_at || state.terminated_at)
+  return ENDED_STATUSES.has(state.status) || endedAt(state) !== null
 }
 
 // ───────────────────────── project layout ─────────────────────────
@@ -2151,9 +2161,18 @@ function resumeCommand(name: string, stage: ReturnType<typeof describeStage>): s
   return `${SELF} start ${stage.type} ${name} ${stage.maxIterations ?? DEFAULTS.maxIterations} --resume`
 }
 
+/**
+ * When the current run ended, from its state. The engine keeps an earlier end's killed_at/terminated_at
+ * when it resumes (FORMATS.md §2): an end older than resumed_at belongs to an earlier run, and is history.
+ */
 function endedAt(state: State | null): number | null {
   if (!state) return null
-  return parseTime(state.completed_at ?? state.failed_at ?? state.killed_at ?? state.terminated_at)
+  const resumed = parseTime(state.resumed_at)
+  const ends = [state.completed_at, state.failed_at, state.killed_at, state.terminated_at]
+    .map(parseTime)
+    // resumed_at has whole seconds: an end within that second is taken for the earlier run's.
+    .filter((t): t is number => t !== null && (resumed === null || t >= resumed + 1000))
+  return ends.length ? largest(ends) : null
 }
 
 function lastActivity(state: State | null, tmux: TmuxSession | null): number | null {
@@ -3044,19 +3063,20 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
     tmuxLiteral(appendCommand(log)),
   )
   const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(options.env))
+  // The state as it was before the engine ran: the engine of this run has written it once it differs.
+  const stateBefore = fileSignature(paths.state)
   await tmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
 
-  // Verify: the engine holds the lock (proven) and has written its state as running for this run (a resume
-  // sets a new resumed_at), or the pane died first.
+  // Verify: the engine holds the lock (proven) and has written its state as running for this run, or the
+  // pane died first.
   options.onWaiting?.()
-  const resumedBefore = facts.state.kind === 'ok' ? (facts.state.value.resumed_at ?? null) : null
   const waitSeconds = options.waitStartSeconds ?? DEFAULTS.waitStartSeconds
   const engine = await pollFor(
     async () => {
       const paneNow = await paneState(options, tmuxName)
       const now = await gatherSession(plan.name, root, null)
       const stateNow = now.state.kind === 'ok' ? now.state.value : null
-      const stateWritten = stateNow?.status === 'running' && (!plan.resume || (stateNow.resumed_at ?? null) !== resumedBefore)
+      const stateWritten = stateNow?.status === 'running' && fileSignature(paths.state) !== stateBefore
       if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten) return now.lock.value.pid
       if (!paneNow.exists || paneNow.dead) {
         // What it printed; then the start is undone like any failed start (startLocked).
@@ -4754,32 +4774,14 @@ function checked<T>(schema: z.ZodType<T>, raw: string): T {
   return result.data
 }
 
-const seconds = (flag: string) => (raw: string) =>
-  checked(
-    z
-      .string()
-      .regex(/^\d+(\.\d+)?$/, `--${flag} needs a number of seconds, got "${raw}"`)
-      .transform(Number),
-    raw,
-  )
-const minutes = (flag: string) => (raw: string) =>
-  checked(
-    z
-      .string()
-      .regex(/^\d+(\.\d+)?$/, `--${flag} needs a number of minutes, got "${raw}"`)
-      .transform(Number),
-    raw,
-  )
-const count = (label: string) => (raw: string) =>
-  checked(
-    z
-      .string()
-      .regex(/^[1-9]\d{0,8}$/, `${label} must be a positive integer, got "${raw}"`)
-      .transform(Number),
-    raw,
-  )
-const engineValue = (flag: string) => (raw: string) =>
-  checked(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/, `--${flag}: invalid value "${raw}"`), raw)
+/** A validator of an option's value: the value must match `pattern`; `message` says what it must be. */
+const matching = (pattern: RegExp, message: (raw: string) => string) => (raw: string) =>
+  checked(z.string().regex(pattern, message(raw)), raw)
+const number = (pattern: RegExp, message: (raw: string) => string) => (raw: string) => Number(matching(pattern, message)(raw))
+const seconds = (flag: string) => number(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of seconds, got "${raw}"`)
+const minutes = (flag: string) => number(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of minutes, got "${raw}"`)
+const count = (label: string) => number(/^[1-9]\d{0,8}$/, (raw) => `${label} must be a positive integer, got "${raw}"`)
+const engineValue = (flag: string) => matching(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/, (raw) => `--${flag}: invalid value "${raw}"`)
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   root: {
@@ -4792,7 +4794,7 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     type: 'string',
     arg: 'NAME',
     help: "tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux's own",
-    parse: (raw) => checked(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, `--socket: invalid socket name "${raw}"`), raw),
+    parse: matching(/^[A-Za-z0-9_.-]{1,64}$/, (raw) => `--socket: invalid socket name "${raw}"`),
   },
   json: { type: 'boolean', help: 'print one JSON document on stdout and nothing else' },
   'start-grace': {
