@@ -199,6 +199,22 @@ async function listJson(root: string, ...flags: string[]) {
   }
 }
 
+/**
+ * A command as this tool suggests it when run in-process from `cwd` for the project `root`: tsx (on the
+ * PATH of npm test), this file relative to the current folder when inside it, then -C when the current
+ * folder is not the root.
+ */
+function hinted(command: string, root: string, cwd = HERE): string {
+  return `tsx ${isInsideDir(SESSIONS, cwd) ? path.relative(cwd, SESSIONS) : SESSIONS} ${command}${cwd === root ? '' : ` -C ${root}`}`
+}
+
+function isInsideDir(file: string, dir: string): boolean {
+  const rel = path.relative(dir, file)
+  return !rel.startsWith('..') && !path.isAbsolute(rel)
+}
+
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
 function rowOf(rows: SessionRow[], name: string): SessionRow {
   const row = rows.find((r) => r.name === name)
   expect(row, `session ${name} in ${rows.map((r) => r.name).join(', ')}`).toBeDefined()
@@ -276,7 +292,7 @@ describe('reference layouts: what a correct manager concludes', () => {
       health: 'crashed',
       resumable: true,
       resume_from: 3,
-      resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume',
+      resume_command: hinted('resume busy', root),
     })
     // It ran from its start to its last finished iteration, however long ago that was.
     expect(row).toMatchObject({
@@ -292,7 +308,7 @@ describe('reference layouts: what a correct manager concludes', () => {
     const root = await makeProject('tmux-killed-loop')
     const row = rowOf((await listJson(root)).sessions, 'hup')
     expect(row).toMatchObject({ health: 'zombie', resumable: true, resume_from: 2, tmux: null, lock: null })
-    expect(row.resume_command).toBe('tsx sessions.ts start improve-plan hup 50 --resume')
+    expect(row.resume_command).toBe(hinted('resume hup', root))
   })
 
   test('resumed-loop: complete, 4/4, and the resume shows', async () => {
@@ -311,7 +327,7 @@ describe('reference layouts: what a correct manager concludes', () => {
     const text = await cli(['status', 'broken', '-C', root])
     expect(text.code).toBe(0)
     expect(text.stdout).toMatch(/error\s+Claude process exited with code 3 \(exit_code\)/)
-    expect(text.stdout).toContain('tsx sessions.ts start improve-plan broken 50 --resume')
+    expect(text.stdout).toContain(hinted('resume broken', root))
   })
 
   test('parallel-pipeline: complete; status shows each provider and its stages', async () => {
@@ -464,9 +480,9 @@ describe('list as a user runs it', () => {
     expect(run.stdout).toMatch(/busy\s+improve-plan\s+-\s+2\/50\s+crashed\s+last seen/)
     expect(run.stdout).toMatch(/done-loop\s+improve-plan\s+-\s+3\/3\s+complete\s+ended .* ago/)
     expect(run.stdout).toContain('busy: crashed (lock left with dead PID')
-    expect(run.stdout).toContain('resume: tsx sessions.ts start improve-plan busy 50 --resume')
-    expect(run.stdout).toContain('resume: tsx sessions.ts start improve-plan hup 50 --resume')
-    expect(run.stdout).toMatch(/Next:\n {2}tsx sessions\.ts status busy/)
+    expect(run.stdout).toContain(`resume: ${hinted('resume busy', root)}`)
+    expect(run.stdout).toContain(`resume: ${hinted('resume hup', root)}`)
+    expect(run.stdout).toContain(`Next:\n  ${hinted('status busy', root)}`)
   })
 
   test('a running session whose iteration has not finished for long gets a warning', async () => {
@@ -495,8 +511,43 @@ describe('list as a user runs it', () => {
     const run = await cli(['list', '-C', root])
     expect(run.code).toBe(0)
     expect(run.stdout).toContain(`No pipeline sessions in ${root}.`)
-    expect(run.stdout).toContain('tsx sessions.ts start ralph my-session 25')
+    // Without an engine, a start would fail: the pointer is to the engine.
+    expect(run.stdout).toContain('see https://github.com/hwells4/agent-pipelines')
     expect(await listJson(root)).toMatchObject({ project: root, sessions: [], counts: {}, warnings: [] })
+    // With one, a start that runs as printed.
+    const engine = await makeEngineProject('empty')
+    const next = (await listJson(engine)) as unknown as { next: { command: string }[] }
+    expect(next.next).toEqual([{ command: hinted('start ralph my-session 25', engine), why: 'start a session' }])
+    const printed = next.next[0].command.split(' ').slice(2)
+    expect((await cli([...printed, '--yes'], { env: { MOCK_PACE: '5' } })).code).toBe(0)
+  })
+
+  test('hints run as printed: from the project root and from a subfolder, with --socket carried', async () => {
+    const root = await makeProject('crashed-loop')
+    const sub = path.join(root, 'src', 'deep')
+    mkdirSync(sub, { recursive: true })
+    for (const cwd of [root, sub]) {
+      const run = await cli(['list', '--json', '--socket', SOCKET], { cwd })
+      const row = rowOf(JSON.parse(run.stdout).sessions, 'busy')
+      const words = row.resume_command!.split(' ')
+      // The tool itself, as this process runs, then the command; -C only from the subfolder, --socket as given.
+      expect(words.slice(2, 4)).toEqual(['resume', 'busy'])
+      expect(words.includes('-C')).toBe(cwd !== root)
+      if (cwd !== root) expect(path.resolve(cwd, words[words.indexOf('-C') + 1])).toBe(root)
+      expect(words.slice(-2)).toEqual(['--socket', SOCKET])
+      // Run as printed, from that folder: it reaches the same session.
+      const status = await cli([...words.slice(2).map((w) => (w === 'resume' ? 'status' : w)), '--json'], { cwd })
+      expect(JSON.parse(status.stdout)).toMatchObject({ name: 'busy', health: 'crashed' })
+    }
+    // Executed as printed by a shell, from the subfolder: the real entry.
+    const printed = rowOf(JSON.parse((await cli(['list', '--json'], { cwd: sub })).stdout).sessions, 'busy').resume_command!
+    const shell = spawnSync('sh', ['-c', `${printed.replace(' resume ', ' status ')} --json`], {
+      cwd: sub,
+      env: { ...ENV, PATH: `${path.join(HERE, 'node_modules', '.bin')}:${ENV.PATH}` },
+      encoding: 'utf8',
+    })
+    expect(shell.stderr).toBe('')
+    expect(JSON.parse(shell.stdout)).toMatchObject({ name: 'busy', health: 'crashed' })
   })
 
   test('the project root is found from a subfolder, and from --root', async () => {
@@ -568,7 +619,9 @@ describe('status as a user runs it', () => {
     expect(text).toMatch(/progress\s+\.claude\/pipeline-runs\/busy\/progress-busy\.md/)
     expect(text).toMatch(/2\s+improve-plan\s+continue\s+.* ago\s+Mock iteration 2 completed/)
     expect(text).toMatch(
-      /Next:\n {2}tsx sessions\.ts monitor busy --follow +follow its output\n {2}tsx sessions\.ts attach busy +watch it live/,
+      new RegExp(
+        `Next:\\n {2}${escaped(hinted('monitor busy --follow', root))} +follow its output\\n {2}${escaped(hinted('attach busy', root))} +watch it live`,
+      ),
     )
   })
 
@@ -584,7 +637,7 @@ describe('status as a user runs it', () => {
       iteration: 2,
       iteration_completed: 2,
       max_iterations: 50,
-      resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume',
+      resume_command: hinted('resume busy', root),
       files: {
         state: '.claude/pipeline-runs/busy/state.json',
         progress: '.claude/pipeline-runs/busy/progress-busy.md',
@@ -593,7 +646,7 @@ describe('status as a user runs it', () => {
       last_event: { type: 'judge_complete' },
     })
     expect(json.recent_iterations).toHaveLength(2)
-    expect(json.next[0]).toEqual({ command: 'tsx sessions.ts start improve-plan busy 50 --resume', why: 'resume from iteration 3' })
+    expect(json.next[0]).toEqual({ command: hinted('resume busy', root), why: 'resume from iteration 3' })
   })
 
   test('a pipeline resumes from its pipeline file', async () => {
@@ -601,7 +654,7 @@ describe('status as a user runs it', () => {
     tmux('kill-session', '-t', '=pipeline-multi')
     const detail = await status('multi', { root })
     expect(detail.health).toBe('crashed')
-    expect(detail.resume_command).toBe('tsx sessions.ts start pipeline scripts/pipelines/refine.yaml multi --resume')
+    expect(detail.resume_command).toBe(hinted('resume multi', root))
   })
 
   test('an unknown name: exit 1, naming the project and the sessions that exist', async () => {
@@ -850,17 +903,23 @@ describe('start', () => {
     const cases: [string[], RegExp][] = [
       [
         ['start', 'ralph', 'live'],
-        /session live is already running \(engine PID \d+ is alive\): attach with "tsx sessions\.ts attach live" or stop it with "tsx sessions\.ts kill live"/,
+        new RegExp(
+          `session live is already running \\(engine PID \\d+ is alive\\): attach with "${escaped(hinted('attach live', root, root))}" or stop it with "${escaped(hinted('kill live', root, root))}"`,
+        ),
       ],
       [['start', 'ralph', 'live', '--force'], /--force does not replace a live session; kill it first/],
       [
         ['start', 'ralph', 'lonely', '--start-grace', '0'],
-        /tmux session pipeline-lonely already exists \(orphaned: .*\): remove it with "tsx sessions\.ts kill lonely"/,
+        new RegExp(
+          `tmux session pipeline-lonely already exists \\(orphaned: .*\\): remove it with "${escaped(hinted('kill lonely', root, root))}"`,
+        ),
       ],
       [['start', 'ralph', 'lonely', '--start-grace', '30'], /session lonely is already starting \(tmux session \d+s old, no lock yet\)/],
       [
         ['start', 'improve-plan', 'busy', '50'],
-        /session busy is crashed \(lock left with dead PID \d+\): resume it with "tsx sessions\.ts start improve-plan busy 50 --resume", or start afresh with --force/,
+        new RegExp(
+          `session busy is crashed \\(lock left with dead PID \\d+\\): resume it with "${escaped(hinted('resume busy', root, root))}", or start afresh with --force`,
+        ),
       ],
       [['start', 'ralph', 'fresh', '--resume'], /no earlier session fresh to resume/],
       [
@@ -1006,7 +1065,7 @@ describe('kill', () => {
     const state = readJson(path.join(run, 'state.json'))
     expect(state).toMatchObject({ status: 'killed', killed_at: expect.stringMatching(/Z$/), session: 'victim', type: 'loop' })
     expect(kept()).toEqual(before)
-    expect(report.resume_command).toBe('tsx sessions.ts start ralph victim 25 --resume')
+    expect(report.resume_command).toBe(hinted('resume victim', root))
   })
 
   test('an engine that ignores SIGTERM gets SIGKILL after the grace period', async () => {
@@ -1528,8 +1587,8 @@ describe('cleanup', () => {
     expect(run.stdout).toMatch(
       /Zombie states:\n {2}busy — state says running, but nothing is alive; .*\n {2}hup — state says running, but nothing is alive/,
     )
-    expect(run.stdout).toContain('Nothing was changed. To repair: tsx sessions.ts cleanup --yes')
-    expect(run.stdout).toContain('busy (crashed): tsx sessions.ts start improve-plan busy 50 --resume')
+    expect(run.stdout).toContain(`Nothing was changed. To repair: ${hinted('cleanup --yes', root)}`)
+    expect(run.stdout).toContain(`busy (crashed): ${hinted('resume busy', root)}`)
     expect(run.stdout).not.toMatch(/done-loop —/)
     expect([snapshot(root), tmuxPanes()]).toEqual(before)
     const dry = await cli(['cleanup', '--dry-run', '--json', '-C', root])
@@ -2114,7 +2173,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     const root = await makeProject('crashed-loop')
     mkdirSync(path.join(root, '.claude/pipeline-runs/busy/stage-00-improve-plan/iterations/003'))
     const row = rowOf((await listJson(root)).sessions, 'busy')
-    expect(row).toMatchObject({ max_iterations: 50, resume_command: 'tsx sessions.ts start improve-plan busy 50 --resume' })
+    expect(row).toMatchObject({ max_iterations: 50, resume_command: hinted('resume busy', root) })
     expect(row.evidence).toContain("max 50 from iteration 2's context.json (iteration 3 has none readable yet)")
   })
 
@@ -2201,7 +2260,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     renameSync(path.join(claude, 'pipeline-runs/busy'), path.join(claude, 'pipeline-runs/My_Sess'))
     renameSync(path.join(claude, 'locks/busy.lock'), path.join(claude, 'locks/My_Sess.lock'))
     const row = rowOf((await listJson(root)).sessions, 'My_Sess')
-    expect(row.resume_command).toBe('tsx sessions.ts start improve-plan My_Sess 50 --resume')
+    expect(row.resume_command).toBe(hinted('resume My_Sess', root))
     const run = await cli([...row.resume_command!.split(' ').slice(2), '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)

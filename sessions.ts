@@ -50,8 +50,6 @@ import { z } from 'zod'
 // ───────────────────────── constants ─────────────────────────
 
 const VERSION = '0.1.0'
-/** How users run this tool; used in the commands we suggest. */
-const SELF = 'tsx sessions.ts'
 const TMUX_PREFIX = 'pipeline-'
 /** loop-agents used this prefix before the 12 Jan 2026 rename (FORMATS.md §2). */
 const LEGACY_TMUX_PREFIX = 'loop-'
@@ -900,6 +898,22 @@ function resolveRunner(root: string, options: { cwd?: string; env?: NodeJS.Proce
   return file
 }
 
+/** The engine's runner where the project has one (as resolveRunner finds it), else null. */
+function runnerIfAny(root: string, options: { cwd?: string; env?: NodeJS.ProcessEnv; runner?: string }): string | null {
+  try {
+    return resolveRunner(root, options)
+  } catch {
+    return null
+  }
+}
+
+/** The first stage type beside a runner (scripts/stages/TYPE), for a suggestion that starts something real. */
+function firstStage(runner: string): string | null {
+  const stages = path.join(path.dirname(runner), 'stages')
+  const found = listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
+  return found.includes('ralph') ? 'ralph' : (found[0] ?? null)
+}
+
 function findStage(runner: string, type: string): void {
   if (!isValidName(type)) throw new UsageError(`invalid stage type "${type}"`)
   const stages = path.join(path.dirname(runner), 'stages')
@@ -955,6 +969,53 @@ function checkNewName(name: string): string {
     throw new UsageError(`invalid name for a new session "${name}": use lowercase letters, digits and hyphens, not starting with a hyphen`)
   }
   return name
+}
+
+/** An executable's path on the PATH, found without spawning a process. */
+function onPath(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue
+    const file = path.join(dir, name)
+    try {
+      const st = statSync(file)
+      if (st.isFile() && st.mode & 0o111) return file
+    } catch {
+      /* not here */
+    }
+  }
+  return null
+}
+
+/**
+ * How to run this tool again, as this process runs (for the commands it suggests): `node` where this
+ * Node strips types itself and no loader runs, else `tsx` where it is on the PATH, else `npx tsx`; then
+ * this file, relative to the current folder when inside it.
+ */
+function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
+  const cwd = options.cwd ?? process.cwd()
+  const script = fileURLToPath(import.meta.url)
+  const shown = isInside(script, cwd) ? path.relative(cwd, script) : script
+  const loader = process.execArgv.some((arg) => arg.includes('tsx')) || !(process.features as { typescript?: unknown }).typescript
+  const node = loader ? (onPath('tsx', options.env) ? 'tsx' : 'npx tsx') : 'node'
+  return `${node} ${shellQuote(shown)}`
+}
+
+/**
+ * Every command this tool suggests, built in one place so that it runs as printed: how this process
+ * runs, the command, then -C when the current folder is not the project root and --socket when one was
+ * given (so that a hint printed in a subfolder or for another server reaches the same sessions).
+ */
+function hint(options: CommonOptions, root: string, command: string): string {
+  const cwd = options.cwd ?? process.cwd()
+  let here = cwd
+  try {
+    here = realpathSync(cwd)
+  } catch {
+    /* as given */
+  }
+  const rootArg = here === root ? '' : ` -C ${shellQuote(isInside(here, root) ? path.relative(here, root) : root)}`
+  const socketArg = options.socket !== undefined ? ` --socket ${shellQuote(options.socket)}` : ''
+  return `${runnerOf(options)} ${command}${rootArg}${socketArg}`
 }
 
 // ───────────────────────── tmux ─────────────────────────
@@ -2153,12 +2214,11 @@ function maxOnCommandLine(commandLine: string[] | null, session: string): number
 
 /** The exact engine command that continues this session where it stopped. */
 /** The exact command that continues this session where it stopped (a `start --resume`). */
-function resumeCommand(name: string, stage: ReturnType<typeof describeStage>): string | null {
-  if (stage.mode === 'pipeline') {
-    return stage.pipelineFile ? `${SELF} start pipeline ${stage.pipelineFile} ${name} --resume` : null
-  }
-  if (!stage.type) return null
-  return `${SELF} start ${stage.type} ${name} ${stage.maxIterations ?? DEFAULTS.maxIterations} --resume`
+function resumeCommand(name: string, stage: ReturnType<typeof describeStage>, options: CommonOptions, root: string): string | null {
+  // `resume NAME` keeps how it was started (type or pipeline, max, provider, model): it reads them from the
+  // session's own files. Only when they do not say it cannot resume.
+  const known = stage.mode === 'pipeline' ? stage.pipelineFile !== null : stage.type !== null
+  return known ? hint(options, root, `resume ${name}`) : null
 }
 
 /**
@@ -2183,8 +2243,8 @@ function lastActivity(state: State | null, tmux: TmuxSession | null): number | n
   return times.length ? largest(times) : (tmux?.createdMs ?? null)
 }
 
-function describeSession(facts: SessionFacts, now: number, options: { graceMs?: number } = {}): SessionRow {
-  const verdict = classifyHealth(healthFactsOf(facts, now, options.graceMs))
+function describeSession(facts: SessionFacts, now: number, options: CommonOptions = {}): SessionRow {
+  const verdict = classifyHealth(healthFactsOf(facts, now, startGraceMs(options)))
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const stage = describeStage(facts)
   const started = parseTime(state?.started_at) ?? facts.tmux?.createdMs ?? null
@@ -2239,7 +2299,7 @@ function describeSession(facts: SessionFacts, now: number, options: { graceMs?: 
     run_dir: facts.runDirExists ? relative(facts.root, sessionPaths(facts.root, facts.name).runDir) : null,
     resumable: verdict.resumable,
     resume_from: verdict.resumable && state ? (state.iteration_completed ?? 0) + 1 : null,
-    resume_command: verdict.resumable || verdict.health === 'orphaned' ? resumeCommand(facts.name, stage) : null,
+    resume_command: verdict.resumable || verdict.health === 'orphaned' ? resumeCommand(facts.name, stage, options, facts.root) : null,
     error: verdict.health === 'failed' ? errorMessage : null,
   }
 }
@@ -2269,7 +2329,7 @@ async function loadSession(name: string, options: CommonOptions & { mustExist?: 
   const facts = await gatherSession(name, root, own.get(name) ?? null)
   const exists = sessionExists(facts)
   if (!exists && options.mustExist) throw sessionNotFound(name, root, await sessionNames(root, own))
-  return { root, facts, exists, row: describeSession(facts, Date.now(), { graceMs: startGraceMs(options) }) }
+  return { root, facts, exists, row: describeSession(facts, Date.now(), options) }
 }
 
 /** A named session that must exist. */
@@ -2446,28 +2506,36 @@ function listWarnings(rows: SessionRow[], now: number, stallMs: number): ListWar
   return warnings
 }
 
-function listNext(rows: SessionRow[]): NextAction[] {
+function listNext(rows: SessionRow[], say: (command: string) => string, runner: string | null): NextAction[] {
   if (rows.length === 0) {
-    return [{ command: `${SELF} start ralph my-session 25`, why: 'start a session' }]
+    // A project without the engine: a start would fail, so the pointer is to the engine itself.
+    if (!runner)
+      return [
+        {
+          command: 'see https://github.com/hwells4/agent-pipelines',
+          why: 'no engine here (scripts/run.sh): install agent-pipelines first',
+        },
+      ]
+    return [{ command: say(`start ${firstStage(runner) ?? 'TYPE'} my-session ${DEFAULTS.maxIterations}`), why: 'start a session' }]
   }
   const next: NextAction[] = []
   const first = (health: Health) => rows.find((row) => row.health === health)
   const running = first('running')
-  next.push({ command: `${SELF} status ${(running ?? rows[0]).name}`, why: 'everything about one session' })
+  next.push({ command: say(`status ${(running ?? rows[0]).name}`), why: 'everything about one session' })
   if (rows.some((row) => row.health === 'crashed' || row.health === 'zombie' || row.health === 'orphaned')) {
-    next.push({ command: `${SELF} cleanup`, why: 'stale locks, orphaned tmux sessions, zombie states: see and repair' })
+    next.push({ command: say(`cleanup`), why: 'stale locks, orphaned tmux sessions, zombie states: see and repair' })
   }
   const resumable = rows.find((row) => row.resumable && row.resume_command)
   if (resumable) next.push({ command: resumable.resume_command!, why: `resume ${resumable.name}` })
   const failed = first('failed')
-  if (failed) next.push({ command: `${SELF} status ${failed.name}`, why: 'see why it failed' })
+  if (failed) next.push({ command: say(`status ${failed.name}`), why: 'see why it failed' })
   // One line per command: the first reason given for it is kept.
   return next.filter((action, i) => next.findIndex((other) => other.command === action.command) === i)
 }
 
 async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
-  const project = await mapProject(options, (facts) => describeSession(facts, now, { graceMs: startGraceMs(options) }))
+  const project = await mapProject(options, (facts) => describeSession(facts, now, options))
   const remaining = await beadsRemainingBySession(project.sessions, options.env)
   const sessions = remaining
     ? project.sessions.map((row) => ({ ...row, beads_remaining: remaining.get(row.name) ?? null }))
@@ -2477,7 +2545,7 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     sessions,
     counts: countHealths(sessions),
     warnings: listWarnings(sessions, now, (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000),
-    next: listNext(sessions),
+    next: listNext(sessions, (command) => hint(options, project.root, command), runnerIfAny(project.root, options)),
   }
   if (options.all) {
     result.other_projects = project.foreign.map((session) => ({
@@ -2640,18 +2708,18 @@ async function recentIterations(state: State | null, runDir: string, entries: st
   )
 }
 
-function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[] {
+function statusNext(row: SessionRow, files: StatusResult['files'], say: (command: string) => string): NextAction[] {
   const next: NextAction[] = []
   switch (row.health) {
     case 'running':
     case 'starting':
-      next.push({ command: `${SELF} monitor ${row.name} --follow`, why: 'follow its output' })
-      if (row.tmux) next.push({ command: `${SELF} attach ${row.name}`, why: 'watch it live (Ctrl-b d to detach)' })
-      next.push({ command: `${SELF} kill ${row.name}`, why: 'stop it; progress is kept' })
+      next.push({ command: say(`monitor ${row.name} --follow`), why: 'follow its output' })
+      if (row.tmux) next.push({ command: say(`attach ${row.name}`), why: 'watch it live (Ctrl-b d to detach)' })
+      next.push({ command: say(`kill ${row.name}`), why: 'stop it; progress is kept' })
       if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read its progress notes' })
       break
     case 'orphaned':
-      next.push({ command: `${SELF} kill ${row.name}`, why: 'remove the tmux session that has no engine behind it' })
+      next.push({ command: say(`kill ${row.name}`), why: 'remove the tmux session that has no engine behind it' })
       if (row.resume_command) next.push({ command: row.resume_command, why: 'then resume it' })
       break
     case 'crashed':
@@ -2663,7 +2731,7 @@ function statusNext(row: SessionRow, files: StatusResult['files']): NextAction[]
         next.push({ command: row.resume_command, why: `resume from iteration ${row.resume_from ?? '?'}` })
       }
       if (row.health === 'crashed' || row.health === 'zombie')
-        next.push({ command: `${SELF} cleanup`, why: 'repair its stale lock and state (a resume does not need it)' })
+        next.push({ command: say(`cleanup`), why: 'repair its stale lock and state (a resume does not need it)' })
       if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read what it did' })
       break
     case 'corrupt':
@@ -2720,7 +2788,7 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
     providers,
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
     beads,
-    next: statusNext(row, files),
+    next: statusNext(row, files, (command) => hint(options, root, command)),
   }
 }
 
@@ -2806,23 +2874,23 @@ interface StartResult extends StartPlan {
 }
 
 /** Refuses what would clash with an existing session, with the way out in the message. */
-function checkStartConflicts(request: StartRequest, row: SessionRow | null, facts: SessionFacts): void {
+function checkStartConflicts(request: StartRequest, row: SessionRow | null, facts: SessionFacts, say: (command: string) => string): void {
   const name = request.name
   if (!row) {
     if (request.resume) throw new SessionsError(`no earlier session ${name} to resume in ${facts.root}`)
     return
   }
   if (row.health === 'running' || row.health === 'starting') {
-    const how = `attach with "${SELF} attach ${name}" or stop it with "${SELF} kill ${name}"`
+    const how = `attach with "${say(`attach ${name}`)}" or stop it with "${say(`kill ${name}`)}"`
     if (request.force)
       throw new SessionsError(
-        `session ${name} is ${row.health}: --force does not replace a live session; kill it first ("${SELF} kill ${name}")`,
+        `session ${name} is ${row.health}: --force does not replace a live session; kill it first ("${say(`kill ${name}`)}")`,
       )
     throw new SessionsError(`session ${name} is already ${row.health} (${row.why}): ${how}`)
   }
   if (facts.tmux) {
     throw new SessionsError(
-      `tmux session ${facts.tmux.tmuxName} already exists (${row.health}: ${row.why}): remove it with "${SELF} kill ${name}", then start again`,
+      `tmux session ${facts.tmux.tmuxName} already exists (${row.health}: ${row.why}): remove it with "${say(`kill ${name}`)}", then start again`,
     )
   }
   if (request.force) {
@@ -2842,7 +2910,7 @@ function checkStartConflicts(request: StartRequest, row: SessionRow | null, fact
   const afresh = `start afresh with --force (the old run folder is kept as ${name}.replaced-<time>)`
   if (row.resumable) {
     throw new SessionsError(
-      `session ${name} is ${row.health} (${row.why}): resume it with "${row.resume_command ?? `${SELF} start … ${name} --resume`}", or ${afresh}`,
+      `session ${name} is ${row.health} (${row.why}): resume it with "${row.resume_command ?? say(`resume ${name}`)}", or ${afresh}`,
     )
   }
   throw new SessionsError(
@@ -2903,7 +2971,7 @@ async function planStart(
   const loaded = await loadSession(request.name, { ...options, root })
   const facts = loaded.facts
   const row = loaded.exists ? loaded.row : null
-  checkStartConflicts(request, row, facts)
+  checkStartConflicts(request, row, facts, (command) => hint(options, root, command))
 
   // A resumed loop keeps its max unless a new one is given.
   const max = request.type
@@ -3094,7 +3162,7 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
     made.tmuxName = null
     made.folders = []
     throw new SessionsError(
-      `the engine of ${plan.name} has not taken its lock and written its state after ${waitSeconds}s; tmux session ${tmuxName} is still there: look with "${SELF} monitor ${plan.name}"`,
+      `the engine of ${plan.name} has not taken its lock and written its state after ${waitSeconds}s; tmux session ${tmuxName} is still there: look with "${hint(options, root, `monitor ${plan.name}`)}"`,
     )
   }
   // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
@@ -3106,10 +3174,10 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
     engine_pid: engine,
     log: relative(root, log),
     next: [
-      { command: `${SELF} status ${plan.name}`, why: 'health, progress and iterations' },
-      { command: `${SELF} monitor ${plan.name} --follow`, why: 'follow its output' },
-      { command: `${SELF} attach ${plan.name}`, why: 'watch it live (Ctrl-b d to detach)' },
-      { command: `${SELF} kill ${plan.name}`, why: 'stop it' },
+      { command: hint(options, root, `status ${plan.name}`), why: 'health, progress and iterations' },
+      { command: hint(options, root, `monitor ${plan.name} --follow`), why: 'follow its output' },
+      { command: hint(options, root, `attach ${plan.name}`), why: 'watch it live (Ctrl-b d to detach)' },
+      { command: hint(options, root, `kill ${plan.name}`), why: 'stop it' },
     ],
     ...(skipped.length ? { skipped_environment: skipped } : {}),
   }
@@ -3229,9 +3297,9 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     tmux = theirs
     facts = await gatherSession(name, projectRoot, tmux)
   }
-  const row = describeSession(facts, Date.now(), { graceMs: startGraceMs(options) })
+  const row = describeSession(facts, Date.now(), options)
   report.health_before = row.health
-  report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts))
+  report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts), options, projectRoot)
   if (facts.paneEngine && facts.paneEngine.session !== name) {
     const theirs = facts.paneEngine.session
     return {
@@ -3357,6 +3425,8 @@ interface CleanupScan {
 interface CleanupResult extends CleanupScan {
   mode: 'dry_run' | 'report' | 'fixed' | 'cancelled'
   fixed: Record<ProblemKind, number>
+  /** The command that repairs everything found, as it would run from here. */
+  repair_command: string
   next: NextAction[]
 }
 
@@ -3449,7 +3519,7 @@ async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
     other_projects: project.foreign.map((s) => ({ name: s.name, tmux_session: s.tmuxName, directory: s.directory })),
   }
   for (const facts of project.sessions) {
-    const row = describeSession(facts, now, { graceMs: startGraceMs(options) })
+    const row = describeSession(facts, now, options)
     if (row.resumable) scan.resumable.push({ name: row.name, health: row.health, resume_command: row.resume_command })
     const lockPid = facts.lock.kind === 'ok' ? facts.lock.value.pid : null
     const problems = sessionProblems(facts, row, taggedFor(tagged, sessionPaths(project.root, facts.name).runDir, lockPid))
@@ -3557,13 +3627,14 @@ async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['mode'], 
   ) as Record<ProblemKind, number>
   // What can be resumed: after repairs, as it stands now; otherwise nothing changed since the scan.
   const resumable = mode === 'fixed' ? (await scanCleanup(options)).resumable : scan.resumable
+  const say = (command: string) => hint(options, scan.project, command)
   const next: NextAction[] = []
   const open = scan.problems.filter((p) => p.fixed !== true)
-  if (open.length && mode !== 'fixed') next.push({ command: `${SELF} cleanup --yes`, why: 'repair all of it' })
+  if (open.length && mode !== 'fixed') next.push({ command: say('cleanup --yes'), why: 'repair all of it' })
   for (const r of resumable.slice(0, 3)) if (r.resume_command) next.push({ command: r.resume_command, why: `resume ${r.name}` })
-  if (scan.corrupt.length) next.push({ command: `${SELF} status ${scan.corrupt[0].name}`, why: 'see the file that cannot be read' })
-  next.push({ command: `${SELF} list`, why: 'every session and its health' })
-  return { ...scan, mode, fixed, resumable, next }
+  if (scan.corrupt.length) next.push({ command: say(`status ${scan.corrupt[0].name}`), why: 'see the file that cannot be read' })
+  next.push({ command: say('list'), why: 'every session and its health' })
+  return { ...scan, mode, fixed, resumable, repair_command: say('cleanup --yes'), next }
 }
 
 // ───────────────────────── resume and wait ─────────────────────────
@@ -3613,7 +3684,7 @@ async function resume(name: string, overrides: ResumeOverrides = {}, options: St
   const how = await howStarted(checkName(name), options)
   if (!how.type && !how.pipeline)
     throw new SessionsError(
-      `cannot tell how ${name} was started (no stage type or pipeline file in its files); use "${SELF} start TYPE ${name} MAX --resume"`,
+      `cannot tell how ${name} was started (no stage type or pipeline file in its files); use "${hint(options, await findProjectRoot(options), `start TYPE ${name} MAX --resume`)}"`,
     )
   return start(
     {
@@ -4361,7 +4432,7 @@ function renderCleanup(result: CleanupResult, view: View = plainView()): string 
     )
     lines.push('', counts.length ? `Fixed: ${counts.join(' · ')}` : 'Nothing was fixed.')
   } else if (result.mode === 'report' && result.problems.length) {
-    lines.push('', `Nothing was changed. To repair: ${SELF} cleanup --yes (or --only locks|tmux|state)`)
+    lines.push('', `Nothing was changed. To repair: ${result.repair_command} (or --only locks|tmux|state)`)
   } else if (result.mode === 'dry_run' && result.problems.length) {
     lines.push('', 'Dry run: nothing was changed.')
   } else if (result.mode === 'cancelled') {
@@ -5108,7 +5179,7 @@ const COMMANDS = {
     options: {},
     examples: ['help', 'help kill'],
     run: async ({ args, io }) => {
-      io.stdout(args[0] === undefined ? usage() : commandHelp(commandNamed(args[0])))
+      io.stdout(args[0] === undefined ? usage(runnerOf(io)) : commandHelp(commandNamed(args[0]), runnerOf(io)))
       return { exit: 0 }
     },
   },
@@ -5164,12 +5235,12 @@ function optionLines(options: Record<string, OptionSpec>, indent = '  '): string
 }
 
 /** The global usage: every command with its summary, and the options of every command. */
-function usage(): string {
+function usage(self = runnerOf()): string {
   const commands = (Object.entries(COMMANDS) as [CommandName, CommandSpec][]).map(([, spec]) => [spec.usage, spec.summary] as const)
   const width = largest(commands.map(([line]) => line.length))
   return [
-    `Usage: ${SELF} <command> [options]`,
-    `       ${SELF}               (in a terminal: a menu)`,
+    `Usage: ${self} <command> [options]`,
+    `       ${self}               (in a terminal: a menu)`,
     '',
     'Commands:',
     ...commands.map(([line, summary]) => `  ${line.padEnd(width)}  ${summary}`),
@@ -5177,7 +5248,7 @@ function usage(): string {
     'Options of every command:',
     ...optionLines(GLOBAL_OPTIONS),
     '',
-    `${SELF} help COMMAND (or COMMAND --help): a command's options and examples.`,
+    `${self} help COMMAND (or COMMAND --help): a command's options and examples.`,
     'Exit status: 0 done, 1 refused or failed, 2 wrong command line; wait: 0 all complete, 1 any ended',
     'otherwise, 124 timed out.',
     '',
@@ -5185,10 +5256,10 @@ function usage(): string {
 }
 
 /** One command's help: its usage, what it does, its options with their defaults, two examples. */
-function commandHelp(name: CommandName): string {
+function commandHelp(name: CommandName, self = runnerOf()): string {
   const spec: CommandSpec = COMMANDS[name]
   return [
-    `Usage: ${SELF} ${spec.usage} [options]`,
+    `Usage: ${self} ${spec.usage} [options]`,
     '',
     `${spec.summary[0].toUpperCase()}${spec.summary.slice(1)}.${spec.aliases ? ` Also: ${spec.aliases.join(', ')}.` : ''}`,
     ...(Object.keys(spec.options).length ? ['', 'Options:', ...optionLines(spec.options)] : []),
@@ -5197,7 +5268,7 @@ function commandHelp(name: CommandName): string {
     ...optionLines(GLOBAL_OPTIONS),
     '',
     'Examples:',
-    ...spec.examples.map((example) => `  ${SELF} ${example}`),
+    ...spec.examples.map((example) => `  ${self} ${example}`),
     '',
   ].join('\n')
 }
@@ -5327,7 +5398,7 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
       return 0
     }
     if (values.help) {
-      io.stdout(command && command !== 'help' ? commandHelp(command) : usage())
+      io.stdout(command && command !== 'help' ? commandHelp(command, runnerOf(io)) : usage(runnerOf(io)))
       return 0
     }
     const common: CommonOptions = {
@@ -5343,7 +5414,7 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
         const globalArgs = argv.filter((arg) => arg !== '--json')
         return await runMenu(common, globalArgs, io)
       }
-      io.stdout(usage())
+      io.stdout(usage(runnerOf(io)))
       return argv.length === 0 ? 0 : 2
     }
     const json = Boolean(values.json)
