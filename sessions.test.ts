@@ -2267,6 +2267,130 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
   })
 })
 
+describe('what a hostile tester found, inflicted again', () => {
+  test("a lock linked (symbolic or hard) to another engine's lock, or copied from it, proves nothing: never running, never its kill", async () => {
+    const other = await makeEngineProject()
+    const { enginePid } = await startHungAgent(other, 'theirs')
+    const root = await makeEngineProject()
+    const locks = path.join(root, '.claude/locks')
+    mkdirSync(locks, { recursive: true })
+    const theirs = path.join(other, '.claude/locks/theirs.lock')
+    symlinkSync(theirs, path.join(locks, 'sym.lock'))
+    execFileSync('ln', [theirs, path.join(locks, 'hard.lock')])
+    // A copy inside its own project, under the name of its stage type and of its max.
+    for (const name of ['ralph', '25']) cpSync(theirs, path.join(other, '.claude/locks', `${name}.lock`))
+    const rows = (await listJson(root)).sessions
+    expect(rowOf(rows, 'sym')).toMatchObject({ health: 'corrupt', why: 'corrupt: sym.lock: is a symlink' })
+    expect(rowOf(rows, 'hard')).toMatchObject({ health: 'corrupt', why: 'corrupt: hard.lock: has another hard link' })
+    const copies = (await listJson(other)).sessions
+    for (const name of ['ralph', '25']) expect(rowOf(copies, name), name).toMatchObject({ health: 'crashed', lock: { genuine: false } })
+    for (const [project, name] of [
+      [root, 'sym'],
+      [root, 'hard'],
+      [other, 'ralph'],
+      [other, '25'],
+    ] as const) {
+      await cli(['kill', name, '--grace', '1', '-C', project])
+    }
+    expect(isPidAlive(enginePid)).toBe(true)
+    expect(rowOf((await listJson(other)).sessions, 'theirs').health).toBe('running')
+  })
+
+  test('a locks folder or .claude/ linked out of the project: its sessions are corrupt, never running, never signalled', async () => {
+    const other = await makeEngineProject()
+    const { enginePid } = await startHungAgent(other, 'victim')
+    for (const link of ['.claude/locks', '.claude']) {
+      const root = path.join(BASE, `linked-${++projects}`)
+      mkdirSync(path.join(root, path.dirname(link)), { recursive: true })
+      symlinkSync(path.join(other, link), path.join(root, link))
+      const row = rowOf((await listJson(root)).sessions, 'victim')
+      expect(row.health, link).toBe('corrupt')
+      expect(row.why).toMatch(/is a link outside the project/)
+      await cli(['kill', 'victim', '--grace', '1', '-C', root])
+      await cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root])
+      expect(isPidAlive(enginePid), link).toBe(true)
+    }
+  })
+
+  test("a pane started here that runs another project's engine is never an orphan: cleanup --yes leaves it", async () => {
+    const root = await makeEngineProject()
+    const elsewhere = await makeEngineProject()
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      'pipeline-cross',
+      '-c',
+      root,
+      '-e',
+      'MOCK_END=hang:1',
+      `cd '${elsewhere}' && exec ./scripts/run.sh ralph far 5 --foreground`,
+    )
+    const lock = path.join(elsewhere, '.claude/locks/far.lock')
+    await waitFor('the engine elsewhere', () => existsSync(lock) && readJson(lock).pid)
+    const pid = readJson(lock).pid
+    expect(rowOf((await listJson(root, '--start-grace', '0')).sessions, 'cross').health).not.toBe('orphaned')
+    expect((await cli(['cleanup', '--yes', '--grace', '1', '--start-grace', '0', '-C', root])).code).toBe(0)
+    expect(isPidAlive(pid)).toBe(true)
+  })
+
+  test("a run folder that is a link, even inside the project, is another session's files: corrupt, never rewritten", async () => {
+    const root = await makeEngineProject()
+    await startHungAgent(root, 'real')
+    symlinkSync('real', path.join(root, '.claude/pipeline-runs/alias'))
+    const state = path.join(root, '.claude/pipeline-runs/real/state.json')
+    expect(rowOf((await listJson(root)).sessions, 'alias')).toMatchObject({
+      health: 'corrupt',
+      why: 'corrupt: pipeline-runs/alias is a link',
+    })
+    await cli(['cleanup', '--yes', '--start-grace', '0', '-C', root])
+    expect(readJson(state).status).toBe('running')
+    expect((await cli(['resume', 'alias', '--yes', '-C', root])).code).toBe(1)
+  })
+
+  test('a session-output.log hard-linked to a file outside is never appended to', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const outside = path.join(BASE, `outside-hard-${++projects}`)
+    writeFileSync(outside, 'precious\n')
+    execFileSync('ln', [outside, path.join(root, '.claude/pipeline-runs/busy/session-output.log')])
+    const run = await cli(['resume', 'busy', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toBe('sessions: refusing to append to .claude/pipeline-runs/busy/session-output.log: it has another hard link\n')
+    expect(readFileSync(outside, 'utf8')).toBe('precious\n')
+  })
+
+  test('arguments ending in ";" reach tmux and the engine whole: a project folder, a context, a pipeline file', async () => {
+    const root = path.join(BASE, `semi;-${++projects}`, 'repo;')
+    mkdirSync(root, { recursive: true })
+    cpSync(ENGINE, path.join(root, 'scripts'), { recursive: true })
+    cpSync(path.join(ENGINE, 'pipelines/refine.yaml'), path.join(root, 'evil;'))
+    const record = path.join(BASE, `record-${projects}.jsonl`)
+    const env = { MOCK_PACE: '5', MOCK_RECORD: record }
+    expect((await cli(['start', 'ralph', 'semi', '--context=do A; then B;', '--yes', '-C', root], { env })).stderr).toBe('')
+    expect((await cli(['start', 'pipeline', 'evil;', 'piped', '--yes', '-C', root], { env, cwd: root })).stderr).toBe('')
+    const [first, second] = records(record)
+    expect(first.argv).toContain('--context=do A; then B;')
+    expect(second.argv.slice(0, 3)).toEqual(['pipeline', 'evil;', 'piped'])
+    expect(tmuxSessionNames()).toEqual(['pipeline-piped', 'pipeline-semi'])
+  })
+
+  test('a start lock or cleanup lock naming a live process that is not this tool is stale', async () => {
+    const root = await makeEngineProject()
+    const sleeper = startSleeper()
+    const stamp = Number(readFileSync(`/proc/${sleeper}/stat`, 'utf8').split(') ')[1].split(' ')[19])
+    writeFileSync(path.join(root, '.claude/sessions-start-x.lock'), JSON.stringify({ pid: sleeper, start: stamp, tool: 'sessions.ts' }))
+    expect((await cli(['start', 'ralph', 'x', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })).code).toBe(0)
+  })
+
+  test('a start refused by its checks leaves a folder without .claude/ as it was', async () => {
+    const dir = path.join(BASE, `plain-${++projects}`)
+    mkdirSync(dir)
+    const run = await cli(['start', 'ralph', 'ok', '--yes', '-C', dir])
+    expect(run.code).toBe(1)
+    expect(readdirSync(dir)).toEqual([])
+  })
+})
+
 /** Processes still carrying the tag of any session of this project (none should outlive a cleanup). */
 async function processesOf(root: string): Promise<number[]> {
   const { taggedProcesses } = await import('./sessions.ts')
@@ -2288,6 +2412,8 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['command substitution in a name', ['status', '$(touch pwned)'], /invalid session name/],
     ['newline in a name', ['status', 'a\nb'], /invalid session name "a\\nb"/],
     ['300-character name', ['status', 'x'.repeat(300)], /invalid session name "x{67}\.\.\."/],
+    ['newline in an option value', ['list', '--stall', '1\n2'], /^sessions: --stall needs a number of minutes, got "1\\n2"\n$/],
+    ['newline in a model', ['start', 'ralph', 'x', '--model=a\nb', '--yes'], /^sessions: --model: invalid value "a\\nb"\n$/],
     ['root that is not a folder', ['list', '-C', '/nonexistent/dir'], /^sessions: --root: \/nonexistent\/dir is not a directory/],
     ['bad grace', ['list', '--start-grace', 'soon'], /--start-grace needs a number of seconds/],
     ['negative stall', ['list', '--stall', '-3'], /^sessions: list: Option '--stall' argument is ambiguous$/m],

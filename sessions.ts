@@ -23,6 +23,7 @@ import {
   constants as fsConstants,
   existsSync,
   fstatSync,
+  linkSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -68,6 +69,8 @@ const DEFAULTS = {
   maxIterations: 25,
   /** How long `start` waits for the engine to take its lock and write its state. */
   waitStartSeconds: 10,
+  /** The same for `resume`, while the engine lives: a resumed engine first reconciles its events (10–20 s). */
+  waitResumeSeconds: 60,
   /** Between SIGTERM and SIGKILL, for `kill` and `cleanup`. */
   killGraceSeconds: 10,
   monitorLines: 50,
@@ -229,6 +232,11 @@ function shellQuote(text: string): string {
  */
 function terminalSafe(text: string): string {
   return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '')
+}
+
+/** An error for stderr: safe for a terminal, and one line (a newline given in an argument is shown as \\n). */
+function oneLine(text: string): string {
+  return terminalSafe(text).replace(/\n/g, '\\n').replace(/\t/g, ' ')
 }
 
 /** Every string in a result, made safe for a terminal (keys are this tool's own). */
@@ -479,6 +487,17 @@ async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<File
 
 type RegularRead = { kind: 'ok'; text: string; from: number; size: number } | { kind: 'missing' } | { kind: 'bad'; problem: string }
 
+/** "is a symlink" or "has another hard link" when a file is shared with another path, else null (also when missing). */
+function linkedFile(file: string): string | null {
+  try {
+    const st = lstatSync(file)
+    if (st.isSymbolicLink()) return 'is a symlink'
+    return st.isFile() && st.nlink > 1 ? 'has another hard link' : null
+  } catch {
+    return null
+  }
+}
+
 /** Which version of a file this is (inode, size, change time), or null when there is none: a rename over it changes it. */
 function fileSignature(file: string): string | null {
   try {
@@ -638,24 +657,32 @@ function writeFileInside(root: string, file: string, text: string): void {
 /** Creates `file` with `text` only if nothing is there (not even a dangling link); false when something is. */
 function createFileInside(root: string, file: string, text: string): boolean {
   checkFoldersInside(root, path.dirname(file))
-  let fd: number
-  try {
-    fd = openSync(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o644)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
-    throw error
-  }
+  // Written whole under a random name first, then linked into place (link never follows or replaces
+  // anything): no reader ever sees it empty or half written, and an existing entry wins.
+  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`)
+  const fd = openSync(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o644)
   try {
     writeSync(fd, text)
   } finally {
     closeSync(fd)
   }
-  return true
+  try {
+    linkSync(temporary, file)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw error
+  } finally {
+    unlinkSync(temporary)
+  }
 }
 
 /** A file that output may be appended to: created here if missing, refused if it is a link or not a file. */
 function appendTargetInside(root: string, file: string): void {
   if (!createFileInside(root, file, '')) checkTarget(root, file)
+  // A hard link is the same file under another name, maybe outside the project: never appended to.
+  const linked = linkedFile(file)
+  if (linked) throw new UnsafePathError(`refusing to append to ${relative(root, file)}: it ${linked}`)
 }
 
 /** Removes the entry `file` itself (a link, not what it points to), only while it is the one that was read. */
@@ -669,8 +696,13 @@ function removeInside(root: string, file: string, expected?: { ino: number }): b
   }
   if (st.isDirectory()) throw new UnsafePathError(`refusing to remove ${relative(root, file)}: it is a folder`)
   if (expected && st.ino !== expected.ino) return false
-  unlinkSync(file)
-  return true
+  try {
+    unlinkSync(file)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false // removed meanwhile
+    throw error
+  }
 }
 
 /** Removes a folder this tool created, with what is in it; links inside are removed, never followed. */
@@ -715,33 +747,60 @@ async function withToolLock<T>(
   work: () => Promise<T>,
   waitMs = 0,
 ): Promise<T> {
-  mkdirInside(root, path.dirname(file))
+  const made = mkdirInside(root, path.dirname(file))
   const me = JSON.stringify({ pid: process.pid, start: await processStartStamp(process.pid), tool: 'sessions.ts' })
   let holder = 0
   const taken = await pollFor(
     async () => {
       if (createFileInside(root, file, `${me}\n`)) return true
+      let ino = 0
+      try {
+        ino = lstatSync(file).ino
+      } catch {
+        return false // released meanwhile: try again
+      }
       const held = readRegularFile(file)
-      let record: { pid?: unknown; start?: unknown } = {}
+      let record: { pid?: unknown; start?: unknown; tool?: unknown } = {}
       try {
         record = held.kind === 'ok' ? JSON.parse(held.text) : {}
       } catch {
         /* unreadable: a stale lock */
       }
       holder = typeof record.pid === 'number' ? record.pid : 0
-      const live = isPidAlive(holder) && record.start !== undefined && (await processStartStamp(holder)) === record.start
-      // A stale lock is removed and taken at once; a live holder is waited for.
-      if (!live) removeInside(root, file)
+      // Held by this tool, alive, the same process (start stamp), and a Node process (a PID that now runs
+      // something else, or a forged lock naming a `sleep`, holds nothing).
+      const live =
+        record.tool === 'sessions.ts' &&
+        isPidAlive(holder) &&
+        record.start !== undefined &&
+        (await processStartStamp(holder)) === record.start &&
+        isNodeProcess(holder)
+      // A stale lock is removed (only the one judged: same inode) and taken at once; a live holder is waited for.
+      if (!live) removeInside(root, file, { ino })
       return !live && createFileInside(root, file, `${me}\n`)
     },
     { intervalMs: 100, timeoutMs: waitMs },
   )
-  if (!taken) throw busy(holder)
+  const release = () => {
+    const held = readRegularFile(file)
+    if (held.kind === 'ok' && held.text.trim() === me) removeInside(root, file)
+    // Folders made only for the lock go with it, when nothing else came to live in them.
+    for (const folder of [...made].reverse()) {
+      try {
+        rmdirSync(folder)
+      } catch {
+        /* not empty */
+      }
+    }
+  }
+  if (!taken) {
+    release()
+    throw busy(holder)
+  }
   try {
     return await work()
   } finally {
-    const held = readRegularFile(file)
-    if (held.kind === 'ok' && held.text.trim() === me) removeInside(root, file)
+    release()
   }
 }
 
@@ -1052,7 +1111,10 @@ function tmuxSocket(options: TmuxOptions): string | undefined {
  */
 function tmuxArgv(options: TmuxOptions, ...command: string[]): string[] {
   const socket = tmuxSocket(options)
-  return ['-u', ...(socket ? ['-L', socket] : []), ...command]
+  // tmux ends a command at any argument that ends in ";" (a value, a path, a context): such an argument's
+  // last ";" is escaped, which tmux takes back; a ";" alone is this tool's own separator of commands.
+  const escaped = command.map((arg) => (arg !== ';' && arg.endsWith(';') ? `${arg.slice(0, -1)}\\;` : arg))
+  return ['-u', ...(socket ? ['-L', socket] : []), ...escaped]
 }
 
 /**
@@ -1174,6 +1236,8 @@ function sessionNameOf(tmuxName: string): { name: string; legacy: boolean } | nu
 
 /** tmux refuses a command message over 16 KiB: the environment goes in batches that fit. */
 const TMUX_BATCH_BYTES = 12_000
+/** One command alone may come closer to tmux's limit (16 KiB for a whole message). */
+const TMUX_COMMAND_BYTES = 15_000
 
 /**
  * The new session's environment is the caller's, not the tmux server's (which may be days old): each
@@ -1189,8 +1253,7 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
   // The tag is never set on the session: only the engine gets it, from its launcher.
   if (!mine.has(SESSION_TAG)) stale.push(SESSION_TAG)
   const commands: string[][] = [
-    // tmux takes an argument ending in ";" for the end of a command: such a value's last ";" is escaped.
-    ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value.endsWith(';') ? `${value.slice(0, -1)}\\;` : value]),
+    ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value]),
     ...stale.map((key) => ['set-environment', '-t', target, '-r', key]),
   ]
   const skipped: string[] = []
@@ -1204,8 +1267,11 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
   }
   for (const command of commands) {
     const bytes = command.reduce((sum, arg) => sum + Buffer.byteLength(arg) + 1, 0)
-    if (bytes > TMUX_BATCH_BYTES) {
+    if (bytes > TMUX_COMMAND_BYTES) {
+      // Too large for one tmux message: named, and removed from the session so that the engine does not
+      // get the tmux server's own (stale) value of it instead.
       skipped.push(command[3])
+      commands.push(['set-environment', '-t', target, '-r', command[3]])
       continue
     }
     if (size + bytes > TMUX_BATCH_BYTES) await flush()
@@ -1406,6 +1472,16 @@ function ownLineage(): Set<number> {
   return lineage
 }
 
+/** Whether a process runs Node (as this tool does, under tsx or not); true where the platform cannot tell. */
+function isNodeProcess(pid: number): boolean {
+  const command = processCommandLine(pid)
+  return (
+    command === null ||
+    /(^|\/)(node|nodejs|tsx)(\s|$)/.test(command[0]) ||
+    (process.platform === 'linux' && command[0] === process.execPath)
+  )
+}
+
 /** Why a PID must never be signalled by this tool, or null. */
 function protectedReason(pid: number, lineage = ownLineage()): string | null {
   if (!Number.isInteger(pid) || pid <= 1) return 'PID 1 (or not a process)'
@@ -1522,12 +1598,23 @@ function flockHeldOn(file: { dev: number; ino: number }): boolean | null {
 
 /** engine.sh's command line for this session (`bash …/engine.sh pipeline --single-stage TYPE SESSION MAX`). */
 function isEngineCommand(commandLine: string[], session: string): boolean {
-  if (commandLine.length === 1) {
-    // Only ps's joined line: the words must still name engine.sh (or run.sh) and then the session.
-    return /(^|\/)(engine|run)\.sh\s(.+\s)?/.test(commandLine[0]) && commandLine[0].split(/\s+/).includes(session)
-  }
-  const at = commandLine.findIndex((arg) => /^(engine|run)\.sh$/.test(path.basename(arg)))
-  return at >= 0 && commandLine.slice(at + 1).includes(session)
+  return engineCommandOf(commandLine)?.session === session
+}
+
+/**
+ * The session and max an engine's command line names, by the engine's own grammar (FORMATS.md §7–8):
+ * after engine.sh or run.sh, the words that are not flags are `TYPE SESSION [MAX]`, or `pipeline FILE|TYPE
+ * SESSION [RUNS|MAX]` (engine.sh pipeline --single-stage TYPE SESSION MAX). Null when it is no engine's.
+ * Only ps's joined line (not Linux): split at spaces.
+ */
+function engineCommandOf(commandLine: string[]): { session: string; max: number | null } | null {
+  const words = commandLine.length === 1 ? commandLine[0].split(/\s+/) : commandLine
+  const at = words.findIndex((arg) => /^(engine|run)\.sh$/.test(path.basename(arg)))
+  if (at < 0) return null
+  const positional = words.slice(at + 1).filter((arg) => !arg.startsWith('-'))
+  const [session, max] = positional[0] === 'pipeline' ? positional.slice(2, 4) : positional.slice(1, 3)
+  if (!session || !isValidName(session)) return null
+  return { session, max: max !== undefined && /^[1-9]\d{0,8}$/.test(max) ? Number(max) : null }
 }
 
 type EngineProof = 'flock' | 'command_line'
@@ -1550,6 +1637,8 @@ interface IdentityFacts {
   cwd: string | null
   /** Supporting only: ms from the process's start to the lock file's last change (negative: it started after). */
   startedBeforeLockMs: number | null
+  /** The session the lock's own `session` field names (a copied lock names the session it was copied from). */
+  lockSays?: string | null
 }
 
 interface EngineIdentity {
@@ -1579,6 +1668,12 @@ function judgeEngine(facts: IdentityFacts): EngineIdentity {
   })
   if (!facts.alive) return result(null, `lock PID ${pid} is dead`)
   if (facts.protected) return result(null, `lock PID ${pid} is ${facts.protected}: never the engine`)
+  if (facts.lockSays && facts.lockSays !== facts.session) {
+    return result(
+      null,
+      `the lock names session ${facts.lockSays}, not ${facts.session} (a copied lock): PID ${pid} is not this session's engine`,
+    )
+  }
   const when =
     facts.startedBeforeLockMs === null
       ? ''
@@ -1603,7 +1698,10 @@ function shorten(text: string, max: number): string {
 }
 
 /** Gathers the facts about the PID a lock names and judges them. */
-async function identifyEngine(pid: number, lock: { file: string; session: string; root: string }): Promise<EngineIdentity> {
+async function identifyEngine(
+  pid: number,
+  lock: { file: string; session: string; root: string; says?: string | null },
+): Promise<EngineIdentity> {
   const alive = isPidAlive(pid)
   let file: { dev: number; ino: number; ctimeMs: number } | null = null
   try {
@@ -1624,6 +1722,7 @@ async function identifyEngine(pid: number, lock: { file: string; session: string
     commandLine: alive ? processCommandLine(pid) : null,
     cwd: alive ? processCwd(pid) : null,
     startedBeforeLockMs: started !== null && file ? file.ctimeMs - started : null,
+    lockSays: lock.says ?? null,
   })
 }
 
@@ -1633,7 +1732,8 @@ async function engineInPane(
   root: string,
   parents: Map<number, number>,
 ): Promise<{ pid: number; session: string | null; proof: EngineProof } | null> {
-  const locks = path.join(root, '.claude', 'locks')
+  // Any engine counts, this project's or another's (a pane started here may run an engine elsewhere): a
+  // pane that runs one is never an orphan. `session` is set only for an engine of this project.
   for (const pid of [panePid, ...(await processDescendants(panePid, parents))]) {
     if (process.platform === 'linux') {
       let fds: string[] = []
@@ -1649,23 +1749,20 @@ async function engineInPane(
         } catch {
           continue
         }
-        if (path.dirname(target) !== locks || !target.endsWith('.lock')) continue
+        if (!/\/\.claude\/locks\/[^/]+\.lock$/.test(target)) continue
         const session = path.basename(target, '.lock')
         try {
-          if (isValidName(session) && holdsFlock(pid, statSync(target))) return { pid, session, proof: 'flock' }
+          if (holdsFlock(pid, statSync(target))) {
+            const ours = path.dirname(target) === path.join(root, '.claude', 'locks') && isValidName(session)
+            return { pid, session: ours ? session : null, proof: 'flock' }
+          }
         } catch {
           /* the lock went away */
         }
       }
     }
-    const commandLine = processCommandLine(pid)
-    if (commandLine?.some((arg) => /^(engine|run)\.sh$/.test(path.basename(arg))) && processCwd(pid) === root) {
-      const session =
-        commandLine.find(
-          (arg, i) => i > 0 && isValidName(arg) && isEngineCommand(commandLine, arg) && existsSync(sessionPaths(root, arg).runDir),
-        ) ?? null
-      return { pid, session, proof: 'command_line' }
-    }
+    const engine = engineCommandOf(processCommandLine(pid) ?? [])
+    if (engine) return { pid, session: processCwd(pid) === root ? engine.session : null, proof: 'command_line' }
   }
   return null
 }
@@ -1849,11 +1946,16 @@ function iterationDir(stageDir: string, iteration: number): string {
 /** Everything a classifier and a list row need about one session; files are read concurrently. */
 async function gatherSession(name: string, root: string, tmux: (TmuxSession & { legacy?: boolean }) | null): Promise<SessionFacts> {
   const paths = sessionPaths(root, name)
-  const [lock, runEntries, runState] = await Promise.all([
+  const [lockRead, runEntries, runState] = await Promise.all([
     readJsonFile(paths.lock, LockSchema),
     listDir(paths.runDir),
     readJsonFile(paths.state, StateSchema),
   ])
+  // A lock that is a link (symbolic or hard) may be another session's, even another project's: its flock
+  // proves nothing about this one. It is a fact, never removed.
+  const linked = linkedFile(paths.lock)
+  const lock: FileRead<Lock> =
+    lockRead.kind !== 'missing' && linked ? { kind: 'corrupt', path: paths.lock, problem: fileProblem(paths.lock, linked) } : lockRead
   const runDirExists = runEntries.length > 0 || isDirectory(paths.runDir)
   // A session of the pre-pipeline-runs layout keeps its state in .claude/loop-state-NAME.json.
   const state = runState.kind === 'missing' && !runDirExists ? await readJsonFile(paths.legacyState, StateSchema) : runState
@@ -1861,8 +1963,21 @@ async function gatherSession(name: string, root: string, tmux: (TmuxSession & { 
   const isPipeline = state.kind === 'ok' && state.value.type === 'pipeline'
   const stageIndex = state.kind === 'ok' ? (state.value.current_stage ?? 0) : 0
   const stageDir = stageFolder(runEntries, stageIndex)
+  // A folder on the way that links out of the project (or a run folder that is a link at all): nothing
+  // there is this session's for sure, so no PID it names is proven, and nothing is written through it.
+  const outsideLink = linkOutside(root, [paths.claude, path.dirname(paths.lock), path.dirname(paths.runDir)], paths.runDir)
   const [engine, plan, iterations] = await Promise.all([
-    lock.kind === 'ok' ? identifyEngine(lock.value.pid, { file: paths.lock, session: name, root }) : Promise.resolve(null),
+    lock.kind === 'ok' && outsideLink
+      ? Promise.resolve<EngineIdentity>({
+          pid: lock.value.pid,
+          alive: isPidAlive(lock.value.pid),
+          proof: null,
+          why: `lock PID ${lock.value.pid} is not checked: ${outsideLink}`,
+          commandLine: null,
+        })
+      : lock.kind === 'ok'
+        ? identifyEngine(lock.value.pid, { file: paths.lock, session: name, root, says: lock.value.session ?? null })
+        : Promise.resolve(null),
     isPipeline || runEntries.includes('plan.json') ? readJsonFile(paths.plan, PlanSchema) : Promise.resolve(null),
     stageDir?.startsWith('stage-') ? iterationsOf(path.join(paths.runDir, stageDir)) : Promise.resolve([]),
   ])
@@ -1872,7 +1987,6 @@ async function gatherSession(name: string, root: string, tmux: (TmuxSession & { 
   // lock removed or rewritten by hand, or a renamed session that holds another session's engine).
   const paneEngine =
     tmux && !tmux.paneDead && tmux.panePid && !engine?.proof ? await engineInPane(tmux.panePid, root, await processParents()) : null
-  const outsideLink = linkOutside(root, [paths.claude, path.dirname(paths.lock), path.dirname(paths.runDir), paths.runDir])
   return {
     name,
     root,
@@ -1894,15 +2008,20 @@ async function gatherSession(name: string, root: string, tmux: (TmuxSession & { 
 }
 
 /** The first of `dirs` that is a link leading out of the project, in words ("pipeline-runs/evil is a link outside the project"). */
-function linkOutside(root: string, dirs: string[]): string | null {
+function linkOutside(root: string, dirs: string[], runDir: string): string | null {
+  const shown = (dir: string) => path.relative(path.join(root, '.claude'), dir) || '.claude'
   for (const dir of dirs) {
     try {
-      if (lstatSync(dir).isSymbolicLink() && !isInside(realpathSync(dir), root)) {
-        return `${path.relative(path.join(root, '.claude'), dir) || '.claude'} is a link outside the project`
-      }
+      if (lstatSync(dir).isSymbolicLink() && !isInside(realpathSync(dir), root)) return `${shown(dir)} is a link outside the project`
     } catch {
       /* missing, or a dangling link: nothing is read or written through it */
     }
+  }
+  // A run folder that is a link, even inside the project, is another session's files under this name.
+  try {
+    if (lstatSync(runDir).isSymbolicLink()) return `${shown(runDir)} is a link`
+  } catch {
+    /* missing */
   }
   return null
 }
@@ -2023,6 +2142,9 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
   const staleLock = lock.kind === 'ok' && !engineLive
   const endedHealth = state.kind === 'ok' ? ENDED_STATUSES.get(state.status) : undefined
 
+  // Nothing behind a link out of the project is this session's for sure: never running, never cleaned.
+  if (facts.outsideLink) return verdict('corrupt', `corrupt: ${facts.outsideLink}`)
+
   // Something alive.
   if (engineLive) return verdict('running', `engine PID ${(lock as { pid: number }).pid} is alive`)
   if (ownPaneEngine) return verdict('running', `engine PID ${paneEngine.pid} runs in its pane`)
@@ -2044,7 +2166,6 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
   }
 
   // Nothing alive.
-  if (facts.outsideLink) return verdict('corrupt', `corrupt: ${facts.outsideLink}`)
   if (lock.kind === 'corrupt') return verdict('corrupt', `corrupt: ${lock.problem}`)
   if (state.kind === 'corrupt') return verdict('corrupt', `corrupt: ${state.problem}`)
   if (endedHealth) {
@@ -2206,10 +2327,8 @@ function describeStage(facts: SessionFacts) {
 
 /** A loop's max from the engine's command line: `… TYPE SESSION MAX` (FORMATS.md §8). */
 function maxOnCommandLine(commandLine: string[] | null, session: string): number | null {
-  if (!commandLine) return null
-  const words = commandLine.length === 1 ? commandLine[0].split(/\s+/) : commandLine
-  const after = words[words.indexOf(session) + 1]
-  return words.includes(session) && after !== undefined && /^[1-9]\d{0,8}$/.test(after) ? Number(after) : null
+  const engine = commandLine ? engineCommandOf(commandLine) : null
+  return engine?.session === session ? engine.max : null
 }
 
 /** The exact engine command that continues this session where it stopped. */
@@ -2328,7 +2447,15 @@ async function loadSession(name: string, options: CommonOptions & { mustExist?: 
   const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
   const facts = await gatherSession(name, root, own.get(name) ?? null)
   const exists = sessionExists(facts)
-  if (!exists && options.mustExist) throw sessionNotFound(name, root, await sessionNames(root, own))
+  if (!exists && options.mustExist) {
+    // The tmux session's name (pipeline-NAME), which this tool prints, stands for NAME.
+    const bare = name.startsWith(TMUX_PREFIX) ? name.slice(TMUX_PREFIX.length) : ''
+    if (isValidName(bare)) {
+      const named = await gatherSession(bare, root, own.get(bare) ?? null)
+      if (sessionExists(named)) return { root, facts: named, exists: true, row: describeSession(named, Date.now(), options) }
+    }
+    throw sessionNotFound(name, root, await sessionNames(root, own))
+  }
   return { root, facts, exists, row: describeSession(facts, Date.now(), options) }
 }
 
@@ -2751,6 +2878,8 @@ function statusNext(row: SessionRow, files: StatusResult['files'], say: (command
 
 async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
   const { root, facts, row } = await sessionFactsFor(name, options)
+  // pipeline-NAME, the tmux name, stands for NAME.
+  name = facts.name
   const paths = sessionPaths(root, name)
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const live = row.health === 'running' || row.health === 'starting'
@@ -3024,6 +3153,9 @@ async function start(request: StartRequest, options: StartOptions = {}): Promise
   const root = await findProjectRoot(options)
   // One start of a name at a time, from before its checks to its verified end: two `start --force` of one
   // name would move each other's fresh run folders aside.
+  // The checks that change nothing come first (arguments, runner, stage, pipeline, inputs, conflicts), so
+  // that a start they refuse leaves the project exactly as it was; they run again under the lock.
+  await planStart(request, options)
   const lock = path.join(root, '.claude', `sessions-start-${checkName(request.name)}.lock`)
   return withToolLock(
     root,
@@ -3074,7 +3206,7 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
 
   const made: Made = { folders: mkdirInside(root, paths.runDir), tmuxName: null }
   try {
-    return await launch(plan, facts, made, options)
+    return await launch(plan, made, options)
   } catch (error) {
     await undoStart(made, root, paths.runDir, options)
     throw error
@@ -3092,7 +3224,7 @@ function appendCommand(file: string): string {
     : `exec cat >> ${shellQuote(file)}`
 }
 
-async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options: StartOptions): Promise<StartResult> {
+async function launch(plan: StartPlan, made: Made, options: StartOptions): Promise<StartResult> {
   const root = plan.project
   const paths = sessionPaths(root, plan.name)
   const log = path.join(paths.runDir, OUTPUT_LOG)
@@ -3138,7 +3270,7 @@ async function launch(plan: StartPlan, facts: SessionFacts, made: Made, options:
   // Verify: the engine holds the lock (proven) and has written its state as running for this run, or the
   // pane died first.
   options.onWaiting?.()
-  const waitSeconds = options.waitStartSeconds ?? DEFAULTS.waitStartSeconds
+  const waitSeconds = options.waitStartSeconds ?? (plan.resume ? DEFAULTS.waitResumeSeconds : DEFAULTS.waitStartSeconds)
   const engine = await pollFor(
     async () => {
       const paneNow = await paneState(options, tmuxName)
@@ -3660,6 +3792,8 @@ async function howStarted(
   health: Health
 }> {
   const { root, facts, row } = await sessionFactsFor(name, options)
+  // pipeline-NAME, the tmux name, stands for NAME.
+  name = facts.name
   const stage = describeStage(facts)
   // The engine records the provider and model of each stage and iteration in its events.
   const events = await readEventsTail(sessionPaths(root, name).events)
@@ -3768,6 +3902,8 @@ interface MonitorResult {
 async function monitor(name: string, options: MonitorOptions = {}): Promise<MonitorResult> {
   const lines = options.lines ?? 50
   const { root, facts, row } = await sessionFactsFor(name, options)
+  // pipeline-NAME, the tmux name, stands for NAME.
+  name = facts.name
   const paths = sessionPaths(root, name)
   const log = path.join(paths.runDir, OUTPUT_LOG)
   const progress = await progressFile(facts)
@@ -3797,7 +3933,8 @@ async function followOutput(
   write: (text: string) => void,
   options: CommonOptions & { intervalMs?: number; signal?: AbortSignal } = {},
 ): Promise<SessionRow> {
-  const { root } = await sessionFactsFor(name, options)
+  const { root, facts: first } = await sessionFactsFor(name, options)
+  name = first.name
   const log = path.join(sessionPaths(root, name).runDir, OUTPUT_LOG)
   let offset = existsSync(log) ? statSync(log).size : -1
   let previous: string[] | null = null
@@ -4624,8 +4761,18 @@ function spinner(io: Io, label: string) {
 }
 
 /** A start (or resume) with a spinner while the engine takes its lock; a failed start shows what it printed. */
-async function startWithSpinner(name: string, io: Io, run: (onWaiting: () => void) => Promise<StartResult>): Promise<StartResult> {
-  const waiting = spinner(io, `waiting for ${name} to take its lock…`)
+async function startWithSpinner(
+  name: string,
+  io: Io,
+  run: (onWaiting: () => void) => Promise<StartResult>,
+  resuming = false,
+): Promise<StartResult> {
+  const waiting = spinner(
+    io,
+    resuming
+      ? `waiting for ${name}: a resumed engine reconciles its events, then takes its lock…`
+      : `waiting for ${name} to take its lock…`,
+  )
   try {
     return await run(waiting.start)
   } catch (error) {
@@ -4893,7 +5040,7 @@ const LAUNCH_OPTIONS: Record<string, OptionSpec> = {
   'wait-start': {
     type: 'string',
     arg: 'SECONDS',
-    help: `how long to wait for the engine to take its lock (default ${DEFAULTS.waitStartSeconds})`,
+    help: `how long to wait for the engine to take its lock and write its state (default ${DEFAULTS.waitStartSeconds}; a resume, while its engine lives: ${DEFAULTS.waitResumeSeconds})`,
     parse: seconds('wait-start'),
   },
 }
@@ -4954,7 +5101,7 @@ const COMMANDS = {
     run: async (call) => {
       const request = startRequestOf(call.args, call.values)
       const options = launchOptionsOf(call)
-      const result = await startWithSpinner(request.name, call.io, (onWaiting) => start(request, { ...options, onWaiting }))
+      const result = await startWithSpinner(request.name, call.io, (onWaiting) => start(request, { ...options, onWaiting }), request.resume)
       return { data: result, render: renderStart, exit: 0 }
     },
   },
@@ -5062,7 +5209,7 @@ const COMMANDS = {
       args.forEach(checkName)
       const reports = await kill(args, { ...common, graceSeconds: values.grace as number | undefined, force: Boolean(values.force) })
       const refused = reports.filter((r) => r.outcome === 'refused' || r.outcome === 'not_found')
-      for (const report of refused) io.stderr(`sessions: ${terminalSafe(report.reason ?? '')}\n`)
+      for (const report of refused) io.stderr(`sessions: ${oneLine(report.reason ?? '')}\n`)
       return { data: reports, render: renderKill, exit: refused.length ? 1 : 0 }
     },
   },
@@ -5128,8 +5275,11 @@ const COMMANDS = {
       const overrides: ResumeOverrides = { max: call.values.max as number | undefined, ...engineOptionsOf(call.values) }
       if (!call.values.input) delete overrides.inputs
       const options = launchOptionsOf(call)
-      const result = await startWithSpinner(call.args[0], call.io, (onWaiting) =>
-        resume(checkName(call.args[0]), overrides, { ...options, onWaiting }),
+      const result = await startWithSpinner(
+        call.args[0],
+        call.io,
+        (onWaiting) => resume(checkName(call.args[0]), overrides, { ...options, onWaiting }),
+        true,
       )
       return { data: result, render: renderStart, exit: 0 }
     },
@@ -5426,10 +5576,10 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
     return outcome.follow ? await outcome.follow() : outcome.exit
   } catch (error) {
     if (error instanceof SessionsError) {
-      io.stderr(`sessions: ${terminalSafe(error.message)}\n`)
+      io.stderr(`sessions: ${oneLine(error.message)}\n`)
       return error.exitCode
     }
-    io.stderr(`sessions: unexpected error: ${terminalSafe(errorMessage(error))}\n`)
+    io.stderr(`sessions: unexpected error: ${oneLine(errorMessage(error))}\n`)
     if (io.env.SESSIONS_DEBUG) io.stderr(`${(error as Error)?.stack ?? ''}\n`)
     return 1
   }
