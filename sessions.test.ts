@@ -2382,6 +2382,22 @@ describe('what a hostile tester found, inflicted again', () => {
     expect((await cli(['start', 'ralph', 'x', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })).code).toBe(0)
   })
 
+  test('a state rewritten by cleanup keeps every byte of the fields it does not know', async () => {
+    const root = await makeProject('tmux-killed-loop')
+    const file = path.join(root, '.claude/pipeline-runs/hup/state.json')
+    const text = readFileSync(file, 'utf8').replace(
+      /\n}\s*$/,
+      ',\n  "event_offset": 9007199254740993, "ratio": 1e400, "cost_usd": 1.10, "dup": 1, "dup": 2\n}\n',
+    )
+    writeFileSync(file, text)
+    expect((await cli(['cleanup', '--yes', '-C', root])).code).toBe(0)
+    const after = readFileSync(file, 'utf8')
+    expect(after).toContain('"event_offset": 9007199254740993, "ratio": 1e400, "cost_usd": 1.10, "dup": 1, "dup": 2')
+    expect(
+      after.replace(/"status": "unknown_termination"/, '"status": "running"').replace(/,\n {2}"terminated_at": "[^"]+"\n}\n$/, '\n}\n'),
+    ).toBe(text)
+  })
+
   test('a start refused by its checks leaves a folder without .claude/ as it was', async () => {
     const dir = path.join(BASE, `plain-${++projects}`)
     mkdirSync(dir)

@@ -833,16 +833,68 @@ async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Prom
 async function updateStateFile(
   root: string,
   file: string,
-  change: (raw: Record<string, unknown>, state: State) => Record<string, unknown> | null,
+  change: (state: State) => Record<string, string | null> | null,
 ): Promise<boolean> {
   const read = readRegularFile(file)
   if (read.kind !== 'ok') return false
   const parsed = parseJsonText(file, read.text, StateSchema)
   if (parsed.kind !== 'ok') return false
-  const next = change(JSON.parse(read.text) as Record<string, unknown>, parsed.value)
-  if (!next) return false
-  writeFileInside(root, file, `${JSON.stringify(next, null, 2)}\n`)
+  const patch = change(parsed.value)
+  if (!patch) return false
+  writeFileInside(root, file, withTopLevelKeys(read.text, patch))
   return true
+}
+
+/**
+ * JSON text with some top-level keys set (or added before the closing brace), and every other byte as it
+ * was: a value JSON.parse would round (a 2^53+1 counter, 1e400, 1.10) or a duplicate key is another
+ * program's, and a state is rewritten keeping every field this tool does not know, exactly.
+ */
+function withTopLevelKeys(text: string, patch: Record<string, string | null>): string {
+  const edits: { from: number; to: number; value: string }[] = []
+  const found = new Set<string>()
+  let depth = 0
+  let key: string | null = null
+  let valueStart = -1
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]
+    if (c === '"') {
+      let j = i + 1
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1
+      // A string at depth 1 before a colon is a key; after one, a value (handled by the end scan).
+      if (depth === 1 && valueStart < 0) key = JSON.parse(text.slice(i, j + 1)) as string
+      i = j
+    } else if (c === ':' && depth === 1) {
+      valueStart = i + 1
+    } else if (c === '{' || c === '[') {
+      depth++
+    } else if ((c === ',' || c === '}') && depth === 1 && valueStart >= 0) {
+      if (key !== null && Object.hasOwn(patch, key)) {
+        // The value itself, without the blanks around it, which stay.
+        let from = valueStart
+        let to = i
+        while (from < to && /\s/.test(text[from])) from++
+        while (to > from && /\s/.test(text[to - 1])) to--
+        edits.push({ from, to, value: JSON.stringify(patch[key]) })
+        found.add(key)
+      }
+      key = null
+      valueStart = -1
+      if (c === '}') depth--
+    } else if (c === '}' || c === ']') {
+      depth--
+    }
+  }
+  let result = text
+  for (const edit of edits.reverse()) result = result.slice(0, edit.from) + edit.value + result.slice(edit.to)
+  const added = Object.entries(patch).filter(([name]) => !found.has(name))
+  if (added.length) {
+    const close = result.lastIndexOf('}')
+    const body = result.slice(0, close).trimEnd()
+    const comma = body.endsWith('{') ? '' : ','
+    result = `${body}${comma}\n${added.map(([name, value]) => `  ${JSON.stringify(name)}: ${JSON.stringify(value)}`).join(',\n')}\n${result.slice(close)}`
+  }
+  return result.endsWith('\n') ? result : `${result}\n`
 }
 
 /** The state records an end: nothing to mark. */
@@ -3201,7 +3253,7 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
   if (request.resume && facts.state.kind === 'ok' && ['killed', 'unknown_termination', 'paused'].includes(facts.state.value.status)) {
     // The engine resumes only what it sees as failed (get_session_status); a stop recorded by a session
     // manager reads to it as "no previous session". Every other field stays.
-    await updateStateFile(root, paths.state, (raw) => ({ ...raw, status: 'failed' }))
+    await updateStateFile(root, paths.state, () => ({ status: 'failed' }))
   }
 
   const made: Made = { folders: mkdirInside(root, paths.runDir), tmuxName: null }
@@ -3479,8 +3531,8 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
 
   if (facts.state.kind === 'ok') {
     try {
-      report.state_marked = await updateStateFile(projectRoot, facts.state.path, (raw, state) =>
-        stateHasEnded(state) ? null : { ...raw, status: 'killed', killed_at: isoOrNull(Date.now()) },
+      report.state_marked = await updateStateFile(projectRoot, facts.state.path, (state) =>
+        stateHasEnded(state) ? null : { status: 'killed', killed_at: isoOrNull(Date.now()) },
       )
     } catch (error) {
       if (!(error instanceof UnsafePathError)) throw error
@@ -3696,8 +3748,8 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
     }
     case 'zombie_state': {
       if (facts.tmux && !facts.tmux.paneDead) throw new LeftAlone('its tmux session is still alive')
-      const marked = await updateStateFile(root, paths.state, (raw, state) =>
-        state.status === 'running' ? { ...raw, status: 'unknown_termination', terminated_at: isoOrNull(Date.now()) } : null,
+      const marked = await updateStateFile(root, paths.state, (state) =>
+        state.status === 'running' ? { status: 'unknown_termination', terminated_at: isoOrNull(Date.now()) } : null,
       )
       return marked ? { state_marked: 'unknown_termination' } : null
     }
@@ -5850,6 +5902,19 @@ if (import.meta.vitest) {
       expect(taggedFor(tagged, '/r/.claude/pipeline-runs/a', 7)).toEqual([10])
       expect(taggedFor(tagged, '/r/.claude/pipeline-runs/a', null)).toEqual([10, 11])
       expect(taggedFor(tagged, '/r/.claude/pipeline-runs/b', 7)).toEqual([])
+    })
+  })
+
+  describe('rewriting a state keeps every other byte', () => {
+    test('values JSON.parse would round, duplicate keys, nested objects and strings that look like keys', () => {
+      const text =
+        '{\n  "event_offset": 9007199254740993, "ratio": 1e400,\n  "status": "running", "cost_usd": 1.10,\n  "nested": {"status": "x", "a": [1, {"status": 2}]},\n  "note": "\\"status\\": no",\n  "dup": 1, "dup": 2\n}\n'
+      const out = withTopLevelKeys(text, { status: 'killed', killed_at: '2026-11-26T00:00:00Z' })
+      expect(out).toBe(
+        '{\n  "event_offset": 9007199254740993, "ratio": 1e400,\n  "status": "killed", "cost_usd": 1.10,\n  "nested": {"status": "x", "a": [1, {"status": 2}]},\n  "note": "\\"status\\": no",\n  "dup": 1, "dup": 2,\n  "killed_at": "2026-11-26T00:00:00Z"\n}\n',
+      )
+      expect(JSON.parse(out)).toMatchObject({ status: 'killed', nested: { status: 'x' } })
+      expect(withTopLevelKeys('{}', { status: 'failed' })).toBe('{\n  "status": "failed"\n}\n')
     })
   })
 
