@@ -317,6 +317,9 @@ describe('reference layouts: what a correct manager concludes', () => {
     expect(row).toMatchObject({ health: 'complete', iteration: 4, max_iterations: 4 })
     const detail = await status('phoenix', { root })
     expect(detail.resumed_at).toBe('2026-11-25T08:02:36Z')
+    // Its runtime counts from the resume; the total from its first start.
+    expect(detail).toMatchObject({ runtime_seconds: 17, total_runtime_seconds: 25 })
+    expect((await cli(['status', 'phoenix', '-C', root])).stdout).toMatch(/runtime +17s this run \(since its resume\), 25s in all/)
     expect(detail.recent_iterations.map((i) => i.iteration)).toEqual([4, 3, 2, 1])
   })
 
@@ -1028,7 +1031,8 @@ describe('the mock engine behaves like the engine', () => {
     first.kill('SIGTERM')
     await waitFor('the lock released', () => !existsSync(lock))
     const resumed = spawnSync(engine, ['ralph', 'mock', '5', '--resume'], { cwd: root, env: { ...ENV, MOCK_PACE: '0' }, encoding: 'utf8' })
-    expect(resumed.status).toBe(0)
+    // Like the engine: a loop that reached its max exits 1, its state complete.
+    expect(resumed.status).toBe(1)
     expect(resumed.stdout).toMatch(/^Iteration 2 of 5$/m)
     expect(resumed.stdout).not.toMatch(/^Iteration 1 of 5$/m)
     expect(readJson(path.join(root, '.claude/pipeline-runs/mock/state.json'))).toMatchObject({ status: 'complete', iteration_completed: 5 })
@@ -1208,7 +1212,8 @@ describe('the demo', () => {
       env: { ...ENV, NO_COLOR: '1', TMPDIR: BASE },
       encoding: 'utf8',
     })
-    expect(result.stderr).toBe('')
+    // Off a terminal, a wait says what it waits for on a line of stderr; nothing else goes there.
+    for (const line of result.stderr.split('\n').filter(Boolean)) expect(line).toMatch(/^sessions: (stopping|removing) .*: waiting up to /)
     expect(result.status).toBe(0)
     expect(result.stdout).toContain('gamma: complete (state says complete)')
     expect(result.stdout).toMatch(/beta\s+improve-plan\s+-\s+\d+\/30\s+killed/)
@@ -1301,7 +1306,7 @@ describe('the menu', () => {
     keys('moni')
     await waitFor('the filter', () => !paneText('=ui:').includes('2  list'))
     keys('Enter')
-    await waitFor('the sessions', () => paneText('=ui:').includes('? Which session to monitor'))
+    await waitFor('the sessions', () => paneText('=ui:').includes('? Monitor which session'))
     const screen = paneText('=ui:')
     expect(screen).toMatch(/1 {2}alive — ralph · iteration \d\/9 · running \d+s/)
     // A complete session is not offered for monitor.
@@ -1317,7 +1322,7 @@ describe('the menu', () => {
     keys('3')
     await waitFor('the filter', () => !paneText('=ui:').includes('2  list'))
     keys('Enter')
-    await waitFor('the sessions', () => paneText('=ui:').includes('? Which session to status'))
+    await waitFor('the sessions', () => paneText('=ui:').includes('? Status of which session'))
     expect(paneText('=ui:')).toMatch(/done-loop — improve-plan · iteration 3\/3 · complete ended/)
     keys('Enter')
     await waitFor('the status', () => paneText('=ui:').includes('exit=0'))
@@ -1468,7 +1473,13 @@ describe('monitor', () => {
     await waitFor('its tmux session gone', () => !tmuxSessionNames().includes('pipeline-short'))
     const run = await cli(['monitor', 'short', '-C', root])
     expect(run.stdout).toContain('(tmux session gone; from the kept copy .claude/pipeline-runs/short/session-output.log)')
-    expect(run.stdout.trimEnd().split('\n').slice(-3)).toEqual(['Session short complete', '', '[sessions] the engine exited with status 0'])
+    // The engine exits 1 at a loop's max iterations: monitor says that this is normal.
+    expect(run.stdout.trimEnd().split('\n').slice(-4)).toEqual([
+      'Session short complete',
+      '',
+      '[sessions] the engine exited with status 1',
+      '(status 1 is normal here: the engine exits 1 when a loop stops at its max iterations)',
+    ])
     const none = await cli(['monitor', 'done-loop', '-C', root])
     expect(none.code).toBe(0)
     expect(none.stdout).toContain('done-loop ended (complete: state says complete); no output was kept.')
@@ -2496,6 +2507,95 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
       expect(help, command).toMatch(new RegExp(`^Usage: tsx sessions\\.ts ${command}`))
       expect(help.split('Examples:')[1].trim().split('\n'), command).toHaveLength(2)
     }
+  })
+})
+
+describe("a newcomer's first hour", () => {
+  test('a start whose engine takes its lock and dies on its own checks (an unknown provider) fails, shows why, leaves nothing', async () => {
+    const root = await makeEngineProject()
+    const before = snapshot(root)
+    const run = await cli(['start', 'ralph', 'typo', '3', '--provider=gemnii', '--yes', '-C', root])
+    expect(run.code).toBe(1)
+    expect(run.stdout).toBe('')
+    expect(run.stderr).toContain('Error: Unknown provider: gemnii')
+    expect(run.stderr).toMatch(/sessions: the engine of typo ended before it took its lock \(exit status 1\)\n$/)
+    // What the start made is gone; the engine's own locks folder (it makes it before its checks) may stay, empty.
+    const after = snapshot(root)
+    delete after['.claude/locks/']
+    expect(after).toEqual(before)
+    expect(tmuxSessionNames()).not.toContain('pipeline-typo')
+    expect((await cli(['start', 'ralph', 'typo', '3', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })).code).toBe(0)
+  })
+
+  test('a resume whose engine reconciles for longer than a start waits (12 s) succeeds with the default wait', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const run = await cli(['resume', 'busy', '--yes', '-C', root], { env: { MOCK_RECONCILE: '12', MOCK_PACE: '5' } })
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(rowOf((await listJson(root)).sessions, 'busy').health).toBe('running')
+  }, 40_000)
+
+  test('pipeline-NAME, as the tool prints it, stands for NAME', async () => {
+    const root = await makeProject('complete-loop')
+    expect(JSON.parse((await cli(['status', 'pipeline-done-loop', '--json', '-C', root])).stdout).name).toBe('done-loop')
+    expect((await cli(['monitor', 'pipeline-done-loop', '-C', root])).code).toBe(0)
+  })
+
+  test('without tmux: list and status answer from the files with a warning; start and kill say how to install it', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const bin = path.join(BASE, `no-tmux-${++projects}`)
+    mkdirSync(bin)
+    for (const tool of ['bash', 'sh', 'node', 'git', 'flock']) {
+      const found = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim()
+      if (found) symlinkSync(found, path.join(bin, tool))
+    }
+    const env = { PATH: bin }
+    const list = await cli(['list', '--json', '-C', root], { env })
+    expect(list.code).toBe(0)
+    expect(list.stderr).toMatch(/^sessions: warning: tmux not found on PATH: install tmux 3\.x .*live tmux sessions cannot be seen/)
+    expect(JSON.parse(list.stdout)).toMatchObject({ tmux_available: false, sessions: [{ name: 'busy', health: 'crashed' }] })
+    expect(JSON.parse((await cli(['status', 'busy', '--json', '-C', root], { env })).stdout)).toMatchObject({ tmux_available: false })
+    for (const args of [
+      ['start', 'ralph', 'x', '--yes'],
+      ['kill', 'busy'],
+    ]) {
+      const run = await cli([...args, '-C', root], { env })
+      expect(run.code, args.join(' ')).toBe(1)
+      expect(run.stderr).toBe(
+        'sessions: tmux not found on PATH: install tmux 3.x (Debian/Ubuntu: apt install tmux; macOS: brew install tmux)\n',
+      )
+    }
+  })
+
+  test('a 60-column terminal: compact times and whole words; the menu checks a name as it is typed', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(root, '.claude/pipeline-runs/done-loop'), {
+      recursive: true,
+    })
+    terminal('narrow', ['list', '-C', root], { width: 60, height: 40 })
+    await waitFor('the list', () => paneText('=narrow:').includes('exit=0'))
+    const screen = paneText('=narrow:')
+    // The table and the warnings fit (a long path elsewhere may still wrap, as the terminal wraps it).
+    const fitted = screen.split('\n').filter((line) => /^(NAME|busy|done-loop) |^ {2}! |^ {4}\S/.test(line))
+    expect(fitted.length).toBeGreaterThan(3)
+    for (const line of fitted) expect(line.length, line).toBeLessThanOrEqual(60)
+    expect(screen).toMatch(/done-loop .* \d+[smhd] ago\n/)
+    expect(screen).not.toMatch(/ended \d|last see…/)
+    // The warning about busy wraps at a space: no line ends inside a word that the next line goes on with.
+    expect(screen).toMatch(/! busy: crashed/)
+    terminal('ui', ['-C', root])
+    await waitFor('the actions', () => paneText('=ui:').includes('? What do you want to do'))
+    tmux('send-keys', '-t', '=ui:', 'Enter')
+    await waitFor('the types', () => paneText('=ui:').includes('? What to run'))
+    expect(paneText('=ui:')).toMatch(/ralph \(stage\) — mock stage ralph for tests/)
+    tmux('send-keys', '-t', '=ui:', 'ralph')
+    await waitFor('the filter', () => !paneText('=ui:').includes('elegance'))
+    tmux('send-keys', '-t', '=ui:', 'Enter')
+    await waitFor('the name', () => paneText('=ui:').includes('? Session name'))
+    tmux('send-keys', '-t', '=ui:', 'busy', 'Enter')
+    await waitFor('the conflict', () =>
+      paneText('=ui:').includes('session busy already exists (crashed): choose another name, or resume it'),
+    )
   })
 })
 

@@ -196,15 +196,15 @@ function utcStamp(ms = Date.now()): string {
 }
 
 /** "2h 15m", "4m 3s", "12s". */
-function formatDuration(ms: number): string {
+function formatDuration(ms: number, compact = false): string {
   const seconds = Math.max(0, Math.round(ms / 1000))
   const d = Math.floor(seconds / 86400),
     h = Math.floor((seconds % 86400) / 3600)
   const m = Math.floor((seconds % 3600) / 60),
     s = seconds % 60
-  if (d) return `${d}d ${h}h`
-  if (h) return `${h}h ${m}m`
-  if (m) return `${m}m ${s}s`
+  if (d) return compact ? `${d}d` : `${d}d ${h}h`
+  if (h) return compact ? `${h}h` : `${h}h ${m}m`
+  if (m) return compact ? `${m}m` : `${m}m ${s}s`
   return `${s}s`
 }
 
@@ -1193,13 +1193,16 @@ const tmuxTarget = {
 
 const TMUX_MISSING = 'tmux not found on PATH: install tmux 3.x (Debian/Ubuntu: apt install tmux; macOS: brew install tmux)'
 
+/** tmux is not installed: commands that change sessions stop; those that only read answer from the files. */
+class TmuxMissingError extends SessionsError {}
+
 /**
  * A tmux command whose failure is an answer, not an error (has-session, a session that may be gone):
  * it never throws, but when tmux itself is missing.
  */
 async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   const result = await $({ quiet: true, nothrow: true, env: tmuxEnvironment(options.env) })`tmux ${tmuxArgv(options, ...command)}`
-  if (result.exitCode === 127 && /tmux: (command )?not found|No such file/.test(result.stderr)) throw new SessionsError(TMUX_MISSING)
+  if (result.exitCode === 127 && /tmux: (command )?not found|No such file/.test(result.stderr)) throw new TmuxMissingError(TMUX_MISSING)
   return { ok: result.exitCode === 0, stdout: result.stdout, stderr: result.stderr.trim() || `exit ${result.exitCode}` }
 }
 
@@ -1270,6 +1273,16 @@ async function listTmuxSessions(options: TmuxOptions = {}): Promise<TmuxSession[
     throw new SessionsError(`tmux list-sessions failed: ${result.stderr}`)
   }
   return parse(result.stdout)
+}
+
+/** For commands that only read: the tmux sessions, or none (and says so) where tmux is not installed. */
+async function tmuxSessionsIfAny(options: TmuxOptions): Promise<{ sessions: TmuxSession[]; available: boolean }> {
+  try {
+    return { sessions: await listTmuxSessions(options), available: true }
+  } catch (error) {
+    if (error instanceof TmuxMissingError) return { sessions: [], available: false }
+    throw error
+  }
 }
 
 /** The session name behind a tmux session name, or null when it is not a pipeline session. */
@@ -1581,7 +1594,11 @@ function signal(pid: number, name: NodeJS.Signals): void {
  * SIGTERM to the whole tree, up to `graceMs` to end, then SIGKILL to what is left of that same tree:
  * each PID checked again (same start stamp) right before its signal.
  */
-async function stopProcessTree(roots: number[], graceMs: number): Promise<{ terminated: number[]; forceKilled: number[] }> {
+async function stopProcessTree(
+  roots: number[],
+  graceMs: number,
+  onWaiting?: (what: string) => void,
+): Promise<{ terminated: number[]; forceKilled: number[] }> {
   const tree = await processTree(roots)
   for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) signal(pid, 'SIGTERM')
   const alive = async () => {
@@ -1591,7 +1608,19 @@ async function stopProcessTree(roots: number[], graceMs: number): Promise<{ term
   }
   const allGone = async () => (await alive()).length === 0
   const forceKilled: number[] = []
-  if (!(await pollFor(allGone, { intervalMs: 100, timeoutMs: graceMs }))) {
+  // Most trees end at once; one that does not gets a word while it is waited for.
+  let said = false
+  const ended = await pollFor(
+    async () => {
+      if (await allGone()) return true
+      if (!said && onWaiting)
+        onWaiting(`waiting up to ${formatDuration(graceMs)} for ${(await alive()).length} process(es) to end after SIGTERM, then SIGKILL`)
+      said = true
+      return false
+    },
+    { intervalMs: 100, timeoutMs: graceMs },
+  )
+  if (!ended) {
     // What the survivors started meanwhile is part of the tree too.
     for (const [pid, stamp] of await processTree(await alive())) if (!tree.has(pid)) tree.set(pid, stamp)
     for (const [pid, stamp] of tree) {
@@ -2294,7 +2323,10 @@ interface SessionRow {
   ended_at: string | null
   /** The newest of: the current iteration's start, the last finished iteration, the (re)start. */
   last_activity_at: string | null
+  /** Since the current run started (its resume, where it was resumed). */
   runtime_seconds: number | null
+  /** Since its first start: differs from runtime_seconds only for a resumed session. */
+  total_runtime_seconds: number | null
   tmux: {
     session: string
     pane_pid: number | null
@@ -2420,9 +2452,13 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
   const stage = describeStage(facts)
   const started = parseTime(state?.started_at) ?? facts.tmux?.createdMs ?? null
   const liveness = livenessOf(verdict.health)
+  // Until now while alive; until its end, or its last sign of life when it stopped without one.
   const ended = liveness === 'engine' ? null : endedAt(state)
   const live = liveness !== 'ended'
   const lastSeen = lastActivity(state, facts.tmux)
+  const until = live ? now : (ended ?? lastSeen ?? now)
+  const resumed = parseTime(state?.resumed_at)
+  const runStarted = started === null ? null : resumed !== null && resumed > started ? resumed : started
   const lock = facts.lock
   const errorMessage = typeof state?.error === 'string' ? state.error : (state?.error?.message ?? null)
   return {
@@ -2445,7 +2481,9 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
     ended_at: isoOrNull(ended),
     last_activity_at: isoOrNull(lastSeen),
     // Until now while alive; until its end, or its last sign of life when it stopped without one.
-    runtime_seconds: started === null ? null : Math.max(0, Math.round(((live ? now : (ended ?? lastSeen ?? now)) - started) / 1000)),
+    // This run's time (since its resume, if it was resumed); the total since its first start beside it.
+    runtime_seconds: runStarted === null ? null : Math.max(0, Math.round((until - runStarted) / 1000)),
+    total_runtime_seconds: started === null ? null : Math.max(0, Math.round((until - started) / 1000)),
     tmux: facts.tmux && {
       session: facts.tmux.tmuxName,
       pane_pid: facts.tmux.panePid,
@@ -2496,7 +2534,8 @@ function sessionExists(facts: SessionFacts): boolean {
 async function loadSession(name: string, options: CommonOptions & { mustExist?: boolean } = {}) {
   checkName(name)
   const root = await findProjectRoot(options)
-  const { own } = ownTmuxSessions(await listTmuxSessions(options), root)
+  const tmux = await tmuxSessionsIfAny(options)
+  const { own } = ownTmuxSessions(tmux.sessions, root)
   const facts = await gatherSession(name, root, own.get(name) ?? null)
   const exists = sessionExists(facts)
   if (!exists && options.mustExist) {
@@ -2504,11 +2543,12 @@ async function loadSession(name: string, options: CommonOptions & { mustExist?: 
     const bare = name.startsWith(TMUX_PREFIX) ? name.slice(TMUX_PREFIX.length) : ''
     if (isValidName(bare)) {
       const named = await gatherSession(bare, root, own.get(bare) ?? null)
-      if (sessionExists(named)) return { root, facts: named, exists: true, row: describeSession(named, Date.now(), options) }
+      if (sessionExists(named))
+        return { root, facts: named, exists: true, tmuxAvailable: tmux.available, row: describeSession(named, Date.now(), options) }
     }
     throw sessionNotFound(name, root, await sessionNames(root, own))
   }
-  return { root, facts, exists, row: describeSession(facts, Date.now(), options) }
+  return { root, facts, exists, tmuxAvailable: tmux.available, row: describeSession(facts, Date.now(), options) }
 }
 
 /** A named session that must exist. */
@@ -2625,6 +2665,8 @@ interface CommonOptions extends TmuxOptions {
 }
 
 interface ListOptions extends CommonOptions {
+  /** The tmux sessions already listed (one tmux call for many projects). */
+  tmuxSessions?: TmuxSession[]
   /** Also sessions of other projects on the same tmux server. */
   all?: boolean
   /** Warn about a running session whose current iteration is older than this. */
@@ -2638,6 +2680,8 @@ interface NextAction {
 
 interface ListResult {
   project: string
+  /** False where tmux is not installed: the rows come from the files alone, and live tmux sessions cannot be seen. */
+  tmux_available: boolean
   sessions: SessionRow[]
   counts: Partial<Record<Health, number>>
   warnings: ListWarning[]
@@ -2714,7 +2758,8 @@ function listNext(rows: SessionRow[], say: (command: string) => string, runner: 
 
 async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
-  const project = await mapProject(options, (facts) => describeSession(facts, now, options))
+  const tmux = options.tmuxSessions ? { sessions: options.tmuxSessions, available: true } : await tmuxSessionsIfAny(options)
+  const project = await mapProject({ ...options, tmuxSessions: tmux.sessions }, (facts) => describeSession(facts, now, options))
   const remaining = await beadsRemainingBySession(project.sessions, options.env)
   const sessions = remaining
     ? project.sessions.map((row) => ({ ...row, beads_remaining: remaining.get(row.name) ?? null }))
@@ -2725,6 +2770,7 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     counts: countHealths(sessions),
     warnings: listWarnings(sessions, now, (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000),
     next: listNext(sessions, (command) => hint(options, project.root, command), runnerIfAny(project.root, options)),
+    tmux_available: tmux.available,
   }
   if (options.all) {
     result.other_projects = project.foreign.map((session) => ({
@@ -2768,6 +2814,8 @@ interface ProviderSummary {
 
 interface StatusResult extends SessionRow {
   project: string
+  /** False where tmux is not installed (see ListResult). */
+  tmux_available: boolean
   completion_reason: string | null
   error_detail: { type: string | null; message: string | null; timestamp: string | null } | null
   files: {
@@ -2929,7 +2977,7 @@ function statusNext(row: SessionRow, files: StatusResult['files'], say: (command
 /** One named session's facts and row; an unknown name is refused with the names that do exist. */
 
 async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
-  const { root, facts, row } = await sessionFactsFor(name, options)
+  const { root, facts, row, tmuxAvailable } = await sessionFactsFor(name, options)
   // pipeline-NAME, the tmux name, stands for NAME.
   name = facts.name
   const paths = sessionPaths(root, name)
@@ -2954,6 +3002,7 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
   const error = state?.error
   return {
     project: root,
+    tmux_available: tmuxAvailable,
     ...row,
     completion_reason: state?.completion_reason ?? null,
     error_detail:
@@ -3417,6 +3466,8 @@ async function keepPaneOutput(options: TmuxOptions, facts: SessionFacts): Promis
 // ───────────────────────── kill ─────────────────────────
 
 interface KillOptions extends CommonOptions {
+  /** Told what is waited for, when processes do not end at once (a CLI shows a spinner). */
+  onWaiting?: (what: string) => void
   /** Seconds between SIGTERM and SIGKILL (default 10). */
   graceSeconds?: number
   /** Kill a session of another project on the same tmux server. */
@@ -3503,7 +3554,9 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     // Its agents that no longer hang below the engine (started by this tool, so tagged by this run).
     ...taggedFor(await taggedProcesses(), sessionPaths(projectRoot, name).runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null),
   ]
-  const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000)
+  const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000, (what) =>
+    options.onWaiting?.(`stopping ${name}: ${what}`),
+  )
   report.terminated = stopped.terminated
   report.force_killed = stopped.forceKilled
 
@@ -3618,6 +3671,8 @@ interface CleanupResult extends CleanupScan {
 type CleanupDecision = 'cancel' | { only?: ProblemKind[]; choose?: (problem: CleanupProblem) => Promise<boolean> }
 
 interface CleanupOptions extends CommonOptions {
+  /** Told what is waited for, when processes do not end at once (a CLI shows a spinner). */
+  onWaiting?: (what: string) => void
   /** Repair what the scan found (the same as mode 'fix'). */
   fix?: boolean
   /** report (default): find and say; fix: repair what is found; dry_run: report, and say that nothing was changed. */
@@ -3726,7 +3781,10 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
     case 'dead_pane': {
       if (!facts.tmux) return null
       const tmuxName = facts.tmux.tmuxName
-      const stopped = !facts.tmux.paneDead && facts.tmux.panePid ? await stopProcessTree([facts.tmux.panePid], graceMs) : null
+      const stopped =
+        !facts.tmux.paneDead && facts.tmux.panePid
+          ? await stopProcessTree([facts.tmux.panePid], graceMs, (what) => options.onWaiting?.(`removing ${tmuxName}: ${what}`))
+          : null
       await keepPaneOutput(options, facts)
       await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
       return { tmux_removed: tmuxName, ...(stopped?.terminated.length ? { stopped: stopped.terminated } : {}) }
@@ -3734,7 +3792,9 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
     case 'leftover_processes': {
       const pids = taggedFor(await taggedProcesses(), paths.runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null)
       if (!pids.length) return null
-      const stopped = await stopProcessTree(pids, graceMs)
+      const stopped = await stopProcessTree(pids, graceMs, (what) =>
+        options.onWaiting?.(`stopping what ${problem.name} left running: ${what}`),
+      )
       return { stopped: stopped.terminated, force_killed: stopped.forceKilled }
     }
     case 'stale_lock': {
@@ -4162,7 +4222,13 @@ function table(p: Palette, header: string[], rows: string[][], fit?: { width: nu
       if (widths[widest] <= 4) break
       widths[widest]--
     }
-    const cut = (cell: string, width: number) => (cell.length > width ? `${cell.slice(0, width - 1)}…` : cell)
+    // Cut at a word's end where one is near, so that what shows is whole words.
+    const cut = (cell: string, width: number) => {
+      if (cell.length <= width) return cell
+      const head = cell.slice(0, width - 1)
+      const space = head.search(/[ ·][^ ·]*$/)
+      return `${(space > width / 2 ? head.slice(0, space) : head).trimEnd()}…`
+    }
     rows = rows.map((row) => row.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell)))
     header = header.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell))
   }
@@ -4187,8 +4253,12 @@ function iterationCell(row: SessionRow): string {
   return `${row.iteration ?? '?'}/${row.max_iterations ?? '?'}${beads}`
 }
 
-function timeCell(row: SessionRow, now: number): string {
-  const since = (iso: string | null) => (iso ? formatDuration(now - Date.parse(iso)) : '?')
+/** A terminal narrower than this gets the compact forms: "4m ago", "up 2h". */
+const NARROW = 100
+
+function timeCell(row: SessionRow, now: number, compact = false): string {
+  const since = (iso: string | null) => (iso ? formatDuration(now - Date.parse(iso), compact) : '?')
+  const seen = (word: string, iso: string) => (compact ? `${since(iso)} ago` : `${word} ${since(iso)} ago`)
   switch (row.health) {
     case 'running':
     case 'starting':
@@ -4197,10 +4267,26 @@ function timeCell(row: SessionRow, now: number): string {
     case 'crashed':
     case 'zombie':
     case 'corrupt':
-      return row.last_activity_at ? `last seen ${since(row.last_activity_at)} ago` : '-'
+      return row.last_activity_at ? seen('last seen', row.last_activity_at) : '-'
     default:
-      return row.ended_at ? `ended ${since(row.ended_at)} ago` : row.last_activity_at ? `last seen ${since(row.last_activity_at)} ago` : '-'
+      return row.ended_at ? seen('ended', row.ended_at) : row.last_activity_at ? seen('last seen', row.last_activity_at) : '-'
   }
+}
+
+/** Text wrapped to a width at spaces (a word longer than the width stands alone); later lines indented. */
+function wrapWords(text: string, width: number | undefined, indent = ''): string[] {
+  if (!width || text.length <= width) return [text]
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(' ')) {
+    const next = line ? `${line} ${word}` : word
+    if (line && next.length > width - (lines.length ? indent.length : 0)) {
+      lines.push(line)
+      line = word
+    } else line = next
+  }
+  lines.push(line)
+  return lines.map((l, i) => (i ? `${indent}${l}` : l))
 }
 
 function countsLine(counts: Partial<Record<Health, number>>): string {
@@ -4248,7 +4334,7 @@ function renderList(result: ListResult, view: View = plainView()): string {
           stageCell(row),
           iterationCell(row),
           p.health(row.health),
-          timeCell(row, now),
+          timeCell(row, now, (view.width ?? Infinity) < NARROW),
         ]),
         // Widths fit the terminal: type, stage, time and iteration give way before the name.
         { width: view.width, shrink: [1, 2, 5, 3] },
@@ -4270,7 +4356,11 @@ function renderList(result: ListResult, view: View = plainView()): string {
     }
   }
   if (result.warnings.length) {
-    lines.push('', p.bold('Warnings:'), ...result.warnings.map((w) => `  ${p.yellow('!')} ${warningWords(w, now)}`))
+    lines.push(
+      '',
+      p.bold('Warnings:'),
+      ...result.warnings.flatMap((w) => wrapWords(`  ${p.yellow('!')} ${warningWords(w, now)}`, view.width, '    ')),
+    )
   }
   lines.push(...nextLines(p, result.next))
   return `${lines.join('\n')}\n`
@@ -4303,7 +4393,12 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
         result.started_at ? `${localTime(result.started_at)} (${formatDuration(now - Date.parse(result.started_at))} ago)` : null,
       ],
       ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
-      ['runtime', result.runtime_seconds !== null ? formatDuration(result.runtime_seconds * 1000) : null],
+      [
+        'runtime',
+        result.runtime_seconds !== null
+          ? `${formatDuration(result.runtime_seconds * 1000)}${result.total_runtime_seconds !== null && result.total_runtime_seconds !== result.runtime_seconds ? ` this run (since its resume), ${formatDuration(result.total_runtime_seconds * 1000)} in all` : ''}`
+          : null,
+      ],
       ['ended', ended ? localTime(ended) : null],
       [
         'last seen',
@@ -4524,8 +4619,22 @@ function renderMonitor(result: MonitorResult, view: View = plainView()): string 
     else if (result.session.run_dir) lines.push(`Its files: ${result.session.run_dir}`)
   } else {
     lines.push(p.dim('─'.repeat(40)), ...result.lines)
+    const exit = normalExit(result.lines, result.session.health)
+    if (exit) lines.push(p.dim(exit))
   }
   return `${lines.join('\n')}\n`
+}
+
+/**
+ * The engine exits 1 when a loop stops at its max iterations, although it completed (FORMATS.md §2): the
+ * last line of its output says so, and this says that it is normal.
+ */
+function normalExit(lines: string[], health: string): string | null {
+  const last = [...lines].reverse().find((line) => line.trim() !== '')
+  const status = last ? ENGINE_EXIT_LINE.exec(last)?.[1] : undefined
+  return status === '1' && health === 'complete'
+    ? '(status 1 is normal here: the engine exits 1 when a loop stops at its max iterations)'
+    : null
 }
 
 /** attach's words: the preview, then what was done (or the command to run where it could not attach). */
@@ -4701,10 +4810,13 @@ function renderDashboard(
       stageCell(row),
       iterationCell(row),
       p.health(row.health),
-      timeCell(row, now),
+      timeCell(row, now, (view.width ?? Infinity) < NARROW),
     ]
   })
-  const lines = [`${p.bold('Sessions')} in ${result.project}  ${p.dim(`${localTime(new Date(now).toISOString())} · q to quit`)}`, '']
+  const title = `${p.bold('Sessions')} in ${result.project}`
+  const clock = p.dim(`${localTime(new Date(now).toISOString())} · q to quit`)
+  // On a narrow terminal the clock goes to a line of its own rather than wrapping the title.
+  const lines = (view.width ?? Infinity) < NARROW ? [title, clock, ''] : [`${title}  ${clock}`, '']
   if (!rows.length) lines.push('No pipeline sessions.')
   else lines.push(...table(p, [' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows, { width: view.width, shrink: [2, 3, 6, 4] }))
   const live = result.sessions.filter((row) => row.health === 'running' && lastLines.get(row.name))
@@ -4713,7 +4825,8 @@ function renderDashboard(
     for (const row of live) lines.push(`  ${row.name}: ${p.dim(lastLines.get(row.name)!)}`)
   }
   if (rows.length) lines.push('', countsLine(result.counts))
-  if (result.warnings.length) lines.push('', ...result.warnings.map((w) => `${p.yellow('!')} ${warningWords(w, now)}`))
+  if (result.warnings.length)
+    lines.push('', ...result.warnings.flatMap((w) => wrapWords(`${p.yellow('!')} ${warningWords(w, now)}`, view.width, '  ')))
   return lines.join('\n')
 }
 
@@ -4808,6 +4921,28 @@ function spinner(io: Io, label: string) {
       clearInterval(timer)
       timer = undefined
       io.stderr('\r\x1b[K')
+    },
+  }
+}
+
+/**
+ * Feedback on a wait: a spinner saying what is waited for on a terminal; off one, a line per step on
+ * stderr. `done()` clears the spinner.
+ */
+function waitReporter(io: Io) {
+  let current: ReturnType<typeof spinner> | null = null
+  return {
+    say(what: string) {
+      if (!io.stderrTerminal) {
+        io.stderr(`sessions: ${oneLine(what)}\n`)
+        return
+      }
+      current?.stop()
+      current = spinner(io, oneLine(what))
+      current.start()
+    },
+    done() {
+      current?.stop()
     },
   }
 }
@@ -4915,9 +5050,22 @@ async function searchPrompt<T>(message: string, choices: { value: T; name: strin
   })
 }
 
+/** Choices numbered from 1, the numbers aligned ("  9", " 10"), as the menu shows them. */
+function numbered<T>(choices: { value: T; label: string }[]): { value: T; name: string }[] {
+  const width = String(choices.length).length
+  return choices.map((choice, i) => ({ value: choice.value, name: `${String(i + 1).padStart(width)}  ${choice.label}` }))
+}
+
+/** " — what it does", from a stage's stage.yaml (its description line), or nothing. */
+function stageDescription(stagesDir: string, stage: string): string {
+  const read = readRegularFile(path.join(stagesDir, stage, 'stage.yaml'))
+  const description = read.kind === 'ok' ? /^description:\s*["']?(.*?)["']?\s*$/m.exec(read.text)?.[1] : undefined
+  return description ? ` — ${terminalSafe(description)}` : ''
+}
+
 async function inputPrompt(
   message: string,
-  options: { default?: string; validate?: (value: string) => true | string } = {},
+  options: { default?: string; validate?: (value: string) => true | string | Promise<true | string> } = {},
 ): Promise<string> {
   const { default: input } = await import('@inquirer/input')
   return (await input({ message, default: options.default, validate: options.validate })).trim()
@@ -4930,12 +5078,18 @@ async function menuStartArgs(common: CommonOptions): Promise<string[]> {
   const stagesDir = path.join(path.dirname(runner), 'stages')
   const stages = listNames(stagesDir, (entry) => isDirectory(path.join(stagesDir, entry)))
   const pipelines = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
-  const what = await searchPrompt('What to run', [
-    ...stages.map((stage, i) => ({ value: ['stage', stage], name: `${i + 1}  ${stage} (stage)` })),
-    ...pipelines.map((file, i) => ({ value: ['pipeline', file], name: `${stages.length + i + 1}  ${file} (pipeline)` })),
-  ])
+  const choices = [
+    ...stages.map((stage) => ({ value: ['stage', stage], label: `${stage} (stage)${stageDescription(stagesDir, stage)}` })),
+    ...pipelines.map((file) => ({ value: ['pipeline', file], label: `${file} (pipeline)` })),
+  ]
+  const what = await searchPrompt('What to run', numbered(choices))
+  // The name is checked as it is typed: its form, and that no session has it yet.
   const name = await inputPrompt('Session name', {
-    validate: (value) => (NEW_NAME_PATTERN.test(value.trim()) ? true : 'lowercase letters, digits and hyphens, at most 64'),
+    validate: async (value) => {
+      if (!NEW_NAME_PATTERN.test(value.trim())) return 'lowercase letters, digits and hyphens, at most 64'
+      const { exists, row } = await loadSession(value.trim(), common)
+      return exists ? `session ${value.trim()} already exists (${row.health}): choose another name, or resume it` : true
+    },
   })
   const args = what[0] === 'pipeline' ? ['start', 'pipeline', what[1], name] : ['start', what[1], name]
   if (what[0] === 'stage') {
@@ -4959,7 +5113,7 @@ async function runMenu(common: CommonOptions, globalArgs: string[], io: Io): Pro
   try {
     const action = await searchPrompt(
       'What do you want to do',
-      actions.map((name, i) => ({ value: name, name: `${i + 1}  ${name.padEnd(8)} ${(COMMANDS[name] as CommandSpec).menu}` })),
+      numbered(actions.map((name) => ({ value: name, label: `${name.padEnd(8)} ${(COMMANDS[name] as CommandSpec).menu}` }))),
     )
     if (action === 'start') return main([...(await menuStartArgs(common)), ...globalArgs], io)
     const kind = (COMMANDS[action] as CommandSpec).sessions
@@ -4971,8 +5125,8 @@ async function runMenu(common: CommonOptions, globalArgs: string[], io: Io): Pro
       return 0
     }
     const name = await searchPrompt(
-      `Which session to ${action}`,
-      fitting.map((row, i) => ({ value: row.name, name: `${i + 1}  ${describeForMenu(terminalSafeDeep(row))}` })),
+      (COMMANDS[action] as CommandSpec).pick ?? 'Which session',
+      numbered(fitting.map((row) => ({ value: row.name, label: describeForMenu(terminalSafeDeep(row)) }))),
     )
     return main([action, name, ...globalArgs], io)
   } catch (error) {
@@ -5033,6 +5187,8 @@ interface CommandSpec {
   examples: readonly string[]
   /** Offered in the menu, with this description. */
   menu?: string
+  /** The menu's question for the session it takes ("Kill which session"). */
+  pick?: string
   aliases?: readonly string[]
   run: (call: Invocation) => Promise<Outcome>
 }
@@ -5104,6 +5260,11 @@ const killGrace: OptionSpec = {
   parse: seconds('grace'),
 }
 
+/** A read-only command without tmux answers from the files, and says so (on stderr, so that --json stays whole). */
+function warnWithoutTmux(io: Io, available: boolean): void {
+  if (!available) io.stderr(`sessions: warning: ${TMUX_MISSING}; live tmux sessions cannot be seen, so this is from the files alone\n`)
+}
+
 /** start's and resume's options from the command line: the runner, the wait, and a question in a terminal without --yes. */
 function launchOptionsOf({ values, common, io }: Invocation): StartOptions {
   return {
@@ -5166,6 +5327,7 @@ const COMMANDS = {
     options: {
       all: { type: 'boolean', help: 'also sessions of other projects on the same tmux server' },
       names: { type: 'boolean', help: 'only the session names, one per line' },
+      resumable: { type: 'boolean', help: 'only sessions that can be resumed (with --names: what completion offers for resume)' },
       watch: { type: 'boolean', short: 'w', help: 'a live dashboard, redrawn every --interval seconds; q quits' },
       interval: {
         type: 'string',
@@ -5189,12 +5351,14 @@ const COMMANDS = {
         await watchList(options, ((values.interval as number | undefined) ?? DEFAULTS.watchIntervalSeconds) * 1000, io)
         return { exit: 0 }
       }
-      const result = await list(options)
+      const listed = await list(options)
+      const result = values.resumable ? { ...listed, sessions: listed.sessions.filter((row) => row.resumable) } : listed
       // Names passed the name check (letters, digits, _ and -): nothing to make safe.
       if (values.names) {
         io.stdout(result.sessions.map((row) => `${row.name}\n`).join(''))
         return { exit: 0 }
       }
+      warnWithoutTmux(io, result.tmux_available)
       return { data: result, render: renderList, exit: 0 }
     },
   },
@@ -5203,16 +5367,22 @@ const COMMANDS = {
     summary: 'everything about one session',
     positionals: [1, 1],
     sessions: 'any',
+    pick: 'Status of which session',
     menu: 'everything about one session',
     options: {},
     examples: ['status auth', 'status auth --json'],
-    run: async ({ args, common }) => ({ data: await status(checkName(args[0]), common), render: renderStatus, exit: 0 }),
+    run: async ({ args, common, io }) => {
+      const result = await status(checkName(args[0]), common)
+      warnWithoutTmux(io, result.tmux_available)
+      return { data: result, render: renderStatus, exit: 0 }
+    },
   },
   monitor: {
     usage: 'monitor NAME',
     summary: 'the last lines of its output, without attaching',
     positionals: [1, 1],
     sessions: 'tmux',
+    pick: 'Monitor which session',
     aliases: ['logs'],
     menu: 'its last output, without attaching',
     options: {
@@ -5241,6 +5411,7 @@ const COMMANDS = {
     summary: 'watch it live (Ctrl-b d to detach)',
     positionals: [1, 1],
     sessions: 'tmux',
+    pick: 'Attach to which session',
     menu: 'watch one live (Ctrl-b d to detach)',
     options: { 'read-only': { type: 'boolean', help: 'attach read-only' } },
     examples: ['attach auth', 'attach auth --read-only'],
@@ -5254,12 +5425,19 @@ const COMMANDS = {
     summary: 'stop the engine and everything under it; progress is kept',
     positionals: [1, Infinity],
     sessions: 'live',
+    pick: 'Kill which session',
     menu: 'stop one; progress is kept',
     options: { grace: killGrace, force: { type: 'boolean', help: 'also a session of another project on this tmux server' } },
     examples: ['kill auth', 'kill auth docs --grace 30'],
     run: async ({ args, values, common, io }) => {
       args.forEach(checkName)
-      const reports = await kill(args, { ...common, graceSeconds: values.grace as number | undefined, force: Boolean(values.force) })
+      const waiting = waitReporter(io)
+      const reports = await kill(args, {
+        ...common,
+        graceSeconds: values.grace as number | undefined,
+        force: Boolean(values.force),
+        onWaiting: waiting.say,
+      }).finally(waiting.done)
       const refused = reports.filter((r) => r.outcome === 'refused' || r.outcome === 'not_found')
       for (const report of refused) io.stderr(`sessions: ${oneLine(report.reason ?? '')}\n`)
       return { data: reports, render: renderKill, exit: refused.length ? 1 : 0 }
@@ -5307,7 +5485,13 @@ const COMMANDS = {
               }
             }
           : undefined
-      const result = await cleanup({ ...options, mode: values['dry-run'] ? 'dry_run' : values.yes ? 'fix' : 'report', decide })
+      const waiting = waitReporter(io)
+      const result = await cleanup({
+        ...options,
+        onWaiting: waiting.say,
+        mode: values['dry-run'] ? 'dry_run' : values.yes ? 'fix' : 'report',
+        decide,
+      }).finally(waiting.done)
       return { data: result, render: renderCleanup, exit: result.problems.some((p) => p.fixed === false) ? 1 : 0 }
     },
   },
@@ -5316,6 +5500,7 @@ const COMMANDS = {
     summary: 'resume a stopped session as it was started (start --resume)',
     positionals: [1, 1],
     sessions: 'resumable',
+    pick: 'Resume which session',
     menu: 'continue a stopped session as it was started',
     options: {
       max: { type: 'string', arg: 'N', help: 'a new max for a loop', parse: count('--max') },
@@ -5341,6 +5526,7 @@ const COMMANDS = {
     summary: 'block until every named session has ended',
     positionals: [1, Infinity],
     sessions: 'live',
+    pick: 'Wait for which session',
     menu: 'block until sessions end',
     options: { timeout: { type: 'string', arg: 'SECONDS', help: 'give up (exit 124)', parse: seconds('timeout') } },
     examples: ['wait auth docs', 'wait auth --timeout 3600 && echo done'],
@@ -5528,7 +5714,9 @@ function completionScript(shell: string): string {
   const commands = Object.keys(COMMANDS) as CommandName[]
   const specs = commands.map((name) => [name, COMMANDS[name] as CommandSpec] as const)
   const flagsOf = (spec: CommandSpec) => Object.keys({ ...GLOBAL_OPTIONS, ...spec.options }).map((flag) => `--${flag}`)
-  const named = specs.filter(([, spec]) => spec.sessions).map(([name]) => name)
+  // Commands that take any session, and those that take only a resumable one.
+  const named = specs.filter(([, spec]) => spec.sessions && spec.sessions !== 'resumable').map(([name]) => name)
+  const resumable = specs.filter(([, spec]) => spec.sessions === 'resumable').map(([name]) => name)
   const valued = specs.flatMap(([name, spec]) =>
     Object.entries(spec.options)
       .filter(([, o]) => o.complete)
@@ -5559,6 +5747,7 @@ ${cases}
     -*) COMPREPLY=($(compgen -W "$flags" -- "$cur")) ;;
     *) case "$command" in
          ${named.join('|')}) COMPREPLY=($(compgen -W "$(${names} 2>/dev/null)" -- "$cur")) ;;
+         ${resumable.join('|')}) COMPREPLY=($(compgen -W "$(${names} --resumable 2>/dev/null)" -- "$cur")) ;;
          completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
          help) COMPREPLY=($(compgen -W "${commands.join(' ')}" -- "$cur")) ;;
        esac ;;
@@ -5573,6 +5762,7 @@ complete -F _sessions sessions
       'complete -c sessions -f',
       `complete -c sessions -n __fish_use_subcommand -a '${commands.join(' ')}'`,
       `complete -c sessions -n '__fish_seen_subcommand_from ${named.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
+      `complete -c sessions -n '__fish_seen_subcommand_from ${resumable.join(' ')}' -a "(${names.replace(/"/g, '\\"')} --resumable 2>/dev/null)"`,
       "complete -c sessions -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'",
       `complete -c sessions -n '__fish_seen_subcommand_from help' -a '${commands.join(' ')}'`,
       ...specs.flatMap(([name, spec]) =>
