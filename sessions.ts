@@ -5708,7 +5708,7 @@ function parseCommandLine(argv: string[]): { command: CommandName | null; values
 
 /**
  * A completion script for a shell, completing commands, flags, session names and the values that have a
- * fixed set. It completes the command `sessions`, meant as an alias: alias sessions='npx tsx /path/to/sessions.ts'.
+ * fixed set. It completes the command `sessions`, meant as an alias: alias sessions='npx --prefix /path/to/repo tsx /path/to/repo/sessions.ts'.
  */
 function completionScript(shell: string): string {
   const commands = Object.keys(COMMANDS) as CommandName[]
@@ -5730,7 +5730,7 @@ function completionScript(shell: string): string {
     const values = valued
       .map(({ name, flag, values }) => `    ${name}:--${flag}) COMPREPLY=($(compgen -W "${values.join(' ')}" -- "$cur")); return ;;`)
       .join('\n')
-    return `${shell === 'zsh' ? 'autoload -U +X bashcompinit && bashcompinit\n' : ''}# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'
+    return `${shell === 'zsh' ? 'autoload -U +X bashcompinit && bashcompinit\n' : ''}# sessions.ts completion: alias sessions='npx --prefix /path/to/repo tsx /path/to/repo/sessions.ts'
 _sessions() {
   local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} command=\${COMP_WORDS[1]} flags=""
   if [ "$COMP_CWORD" -eq 1 ]; then
@@ -5758,7 +5758,7 @@ complete -F _sessions sessions
   }
   if (shell === 'fish') {
     const lines = [
-      "# sessions.ts completion: alias sessions='npx tsx /path/to/sessions.ts'",
+      "# sessions.ts completion: alias sessions='npx --prefix /path/to/repo tsx /path/to/repo/sessions.ts'",
       'complete -c sessions -f',
       `complete -c sessions -n __fish_use_subcommand -a '${commands.join(' ')}'`,
       `complete -c sessions -n '__fish_seen_subcommand_from ${named.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
