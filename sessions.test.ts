@@ -42,6 +42,10 @@ const SESSIONS = path.join(HERE, 'sessions.ts')
 const TSX = path.join(HERE, 'node_modules', '.bin', 'tsx')
 const LAYOUTS = path.join(HERE, 'fixtures', 'layouts')
 const ENGINE = path.join(HERE, 'fixtures', 'engine', 'scripts')
+/** The Node under test runs .ts files itself (22.18+): the real entry is then `node sessions.ts`. */
+const NATIVE = Boolean((process.features as { typescript?: unknown }).typescript)
+/** How the tool names itself in help, run in-process from HERE (a regular expression's source). */
+const SELF = `${NATIVE ? 'node' : 'tsx'} sessions\\.ts`
 
 // A short base path: tmux sockets fail past about 100 characters.
 const BASE = mkdtempSync('/tmp/sessions-test-')
@@ -182,7 +186,9 @@ async function cli(args: string[], options: { cwd?: string; env?: NodeJS.Process
 
 /** The real entry, as a user runs it: a child process (tsx, exit status, stdout and stderr apart). */
 function cliProcess(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Run {
-  const result = spawnSync(TSX, [SESSIONS, ...args], { cwd: options.cwd ?? HERE, env: { ...ENV, ...options.env }, encoding: 'utf8' })
+  // Natively where the Node under test strips types itself (22.18+), else through tsx.
+  const [file, ...pre] = NATIVE ? [process.execPath, SESSIONS] : [TSX, SESSIONS]
+  const result = spawnSync(file, [...pre, ...args], { cwd: options.cwd ?? HERE, env: { ...ENV, ...options.env }, encoding: 'utf8' })
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
@@ -200,12 +206,12 @@ async function listJson(root: string, ...flags: string[]) {
 }
 
 /**
- * A command as this tool suggests it when run in-process from `cwd` for the project `root`: tsx (on the
- * PATH of npm test), this file relative to the current folder when inside it, then -C when the current
- * folder is not the root.
+ * A command as this tool suggests it when run in-process from `cwd` for the project `root`: node where the
+ * Node under test runs .ts itself, else tsx (on the PATH of npm test), this file relative to the current
+ * folder when inside it, then -C when the current folder is not the root.
  */
 function hinted(command: string, root: string, cwd = HERE): string {
-  return `tsx ${isInsideDir(SESSIONS, cwd) ? path.relative(cwd, SESSIONS) : SESSIONS} ${command}${cwd === root ? '' : ` -C ${root}`}`
+  return `${NATIVE ? 'node' : 'tsx'} ${isInsideDir(SESSIONS, cwd) ? path.relative(cwd, SESSIONS) : SESSIONS} ${command}${cwd === root ? '' : ` -C ${root}`}`
 }
 
 function isInsideDir(file: string, dir: string): boolean {
@@ -808,7 +814,9 @@ async function startHungAgent(root: string, name: string, env: NodeJS.ProcessEnv
   // The agents: below the engine, leaving out the mock's own node process (part of the engine, as the
   // real engine.sh runs its agents directly).
   const agents = await waitFor('the agent tree', async () => {
-    const below = (await processDescendants(enginePid)).filter((pid) => !/^node$/.test(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()))
+    const below = (await processDescendants(enginePid)).filter(
+      (pid) => !/^node(-MainThread)?$/.test(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()),
+    )
     return below.length >= 2 ? below : null
   })
   return { lock, enginePid, agents }
@@ -1358,7 +1366,7 @@ describe('the menu', () => {
   test('without a terminal, the usage', async () => {
     const run = await cli([])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts <command>/)
+    expect(run.stdout).toMatch(new RegExp(`^Usage: ${SELF} <command>`))
   })
 })
 
@@ -2478,7 +2486,7 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     for (const args of [['--help'], []]) {
       const run = await cli(args)
       expect(run.code).toBe(0)
-      expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts <command>/)
+      expect(run.stdout).toMatch(new RegExp(`^Usage: ${SELF} <command>`))
     }
   })
 
@@ -2490,9 +2498,11 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ]) {
       const run = await cli(args)
       expect(run.code, args.join(' ')).toBe(0)
-      expect(run.stdout).toMatch(/^Usage: tsx sessions\.ts kill NAME\.\.\. \[options\]\n\nStop the engine/)
+      expect(run.stdout).toMatch(new RegExp(`^Usage: ${SELF} kill NAME\\.\\.\\. \\[options\\]\\n\\nStop the engine`))
       expect(run.stdout).toMatch(/--grace SECONDS +between SIGTERM and SIGKILL \(default 10\)/)
-      expect(run.stdout).toMatch(/Examples:\n {2}tsx sessions\.ts kill auth\n {2}tsx sessions\.ts kill auth docs --grace 30\n/)
+      expect(run.stdout).toContain(
+        `Examples:\n  ${SELF.replace(/\\/g, '')} kill auth\n  ${SELF.replace(/\\/g, '')} kill auth docs --grace 30\n`,
+      )
     }
     expect((await cli(['version'])).stdout).toMatch(/^\d+\.\d+\.\d+\n$/)
     const typo = await cli(['lsit'])
@@ -2504,7 +2514,7 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     // Every command's help is derived from the one table: each has a usage line and two examples.
     for (const command of ['start', 'list', 'status', 'monitor', 'attach', 'kill', 'cleanup', 'resume', 'wait', 'completion']) {
       const help = (await cli(['help', command])).stdout
-      expect(help, command).toMatch(new RegExp(`^Usage: tsx sessions\\.ts ${command}`))
+      expect(help, command).toMatch(new RegExp(`^Usage: ${SELF} ${command}`))
       expect(help.split('Examples:')[1].trim().split('\n'), command).toHaveLength(2)
     }
   })
@@ -2614,13 +2624,17 @@ describe('the real entry, as a child process', () => {
     expect(cliProcess(['--help'])).toMatchObject({ code: 0, stderr: '' })
   })
 
-  test('./sessions.ts is an executable: its shebang runs it', () => {
-    const run = spawnSync(SESSIONS, ['version'], {
-      env: { ...ENV, PATH: `${path.join(HERE, 'node_modules', '.bin')}:${ENV.PATH}` },
-      encoding: 'utf8',
-    })
-    expect(run.stderr).toBe('')
-    expect(run.status).toBe(0)
-    expect(run.stdout).toMatch(/^\d+\.\d+\.\d+\n$/)
+  // Where the Node on the PATH runs .ts itself (CI's second pass, on the current LTS): its shebang is `node`.
+  test.runIf(NATIVE)('./sessions.ts is an executable: its shebang runs it with the Node on the PATH, nothing on stderr', () => {
+    const cache = path.join(BASE, `home-${++projects}`)
+    const env = { ...ENV, HOME: cache, PATH: `${path.dirname(process.execPath)}:${ENV.PATH}` }
+    for (let i = 0; i < 2; i++) {
+      const run = spawnSync(SESSIONS, ['version'], { env, encoding: 'utf8' })
+      expect(run.stderr).toBe('')
+      expect(run.status).toBe(0)
+      expect(run.stdout).toMatch(/^\d+\.\d+\.\d+\n$/)
+    }
+    // The shebang keeps the compile cache under the home folder: the second run found it.
+    expect(readdirSync(path.join(cache, '.cache', 'sessions-ts')).length).toBeGreaterThan(0)
   })
 })

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env -S NODE_COMPILE_CACHE=${HOME}/.cache/sessions-ts node
 /**
  * sessions.ts: manage autonomous agent pipeline sessions running in tmux.
  *
@@ -16,7 +16,7 @@
  * their formats, and the engine's flaws that this tool must not inherit, are described in FORMATS.md.
  */
 import { readdir } from 'node:fs/promises'
-import { spawnSync } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import {
   closeSync,
@@ -40,12 +40,12 @@ import {
   writeSync,
   type Stats,
 } from 'node:fs'
+import module from 'node:module'
 import path from 'node:path'
 import { homedir } from 'node:os'
 import { parseArgs, stripVTControlCharacters, styleText } from 'node:util'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { $ } from 'zx/core'
 import { z } from 'zod'
 
 // ───────────────────────── constants ─────────────────────────
@@ -264,6 +264,29 @@ function trimOutput(lines: string[]): string[] {
   let end = lines.length
   while (end > 0 && lines[end - 1].trim() === '') end--
   return lines.slice(0, end)
+}
+
+/**
+ * The one way a program is run: by argument array, never through a shell (nothing from a file or a user
+ * becomes shell code). It never throws: the exit status, the output, and whether the program is missing.
+ */
+function run(
+  file: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string; missing: boolean }> {
+  return new Promise((resolve) => {
+    execFile(
+      file,
+      args,
+      { env: options.env, cwd: options.cwd, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const missing = (error as NodeJS.ErrnoException | null)?.code === 'ENOENT'
+        const code = !error ? 0 : typeof error.code === 'number' ? error.code : missing ? 127 : 1
+        resolve({ code, stdout, stderr: missing ? `${file}: not found` : stderr, missing })
+      },
+    )
+  })
 }
 
 const sleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, signal ? { signal } : undefined)
@@ -946,8 +969,8 @@ async function findProjectRoot(options: { root?: string; cwd?: string; env?: Nod
     if (dir !== home && isDirectory(path.join(dir, '.claude'))) return realpathSync(dir)
     if (path.dirname(dir) === dir) break
   }
-  const git = await $({ quiet: true, nothrow: true, cwd })`git rev-parse --show-toplevel`
-  if (git.exitCode === 0 && git.stdout.trim()) return realpathSync(git.stdout.trim())
+  const git = await run('git', ['rev-parse', '--show-toplevel'], { cwd, env: options.env })
+  if (git.code === 0 && git.stdout.trim()) return realpathSync(git.stdout.trim())
   return realpathSync(cwd)
 }
 
@@ -1201,9 +1224,9 @@ class TmuxMissingError extends SessionsError {}
  * it never throws, but when tmux itself is missing.
  */
 async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
-  const result = await $({ quiet: true, nothrow: true, env: tmuxEnvironment(options.env) })`tmux ${tmuxArgv(options, ...command)}`
-  if (result.exitCode === 127 && /tmux: (command )?not found|No such file/.test(result.stderr)) throw new TmuxMissingError(TMUX_MISSING)
-  return { ok: result.exitCode === 0, stdout: result.stdout, stderr: result.stderr.trim() || `exit ${result.exitCode}` }
+  const result = await run('tmux', tmuxArgv(options, ...command), { env: tmuxEnvironment(options.env) })
+  if (result.missing) throw new TmuxMissingError(TMUX_MISSING)
+  return { ok: result.code === 0, stdout: result.stdout, stderr: result.stderr.trim() || `exit ${result.code}` }
 }
 
 /** The one way tmux is run (argv from tmuxArgv, no shell); a failure is a SessionsError in tmux's own words. */
@@ -1437,9 +1460,9 @@ async function processStartStamp(pid: number): Promise<number | null> {
       return null
     }
   }
-  const ps = await $({ quiet: true, nothrow: true })`ps -o lstart= -p ${String(pid)}`
+  const ps = await run('ps', ['-o', 'lstart=', '-p', String(pid)])
   const time = Date.parse(ps.stdout.trim())
-  return ps.exitCode === 0 && Number.isFinite(time) ? time : null
+  return ps.code === 0 && Number.isFinite(time) ? time : null
 }
 
 /** When a process started (ms since epoch), or null when the platform cannot tell. For display only. */
@@ -1464,7 +1487,7 @@ async function processParents(): Promise<Map<number, number>> {
     }
     return parents
   }
-  const ps = await $({ quiet: true, nothrow: true })`ps -A -o pid=,ppid=`
+  const ps = await run('ps', ['-A', '-o', 'pid=,ppid='])
   for (const line of ps.stdout.split('\n')) {
     const [pid, ppid] = line.trim().split(/\s+/).map(Number)
     if (pid) parents.set(pid, ppid)
@@ -2025,7 +2048,12 @@ function iterationDir(stageDir: string, iteration: number): string {
 }
 
 /** Everything a classifier and a list row need about one session; files are read concurrently. */
-async function gatherSession(name: string, root: string, tmux: (TmuxSession & { legacy?: boolean }) | null): Promise<SessionFacts> {
+async function gatherSession(
+  name: string,
+  root: string,
+  tmux: (TmuxSession & { legacy?: boolean }) | null,
+  parents: () => Promise<Map<number, number>> = processParents,
+): Promise<SessionFacts> {
   const paths = sessionPaths(root, name)
   const [lockRead, runEntries, runState] = await Promise.all([
     readJsonFile(paths.lock, LockSchema),
@@ -2067,7 +2095,7 @@ async function gatherSession(name: string, root: string, tmux: (TmuxSession & { 
   // A live pane without a proven engine: before it may be called orphaned, look for an engine in it (its
   // lock removed or rewritten by hand, or a renamed session that holds another session's engine).
   const paneEngine =
-    tmux && !tmux.paneDead && tmux.panePid && !engine?.proof ? await engineInPane(tmux.panePid, root, await processParents()) : null
+    tmux && !tmux.paneDead && tmux.panePid && !engine?.proof ? await engineInPane(tmux.panePid, root, await parents()) : null
   return {
     name,
     root,
@@ -2150,7 +2178,10 @@ async function mapProject<T>(
   const all = options.tmuxSessions ?? (await listTmuxSessions(options))
   const { own, foreign } = ownTmuxSessions(all, root)
   const names = await sessionNames(root, own)
-  const sessions = await Promise.all(names.map(async (name) => map(await gatherSession(name, root, own.get(name) ?? null))))
+  // One scan of the process table serves every pane that must be searched for an engine.
+  let parents: Promise<Map<number, number>> | null = null
+  const sharedParents = () => (parents ??= processParents())
+  const sessions = await Promise.all(names.map(async (name) => map(await gatherSession(name, root, own.get(name) ?? null, sharedParents))))
   return { root, sessions, foreign }
 }
 
@@ -2591,8 +2622,8 @@ function findBd(env: NodeJS.ProcessEnv = process.env): string | null {
 async function runBd(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
   const bd = findBd(env)
   if (!bd) return null
-  const result = await $({ quiet: true, nothrow: true, env })`${bd} ${args}`
-  return result.exitCode === 0 ? result.stdout : null
+  const result = await run(bd, args, { env })
+  return result.code === 0 ? result.stdout : null
 }
 
 /** Beads from `bd list|ready [--label=L] --json`; null without bd, or when bd fails. */
@@ -5840,6 +5871,9 @@ function isMainModule(): boolean {
 }
 
 if (isMainModule()) {
+  // Compiled code (and, from Node 23.7, the stripped TypeScript) of what is loaded from here on is cached
+  // across runs; ./sessions.ts sets NODE_COMPILE_CACHE in its shebang so that this file itself is too.
+  ;(module as { enableCompileCache?: () => unknown }).enableCompileCache?.()
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code !== 'EPIPE') throw error
     stdoutClosed = true
