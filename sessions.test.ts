@@ -1427,22 +1427,34 @@ describe('shell completion', () => {
     const generated = cliProcess(['completion', 'bash'])
     expect(generated.code).toBe(0)
     writeFileSync(script, generated.stdout)
-    const complete = (...words: string[]) =>
+    const completeIn = (cwd: string, ...words: string[]) =>
       spawnSync(
         'bash',
         [
           '-c',
           `source ${JSON.stringify(script)}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _sessions; printf '%s\\n' "\${COMPREPLY[@]}"`,
         ],
-        { cwd: root, env: ENV, encoding: 'utf8' },
+        { cwd, env: ENV, encoding: 'utf8' },
       )
         .stdout.trim()
         .split('\n')
         .sort()
+    const complete = (...words: string[]) => completeIn(root, ...words)
     expect(complete('sessions', 'st')).toEqual(['start', 'status'])
     expect(complete('sessions', 'kill', '--g')).toEqual(['--grace'])
     expect(complete('sessions', 'status', 'au')).toEqual(['auth', 'auth-v2'])
     expect(complete('sessions', 'completion', '')).toEqual(['bash', 'fish', 'zsh'])
+    expect(complete('sessions', 'cleanup', '--only', '')).toEqual(['locks', 'state', 'tmux'])
+    // start: the project's stage types (and "pipeline"), then its pipeline files; resume: only what can be resumed.
+    const engine = await makeEngineProject('crashed-loop')
+    cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(engine, '.claude/pipeline-runs/done-loop'), {
+      recursive: true,
+    })
+    expect(completeIn(engine, 'sessions', 'start', 'r')).toEqual(['ralph', 'refine-tasks'])
+    expect(completeIn(engine, 'sessions', 'start', 'pi')).toEqual(['pipeline'])
+    expect(completeIn(engine, 'sessions', 'start', 'pipeline', '')).toEqual(['refine.yaml'])
+    expect(completeIn(engine, 'sessions', 'resume', '')).toEqual(['busy'])
+    expect(completeIn(engine, 'sessions', 'status', '')).toEqual(['busy', 'done-loop'])
   })
 
   test('zsh and fish scripts; an unknown shell is a usage error', async () => {

@@ -5582,11 +5582,26 @@ const COMMANDS = {
   completion: {
     usage: 'completion bash|zsh|fish',
     summary: 'a shell completion script (for an alias named "sessions")',
-    positionals: [1, 1],
-    missing: 'completion: missing SHELL: bash, zsh or fish',
-    options: {},
+    positionals: [0, 1],
+    options: {
+      words: {
+        type: 'string',
+        arg: 'stages|pipelines',
+        help: "what the scripts complete for start: this project's stage types, or its pipeline files",
+        complete: ['stages', 'pipelines'],
+      },
+    },
     examples: ['completion bash >> ~/.bashrc', 'completion fish > ~/.config/fish/completions/sessions.fish'],
-    run: async ({ args, io }) => {
+    run: async ({ args, values, common, io }) => {
+      if (values.words !== undefined) {
+        io.stdout(
+          startWords(String(values.words), await findProjectRoot(common), common)
+            .map((word) => `${word}\n`)
+            .join(''),
+        )
+        return { exit: 0 }
+      }
+      if (args[0] === undefined) throw new UsageError('completion: missing SHELL: bash, zsh or fish')
       io.stdout(completionScript(args[0]))
       return { exit: 0 }
     },
@@ -5737,6 +5752,17 @@ function parseCommandLine(argv: string[]): { command: CommandName | null; values
   return { command, values, args }
 }
 
+/** start's words for completion: the stage types beside the project's runner, or its pipeline files. */
+function startWords(kind: string, root: string, options: CommonOptions): string[] {
+  if (kind !== 'stages' && kind !== 'pipelines') throw new UsageError(`--words: unknown kind "${kind}"; kinds: stages, pipelines`)
+  const runner = runnerIfAny(root, options)
+  if (!runner) return []
+  const stages = path.join(path.dirname(runner), 'stages')
+  return kind === 'stages'
+    ? listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
+    : pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
+}
+
 /**
  * A completion script for a shell, completing commands, flags, session names and the values that have a
  * fixed set. It completes the command `sessions`, meant as an alias: alias sessions='npx --prefix /path/to/repo tsx /path/to/repo/sessions.ts'.
@@ -5755,7 +5781,8 @@ function completionScript(shell: string): string {
   )
   // Session names come from this very file, run as it runs now (node with tsx's loader), so that the
   // script works whatever the alias is and wherever it is sourced.
-  const names = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), 'list', '--names'].map(shellQuote).join(' ')
+  const self = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)].map(shellQuote).join(' ')
+  const names = `${self} list --names`
   if (shell === 'bash' || shell === 'zsh') {
     const cases = specs.map(([name, spec]) => `    ${name}) flags="${flagsOf(spec).join(' ')}" ;;`).join('\n')
     const values = valued
@@ -5766,6 +5793,14 @@ _sessions() {
   local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} command=\${COMP_WORDS[1]} flags=""
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "${commands.join(' ')}" -- "$cur"))
+    return
+  fi
+  if [ "$command" = start ] && [ "$COMP_CWORD" -eq 2 ] && [[ "$cur" != -* ]]; then
+    COMPREPLY=($(compgen -W "pipeline $(${self} completion --words stages 2>/dev/null)" -- "$cur"))
+    return
+  fi
+  if [ "$command" = start ] && [ "$COMP_CWORD" -eq 3 ] && [ "\${COMP_WORDS[2]}" = pipeline ]; then
+    COMPREPLY=($(compgen -W "$(${self} completion --words pipelines 2>/dev/null)" -- "$cur"))
     return
   fi
   case "$command:$prev" in
@@ -5795,6 +5830,7 @@ complete -F _sessions sessions
       `complete -c sessions -n '__fish_seen_subcommand_from ${named.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
       `complete -c sessions -n '__fish_seen_subcommand_from ${resumable.join(' ')}' -a "(${names.replace(/"/g, '\\"')} --resumable 2>/dev/null)"`,
       "complete -c sessions -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'",
+      `complete -c sessions -n '__fish_seen_subcommand_from start' -a "pipeline (${self.replace(/"/g, '\\"')} completion --words stages 2>/dev/null)"`,
       `complete -c sessions -n '__fish_seen_subcommand_from help' -a '${commands.join(' ')}'`,
       ...specs.flatMap(([name, spec]) =>
         flagsOf(spec).map((flag) => {
