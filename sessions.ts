@@ -2606,17 +2606,7 @@ function beadsLabel(name: string): string {
 
 /** The bd executable on the PATH, found without spawning a process. */
 function findBd(env: NodeJS.ProcessEnv = process.env): string | null {
-  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) continue
-    const file = path.join(dir, 'bd')
-    try {
-      const st = statSync(file)
-      if (st.isFile() && st.mode & 0o111) return file
-    } catch {
-      /* not here */
-    }
-  }
-  return null
+  return onPath('bd', env)
 }
 
 async function runBd(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
