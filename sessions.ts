@@ -1814,6 +1814,9 @@ async function identifyEngine(
     /* removed meanwhile: no flock to check */
   }
   const started = alive ? await processStartTime(pid) : null
+  // The kernel's word first: a PID that holds the flock needs no other look (the flock is held, and its
+  // working directory does not matter); only without it are the lock table and the folder read.
+  const holds = alive && file ? holdsFlock(pid, file) : null
   return judgeEngine({
     pid,
     session: lock.session,
@@ -1821,10 +1824,10 @@ async function identifyEngine(
     lockFile: relative(lock.root, lock.file),
     alive,
     protected: alive ? protectedReason(pid) : null,
-    holdsFlock: alive && file ? holdsFlock(pid, file) : null,
-    flockHeld: alive && file ? flockHeldOn(file) : null,
+    holdsFlock: holds,
+    flockHeld: holds ? true : alive && file ? flockHeldOn(file) : null,
     commandLine: alive ? processCommandLine(pid) : null,
-    cwd: alive ? processCwd(pid) : null,
+    cwd: alive && !holds ? processCwd(pid) : null,
     startedBeforeLockMs: started !== null && file ? file.ctimeMs - started : null,
     lockSays: lock.says ?? null,
   })
