@@ -2577,6 +2577,9 @@ describe("a newcomer's first hour", () => {
     expect(list.stderr).toMatch(/^sessions: warning: tmux not found on PATH: install tmux 3\.x .*live tmux sessions cannot be seen/)
     expect(JSON.parse(list.stdout)).toMatchObject({ tmux_available: false, sessions: [{ name: 'busy', health: 'crashed' }] })
     expect(JSON.parse((await cli(['status', 'busy', '--json', '-C', root], { env })).stdout)).toMatchObject({ tmux_available: false })
+    const monitor = await cli(['monitor', 'busy', '--json', '-C', root], { env })
+    expect(monitor.stderr).toMatch(/^sessions: warning: tmux not found on PATH/)
+    expect(JSON.parse(monitor.stdout)).toMatchObject({ tmux_available: false, session: { name: 'busy' } })
     for (const args of [
       ['start', 'ralph', 'x', '--yes'],
       ['kill', 'busy'],

@@ -4026,6 +4026,8 @@ interface MonitorOptions extends CommonOptions {
 
 interface MonitorResult {
   session: SessionRow
+  /** False where tmux is not installed (see ListResult). */
+  tmux_available: boolean
   /** Where the lines come from: the live pane, the kept copy of its output, or nothing. */
   source: 'tmux' | 'log' | 'none'
   lines: string[]
@@ -4036,15 +4038,21 @@ interface MonitorResult {
 }
 
 async function monitor(name: string, options: MonitorOptions = {}): Promise<MonitorResult> {
-  const lines = options.lines ?? 50
-  const { root, facts, row } = await sessionFactsFor(name, options)
+  const lines = options.lines ?? DEFAULTS.monitorLines
+  const { root, facts, row, tmuxAvailable } = await sessionFactsFor(name, options)
   // pipeline-NAME, the tmux name, stands for NAME.
   name = facts.name
   const paths = sessionPaths(root, name)
   const log = path.join(paths.runDir, OUTPUT_LOG)
   const progress = await progressFile(facts)
   const beads = row.type === 'ralph' ? await sessionBeads(name, options.env) : null
-  const base = { session: row, log: existsSync(log) ? relative(root, log) : null, progress: progress && relative(root, progress), beads }
+  const base = {
+    session: row,
+    tmux_available: tmuxAvailable,
+    log: existsSync(log) ? relative(root, log) : null,
+    progress: progress && relative(root, progress),
+    beads,
+  }
   if (facts.tmux) {
     const captured = await capturePane(options, facts.tmux.tmuxName, Math.max(lines * 4, 200))
     if (captured) return { ...base, source: 'tmux', lines: captured.slice(-lines) }
@@ -5284,9 +5292,19 @@ const killGrace: OptionSpec = {
   parse: seconds('grace'),
 }
 
-/** A read-only command without tmux answers from the files, and says so (on stderr, so that --json stays whole). */
-function warnWithoutTmux(io: Io, available: boolean): void {
-  if (!available) io.stderr(`sessions: warning: ${TMUX_MISSING}; live tmux sessions cannot be seen, so this is from the files alone\n`)
+/**
+ * What a command that only reads answers: its data, and without tmux a warning that it comes from the
+ * files alone (on stderr, so that --json stays whole).
+ */
+function answer<T extends { tmux_available: boolean }>(
+  io: Io,
+  data: T,
+  render: (safe: T, view: View) => string,
+  more: Partial<Outcome> = {},
+): Outcome {
+  if (!data.tmux_available)
+    io.stderr(`sessions: warning: ${TMUX_MISSING}; live tmux sessions cannot be seen, so this is from the files alone\n`)
+  return { data, render: render as Outcome['render'], exit: 0, ...more }
 }
 
 /** start's and resume's options from the command line: the runner, the wait, and a question in a terminal without --yes. */
@@ -5382,8 +5400,7 @@ const COMMANDS = {
         io.stdout(result.sessions.map((row) => `${row.name}\n`).join(''))
         return { exit: 0 }
       }
-      warnWithoutTmux(io, result.tmux_available)
-      return { data: result, render: renderList, exit: 0 }
+      return answer(io, result, renderList)
     },
   },
   status: {
@@ -5396,9 +5413,7 @@ const COMMANDS = {
     options: {},
     examples: ['status auth', 'status auth --json'],
     run: async ({ args, common, io }) => {
-      const result = await status(checkName(args[0]), common)
-      warnWithoutTmux(io, result.tmux_available)
-      return { data: result, render: renderStatus, exit: 0 }
+      return answer(io, await status(checkName(args[0]), common), renderStatus)
     },
   },
   monitor: {
@@ -5422,12 +5437,9 @@ const COMMANDS = {
         io.stdout(`${'─'.repeat(40)}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
         return 0
       }
-      return {
-        data: result,
-        render: renderMonitor,
-        exit: 0,
+      return answer(io, result, renderMonitor, {
         follow: values.follow && livenessOf(result.session.health) !== 'ended' ? follow : undefined,
-      }
+      })
     },
   },
   attach: {
