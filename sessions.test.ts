@@ -18,6 +18,7 @@ import {
   readFileSync,
   readdirSync,
   lstatSync,
+  statSync,
   rmSync,
   writeFileSync,
 } from 'node:fs'
@@ -45,7 +46,7 @@ const ENGINE = path.join(HERE, 'fixtures', 'engine', 'scripts')
 /** The Node under test runs .ts files itself (22.18+): the real entry is then `node sessions.ts`. */
 const NATIVE = Boolean((process.features as { typescript?: unknown }).typescript)
 /** How the tool names itself in help, run in-process from HERE (a regular expression's source). */
-const SELF = `${NATIVE ? 'node' : 'tsx'} sessions\\.ts`
+const SELF = `${NATIVE ? 'node' : TSX.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} sessions\\.ts`
 
 // A short base path: tmux sockets fail past about 100 characters.
 const BASE = mkdtempSync('/tmp/sessions-test-')
@@ -207,11 +208,12 @@ async function listJson(root: string, ...flags: string[]) {
 
 /**
  * A command as this tool suggests it when run in-process from `cwd` for the project `root`: node where the
- * Node under test runs .ts itself, else tsx (on the PATH of npm test), this file relative to the current
- * folder when inside it, then -C when the current folder is not the root.
+ * Node under test runs .ts itself (and is the PATH's node), else this package's tsx by its path (npm test
+ * puts it on the PATH, a user's shell may not have it), this file relative to the current folder when
+ * inside it, then -C when the current folder is not the root.
  */
 function hinted(command: string, root: string, cwd = HERE): string {
-  return `${NATIVE ? 'node' : 'tsx'} ${isInsideDir(SESSIONS, cwd) ? path.relative(cwd, SESSIONS) : SESSIONS} ${command}${cwd === root ? '' : ` -C ${root}`}`
+  return `${NATIVE ? 'node' : TSX} ${isInsideDir(SESSIONS, cwd) ? path.relative(cwd, SESSIONS) : SESSIONS} ${command}${cwd === root ? '' : ` -C ${root}`}`
 }
 
 function isInsideDir(file: string, dir: string): boolean {
@@ -529,6 +531,27 @@ describe('list as a user runs it', () => {
     expect(next.next).toEqual([{ command: hinted('start ralph my-session 25', engine), why: 'start a session' }])
     const printed = next.next[0].command.split(' ').slice(2)
     expect((await cli([...printed, '--yes'], { env: { MOCK_PACE: '5' } })).code).toBe(0)
+  })
+
+  test('from a subfolder: a pipeline resumes, and the files status names are named from there', async () => {
+    const root = await makeEngineProject()
+    const sub = path.join(root, 'src')
+    mkdirSync(sub)
+    const env = { MOCK_PACE: '0.3', MOCK_END: 'crash:2' }
+    expect((await cli(['start', 'pipeline', 'refine', 'pc', '--yes', '-C', root], { env })).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'lc', '5', '--yes', '-C', root], { env })).code).toBe(0)
+    await waitFor('the crashes', async () => {
+      const rows = (await listJson(root)).sessions
+      return rowOf(rows, 'pc').health === 'crashed' && rowOf(rows, 'lc').health === 'crashed'
+    })
+    // The progress file is named as the shell in the subfolder finds it.
+    const status = JSON.parse((await cli(['status', 'lc', '--json'], { cwd: sub })).stdout)
+    expect(status.next).toContainEqual({ command: 'less ../.claude/pipeline-runs/lc/progress-lc.md', why: 'read what it did' })
+    expect(existsSync(path.resolve(sub, '../.claude/pipeline-runs/lc/progress-lc.md'))).toBe(true)
+    // The pipeline file the engine was given is found from the project root, not the subfolder.
+    const resumed = await cli(['resume', 'pc', '--yes'], { cwd: sub, env: { MOCK_PACE: '5' } })
+    expect(resumed.stderr).toBe('')
+    expect(resumed.code).toBe(0)
   })
 
   test('hints run as printed: from the project root and from a subfolder, with --socket carried', async () => {
@@ -2459,6 +2482,10 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['command substitution in a name', ['status', '$(touch pwned)'], /invalid session name/],
     ['newline in a name', ['status', 'a\nb'], /invalid session name "a\\nb"/],
     ['300-character name', ['status', 'x'.repeat(300)], /invalid session name "x{67}\.\.\."/],
+    ['--interval of 0', ['list', '--watch', '--interval', '0'], /^sessions: --interval needs a number of seconds above 0, got "0"\n$/],
+    ['--interval without --watch', ['list', '--interval', '5'], /^sessions: list: --interval goes with --watch\n$/],
+    ['--names with --json', ['list', '--names', '--json'], /^sessions: list: --names prints names, one per line; it takes no --json\n$/],
+    ['help with --json', ['help', '--json'], /^sessions: help prints text; it takes no --json\n$/],
     ['newline in an option value', ['list', '--stall', '1\n2'], /^sessions: --stall needs a number of minutes, got "1\\n2"\n$/],
     ['newline in a model', ['start', 'ralph', 'x', '--model=a\nb', '--yes'], /^sessions: --model: invalid value "a\\nb"\n$/],
     ['root that is not a folder', ['list', '-C', '/nonexistent/dir'], /^sessions: --root: \/nonexistent\/dir is not a directory/],
@@ -2517,6 +2544,7 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
       )
     }
     expect((await cli(['version'])).stdout).toMatch(/^\d+\.\d+\.\d+\n$/)
+    expect(JSON.parse((await cli(['version', '--json'])).stdout)).toEqual({ version: expect.stringMatching(/^\d+\.\d+\.\d+$/) })
     const typo = await cli(['lsit'])
     expect(typo.code).toBe(2)
     expect(typo.stderr).toMatch(/^sessions: unknown command "lsit"; did you mean "list"\?/)
@@ -2580,6 +2608,9 @@ describe("a newcomer's first hour", () => {
     const monitor = await cli(['monitor', 'busy', '--json', '-C', root], { env })
     expect(monitor.stderr).toMatch(/^sessions: warning: tmux not found on PATH/)
     expect(JSON.parse(monitor.stdout)).toMatchObject({ tmux_available: false, session: { name: 'busy' } })
+    // Not even a start lock is made and removed: .claude/ is not written at all.
+    const written = () => statSync(path.join(root, '.claude')).mtimeMs
+    const before = { tree: snapshot(root), mtime: written() }
     for (const args of [
       ['start', 'ralph', 'x', '--yes'],
       ['kill', 'busy'],
@@ -2590,6 +2621,7 @@ describe("a newcomer's first hour", () => {
         'sessions: tmux not found on PATH: install tmux 3.x (Debian/Ubuntu: apt install tmux; macOS: brew install tmux)\n',
       )
     }
+    expect({ tree: snapshot(root), mtime: written() }).toEqual(before)
   })
 
   test('a 60-column terminal: compact times and whole words; the menu checks a name as it is typed', async () => {

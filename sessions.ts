@@ -1065,7 +1065,12 @@ function pipelineFolders(root: string, runner: string): string[] {
 /** The pipeline file as given, or under scripts/pipelines/ or .claude/pipelines/ (with or without .yaml). */
 function findPipelineFile(file: string, root: string, runner: string, cwd: string): string {
   const names = path.extname(file) ? [file] : [file, `${file}.yaml`, `${file}.yml`]
-  const candidates = names.flatMap((name) => [path.resolve(cwd, name), ...pipelineFolders(root, runner).map((dir) => path.join(dir, name))])
+  // As given (from here, then from the project root, as resume passes it), then in the pipeline folders.
+  const candidates = names.flatMap((name) => [
+    path.resolve(cwd, name),
+    path.resolve(root, name),
+    ...pipelineFolders(root, runner).map((dir) => path.join(dir, name)),
+  ])
   const found = candidates.find((candidate) => {
     try {
       return statSync(candidate).isFile()
@@ -1130,8 +1135,45 @@ function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): stri
   const script = fileURLToPath(import.meta.url)
   const shown = isInside(script, cwd) ? path.relative(cwd, script) : script
   const loader = process.execArgv.some((arg) => arg.includes('tsx')) || !(process.features as { typescript?: unknown }).typescript
-  const node = loader ? (onPath('tsx', options.env) ? 'tsx' : 'npx tsx') : 'node'
-  return `${node} ${shellQuote(shown)}`
+  return `${loader ? tsxCommand(script, options.env) : nodeCommand(options.env)} ${shellQuote(shown)}`
+}
+
+/** `node` where the PATH's node is this very Node; else this Node by its path (another Node may not strip types). */
+function nodeCommand(env?: NodeJS.ProcessEnv): string {
+  const onThePath = onPath('node', env)
+  const same = (a: string, b: string) => {
+    try {
+      return realpathSync(a) === realpathSync(b)
+    } catch {
+      return false
+    }
+  }
+  return onThePath && same(onThePath, process.execPath) ? 'node' : shellQuote(process.execPath)
+}
+
+/**
+ * tsx as a shell can find it: a tsx installed in a node_modules folder (npx puts one on the PATH it gives
+ * its command, not on the user's) by its path; a tsx on the PATH elsewhere (a global one) by name; the one
+ * beside this file by its path; else npx tsx.
+ */
+function tsxCommand(script: string, env?: NodeJS.ProcessEnv): string {
+  const found = onPath('tsx', env)
+  if (found && !found.includes(`${path.sep}node_modules${path.sep}`)) return 'tsx'
+  if (found) return shellQuote(found)
+  const beside = path.join(path.dirname(script), 'node_modules', '.bin', 'tsx')
+  return existsSync(beside) ? shellQuote(beside) : 'npx tsx'
+}
+
+/** A file of the project (relative to its root) as a command run from the current folder names it. */
+function fromHere(options: CommonOptions, root: string, file: string): string {
+  let here = options.cwd ?? process.cwd()
+  try {
+    here = realpathSync(here)
+  } catch {
+    /* as given */
+  }
+  const absolute = path.join(root, file)
+  return shellQuote(isInside(here, root) ? path.relative(here, absolute) || '.' : absolute)
 }
 
 /**
@@ -1637,7 +1679,7 @@ async function stopProcessTree(
     async () => {
       if (await allGone()) return true
       if (!said && onWaiting)
-        onWaiting(`waiting up to ${formatDuration(graceMs)} for ${(await alive()).length} process(es) to end after SIGTERM, then SIGKILL`)
+        onWaiting(`waiting up to ${graceMs / 1000}s for ${(await alive()).length} process(es) to end after SIGTERM, then SIGKILL`)
       said = true
       return false
     },
@@ -2959,7 +3001,12 @@ async function recentIterations(state: State | null, runDir: string, entries: st
   )
 }
 
-function statusNext(row: SessionRow, files: StatusResult['files'], say: (command: string) => string): NextAction[] {
+function statusNext(
+  row: SessionRow,
+  files: StatusResult['files'],
+  say: (command: string) => string,
+  here: (file: string) => string,
+): NextAction[] {
   const next: NextAction[] = []
   switch (row.health) {
     case 'running':
@@ -2967,7 +3014,7 @@ function statusNext(row: SessionRow, files: StatusResult['files'], say: (command
       next.push({ command: say(`monitor ${row.name} --follow`), why: 'follow its output' })
       if (row.tmux) next.push({ command: say(`attach ${row.name}`), why: 'watch it live (Ctrl-b d to detach)' })
       next.push({ command: say(`kill ${row.name}`), why: 'stop it; progress is kept' })
-      if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read its progress notes' })
+      if (files.progress) next.push({ command: `less ${here(files.progress)}`, why: 'read its progress notes' })
       break
     case 'orphaned':
       next.push({ command: say(`kill ${row.name}`), why: 'remove the tmux session that has no engine behind it' })
@@ -2983,17 +3030,17 @@ function statusNext(row: SessionRow, files: StatusResult['files'], say: (command
       }
       if (row.health === 'crashed' || row.health === 'zombie')
         next.push({ command: say(`cleanup`), why: 'repair its stale lock and state (a resume does not need it)' })
-      if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read what it did' })
+      if (files.progress) next.push({ command: `less ${here(files.progress)}`, why: 'read what it did' })
       break
     case 'corrupt':
       next.push({
-        command: `less ${row.lock?.problem ? row.lock.file : (row.state_file ?? row.run_dir ?? '.claude')}`,
+        command: `less ${here(row.lock?.problem ? row.lock.file : (row.state_file ?? row.run_dir ?? '.claude'))}`,
         why: 'look at the file that cannot be read; this tool never changes it',
       })
       break
     default:
-      if (files.progress) next.push({ command: `less ${files.progress}`, why: 'read what it did' })
-      if (files.run_dir) next.push({ command: `ls ${files.run_dir}`, why: 'its iterations and outputs' })
+      if (files.progress) next.push({ command: `less ${here(files.progress)}`, why: 'read what it did' })
+      if (files.run_dir) next.push({ command: `ls ${here(files.run_dir)}`, why: 'its iterations and outputs' })
   }
   return next
 }
@@ -3042,7 +3089,12 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
     providers,
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
     beads,
-    next: statusNext(row, files, (command) => hint(options, root, command)),
+    next: statusNext(
+      row,
+      files,
+      (command) => hint(options, root, command),
+      (file) => fromHere(options, root, file),
+    ),
   }
 }
 
@@ -3223,6 +3275,8 @@ async function planStart(
   })
 
   const loaded = await loadSession(request.name, { ...options, root })
+  // Said before the start lock is taken, so that a start without tmux leaves the project as it was.
+  if (!loaded.tmuxAvailable) throw new TmuxMissingError(TMUX_MISSING)
   const facts = loaded.facts
   const row = loaded.exists ? loaded.row : null
   checkStartConflicts(request, row, facts, (command) => hint(options, root, command))
@@ -4245,15 +4299,25 @@ const visibleLength = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, '').leng
  * Columns padded to line up. With `fit`, the plain-text columns named in `shrink` (first the widest of
  * them) are cut with … until a line fits the terminal's width.
  */
-function table(p: Palette, header: string[], rows: string[][], fit?: { width: number | undefined; shrink: number[] }): string[] {
+function table(
+  p: Palette,
+  header: string[],
+  rows: string[][],
+  fit?: { width: number | undefined; shrink: number[]; last?: number[] },
+): string[] {
   const widths = header.map((h, i) => largest([h.length, ...rows.map((row) => visibleLength(row[i]))]))
   if (fit?.width) {
     const total = () => widths.reduce((sum, w) => sum + w, 0) + 2 * (widths.length - 1)
-    while (total() > fit.width) {
-      const widest = fit.shrink.reduce((best, i) => (widths[i] > widths[best] ? i : best), fit.shrink[0])
-      if (widths[widest] <= 4) break
-      widths[widest]--
+    // The `shrink` columns give way first (the widest of them each time), then, only if that was not
+    // enough, the `last` ones (the name).
+    for (const columns of [fit.shrink, fit.last ?? []]) {
+      while (columns.length && total() > fit.width) {
+        const widest = columns.reduce((best, i) => (widths[i] > widths[best] ? i : best), columns[0])
+        if (widths[widest] <= 4) break
+        widths[widest]--
+      }
     }
+    const cutting = [...fit.shrink, ...(fit.last ?? [])]
     // Cut at a word's end where one is near, so that what shows is whole words.
     const cut = (cell: string, width: number) => {
       if (cell.length <= width) return cell
@@ -4261,8 +4325,8 @@ function table(p: Palette, header: string[], rows: string[][], fit?: { width: nu
       const space = head.search(/[ ·][^ ·]*$/)
       return `${(space > width / 2 ? head.slice(0, space) : head).trimEnd()}…`
     }
-    rows = rows.map((row) => row.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell)))
-    header = header.map((cell, i) => (fit.shrink.includes(i) ? cut(cell, widths[i]) : cell))
+    rows = rows.map((row) => row.map((cell, i) => (cutting.includes(i) ? cut(cell, widths[i]) : cell)))
+    header = header.map((cell, i) => (cutting.includes(i) ? cut(cell, widths[i]) : cell))
   }
   const line = (cells: string[]) =>
     cells
@@ -4327,10 +4391,20 @@ function countsLine(counts: Partial<Record<Health, number>>): string {
     .join(' · ')
 }
 
-function nextLines(p: Palette, next: NextAction[]): string[] {
+function nextLines(p: Palette, next: NextAction[], width?: number): string[] {
   if (!next.length) return []
-  const width = largest(next.map((n) => n.command.length))
-  return ['', p.bold('Next:'), ...next.map((n) => `  ${pad(n.command, width)}  ${p.dim(n.why)}`)]
+  const commandWidth = largest(next.map((n) => n.command.length))
+  // Where command and reason do not fit one line, the reason goes below: a command is never broken.
+  const narrow = width !== undefined && commandWidth + 4 + largest(next.map((n) => n.why.length)) > width
+  return [
+    '',
+    p.bold('Next:'),
+    ...next.flatMap((n) =>
+      narrow
+        ? [`  ${n.command}`, ...wrapWords(`      ${p.dim(n.why)}`, width, '      ')]
+        : [`  ${pad(n.command, commandWidth)}  ${p.dim(n.why)}`],
+    ),
+  ]
 }
 
 /** A warning of `list`, in words. */
@@ -4369,7 +4443,7 @@ function renderList(result: ListResult, view: View = plainView()): string {
           timeCell(row, now, (view.width ?? Infinity) < NARROW),
         ]),
         // Widths fit the terminal: type, stage, time and iteration give way before the name.
-        { width: view.width, shrink: [1, 2, 5, 3] },
+        { width: view.width, shrink: [1, 2, 5, 3], last: [0] },
       ),
     )
     lines.push('', countsLine(result.counts))
@@ -4394,7 +4468,7 @@ function renderList(result: ListResult, view: View = plainView()): string {
       ...result.warnings.flatMap((w) => wrapWords(`  ${p.yellow('!')} ${warningWords(w, now)}`, view.width, '    ')),
     )
   }
-  lines.push(...nextLines(p, result.next))
+  lines.push(...nextLines(p, result.next, view.width))
   return `${lines.join('\n')}\n`
 }
 
@@ -4555,8 +4629,8 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
       ]),
     )
   }
-  lines.push('', p.bold('Evidence'), ...result.evidence.map((e) => `  - ${e}`))
-  lines.push(...nextLines(p, result.next))
+  lines.push('', p.bold('Evidence'), ...result.evidence.flatMap((e) => wrapWords(`  - ${e}`, view.width, '    ')))
+  lines.push(...nextLines(p, result.next, view.width))
   return `${lines.join('\n')}\n`
 }
 
@@ -4592,7 +4666,7 @@ function renderStart(result: StartResult, view: View = plainView()): string {
   for (const warning of result.warnings) lines.push(`  ${p.yellow('!')} ${warning}`)
   if (result.skipped_environment?.length)
     lines.push(`  ${p.yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
-  lines.push(...nextLines(p, result.next))
+  lines.push(...nextLines(p, result.next, view.width))
   return `${lines.join('\n')}\n`
 }
 
@@ -4775,7 +4849,7 @@ function renderCleanup(result: CleanupResult, view: View = plainView()): string 
       ...result.resumable.map((r) => `  ${r.name} (${r.health}): ${r.resume_command ?? 'its type and max are unknown'}`),
     )
   }
-  lines.push(...nextLines(p, result.next))
+  lines.push(...nextLines(p, result.next, view.width))
   return `${lines.join('\n')}\n`
 }
 
@@ -4850,7 +4924,10 @@ function renderDashboard(
   // On a narrow terminal the clock goes to a line of its own rather than wrapping the title.
   const lines = (view.width ?? Infinity) < NARROW ? [title, clock, ''] : [`${title}  ${clock}`, '']
   if (!rows.length) lines.push('No pipeline sessions.')
-  else lines.push(...table(p, [' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows, { width: view.width, shrink: [2, 3, 6, 4] }))
+  else
+    lines.push(
+      ...table(p, [' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows, { width: view.width, shrink: [2, 3, 6, 4], last: [1] }),
+    )
   const live = result.sessions.filter((row) => row.health === 'running' && lastLines.get(row.name))
   if (live.length) {
     lines.push('', p.bold('Last output:'))
@@ -5374,8 +5451,8 @@ const COMMANDS = {
       interval: {
         type: 'string',
         arg: 'SECONDS',
-        help: `with --watch: how often it redraws (default ${DEFAULTS.watchIntervalSeconds})`,
-        parse: seconds('interval'),
+        help: `with --watch: how often it redraws (default ${DEFAULTS.watchIntervalSeconds}; above 0)`,
+        parse: number(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--interval needs a number of seconds above 0, got "${raw}"`),
       },
       stall: {
         type: 'string',
@@ -5387,10 +5464,12 @@ const COMMANDS = {
     examples: ['list', 'list --watch --interval 5'],
     run: async ({ values, common, io, json }) => {
       const options: ListOptions = { ...common, all: Boolean(values.all), stallMinutes: values.stall as number | undefined }
+      if (values.interval !== undefined && !values.watch) throw new UsageError('list: --interval goes with --watch')
+      if (json && values.names) throw new UsageError('list: --names prints names, one per line; it takes no --json')
       if (values.watch) {
         if (json || values.names) throw new UsageError('list --watch draws a dashboard; it takes no --json or --names')
         if (!io.terminal) throw new UsageError('list --watch needs a terminal; without one, run list again instead')
-        await watchList(options, ((values.interval as number | undefined) ?? DEFAULTS.watchIntervalSeconds) * 1000, io)
+        await watchList(options, Math.max(100, ((values.interval as number | undefined) ?? DEFAULTS.watchIntervalSeconds) * 1000), io)
         return { exit: 0 }
       }
       const listed = await list(options)
@@ -5675,7 +5754,9 @@ function optionLines(options: Record<string, OptionSpec>, indent = '  '): string
 
 /** The global usage: every command with its summary, and the options of every command. */
 function usage(self = runnerOf()): string {
-  const commands = (Object.entries(COMMANDS) as [CommandName, CommandSpec][]).map(([, spec]) => [spec.usage, spec.summary] as const)
+  const commands = (Object.entries(COMMANDS) as [CommandName, CommandSpec][]).map(
+    ([, spec]) => [spec.usage, `${spec.summary}${spec.aliases ? ` (also: ${spec.aliases.join(', ')})` : ''}`] as const,
+  )
   const width = largest(commands.map(([line]) => line.length))
   return [
     `Usage: ${self} <command> [options]`,
@@ -5857,8 +5938,8 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
   const io: Io = { ...processIo(), ...given }
   try {
     const { command, values, args } = parseCommandLine(argv)
-    if (values.version) {
-      io.stdout(`${VERSION}\n`)
+    if (values.version || command === 'version') {
+      io.stdout(values.json ? `${JSON.stringify({ version: VERSION })}\n` : `${VERSION}\n`)
       return 0
     }
     if (values.help) {
@@ -5882,6 +5963,7 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
       return argv.length === 0 ? 0 : 2
     }
     const json = Boolean(values.json)
+    if (json && (command === 'help' || command === 'completion')) throw new UsageError(`${command} prints text; it takes no --json`)
     const outcome = await (COMMANDS[command] as CommandSpec).run({ args, values, common, io, json })
     if (outcome.data !== undefined) {
       // JSON keeps the exact text (JSON escapes it); text for a terminal is made safe first, in one place.
