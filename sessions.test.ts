@@ -650,6 +650,9 @@ describe('status as a user runs it', () => {
     expect(text).toMatch(/lock\s+PID \d+ · alive · the engine \(kernel flock\)/)
     expect(text).toMatch(/progress\s+\.claude\/pipeline-runs\/busy\/progress-busy\.md/)
     expect(text).toMatch(/2\s+improve-plan\s+continue\s+.* ago\s+Mock iteration 2 completed/)
+    // Evidence says its times as the screen does; the JSON keeps them ISO.
+    expect(text).toMatch(/\n {2}- tmux session pipeline-busy alive \(pane PID \d+\), created \d+s ago\n/)
+    expect(text.slice(text.indexOf('\nEvidence'))).not.toMatch(/\d{4}-\d\d-\d\dT/)
     expect(text).toMatch(
       new RegExp(
         `Next:\\n {2}${escaped(hinted('monitor busy --follow', root))} +follow its output\\n {2}${escaped(hinted('attach busy', root))} +watch it live`,
@@ -1698,9 +1701,12 @@ describe('cleanup', () => {
     await waitFor('the menu', () => paneText('=ui2:').includes('Choose [1-4]:'))
     tmux('send-keys', '-t', '=ui2:', '2', 'Enter')
     // One by one, in the order shown: busy's state (no), hup's state (yes).
-    await waitFor('the first question', () => paneText('=ui2:').includes('Fix busy: state says running'))
+    await waitFor(
+      'the first question',
+      () => paneText('=ui2:').includes('busy: state says running') && paneText('=ui2:').includes('. Fix it? [y/N]'),
+    )
     tmux('send-keys', '-t', '=ui2:', 'n', 'Enter')
-    await waitFor('the second question', () => paneText('=ui2:').includes('Fix hup: state says running'))
+    await waitFor('the second question', () => paneText('=ui2:').includes('hup: state says running'))
     tmux('send-keys', '-t', '=ui2:', 'y', 'Enter')
     await waitFor('the end', () => paneText('=ui2:').includes('exit=0'))
     expect(readJson(path.join(root, '.claude/pipeline-runs/busy/state.json')).status).toBe('running')

@@ -1679,7 +1679,9 @@ async function stopProcessTree(
     async () => {
       if (await allGone()) return true
       if (!said && onWaiting)
-        onWaiting(`waiting up to ${graceMs / 1000}s for ${(await alive()).length} process(es) to end after SIGTERM, then SIGKILL`)
+        onWaiting(
+          `waiting up to ${graceMs / 1000}s for ${(await alive()).length} of its ${tree.size} processes to end after SIGTERM, then SIGKILL`,
+        )
       said = true
       return false
     },
@@ -2815,7 +2817,11 @@ function listNext(rows: SessionRow[], say: (command: string) => string, runner: 
     next.push({ command: say(`cleanup`), why: 'stale locks, orphaned tmux sessions, zombie states: see and repair' })
   }
   const resumable = rows.find((row) => row.resumable && row.resume_command)
-  if (resumable) next.push({ command: resumable.resume_command!, why: `resume ${resumable.name}` })
+  if (resumable)
+    next.push({
+      command: resumable.resume_command!,
+      why: `continue ${resumable.name} (${resumable.health}) from iteration ${resumable.resume_from ?? '?'}`,
+    })
   const failed = first('failed')
   if (failed) next.push({ command: say(`status ${failed.name}`), why: 'see why it failed' })
   // One line per command: the first reason given for it is kept.
@@ -3953,7 +3959,8 @@ async function summarizeCleanup(scan: CleanupScan, mode: CleanupResult['mode'], 
   const next: NextAction[] = []
   const open = scan.problems.filter((p) => p.fixed !== true)
   if (open.length && mode !== 'fixed') next.push({ command: say('cleanup --yes'), why: 'repair all of it' })
-  for (const r of resumable.slice(0, 3)) if (r.resume_command) next.push({ command: r.resume_command, why: `resume ${r.name}` })
+  for (const r of resumable.slice(0, 3))
+    if (r.resume_command) next.push({ command: r.resume_command, why: `continue ${r.name} (${r.health})` })
   if (scan.corrupt.length) next.push({ command: say(`status ${scan.corrupt[0].name}`), why: 'see the file that cannot be read' })
   next.push({ command: say('list'), why: 'every session and its health' })
   return { ...scan, mode, fixed, resumable, repair_command: say('cleanup --yes'), next }
@@ -4629,7 +4636,9 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
       ]),
     )
   }
-  lines.push('', p.bold('Evidence'), ...result.evidence.flatMap((e) => wrapWords(`  - ${e}`, view.width, '    ')))
+  // Evidence holds ISO times (data); on screen they read as the rest of the screen does, "2m 17s ago".
+  const inWords = (e: string) => e.replace(/\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\b/g, (iso) => ago(iso, now))
+  lines.push('', p.bold('Evidence'), ...result.evidence.flatMap((e) => wrapWords(`  - ${inWords(e)}`, view.width, '    ')))
   lines.push(...nextLines(p, result.next, view.width))
   return `${lines.join('\n')}\n`
 }
@@ -5596,7 +5605,8 @@ const COMMANDS = {
               if (choice === 'cancel') return 'cancel'
               return {
                 only: choice === 'locks' ? ['locks'] : options.only,
-                choose: choice === 'one' ? (p) => askYesNo(`Fix ${terminalSafe(p.name)}: ${terminalSafe(p.evidence)}? [y/N] `) : undefined,
+                choose:
+                  choice === 'one' ? (p) => askYesNo(`${terminalSafe(p.name)}: ${terminalSafe(p.evidence)}. Fix it? [y/N] `) : undefined,
               }
             }
           : undefined
