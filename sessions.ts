@@ -1041,18 +1041,28 @@ function runnerIfAny(root: string, options: { cwd?: string; env?: NodeJS.Process
   }
 }
 
-/** The first stage type beside a runner (scripts/stages/TYPE), for a suggestion that starts something real. */
+/** The folder of stage types beside a runner (scripts/stages/TYPE/). */
+function stagesFolder(runner: string): string {
+  return path.join(path.dirname(runner), 'stages')
+}
+
+/** The stage types beside a runner. */
+function stageTypes(runner: string): string[] {
+  const stages = stagesFolder(runner)
+  return listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
+}
+
+/** The first stage type beside a runner, for a suggestion that starts something real. */
 function firstStage(runner: string): string | null {
-  const stages = path.join(path.dirname(runner), 'stages')
-  const found = listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
+  const found = stageTypes(runner)
   return found.includes('ralph') ? 'ralph' : (found[0] ?? null)
 }
 
 function findStage(runner: string, type: string): void {
   if (!isValidName(type)) throw new UsageError(`invalid stage type "${type}"`)
-  const stages = path.join(path.dirname(runner), 'stages')
+  const stages = stagesFolder(runner)
   if (isDirectory(path.join(stages, type))) return
-  const known = listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
+  const known = stageTypes(runner)
   throw new SessionsError(
     `unknown stage type "${type}": no ${path.join(stages, type)}/; ${known.length ? `stages: ${known.join(', ')}` : 'no stages there'}`,
   )
@@ -1060,6 +1070,11 @@ function findStage(runner: string, type: string): void {
 
 function pipelineFolders(root: string, runner: string): string[] {
   return [path.join(path.dirname(runner), 'pipelines'), path.join(root, '.claude', 'pipelines')]
+}
+
+/** The pipeline files (names) in the pipeline folders. */
+function pipelineFiles(root: string, runner: string): string[] {
+  return pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
 }
 
 /** The pipeline file as given, or under scripts/pipelines/ or .claude/pipelines/ (with or without .yaml). */
@@ -1079,7 +1094,7 @@ function findPipelineFile(file: string, root: string, runner: string, cwd: strin
     }
   })
   if (found) return found
-  const known = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
+  const known = pipelineFiles(root, runner)
   throw new SessionsError(
     `pipeline file not found: ${file} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${known.length ? `; pipelines: ${known.join(', ')}` : ''}`,
   )
@@ -4295,12 +4310,11 @@ function palette(color: boolean): Palette {
 }
 
 /** Pads by visible width, so that coloured cells line up. */
-function pad(text: string, width: number): string {
-  const visible = text.replace(/\x1b\[[0-9;]*m/g, '').length
-  return text + ' '.repeat(Math.max(0, width - visible))
-}
-
 const visibleLength = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, '').length
+
+function pad(text: string, width: number): string {
+  return text + ' '.repeat(Math.max(0, width - visibleLength(text)))
+}
 
 /**
  * Columns padded to line up. With `fit`, the plain-text columns named in `shrink` (first the widest of
@@ -4501,10 +4515,7 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
   lines.push(
     ...section(p, 'Overview', [
       ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : (result.mode ?? 'unknown')],
-      [
-        'started',
-        result.started_at ? `${localTime(result.started_at)} (${formatDuration(now - Date.parse(result.started_at))} ago)` : null,
-      ],
+      ['started', result.started_at ? `${localTime(result.started_at)} (${ago(result.started_at, now)})` : null],
       ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
       [
         'runtime',
@@ -4516,7 +4527,7 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
       [
         'last seen',
         !ended && livenessOf(result.health) === 'ended' && result.last_activity_at
-          ? `${localTime(result.last_activity_at)} (${formatDuration(now - Date.parse(result.last_activity_at))} ago)`
+          ? `${localTime(result.last_activity_at)} (${ago(result.last_activity_at, now)})`
           : null,
       ],
       ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
@@ -4554,7 +4565,7 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
           ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage`
           : null,
       ],
-      ['last event', result.last_event ? `${result.last_event.type} ${formatDuration(now - Date.parse(result.last_event.ts))} ago` : null],
+      ['last event', result.last_event ? `${result.last_event.type} ${ago(result.last_event.ts, now)}` : null],
     ]),
   )
   const lock = result.lock
@@ -4597,7 +4608,7 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
           String(it.iteration ?? '?'),
           it.stage ?? '?',
           it.decision ?? '-',
-          it.timestamp ? `${formatDuration(now - Date.parse(it.timestamp))} ago` : '?',
+          it.timestamp ? ago(it.timestamp, now) : '?',
           (it.summary ?? it.reason ?? '').split('\n')[0],
         ]),
       ).map((line) => `  ${line}`),
@@ -4768,7 +4779,6 @@ const PROBLEM_TITLES: Record<CleanupProblem['problem'], string> = {
   zombie_state: 'Zombie states',
 }
 
-/** The problems found, by kind, each with its evidence (and, once tried, what the fix did). */
 /** A problem's evidence, with how long ago its session was last seen doing something. */
 function problemWords(problem: CleanupProblem, now: number): string {
   const alive = problem.since ? `, alive for ${formatDuration(now - Date.parse(problem.since))}` : ''
@@ -4806,6 +4816,7 @@ function fixWords(problem: CleanupProblem): string | null {
   }
 }
 
+/** The problems found, by kind, each with its evidence (and, once tried, what the fix did). */
 function renderProblems(result: CleanupScan, view: View = plainView()): string[] {
   const p = palette(view.color)
   const lines = [`${p.bold('Cleanup')} of ${result.project}`]
@@ -5193,9 +5204,9 @@ async function inputPrompt(
 async function menuStartArgs(common: CommonOptions): Promise<string[]> {
   const root = await findProjectRoot(common)
   const runner = resolveRunner(root, common)
-  const stagesDir = path.join(path.dirname(runner), 'stages')
-  const stages = listNames(stagesDir, (entry) => isDirectory(path.join(stagesDir, entry)))
-  const pipelines = pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
+  const stagesDir = stagesFolder(runner)
+  const stages = stageTypes(runner)
+  const pipelines = pipelineFiles(root, runner)
   const choices = [
     ...stages.map((stage) => ({ value: ['stage', stage], label: `${stage} (stage)${stageDescription(stagesDir, stage)}` })),
     ...pipelines.map((file) => ({ value: ['pipeline', file], label: `${file} (pipeline)` })),
@@ -5322,8 +5333,9 @@ function checked<T>(schema: z.ZodType<T>, raw: string): T {
 const matching = (pattern: RegExp, message: (raw: string) => string) => (raw: string) =>
   checked(z.string().regex(pattern, message(raw)), raw)
 const number = (pattern: RegExp, message: (raw: string) => string) => (raw: string) => Number(matching(pattern, message)(raw))
-const seconds = (flag: string) => number(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of seconds, got "${raw}"`)
-const minutes = (flag: string) => number(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of minutes, got "${raw}"`)
+const measured = (unit: string) => (flag: string) => number(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of ${unit}, got "${raw}"`)
+const seconds = measured('seconds')
+const minutes = measured('minutes')
 const count = (label: string) => number(/^[1-9]\d{0,8}$/, (raw) => `${label} must be a positive integer, got "${raw}"`)
 const engineValue = (flag: string) => matching(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/, (raw) => `--${flag}: invalid value "${raw}"`)
 
@@ -5853,10 +5865,7 @@ function startWords(kind: string, root: string, options: CommonOptions): string[
   if (kind !== 'stages' && kind !== 'pipelines') throw new UsageError(`--words: unknown kind "${kind}"; kinds: stages, pipelines`)
   const runner = runnerIfAny(root, options)
   if (!runner) return []
-  const stages = path.join(path.dirname(runner), 'stages')
-  return kind === 'stages'
-    ? listNames(stages, (entry) => isDirectory(path.join(stages, entry)))
-    : pipelineFolders(root, runner).flatMap((dir) => listNames(dir, (entry) => /\.ya?ml$/.test(entry)))
+  return kind === 'stages' ? stageTypes(runner) : pipelineFiles(root, runner)
 }
 
 /**
