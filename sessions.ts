@@ -741,17 +741,8 @@ function moveInside(root: string, from: string, to: string): void {
   checkFoldersInside(root, path.dirname(from))
   checkFoldersInside(root, path.dirname(to))
   lstatSync(from)
-  if (
-    existsSync(to) ||
-    (() => {
-      try {
-        lstatSync(to)
-        return true
-      } catch {
-        return false
-      }
-    })()
-  ) {
+  // Anything there, a dangling link too.
+  if (fileSignature(to) !== null) {
     throw new UnsafePathError(`refusing to move ${relative(root, from)}: ${relative(root, to)} exists`)
   }
   renameSync(from, to)
@@ -939,6 +930,8 @@ function sessionPaths(root: string, name: string) {
     progress: path.join(runDir, `progress-${name}.md`),
     events: path.join(runDir, 'events.jsonl'),
     plan: path.join(runDir, 'plan.json'),
+    /** This tool's copy of the pane's output. */
+    output: path.join(runDir, OUTPUT_LOG),
     /** The 9–10 Jan 2026 layout: one state file per session directly under .claude/. */
     legacyState: path.join(claude, `loop-state-${name}.json`),
     legacyProgress: path.join(claude, 'loop-progress', `progress-${name}.txt`),
@@ -1004,6 +997,14 @@ function isDirectory(p: string): boolean {
   }
 }
 
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile()
+  } catch {
+    return false
+  }
+}
+
 function listNames(dir: string, filter: (entry: string) => boolean): string[] {
   try {
     return readdirSync(dir).filter(filter).sort()
@@ -1021,13 +1022,7 @@ function resolveRunner(root: string, options: { cwd?: string; env?: NodeJS.Proce
       : fromEnv
         ? [path.resolve(cwd, fromEnv), 'SESSIONS_RUNNER']
         : [path.join(root, 'scripts', 'run.sh'), 'the project']
-  let isFile = false
-  try {
-    isFile = statSync(file).isFile()
-  } catch {
-    /* reported below */
-  }
-  if (!isFile)
+  if (!isFile(file))
     throw new SessionsError(`no engine runner: ${file} (from ${source}) is not a file; give --runner=PATH or set SESSIONS_RUNNER`)
   return file
 }
@@ -1086,13 +1081,7 @@ function findPipelineFile(file: string, root: string, runner: string, cwd: strin
     path.resolve(root, name),
     ...pipelineFolders(root, runner).map((dir) => path.join(dir, name)),
   ])
-  const found = candidates.find((candidate) => {
-    try {
-      return statSync(candidate).isFile()
-    } catch {
-      return false
-    }
-  })
+  const found = candidates.find(isFile)
   if (found) return found
   const known = pipelineFiles(root, runner)
   throw new SessionsError(
@@ -1692,11 +1681,10 @@ async function stopProcessTree(
   let said = false
   const ended = await pollFor(
     async () => {
-      if (await allGone()) return true
+      const left = await alive()
+      if (!left.length) return true
       if (!said && onWaiting)
-        onWaiting(
-          `waiting up to ${graceMs / 1000}s for ${(await alive()).length} of its ${tree.size} processes to end after SIGTERM, then SIGKILL`,
-        )
+        onWaiting(`waiting up to ${graceMs / 1000}s for ${left.length} of its ${tree.size} processes to end after SIGTERM, then SIGKILL`)
       said = true
       return false
     },
@@ -2247,6 +2235,11 @@ async function mapProject<T>(
   return { root, sessions, foreign }
 }
 
+/** A session's tagged processes: those of its run folder, of the engine its lock names (when it names one). */
+function taggedOf(tagged: Map<string, TaggedProcess[]>, facts: SessionFacts): number[] {
+  return taggedFor(tagged, sessionPaths(facts.root, facts.name).runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null)
+}
+
 // ───────────────────────── health: one pure classifier ─────────────────────────
 
 interface HealthFacts {
@@ -2508,8 +2501,7 @@ function maxOnCommandLine(commandLine: string[] | null, session: string): number
   return engine?.session === session ? engine.max : null
 }
 
-/** The exact engine command that continues this session where it stopped. */
-/** The exact command that continues this session where it stopped (a `start --resume`). */
+/** The exact command that continues this session where it stopped (`resume NAME`), or null when it cannot. */
 function resumeCommand(name: string, stage: ReturnType<typeof describeStage>, options: CommonOptions, root: string): string | null {
   // `resume NAME` keeps how it was started (type or pipeline, max, provider, model): it reads them from the
   // session's own files. Only when they do not say it cannot resume.
@@ -2570,7 +2562,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
     max_iterations: stage.maxIterations,
     state_status: state?.status ?? null,
     started_at: isoOrNull(started),
-    resumed_at: isoOrNull(parseTime(state?.resumed_at)),
+    resumed_at: isoOrNull(resumed),
     ended_at: isoOrNull(ended),
     last_activity_at: isoOrNull(lastSeen),
     // Until now while alive; until its end, or its last sign of life when it stopped without one.
@@ -3066,19 +3058,18 @@ function statusNext(
   return next
 }
 
-/** One named session's facts and row; an unknown name is refused with the names that do exist. */
-
+/** Everything about one named session; an unknown name is refused with the names that do exist. */
 async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
   const { root, facts, row, tmuxAvailable } = await sessionFactsFor(name, options)
   // pipeline-NAME, the tmux name, stands for NAME.
   name = facts.name
   const paths = sessionPaths(root, name)
   const state = facts.state.kind === 'ok' ? facts.state.value : null
-  const live = row.health === 'running' || row.health === 'starting'
-  const [providers, events, progress, recent] = await Promise.all([
+  const live = livenessOf(row.health) === 'engine'
+  const progress = progressFile(facts)
+  const [providers, events, recent] = await Promise.all([
     readProviders(paths.runDir, facts.runEntries),
     facts.runEntries.includes('events.jsonl') ? readEventsTail(paths.events) : Promise.resolve(null),
-    progressFile(facts),
     recentIterations(state, paths.runDir, facts.runEntries),
   ])
   const beads = row.type === 'ralph' ? await sessionBeads(name, options.env) : null
@@ -3120,21 +3111,10 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
 }
 
 /** Loops keep progress-NAME.md; pipeline stages keep their own progress.md (FORMATS.md §5). */
-function progressFile(facts: SessionFacts): Promise<string | null> {
+function progressFile(facts: SessionFacts): string | null {
   const paths = sessionPaths(facts.root, facts.name)
   const stageProgress = facts.stageDir ? [path.join(paths.runDir, facts.stageDir, 'progress.md')] : []
-  return firstExisting([paths.progress, ...stageProgress, paths.legacyProgress])
-}
-
-async function firstExisting(files: string[]): Promise<string | null> {
-  for (const file of files) {
-    try {
-      if (statSync(file).isFile()) return file
-    } catch {
-      /* try the next */
-    }
-  }
-  return null
+  return [paths.progress, ...stageProgress, paths.legacyProgress].find(isFile) ?? null
 }
 
 // ───────────────────────── start ─────────────────────────
@@ -3207,7 +3187,7 @@ function checkStartConflicts(request: StartRequest, row: SessionRow | null, fact
     if (request.resume) throw new SessionsError(`no earlier session ${name} to resume in ${facts.root}`)
     return
   }
-  if (row.health === 'running' || row.health === 'starting') {
+  if (livenessOf(row.health) === 'engine') {
     const how = `attach with "${say(`attach ${name}`)}" or stop it with "${say(`kill ${name}`)}"`
     if (request.force)
       throw new SessionsError(
@@ -3427,7 +3407,7 @@ function appendCommand(file: string): string {
 async function launch(plan: StartPlan, made: Made, options: StartOptions): Promise<StartResult> {
   const root = plan.project
   const paths = sessionPaths(root, plan.name)
-  const log = path.join(paths.runDir, OUTPUT_LOG)
+  const log = paths.output
   appendTargetInside(root, log)
   const tmuxName = plan.tmux_session
   // tmux expands formats (#{…}, #(…)) in a start directory and a pipe-pane command: every # is doubled.
@@ -3499,7 +3479,7 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
   }
   // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
   // An engine that already ended (a short run) left a dead pane behind while remain-on-exit was on.
-  await tmuxProbe(options, 'set-option', '-w', '-u', '-t', tmuxTarget.pane(tmuxName), 'remain-on-exit')
+  await tmuxProbe(options, 'set-option', '-w', '-u', '-t', pane, 'remain-on-exit')
   if ((await paneState(options, tmuxName)).dead) await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
   return {
     ...plan,
@@ -3551,7 +3531,7 @@ function splitEngineExit(lines: string[]): { output: string[]; status: number | 
  */
 async function keepPaneOutput(options: TmuxOptions, facts: SessionFacts): Promise<void> {
   if (!facts.tmux || !facts.runDirExists) return
-  const log = path.join(sessionPaths(facts.root, facts.name).runDir, OUTPUT_LOG)
+  const log = sessionPaths(facts.root, facts.name).output
   const lines = await capturePane(options, facts.tmux.tmuxName, 10_000)
   if (lines?.length) {
     try {
@@ -3651,7 +3631,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     ...(enginePid !== null ? [enginePid] : []),
     ...(paneLive ? [facts.tmux!.panePid!] : []),
     // Its agents that no longer hang below the engine (started by this tool, so tagged by this run).
-    ...taggedFor(await taggedProcesses(), sessionPaths(projectRoot, name).runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null),
+    ...taggedOf(await taggedProcesses(), facts),
   ]
   const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000, (what) =>
     options.onWaiting?.(`stopping ${name}: ${what}`),
@@ -3859,8 +3839,7 @@ async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
   for (const facts of project.sessions) {
     const row = describeSession(facts, now, options)
     if (row.resumable) scan.resumable.push({ name: row.name, health: row.health, resume_command: row.resume_command })
-    const lockPid = facts.lock.kind === 'ok' ? facts.lock.value.pid : null
-    const problems = sessionProblems(facts, row, taggedFor(tagged, sessionPaths(project.root, facts.name).runDir, lockPid))
+    const problems = sessionProblems(facts, row, taggedOf(tagged, facts))
     scan.problems.push(...problems)
     if (row.health === 'corrupt') scan.corrupt.push({ name: row.name, why: row.why })
     else if (!problems.length) scan.healthy.push({ name: row.name, health: row.health })
@@ -3889,7 +3868,7 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
       return { tmux_removed: tmuxName, ...(stopped?.terminated.length ? { stopped: stopped.terminated } : {}) }
     }
     case 'leftover_processes': {
-      const pids = taggedFor(await taggedProcesses(), paths.runDir, facts.lock.kind === 'ok' ? facts.lock.value.pid : null)
+      const pids = taggedOf(await taggedProcesses(), facts)
       if (!pids.length) return null
       const stopped = await stopProcessTree(pids, graceMs, (what) =>
         options.onWaiting?.(`stopping what ${problem.name} left running: ${what}`),
@@ -3902,7 +3881,7 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
       const pid = facts.lock.value.pid
       if (pid !== problem.pid) throw new LeftAlone(`the lock now names PID ${pid}`)
       removeInside(root, paths.lock)
-      const reopened = describeStage(facts).type === 'ralph' ? await reopenBeads(problem.name, options.env) : []
+      const reopened = row.type === 'ralph' ? await reopenBeads(problem.name, options.env) : []
       return { lock_removed: relative(root, paths.lock), ...(reopened.length ? { beads_reopened: reopened } : {}) }
     }
     case 'zombie_state': {
@@ -4119,8 +4098,8 @@ async function monitor(name: string, options: MonitorOptions = {}): Promise<Moni
   // pipeline-NAME, the tmux name, stands for NAME.
   name = facts.name
   const paths = sessionPaths(root, name)
-  const log = path.join(paths.runDir, OUTPUT_LOG)
-  const progress = await progressFile(facts)
+  const log = paths.output
+  const progress = progressFile(facts)
   const beads = row.type === 'ralph' ? await sessionBeads(name, options.env) : null
   const base = {
     session: row,
@@ -4140,7 +4119,7 @@ async function monitor(name: string, options: MonitorOptions = {}): Promise<Moni
 
 /** The last line a session printed, from the kept copy of its output (null when nothing was kept). */
 async function lastOutputLine(root: string, name: string): Promise<string | null> {
-  const lines = await readOutputLog(path.join(sessionPaths(root, name).runDir, OUTPUT_LOG), 1)
+  const lines = await readOutputLog(sessionPaths(root, name).output, 1)
   return lines?.[0] ?? null
 }
 
@@ -4155,7 +4134,7 @@ async function followOutput(
 ): Promise<SessionRow> {
   const { root, facts: first } = await sessionFactsFor(name, options)
   name = first.name
-  const log = path.join(sessionPaths(root, name).runDir, OUTPUT_LOG)
+  const log = sessionPaths(root, name).output
   let offset = existsSync(log) ? statSync(log).size : -1
   let previous: string[] | null = null
   const readNew = async () => {
@@ -4896,7 +4875,7 @@ function renderWaitResult(result: WaitResult, view: View = plainView()): string 
   if (result.timed_out)
     lines.push(
       `Timed out; still running: ${result.sessions
-        .filter((r) => r.health === 'running' || r.health === 'starting')
+        .filter((r) => livenessOf(r.health) === 'engine')
         .map((r) => r.name)
         .join(', ')}`,
     )
