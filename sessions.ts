@@ -1129,17 +1129,35 @@ function onPath(name: string, env: NodeJS.ProcessEnv = process.env): string | nu
   return null
 }
 
+const runners = new Map<string, string>()
+
 /**
  * How to run this tool again, as this process runs (for the commands it suggests): `node` where this
- * Node strips types itself and no loader runs, else `tsx` where it is on the PATH, else `npx tsx`; then
- * this file, relative to the current folder when inside it.
+ * Node strips types itself and no loader runs (by its path when the PATH's node is another), else tsx as
+ * the user's shell finds it (tsxCommand); then this file, relative to the current folder when inside it.
  */
 function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
   const cwd = options.cwd ?? process.cwd()
+  // Once per folder and PATH: a list of a thousand resumable sessions asks a thousand times.
+  const key = `${cwd}\0${(options.env ?? process.env).PATH}`
+  const known = runners.get(key)
+  if (known !== undefined) return known
   const script = fileURLToPath(import.meta.url)
   const shown = isInside(script, cwd) ? path.relative(cwd, script) : script
   const loader = process.execArgv.some((arg) => arg.includes('tsx')) || !(process.features as { typescript?: unknown }).typescript
-  return `${loader ? tsxCommand(script, options.env) : nodeCommand(options.env)} ${shellQuote(shown)}`
+  const runner = `${loader ? tsxCommand(script, options.env) : nodeCommand(options.env)} ${shellQuote(shown)}`
+  runners.set(key, runner)
+  return runner
+}
+
+/** The current folder as the kernel names it (links resolved), which paths relative to it must start from. */
+function hereOf(options: { cwd?: string }): string {
+  const cwd = options.cwd ?? process.cwd()
+  try {
+    return realpathSync(cwd)
+  } catch {
+    return cwd
+  }
 }
 
 /** `node` where the PATH's node is this very Node; else this Node by its path (another Node may not strip types). */
@@ -1170,12 +1188,7 @@ function tsxCommand(script: string, env?: NodeJS.ProcessEnv): string {
 
 /** A file of the project (relative to its root) as a command run from the current folder names it. */
 function fromHere(options: CommonOptions, root: string, file: string): string {
-  let here = options.cwd ?? process.cwd()
-  try {
-    here = realpathSync(here)
-  } catch {
-    /* as given */
-  }
+  const here = hereOf(options)
   const absolute = path.join(root, file)
   return shellQuote(isInside(here, root) ? path.relative(here, absolute) || '.' : absolute)
 }
@@ -1186,13 +1199,7 @@ function fromHere(options: CommonOptions, root: string, file: string): string {
  * given (so that a hint printed in a subfolder or for another server reaches the same sessions).
  */
 function hint(options: CommonOptions, root: string, command: string): string {
-  const cwd = options.cwd ?? process.cwd()
-  let here = cwd
-  try {
-    here = realpathSync(cwd)
-  } catch {
-    /* as given */
-  }
+  const here = hereOf(options)
   const rootArg = here === root ? '' : ` -C ${shellQuote(isInside(here, root) ? path.relative(here, root) : root)}`
   const socketArg = options.socket !== undefined ? ` --socket ${shellQuote(options.socket)}` : ''
   return `${runnerOf(options)} ${command}${rootArg}${socketArg}`
@@ -2616,10 +2623,10 @@ function sessionExists(facts: SessionFacts): boolean {
  * One session's facts as they are now, and its row: the one way a command loads a session. With
  * `mustExist`, an unknown name is refused, naming the sessions that do exist.
  */
-async function loadSession(name: string, options: CommonOptions & { mustExist?: boolean } = {}) {
+async function loadSession(name: string, options: CommonOptions & GatherOptions & { mustExist?: boolean } = {}) {
   checkName(name)
   const root = await findProjectRoot(options)
-  const tmux = await tmuxSessionsIfAny(options)
+  const tmux = options.tmuxSessions ? { sessions: options.tmuxSessions, available: true } : await tmuxSessionsIfAny(options)
   const { own } = ownTmuxSessions(tmux.sessions, root)
   const facts = await gatherSession(name, root, own.get(name) ?? null)
   const exists = sessionExists(facts)
@@ -2637,7 +2644,7 @@ async function loadSession(name: string, options: CommonOptions & { mustExist?: 
 }
 
 /** A named session that must exist. */
-function sessionFactsFor(name: string, options: CommonOptions) {
+function sessionFactsFor(name: string, options: CommonOptions & GatherOptions) {
   return loadSession(name, { ...options, mustExist: true })
 }
 
@@ -4048,8 +4055,12 @@ interface WaitResult {
 async function wait(names: string[], options: WaitOptions = {}): Promise<WaitResult> {
   if (!names.length) throw new UsageError('wait: missing session NAME')
   names.forEach(checkName)
+  const root = await findProjectRoot(options)
   const look = async () => {
-    const rows = await Promise.all([...new Set(names)].map(async (name) => (await sessionFactsFor(name, options)).row))
+    // One tmux listing a look serves every name.
+    const tmux = await tmuxSessionsIfAny(options)
+    const given = { ...options, root, ...(tmux.available ? { tmuxSessions: tmux.sessions } : {}) }
+    const rows = await Promise.all([...new Set(names)].map(async (name) => (await sessionFactsFor(name, given)).row))
     options.onPoll?.(rows)
     return rows
   }
@@ -4137,7 +4148,8 @@ async function followOutput(
   const log = sessionPaths(root, name).output
   let offset = existsSync(log) ? statSync(log).size : -1
   let previous: string[] | null = null
-  const readNew = async () => {
+  // The output kept in the log, else what the pane shows (while no log is there yet).
+  const readNew = async (facts: SessionFacts) => {
     if (offset >= 0 || existsSync(log)) {
       if (offset < 0) offset = 0
       const chunk = await readFileFrom(log, offset)
@@ -4147,7 +4159,6 @@ async function followOutput(
       }
       return
     }
-    const { facts } = await loadSession(name, { ...options, root })
     const lines = facts.tmux ? await capturePane(options, facts.tmux.tmuxName, 2000) : null
     if (!lines) return
     if (previous) {
@@ -4163,10 +4174,11 @@ async function followOutput(
     // Until no engine runs it (as `wait` decides), then what it printed last.
     return await poll(
       async () => {
-        await readNew()
-        const { row } = await sessionFactsFor(name, options)
+        // One look a tick, for what it printed and whether it still runs.
+        const { facts, row } = await sessionFactsFor(name, { ...options, root })
+        await readNew(facts)
         if (livenessOf(row.health) === 'engine') return false
-        await readNew()
+        await readNew(facts)
         return row
       },
       { intervalMs: options.intervalMs ?? 500, signal: options.signal },
@@ -5708,10 +5720,11 @@ const COMMANDS = {
     positionals: [0, 0],
     options: {},
     examples: ['version', '--version'],
-    run: async ({ io }) => {
-      io.stdout(`${VERSION}\n`)
-      return { exit: 0 }
-    },
+    run: async () => ({
+      data: { version: VERSION },
+      render: ((data: { version: string }) => `${data.version}\n`) as Outcome['render'],
+      exit: 0,
+    }),
   },
 } satisfies Record<string, CommandSpec>
 
@@ -5935,12 +5948,11 @@ complete -F _sessions sessions
 async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
   const io: Io = { ...processIo(), ...given }
   try {
-    const { command, values, args } = parseCommandLine(argv)
-    if (values.version || command === 'version') {
-      io.stdout(values.json ? `${JSON.stringify({ version: VERSION })}\n` : `${VERSION}\n`)
-      return 0
-    }
-    if (values.help) {
+    const parsed = parseCommandLine(argv)
+    const { values, args } = parsed
+    // --version, with any command, is the version command (and wins over --help).
+    const command = values.version ? 'version' : parsed.command
+    if (values.help && command !== 'version') {
       io.stdout(command && command !== 'help' ? commandHelp(command, runnerOf(io)) : usage(runnerOf(io)))
       return 0
     }
