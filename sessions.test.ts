@@ -45,8 +45,8 @@ const LAYOUTS = path.join(HERE, 'fixtures', 'layouts')
 const ENGINE = path.join(HERE, 'fixtures', 'engine', 'scripts')
 /** The Node under test runs .ts files itself (22.18+): the real entry is then `node sessions.ts`. */
 const NATIVE = Boolean((process.features as { typescript?: unknown }).typescript)
-/** How the tool names itself in help, run in-process from HERE (a regular expression's source). */
-const SELF = `${NATIVE ? 'node' : TSX.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} sessions\\.ts`
+/** How the tool names itself in help, run in-process from HERE. */
+const SELF = `${NATIVE ? 'node' : TSX} sessions.ts`
 
 // A short base path: tmux sockets fail past about 100 characters.
 const BASE = mkdtempSync('/tmp/sessions-test-')
@@ -82,7 +82,6 @@ function startLockHolder(lockFile: string): number {
 
 /** Until the kernel lists a flock on the file (the holder has taken it). */
 async function flockTaken(file: string): Promise<void> {
-  const { statSync } = await import('node:fs')
   await waitFor(`the flock on ${file}`, () => readFileSync('/proc/locks', 'utf8').includes(`:${statSync(file).ino} `))
 }
 
@@ -1392,7 +1391,7 @@ describe('the menu', () => {
   test('without a terminal, the usage', async () => {
     const run = await cli([])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(new RegExp(`^Usage: ${SELF} <command>`))
+    expect(run.stdout).toMatch(new RegExp(`^Usage: ${escaped(SELF)} <command>`))
   })
 })
 
@@ -2534,7 +2533,7 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     for (const args of [['--help'], []]) {
       const run = await cli(args)
       expect(run.code).toBe(0)
-      expect(run.stdout).toMatch(new RegExp(`^Usage: ${SELF} <command>`))
+      expect(run.stdout).toMatch(new RegExp(`^Usage: ${escaped(SELF)} <command>`))
     }
   })
 
@@ -2546,11 +2545,9 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ]) {
       const run = await cli(args)
       expect(run.code, args.join(' ')).toBe(0)
-      expect(run.stdout).toMatch(new RegExp(`^Usage: ${SELF} kill NAME\\.\\.\\. \\[options\\]\\n\\nStop the engine`))
+      expect(run.stdout).toMatch(new RegExp(`^Usage: ${escaped(SELF)} kill NAME\\.\\.\\. \\[options\\]\\n\\nStop the engine`))
       expect(run.stdout).toMatch(/--grace SECONDS +between SIGTERM and SIGKILL \(default 10\)/)
-      expect(run.stdout).toContain(
-        `Examples:\n  ${SELF.replace(/\\/g, '')} kill auth\n  ${SELF.replace(/\\/g, '')} kill auth docs --grace 30\n`,
-      )
+      expect(run.stdout).toContain(`Examples:\n  ${SELF} kill auth\n  ${SELF} kill auth docs --grace 30\n`)
     }
     expect((await cli(['version'])).stdout).toMatch(/^\d+\.\d+\.\d+\n$/)
     expect(JSON.parse((await cli(['version', '--json'])).stdout)).toEqual({ version: expect.stringMatching(/^\d+\.\d+\.\d+$/) })
@@ -2563,7 +2560,7 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     // Every command's help is derived from the one table: each has a usage line and two examples.
     for (const command of ['start', 'list', 'status', 'monitor', 'attach', 'kill', 'cleanup', 'resume', 'wait', 'completion']) {
       const help = (await cli(['help', command])).stdout
-      expect(help, command).toMatch(new RegExp(`^Usage: ${SELF} ${command}`))
+      expect(help, command).toMatch(new RegExp(`^Usage: ${escaped(SELF)} ${command}`))
       expect(help.split('Examples:')[1].trim().split('\n'), command).toHaveLength(2)
     }
   })

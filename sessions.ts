@@ -3259,6 +3259,8 @@ function replacedFolder(runDir: string): string {
 async function planStart(
   request: StartRequest,
   options: StartOptions = {},
+  // The checks alone (before the start lock): what only warns, such as asking bd, waits for the plan.
+  checksOnly = false,
 ): Promise<{ plan: StartPlan; facts: SessionFacts; row: SessionRow | null }> {
   const cwd = options.cwd ?? process.cwd()
   // A resume continues an existing session under the name the engine accepted; a new one needs a new name.
@@ -3313,7 +3315,7 @@ async function planStart(
     command: engineCommand(runner, { ...request, inputs }, pipelineArg, max),
     warnings: [],
   }
-  if (request.type === 'ralph') {
+  if (request.type === 'ralph' && !checksOnly) {
     const ready = await readBeads('ready', beadsLabel(request.name), options.env)
     if (ready && !ready.length)
       plan.warnings.push(`no ready beads labelled ${beadsLabel(request.name)}: ralph will find its queue empty and stop`)
@@ -3337,15 +3339,14 @@ function engineEnvironment(env: NodeJS.ProcessEnv = process.env): [string, strin
  * engine runs; then the engine replaces the placeholder.
  */
 async function start(request: StartRequest, options: StartOptions = {}): Promise<StartResult> {
-  const root = await findProjectRoot(options)
   // One start of a name at a time, from before its checks to its verified end: two `start --force` of one
   // name would move each other's fresh run folders aside.
   // The checks that change nothing come first (arguments, runner, stage, pipeline, inputs, conflicts), so
   // that a start they refuse leaves the project exactly as it was; they run again under the lock.
-  await planStart(request, options)
-  const lock = path.join(root, '.claude', `sessions-start-${checkName(request.name)}.lock`)
+  const { plan } = await planStart(request, options, true)
+  const lock = path.join(plan.project, '.claude', `sessions-start-${plan.name}.lock`)
   return withToolLock(
-    root,
+    plan.project,
     lock,
     () => new SessionsError(`another start of ${request.name} is under way`),
     () => startLocked(request, options),
@@ -4434,6 +4435,30 @@ function warningWords(warning: ListWarning, now: number): string {
   }
 }
 
+/**
+ * The table of sessions, as list and the dashboard show it, with `marks` (the dashboard's changed-row
+ * column) in front when given. Widths fit the terminal: type, stage, time and iteration give way before
+ * the name.
+ */
+function sessionTable(p: Palette, rows: SessionRow[], view: View, marks?: string[]): string[] {
+  const narrow = (view.width ?? Infinity) < NARROW
+  const front = marks ? 1 : 0
+  return table(
+    p,
+    [...(marks ? [' '] : []), 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
+    rows.map((row, i) => [
+      ...(marks ? [marks[i]] : []),
+      row.name,
+      row.type ?? '?',
+      stageCell(row),
+      iterationCell(row),
+      p.health(row.health),
+      timeCell(row, view.now, narrow),
+    ]),
+    { width: view.width, shrink: [1, 2, 5, 3].map((i) => i + front), last: [front] },
+  )
+}
+
 function renderList(result: ListResult, view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
@@ -4441,23 +4466,7 @@ function renderList(result: ListResult, view: View = plainView()): string {
   if (result.sessions.length === 0) {
     lines.push(`No pipeline sessions in ${result.project}.`)
   } else {
-    lines.push(`${p.bold('Sessions')} in ${result.project}`, '')
-    lines.push(
-      ...table(
-        p,
-        ['NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
-        result.sessions.map((row) => [
-          row.name,
-          row.type ?? '?',
-          stageCell(row),
-          iterationCell(row),
-          p.health(row.health),
-          timeCell(row, now, (view.width ?? Infinity) < NARROW),
-        ]),
-        // Widths fit the terminal: type, stage, time and iteration give way before the name.
-        { width: view.width, shrink: [1, 2, 5, 3], last: [0] },
-      ),
-    )
+    lines.push(`${p.bold('Sessions')} in ${result.project}`, '', ...sessionTable(p, result.sessions, view))
     lines.push('', countsLine(result.counts))
   }
   if (result.other_projects) {
@@ -4918,33 +4927,19 @@ function renderDashboard(
 ): string {
   const p = palette(view.color)
   const now = view.now
-  const rows = result.sessions.map((row) => {
-    const changed = previous !== null && previous.get(row.name) !== rowSignature(row)
-    return [
-      changed ? p.yellow('*') : ' ',
-      row.name,
-      row.type ?? '?',
-      stageCell(row),
-      iterationCell(row),
-      p.health(row.health),
-      timeCell(row, now, (view.width ?? Infinity) < NARROW),
-    ]
-  })
+  const marks = result.sessions.map((row) => (previous !== null && previous.get(row.name) !== rowSignature(row) ? p.yellow('*') : ' '))
   const title = `${p.bold('Sessions')} in ${result.project}`
   const clock = p.dim(`${localTime(new Date(now).toISOString())} · q to quit`)
   // On a narrow terminal the clock goes to a line of its own rather than wrapping the title.
   const lines = (view.width ?? Infinity) < NARROW ? [title, clock, ''] : [`${title}  ${clock}`, '']
-  if (!rows.length) lines.push('No pipeline sessions.')
-  else
-    lines.push(
-      ...table(p, [' ', 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'], rows, { width: view.width, shrink: [2, 3, 6, 4], last: [1] }),
-    )
+  if (!result.sessions.length) lines.push('No pipeline sessions.')
+  else lines.push(...sessionTable(p, result.sessions, view, marks))
   const live = result.sessions.filter((row) => row.health === 'running' && lastLines.get(row.name))
   if (live.length) {
     lines.push('', p.bold('Last output:'))
     for (const row of live) lines.push(`  ${row.name}: ${p.dim(lastLines.get(row.name)!)}`)
   }
-  if (rows.length) lines.push('', countsLine(result.counts))
+  if (result.sessions.length) lines.push('', countsLine(result.counts))
   if (result.warnings.length)
     lines.push('', ...result.warnings.flatMap((w) => wrapWords(`${p.yellow('!')} ${warningWords(w, now)}`, view.width, '  ')))
   return lines.join('\n')
