@@ -1470,12 +1470,7 @@ function isPidAlive(pid: number): boolean {
 
 /** A process that has exited but not been reaped still answers signal 0; it is dead all the same. */
 function isZombieProcess(pid: number): boolean {
-  if (process.platform !== 'linux') return false
-  try {
-    return procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[0] === 'Z'
-  } catch {
-    return false
-  }
+  return process.platform === 'linux' && procStat(pid)?.[0] === 'Z'
 }
 
 let bootTimeMs: number | null | undefined
@@ -1496,6 +1491,15 @@ function procStatFields(text: string): string[] {
   return text.slice(text.lastIndexOf(')') + 2).split(' ')
 }
 
+/** A process's /proc/PID/stat fields (procStatFields: the state is [0], the parent [1], the start [19]); null when gone. */
+function procStat(pid: number): string[] | null {
+  try {
+    return procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return null
+  }
+}
+
 /** USER_HZ, the unit of /proc/PID/stat times: 100 on every Linux architecture that Node runs on. */
 const CLOCK_TICKS_PER_SECOND = 100
 
@@ -1506,12 +1510,9 @@ const CLOCK_TICKS_PER_SECOND = 100
  */
 async function processStartStamp(pid: number): Promise<number | null> {
   if (process.platform === 'linux') {
-    try {
-      const ticks = Number(procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[22 - 3])
-      return Number.isFinite(ticks) ? ticks : null
-    } catch {
-      return null
-    }
+    const fields = procStat(pid)
+    const ticks = fields ? Number(fields[22 - 3]) : Number.NaN
+    return Number.isFinite(ticks) ? ticks : null
   }
   const ps = await run('ps', ['-o', 'lstart=', '-p', String(pid)])
   const time = Date.parse(ps.stdout.trim())
@@ -1532,11 +1533,9 @@ async function processParents(): Promise<Map<number, number>> {
   if (process.platform === 'linux') {
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue
-      try {
-        parents.set(Number(entry), Number(procStatFields(readFileSync(`/proc/${entry}/stat`, 'utf8'))[4 - 3]))
-      } catch {
-        /* the process ended while we looked */
-      }
+      // Null: the process ended while we looked.
+      const fields = procStat(Number(entry))
+      if (fields) parents.set(Number(entry), Number(fields[4 - 3]))
     }
     return parents
   }
@@ -1597,19 +1596,25 @@ function processCwd(pid: number): string | null {
   return /^n(.+)$/m.exec(lsof.stdout ?? '')?.[1] ?? null
 }
 
-/** This process and every one above it, up to PID 1: never signalled, whatever a file says. */
+let lineageOf: { ppid: number; lineage: Set<number> } | undefined
+
+/**
+ * This process and every one above it, up to PID 1: never signalled, whatever a file says. Walked again
+ * only when this process's parent changes (every session of a list asks); an ancestor that died since
+ * stays in the set, which protects more, never less.
+ */
 function ownLineage(): Set<number> {
+  if (lineageOf?.ppid === process.ppid) return lineageOf.lineage
   const lineage = new Set([process.pid, process.ppid])
   if (process.platform === 'linux') {
     for (let pid = process.ppid; pid > 1; ) {
-      try {
-        pid = Number(procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[4 - 3])
-        lineage.add(pid)
-      } catch {
-        break
-      }
+      const fields = procStat(pid)
+      if (!fields) break
+      pid = Number(fields[4 - 3])
+      lineage.add(pid)
     }
   }
+  lineageOf = { ppid: process.ppid, lineage }
   return lineage
 }
 
@@ -1640,8 +1645,13 @@ function protectedReason(pid: number, lineage = ownLineage()): string | null {
 
 /** The same process as when we looked: alive, and with the same start stamp (not a reused PID). */
 async function isSameProcess(pid: number, stamp: number | null): Promise<boolean> {
-  if (!isPidAlive(pid)) return false
-  return stamp !== null && (await processStartStamp(pid)) === stamp
+  if (stamp === null || !Number.isInteger(pid) || pid <= 0) return false
+  if (process.platform === 'linux') {
+    // One read answers both: there and not a zombie (isPidAlive), and the same start (processStartStamp).
+    const fields = procStat(pid)
+    return fields !== null && fields[0] !== 'Z' && Number(fields[22 - 3]) === stamp
+  }
+  return isPidAlive(pid) && (await processStartStamp(pid)) === stamp
 }
 
 /**
