@@ -1736,16 +1736,17 @@ function holdsFlock(pid: number, file: { dev: number; ino: number }): boolean | 
   } catch {
     return null
   }
-  for (const fd of fds) {
-    try {
-      const st = statSync(`/proc/${pid}/fd/${fd}`)
-      if (st.dev !== file.dev || st.ino !== file.ino) continue
-      if (/^lock:.*\bFLOCK\b/m.test(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))) return true
-    } catch {
-      /* closed meanwhile */
-    }
+  return fds.some((fd) => fdHoldsFlock(pid, fd, file))
+}
+
+/** Whether descriptor `fd` of `pid` is open on `file` and holds a flock through it. */
+function fdHoldsFlock(pid: number, fd: string, file: { dev: number; ino: number }): boolean {
+  try {
+    const st = statSync(`/proc/${pid}/fd/${fd}`)
+    return st.dev === file.dev && st.ino === file.ino && /^lock:.*\bFLOCK\b/m.test(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))
+  } catch {
+    return false // closed meanwhile
   }
-  return false
 }
 
 /** Whether anyone holds a flock on `file`, from /proc/locks (null where there is none to read). */
@@ -1923,7 +1924,7 @@ async function engineInPane(
         if (!/\/\.claude\/locks\/[^/]+\.lock$/.test(target)) continue
         const session = path.basename(target, '.lock')
         try {
-          if (holdsFlock(pid, statSync(target))) {
+          if (fdHoldsFlock(pid, fd, statSync(target))) {
             const ours = path.dirname(target) === path.join(root, '.claude', 'locks') && isValidName(session)
             return { pid, session: ours ? session : null, proof: 'flock' }
           }
@@ -2638,17 +2639,15 @@ async function loadSession(name: string, options: CommonOptions & GatherOptions 
   const root = await findProjectRoot(options)
   const tmux = options.tmuxSessions ? { sessions: options.tmuxSessions, available: true } : await tmuxSessionsIfAny(options)
   const { own } = ownTmuxSessions(tmux.sessions, root)
-  const facts = await gatherSession(name, root, own.get(name) ?? null)
-  const exists = sessionExists(facts)
+  let facts = await gatherSession(name, root, own.get(name) ?? null)
+  let exists = sessionExists(facts)
   if (!exists && options.mustExist) {
     // The tmux session's name (pipeline-NAME), which this tool prints, stands for NAME.
     const bare = name.startsWith(TMUX_PREFIX) ? name.slice(TMUX_PREFIX.length) : ''
-    if (isValidName(bare)) {
-      const named = await gatherSession(bare, root, own.get(bare) ?? null)
-      if (sessionExists(named))
-        return { root, facts: named, exists: true, tmuxAvailable: tmux.available, row: describeSession(named, Date.now(), options) }
-    }
-    throw sessionNotFound(name, root, await sessionNames(root, own))
+    const named = isValidName(bare) ? await gatherSession(bare, root, own.get(bare) ?? null) : null
+    if (!named || !sessionExists(named)) throw sessionNotFound(name, root, await sessionNames(root, own))
+    facts = named
+    exists = true
   }
   return { root, facts, exists, tmuxAvailable: tmux.available, row: describeSession(facts, Date.now(), options) }
 }
@@ -5279,6 +5278,8 @@ interface OptionSpec {
   parse?: (raw: string) => unknown
   /** What completion offers for the value. */
   complete?: readonly string[]
+  /** Set when the flag prints something other than the command's JSON: what it prints, for the usage error with --json. */
+  notJson?: string
 }
 
 /** Which sessions a command takes: any, those with a live tmux session, those alive, those that can be resumed. */
@@ -5315,7 +5316,16 @@ interface CommandSpec {
   /** The menu's question for the session it takes ("Kill which session"). */
   pick?: string
   aliases?: readonly string[]
+  /** Set when the command prints no JSON: what it prints, for the usage error with --json. */
+  notJson?: string
   run: (call: Invocation) => Promise<Outcome>
+}
+
+/** `--json` where the command, or one of the flags given, prints something else: a usage error. */
+function checkJson(command: string, spec: CommandSpec, values: Values): void {
+  if (spec.notJson) throw new UsageError(`${command} ${spec.notJson}; it takes no --json`)
+  for (const [flag, option] of Object.entries(spec.options))
+    if (option.notJson && values[flag]) throw new UsageError(`${command}: --${flag} ${option.notJson}; it takes no --json`)
 }
 
 /** A value checked by a zod schema; its first issue is the usage error. */
@@ -5416,13 +5426,14 @@ function engineOptionsOf(values: Values) {
     provider: values.provider as string | undefined,
     model: values.model as string | undefined,
     context: values.context as string | undefined,
-    inputs: (values.input as string[] | undefined) ?? [],
+    // Absent when not given: a resume then keeps the inputs it had.
+    ...(values.input ? { inputs: values.input as string[] } : {}),
   }
 }
 
 /** start's positionals: TYPE NAME [MAX], or pipeline FILE NAME [RUNS]. */
 function startRequestOf(args: string[], values: Values): StartRequest {
-  const flags = { ...engineOptionsOf(values), resume: Boolean(values.resume), force: Boolean(values.force) }
+  const flags = { inputs: [], ...engineOptionsOf(values), resume: Boolean(values.resume), force: Boolean(values.force) }
   // A resume continues a session under whatever name the engine accepted; a new one needs a new name.
   const checkStartName = flags.resume ? checkName : checkNewName
   if (args[0] === 'pipeline') {
@@ -5462,7 +5473,7 @@ const COMMANDS = {
     menu: 'every session and its health',
     options: {
       all: { type: 'boolean', help: 'also sessions of other projects on the same tmux server' },
-      names: { type: 'boolean', help: 'only the session names, one per line' },
+      names: { type: 'boolean', help: 'only the session names, one per line', notJson: 'prints names, one per line' },
       resumable: { type: 'boolean', help: 'only sessions that can be resumed (with --names: what completion offers for resume)' },
       watch: { type: 'boolean', short: 'w', help: 'a live dashboard, redrawn every --interval seconds; q quits' },
       interval: {
@@ -5482,7 +5493,6 @@ const COMMANDS = {
     run: async ({ values, common, io, json }) => {
       const options: ListOptions = { ...common, all: Boolean(values.all), stallMinutes: values.stall as number | undefined }
       if (values.interval !== undefined && !values.watch) throw new UsageError('list: --interval goes with --watch')
-      if (json && values.names) throw new UsageError('list: --names prints names, one per line; it takes no --json')
       if (values.watch) {
         if (json || values.names) throw new UsageError('list --watch draws a dashboard; it takes no --json or --names')
         if (!io.terminal) throw new UsageError('list --watch needs a terminal; without one, run list again instead')
@@ -5522,11 +5532,10 @@ const COMMANDS = {
     menu: 'its last output, without attaching',
     options: {
       lines: { type: 'string', short: 'n', arg: 'N', help: `how many lines (default ${DEFAULTS.monitorLines})`, parse: count('--lines') },
-      follow: { type: 'boolean', short: 'f', help: 'print new output until the session ends' },
+      follow: { type: 'boolean', short: 'f', help: 'print new output until the session ends', notJson: 'prints a stream' },
     },
     examples: ['monitor auth', 'monitor auth --follow'],
     run: async ({ args, values, common, io, json }) => {
-      if (values.follow && json) throw new UsageError('monitor: --follow prints a stream; it takes no --json')
       const result = await monitor(checkName(args[0]), { ...common, lines: values.lines as number | undefined })
       const follow = async () => {
         const ended = terminalSafeDeep(await followOutput(args[0], (text) => io.stdout(terminalSafe(text)), common))
@@ -5643,7 +5652,6 @@ const COMMANDS = {
     examples: ['resume auth', 'resume auth --max 50 --model=sonnet'],
     run: async (call) => {
       const overrides: ResumeOverrides = { max: call.values.max as number | undefined, ...engineOptionsOf(call.values) }
-      if (!call.values.input) delete overrides.inputs
       const options = launchOptionsOf(call)
       const result = await startWithSpinner(
         call.args[0],
@@ -5685,6 +5693,7 @@ const COMMANDS = {
     usage: 'completion bash|zsh|fish',
     summary: 'a shell completion script (for an alias named "sessions")',
     positionals: [0, 1],
+    notJson: 'prints text',
     options: {
       words: {
         type: 'string',
@@ -5710,6 +5719,7 @@ const COMMANDS = {
   },
   help: {
     usage: 'help [COMMAND]',
+    notJson: 'prints text',
     summary: "this help, or a command's",
     positionals: [0, 1],
     options: {},
@@ -5978,8 +5988,9 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
       return argv.length === 0 ? 0 : 2
     }
     const json = Boolean(values.json)
-    if (json && (command === 'help' || command === 'completion')) throw new UsageError(`${command} prints text; it takes no --json`)
-    const outcome = await (COMMANDS[command] as CommandSpec).run({ args, values, common, io, json })
+    const spec = COMMANDS[command] as CommandSpec
+    if (json) checkJson(command, spec, values)
+    const outcome = await spec.run({ args, values, common, io, json })
     if (outcome.data !== undefined) {
       // JSON keeps the exact text (JSON escapes it); text for a terminal is made safe first, in one place.
       io.stdout(json ? `${JSON.stringify(outcome.data, null, 2)}\n` : outcome.render!(terminalSafeDeep(outcome.data) as never, viewOf(io)))
