@@ -661,9 +661,11 @@ function mkdirInside(root: string, dir: string): string[] {
 }
 
 /** Replaces `file` with `text`: a temporary file created exclusively beside it, then renamed over it. */
-function writeFileInside(root: string, file: string, text: string): void {
-  checkFoldersInside(root, path.dirname(file))
-  checkTarget(root, file)
+/**
+ * `text` written whole into a new file beside `file`, under a random name nobody else can have made
+ * (exclusive, never through a link); gone again if the write fails. Its path.
+ */
+function writeTemporaryBeside(file: string, text: string): string {
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`)
   const fd = openSync(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o644)
   try {
@@ -674,7 +676,13 @@ function writeFileInside(root: string, file: string, text: string): void {
     throw error
   }
   closeSync(fd)
-  renameSync(temporary, file)
+  return temporary
+}
+
+function writeFileInside(root: string, file: string, text: string): void {
+  checkFoldersInside(root, path.dirname(file))
+  checkTarget(root, file)
+  renameSync(writeTemporaryBeside(file, text), file)
 }
 
 /** Creates `file` with `text` only if nothing is there (not even a dangling link); false when something is. */
@@ -682,13 +690,7 @@ function createFileInside(root: string, file: string, text: string): boolean {
   checkFoldersInside(root, path.dirname(file))
   // Written whole under a random name first, then linked into place (link never follows or replaces
   // anything): no reader ever sees it empty or half written, and an existing entry wins.
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`)
-  const fd = openSync(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o644)
-  try {
-    writeSync(fd, text)
-  } finally {
-    closeSync(fd)
-  }
+  const temporary = writeTemporaryBeside(file, text)
   try {
     linkSync(temporary, file)
     return true
@@ -1866,12 +1868,17 @@ function shorten(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text
 }
 
-/** Gathers the facts about the PID a lock names and judges them. */
+/**
+ * Gathers the facts about the PID a lock names and judges them. With `unchecked` (why the lock cannot be
+ * this session's for sure: a folder linking out of the project), nothing is read about it and it is never
+ * proven.
+ */
 async function identifyEngine(
   pid: number,
-  lock: { file: string; session: string; root: string; says?: string | null },
+  lock: { file: string; session: string; root: string; says?: string | null; unchecked?: string | null },
 ): Promise<EngineIdentity> {
   const alive = isPidAlive(pid)
+  if (lock.unchecked) return { pid, alive, proof: null, why: `lock PID ${pid} is not checked: ${lock.unchecked}`, commandLine: null }
   let file: { dev: number; ino: number; ctimeMs: number } | null = null
   try {
     file = statSync(lock.file)
@@ -2144,17 +2151,9 @@ async function gatherSession(
   // there is this session's for sure, so no PID it names is proven, and nothing is written through it.
   const outsideLink = linkOutside(root, [paths.claude, path.dirname(paths.lock), path.dirname(paths.runDir)], paths.runDir)
   const [engine, plan, iterations] = await Promise.all([
-    lock.kind === 'ok' && outsideLink
-      ? Promise.resolve<EngineIdentity>({
-          pid: lock.value.pid,
-          alive: isPidAlive(lock.value.pid),
-          proof: null,
-          why: `lock PID ${lock.value.pid} is not checked: ${outsideLink}`,
-          commandLine: null,
-        })
-      : lock.kind === 'ok'
-        ? identifyEngine(lock.value.pid, { file: paths.lock, session: name, root, says: lock.value.session ?? null })
-        : Promise.resolve(null),
+    lock.kind === 'ok'
+      ? identifyEngine(lock.value.pid, { file: paths.lock, session: name, root, says: lock.value.session ?? null, unchecked: outsideLink })
+      : Promise.resolve(null),
     isPipeline || runEntries.includes('plan.json') ? readJsonFile(paths.plan, PlanSchema) : Promise.resolve(null),
     stageDir?.startsWith('stage-') ? iterationsOf(path.join(paths.runDir, stageDir)) : Promise.resolve([]),
   ])
