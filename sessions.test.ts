@@ -6,6 +6,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import {
   chmodSync,
   cpSync,
@@ -2517,6 +2519,37 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['cleanup with an unknown kind', ['cleanup', '--only', 'files'], /^sessions: --only: unknown kind "files"; kinds: locks, tmux, state/],
     ['cleanup --yes --dry-run', ['cleanup', '--yes', '--dry-run'], /--yes and --dry-run exclude each other/],
     ['cleanup with an argument', ['cleanup', 'busy'], /^sessions: cleanup: unexpected argument "busy"/],
+    [
+      'notify with nowhere to deliver',
+      ['notify'],
+      /^sessions: notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop\n$/,
+    ],
+    [
+      'notify --on an unknown event',
+      ['notify', '--desktop', '--on', 'complete,exploded'],
+      /^sessions: --on: unknown event "exploded"; events: all, started/,
+    ],
+    [
+      'notify to an ftp URL',
+      ['notify', '--webhook', 'ftp://example.com/x'],
+      /^sessions: --webhook needs an http or https URL, got "ftp:\/\/example.com\/x"\n$/,
+    ],
+    ['notify to no URL', ['notify', '--webhook', 'hooks.slack.com'], /^sessions: --webhook needs a URL, got "hooks.slack.com"\n$/],
+    ['notify --json', ['notify', '--exec', 'true', '--json'], /^sessions: notify prints a stream; --json goes with --detach or --stop/],
+    ['notify --stop with a sink', ['notify', '--stop', '--exec', 'true'], /^sessions: notify --stop takes no --exec\n$/],
+    [
+      'notify --retries of -1',
+      ['notify', '--exec', 'true', '--retries', 'x'],
+      /^sessions: --retries needs a number from 0 to 99, got "x"\n$/,
+    ],
+    [
+      'notify --interval 0',
+      ['notify', '--exec', 'true', '--interval', '0'],
+      /^sessions: --interval needs a number of seconds above 0, got "0"\n$/,
+    ],
+    ['events --since soon', ['events', '--since', 'soon'], /^sessions: --since needs a duration \(30m, 2h, 1d\) or a time/],
+    ['events --interval without --follow', ['events', '--interval', '1'], /^sessions: events: --interval goes with --follow\n$/],
+    ['events of a bad name', ['events', '../x'], /^sessions: invalid session name "\.\.\/x"/],
   ]
   test.each(cases)('%s', async (_label, args, message) => {
     const root = await makeProject('running-loop')
@@ -2659,6 +2692,358 @@ describe("a newcomer's first hour", () => {
     await waitFor('the conflict', () =>
       paneText('=ui:').includes('session busy already exists (crashed): choose another name, or resume it'),
     )
+  })
+})
+
+/** A webhook receiver on loopback: answers 500 to its first `failFirst` requests, or never answers at all. */
+async function hookServer(behaviour: { failFirst?: number; silent?: boolean } = {}) {
+  const received: { text: string; event: Record<string, unknown> }[] = []
+  let requests = 0
+  const server = createServer((request, response) => {
+    let body = ''
+    request.on('data', (chunk) => {
+      body += chunk
+    })
+    request.on('end', () => {
+      requests++
+      if (behaviour.silent) return // never answers: the sender must give up by itself
+      if (requests <= (behaviour.failFirst ?? 0)) {
+        response.writeHead(500).end('try again')
+        return
+      }
+      received.push(JSON.parse(body))
+      response.writeHead(200).end('ok')
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  servers.push(server)
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/services/T0/B0/secret`,
+    received,
+    requests: () => requests,
+  }
+}
+const servers: Server[] = []
+afterEach(() => {
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections()
+    server.close()
+  }
+})
+
+/** notify, in-process, until `stop()`: its stdout and stderr so far, and its exit status once stopped. */
+function watcher(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const controller = new AbortController()
+  const out = { stdout: '', stderr: '' }
+  const done = main(['notify', ...args], {
+    stdout: (text) => {
+      out.stdout += text
+    },
+    stderr: (text) => {
+      out.stderr += text
+    },
+    env: { ...ENV, ...env },
+    cwd: HERE,
+    terminal: false,
+    stderrTerminal: false,
+    columns: undefined,
+    signal: controller.signal,
+  })
+  return {
+    out,
+    stop: async () => {
+      controller.abort()
+      return done
+    },
+  }
+}
+
+/** The lines of an NDJSON file (what --exec sinks below append), parsed. */
+function ndjson(file: string): Record<string, unknown>[] {
+  if (!existsSync(file)) return []
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+}
+
+const count = (events: { event: unknown; session: unknown }[], session: string, kind: string) =>
+  events.filter((event) => event.session === session && event.event === kind).length
+
+describe('events and notify', () => {
+  test('events: what happened, from the files, oldest first; --json is NDJSON with the documented fields; --since filters', async () => {
+    const root = await makeEngineProject()
+    expect((await cli(['start', 'ralph', 'done', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'boom', '5', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'crash:2' } })).code).toBe(
+      0,
+    )
+    expect((await cli(['start', 'pipeline', 'refine.yaml', 'pipe', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('all three ended', async () => (await listJson(root)).sessions.every((row) => row.health !== 'running'))
+    const run = await cli(['events', '--json', '-C', root])
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    const lines = run.stdout
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    for (const line of lines)
+      expect(Object.keys(line)).toEqual([
+        'ts',
+        'project',
+        'session',
+        'event',
+        'health',
+        'iteration',
+        'max_iterations',
+        'stage',
+        'why',
+        'summary',
+      ])
+    const of = (name: string) =>
+      lines.filter((line) => line.session === name).map((line) => `${line.event}${line.event === 'iteration' ? line.iteration : ''}`)
+    expect(of('done')).toEqual(['started', 'iteration1', 'iteration2', 'iteration3', 'complete'])
+    expect(of('boom')).toEqual(['started', 'iteration1', 'crashed'])
+    expect(of('pipe')).toEqual(['started', 'iteration1', 'iteration2', 'stage', 'iteration1', 'iteration2', 'complete'])
+    expect(lines.find((line) => line.session === 'pipe' && line.event === 'stage')).toMatchObject({
+      stage: 'refine-tasks',
+      why: 'stage 2/2',
+    })
+    expect(lines.find((line) => line.session === 'boom' && line.event === 'crashed')).toMatchObject({
+      project: root,
+      health: 'crashed',
+      iteration: 2,
+      max_iterations: 5,
+      why: expect.stringMatching(/^lock left with dead PID \d+$/),
+    })
+    expect(lines.find((line) => line.session === 'done' && line.event === 'iteration')).toMatchObject({
+      summary: 'Mock iteration 1 completed',
+      why: 'continue: mock',
+    })
+    const times = lines.map((line) => Date.parse(line.ts))
+    expect(times).toEqual([...times].sort((a, b) => a - b))
+    // Named sessions only; text on a terminal-less stdout; nothing since a minute from now.
+    const one = await cli(['events', 'boom', '-C', root])
+    expect(one.stdout).toMatch(/^\d\d:\d\d:\d\d {2}boom {2}started {4}ralph loop, max 5\n/)
+    expect(one.stdout).toMatch(/ {2}boom {2}crashed {4}iteration 2\/5 · lock left with dead PID \d+\n$/)
+    expect((await cli(['events', '--since', new Date(Date.now() + 60_000).toISOString(), '-C', root])).stdout).toBe('No events.\n')
+    expect((await cli(['events', '--since', '1d', '--json', '-C', root])).stdout).toBe(run.stdout)
+    const unknown = await cli(['events', 'nobody', '-C', root])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/^sessions: no session nobody in .*; sessions: boom, done, pipe\n$/)
+  })
+
+  test('notify: one complete, one crashed, one stalled per sink (a webhook that fails twice first, a command, a desktop stand-in)', async () => {
+    const root = await makeEngineProject()
+    const hook = await hookServer({ failFirst: 2 })
+    const execOut = path.join(root, 'exec.ndjson')
+    const bin = path.join(root, 'bin')
+    mkdirSync(bin)
+    writeFileSync(path.join(bin, 'notify-send'), `#!/bin/sh\nprintf '%s\\n' "$@" >> ${JSON.stringify(path.join(root, 'desktop.txt'))}\n`, {
+      mode: 0o755,
+    })
+    const env = { PATH: `${bin}:${ENV.PATH}` }
+    const exec = `cat >> ${execOut}; echo "$SESSIONS_EVENT $SESSIONS_SESSION: $SESSIONS_TEXT" >> ${path.join(root, 'exec-env.txt')}`
+    const watch = watcher(['--webhook', hook.url, '--exec', exec, '--desktop', '--interval', '0.3', '--stall', '0.05', '-C', root], env)
+    await waitFor('the first look', () => existsSync(path.join(root, '.claude/sessions-notify.json')))
+    expect((await cli(['start', 'ralph', 'done', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.2' } })).code).toBe(0)
+    const { enginePid } = await startHungAgent(root, 'boom')
+    process.kill(enginePid, 'SIGKILL')
+    expect((await cli(['start', 'ralph', 'stuck', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })).code).toBe(0)
+    await waitFor(
+      'complete, crashed and stalled at every sink',
+      () =>
+        ['done complete', 'boom crashed', 'stuck stalled'].every((what) => {
+          const [name, kind] = what.split(' ')
+          return count(ndjson(execOut) as never, name, kind) && count(hook.received.map((r) => r.event) as never, name, kind)
+        }),
+      30_000,
+    )
+    // A repair of the crashed session (its lock removed, its state marked) is not a second end. Looks are in
+    // order: once a session started after the repair is reported, the repair has been looked at.
+    expect((await cli(['cleanup', '--yes', '-C', root])).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'after', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the later session', () => count(ndjson(execOut) as never, 'after', 'complete'))
+    expect(await watch.stop()).toBe(0)
+    const delivered = { exec: ndjson(execOut), webhook: hook.received.map((r) => r.event) }
+    for (const events of Object.values(delivered)) {
+      expect(count(events as never, 'done', 'complete')).toBe(1)
+      expect(count(events as never, 'boom', 'crashed')).toBe(1)
+      expect(count(events as never, 'stuck', 'stalled')).toBe(1)
+      // Only the default kinds: no iterations, no starts; and boom ended once.
+      expect(events.filter((event) => ['started', 'iteration', 'zombie'].includes(event.event as string))).toEqual([])
+    }
+    // The webhook: two failures, then the first event; every body is { text, event }, text one line.
+    expect(hook.requests()).toBe(2 + hook.received.length)
+    for (const body of hook.received) {
+      expect(Object.keys(body)).toEqual(['text', 'event'])
+      expect(body.text).not.toContain('\n')
+      expect(body.event.late).toBe(false)
+    }
+    const crashed = hook.received.find((body) => body.event.event === 'crashed')!
+    expect(crashed.text).toMatch(
+      new RegExp(`^boom crashed at iteration 2/25 in ${escaped(root)}: lock left with dead PID ${enginePid} — resume: .* resume boom`),
+    )
+    // The command: the event on stdin, its kind, session and text in the environment.
+    expect(readFileSync(path.join(root, 'exec-env.txt'), 'utf8')).toContain(`complete done: done complete at iteration 2/2 in ${root}`)
+    // The desktop: a title and the text.
+    const desktop = readFileSync(path.join(root, 'desktop.txt'), 'utf8')
+    expect(desktop).toContain('--app-name=sessions.ts\nsessions: done complete\n')
+    expect(desktop.match(/^sessions: boom crashed$/gm)).toHaveLength(1)
+    expect(watch.out.stderr).toBe('')
+    expect(watch.out.stdout).toMatch(/first look: what happens from now on is delivered\n/)
+    expect(watch.out.stdout).toMatch(/stopped: \d+ event\(s\), \d+ delivered, 0 failed\n$/)
+    // events now has the watcher's sightings: boom crashed once, when the watcher saw it.
+    const history = (await cli(['events', 'boom', '--json', '-C', root])).stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    expect(history.filter((event) => event.event === 'crashed')).toEqual([
+      expect.objectContaining({ ts: (delivered.exec.find((e) => e.event === 'crashed' && e.session === 'boom') as { ts: string }).ts }),
+    ])
+  })
+
+  test('a restarted watcher delivers what happened while it was down, once, marked late; a second watcher is refused', async () => {
+    const root = await makeEngineProject()
+    const hook = await hookServer()
+    const first = watcher(['--webhook', hook.url, '--interval', '0.3', '-C', root])
+    await waitFor('the first look', () => existsSync(path.join(root, '.claude/sessions-notify.json')))
+    expect(await first.stop()).toBe(0)
+    // While no watcher runs: one session completes, another fails.
+    expect((await cli(['start', 'ralph', 'quiet', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'bad', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'fail:2' } })).code).toBe(0)
+    await waitFor('both ended', async () =>
+      (await listJson(root)).sessions.every((row) => row.health === 'complete' || row.health === 'failed'),
+    )
+    const second = watcher(['--webhook', hook.url, '--interval', '0.3', '-C', root])
+    await waitFor('the late events', () => hook.received.length >= 2)
+    const again = await cli(['notify', '--exec', 'true', '-C', root])
+    expect(again.code).toBe(1)
+    expect(again.stderr).toMatch(
+      new RegExp(`^sessions: a watcher already runs for ${escaped(root)} \\(PID ${process.pid}\\); stop it with: .*notify --stop`),
+    )
+    // Looks are in order: once a session started now is reported, the late ones have been looked at again.
+    expect((await cli(['start', 'ralph', 'now', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the session started now', () => hook.received.length >= 3)
+    expect(await second.stop()).toBe(0)
+    expect(second.out.stdout).toMatch(/2 event\(s\) happened while no watcher ran: delivered now, marked late\n/)
+    // The late ones first (oldest first: the same second here, so in either order), then the news.
+    const got = hook.received.map((body) => [body.event.session, body.event.event, body.event.late])
+    expect([...got.slice(0, 2)].sort()).toEqual([
+      ['bad', 'failed', true],
+      ['quiet', 'complete', true],
+    ])
+    expect(got[2]).toEqual(['now', 'complete', false])
+    expect(hook.received.find((body) => body.event.session === 'bad')!.text).toMatch(
+      /^\[late\] bad failed at iteration 2\/3 in .*: Claude process exited with code 3 — resume: /,
+    )
+    // A third run: nothing new, nothing twice (up to the next session's end, reported after them all).
+    const third = watcher(['--webhook', hook.url, '--interval', '0.3', '-C', root])
+    await waitFor('the third look', () => third.out.stdout.includes('watching'))
+    expect((await cli(['start', 'ralph', 'last', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the last session', () => hook.received.length >= 4)
+    expect(await third.stop()).toBe(0)
+    expect(hook.received.slice(2).map((body) => [body.event.session, body.event.late])).toEqual([
+      ['now', false],
+      ['last', false],
+    ])
+    expect(third.out.stdout).not.toContain('late')
+  })
+
+  test('a webhook that never answers times out and is retried, then logged; the other sinks still get the event', async () => {
+    const root = await makeEngineProject()
+    const hook = await hookServer({ silent: true })
+    const execOut = path.join(root, 'exec.ndjson')
+    const watch = watcher([
+      '--webhook',
+      hook.url,
+      '--exec',
+      `cat >> ${execOut}`,
+      '--timeout',
+      '0.5',
+      '--retries',
+      '1',
+      '--interval',
+      '0.3',
+      '-C',
+      root,
+    ])
+    await waitFor('the first look', () => existsSync(path.join(root, '.claude/sessions-notify.json')))
+    expect((await cli(['start', 'ralph', 'quick', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the failure', () => watch.out.stderr.includes('not delivered'), 20_000)
+    expect(await watch.stop()).toBe(0)
+    expect(hook.requests()).toBe(2)
+    expect(watch.out.stderr).toBe(
+      `sessions: webhook ${new URL(hook.url).origin}/…: quick complete not delivered after 2 attempt(s): no answer within 0.5 s\n`,
+    )
+    // The URL's secret path is never printed nor kept.
+    expect(watch.out.stdout).not.toContain('secret')
+    expect(readFileSync(path.join(root, '.claude/sessions-notify.json'), 'utf8')).not.toContain('secret')
+    expect(ndjson(execOut).map((event) => event.event)).toEqual(['complete'])
+  })
+
+  test('notify --detach: its own tmux session, never listed nor cleaned up; --stop ends it; SIGTERM ends a watcher cleanly', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const execOut = path.join(root, 'exec.ndjson')
+    const detached = cliProcess(['notify', '--exec', `cat >> ${execOut}`, '--interval', '0.3', '--detach', '--json', '-C', root])
+    expect(detached.stderr).toBe('')
+    expect(detached.code).toBe(0)
+    expect(JSON.parse(detached.stdout)).toMatchObject({ action: 'detached', tmux_session: 'sessions-notify', pid: expect.any(Number) })
+    expect(tmuxSessionNames()).toContain('sessions-notify')
+    expect((await listJson(root)).sessions.map((row) => row.name)).toEqual(['busy'])
+    expect((await cli(['cleanup', '--yes', '-C', root])).code).toBe(0)
+    expect(tmuxSessionNames()).toContain('sessions-notify')
+    const { pid } = JSON.parse(detached.stdout)
+    expect(isPidAlive(pid)).toBe(true)
+    // It delivers: a session started now completes.
+    expect((await cli(['start', 'ralph', 'later', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the delivery', () => ndjson(execOut).length === 1)
+    const stop = await cli(['notify', '--stop', '-C', root])
+    expect(stop.code).toBe(0)
+    expect(stop.stdout).toBe(`Stopped the watcher (PID ${pid}); removed tmux session sessions-notify.\n`)
+    expect(tmuxSessionNames()).not.toContain('sessions-notify')
+    expect(existsSync(path.join(root, '.claude/sessions-notify.lock'))).toBe(false)
+    expect((await cli(['notify', '--stop', '-C', root])).stdout).toBe(`No watcher runs for ${root}.\n`)
+
+    // A watcher as a service manager runs it, ended by SIGTERM: exit 0, its record saved, its lock released.
+    const child = spawn(NATIVE ? process.execPath : TSX, [SESSIONS, 'notify', '--exec', 'true', '--interval', '0.3', '-C', root], {
+      env: ENV,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    children.push(child)
+    let output = ''
+    child.stdout!.on('data', (chunk) => {
+      output += chunk
+    })
+    await waitFor('the watcher', () => output.includes('watching'))
+    child.kill('SIGTERM')
+    const code = await new Promise((resolve) => child.on('exit', (status) => resolve(status)))
+    expect(code).toBe(0)
+    expect(output).toMatch(/stopped: 0 event\(s\), 0 delivered, 0 failed\n$/)
+    expect(existsSync(path.join(root, '.claude/sessions-notify.lock'))).toBe(false)
+    expect(JSON.parse(readFileSync(path.join(root, '.claude/sessions-notify.json'), 'utf8'))).toMatchObject({ version: 1, project: root })
+  })
+
+  test("a record that is not the watcher's (corrupt, another project's, a link out) is never trusted nor written through", async () => {
+    const root = await makeEngineProject()
+    const record = path.join(root, '.claude/sessions-notify.json')
+    writeFileSync(record, '{"version": 1, "project": "/elsewhere", "marks": [], "log": [], "outbox": [], "deliveries": []}\n')
+    const watch = watcher(['--exec', 'true', '--interval', '0.3', '-C', root])
+    await waitFor('the first look', () => watch.out.stdout.includes('first look'))
+    expect(await watch.stop()).toBe(0)
+    expect(watch.out.stderr).toMatch(
+      /^sessions: warning: the watcher's record is of \/elsewhere, not this project \(a copied folder\?\); starting afresh\n$/,
+    )
+    expect(readJson(record).project).toBe(root)
+    // A link in its place, to a file outside the project: refused, and the file outside stays as it was.
+    const outside = path.join(BASE, `outside-${projects}.json`)
+    writeFileSync(outside, 'precious\n')
+    rmSync(record)
+    symlinkSync(outside, record)
+    const linked = watcher(['--exec', 'true', '--interval', '0.3', '-C', root])
+    await waitFor('the refusal', () => linked.out.stderr.includes('refusing'))
+    expect(await linked.stop()).toBe(1)
+    expect(linked.out.stderr).toMatch(/refusing to write to \.claude\/sessions-notify\.json: it is a symlink/)
+    expect(readFileSync(outside, 'utf8')).toBe('precious\n')
   })
 })
 

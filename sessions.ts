@@ -17,7 +17,7 @@
  */
 import { readdir } from 'node:fs/promises'
 import { execFile, spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import {
   closeSync,
   constants as fsConstants,
@@ -75,6 +75,12 @@ const DEFAULTS = {
   killGraceSeconds: 10,
   monitorLines: 50,
   watchIntervalSeconds: 2,
+  /** Between two looks of `notify` and `events --follow`. */
+  notifyIntervalSeconds: 5,
+  /** How long one delivery (a webhook's answer, a command, a notification) may take. */
+  notifyTimeoutSeconds: 10,
+  /** Retries of a webhook that failed, 1 s, 2 s, 4 s… apart. */
+  notifyRetries: 3,
 } as const
 
 /** What the environment may set: the tmux socket, the engine's runner, no colour, stack traces. */
@@ -268,24 +274,38 @@ function trimOutput(lines: string[]): string[] {
 
 /**
  * The one way a program is run: by argument array, never through a shell (nothing from a file or a user
- * becomes shell code). It never throws: the exit status, the output, and whether the program is missing.
+ * becomes shell code). It never throws: the exit status, the output, and whether the program is missing
+ * or ran out of time (`timeoutMs`: SIGTERM, then SIGKILL a second later). `input` is written to its stdin.
  */
 function run(
   file: string,
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
-): Promise<{ code: number; stdout: string; stderr: string; missing: boolean }> {
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string; missing: boolean; timedOut: boolean }> {
   return new Promise((resolve) => {
-    execFile(
+    let timedOut = false
+    const child = execFile(
       file,
       args,
       { env: options.env, cwd: options.cwd, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
       (error, stdout, stderr) => {
+        clearTimeout(timer)
         const missing = (error as NodeJS.ErrnoException | null)?.code === 'ENOENT'
         const code = !error ? 0 : typeof error.code === 'number' ? error.code : missing ? 127 : 1
-        resolve({ code, stdout, stderr: missing ? `${file}: not found` : stderr, missing })
+        resolve({ code, stdout, stderr: missing ? `${file}: not found` : stderr, missing, timedOut })
       },
     )
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true
+            child.kill('SIGTERM')
+            setTimeout(() => child.kill('SIGKILL'), 1000).unref()
+          }, options.timeoutMs)
+    // A program that does not read its input (or is missing) closes the pipe: that is not an error here.
+    child.stdin?.on('error', () => {})
+    child.stdin?.end(options.input ?? '')
   })
 }
 
@@ -502,10 +522,44 @@ function parseJsonText<T>(file: string, text: string, schema: z.ZodType<T>): Fil
 }
 
 async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<FileRead<T>> {
+  const signature = fileCache ? cacheSignature(file) : null
+  const cached = signature ? fileCache?.get(file) : undefined
+  if (cached && cached.signature === signature && cached.schema === schema) return cached.read as FileRead<T>
   const read = readRegularFile(file)
-  if (read.kind === 'missing') return { kind: 'missing', path: file }
-  if (read.kind === 'bad') return { kind: 'corrupt', path: file, problem: fileProblem(file, read.problem) }
-  return parseJsonText(file, read.text, schema)
+  const result: FileRead<T> =
+    read.kind === 'missing'
+      ? { kind: 'missing', path: file }
+      : read.kind === 'bad'
+        ? { kind: 'corrupt', path: file, problem: fileProblem(file, read.problem) }
+        : parseJsonText(file, read.text, schema)
+  if (signature) fileCache?.set(file, { signature, schema, read: result })
+  return result
+}
+
+/**
+ * For a watcher, which looks at the same files every few seconds: a file read and parsed before is read
+ * again only when it changed (inode, size, modification or change time differ). Off otherwise.
+ */
+let fileCache: Map<string, { signature: string; schema: unknown; read: FileRead<unknown> }> | null = null
+
+async function withFileCache<T>(work: () => Promise<T>): Promise<T> {
+  const outer = fileCache
+  fileCache ??= new Map()
+  try {
+    return await work()
+  } finally {
+    fileCache = outer
+  }
+}
+
+/** What tells one version of a regular file from another, or null (missing, or not a regular file: read as usual). */
+function cacheSignature(file: string): string | null {
+  try {
+    const st = statSync(file)
+    return st.isFile() ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : null
+  } catch {
+    return null
+  }
 }
 
 type RegularRead = { kind: 'ok'; text: string; from: number; size: number } | { kind: 'missing' } | { kind: 'bad'; problem: string }
@@ -751,6 +805,31 @@ function moveInside(root: string, from: string, to: string): void {
 }
 
 /**
+ * Who holds a lock file of this tool: the PID it names, and whether that is live, meaning held by this
+ * tool, alive, the same process (start stamp) and a Node process (a PID that now runs something else,
+ * or a forged lock naming a `sleep`, holds nothing).
+ */
+async function toolLockHolder(file: string): Promise<{ pid: number; start: number | null; live: boolean }> {
+  const held = readRegularFile(file)
+  let record: { pid?: unknown; start?: unknown; tool?: unknown } = {}
+  try {
+    record = held.kind === 'ok' ? JSON.parse(held.text) : {}
+  } catch {
+    /* unreadable: a stale lock */
+  }
+  const pid = typeof record.pid === 'number' && Number.isInteger(record.pid) && record.pid > 0 ? record.pid : 0
+  const start = typeof record.start === 'number' ? record.start : null
+  const live =
+    record.tool === 'sessions.ts' &&
+    pid > 0 &&
+    isPidAlive(pid) &&
+    start !== null &&
+    (await processStartStamp(pid)) === start &&
+    isNodeProcess(pid)
+  return { pid, start, live }
+}
+
+/**
  * A lock file this tool holds while it changes a project (one cleanup, one start of a name): created
  * exclusively, naming this process and its start stamp. A lock left by a process that is gone, or whose
  * PID now belongs to another process (its start stamp differs), is stale and taken over; a live holder
@@ -775,22 +854,9 @@ async function withToolLock<T>(
       } catch {
         return false // released meanwhile: try again
       }
-      const held = readRegularFile(file)
-      let record: { pid?: unknown; start?: unknown; tool?: unknown } = {}
-      try {
-        record = held.kind === 'ok' ? JSON.parse(held.text) : {}
-      } catch {
-        /* unreadable: a stale lock */
-      }
-      holder = typeof record.pid === 'number' ? record.pid : 0
-      // Held by this tool, alive, the same process (start stamp), and a Node process (a PID that now runs
-      // something else, or a forged lock naming a `sleep`, holds nothing).
-      const live =
-        record.tool === 'sessions.ts' &&
-        isPidAlive(holder) &&
-        record.start !== undefined &&
-        (await processStartStamp(holder)) === record.start &&
-        isNodeProcess(holder)
+      const held = await toolLockHolder(file)
+      holder = held.pid
+      const live = held.live
       // A stale lock is removed (only the one judged: same inode) and taken at once; a live holder is waited for.
       if (!live) removeInside(root, file, { ino })
       return !live && createFileInside(root, file, `${me}\n`)
@@ -1229,6 +1295,8 @@ interface TmuxSession {
   /** This tool's marks (tmux user options), set on every session it starts: its run folder and project root. */
   markedRun: string | null
   markedProject: string | null
+  /** What else this tool runs in tmux for a project: 'notify', the watcher (never a pipeline session). */
+  markedRole: string | null
 }
 
 function tmuxSocket(options: TmuxOptions): string | undefined {
@@ -1306,6 +1374,7 @@ const SESSION_FIELDS = [
   '#{session_path}',
   '#{@sessions-run}',
   '#{@sessions-project}',
+  '#{@sessions-role}',
 ]
 
 /**
@@ -1323,7 +1392,7 @@ function sessionFormat(nonce: string): { format: string; parse: (stdout: string)
       for (const chunk of stdout.split(`${recordEnd}\n`)) {
         const fields = chunk.split(fieldSep)
         if (fields.length !== SESSION_FIELDS.length) continue
-        const [tmuxName, created, attached, panePid, paneDead, deadStatus, directory, run, project] = fields
+        const [tmuxName, created, attached, panePid, paneDead, deadStatus, directory, run, project, role] = fields
         if (!/^\d+$/.test(created) || !/^\d*$/.test(panePid) || !/^-?\d*$/.test(deadStatus)) continue
         sessions.push({
           tmuxName,
@@ -1335,6 +1404,7 @@ function sessionFormat(nonce: string): { format: string; parse: (stdout: string)
           paneDeadStatus: deadStatus === '' ? null : Number(deadStatus),
           markedRun: run || null,
           markedProject: project || null,
+          markedRole: role || null,
         })
       }
       return sessions
@@ -2038,6 +2108,8 @@ function ownTmuxSessions(all: TmuxSession[], root: string) {
   const own = new Map<string, TmuxSession & { legacy: boolean; marked: boolean }>()
   const foreign: (TmuxSession & { name: string })[] = []
   for (const session of all) {
+    // The watcher's tmux session (notify --detach) is this tool's, never a pipeline session, whatever its name.
+    if (session.markedRole !== null) continue
     const marked = markedSessionName(session)
     const named = marked ? { name: marked.name, legacy: false } : sessionNameOf(session.tmuxName)
     if (!named) continue
@@ -2812,8 +2884,8 @@ function listWarnings(rows: SessionRow[], now: number, stallMs: number): ListWar
   const warn = (row: SessionRow, kind: ListWarning['kind'], since: string | null = null) =>
     warnings.push({ session: row.name, kind, why: row.why, since, iteration: row.iteration, resume_command: row.resume_command })
   for (const row of rows) {
-    const last = parseTime(row.last_activity_at)
-    if (row.health === 'running' && last !== null && now - last > stallMs) warn(row, 'stalled', row.last_activity_at)
+    const stalled = stalledSince(row, now, stallMs)
+    if (stalled) warn(row, 'stalled', stalled)
     if (row.health === 'crashed' || row.health === 'zombie' || row.health === 'orphaned' || row.health === 'corrupt') warn(row, row.health)
   }
   return warnings
@@ -4245,6 +4317,916 @@ async function attach(name: string, options: AttachOptions & { terminal?: boolea
   return { preview, action: 'attached', command: attachArgv, exit_code: child.status ?? 1 }
 }
 
+// ───────────────────────── events: what happened to the sessions ─────────────────────────
+// Events are not a second health logic: they are the differences between two looks at the same rows
+// (describeSession, the one classifier), plus the engine's own events.jsonl (or the state's history) for
+// each finished iteration. A look remembers, per session, a mark of what it has seen; the next look
+// reports what changed since. Without a mark (the `events` command) a session's files are read from the
+// start, and what only a watcher can see (a crash, a stall, as it happened) comes from the watcher's log.
+
+const EVENT_KINDS = [
+  'started',
+  'resumed',
+  'iteration',
+  'stage',
+  'stalled',
+  'unstalled',
+  'complete',
+  'failed',
+  'crashed',
+  'killed',
+  'orphaned',
+  'zombie',
+] as const
+type EventKind = (typeof EVENT_KINDS)[number]
+/** What `notify` delivers unless --on says otherwise: ends that need a person, and stalls. */
+const NOTIFY_KINDS: readonly EventKind[] = ['complete', 'failed', 'crashed', 'stalled', 'orphaned', 'zombie']
+/** Kinds that a session's files keep for good: `events` reads them there, not from a watcher's log. */
+const FILED_KINDS: ReadonlySet<EventKind> = new Set(['started', 'resumed', 'iteration', 'stage'])
+/** Healths that are the end of a run and an event of their own name. */
+const END_EVENTS: ReadonlyMap<Health, EventKind> = new Map([
+  ['complete', 'complete'],
+  ['failed', 'failed'],
+  ['killed', 'killed'],
+  ['crashed', 'crashed'],
+  ['zombie', 'zombie'],
+] as [Health, EventKind][])
+
+/** One event, as `events --json` prints it (one per line) and a sink receives it. */
+interface SessionEvent {
+  ts: string
+  project: string
+  session: string
+  event: EventKind
+  /** The session's health as this event left it. */
+  health: Health
+  iteration: number | null
+  max_iterations: number | null
+  stage: string | null
+  why: string | null
+  summary: string | null
+}
+
+/** An event with what names it across looks (the same event seen twice is one), and its line for people. */
+interface TrackedEvent extends SessionEvent {
+  id: string
+  text: string
+}
+
+/** What a look remembers of one session, to tell what is new at the next look. */
+interface SessionMark {
+  session: string
+  /** The current run: its resume, else its start, else its tmux session's birth. */
+  run: string | null
+  /** The engine's events.jsonl as far as it was read: its inode and the bytes of whole lines read. */
+  events_at: { ino: number; size: number } | null
+  /** State history entries seen (for sessions without events.jsonl). */
+  history: number
+  stage_index: number | null
+  /** An end (complete, failed, killed, crashed, zombie) was reported for this run: one end a run. */
+  ended: boolean
+  orphaned: boolean
+  /** Reported stalled since this last sign of activity. */
+  stalled_since: string | null
+}
+
+const SessionMarkSchema = z.object({
+  session: z.string().regex(NAME_PATTERN),
+  run: z.string().nullable(),
+  events_at: z.object({ ino: z.number(), size: z.number().int().min(0) }).nullable(),
+  history: z.number().int().min(0),
+  stage_index: z.number().int().nullable(),
+  ended: z.boolean(),
+  orphaned: z.boolean(),
+  stalled_since: z.string().nullable(),
+})
+
+/**
+ * The stall rule, shared with `list`'s warning: running, and no sign of progress (an iteration starting
+ * or finishing, a (re)start) for longer than `stallMs`. Returns that last sign, or null.
+ */
+function stalledSince(row: SessionRow, now: number, stallMs: number): string | null {
+  const last = parseTime(row.last_activity_at)
+  return row.health === 'running' && last !== null && now - last > stallMs ? row.last_activity_at : null
+}
+
+/** What one look needs of a session beyond its row: its history and where its events.jsonl is. */
+interface EventSource {
+  row: SessionRow
+  root: string
+  /** The current run, as its state names it: its resume, else its start (null before the engine wrote one). */
+  run: string | null
+  /** When the state says it started (not the tmux session's birth, which a row falls back to). */
+  startedAt: string | null
+  history: NonNullable<State['history']>
+  /** Stage names by index (plan nodes, state stages, or the loop's type). */
+  stageNames: (string | null)[]
+  eventsFile: string | null
+}
+
+function eventSourceOf(facts: SessionFacts, row: SessionRow): EventSource {
+  const state = facts.state.kind === 'ok' ? facts.state.value : null
+  const plan = facts.plan?.kind === 'ok' ? facts.plan.value : null
+  const names: (string | null)[] = plan?.nodes.map((node) => node.id ?? null) ?? []
+  for (const stage of state?.stages ?? [])
+    if (stage.index != null && stage.index >= 0 && stage.index < 1000) names[stage.index] ??= stage.name ?? null
+  if (row.mode === 'loop') names[0] ??= row.type
+  const startedAt = isoOrNull(parseTime(state?.started_at))
+  return {
+    row,
+    root: facts.root,
+    run: row.resumed_at ?? startedAt,
+    startedAt,
+    history: state?.history ?? [],
+    stageNames: names,
+    eventsFile: facts.runEntries.includes('events.jsonl') ? sessionPaths(facts.root, facts.name).events : null,
+  }
+}
+
+/** New whole lines of events.jsonl since `at` (all of them when the file is new or was replaced), and how far that is. */
+function readNewEvents(file: string, at: SessionMark['events_at']): { events: EngineEvent[]; at: SessionMark['events_at'] } {
+  let ino: number
+  try {
+    ino = statSync(file).ino
+  } catch {
+    return { events: [], at }
+  }
+  const from = at && at.ino === ino ? at.size : 0
+  const read = readRegularFile(file, from)
+  // A file that shrank was replaced in place: read it again from its start.
+  if (read.kind !== 'ok') return { events: [], at }
+  if (read.from < from) return readNewEvents(file, null)
+  const whole = read.text.slice(0, read.text.lastIndexOf('\n') + 1)
+  const events: EngineEvent[] = []
+  for (const line of whole.split('\n')) {
+    if (!line.trim()) continue
+    try {
+      const parsed = EventSchema.safeParse(JSON.parse(line))
+      if (parsed.success) events.push(parsed.data)
+    } catch {
+      /* a line that is not JSON (a crash mid-write): skipped, as the engine skips it */
+    }
+  }
+  return { events, at: { ino, size: read.from + Buffer.byteLength(whole) } }
+}
+
+/**
+ * What is new for one session since `mark` (everything its files say, without one), and its new mark.
+ * `observed` is when this look happened: the time of what only a look can see (a crash, a stall).
+ * Without a mark, those get their best estimate from the files instead (the last sign of life).
+ */
+function sessionChanges(
+  source: EventSource,
+  mark: SessionMark | undefined,
+  options: { now: number; stallMs: number; project: string; observed: boolean; resumeHint?: string | null },
+): { events: TrackedEvent[]; mark: SessionMark } {
+  const { row, run } = source
+  const fresh = !mark || mark.run !== run
+  const next: SessionMark = {
+    session: row.name,
+    run,
+    events_at: mark?.events_at ?? null,
+    history: mark?.history ?? 0,
+    stage_index: fresh ? null : (mark?.stage_index ?? null),
+    ended: fresh ? false : mark.ended,
+    orphaned: fresh ? false : mark.orphaned,
+    stalled_since: fresh ? null : mark.stalled_since,
+  }
+  const events: TrackedEvent[] = []
+  const nowIso = isoOrNull(options.now)!
+  const add = (
+    event: EventKind,
+    ts: string | null,
+    id: string,
+    more: Partial<Pick<SessionEvent, 'iteration' | 'stage' | 'why' | 'summary' | 'health'>> = {},
+  ) => {
+    const base: SessionEvent = {
+      ts: ts ?? nowIso,
+      project: options.project,
+      session: row.name,
+      event,
+      health: more.health ?? (END_EVENTS.has(row.health) || row.health === 'orphaned' ? row.health : 'running'),
+      iteration: more.iteration !== undefined ? more.iteration : (row.iteration ?? null),
+      max_iterations: row.max_iterations,
+      stage: more.stage !== undefined ? more.stage : row.stage_name,
+      why: more.why !== undefined ? more.why : row.why,
+      summary: more.summary ?? null,
+    }
+    events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, options.resumeHint ?? row.resume_command) })
+  }
+
+  // A new run: a resume, or a (fresh) start.
+  if (fresh && run !== null) {
+    // Read from the files: the first start of a resumed session happened too.
+    if (!mark && source.startedAt !== null && run === row.resumed_at)
+      add('started', source.startedAt, source.startedAt, { health: 'running', iteration: null, why: startedWhy(row) })
+    if (run === row.resumed_at)
+      add('resumed', row.resumed_at, row.resumed_at, {
+        health: 'running',
+        why: `resumed from iteration ${(row.iteration_completed ?? 0) + 1}`,
+      })
+    else
+      add('started', source.startedAt, run, {
+        health: 'running',
+        iteration: null,
+        why: startedWhy(row),
+      })
+  }
+
+  // Finished iterations and stage moves: from the engine's events, else from the state's history.
+  const stageName = (index: number | null) => (index === null ? null : (source.stageNames[index] ?? null))
+  if (source.eventsFile) {
+    const read = readNewEvents(source.eventsFile, next.events_at)
+    next.events_at = read.at
+    for (const engineEvent of read.events) {
+      const index = Number.parseInt(engineEvent.cursor?.node_path ?? '', 10)
+      const stageIndex = Number.isInteger(index) && index >= 0 ? index : null
+      const data = (engineEvent.data ?? {}) as Record<string, unknown>
+      const text = (key: string) => (typeof data[key] === 'string' ? (data[key] as string) : null)
+      if (engineEvent.type === 'iteration_complete') {
+        const iteration = engineEvent.cursor?.iteration ?? engineEvent.cursor?.node_run ?? null
+        const stage = text('stage') ?? stageName(stageIndex)
+        const entry = source.history.find((h) => h.iteration === iteration && (h.stage ?? null) === stage) ?? null
+        const decision = text('decision') ?? entry?.decision ?? null
+        const reason = text('reason') ?? entry?.reason ?? null
+        const provider = engineEvent.cursor?.provider ? ` (${engineEvent.cursor.provider})` : ''
+        add(
+          'iteration',
+          engineEvent.ts,
+          `${stageIndex ?? ''}\t${iteration ?? ''}\t${engineEvent.cursor?.provider ?? ''}\t${engineEvent.ts}`,
+          {
+            health: 'running',
+            iteration,
+            stage,
+            why: decision ? `${decision}${reason ? `: ${reason}` : ''}${provider}` : null,
+            summary: text('summary') ?? entry?.summary ?? null,
+          },
+        )
+      } else if (engineEvent.type === 'node_start' && stageIndex !== null && stageIndex > 0 && !engineEvent.cursor?.provider) {
+        add('stage', engineEvent.ts, `${stageIndex}\t${engineEvent.ts}`, {
+          health: 'running',
+          iteration: null,
+          stage: text('name') ?? stageName(stageIndex),
+          why: `stage ${stageIndex + 1}${row.stage_count ? `/${row.stage_count}` : ''}`,
+        })
+      }
+    }
+  } else {
+    // A fresh start may begin a new history: what is there now is read from its start.
+    const seen = next.history <= source.history.length ? next.history : 0
+    for (const entry of source.history.slice(seen)) {
+      add('iteration', entry.timestamp ?? null, `${entry.stage ?? ''}\t${entry.iteration ?? ''}\t${entry.timestamp ?? ''}`, {
+        health: 'running',
+        iteration: entry.iteration ?? null,
+        stage: entry.stage ?? null,
+        why: entry.decision ? `${entry.decision}${entry.reason ? `: ${entry.reason}` : ''}` : null,
+        summary: entry.summary ?? null,
+      })
+    }
+    if (row.mode === 'pipeline' && row.stage_index !== null && next.stage_index !== null && row.stage_index > next.stage_index) {
+      add('stage', null, `${row.stage_index}\t${run}`, {
+        health: 'running',
+        iteration: null,
+        why: `stage ${row.stage_index + 1}${row.stage_count ? `/${row.stage_count}` : ''}`,
+      })
+    }
+  }
+  next.history = source.history.length
+  if (row.stage_index !== null) next.stage_index = row.stage_index
+
+  // A stall, and its end: by the same rule as list's warning.
+  const stalled = stalledSince(row, options.now, options.stallMs)
+  if (stalled && next.stalled_since !== stalled) {
+    const since = parseTime(stalled)!
+    add('stalled', options.observed ? null : isoOrNull(since + options.stallMs), `${run}\t${stalled}`, {
+      why: `no iteration finished or started since ${stalled} (${formatDuration(options.now - since)})`,
+    })
+    next.stalled_since = stalled
+  } else if (!stalled && next.stalled_since !== null) {
+    if (row.health === 'running')
+      add('unstalled', row.last_activity_at, `${run}\t${next.stalled_since}`, { why: `moving again since ${row.last_activity_at}` })
+    next.stalled_since = null
+  }
+
+  // The end of this run (one), and an orphaned tmux session: the classifier's own verdicts.
+  const end = END_EVENTS.get(row.health)
+  if (end && !next.ended) {
+    const filed = row.health === 'complete' || row.health === 'failed' || row.health === 'killed' ? row.ended_at : null
+    add(end, filed ?? (options.observed ? null : row.last_activity_at), `${run}`, {
+      why: row.health === 'failed' && row.error ? row.error : row.why,
+    })
+  }
+  if (livenessOf(row.health) === 'ended') next.ended = true
+  if (row.health === 'orphaned' && !next.orphaned) {
+    add('orphaned', options.observed ? null : row.last_activity_at, `${run}\t${row.tmux?.created_at ?? ''}`)
+    next.orphaned = true
+  }
+  return { events, mark: next }
+}
+
+/** "ralph loop, max 25" or "pipeline refine". */
+function startedWhy(row: SessionRow): string {
+  const what = row.mode === 'pipeline' ? `pipeline ${row.type ?? '?'}` : `${row.type ?? '?'} loop`
+  return row.max_iterations ? `${what}, max ${row.max_iterations}` : what
+}
+
+/** One human line: "auth crashed at iteration 12/25 in /home/me/repo: lock left with dead PID 4242 — resume: …". */
+function eventText(event: SessionEvent, resume: string | null): string {
+  const at = event.iteration !== null ? ` at iteration ${event.iteration}${event.max_iterations ? `/${event.max_iterations}` : ''}` : ''
+  const where = ` in ${event.project}`
+  const why = event.why ? `: ${event.why}` : ''
+  const says: Record<EventKind, string> = {
+    started: `${event.session} started${where}${why}`,
+    resumed: `${event.session} resumed${where}${why}`,
+    iteration: `${event.session} finished iteration ${event.iteration ?? '?'}${event.max_iterations ? `/${event.max_iterations}` : ''}${event.stage ? ` (${event.stage})` : ''}${where}${why}${event.summary ? ` — ${event.summary}` : ''}`,
+    stage: `${event.session} moved to stage ${event.stage ?? '?'}${event.why ? ` (${event.why})` : ''}${where}`,
+    stalled: `${event.session} stalled${at}${where}${why}`,
+    unstalled: `${event.session} is moving again${at}${where}`,
+    complete: `${event.session} complete${at}${where}${why}`,
+    failed: `${event.session} failed${at}${where}${why}`,
+    crashed: `${event.session} crashed${at}${where}${why}`,
+    killed: `${event.session} was killed${at}${where}`,
+    orphaned: `${event.session} is orphaned${where}${why}`,
+    zombie: `${event.session} is a zombie${at}${where}${why}`,
+  }
+  const needsResume = event.event === 'crashed' || event.event === 'zombie' || event.event === 'failed' || event.event === 'orphaned'
+  return oneLine(`${says[event.event]}${needsResume && resume ? ` — resume: ${resume}` : ''}`)
+}
+
+// ── the watcher's record: .claude/sessions-notify.json ──
+
+const NOTIFY_RECORD = 'sessions-notify.json'
+const NOTIFY_LOCK = 'sessions-notify.lock'
+/** How many reported events and deliveries the record keeps (the newest). */
+const NOTIFY_LOG_SIZE = 1000
+
+const TrackedEventSchema = z.object({
+  id: z.string(),
+  text: z.string(),
+  ts: z.string(),
+  project: z.string(),
+  session: z.string().regex(NAME_PATTERN),
+  event: z.enum(EVENT_KINDS),
+  health: z.enum(HEALTHS),
+  iteration: z.number().int().nullable(),
+  max_iterations: z.number().int().nullable(),
+  stage: z.string().nullable(),
+  why: z.string().nullable(),
+  summary: z.string().nullable(),
+})
+
+const NotifyRecordSchema = z.object({
+  version: z.literal(1),
+  project: z.string(),
+  /** What the last look saw of each session; null before a watcher's first look. */
+  marks: z.array(SessionMarkSchema).nullable(),
+  /** The events watchers reported that the files do not keep (ends, orphans, stalls, as seen), newest last. */
+  log: z.array(TrackedEventSchema.extend({ late: z.boolean() })),
+  /** Events not yet delivered to every sink they are for (a watcher stopped mid-way). */
+  outbox: z.array(z.object({ event: TrackedEventSchema, late: z.boolean(), sinks: z.array(z.string()) })),
+  /** The outcome of each delivery, newest last. */
+  deliveries: z.array(
+    z.object({ id: z.string(), sink: z.string(), ok: z.boolean(), at: z.string(), attempts: z.number(), error: z.string().nullable() }),
+  ),
+})
+type NotifyRecord = z.infer<typeof NotifyRecordSchema>
+
+function notifyFiles(root: string) {
+  const claude = path.join(root, '.claude')
+  return { record: path.join(claude, NOTIFY_RECORD), lock: path.join(claude, NOTIFY_LOCK) }
+}
+
+/** The record, or a new one (with a warning) when there is none, it cannot be read, or it is another project's. */
+async function readNotifyRecord(root: string, warn: (text: string) => void = () => {}): Promise<NotifyRecord> {
+  const fresh: NotifyRecord = { version: 1, project: root, marks: null, log: [], outbox: [], deliveries: [] }
+  const read = await readJsonFile(notifyFiles(root).record, NotifyRecordSchema)
+  if (read.kind === 'missing') return fresh
+  if (read.kind === 'corrupt') {
+    warn(`the watcher's record cannot be read (${read.problem}); starting afresh: nothing before now is reported`)
+    return fresh
+  }
+  if (read.value.project !== root) {
+    warn(`the watcher's record is of ${read.value.project}, not this project (a copied folder?); starting afresh`)
+    return fresh
+  }
+  return read.value
+}
+
+// ── events: the command ──
+
+interface EventsOptions extends CommonOptions {
+  /** Only what happened at or after this time (epoch milliseconds). */
+  since?: number
+  /** A running session is stalled when nothing moved for this long (default: list's, 30). */
+  stallMinutes?: number
+}
+
+interface EventsResult {
+  project: string
+  tmux_available: boolean
+  events: SessionEvent[]
+}
+
+/**
+ * One look at the project: every session's row and event source, from one tmux call. With marks, what
+ * changed since they were made (as seen now); without, what the files say happened (with estimates for
+ * what only a look can see). New marks either way.
+ */
+async function lookAtProject(
+  options: CommonOptions & { stallMinutes?: number },
+  marks: Map<string, SessionMark> | null,
+  observed: boolean,
+): Promise<{ root: string; tmuxAvailable: boolean; events: TrackedEvent[]; marks: Map<string, SessionMark>; names: string[] }> {
+  const now = Date.now()
+  const stallMs = (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000
+  const tmux = await tmuxSessionsIfAny(options)
+  const project = await mapProject({ ...options, tmuxSessions: tmux.sessions }, (facts) =>
+    eventSourceOf(facts, describeSession(facts, now, options)),
+  )
+  const events: TrackedEvent[] = []
+  const next = new Map<string, SessionMark>()
+  for (const source of project.sessions) {
+    const changes = sessionChanges(source, marks?.get(source.row.name), { now, stallMs, project: project.root, observed })
+    events.push(...changes.events)
+    next.set(source.row.name, changes.mark)
+  }
+  // Oldest first across sessions; the same second keeps each session's own order.
+  const order = new Map(events.map((event, i) => [event, i]))
+  events.sort((a, b) => (parseTime(a.ts) ?? 0) - (parseTime(b.ts) ?? 0) || order.get(a)! - order.get(b)!)
+  return { root: project.root, tmuxAvailable: tmux.available, events, marks: next, names: project.sessions.map((s) => s.row.name) }
+}
+
+/** An event as printed and delivered: without what only the watcher uses. */
+function publicEvent({ id: _id, text: _text, ...event }: TrackedEvent): SessionEvent {
+  return event
+}
+
+/**
+ * What happened to the project's sessions (or the named ones), oldest first: from their files (starts,
+ * resumes, iterations, stage moves, ends) and the watcher's record (what only a watcher sees as it
+ * happens: crashes, stalls, orphans, with the time it saw them).
+ */
+async function events(names: string[] = [], options: EventsOptions = {}): Promise<EventsResult> {
+  return (await eventsWithMarks(names, options)).result
+}
+
+async function eventsWithMarks(names: string[], options: EventsOptions) {
+  names.forEach(checkName)
+  const look = await lookAtProject(options, null, false)
+  for (const name of names) if (!look.names.includes(name)) throw sessionNotFound(name, look.root, look.names)
+  const record = await readNotifyRecord(look.root)
+  const wanted = (event: { session: string; ts: string }) =>
+    (names.length === 0 || names.includes(event.session)) && (options.since === undefined || (parseTime(event.ts) ?? 0) >= options.since)
+  // The watcher's own sighting wins over an estimate from the files (same event, same id).
+  const byId = new Map<string, TrackedEvent>()
+  for (const event of look.events) byId.set(event.id, event)
+  for (const { late: _late, ...event } of record.log) if (event.project === look.root) byId.set(event.id, event)
+  const all = [...byId.values()].filter(wanted)
+  // Oldest first; events of the same second keep the order they were found in.
+  const order = new Map(all.map((event, i) => [event, i]))
+  all.sort((a, b) => (parseTime(a.ts) ?? 0) - (parseTime(b.ts) ?? 0) || order.get(a)! - order.get(b)!)
+  return {
+    result: { project: look.root, tmux_available: look.tmuxAvailable, events: all.map(publicEvent) },
+    marks: look.marks,
+    root: look.root,
+  }
+}
+
+/**
+ * events --follow: every `intervalMs`, what is new since the last look, until `signal` aborts. Starts
+ * from the marks of the look that printed what happened before.
+ */
+async function followEvents(
+  names: string[],
+  start: Map<string, SessionMark>,
+  onEvent: (event: SessionEvent) => void,
+  options: EventsOptions & { intervalMs?: number; signal?: AbortSignal },
+): Promise<void> {
+  let marks = start
+  try {
+    await poll(
+      async () => {
+        const look = await lookAtProject(options, marks, true)
+        marks = look.marks
+        for (const event of look.events) if (names.length === 0 || names.includes(event.session)) onEvent(publicEvent(event))
+        return false
+      },
+      { intervalMs: options.intervalMs ?? DEFAULTS.notifyIntervalSeconds * 1000, signal: options.signal },
+    )
+  } catch (error) {
+    if (!options.signal?.aborted) throw error
+  }
+}
+
+/** --since: a duration back from now (90s, 30m, 2h, 1d) or a time (2026-11-26T10:00:00Z, 2026-11-26). */
+function parseSince(raw: string, now = Date.now()): number {
+  const duration = /^(\d+(?:\.\d+)?)([smhd])$/.exec(raw)
+  if (duration) return now - Number(duration[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[duration[2] as 's' | 'm' | 'h' | 'd']
+  const time = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(raw) ? parseTime(raw) : null
+  if (time === null) throw new UsageError(`--since needs a duration (30m, 2h, 1d) or a time (2026-11-26T10:00:00Z), got "${raw}"`)
+  return time
+}
+
+// ── notify: the sinks ──
+
+interface Sink {
+  /** Stable across runs, and without secrets (a webhook's URL is one): how the record names it. */
+  id: string
+  /** How it is named to people: a webhook by its origin only. */
+  label: string
+  /** Attempts after the first failure (webhooks only: a command or a notification may have done its work). */
+  retries: number
+  deliver: (event: SessionEvent & { late: boolean }, text: string, signal: AbortSignal) => Promise<void>
+}
+
+interface SinkOptions {
+  webhooks?: string[]
+  execs?: string[]
+  desktop?: boolean
+  /** Seconds one attempt may take (default 10). */
+  timeoutSeconds?: number
+  /** Retries of a webhook after a failure, with backoff 1 s, 2 s, 4 s… (default 3). */
+  retries?: number
+  env?: NodeJS.ProcessEnv
+  /** For --desktop on a terminal: a bell with each notification. */
+  bell?: () => void
+}
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16)
+}
+
+/** A webhook's URL: http or https, checked once. */
+function webhookUrl(raw: string): URL {
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new UsageError(`--webhook needs a URL, got "${raw}"`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--webhook needs an http or https URL, got "${raw}"`)
+  return url
+}
+
+/** The sinks asked for; a desktop without a notifier is a warning, not an error. */
+function makeSinks(options: SinkOptions, warn: (text: string) => void): Sink[] {
+  const timeoutMs = (options.timeoutSeconds ?? DEFAULTS.notifyTimeoutSeconds) * 1000
+  const env = options.env ?? process.env
+  const sinks: Sink[] = []
+  for (const raw of options.webhooks ?? []) {
+    const url = webhookUrl(raw)
+    sinks.push({
+      id: `webhook ${digest(url.href)}`,
+      label: `webhook ${url.origin}/…`,
+      retries: options.retries ?? DEFAULTS.notifyRetries,
+      deliver: async (event, text, signal) => {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          // Slack, Mattermost and Discord's Slack-compatible hooks post `text`; the event is there for programs.
+          body: JSON.stringify({ text, event }),
+          signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), signal]),
+          redirect: 'error',
+        }).catch((error: Error) => {
+          if (signal.aborted) throw error
+          throw new Error(
+            error.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : oneLine(errorMessage(error.cause ?? error)),
+          )
+        })
+        await response.body?.cancel()
+        if (!response.ok) throw new Error(`HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`)
+      },
+    })
+  }
+  for (const command of options.execs ?? []) {
+    sinks.push({
+      id: `exec ${digest(command)}`,
+      label: `exec ${command}`,
+      retries: 0,
+      deliver: async (event, text) => {
+        // The user's own command, run by sh; the event reaches it only as data (stdin, environment).
+        const result = await run('sh', ['-c', command], {
+          input: `${JSON.stringify({ ...event })}\n`,
+          timeoutMs,
+          env: {
+            ...env,
+            SESSIONS_EVENT: event.event,
+            SESSIONS_SESSION: event.session,
+            SESSIONS_TEXT: text,
+            SESSIONS_PROJECT: event.project,
+          },
+        })
+        if (result.timedOut) throw new Error(`did not end within ${timeoutMs / 1000} s`)
+        if (result.code !== 0) {
+          const said = oneLine(result.stderr.trim().split('\n').at(-1) ?? '')
+          throw new Error(`exit status ${result.code}${said ? `: ${said}` : ''}`)
+        }
+      },
+    })
+  }
+  if (options.desktop) {
+    const notifier = onPath('notify-send', env) ?? (process.platform === 'darwin' ? onPath('osascript', env) : null)
+    if (!notifier)
+      warn(
+        `--desktop: neither notify-send (Debian/Ubuntu: apt install libnotify-bin) nor osascript (macOS) is on the PATH; ${options.bell ? 'only a bell' : 'no desktop notifications'}`,
+      )
+    if (notifier || options.bell)
+      sinks.push({
+        id: 'desktop',
+        label: notifier ? `desktop (${path.basename(notifier)})` : 'desktop (bell)',
+        retries: 0,
+        deliver: async (event, text) => {
+          options.bell?.()
+          if (!notifier) return
+          const title = `sessions: ${event.session} ${event.event}`
+          const args =
+            path.basename(notifier) === 'osascript'
+              ? [
+                  '-e',
+                  'on run argv',
+                  '-e',
+                  'display notification (item 2 of argv) with title (item 1 of argv)',
+                  '-e',
+                  'end run',
+                  title,
+                  text,
+                ]
+              : ['--app-name=sessions.ts', title, text]
+          const result = await run(notifier, args, { env, timeoutMs })
+          if (result.code !== 0)
+            throw new Error(`${path.basename(notifier)}: ${oneLine(result.stderr.trim()) || `exit status ${result.code}`}`)
+        },
+      })
+  }
+  return sinks
+}
+
+/** One delivery, with retries and backoff for a sink that allows them; never throws but when `signal` aborts. */
+async function deliverTo(
+  sink: Sink,
+  event: SessionEvent & { late: boolean },
+  text: string,
+  signal: AbortSignal,
+): Promise<{ ok: boolean; attempts: number; error: string | null }> {
+  let error = ''
+  for (let attempt = 1; attempt <= 1 + sink.retries; attempt++) {
+    try {
+      await sink.deliver(event, text, signal)
+      return { ok: true, attempts: attempt, error: null }
+    } catch (failure) {
+      if (signal.aborted) throw failure
+      error = errorMessage(failure)
+    }
+    if (attempt <= sink.retries) await sleep(Math.min(30_000, 1000 * 2 ** (attempt - 1)), signal)
+  }
+  return { ok: false, attempts: 1 + sink.retries, error }
+}
+
+// ── notify: the watcher ──
+
+interface NotifyOptions extends CommonOptions, SinkOptions {
+  /** Which kinds of event are delivered (default: complete, failed, crashed, stalled, orphaned, zombie). */
+  on?: readonly EventKind[]
+  /** Seconds between looks (default 5). */
+  intervalSeconds?: number
+  stallMinutes?: number
+  /** Ends the watcher (it saves its record first). */
+  signal?: AbortSignal
+  /** Each event of the kinds asked for, as it is reported; then each sink's outcome. */
+  onEvent?: (event: SessionEvent & { late: boolean }, text: string) => void
+  onDelivery?: (
+    event: SessionEvent & { late: boolean },
+    sink: string,
+    outcome: { ok: boolean; attempts: number; error: string | null },
+  ) => void
+  onWarning?: (text: string) => void
+  /** Once, after the first look: how many sessions, and where events go. */
+  onStart?: (info: {
+    project: string
+    sessions: number
+    sinks: string[]
+    kinds: readonly EventKind[]
+    first: boolean
+    late: number
+  }) => void
+}
+
+interface NotifyResult {
+  project: string
+  looks: number
+  events: number
+  delivered: number
+  failed: number
+}
+
+/**
+ * The watcher: looks at the project every interval and delivers each new event, once, to every sink
+ * whose kinds include it. Its record (.claude/sessions-notify.json) keeps what it saw and what is still
+ * to deliver, so that a restart neither repeats nor misses anything: what happened while no watcher ran
+ * is delivered at its first look, marked late. One watcher a project (a tool lock). Runs until `signal`.
+ */
+async function notify(options: NotifyOptions): Promise<NotifyResult> {
+  const warn = options.onWarning ?? (() => {})
+  const sinks = makeSinks(options, warn)
+  if (sinks.length === 0 && !options.desktop)
+    throw new UsageError('notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop')
+  const kinds = new Set(options.on ?? NOTIFY_KINDS)
+  const signal = options.signal ?? new AbortController().signal
+  const root = await findProjectRoot(options)
+  const files = notifyFiles(root)
+  const busy = (holder: number) =>
+    new SessionsError(`a watcher already runs for ${root} (PID ${holder}); stop it with: ${hint(options, root, 'notify --stop')}`)
+  return withToolLock(root, files.lock, busy, async () => {
+    const record = await readNotifyRecord(root, warn)
+    const result: NotifyResult = { project: root, looks: 0, events: 0, delivered: 0, failed: 0 }
+    // Written at once: a record that cannot be written (a link in its place) stops the watcher before it looks.
+    let written = ''
+    const save = () => {
+      const text = JSON.stringify(record)
+      if (text === written) return
+      writeFileInside(root, files.record, `${text}\n`)
+      written = text
+    }
+    const byId = new Map(sinks.map((sink) => [sink.id, sink]))
+    // What an earlier watcher left undelivered: to the sinks still asked for, late.
+    for (const item of record.outbox) {
+      item.late = true
+      item.sinks = item.sinks.filter((id) => byId.has(id))
+    }
+    record.outbox = record.outbox.filter((item) => item.sinks.length)
+    save()
+    const deliverOutbox = async () => {
+      while (record.outbox.length && !signal.aborted) {
+        const item = record.outbox[0]
+        const event = { ...publicEvent(item.event), late: item.late }
+        const text = item.late ? `[late] ${item.event.text}` : item.event.text
+        await Promise.all(
+          item.sinks.map(async (id) => {
+            const outcome = await deliverTo(byId.get(id)!, event, text, signal)
+            item.sinks = item.sinks.filter((other) => other !== id)
+            record.deliveries.push({ id: item.event.id, sink: id, at: isoOrNull(Date.now())!, ...outcome })
+            if (outcome.ok) result.delivered++
+            else result.failed++
+            options.onDelivery?.(event, byId.get(id)!.label, outcome)
+          }),
+        )
+        record.outbox.shift()
+        record.deliveries = record.deliveries.slice(-NOTIFY_LOG_SIZE)
+        save()
+      }
+    }
+    const look = async () => {
+      const first = record.marks === null
+      const late = result.looks === 0 && !first
+      const seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), true)
+      result.looks++
+      record.marks = [...seen.marks.values()]
+      // A first look ever only marks where things stand: nothing before now is news.
+      const fresh = first ? [] : seen.events
+      if (result.looks === 1)
+        options.onStart?.({
+          project: root,
+          sessions: seen.names.length,
+          sinks: sinks.map((sink) => sink.label),
+          kinds: [...kinds],
+          first,
+          late: (late ? fresh.filter((event) => kinds.has(event.event)).length : 0) + record.outbox.length,
+        })
+      for (const event of fresh) {
+        result.events++
+        // The files keep starts, resumes, iterations and stage moves; the log keeps what they do not (as seen).
+        if (!FILED_KINDS.has(event.event)) record.log.push({ ...event, late })
+        if (!kinds.has(event.event)) continue
+        options.onEvent?.({ ...publicEvent(event), late }, late ? `[late] ${event.text}` : event.text)
+        if (sinks.length) record.outbox.push({ event, late, sinks: sinks.map((sink) => sink.id) })
+      }
+      record.log = record.log.slice(-NOTIFY_LOG_SIZE)
+      save()
+      await deliverOutbox()
+      return false as const
+    }
+    try {
+      await withFileCache(() => poll(look, { intervalMs: (options.intervalSeconds ?? DEFAULTS.notifyIntervalSeconds) * 1000, signal }))
+    } catch (error) {
+      if (!signal.aborted) throw error
+    }
+    save()
+    return result
+  })
+}
+
+// ── notify --detach and --stop: the watcher in its own tmux session ──
+
+const NOTIFY_TMUX_NAME = 'sessions-notify'
+
+interface NotifyControlResult {
+  project: string
+  action: 'detached' | 'stopped' | 'not_running'
+  /** The watcher's PID: the one started, or the one stopped. */
+  pid: number | null
+  tmux_session: string | null
+}
+
+/** This project's watcher tmux sessions (marked so by notify --detach), on the server. */
+async function notifyTmuxSessions(options: TmuxOptions, root: string): Promise<TmuxSession[]> {
+  return (await listTmuxSessions(options)).filter((s) => s.markedRole === 'notify' && s.markedProject === root)
+}
+
+/** This file, run as this process runs it (node, or node with tsx's loader): for a watcher in tmux. */
+function selfArgv(): string[] {
+  return [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)]
+}
+
+/**
+ * Starts the watcher (`notify ARGS`) in a tmux session of its own, marked as this project's watcher, with
+ * the caller's environment; returns once it holds its lock (or says why it could not start).
+ */
+async function detachNotify(args: string[], options: CommonOptions & { waitSeconds?: number } = {}): Promise<NotifyControlResult> {
+  const root = await findProjectRoot(options)
+  const files = notifyFiles(root)
+  const holder = await toolLockHolder(files.lock)
+  if (holder.live)
+    throw new SessionsError(`a watcher already runs for ${root} (PID ${holder.pid}); stop it with: ${hint(options, root, 'notify --stop')}`)
+  // A watcher session left with a dead pane (an earlier watcher that stopped on an error) makes way.
+  for (const old of await notifyTmuxSessions(options, root))
+    await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(old.tmuxName))
+  const taken = new Set((await listTmuxSessions(options)).map((s) => s.tmuxName))
+  // sessions-notify, unless another project's watcher has that name on this server.
+  let name = NOTIFY_TMUX_NAME
+  for (let n = 2; taken.has(name); n++) name = `${NOTIFY_TMUX_NAME}-${n}`
+  await tmux(options, 'new-session', '-d', '-s', name, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
+  const pane = tmuxTarget.pane(name)
+  try {
+    await tmux(
+      options,
+      'set-option',
+      '-t',
+      pane,
+      '@sessions-role',
+      'notify',
+      ';',
+      'set-option',
+      '-t',
+      pane,
+      '@sessions-project',
+      root,
+      ';',
+      'set-option',
+      '-w',
+      '-t',
+      pane,
+      'remain-on-exit',
+      'on',
+    )
+    await setSessionEnvironment(options, tmuxTarget.session(name), engineEnvironment(options.env))
+    const socket = tmuxSocket(options)
+    const command = [...selfArgv(), 'notify', ...args, '--root', root, ...(socket ? ['--socket', socket] : [])]
+    await tmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...command)
+    const started = await pollFor(
+      async () => {
+        const held = await toolLockHolder(files.lock)
+        if (held.live) return held.pid
+        const state = await paneState(options, name)
+        return state.exists && !state.dead ? false : null
+      },
+      { intervalMs: 100, timeoutMs: (options.waitSeconds ?? DEFAULTS.waitStartSeconds) * 1000 },
+    )
+    if (!started) {
+      const said = (await capturePane(options, name, 50))?.filter((line) => line.trim()).at(-1)
+      throw new SessionsError(`the watcher did not start${said ? `: ${said.replace(/^sessions: /, '')}` : ''}`)
+    }
+    return { project: root, action: 'detached', pid: started, tmux_session: name }
+  } catch (error) {
+    await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(name))
+    throw error
+  }
+}
+
+/** Ends this project's watcher (SIGTERM; it saves its record and releases its lock) and its tmux session. */
+async function stopNotify(options: CommonOptions & { graceSeconds?: number } = {}): Promise<NotifyControlResult> {
+  const root = await findProjectRoot(options)
+  const files = notifyFiles(root)
+  const holder = await toolLockHolder(files.lock)
+  let stopped: number | null = null
+  if (holder.live && !protectedReason(holder.pid)) {
+    signal(holder.pid, 'SIGTERM')
+    const gone = await pollFor(async () => !(await isSameProcess(holder.pid, holder.start)) || false, {
+      intervalMs: 100,
+      timeoutMs: (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000,
+    })
+    if (!gone && (await isSameProcess(holder.pid, holder.start))) signal(holder.pid, 'SIGKILL')
+    stopped = holder.pid
+  }
+  let tmuxName: string | null = null
+  const tmuxSessions = await tmuxSessionsIfAny(options)
+  if (tmuxSessions.available)
+    for (const session of tmuxSessions.sessions.filter((s) => s.markedRole === 'notify' && s.markedProject === root)) {
+      await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(session.tmuxName))
+      tmuxName = session.tmuxName
+    }
+  return { project: root, action: stopped !== null || tmuxName !== null ? 'stopped' : 'not_running', pid: stopped, tmux_session: tmuxName }
+}
+
 // ───────────────────────── rendering text ─────────────────────────
 
 /**
@@ -4771,6 +5753,73 @@ function normalExit(lines: string[], health: string): string | null {
     : null
 }
 
+/** An event's time as a log shows it: the time of day for today's, the date and time for older ones (local time). */
+function eventTime(ts: string, now: number): string {
+  const at = new Date(parseTime(ts) ?? 0)
+  const two = (n: number) => String(n).padStart(2, '0')
+  const day = (d: Date) => `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`
+  const time = `${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}`
+  return day(at) === day(new Date(now)) ? time : `${day(at)} ${time}`
+}
+
+const EVENT_STYLE: Record<EventKind, 'green' | 'yellow' | 'red' | 'dim' | null> = {
+  started: 'green',
+  resumed: 'green',
+  iteration: 'dim',
+  stage: null,
+  stalled: 'yellow',
+  unstalled: 'green',
+  complete: 'green',
+  failed: 'red',
+  crashed: 'red',
+  killed: 'yellow',
+  orphaned: 'yellow',
+  zombie: 'red',
+}
+
+/** One event a line: time, session, what, and its details. */
+function renderEventLines(events: SessionEvent[], view: View = plainView(), nameWidth = 0): string {
+  const p = palette(view.color)
+  const width = Math.max(nameWidth, largest(events.map((event) => event.session.length)))
+  return events
+    .map((event) => {
+      const style = EVENT_STYLE[event.event]
+      const kind = event.event.padEnd(9)
+      const at = event.iteration !== null ? `${event.iteration}${event.max_iterations ? `/${event.max_iterations}` : ''}` : ''
+      const detail = [
+        event.event === 'stage'
+          ? `${event.stage ?? '?'}`
+          : at && `iteration ${at}${event.event === 'iteration' && event.stage ? ` (${event.stage})` : ''}`,
+        event.why ?? '',
+        event.summary ?? '',
+      ]
+        .filter(Boolean)
+        .join(' · ')
+      const line = `${p.dim(eventTime(event.ts, view.now))}  ${event.session.padEnd(width)}  ${style ? p[style](kind) : kind}  ${detail}`
+      return wrapWords(line.trimEnd(), view.width, ' '.repeat(Math.min(24, width + 12)))
+        .map((part) => `${part}\n`)
+        .join('')
+    })
+    .join('')
+}
+
+function renderEvents(result: EventsResult, view: View = plainView()): string {
+  if (result.events.length === 0) return 'No events.\n'
+  return renderEventLines(result.events, view)
+}
+
+/** notify --detach and --stop. */
+function renderNotifyControl(result: NotifyControlResult): string {
+  switch (result.action) {
+    case 'detached':
+      return `The watcher runs in tmux session ${result.tmux_session} (PID ${result.pid}).\n`
+    case 'stopped':
+      return `Stopped the watcher${result.pid !== null ? ` (PID ${result.pid})` : ''}${result.tmux_session ? `; removed tmux session ${result.tmux_session}` : ''}.\n`
+    default:
+      return `No watcher runs for ${result.project}.\n`
+  }
+}
+
 /** attach's words: the preview, then what was done (or the command to run where it could not attach). */
 function renderAttach(result: AttachResult, view: View = plainView()): string {
   const lines = [renderMonitor(result.preview, view)]
@@ -4967,6 +6016,8 @@ interface Io {
   stderrTerminal: boolean
   /** The terminal's width, when standard output is one. */
   columns: number | undefined
+  /** Ends a command that runs until stopped (notify, events --follow); by default SIGINT, SIGTERM or SIGHUP. */
+  signal?: AbortSignal
 }
 
 /** A closed stdout (`| head -1`): further output is dropped, and the command ends with its usual exit status. */
@@ -4984,6 +6035,14 @@ function processIo(): Io {
     stderrTerminal: Boolean(process.stderr.isTTY),
     columns: process.stdout.isTTY ? process.stdout.columns : undefined,
   }
+}
+
+/** What ends a command that runs until stopped: the caller's signal, else SIGINT, SIGTERM or SIGHUP (once: a second one kills as usual). */
+function stopSignal(io: Io): AbortSignal {
+  if (io.signal) return io.signal
+  const controller = new AbortController()
+  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(name, () => controller.abort())
+  return controller.signal
 }
 
 /** The view for what this command line prints: colour on a terminal unless NO_COLOR, its width. */
@@ -5443,6 +6502,38 @@ function startRequestOf(args: string[], values: Values): StartRequest {
   return { type: args[0], name: checkStartName(args[1]), max: args[2] === undefined ? undefined : count('MAX')(args[2]), ...flags }
 }
 
+/** --interval, --timeout: a number of seconds above 0. */
+const positiveSeconds = (flag: string) =>
+  number(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--${flag} needs a number of seconds above 0, got "${raw}"`)
+
+const stallOption: OptionSpec = {
+  type: 'string',
+  arg: 'MINUTES',
+  help: `a running session is stalled when no iteration started or finished for this long (default ${DEFAULTS.stallMinutes})`,
+  parse: minutes('stall'),
+}
+
+/** --on: event kinds, comma-separated, or all. */
+function eventKinds(raw: string): EventKind[] {
+  if (raw === 'all') return [...EVENT_KINDS]
+  const kinds = raw.split(',').map((kind) => kind.trim())
+  const unknown = kinds.find((kind) => !(EVENT_KINDS as readonly string[]).includes(kind))
+  if (unknown !== undefined) throw new UsageError(`--on: unknown event "${unknown}"; events: all, ${EVENT_KINDS.join(', ')}`)
+  return kinds as EventKind[]
+}
+
+/** The watcher's own command line, for the one --detach starts: the options given, as given. */
+function notifyArgs(values: Values): string[] {
+  const args: string[] = []
+  for (const url of (values.webhook as string[] | undefined) ?? []) args.push('--webhook', url)
+  for (const command of (values.exec as string[] | undefined) ?? []) args.push('--exec', command)
+  if (values.desktop) args.push('--desktop')
+  if (values.on) args.push('--on', (values.on as string[]).join(','))
+  for (const flag of ['interval', 'stall', 'timeout', 'retries', 'start-grace'])
+    if (values[flag] !== undefined) args.push(`--${flag}`, String(values[flag]))
+  return args
+}
+
 const COMMANDS = {
   start: {
     usage: 'start TYPE NAME [MAX] | start pipeline FILE NAME [RUNS]',
@@ -5534,7 +6625,7 @@ const COMMANDS = {
       follow: { type: 'boolean', short: 'f', help: 'print new output until the session ends', notJson: 'prints a stream' },
     },
     examples: ['monitor auth', 'monitor auth --follow'],
-    run: async ({ args, values, common, io, json }) => {
+    run: async ({ args, values, common, io }) => {
       const result = await monitor(checkName(args[0]), { ...common, lines: values.lines as number | undefined })
       const follow = async () => {
         const ended = terminalSafeDeep(await followOutput(args[0], (text) => io.stdout(terminalSafe(text)), common))
@@ -5686,6 +6777,155 @@ const COMMANDS = {
           : undefined,
       })
       return { data: result, render: renderWaitResult, exit: result.timed_out ? 124 : result.all_complete ? 0 : 1 }
+    },
+  },
+  events: {
+    usage: 'events [NAME...]',
+    summary: 'what happened to the sessions: starts, iterations, stalls, crashes, ends',
+    positionals: [0, Infinity],
+    sessions: 'any',
+    pick: 'Events of which session',
+    menu: 'what happened to a session',
+    options: {
+      since: {
+        type: 'string',
+        arg: 'DURATION|TIME',
+        help: 'only what happened since: 30m, 2h, 1d, or a time (2026-11-26T10:00:00Z)',
+        parse: (raw) => parseSince(raw),
+      },
+      follow: { type: 'boolean', short: 'f', help: 'then keep printing events as they happen (Ctrl-C ends)' },
+      interval: {
+        type: 'string',
+        arg: 'SECONDS',
+        help: `with --follow: between two looks (default ${DEFAULTS.notifyIntervalSeconds})`,
+        parse: positiveSeconds('interval'),
+      },
+      stall: stallOption,
+    },
+    examples: ['events auth --since 2h', 'events --follow --json'],
+    run: async ({ args, values, common, io, json }) => {
+      if (values.interval !== undefined && !values.follow) throw new UsageError('events: --interval goes with --follow')
+      const options: EventsOptions = {
+        ...common,
+        since: values.since as number | undefined,
+        stallMinutes: values.stall as number | undefined,
+      }
+      const { result, marks } = await eventsWithMarks(args, options)
+      if (!result.tmux_available)
+        io.stderr(`sessions: warning: ${TMUX_MISSING}; live tmux sessions cannot be seen, so this is from the files alone\n`)
+      // --json is NDJSON, one event a line, so that a follower can read it line by line.
+      const print = (list: SessionEvent[]) =>
+        io.stdout(json ? list.map((event) => `${JSON.stringify(event)}\n`).join('') : renderEventLines(terminalSafeDeep(list), viewOf(io)))
+      if (json || result.events.length) print(result.events)
+      else if (!values.follow) io.stdout(renderEvents(result))
+      if (!values.follow) return { exit: 0 }
+      await followEvents(args, marks, (event) => print([event]), {
+        ...options,
+        intervalMs: ((values.interval as number | undefined) ?? DEFAULTS.notifyIntervalSeconds) * 1000,
+        signal: stopSignal(io),
+      })
+      return { exit: 0 }
+    },
+  },
+  notify: {
+    usage: 'notify [--webhook URL] [--exec CMD] [--desktop]',
+    summary: 'a watcher that delivers events, once each, to webhooks, commands and the desktop',
+    positionals: [0, 0],
+    options: {
+      webhook: {
+        type: 'string',
+        multiple: true,
+        arg: 'URL',
+        help: 'POST {"text", "event"} as JSON: Slack, Mattermost, Discord (/slack) incoming webhooks (repeatable)',
+      },
+      exec: {
+        type: 'string',
+        multiple: true,
+        arg: 'CMD',
+        help: 'run CMD (with sh): the event as JSON on stdin; SESSIONS_EVENT, SESSIONS_SESSION, SESSIONS_TEXT set (repeatable)',
+      },
+      desktop: { type: 'boolean', help: 'a desktop notification (notify-send or osascript), and a bell on a terminal' },
+      on: {
+        type: 'string',
+        arg: 'KINDS',
+        help: `which events, comma-separated, or all (default ${NOTIFY_KINDS.join(',')})`,
+        parse: eventKinds,
+        complete: ['all', ...EVENT_KINDS],
+      },
+      interval: {
+        type: 'string',
+        arg: 'SECONDS',
+        help: `between two looks (default ${DEFAULTS.notifyIntervalSeconds})`,
+        parse: positiveSeconds('interval'),
+      },
+      stall: stallOption,
+      timeout: {
+        type: 'string',
+        arg: 'SECONDS',
+        help: `one delivery's limit (default ${DEFAULTS.notifyTimeoutSeconds})`,
+        parse: positiveSeconds('timeout'),
+      },
+      retries: {
+        type: 'string',
+        arg: 'N',
+        help: `retries of a failed webhook, 1 s, 2 s, 4 s… apart (default ${DEFAULTS.notifyRetries})`,
+        parse: number(/^\d{1,2}$/, (raw) => `--retries needs a number from 0 to 99, got "${raw}"`),
+      },
+      detach: { type: 'boolean', help: `run the watcher in a tmux session of its own (${NOTIFY_TMUX_NAME})` },
+      stop: { type: 'boolean', help: "stop this project's watcher" },
+    },
+    examples: [
+      'notify --webhook https://hooks.slack.com/services/T000/B000/XXXX --detach',
+      "notify --exec 'cat >> events.ndjson' --on all",
+    ],
+    run: async ({ values, common, io, json }) => {
+      if (values.stop) {
+        const given = Object.keys(values).filter((flag) => !(flag in GLOBAL_OPTIONS) && flag !== 'stop' && values[flag] !== undefined)
+        if (given.length) throw new UsageError(`notify --stop takes no --${given[0]}`)
+        return { data: await stopNotify(common), render: renderNotifyControl as Outcome['render'], exit: 0 }
+      }
+      const sinks = {
+        webhooks: values.webhook as string[] | undefined,
+        execs: values.exec as string[] | undefined,
+        desktop: Boolean(values.desktop),
+      }
+      if (!sinks.webhooks && !sinks.execs && !sinks.desktop)
+        throw new UsageError('notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop')
+      for (const url of sinks.webhooks ?? []) webhookUrl(url)
+      if (values.detach) {
+        return { data: await detachNotify(notifyArgs(values), common), render: renderNotifyControl as Outcome['render'], exit: 0 }
+      }
+      if (json)
+        throw new UsageError('notify prints a stream; --json goes with --detach or --stop (events --follow --json prints events as JSON)')
+      const clock = () => eventTime(isoOrNull(Date.now())!, Date.now())
+      const result = await notify({
+        ...common,
+        ...sinks,
+        on: values.on as EventKind[] | undefined,
+        intervalSeconds: values.interval as number | undefined,
+        stallMinutes: values.stall as number | undefined,
+        timeoutSeconds: values.timeout as number | undefined,
+        retries: values.retries as number | undefined,
+        signal: stopSignal(io),
+        bell: io.terminal ? () => io.stdout('\x07') : undefined,
+        onWarning: (text) => io.stderr(`sessions: warning: ${oneLine(text)}\n`),
+        onStart: (info) => {
+          io.stdout(
+            `${clock()}  watching ${terminalSafe(info.project)}: ${info.sessions} session(s); ${info.kinds.join(', ')} → ${info.sinks.map(terminalSafe).join(', ') || 'nowhere'}\n`,
+          )
+          if (info.first) io.stdout(`${clock()}  first look: what happens from now on is delivered\n`)
+          if (info.late) io.stdout(`${clock()}  ${info.late} event(s) happened while no watcher ran: delivered now, marked late\n`)
+        },
+        onEvent: (event, text) => io.stdout(`${eventTime(event.ts, Date.now())}  ${terminalSafe(text)}\n`),
+        onDelivery: (event, sink, outcome) => {
+          if (!outcome.ok)
+            io.stderr(
+              `sessions: ${terminalSafe(sink)}: ${event.session} ${event.event} not delivered after ${outcome.attempts} attempt(s): ${oneLine(outcome.error ?? '')}\n`,
+            )
+        },
+      })
+      io.stdout(`${clock()}  stopped: ${result.events} event(s), ${result.delivered} delivered, ${result.failed} failed\n`)
+      return { exit: 0 }
     },
   },
   completion: {
@@ -6343,7 +7583,16 @@ if (import.meta.vitest) {
       expect(parse(record(['pipeline-a', '1', '1']))).toEqual([])
     })
     test("marks win over names: a renamed session stays its session's; another project's mark is foreign", () => {
-      const base = { createdMs: 0, attached: 0, panePid: 1, paneDead: false, paneDeadStatus: null, markedRun: null, markedProject: null }
+      const base = {
+        createdMs: 0,
+        attached: 0,
+        panePid: 1,
+        paneDead: false,
+        paneDeadStatus: null,
+        markedRun: null,
+        markedProject: null,
+        markedRole: null,
+      }
       const { own, foreign } = ownTmuxSessions(
         [
           { ...base, tmuxName: 'renamed', directory: '/p', markedRun: '/p/.claude/pipeline-runs/a', markedProject: '/p' },
@@ -6433,6 +7682,18 @@ export {
   lastOutputLine,
   attach,
   wait,
+  events,
+  followEvents,
+  notify,
+  detachNotify,
+  stopNotify,
+  readNotifyRecord,
+  sessionChanges,
+  eventSourceOf,
+  stalledSince,
+  parseSince,
+  EVENT_KINDS,
+  NOTIFY_KINDS,
   cleanup,
   scanCleanup,
   applyCleanup,
@@ -6513,6 +7774,9 @@ export {
   renderWaitProgress,
   renderWaitResult,
   renderDashboard,
+  renderEvents,
+  renderEventLines,
+  renderNotifyControl,
   warningWords,
   describeForMenu,
   SessionsError,
@@ -6586,4 +7850,12 @@ export type {
   EngineEvent,
   Bead,
   BeadsSummary,
+  EventKind,
+  SessionEvent,
+  SessionMark,
+  EventsOptions,
+  EventsResult,
+  NotifyOptions,
+  NotifyResult,
+  NotifyControlResult,
 }
