@@ -1488,7 +1488,7 @@ describe('shell completion', () => {
     expect((await cli(['completion', 'zsh'])).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
     const fish = (await cli(['completion', 'fish'])).stdout
     expect(fish).toContain(
-      "complete -c sessions -n __fish_use_subcommand -a 'start list status monitor attach kill cleanup resume wait completion help version'",
+      "complete -c sessions -n __fish_use_subcommand -a 'start list status monitor attach kill cleanup resume wait events notify completion help version'",
     )
     expect(fish).toContain("complete -c sessions -n '__fish_seen_subcommand_from cleanup' -l dry-run")
     const bad = await cli(['completion', 'csh'])
@@ -2591,7 +2591,20 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     expect(JSON.parse((await cli(['ls', '--json', '-C', root])).stdout).sessions).toHaveLength(1)
     expect((await cli(['logs', 'done-loop', '-C', root])).stdout).toContain('done-loop: complete')
     // Every command's help is derived from the one table: each has a usage line and two examples.
-    for (const command of ['start', 'list', 'status', 'monitor', 'attach', 'kill', 'cleanup', 'resume', 'wait', 'completion']) {
+    for (const command of [
+      'start',
+      'list',
+      'status',
+      'monitor',
+      'attach',
+      'kill',
+      'cleanup',
+      'resume',
+      'wait',
+      'events',
+      'notify',
+      'completion',
+    ]) {
       const help = (await cli(['help', command])).stdout
       expect(help, command).toMatch(new RegExp(`^Usage: ${escaped(SELF)} ${command}`))
       expect(help.split('Examples:')[1].trim().split('\n'), command).toHaveLength(2)
@@ -2844,7 +2857,7 @@ describe('events and notify', () => {
     const env = { PATH: `${bin}:${ENV.PATH}` }
     const exec = `cat >> ${execOut}; echo "$SESSIONS_EVENT $SESSIONS_SESSION: $SESSIONS_TEXT" >> ${path.join(root, 'exec-env.txt')}`
     const watch = watcher(['--webhook', hook.url, '--exec', exec, '--desktop', '--interval', '0.3', '--stall', '0.05', '-C', root], env)
-    await waitFor('the first look', () => existsSync(path.join(root, '.claude/sessions-notify.json')))
+    await waitFor('the first look', () => watch.out.stdout.includes('watching'))
     expect((await cli(['start', 'ralph', 'done', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.2' } })).code).toBe(0)
     const { enginePid } = await startHungAgent(root, 'boom')
     process.kill(enginePid, 'SIGKILL')
@@ -2906,7 +2919,7 @@ describe('events and notify', () => {
     const root = await makeEngineProject()
     const hook = await hookServer()
     const first = watcher(['--webhook', hook.url, '--interval', '0.3', '-C', root])
-    await waitFor('the first look', () => existsSync(path.join(root, '.claude/sessions-notify.json')))
+    await waitFor('the first look', () => first.out.stdout.includes('watching'))
     expect(await first.stop()).toBe(0)
     // While no watcher runs: one session completes, another fails.
     expect((await cli(['start', 'ralph', 'quiet', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
@@ -2967,9 +2980,11 @@ describe('events and notify', () => {
       '-C',
       root,
     ])
-    await waitFor('the first look', () => existsSync(path.join(root, '.claude/sessions-notify.json')))
+    await waitFor('the first look', () => watch.out.stdout.includes('watching'))
     expect((await cli(['start', 'ralph', 'quick', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
-    await waitFor('the failure', () => watch.out.stderr.includes('not delivered'), 20_000)
+    await waitFor('the failure', () => watch.out.stderr.includes('not delivered'), 20_000).catch((error) => {
+      throw new Error(`${error.message}; the watcher said: ${JSON.stringify(watch.out)}`)
+    })
     expect(await watch.stop()).toBe(0)
     expect(hook.requests()).toBe(2)
     expect(watch.out.stderr).toBe(

@@ -555,8 +555,8 @@ async function withFileCache<T>(work: () => Promise<T>): Promise<T> {
 /** What tells one version of a regular file from another, or null (missing, or not a regular file: read as usual). */
 function cacheSignature(file: string): string | null {
   try {
-    const st = statSync(file)
-    return st.isFile() ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : null
+    const st = statSync(file, { throwIfNoEntry: false })
+    return st?.isFile() ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : null
   } catch {
     return null
   }
@@ -578,8 +578,9 @@ function linkedFile(file: string): string | null {
 /** Which version of a file this is (inode, size, change time), or null when there is none: a rename over it changes it. */
 function fileSignature(file: string): string | null {
   try {
-    const st = lstatSync(file)
-    return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`
+    // No exception for a missing file (a watcher asks about many, every few seconds).
+    const st = lstatSync(file, { throwIfNoEntry: false })
+    return st ? `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : null
   } catch {
     return null
   }
@@ -2097,6 +2098,8 @@ interface GatherOptions extends TmuxOptions {
   root?: string
   /** Give the tmux sessions already listed, so that one call serves many sessions. */
   tmuxSessions?: TmuxSession[]
+  /** How a session is gathered (default gatherSession): a watcher reuses what has not changed. */
+  gather?: typeof gatherSession
 }
 
 /**
@@ -2320,7 +2323,8 @@ async function mapProject<T>(
   // One scan of the process table serves every pane that must be searched for an engine.
   let parents: Promise<Map<number, number>> | null = null
   const sharedParents = () => (parents ??= processParents())
-  const sessions = await Promise.all(names.map(async (name) => map(await gatherSession(name, root, own.get(name) ?? null, sharedParents))))
+  const gather = options.gather ?? gatherSession
+  const sessions = await Promise.all(names.map(async (name) => map(await gather(name, root, own.get(name) ?? null, sharedParents))))
   return { root, sessions, foreign }
 }
 
@@ -4445,12 +4449,16 @@ function eventSourceOf(facts: SessionFacts, row: SessionRow): EventSource {
 
 /** New whole lines of events.jsonl since `at` (all of them when the file is new or was replaced), and how far that is. */
 function readNewEvents(file: string, at: SessionMark['events_at']): { events: EngineEvent[]; at: SessionMark['events_at'] } {
-  let ino: number
+  let st: Stats | undefined
   try {
-    ino = statSync(file).ino
+    st = statSync(file, { throwIfNoEntry: false })
   } catch {
-    return { events: [], at }
+    /* unreadable: as missing */
   }
+  if (!st) return { events: [], at }
+  const ino = st.ino
+  // Unchanged since the last look: nothing to open.
+  if (at && at.ino === ino && at.size === st.size) return { events: [], at }
   const from = at && at.ino === ino ? at.size : 0
   const read = readRegularFile(file, from)
   // A file that shrank was replaced in place: read it again from its start.
@@ -4736,13 +4744,17 @@ async function lookAtProject(
   options: CommonOptions & { stallMinutes?: number },
   marks: Map<string, SessionMark> | null,
   observed: boolean,
+  cache?: FactsCache,
 ): Promise<{ root: string; tmuxAvailable: boolean; events: TrackedEvent[]; marks: Map<string, SessionMark>; names: string[] }> {
   const now = Date.now()
   const stallMs = (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000
   const tmux = await tmuxSessionsIfAny(options)
-  const project = await mapProject({ ...options, tmuxSessions: tmux.sessions }, (facts) =>
-    eventSourceOf(facts, describeSession(facts, now, options)),
+  const root = await findProjectRoot(options)
+  const project = await mapProject(
+    { ...options, root, tmuxSessions: tmux.sessions, gather: cache ? cachedGather(cache, root) : undefined },
+    (facts) => eventSourceOf(facts, describeSession(facts, now, options)),
   )
+  if (cache) for (const name of cache.keys()) if (!project.sessions.some((source) => source.row.name === name)) cache.delete(name)
   const events: TrackedEvent[] = []
   const next = new Map<string, SessionMark>()
   for (const source of project.sessions) {
@@ -4754,6 +4766,55 @@ async function lookAtProject(
   const order = new Map(events.map((event, i) => [event, i]))
   events.sort((a, b) => (parseTime(a.ts) ?? 0) - (parseTime(b.ts) ?? 0) || order.get(a)! - order.get(b)!)
   return { root: project.root, tmuxAvailable: tmux.available, events, marks: next, names: project.sessions.map((s) => s.row.name) }
+}
+
+/**
+ * What a watcher keeps of each session between looks: its facts, what they were gathered from, and the
+ * processes they proved alive. A session whose tmux session and files are as they were, and whose
+ * engine is the same process still, is not gathered again (no files read, no engine proven again);
+ * its row is described anew, since time alone moves a health (a start's grace) and a stall.
+ */
+type FactsCache = Map<string, { inputs: string; facts: SessionFacts; alive: [number, number | null][] }>
+
+/** A folder as far as links go: which one it is, and whether it is a link (its mtime moves with every file). */
+function linkSignature(dir: string): string {
+  try {
+    const st = lstatSync(dir)
+    return `${st.ino}${st.isSymbolicLink() ? 'L' : ''}`
+  } catch {
+    return '-'
+  }
+}
+
+/** Everything a session's facts are gathered from that can change without its engine dying, cheaply: its tmux record and the versions of its files. */
+function sessionInputs(root: string, name: string, tmux: TmuxSession | null, known: SessionFacts | undefined): string {
+  const paths = sessionPaths(root, name)
+  // The run folder's own version moves when an entry of it is added, removed or replaced (a new stage, a
+  // plan, a state written by rename); the iterations folder's when an iteration begins.
+  const files = [paths.lock, known?.state.kind === 'missing' ? paths.legacyState : paths.state, paths.runDir]
+  if (known?.stageDir) files.push(path.join(paths.runDir, known.stageDir, 'iterations'))
+  return `${tmux ? JSON.stringify(tmux) : '-'}|${files.map((file) => fileSignature(file) ?? '-').join('|')}`
+}
+
+function cachedGather(cache: FactsCache, root: string): typeof gatherSession {
+  // Links on the way to every session's files (linkOutside): the same for all of them in one look.
+  const shared = ['', 'locks', 'pipeline-runs'].map((dir) => linkSignature(path.join(root, '.claude', dir))).join(',')
+  return async (name, root, tmux, parents) => {
+    const held = cache.get(name)
+    // Taken before gathering: a change made meanwhile is seen at the next look.
+    const inputs = `${shared}|${sessionInputs(root, name, tmux, held?.facts)}`
+    if (held && held.inputs === inputs) {
+      let same = true
+      for (const [pid, stamp] of held.alive) same &&= await isSameProcess(pid, stamp)
+      if (same) return held.facts
+    }
+    const facts = await gatherSession(name, root, tmux, parents)
+    const alive: [number, number | null][] = []
+    for (const pid of [facts.engine?.proof ? facts.engine.pid : null, facts.paneEngine?.pid ?? null])
+      if (pid !== null) alive.push([pid, await processStartStamp(pid)])
+    cache.set(name, { inputs, facts, alive })
+    return facts
+  }
 }
 
 /** An event as printed and delivered: without what only the watcher uses. */
@@ -4803,15 +4864,18 @@ async function followEvents(
   options: EventsOptions & { intervalMs?: number; signal?: AbortSignal },
 ): Promise<void> {
   let marks = start
+  const cache: FactsCache = new Map()
   try {
-    await poll(
-      async () => {
-        const look = await lookAtProject(options, marks, true)
-        marks = look.marks
-        for (const event of look.events) if (names.length === 0 || names.includes(event.session)) onEvent(publicEvent(event))
-        return false
-      },
-      { intervalMs: options.intervalMs ?? DEFAULTS.notifyIntervalSeconds * 1000, signal: options.signal },
+    await withFileCache(() =>
+      poll(
+        async () => {
+          const look = await lookAtProject(options, marks, true, cache)
+          marks = look.marks
+          for (const event of look.events) if (names.length === 0 || names.includes(event.session)) onEvent(publicEvent(event))
+          return false
+        },
+        { intervalMs: options.intervalMs ?? DEFAULTS.notifyIntervalSeconds * 1000, signal: options.signal },
+      ),
     )
   } catch (error) {
     if (!options.signal?.aborted) throw error
@@ -4880,20 +4944,32 @@ function makeSinks(options: SinkOptions, warn: (text: string) => void): Sink[] {
       label: `webhook ${url.origin}/…`,
       retries: options.retries ?? DEFAULTS.notifyRetries,
       deliver: async (event, text, signal) => {
-        const response = await fetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          // Slack, Mattermost and Discord's Slack-compatible hooks post `text`; the event is there for programs.
-          body: JSON.stringify({ text, event }),
-          signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), signal]),
-          redirect: 'error',
-        }).catch((error: Error) => {
+        // A timer of its own, held until the answer: a signal of AbortSignal.timeout that only
+        // AbortSignal.any refers to can be collected before it fires (Node 20), and the POST then waits forever.
+        const attempt = new AbortController()
+        const timer = setTimeout(() => attempt.abort(), timeoutMs)
+        const stop = () => attempt.abort()
+        signal.addEventListener('abort', stop, { once: true })
+        let response: Response
+        try {
+          response = await fetch(url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            // Slack, Mattermost and Discord's Slack-compatible hooks post `text`; the event is there for programs.
+            body: JSON.stringify({ text, event }),
+            signal: attempt.signal,
+            redirect: 'error',
+          })
+          await response.body?.cancel()
+        } catch (error) {
           if (signal.aborted) throw error
           throw new Error(
-            error.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : oneLine(errorMessage(error.cause ?? error)),
+            attempt.signal.aborted ? `no answer within ${timeoutMs / 1000} s` : oneLine(errorMessage((error as Error).cause ?? error)),
           )
-        })
-        await response.body?.cancel()
+        } finally {
+          clearTimeout(timer)
+          signal.removeEventListener('abort', stop)
+        }
         if (!response.ok) throw new Error(`HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`)
       },
     })
@@ -5048,6 +5124,7 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
       written = text
     }
     const byId = new Map(sinks.map((sink) => [sink.id, sink]))
+    const cache: FactsCache = new Map()
     // What an earlier watcher left undelivered: to the sinks still asked for, late.
     for (const item of record.outbox) {
       item.late = true
@@ -5078,7 +5155,7 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
     const look = async () => {
       const first = record.marks === null
       const late = result.looks === 0 && !first
-      const seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), true)
+      const seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), true, cache)
       result.looks++
       record.marks = [...seen.marks.values()]
       // A first look ever only marks where things stand: nothing before now is news.
@@ -7564,7 +7641,7 @@ if (import.meta.vitest) {
       const record = (values: string[]) => `${values.join('\x1fn0nce\x1f')}\x1en0nce\x1e\n`
       // A start directory holding a newline and anything that looks like the next record.
       const forged = '/p\npipeline-evil\x1f/p\x1f1\x1f0\x1f1\x1f0\x1f'
-      const sessions = parse(record(['pipeline-a', '1795594984', '1', '2588', '1', '3', forged, '/p/.claude/pipeline-runs/a', '/p']))
+      const sessions = parse(record(['pipeline-a', '1795594984', '1', '2588', '1', '3', forged, '/p/.claude/pipeline-runs/a', '/p', '']))
       expect(sessions).toEqual([
         {
           tmuxName: 'pipeline-a',
@@ -7576,10 +7653,11 @@ if (import.meta.vitest) {
           paneDeadStatus: 3,
           markedRun: '/p/.claude/pipeline-runs/a',
           markedProject: '/p',
+          markedRole: null,
         },
       ])
       // A record with a field too many or too few, or a PID that is not a number, is dropped.
-      expect(parse(record(['pipeline-a', '1', '1', 'x', '0', '', '/p', '', '']))).toEqual([])
+      expect(parse(record(['pipeline-a', '1', '1', 'x', '0', '', '/p', '', '', '']))).toEqual([])
       expect(parse(record(['pipeline-a', '1', '1']))).toEqual([])
     })
     test("marks win over names: a renamed session stays its session's; another project's mark is foreign", () => {
