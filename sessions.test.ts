@@ -2550,6 +2550,9 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['events --since soon', ['events', '--since', 'soon'], /^sessions: --since needs a duration \(30m, 2h, 1d\) or a time/],
     ['events --interval without --follow', ['events', '--interval', '1'], /^sessions: events: --interval goes with --follow\n$/],
     ['events of a bad name', ['events', '../x'], /^sessions: invalid session name "\.\.\/x"/],
+    ['mcp --json', ['mcp', '--json'], /^sessions: mcp speaks the MCP protocol on stdout; it takes no --json\n$/],
+    ['setup without a target', ['setup'], /^sessions: setup: missing what to set up: setup claude\n$/],
+    ['setup of something else', ['setup', 'vim'], /^sessions: setup: unknown target "vim"; targets: claude\n$/],
   ]
   test.each(cases)('%s', async (_label, args, message) => {
     const root = await makeProject('running-loop')
@@ -3089,5 +3092,223 @@ describe('the real entry, as a child process', () => {
     }
     // The shebang keeps the compile cache under the home folder: the second run found it.
     expect(readdirSync(path.join(cache, '.cache', 'sessions-ts')).length).toBeGreaterThan(0)
+  })
+})
+
+describe('mcp: the commands as tools, over a real stdio transport', () => {
+  /** The SDK's own client, spawning the real entry as an MCP client does, against the tests' tmux server. */
+  async function mcpClient(root: string) {
+    const { Client } = await import('@modelcontextprotocol/sdk/client/index.js')
+    const { StdioClientTransport } = await import('@modelcontextprotocol/sdk/client/stdio.js')
+    const [command, ...pre] = NATIVE ? [process.execPath, SESSIONS] : [TSX, SESSIONS]
+    const transport = new StdioClientTransport({
+      command,
+      args: [...pre, 'mcp'],
+      cwd: root,
+      env: ENV as Record<string, string>,
+      stderr: 'pipe',
+    })
+    let stderr = ''
+    transport.stderr?.on('data', (chunk) => {
+      stderr += chunk
+    })
+    const client = new Client({ name: 'sessions-test', version: '0' })
+    await client.connect(transport)
+    return { client, stderr: () => stderr }
+  }
+  type ToolResult = { content: { type: string; text: string }[]; structuredContent?: Record<string, unknown>; isError?: boolean }
+
+  test('the tools, their schemas and annotations; good and bad arguments; waits, progress, a start and a kill of a real run', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const { client, stderr } = await mcpClient(root)
+    try {
+      const { tools } = await client.listTools()
+      const byName = new Map(tools.map((tool) => [tool.name, tool]))
+      expect([...byName.keys()]).toEqual([
+        'list_sessions',
+        'session_status',
+        'session_output',
+        'session_events',
+        'start_session',
+        'resume_session',
+        'kill_session',
+        'cleanup',
+        'wait_for_sessions',
+      ])
+      for (const name of ['list_sessions', 'session_status', 'session_output', 'session_events', 'wait_for_sessions'])
+        expect(byName.get(name)!.annotations, name).toMatchObject({ readOnlyHint: true })
+      for (const name of ['kill_session', 'cleanup']) expect(byName.get(name)!.annotations, name).toMatchObject({ destructiveHint: true })
+      expect(byName.get('wait_for_sessions')!.inputSchema.required).toEqual(['names', 'timeout_seconds'])
+      expect(byName.get('session_status')!.inputSchema.properties!.name).toMatchObject({ type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' })
+
+      const call = async (name: string, args: Record<string, unknown>, options?: object) =>
+        (await client.callTool({ name, arguments: args }, undefined, options)) as ToolResult
+      // The same JSON as the command's --json, as structured content.
+      const listed = await call('list_sessions', {})
+      expect(listed.isError).toBeFalsy()
+      const fromCli = JSON.parse((await cli(['list', '--json'], { cwd: root })).stdout)
+      const stable = (result: { sessions: SessionRow[] }) => ({
+        ...result,
+        sessions: result.sessions.map(({ runtime_seconds: _r, total_runtime_seconds: _t, ...row }) => row),
+      })
+      expect(stable(listed.structuredContent as never)).toEqual(stable(fromCli))
+      expect(listed.content[0].text).toMatch(/^busy: crashed \(/)
+      // A refusal is a tool error with the CLI's line; a malformed argument is the SDK's validation error.
+      expect(await call('session_status', { name: 'nobody' })).toEqual({
+        content: [{ type: 'text', text: `no session nobody in ${root}; sessions: busy` }],
+        isError: true,
+      })
+      const malformed = await call('session_status', { name: '../x' })
+      expect(malformed.isError).toBe(true)
+      expect(malformed.content[0].text).toMatch(/Input validation error/)
+      expect((await call('wait_for_sessions', { names: ['busy'] })).content[0].text).toMatch(/Input validation error.*timeout_seconds/)
+      expect((await call('wait_for_sessions', { names: ['busy'], timeout_seconds: 99999 })).isError).toBe(true)
+      // cleanup reports unless fix: true, and changes nothing then.
+      const before = snapshot(root)
+      const report = await call('cleanup', {})
+      expect(report.structuredContent).toMatchObject({
+        mode: 'report',
+        problems: expect.arrayContaining([expect.objectContaining({ name: 'busy', problem: 'stale_lock', fixed: null })]),
+      })
+      expect(snapshot(root)).toEqual(before)
+      // A session that already ended: the wait returns at once.
+      const ended = await call('wait_for_sessions', { names: ['busy'], timeout_seconds: 30 })
+      expect(ended.structuredContent).toMatchObject({
+        ended: true,
+        timed_out: false,
+        sessions: [expect.objectContaining({ health: 'crashed' })],
+      })
+
+      // A real run of the mock engine: started, waited for with progress (timing out), read, then killed.
+      const started = await call('start_session', { type: 'ralph', name: 'agent-run', max: 50, root })
+      expect(started.isError).toBeFalsy()
+      expect(started.structuredContent).toMatchObject({
+        name: 'agent-run',
+        tmux_session: 'pipeline-agent-run',
+        engine_pid: expect.any(Number),
+      })
+      expect(isPidAlive(started.structuredContent!.engine_pid as number)).toBe(true)
+      expect((await call('start_session', { type: 'ralph', name: 'agent-run' })).content[0].text).toMatch(
+        /^session agent-run is already running/,
+      )
+      const progress: { progress: number; total?: number; message?: string }[] = []
+      const waited = await call(
+        'wait_for_sessions',
+        { names: ['agent-run'], timeout_seconds: 1.5 },
+        { onprogress: (p: never) => progress.push(p) },
+      )
+      expect(waited.structuredContent).toMatchObject({ ended: false, timed_out: true })
+      expect(progress.length).toBeGreaterThan(0)
+      expect(progress[0]).toMatchObject({ progress: 0, total: 1, message: 'agent-run: running' })
+      const output = await call('session_output', { name: 'agent-run', lines: 5 })
+      expect(output.structuredContent).toMatchObject({ source: 'tmux', session: expect.objectContaining({ health: 'running' }) })
+      const events = await call('session_events', { names: ['agent-run'] })
+      expect((events.structuredContent!.events as { event: string }[])[0].event).toBe('started')
+      const cursor = events.structuredContent!.cursor as string
+      const killed = await call('kill_session', { names: ['agent-run'], grace_seconds: 2 })
+      expect(killed.structuredContent).toMatchObject({ sessions: [expect.objectContaining({ name: 'agent-run', outcome: 'killed' })] })
+      expect(tmuxSessionNames()).not.toContain('pipeline-agent-run')
+      // Only what is new since the cursor: the end.
+      const later = await call('session_events', { names: ['agent-run'], cursor })
+      expect(
+        (later.structuredContent!.events as { event: string }[]).map((event) => event.event).filter((kind) => kind !== 'iteration'),
+      ).toEqual(['killed'])
+      expect((await call('kill_session', { names: ['nobody'] })).isError).toBe(true)
+      // Bad arguments of the others: each an error, in the SDK's words or the CLI's.
+      const bad: [string, Record<string, unknown>, RegExp][] = [
+        ['list_sessions', { stall_minutes: -1 }, /Input validation error/],
+        ['session_output', { name: 'busy', lines: 0 }, /Input validation error/],
+        ['session_events', { cursor: 'yesterday' }, /^invalid cursor "yesterday"/],
+        ['session_events', { since: 'soon' }, /^--since needs a duration/],
+        ['start_session', { name: 'x' }, /^give either type \(a loop\) or pipeline$/],
+        ['start_session', { type: 'ralph', name: 'Bad Name' }, /Input validation error/],
+        ['start_session', { type: 'nope', name: 'fine' }, /unknown stage type "nope"/],
+        ['resume_session', { name: 'nobody' }, /no session nobody/],
+        ['cleanup', { only: ['files'] }, /Input validation error/],
+        ['wait_for_sessions', { names: [], timeout_seconds: 1 }, /Input validation error/],
+      ]
+      for (const [tool, args, message] of bad) {
+        const answer = await call(tool, args)
+        expect(answer.isError, `${tool} ${JSON.stringify(args)}`).toBe(true)
+        expect(answer.content[0].text, tool).toMatch(message)
+      }
+      const resumed = await call('resume_session', { name: 'agent-run' })
+      expect(resumed.structuredContent).toMatchObject({ name: 'agent-run', engine_pid: expect.any(Number) })
+      expect((await call('kill_session', { names: ['agent-run'], grace_seconds: 2 })).isError).toBeFalsy()
+    } finally {
+      await client.close()
+    }
+    expect(stderr()).toBe('')
+  })
+
+  test('a cancelled wait stops at once', async () => {
+    const root = await makeEngineProject()
+    expect((await cli(['start', 'ralph', 'long', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })).code).toBe(0)
+    const { client } = await mcpClient(root)
+    try {
+      const controller = new AbortController()
+      const began = Date.now()
+      const waiting = client.callTool({ name: 'wait_for_sessions', arguments: { names: ['long'], timeout_seconds: 60 } }, undefined, {
+        signal: controller.signal,
+      })
+      setTimeout(() => controller.abort(), 500)
+      await expect(waiting).rejects.toThrow(/abort/i)
+      expect(Date.now() - began).toBeLessThan(10_000)
+      // The server goes on serving.
+      expect(((await client.callTool({ name: 'list_sessions', arguments: {} })) as ToolResult).isError).toBeFalsy()
+    } finally {
+      await client.close()
+    }
+  })
+
+  test('without the SDK, mcp says how to install it in one line; list does not need it', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    // A copy of the tool with zod beside it and nothing else.
+    const dir = path.join(BASE, `no-sdk-${projects}`)
+    mkdirSync(path.join(dir, 'node_modules'), { recursive: true })
+    cpSync(SESSIONS, path.join(dir, 'sessions.ts'))
+    symlinkSync(path.join(HERE, 'node_modules', 'zod'), path.join(dir, 'node_modules', 'zod'))
+    writeFileSync(path.join(dir, 'package.json'), '{"type": "module"}\n')
+    const run = (args: string[]) =>
+      spawnSync(NATIVE ? process.execPath : TSX, [path.join(dir, 'sessions.ts'), ...args], { cwd: root, env: ENV, encoding: 'utf8' })
+    const mcp = run(['mcp'])
+    expect(mcp.status).toBe(1)
+    expect(mcp.stdout).toBe('')
+    expect(mcp.stderr).toBe('sessions: mcp needs the MCP SDK beside this file: npm install @modelcontextprotocol/sdk@1\n')
+    const listed = run(['list', '--json'])
+    expect(listed.stderr).toBe('')
+    expect(JSON.parse(listed.stdout).sessions.map((row: SessionRow) => row.name)).toEqual(['busy'])
+  })
+
+  test('setup claude writes the /sessions command once, leaves it when it is the same, refuses to replace another without --force', async () => {
+    const root = await makeEngineProject()
+    const file = path.join(root, '.claude/commands/sessions.md')
+    const first = await cli(['setup', 'claude', '--json', '-C', root])
+    expect(first.stderr).toBe('')
+    expect(first.code).toBe(0)
+    const result = JSON.parse(first.stdout)
+    expect(result).toMatchObject({ project: root, file: '.claude/commands/sessions.md', action: 'written' })
+    expect(result.claude_mcp_add).toMatch(/^claude mcp add --scope project sessions -- .*sessions\.ts mcp --root /)
+    expect(result.codex_config).toMatch(/^\[mcp_servers\.sessions\]\ncommand = ".+"\nargs = \[.*"mcp","--root",/)
+    const text = readFileSync(file, 'utf8')
+    expect(text).toMatch(/^---\ndescription: .+\nargument-hint: .+\nallowed-tools: Bash\(.+sessions\.ts:\*\)\n---\n/)
+    expect(text).toContain('$ARGUMENTS')
+    for (const action of ['start', 'list', 'status', 'monitor', 'attach', 'kill', 'cleanup', 'resume', 'wait', 'events'])
+      expect(text, action).toContain(` ${action}`)
+    // Again: the same file, unchanged.
+    expect(JSON.parse((await cli(['setup', 'claude', '--json', '-C', root])).stdout).action).toBe('unchanged')
+    // A file of the user's own: never replaced without --force.
+    writeFileSync(file, 'my own command\n')
+    const refused = await cli(['setup', 'claude', '-C', root])
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toMatch(
+      /^sessions: \.claude\/commands\/sessions\.md exists and differs; keep it, or replace it with: .*setup claude --force/,
+    )
+    expect(readFileSync(file, 'utf8')).toBe('my own command\n')
+    const forced = await cli(['setup', 'claude', '--force', '-C', root])
+    expect(forced.code).toBe(0)
+    expect(forced.stdout).toMatch(/^Replaced \.claude\/commands\/sessions\.md/)
+    expect(readFileSync(file, 'utf8')).toBe(text)
+    expect((await cli(['setup', 'codex', '-C', root])).code).toBe(2)
   })
 })

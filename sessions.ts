@@ -1174,6 +1174,8 @@ function pathForEngine(file: string, root: string): string {
 
 /** New sessions: lowercase letters, digits and hyphens; not led by a hyphen, which the engine would take for a flag. */
 const NEW_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/
+/** A stage type, provider or model as the engine takes them. */
+const ENGINE_VALUE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/
 
 function checkNewName(name: string): string {
   checkName(name)
@@ -5304,6 +5306,388 @@ async function stopNotify(options: CommonOptions & { graceSeconds?: number } = {
   return { project: root, action: stopped !== null || tmuxName !== null ? 'stopped' : 'not_running', pid: stopped, tmux_session: tmuxName }
 }
 
+// ───────────────────────── mcp: the same commands as tools for agents ─────────────────────────
+// An MCP server over stdio (the official SDK, loaded only here: `list` pays nothing for it). Every tool
+// is a thin call of the library function its CLI command calls; its result is that function's JSON, as
+// structuredContent, with one line of text. Never a question (the agent's host asks the person); a
+// refusal is a tool error with the CLI's one line. Nothing but protocol messages goes to stdout.
+
+/** The values tools and the command table agree on, as zod schemas (the CLI checks the same patterns). */
+const TOOL_VALUES = {
+  name: z.string().regex(NAME_PATTERN, 'a session name: letters, digits, _ and -, at most 64'),
+  newName: z.string().regex(NEW_NAME_PATTERN, 'a new session name: lowercase letters, digits and hyphens, not starting with a hyphen'),
+  engineValue: z.string().regex(ENGINE_VALUE_PATTERN, 'letters, digits and . _ : / -'),
+  root: z.string().min(1).optional().describe('the project root (default: the server’s working directory)'),
+  seconds: z.number().positive(),
+} as const
+
+interface McpToolResult {
+  [key: string]: unknown
+  content: { type: 'text'; text: string }[]
+  structuredContent?: Record<string, unknown>
+  isError?: boolean
+}
+
+/** A tool's answer: the function's JSON, and a line for a reader; or the CLI's one-line refusal as a tool error. */
+async function toolAnswer(work: () => Promise<Record<string, unknown>>, say: (data: never) => string): Promise<McpToolResult> {
+  try {
+    const data = await work()
+    return { content: [{ type: 'text', text: say(data as never) }], structuredContent: data }
+  } catch (error) {
+    const message = error instanceof SessionsError ? error.message : `unexpected error: ${errorMessage(error)}`
+    return { content: [{ type: 'text', text: oneLine(message) }], isError: true }
+  }
+}
+
+/** Progress notifications where the client asked for them (a progressToken), else nothing. */
+function progressOf(extra: { _meta?: { progressToken?: string | number }; sendNotification: (n: never) => Promise<void> }) {
+  const token = extra._meta?.progressToken
+  return (progress: number, total: number | undefined, message: string) => {
+    if (token === undefined) return
+    void extra
+      .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, total, message } } as never)
+      .catch(() => {})
+  }
+}
+
+/** The tools, declared once: name, description, input shape, annotations, and the call. */
+function mcpTools(base: CommonOptions) {
+  const at = (root: string | undefined): CommonOptions => ({ ...base, ...(root ? { root } : {}) })
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`
+  const readOnly = { readOnlyHint: true, openWorldHint: false }
+  return {
+    list_sessions: {
+      description:
+        'Every pipeline session of the project with its health (running, crashed, zombie, orphaned, complete, failed, killed…), why, iteration, and the next actions; what `list --json` prints.',
+      inputSchema: {
+        root: TOOL_VALUES.root,
+        stall_minutes: z
+          .number()
+          .positive()
+          .optional()
+          .describe('warn about a running session with no progress for this long (default 30)'),
+      },
+      annotations: { title: 'List sessions', ...readOnly },
+      call: ({ root, stall_minutes }: { root?: string; stall_minutes?: number }) =>
+        toolAnswer(
+          async () => ({ ...(await list({ ...at(root), stallMinutes: stall_minutes })) }),
+          (data: ListResult) =>
+            data.sessions.length
+              ? data.sessions.map((row) => `${row.name}: ${row.health} (${row.why})`).join('; ')
+              : `no sessions in ${data.project}`,
+        ),
+    },
+    session_status: {
+      description:
+        'Everything about one session: health with evidence, stage, iterations and their summaries, files, the resume command; what `status NAME --json` prints.',
+      inputSchema: { name: TOOL_VALUES.name, root: TOOL_VALUES.root },
+      annotations: { title: 'Session status', ...readOnly },
+      call: ({ name, root }: { name: string; root?: string }) =>
+        toolAnswer(
+          async () => ({ ...(await status(name, at(root))) }),
+          (data: StatusResult) => `${data.name}: ${data.health} (${data.why})`,
+        ),
+    },
+    session_output: {
+      description:
+        'The last lines a session printed (its tmux pane, or the kept copy of its output), without attaching; what `monitor NAME --json` prints.',
+      inputSchema: {
+        name: TOOL_VALUES.name,
+        lines: z.number().int().min(1).max(2000).optional().describe(`how many lines (default ${DEFAULTS.monitorLines})`),
+        root: TOOL_VALUES.root,
+      },
+      annotations: { title: 'Session output', ...readOnly },
+      call: ({ name, lines, root }: { name: string; lines?: number; root?: string }) =>
+        toolAnswer(
+          async () => ({ ...(await monitor(name, { ...at(root), lines })) }),
+          (data: MonitorResult) =>
+            `${data.session.name} (${data.session.health}), ${count(data.lines.length, 'line')}:\n${data.lines.join('\n')}`,
+        ),
+    },
+    session_events: {
+      description:
+        'What happened to the sessions, oldest first: started, resumed, iteration, stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie. Pass the returned `cursor` back to get only what is new since.',
+      inputSchema: {
+        names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
+        since: z.string().optional().describe('only since: 30m, 2h, 1d, or an ISO time'),
+        cursor: z.string().optional().describe('from an earlier answer: only events after it'),
+        root: TOOL_VALUES.root,
+      },
+      annotations: { title: 'Session events', ...readOnly },
+      call: ({ names, since, cursor, root }: { names?: string[]; since?: string; cursor?: string; root?: string }) =>
+        toolAnswer(
+          async () => {
+            const result = await events(names ?? [], { ...at(root), since: since === undefined ? undefined : parseSince(since) })
+            const after = eventsAfter(result.events, cursor)
+            return { ...result, events: after, cursor: eventCursor(result.events) }
+          },
+          (data: EventsResult) =>
+            data.events.length ? data.events.map((event) => `${event.ts} ${event.session} ${event.event}`).join('; ') : 'no events',
+        ),
+    },
+    start_session: {
+      description:
+        'Start a loop of a stage type (type, name, max) or a pipeline (pipeline file, name, runs) in its tmux session, and return once its engine holds its lock; what `start … --yes --json` prints.',
+      inputSchema: {
+        type: TOOL_VALUES.engineValue.optional().describe('the stage type of a loop (ralph, improve-plan, …)'),
+        pipeline: z.string().min(1).optional().describe('a pipeline file, instead of a type'),
+        name: TOOL_VALUES.newName,
+        max: z.number().int().min(1).optional().describe(`a loop's max iterations (default ${DEFAULTS.maxIterations})`),
+        runs: z.number().int().min(1).optional().describe("a pipeline's runs"),
+        provider: TOOL_VALUES.engineValue.optional(),
+        model: TOOL_VALUES.engineValue.optional(),
+        context: z.string().optional().describe('context for the agents'),
+        inputs: z.array(z.string().min(1)).optional().describe('input files for the agents'),
+        force: z.boolean().optional().describe('start afresh over an ended session of this name (its run folder is kept aside)'),
+        root: TOOL_VALUES.root,
+      },
+      annotations: { title: 'Start a session', readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+      call: ({ root, ...request }: StartRequest & { root?: string }) =>
+        toolAnswer(
+          async () => {
+            if ((request.type === undefined) === (request.pipeline === undefined))
+              throw new UsageError('give either type (a loop) or pipeline')
+            return { ...(await start({ ...request, inputs: request.inputs ?? [] }, at(root))) }
+          },
+          (data: StartResult) => `started ${data.name} in tmux session ${data.tmux_session}, engine PID ${data.engine_pid}`,
+        ),
+    },
+    resume_session: {
+      description:
+        'Resume a crashed, zombie, failed or killed session as it was started (its type or pipeline, max, provider and model from its own files); what `resume NAME --yes --json` prints.',
+      inputSchema: {
+        name: TOOL_VALUES.name,
+        max: z.number().int().min(1).optional(),
+        provider: TOOL_VALUES.engineValue.optional(),
+        model: TOOL_VALUES.engineValue.optional(),
+        context: z.string().optional(),
+        root: TOOL_VALUES.root,
+      },
+      annotations: { title: 'Resume a session', readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+      call: ({ name, root, ...overrides }: ResumeOverrides & { name: string; root?: string }) =>
+        toolAnswer(
+          async () => ({ ...(await resume(name, overrides, at(root))) }),
+          (data: StartResult) => `resumed ${data.name}, engine PID ${data.engine_pid}`,
+        ),
+    },
+    kill_session: {
+      description:
+        "Stop sessions' engines and everything under them (SIGTERM, then SIGKILL after the grace), remove their tmux sessions, mark their states killed; progress is kept. What `kill NAME… --json` prints.",
+      inputSchema: {
+        names: z.array(TOOL_VALUES.name).min(1),
+        grace_seconds: TOOL_VALUES.seconds
+          .max(300)
+          .optional()
+          .describe(`between SIGTERM and SIGKILL (default ${DEFAULTS.killGraceSeconds})`),
+        root: TOOL_VALUES.root,
+      },
+      annotations: { title: 'Kill sessions', readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+      call: (
+        { names, grace_seconds, root }: { names: string[]; grace_seconds?: number; root?: string },
+        extra: Parameters<typeof progressOf>[0],
+      ) =>
+        toolAnswer(
+          async () => {
+            const progress = progressOf(extra)
+            const reports = await kill(names, {
+              ...at(root),
+              graceSeconds: grace_seconds,
+              onWaiting: (what) => progress(0, undefined, what),
+            })
+            const refused = reports.find((report) => report.outcome === 'refused' || report.outcome === 'not_found')
+            if (refused) throw new SessionsError(refused.reason ?? `${refused.name}: ${refused.outcome}`)
+            return { sessions: reports }
+          },
+          (data: { sessions: KillReport[] }) => data.sessions.map((report) => `${report.name}: ${report.outcome}`).join('; '),
+        ),
+    },
+    cleanup: {
+      description:
+        'Find stale locks, orphaned tmux sessions, leftover processes and zombie states, with the evidence for each; with fix: true, repair them. What `cleanup --json` (report) or `cleanup --yes --json` (fix) prints.',
+      inputSchema: {
+        fix: z.boolean().optional().describe('repair what is found (default: report only)'),
+        only: z.array(z.enum(PROBLEM_KINDS)).optional().describe('only these kinds of problem'),
+        root: TOOL_VALUES.root,
+      },
+      annotations: { title: 'Clean up', readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+      call: ({ fix, only, root }: { fix?: boolean; only?: ProblemKind[]; root?: string }) =>
+        toolAnswer(
+          async () => ({ ...(await cleanup({ ...at(root), mode: fix ? 'fix' : 'report', only })) }),
+          (data: CleanupResult) =>
+            `${count(data.problems.length, 'problem')}${fix ? `, ${data.problems.filter((p) => p.fixed).length} fixed` : ''}`,
+        ),
+    },
+    wait_for_sessions: {
+      description:
+        'Wait until every named session has ended (no engine runs it), at most timeout_seconds; returns at once for sessions that already ended. Sends progress notifications when asked for, and stops when cancelled.',
+      inputSchema: {
+        names: z.array(TOOL_VALUES.name).min(1),
+        timeout_seconds: TOOL_VALUES.seconds.max(3600).describe('give up after this long (at most 3600)'),
+        root: TOOL_VALUES.root,
+      },
+      annotations: { title: 'Wait for sessions', ...readOnly, idempotentHint: true },
+      call: (
+        { names, timeout_seconds, root }: { names: string[]; timeout_seconds: number; root?: string },
+        extra: Parameters<typeof progressOf>[0] & { signal: AbortSignal },
+      ) =>
+        toolAnswer(
+          async () => {
+            const progress = progressOf(extra)
+            return {
+              ...(await wait(names, {
+                ...at(root),
+                timeoutSeconds: timeout_seconds,
+                signal: extra.signal,
+                onPoll: (rows) => {
+                  const ended = rows.filter((row) => livenessOf(row.health) !== 'engine')
+                  progress(ended.length, rows.length, rows.map((row) => `${row.name}: ${row.health}`).join(', '))
+                },
+              })),
+            }
+          },
+          (data: WaitResult) =>
+            data.timed_out
+              ? 'timed out'
+              : data.all_complete
+                ? 'all complete'
+                : data.sessions.map((row) => `${row.name}: ${row.health}`).join('; '),
+        ),
+    },
+  }
+}
+
+/** The events after a cursor (the ts of the last event seen and how many of that second were seen). */
+function eventsAfter(list: SessionEvent[], cursor: string | undefined): SessionEvent[] {
+  if (!cursor) return list
+  const match = /^(.+)\+(\d+)$/.exec(cursor)
+  const at = match ? parseTime(match[1]) : null
+  if (!match || at === null) throw new UsageError(`invalid cursor "${cursor}": pass back the cursor of an earlier answer`)
+  let sameSecond = Number(match[2])
+  return list.filter((event) => {
+    const ts = parseTime(event.ts) ?? 0
+    if (ts !== at) return ts > at
+    return sameSecond-- <= 0
+  })
+}
+
+/** A cursor after every event of the list: the last one's time, and how many events share it. */
+function eventCursor(list: SessionEvent[]): string | null {
+  const last = list.at(-1)
+  if (!last) return null
+  return `${last.ts}+${list.filter((event) => event.ts === last.ts).length}`
+}
+
+/** Serves the tools over stdio until the client closes the connection. */
+async function serveMcp(options: CommonOptions): Promise<void> {
+  let sdk: [typeof import('@modelcontextprotocol/sdk/server/mcp.js'), typeof import('@modelcontextprotocol/sdk/server/stdio.js')]
+  try {
+    sdk = await Promise.all([import('@modelcontextprotocol/sdk/server/mcp.js'), import('@modelcontextprotocol/sdk/server/stdio.js')])
+  } catch {
+    throw new SessionsError('mcp needs the MCP SDK beside this file: npm install @modelcontextprotocol/sdk@1')
+  }
+  const [{ McpServer }, { StdioServerTransport }] = sdk
+  const server = new McpServer({ name: 'sessions.ts', version: VERSION })
+  for (const [name, tool] of Object.entries(mcpTools(options)))
+    server.registerTool(
+      name,
+      { description: tool.description, inputSchema: tool.inputSchema, annotations: tool.annotations },
+      tool.call as never,
+    )
+  const transport = new StdioServerTransport()
+  const closed = new Promise<void>((resolve) => {
+    transport.onclose = resolve
+    process.stdin.once('end', resolve)
+  })
+  await server.connect(transport)
+  await closed
+  await server.close()
+}
+
+// ── setup claude: the /sessions command for Claude Code, and how to register the server ──
+
+interface SetupResult {
+  project: string
+  /** The command file, relative to the project root. */
+  file: string
+  action: 'written' | 'unchanged' | 'replaced'
+  /** Registers the MCP server with Claude Code, and with Codex. */
+  claude_mcp_add: string
+  codex_mcp_add: string
+  codex_config: string
+}
+
+/** The /sessions command file: Claude runs this tool with --json for what the user asked, and answers from the JSON. */
+function claudeCommandFile(runner: string): string {
+  const commands = (Object.keys(COMMANDS) as CommandName[])
+    .filter((name) => !['completion', 'help', 'version', 'mcp', 'setup', 'notify'].includes(name))
+    .map((name) => `- \`${runner} ${COMMANDS[name].usage} --json\`: ${COMMANDS[name].summary}`)
+  return `---
+description: Manage the agent pipeline sessions of this project (start, list, status, monitor, attach, kill, cleanup, resume, wait, events) with sessions.ts
+argument-hint: "[list | status NAME | start TYPE NAME [MAX] | monitor NAME | attach NAME | kill NAME | cleanup | resume NAME | wait NAME | events [NAME]]"
+allowed-tools: Bash(${runner}:*)
+---
+
+# /sessions
+
+The user asked: \`$ARGUMENTS\` (nothing: list the sessions).
+
+Answer with \`${runner}\`, the session manager of this project's pipelines. Do not improvise with tmux,
+ps, kill, jq or the files under .claude/: each action is one command below, and its \`--json\` output
+(one JSON document; \`events\` prints one per line) is the truth to answer from. Run one command, read
+its JSON, then answer in a few lines: each session's name, health and why, and the \`next\` commands or
+the \`resume_command\` it gives when something needs doing. A non-zero exit prints one line on stderr:
+report it as it is.
+
+${commands.join('\n')}
+
+- start: \`${runner} start TYPE NAME [MAX] --yes --json\` (a loop of stage TYPE) or \`start pipeline FILE NAME --yes --json\`; \`--provider=P --model=M --context=TEXT --input=PATH\` pass through to the engine. Without a type, offer the stage types of \`${runner} completion --words stages\`.
+- kill, \`cleanup --yes\`, \`start --force\`: they stop processes or change files. Run them only when the user asked for exactly that; otherwise show what would happen (\`cleanup --json\` only reports) and ask.
+- attach: it needs the user's terminal. Do not run it; tell the user to run \`${runner} attach NAME\` (Ctrl-b d detaches), and show \`monitor NAME --json\` instead.
+- notifications when sessions end, fail, crash or stall: \`${runner} notify --webhook URL --detach\` (see \`${runner} help notify\`).
+`
+}
+
+async function setupClaude(options: CommonOptions & { force?: boolean } = {}): Promise<SetupResult> {
+  const root = await findProjectRoot(options)
+  const file = path.join(root, '.claude', 'commands', 'sessions.md')
+  const runner = runnerOf({ cwd: root, env: options.env })
+  const text = claudeCommandFile(runner)
+  mkdirInside(root, path.dirname(file))
+  let action: SetupResult['action'] = 'written'
+  if (!createFileInside(root, file, text)) {
+    const existing = readRegularFile(file)
+    if (existing.kind === 'ok' && existing.text === text) action = 'unchanged'
+    else if (!options.force)
+      throw new SessionsError(
+        `${relative(root, file)} exists and differs; keep it, or replace it with: ${hint(options, root, 'setup claude --force')}`,
+      )
+    else {
+      writeFileInside(root, file, text)
+      action = 'replaced'
+    }
+  }
+  const [command, ...args] = [...serverArgv(), 'mcp', '--root', root]
+  const server = [command, ...args].map(shellQuote).join(' ')
+  return {
+    project: root,
+    file: relative(root, file),
+    action,
+    claude_mcp_add: `claude mcp add --scope project sessions -- ${server}`,
+    codex_mcp_add: `codex mcp add sessions -- ${server}`,
+    codex_config: `[mcp_servers.sessions]\ncommand = ${JSON.stringify(command)}\nargs = ${JSON.stringify(args)}\n`,
+  }
+}
+
+/** How an MCP client starts this tool: this Node and the file where it runs .ts itself, else the tsx beside it (or on the PATH). */
+function serverArgv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const script = fileURLToPath(import.meta.url)
+  if ((process.features as { typescript?: unknown }).typescript && !process.execArgv.some((arg) => arg.includes('tsx')))
+    return [process.execPath, script]
+  const beside = path.join(path.dirname(script), 'node_modules', '.bin', 'tsx')
+  const tsx = existsSync(beside) ? beside : onPath('tsx', env)
+  return tsx ? [tsx, script] : selfArgv()
+}
+
 // ───────────────────────── rendering text ─────────────────────────
 
 /**
@@ -5897,6 +6281,25 @@ function renderNotifyControl(result: NotifyControlResult): string {
   }
 }
 
+/** setup claude: what was written, and the lines that register the server. */
+function renderSetup(result: SetupResult): string {
+  const did = { written: 'Wrote', unchanged: 'Already up to date:', replaced: 'Replaced' }[result.action]
+  return [
+    `${did} ${result.file}: in Claude Code, /sessions now runs this tool for what you ask.`,
+    '',
+    'The MCP server (tools list_sessions, session_status, start_session, kill_session, …), for Claude Code:',
+    `  ${result.claude_mcp_add}`,
+    'for Codex:',
+    `  ${result.codex_mcp_add}`,
+    '  (or in ~/.codex/config.toml:)',
+    ...result.codex_config
+      .trimEnd()
+      .split('\n')
+      .map((line) => `  ${line}`),
+    '',
+  ].join('\n')
+}
+
 /** attach's words: the preview, then what was done (or the command to run where it could not attach). */
 function renderAttach(result: AttachResult, view: View = plainView()): string {
   const lines = [renderMonitor(result.preview, view)]
@@ -6478,7 +6881,7 @@ const measured = (unit: string) => (flag: string) => number(/^\d+(\.\d+)?$/, (ra
 const seconds = measured('seconds')
 const minutes = measured('minutes')
 const count = (label: string) => number(/^[1-9]\d{0,8}$/, (raw) => `${label} must be a positive integer, got "${raw}"`)
-const engineValue = (flag: string) => matching(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/, (raw) => `--${flag}: invalid value "${raw}"`)
+const engineValue = (flag: string) => matching(ENGINE_VALUE_PATTERN, (raw) => `--${flag}: invalid value "${raw}"`)
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   root: {
@@ -7003,6 +7406,30 @@ const COMMANDS = {
       })
       io.stdout(`${clock()}  stopped: ${result.events} event(s), ${result.delivered} delivered, ${result.failed} failed\n`)
       return { exit: 0 }
+    },
+  },
+  mcp: {
+    usage: 'mcp',
+    summary: 'an MCP server on stdio: these commands as tools for agents (Claude Code, Codex, …)',
+    positionals: [0, 0],
+    notJson: 'speaks the MCP protocol on stdout',
+    options: {},
+    examples: ['mcp', 'mcp --root /path/to/project --socket work'],
+    run: async ({ common }) => {
+      await serveMcp(common)
+      return { exit: 0 }
+    },
+  },
+  setup: {
+    usage: 'setup claude',
+    summary: 'write the /sessions command for Claude Code into .claude/commands/, and say how to register the MCP server',
+    positionals: [1, 1],
+    missing: 'setup: missing what to set up: setup claude',
+    options: { force: { type: 'boolean', help: 'replace a .claude/commands/sessions.md that differs' } },
+    examples: ['setup claude', 'setup claude --force'],
+    run: async ({ args, values, common }) => {
+      if (args[0] !== 'claude') throw new UsageError(`setup: unknown target "${args[0]}"; targets: claude`)
+      return { data: await setupClaude({ ...common, force: Boolean(values.force) }), render: renderSetup as Outcome['render'], exit: 0 }
     },
   },
   completion: {
