@@ -8199,6 +8199,9 @@ export {
   parseSince,
   EVENT_KINDS,
   NOTIFY_KINDS,
+  serveMcp,
+  mcpTools,
+  setupClaude,
   cleanup,
   scanCleanup,
   applyCleanup,
@@ -8282,6 +8285,7 @@ export {
   renderEvents,
   renderEventLines,
   renderNotifyControl,
+  renderSetup,
   warningWords,
   describeForMenu,
   SessionsError,
@@ -8363,4 +8367,5 @@ export type {
   NotifyOptions,
   NotifyResult,
   NotifyControlResult,
+  SetupResult,
 }
