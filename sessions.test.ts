@@ -1488,7 +1488,7 @@ describe('shell completion', () => {
     expect((await cli(['completion', 'zsh'])).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
     const fish = (await cli(['completion', 'fish'])).stdout
     expect(fish).toContain(
-      "complete -c sessions -n __fish_use_subcommand -a 'start list status monitor attach kill cleanup resume wait events notify completion help version'",
+      "complete -c sessions -n __fish_use_subcommand -a 'start list status monitor attach kill cleanup resume wait events notify mcp setup completion help version'",
     )
     expect(fish).toContain("complete -c sessions -n '__fish_seen_subcommand_from cleanup' -l dry-run")
     const bad = await cli(['completion', 'csh'])
@@ -3235,6 +3235,10 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
       const resumed = await call('resume_session', { name: 'agent-run' })
       expect(resumed.structuredContent).toMatchObject({ name: 'agent-run', engine_pid: expect.any(Number) })
       expect((await call('kill_session', { names: ['agent-run'], grace_seconds: 2 })).isError).toBeFalsy()
+      // And a repair, asked for: the stale lock of busy is removed.
+      const repaired = await call('cleanup', { fix: true })
+      expect(repaired.structuredContent).toMatchObject({ mode: 'fixed' })
+      expect(existsSync(path.join(root, '.claude/locks/busy.lock'))).toBe(false)
     } finally {
       await client.close()
     }

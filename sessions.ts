@@ -7670,6 +7670,7 @@ ${cases}
          ${named.join('|')}) COMPREPLY=($(compgen -W "$(${names} 2>/dev/null)" -- "$cur")) ;;
          ${resumable.join('|')}) COMPREPLY=($(compgen -W "$(${names} --resumable 2>/dev/null)" -- "$cur")) ;;
          completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
+         setup) COMPREPLY=($(compgen -W "claude" -- "$cur")) ;;
          help) COMPREPLY=($(compgen -W "${commands.join(' ')}" -- "$cur")) ;;
        esac ;;
   esac
@@ -7685,6 +7686,7 @@ complete -F _sessions sessions
       `complete -c sessions -n '__fish_seen_subcommand_from ${named.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
       `complete -c sessions -n '__fish_seen_subcommand_from ${resumable.join(' ')}' -a "(${names.replace(/"/g, '\\"')} --resumable 2>/dev/null)"`,
       "complete -c sessions -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'",
+      "complete -c sessions -n '__fish_seen_subcommand_from setup' -a 'claude'",
       `complete -c sessions -n '__fish_seen_subcommand_from start' -a "pipeline (${self.replace(/"/g, '\\"')} completion --words stages 2>/dev/null)"`,
       `complete -c sessions -n '__fish_seen_subcommand_from help' -a '${commands.join(' ')}'`,
       ...specs.flatMap(([name, spec]) =>
