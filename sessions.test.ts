@@ -56,6 +56,8 @@ const SOCKET = `t${process.pid}`
 // This process and every child it starts use the private server only.
 process.env.TMUX_TMPDIR = BASE
 process.env.SESSIONS_TMUX_SOCKET = SOCKET
+// The registry of projects (list --all) lives here, never in the machine's own state folder.
+process.env.XDG_STATE_HOME = path.join(BASE, 'state')
 delete process.env.TMUX
 const ENV: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
 
@@ -203,7 +205,7 @@ async function listJson(root: string, ...flags: string[]) {
     sessions: SessionRow[]
     counts: Record<string, number>
     warnings: unknown[]
-    other_projects?: { name: string; directory: string }[]
+    projects?: { project: string; counts: Record<string, number>; sessions: number }[]
   }
 }
 
@@ -417,19 +419,51 @@ describe('cases the reference layouts do not show', () => {
     const result = await listJson(root)
     expect(result.sessions.map((s) => s.name)).toEqual(['shared'])
     expect(rowOf(result.sessions, 'shared')).toMatchObject({ health: 'complete', tmux: null })
-    expect(result.other_projects).toBeUndefined()
+    expect(result.projects).toBeUndefined()
+    // --all: every project's sessions, whole rows, each carrying its project; same names never merged.
     const all = await listJson(root, '--all')
-    expect(all.other_projects?.map((o) => [o.name, o.directory]).sort()).toEqual([
-      ['elsewhere', other],
-      ['shared', other],
+    expect(all.sessions.map((s) => [s.project, s.name, s.health])).toEqual([
+      [root, 'shared', 'complete'],
+      [other, 'elsewhere', 'starting'],
+      [other, 'shared', 'running'],
     ])
+    expect(all.projects).toEqual([
+      { project: root, counts: { complete: 1 }, sessions: 1 },
+      { project: other, counts: { running: 1, starting: 1 }, sessions: 2 },
+    ])
+    expect(all.counts).toEqual({ running: 1, starting: 1, complete: 1 })
     const text = (await cli(['list', '--all', '-C', root])).stdout
-    expect(text).toMatch(new RegExp(`elsewhere\\s+pipeline-elsewhere\\s+${other}`))
+    expect(text).toMatch(new RegExp(`^Sessions in ${escaped(root)}\n\nNAME .*\nshared .*complete`, 'm'))
+    expect(text).toMatch(new RegExp(`^Sessions in ${escaped(other)}\n\nNAME .*\nelsewhere .*starting.*\nshared .*running`, 'm'))
     // From the other project, its own sessions are its own.
     const theirs = await listJson(other)
     expect(rowOf(theirs.sessions, 'shared').health).toBe('running')
     const missing = await cli(['status', 'elsewhere', '-C', root])
     expect(missing.code).toBe(1)
+  })
+
+  test('list --all also lists the projects this tool started sessions in, after their tmux sessions are gone; a project removed is dropped', async () => {
+    const started = await makeEngineProject()
+    const gone = await makeEngineProject()
+    const here = await makeProject('empty')
+    // One after the other: a tmux server has one pipeline-quick at a time.
+    for (const root of [started, gone]) {
+      expect((await cli(['start', 'ralph', 'quick', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+      await waitFor('its end', async () => rowOf((await listJson(root)).sessions, 'quick').health === 'complete')
+      await waitFor('its tmux session gone', () => !tmuxSessionNames().includes('pipeline-quick'))
+    }
+    const registry = path.join(process.env.XDG_STATE_HOME!, 'sessions-ts', 'projects')
+    expect(readFileSync(registry, 'utf8').split('\n')).toEqual(expect.arrayContaining([started, gone]))
+    rmSync(gone, { recursive: true, force: true })
+    const all = await listJson(here, '--all')
+    // Same-named sessions of two projects: two rows, never one.
+    expect(all.sessions.filter((row) => row.name === 'quick').map((row) => row.project)).toEqual([started])
+    expect(all.projects?.map((p) => p.project)).toEqual(expect.arrayContaining([here, started]))
+    expect(all.projects?.map((p) => p.project)).not.toContain(gone)
+    // In text, one table per project, this one first.
+    const text = (await cli(['list', '--all'], { cwd: here })).stdout
+    expect(text.indexOf(`No pipeline sessions in ${here}.`)).toBeLessThan(text.indexOf(`Sessions in ${started}\n`))
+    expect(text.indexOf(`Sessions in ${started}\n`)).toBeGreaterThan(0)
   })
 
   test('empty, truncated, non-JSON and directory-instead-of-file state and lock files: corrupt, named, unchanged', async () => {

@@ -2483,6 +2483,8 @@ function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number): Heal
 /** One session as `list` shows it and `--json` carries it; names in snake_case like the engine's files. */
 interface SessionRow {
   name: string
+  /** The project root it belongs to (sessions of two projects may have one name). */
+  project: string
   health: Health
   why: string
   evidence: string[]
@@ -2643,6 +2645,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
   const errorMessage = typeof state?.error === 'string' ? state.error : (state?.error?.message ?? null)
   return {
     name: facts.name,
+    project: facts.root,
     health: verdict.health,
     why: verdict.why,
     evidence: stage.maxNote ? [...verdict.evidence, stage.maxNote] : verdict.evidence,
@@ -2821,6 +2824,63 @@ async function beadsRemainingBySession(rows: SessionRow[], env?: NodeJS.ProcessE
   return left
 }
 
+// ───────────────────────── the projects of this machine ─────────────────────────
+// `list --all` shows every project: those of the tmux server's pipeline sessions, and those this tool
+// started sessions in, remembered in a small registry ($XDG_STATE_HOME/sessions-ts/projects, one root a
+// line), written through the safe helpers with that folder as their root.
+
+/** $XDG_STATE_HOME/sessions-ts, else ~/.local/state/sessions-ts; null without either. */
+function stateFolder(env: NodeJS.ProcessEnv = process.env): string | null {
+  const base =
+    env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME)
+      ? env.XDG_STATE_HOME
+      : env.HOME && path.isAbsolute(env.HOME)
+        ? path.join(env.HOME, '.local', 'state')
+        : null
+  return base && path.join(base, 'sessions-ts')
+}
+
+/** The remembered project roots that still are projects (a folder with .claude/). */
+function knownProjects(env: NodeJS.ProcessEnv = process.env): string[] {
+  const folder = stateFolder(env)
+  const read = folder ? readRegularFile(path.join(folder, 'projects')) : ({ kind: 'missing' } as const)
+  if (read.kind !== 'ok') return []
+  const roots = read.text
+    .split('\n')
+    .filter((line) => path.isAbsolute(line) && line === path.resolve(line) && isDirectory(path.join(line, '.claude')))
+  return [...new Set(roots)]
+}
+
+/** Adds a project to the registry (and drops those that are gone). A convenience: it never fails a command. */
+function rememberProject(root: string, env: NodeJS.ProcessEnv = process.env): void {
+  const folder = stateFolder(env)
+  if (!folder || root.includes('\n')) return
+  try {
+    mkdirSync(folder, { recursive: true, mode: 0o700 })
+    const roots = knownProjects(env)
+    if (roots.includes(root)) return
+    writeFileInside(folder, path.join(folder, 'projects'), [...roots, root].map((line) => `${line}\n`).join(''))
+  } catch {
+    /* a read-only home, say: list --all still finds the projects of live tmux sessions */
+  }
+}
+
+/** The project a folder belongs to: its nearest ancestor (or itself) holding .claude/, never the home folder. */
+function nearestProject(directory: string): string | null {
+  if (!path.isAbsolute(directory)) return null
+  const home = homedir()
+  for (let dir = directory; ; dir = path.dirname(dir)) {
+    if (dir !== home && isDirectory(path.join(dir, '.claude'))) {
+      try {
+        return realpathSync(dir)
+      } catch {
+        return null
+      }
+    }
+    if (path.dirname(dir) === dir) return null
+  }
+}
+
 // ───────────────────────── list ─────────────────────────
 
 interface CommonOptions extends TmuxOptions {
@@ -2854,15 +2914,11 @@ interface ListResult {
   counts: Partial<Record<Health, number>>
   warnings: ListWarning[]
   next: NextAction[]
-  /** Only with `all`: pipeline sessions of other projects on the same tmux server. */
-  other_projects?: {
-    name: string
-    tmux_session: string
-    directory: string
-    created_at: string | null
-    attached: number
-    pane_dead: boolean
-  }[]
+  /**
+   * Only with `all`: every project whose sessions are in `sessions` (this one first), with its counts. The
+   * projects are those of the tmux server's pipeline sessions and those this tool started sessions in.
+   */
+  projects?: { project: string; counts: Partial<Record<Health, number>>; sessions: number }[]
 }
 
 function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
@@ -2877,6 +2933,7 @@ function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
 /** What in a list needs a look: a stalled session, a crashed or zombie one (and how to resume it), an orphan, a file that cannot be read. */
 interface ListWarning {
   session: string
+  project: string
   kind: 'stalled' | 'crashed' | 'zombie' | 'orphaned' | 'corrupt'
   why: string
   /** stalled: when its last iteration finished (or it last showed activity). */
@@ -2888,7 +2945,15 @@ interface ListWarning {
 function listWarnings(rows: SessionRow[], now: number, stallMs: number): ListWarning[] {
   const warnings: ListWarning[] = []
   const warn = (row: SessionRow, kind: ListWarning['kind'], since: string | null = null) =>
-    warnings.push({ session: row.name, kind, why: row.why, since, iteration: row.iteration, resume_command: row.resume_command })
+    warnings.push({
+      session: row.name,
+      project: row.project,
+      kind,
+      why: row.why,
+      since,
+      iteration: row.iteration,
+      resume_command: row.resume_command,
+    })
   for (const row of rows) {
     const stalled = stalledSince(row, now, stallMs)
     if (stalled) warn(row, 'stalled', stalled)
@@ -2945,14 +3010,21 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     tmux_available: tmux.available,
   }
   if (options.all) {
-    result.other_projects = project.foreign.map((session) => ({
-      name: session.name,
-      tmux_session: session.tmuxName,
-      directory: session.directory,
-      created_at: isoOrNull(session.createdMs),
-      attached: session.attached,
-      pane_dead: session.paneDead,
-    }))
+    // Every other project: those of the server's pipeline sessions, and those remembered; each listed whole.
+    const roots = new Set(knownProjects(options.env))
+    for (const session of project.foreign) {
+      const root = session.markedProject ?? nearestProject(session.directory)
+      if (root) roots.add(root)
+    }
+    roots.delete(project.root)
+    const others = await Promise.all(
+      [...roots].sort().map((root) => list({ ...options, root, all: false, tmuxSessions: tmux.sessions }).catch(() => null)),
+    )
+    const listed = [{ ...result }, ...others.filter((other): other is ListResult => other !== null && other.project !== project.root)]
+    result.projects = listed.map((one) => ({ project: one.project, counts: one.counts, sessions: one.sessions.length }))
+    result.sessions = listed.flatMap((one) => one.sessions)
+    result.warnings = listed.flatMap((one) => one.warnings)
+    result.counts = countHealths(result.sessions)
   }
   return result
 }
@@ -3177,7 +3249,6 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
   const lastEvent = events?.events.at(-1)
   const error = state?.error
   return {
-    project: root,
     tmux_available: tmuxAvailable,
     ...row,
     completion_reason: state?.completion_reason ?? null,
@@ -3575,6 +3646,8 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
   // An engine that already ended (a short run) left a dead pane behind while remain-on-exit was on.
   await tmuxProbe(options, 'set-option', '-w', '-u', '-t', pane, 'remain-on-exit')
   if ((await paneState(options, tmuxName)).dead) await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+  // For list --all, from any other project, even after the tmux session is gone.
+  rememberProject(root, options.env)
   return {
     ...plan,
     engine_pid: engine,
@@ -5914,25 +5987,15 @@ function renderList(result: ListResult, view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
   const lines: string[] = []
-  if (result.sessions.length === 0) {
-    lines.push(`No pipeline sessions in ${result.project}.`)
-  } else {
-    lines.push(`${p.bold('Sessions')} in ${result.project}`, '', ...sessionTable(p, result.sessions, view))
-    lines.push('', countsLine(result.counts))
-  }
-  if (result.other_projects) {
-    lines.push('', p.bold('Other projects on this tmux server:'))
-    if (result.other_projects.length === 0) lines.push('  none')
-    else {
-      lines.push(
-        ...table(
-          p,
-          ['NAME', 'TMUX SESSION', 'DIRECTORY'],
-          result.other_projects.map((o) => [o.name, o.pane_dead ? `${o.tmux_session} (dead pane)` : o.tmux_session, o.directory]),
-        ).map((line) => `  ${line}`),
-      )
-    }
-  }
+  // With --all, one table per project, this one first.
+  const groups = result.projects ?? [{ project: result.project, counts: result.counts, sessions: result.sessions.length }]
+  groups.forEach((group, i) => {
+    const rows = result.sessions.filter((row) => (row.project ?? result.project) === group.project)
+    if (i > 0) lines.push('')
+    if (rows.length === 0) lines.push(`No pipeline sessions in ${group.project}.`)
+    else lines.push(`${p.bold('Sessions')} in ${group.project}`, '', ...sessionTable(p, rows, view), '', countsLine(group.counts))
+  })
+  if (result.projects && result.projects.length === 1) lines.push('', p.dim('No other project has sessions on this machine.'))
   if (result.warnings.length) {
     lines.push(
       '',
