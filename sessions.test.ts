@@ -3350,3 +3350,171 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
     expect((await cli(['setup', 'codex', '-C', root])).code).toBe(2)
   })
 })
+
+describe('other machines, over a real OpenSSH server on loopback', () => {
+  /**
+   * An sshd of the tests' own: a free port on 127.0.0.1, a throwaway host key, an authorized client key and
+   * a config in the tests' folder; an ssh config with the aliases `remote-test` (it) and `closed-test` (a
+   * closed port). SESSIONS_SSH points ssh at that config.
+   */
+  async function startSshd() {
+    if (!existsSync('/usr/sbin/sshd')) throw new Error('sshd not found: apt install openssh-server (.ci/run does)')
+    const dir = path.join(BASE, `ssh-${++projects}`)
+    mkdirSync(dir)
+    for (const key of ['host_key', 'client_key']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, key)])
+    cpSync(path.join(dir, 'client_key.pub'), path.join(dir, 'authorized_keys'))
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo
+        probe.close(() => resolve(port))
+      })
+    })
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo
+        probe.close(() => resolve(port))
+      })
+    })
+    writeFileSync(
+      path.join(dir, 'sshd_config'),
+      [
+        `Port ${port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${dir}/host_key`,
+        `AuthorizedKeysFile ${dir}/authorized_keys`,
+        `PidFile ${dir}/sshd.pid`,
+        'StrictModes no',
+        'UsePAM no',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'PermitRootLogin prohibit-password',
+        'LogLevel ERROR',
+        '',
+      ].join('\n'),
+    )
+    writeFileSync(path.join(dir, 'known_hosts'), `[127.0.0.1]:${port} ${readFileSync(path.join(dir, 'host_key.pub'), 'utf8')}`)
+    const user = execFileSync('id', ['-un'], { encoding: 'utf8' }).trim()
+    const alias = (name: string, p: number) =>
+      `Host ${name}\n  HostName 127.0.0.1\n  Port ${p}\n  User ${user}\n  IdentityFile ${dir}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile ${dir}/known_hosts\n  StrictHostKeyChecking yes\n`
+    writeFileSync(path.join(dir, 'ssh_config'), `${alias('remote-test', port)}${alias('closed-test', closed)}`)
+    execFileSync('/usr/sbin/sshd', ['-f', path.join(dir, 'sshd_config'), '-E', path.join(dir, 'sshd.log')])
+    await waitFor('sshd', () => existsSync(path.join(dir, 'sshd.pid')))
+    sshds.push(path.join(dir, 'sshd.pid'))
+    // The far side: its own tmux server and registry, selected by its environment (SESSIONS_REMOTE).
+    const far = { TMUX_TMPDIR: path.join(dir, 'tmux'), SESSIONS_TMUX_SOCKET: 'far', XDG_STATE_HOME: path.join(dir, 'state') }
+    mkdirSync(far.TMUX_TMPDIR)
+    farServers.push(far)
+    const self = NATIVE ? `${process.execPath} ${SESSIONS}` : `${TSX} ${SESSIONS}`
+    const remote = (extra = '') =>
+      `env ${Object.entries(far)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')} ${extra} ${self}`
+    return { dir, env: { SESSIONS_SSH: `ssh -F ${dir}/ssh_config`, SESSIONS_REMOTE: remote() }, remote, far }
+  }
+  const sshds: string[] = []
+  const farServers: { TMUX_TMPDIR: string; SESSIONS_TMUX_SOCKET: string }[] = []
+  afterAll(() => {
+    for (const far of farServers)
+      spawnSync('tmux', ['-L', far.SESSIONS_TMUX_SOCKET, 'kill-server'], { env: { ...ENV, TMUX_TMPDIR: far.TMUX_TMPDIR } })
+    for (const pidFile of sshds) {
+      try {
+        process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM')
+      } catch {
+        /* gone */
+      }
+    }
+  })
+
+  test('list merges a remote project with this one (host on every row); status, monitor, start and kill act there; an unreachable host is one line', async () => {
+    const ssh = await startSshd()
+    const here = await makeProject('complete-loop')
+    const there = await makeEngineProject()
+    const env = { ...ssh.env, SESSIONS_REMOTE: ssh.remote('MOCK_END=hang:1') }
+    const host = `remote-test:${there}`
+    // start there: its output passes through, its exit status too.
+    const started = await cli(['start', 'ralph', 'far', '5', '--yes', '--host', host], { env, cwd: here })
+    expect(started.stderr).toBe('')
+    expect(started.code).toBe(0)
+    expect(started.stdout).toMatch(/^✓ Started far \(ralph, max 5\) in tmux session pipeline-far/)
+    // Not on this machine's tmux server: on the far side's.
+    expect(tmuxSessionNames()).toEqual([])
+    const farSessions = spawnSync('tmux', ['-L', 'far', 'list-sessions', '-F', '#{session_name}'], {
+      env: { ...ENV, TMUX_TMPDIR: ssh.far.TMUX_TMPDIR },
+      encoding: 'utf8',
+    }).stdout
+    expect(farSessions).toBe('pipeline-far\n')
+
+    const began = Date.now()
+    const listed = await cli(['list', '--json', '--host', host, '--host', 'closed-test:/srv/x'], { env, cwd: here })
+    expect(listed.code).toBe(0)
+    expect(listed.stderr).toBe('')
+    const result = JSON.parse(listed.stdout)
+    expect(result.sessions.map((row: SessionRow) => [row.host, row.project, row.name, row.health])).toEqual([
+      [null, here, 'done-loop', 'complete'],
+      ['remote-test', there, 'far', 'running'],
+    ])
+    expect(result.hosts).toEqual([{ host: 'closed-test', root: '/srv/x', error: expect.stringMatching(/Connection refused/) }])
+    expect(result.projects.map((p: { host: string | null; project: string }) => [p.host, p.project])).toEqual([
+      [null, here],
+      ['remote-test', there],
+    ])
+    expect(Date.now() - began).toBeLessThan(15_000)
+    const text = (await cli(['list', '--host', host, '--host', 'closed-test:/srv/x'], { env, cwd: here })).stdout
+    expect(text).toMatch(/^HOST +NAME +TYPE/m)
+    expect(text).toMatch(/^here +done-loop +/m)
+    expect(text).toMatch(new RegExp(`^Sessions in ${escaped(there)} on remote-test\\n\\nHOST .*\\nremote-test +far +ralph`, 'm'))
+    expect(text).toMatch(
+      /Hosts without an answer:\n {2}! closed-test:\/srv\/x: ssh: connect to host 127\.0\.0\.1 port \d+: Connection refused/,
+    )
+
+    // status and monitor there, passed through as the far side prints them.
+    const status = await cli(['status', 'far', '--json', '--host', host], { env, cwd: here })
+    expect(status.code).toBe(0)
+    expect(JSON.parse(status.stdout)).toMatchObject({ name: 'far', project: there, health: 'running', host: null })
+    const monitor = await cli(['monitor', 'far', '--host', host], { env, cwd: here })
+    expect(monitor.stdout).toMatch(/^far: running/)
+    const unknown = await cli(['status', 'nobody', '--host', host], { env, cwd: here })
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toBe(`sessions: no session nobody in ${there}; sessions: far\n`)
+    // kill there.
+    const killed = await cli(['kill', 'far', '--grace', '2', '--host', host], { env, cwd: here })
+    expect(killed.code).toBe(0)
+    const after = JSON.parse((await cli(['list', '--json', '--host', host], { env, cwd: here })).stdout)
+    expect(after.sessions.find((row: SessionRow) => row.name === 'far')).toMatchObject({ host: 'remote-test', health: 'killed' })
+    expect(after.sessions.find((row: SessionRow) => row.name === 'far').resume_command).toMatch(/ resume far --host remote-test:/)
+  })
+
+  test('a host without the tool, with another version, or named like an ssh option: said, never guessed around', async () => {
+    const ssh = await startSshd()
+    const here = await makeProject('empty')
+    const bare = path.join(BASE, `bare-${projects}`)
+    mkdirSync(bare)
+    const old = path.join(BASE, `old-tool-${projects}.sh`)
+    writeFileSync(old, '#!/bin/sh\necho \'{"project": "/x", "sessions": [], "counts": {}, "warnings": [], "next": []}\'\n', { mode: 0o755 })
+    const other = path.join(BASE, `other-version-${projects}.sh`)
+    writeFileSync(other, '#!/bin/sh\necho \'{"version": "0.0.9", "project": "/x", "sessions": []}\'\n', { mode: 0o755 })
+    const run = async (remote: string | undefined, root: string) =>
+      JSON.parse(
+        (await cli(['list', '--json', '--host', `remote-test:${root}`], { env: { ...ssh.env, SESSIONS_REMOTE: remote ?? '' }, cwd: here }))
+          .stdout,
+      ).hosts
+    expect(await run(undefined, bare)).toEqual([{ host: 'remote-test', root: bare, error: `no sessions.ts in ${bare} there` }])
+    expect(await run(old, '/x')).toEqual([
+      { host: 'remote-test', root: '/x', error: expect.stringMatching(/^an older sessions\.ts there \(its answer has no version/) },
+    ])
+    expect(await run(other, '/x')).toEqual([
+      { host: 'remote-test', root: '/x', error: expect.stringMatching(/^sessions\.ts 0\.0\.9 there, \d+\.\d+\.\d+ here/) },
+    ])
+    for (const [args, message] of [
+      [['list', '--host=-oProxyCommand=touch /tmp/x:/r'], /^sessions: --host needs DEST:ROOT/],
+      [['list', '--host', '-oProxyCommand=touch /tmp/x:/r'], /^sessions: list: Option '--host' argument is ambiguous/],
+      [['list', '--host', 'nocolon'], /^sessions: --host needs DEST:ROOT/],
+      [['status', 'a', '--host', 'remote-test:/a', '--host', 'remote-test:/b'], /^sessions: status acts on one machine: give --host once/],
+      [['help', '--host', 'remote-test:/a'], /^sessions: help takes no --host/],
+    ] as [string[], RegExp][]) {
+      const refused = await cli(args, { env: ssh.env, cwd: here })
+      expect(refused.code, args.join(' ')).toBe(2)
+      expect(refused.stderr).toMatch(message)
+    }
+  })
+})

@@ -16,7 +16,7 @@
  * their formats, and the engine's flaws that this tool must not inherit, are described in FORMATS.md.
  */
 import { readdir } from 'node:fs/promises'
-import { execFile, spawnSync } from 'node:child_process'
+import { execFile, spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import {
   closeSync,
@@ -81,6 +81,10 @@ const DEFAULTS = {
   notifyTimeoutSeconds: 10,
   /** Retries of a webhook that failed, 1 s, 2 s, 4 s… apart. */
   notifyRetries: 3,
+  /** ssh to another machine: connecting, a whole call, and how long its shared connection stays open. */
+  sshConnectSeconds: 5,
+  sshCallSeconds: 30,
+  sshPersistSeconds: 60,
 } as const
 
 /** What the environment may set: the tmux socket, the engine's runner, no colour, stack traces. */
@@ -2485,6 +2489,8 @@ interface SessionRow {
   name: string
   /** The project root it belongs to (sessions of two projects may have one name). */
   project: string
+  /** The machine it runs on, as --host named it; null for this one. */
+  host: string | null
   health: Health
   why: string
   evidence: string[]
@@ -2646,6 +2652,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
   return {
     name: facts.name,
     project: facts.root,
+    host: null,
     health: verdict.health,
     why: verdict.why,
     evidence: stage.maxNote ? [...verdict.evidence, stage.maxNote] : verdict.evidence,
@@ -2881,6 +2888,201 @@ function nearestProject(directory: string): string | null {
   }
 }
 
+// ───────────────────────── other machines: this tool run there over ssh ─────────────────────────
+// A host is DEST:ROOT (rsync-style: DEST is what ssh takes, ROOT the project root there). This tool runs
+// itself there through OpenSSH, with --json, and the answers are merged (list) or passed through (the
+// other commands). The transport is SESSIONS_SSH (default ssh), never asking for a password, sharing one
+// connection for repeated calls. Every argument is quoted for the remote shell by shellQuote; nothing
+// from a file or a user becomes shell code there but SESSIONS_REMOTE, which is the user's own setting.
+
+interface Host {
+  /** As ssh takes it: user@host, or an alias of ~/.ssh/config. */
+  dest: string
+  root: string
+}
+
+/** DEST:ROOT, checked: a DEST that ssh could take for an option (-oProxyCommand=…) or that holds a space is refused. */
+function parseHost(raw: string): Host {
+  const colon = raw.indexOf(':')
+  const dest = colon > 0 ? raw.slice(0, colon) : ''
+  const root = colon > 0 ? raw.slice(colon + 1) : ''
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.@%+-]*$/.test(dest) || root === '' || /[\n\0]/.test(root))
+    throw new UsageError(`--host needs DEST:ROOT (user@machine:/path/to/project), got "${raw}"`)
+  return { dest, root }
+}
+
+function hostLabel(host: Host): string {
+  return `${host.dest}:${host.root}`
+}
+
+/** $XDG_CONFIG_HOME/sessions-ts/hosts (else ~/.config/…): DEST:ROOT a line; # starts a comment. */
+function configuredHosts(env: NodeJS.ProcessEnv = process.env): Host[] {
+  const base =
+    env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME)
+      ? env.XDG_CONFIG_HOME
+      : env.HOME && path.isAbsolute(env.HOME)
+        ? path.join(env.HOME, '.config')
+        : null
+  const file = base ? path.join(base, 'sessions-ts', 'hosts') : null
+  const read = file ? readRegularFile(file) : ({ kind: 'missing' } as const)
+  if (read.kind !== 'ok') throw new UsageError(`--hosts: no hosts file${file ? ` (${file}: DEST:ROOT a line)` : ''}`)
+  const hosts = read.text
+    .split('\n')
+    .map((line) => line.replace(/#.*/, '').trim())
+    .filter(Boolean)
+    .map((line) => {
+      try {
+        return parseHost(line)
+      } catch {
+        throw new UsageError(`${file}: not DEST:ROOT: "${line}"`)
+      }
+    })
+  if (!hosts.length) throw new UsageError(`--hosts: ${file} names no host`)
+  return hosts
+}
+
+/** The hosts a command line names: --host (repeatable) and, with --hosts, those of the hosts file. */
+function hostsOf(values: Values, env: NodeJS.ProcessEnv): Host[] {
+  const given = ((values.host as string[] | undefined) ?? []).map(parseHost)
+  return [...given, ...(values.hosts ? configuredHosts(env) : [])]
+}
+
+/** ssh, as SESSIONS_SSH says (words, no shell), never asking, sharing one connection per host for a minute. */
+function sshArgv(env: NodeJS.ProcessEnv, options: { tty?: boolean } = {}): string[] {
+  const words = (env.SESSIONS_SSH || 'ssh').trim().split(/\s+/)
+  const runtime = env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? env.XDG_RUNTIME_DIR : '/tmp'
+  const control = path.join(runtime, `sessions-ts-ssh-${typeof process.getuid === 'function' ? process.getuid() : 'user'}`)
+  try {
+    mkdirSync(control, { recursive: true, mode: 0o700 })
+  } catch {
+    /* then without sharing: ssh says why if it must */
+  }
+  return [
+    ...words,
+    ...['-o', 'BatchMode=yes', '-o', `ConnectTimeout=${DEFAULTS.sshConnectSeconds}`],
+    ...['-o', 'ControlMaster=auto', '-o', `ControlPath=${path.join(control, '%C')}`, '-o', `ControlPersist=${DEFAULTS.sshPersistSeconds}`],
+    ...(options.tty ? ['-t'] : []),
+  ]
+}
+
+/**
+ * The remote shell's command: SESSIONS_REMOTE (as written), else sessions.ts in ROOT run the fastest way
+ * that host's Node allows (natively where it strips types, else the tsx beside it); then the arguments,
+ * each quoted, with --root ROOT.
+ */
+function remoteCommand(host: Host, args: string[], env: NodeJS.ProcessEnv): string {
+  const quoted = [...args, '--root', host.root].map(shellQuote).join(' ')
+  if (env.SESSIONS_REMOTE) return `${env.SESSIONS_REMOTE} ${quoted}`
+  const root = shellQuote(host.root)
+  return [
+    `cd ${root} 2>/dev/null || { echo "sessions: no folder ${host.root.replace(/["$`\\]/g, '')} there" >&2; exit 127; }`,
+    `[ -f sessions.ts ] || { echo "sessions: no sessions.ts in ${host.root.replace(/["$`\\]/g, '')} there" >&2; exit 127; }`,
+    `if node -e 'process.exit(process.features.typescript ? 0 : 1)' 2>/dev/null; then exec node sessions.ts ${quoted}; fi`,
+    `exec ./node_modules/.bin/tsx sessions.ts ${quoted}`,
+  ].join('; ')
+}
+
+/** This tool's command line run on a host, its output collected (for --json answers). */
+async function runRemote(host: Host, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) {
+  const env = options.env ?? process.env
+  const [ssh, ...sshArgs] = sshArgv(env)
+  const result = await run(ssh, [...sshArgs, '--', host.dest, remoteCommand(host, args, env)], {
+    env,
+    timeoutMs: options.timeoutMs ?? DEFAULTS.sshCallSeconds * 1000,
+  })
+  const said = oneLine(result.stderr.trim().split('\n').filter(Boolean).at(-1) ?? '').replace(/^(sessions|ssh): /, '')
+  return { ...result, said }
+}
+
+/** A host's answer as JSON, or why there is none: unreachable, no Node, no tool, an older tool. */
+async function remoteJson<T extends { version?: unknown }>(host: Host, args: string[], env: NodeJS.ProcessEnv): Promise<T> {
+  const result = await runRemote(host, [...args, '--json'], { env })
+  if (result.missing) throw new SessionsError(`${env.SESSIONS_SSH || 'ssh'} not found`)
+  if (result.timedOut) throw new SessionsError(`no answer within ${DEFAULTS.sshCallSeconds} s`)
+  if (result.code === 255) throw new SessionsError(`ssh: ${result.said || 'cannot connect'}`)
+  let data: T
+  try {
+    data = JSON.parse(result.stdout)
+  } catch {
+    throw new SessionsError(result.said || `its answer is not JSON (exit status ${result.code})`)
+  }
+  if (data?.version !== VERSION)
+    throw new SessionsError(
+      typeof data?.version === 'string'
+        ? `sessions.ts ${data.version} there, ${VERSION} here: run the same version on both`
+        : `an older sessions.ts there (its answer has no version; ${VERSION} here): update it`,
+    )
+  return data
+}
+
+/** list on every host at once; a host that fails is one line in `hosts`, never the end of the list. */
+async function listHosts(hosts: Host[], args: string[], options: CommonOptions): Promise<{ results: ListResult[]; failed: HostFailure[] }> {
+  const env = options.env ?? process.env
+  const results: ListResult[] = []
+  const failed: HostFailure[] = []
+  await Promise.all(
+    hosts.map(async (host) => {
+      try {
+        const result = await remoteJson<ListResult>(host, ['list', ...args], env)
+        const dest: string | null = host.dest
+        // Its hints are for a shell there; from here, the same command goes through --host.
+        const fromHere = (command: string | null, name: string) =>
+          command && `${runnerOf(options)} resume ${name} --host ${shellQuote(hostLabel(host))}`
+        results.push({
+          ...result,
+          sessions: result.sessions.map((row) => ({ ...row, host: dest, resume_command: fromHere(row.resume_command, row.name) })),
+          warnings: result.warnings.map((warning) => ({
+            ...warning,
+            host: host.dest,
+            resume_command: fromHere(warning.resume_command, warning.session),
+          })),
+          projects: (result.projects ?? [{ project: result.project, counts: result.counts, sessions: result.sessions.length }]).map(
+            (one) => ({ ...one, host: dest }),
+          ),
+        })
+      } catch (error) {
+        failed.push({ host: host.dest, root: host.root, error: oneLine(errorMessage(error)) })
+      }
+    }),
+  )
+  // In the order the hosts were given, whatever order they answered in.
+  const order = (dest: string) => hosts.findIndex((host) => host.dest === dest)
+  results.sort((a, b) => order(a.projects![0].host!) - order(b.projects![0].host!))
+  failed.sort((a, b) => order(a.host) - order(b.host))
+  return { results, failed }
+}
+
+interface HostFailure {
+  host: string
+  root: string
+  error: string
+}
+
+/**
+ * Another command on one host: its output and exit status passed through as they come (--follow
+ * streams); attach gets a terminal there (ssh -t).
+ */
+async function passToHost(host: Host, args: string[], io: Io, options: { tty?: boolean } = {}): Promise<number> {
+  const [ssh, ...sshArgs] = sshArgv(io.env, options)
+  const argv = [...sshArgs, '--', host.dest, remoteCommand(host, args, io.env)]
+  if (options.tty) return spawnSync(ssh, argv, { stdio: 'inherit', env: io.env }).status ?? 1
+  return new Promise((resolve) => {
+    const child = spawn(ssh, argv, { env: io.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout.on('data', (chunk: Buffer) => io.stdout(chunk.toString()))
+    child.stderr.on('data', (chunk: Buffer) => io.stderr(chunk.toString()))
+    const stop = () => child.kill('SIGTERM')
+    io.signal?.addEventListener('abort', stop, { once: true })
+    child.on('error', (error) => {
+      io.stderr(`sessions: ${oneLine(errorMessage(error))}\n`)
+      resolve(1)
+    })
+    child.on('close', (code) => {
+      io.signal?.removeEventListener('abort', stop)
+      resolve(code ?? 1)
+    })
+  })
+}
+
 // ───────────────────────── list ─────────────────────────
 
 interface CommonOptions extends TmuxOptions {
@@ -2893,6 +3095,8 @@ interface CommonOptions extends TmuxOptions {
 }
 
 interface ListOptions extends CommonOptions {
+  /** Other machines to list too (DEST:ROOT), in parallel with this one. */
+  hosts?: Host[]
   /** The tmux sessions already listed (one tmux call for many projects). */
   tmuxSessions?: TmuxSession[]
   /** Also sessions of other projects on the same tmux server. */
@@ -2918,7 +3122,11 @@ interface ListResult {
    * Only with `all`: every project whose sessions are in `sessions` (this one first), with its counts. The
    * projects are those of the tmux server's pipeline sessions and those this tool started sessions in.
    */
-  projects?: { project: string; counts: Partial<Record<Health, number>>; sessions: number }[]
+  projects?: { project: string; host?: string | null; counts: Partial<Record<Health, number>>; sessions: number }[]
+  /** This tool's version: a host whose answer has another is reported, not guessed around. */
+  version: string
+  /** Only with --host: each host that gave no answer (unreachable, no Node, no tool, another version), and why. */
+  hosts?: HostFailure[]
 }
 
 function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
@@ -2934,6 +3142,8 @@ function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
 interface ListWarning {
   session: string
   project: string
+  /** Set for a session of another machine. */
+  host?: string
   kind: 'stalled' | 'crashed' | 'zombie' | 'orphaned' | 'corrupt'
   why: string
   /** stalled: when its last iteration finished (or it last showed activity). */
@@ -3008,6 +3218,7 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     warnings: listWarnings(sessions, now, (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000),
     next: listNext(sessions, (command) => hint(options, project.root, command), runnerIfAny(project.root, options)),
     tmux_available: tmux.available,
+    version: VERSION,
   }
   if (options.all) {
     // Every other project: those of the server's pipeline sessions, and those remembered; each listed whole.
@@ -3025,6 +3236,25 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     result.sessions = listed.flatMap((one) => one.sessions)
     result.warnings = listed.flatMap((one) => one.warnings)
     result.counts = countHealths(result.sessions)
+  }
+  if (options.hosts?.length) {
+    const args = [
+      ...(options.all ? ['--all'] : []),
+      ...(options.stallMinutes !== undefined ? ['--stall', String(options.stallMinutes)] : []),
+      ...(options.startGraceSeconds !== undefined ? ['--start-grace', String(options.startGraceSeconds)] : []),
+    ]
+    const remote = await listHosts(options.hosts, args, options)
+    result.projects = [
+      ...(result.projects ?? [{ project: result.project, counts: result.counts, sessions: result.sessions.length }]).map((one) => ({
+        ...one,
+        host: null,
+      })),
+      ...remote.results.flatMap((one) => one.projects ?? []),
+    ]
+    result.sessions = [...result.sessions, ...remote.results.flatMap((one) => one.sessions)]
+    result.warnings = [...result.warnings, ...remote.results.flatMap((one) => one.warnings)]
+    result.counts = countHealths(result.sessions)
+    result.hosts = remote.failed
   }
   return result
 }
@@ -5946,16 +6176,17 @@ function nextLines(p: Palette, next: NextAction[], width?: number): string[] {
 
 /** A warning of `list`, in words. */
 function warningWords(warning: ListWarning, now: number): string {
+  const who = warning.host ? `${warning.session} on ${warning.host}` : warning.session
   switch (warning.kind) {
     case 'stalled':
-      return `${warning.session}: running, but no iteration has finished for ${formatDuration(now - Date.parse(warning.since ?? ''))} (iteration ${warning.iteration ?? '?'})`
+      return `${who}: running, but no iteration has finished for ${formatDuration(now - Date.parse(warning.since ?? ''))} (iteration ${warning.iteration ?? '?'})`
     case 'crashed':
     case 'zombie':
-      return `${warning.session}: ${warning.kind} (${warning.why}); resume: ${warning.resume_command ?? 'its type and max are unknown'}`
+      return `${who}: ${warning.kind} (${warning.why}); resume: ${warning.resume_command ?? 'its type and max are unknown'}`
     case 'orphaned':
-      return `${warning.session}: orphaned (${warning.why})`
+      return `${who}: orphaned (${warning.why})`
     case 'corrupt':
-      return `${warning.session}: ${warning.why}`
+      return `${who}: ${warning.why}`
   }
 }
 
@@ -5964,14 +6195,16 @@ function warningWords(warning: ListWarning, now: number): string {
  * column) in front when given. Widths fit the terminal: type, stage, time and iteration give way before
  * the name.
  */
-function sessionTable(p: Palette, rows: SessionRow[], view: View, marks?: string[]): string[] {
+function sessionTable(p: Palette, rows: SessionRow[], view: View, marks?: string[], hosts = false): string[] {
   const narrow = (view.width ?? Infinity) < NARROW
-  const front = marks ? 1 : 0
+  // The marks column, and the HOST column (only where other machines are listed), come before NAME.
+  const front = (marks ? 1 : 0) + (hosts ? 1 : 0)
   return table(
     p,
-    [...(marks ? [' '] : []), 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
+    [...(marks ? [' '] : []), ...(hosts ? ['HOST'] : []), 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
     rows.map((row, i) => [
       ...(marks ? [marks[i]] : []),
+      ...(hosts ? [row.host ?? 'here'] : []),
       row.name,
       row.type ?? '?',
       stageCell(row),
@@ -5987,15 +6220,24 @@ function renderList(result: ListResult, view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
   const lines: string[] = []
-  // With --all, one table per project, this one first.
+  // With --all or --host, one table per project (and machine), this one first; with hosts, a HOST column.
+  const hosts = result.hosts !== undefined
   const groups = result.projects ?? [{ project: result.project, counts: result.counts, sessions: result.sessions.length }]
   groups.forEach((group, i) => {
-    const rows = result.sessions.filter((row) => (row.project ?? result.project) === group.project)
+    const host = group.host ?? null
+    const rows = result.sessions.filter((row) => (row.project ?? result.project) === group.project && (row.host ?? null) === host)
+    const where = `${group.project}${host ? ` on ${host}` : ''}`
     if (i > 0) lines.push('')
-    if (rows.length === 0) lines.push(`No pipeline sessions in ${group.project}.`)
-    else lines.push(`${p.bold('Sessions')} in ${group.project}`, '', ...sessionTable(p, rows, view), '', countsLine(group.counts))
+    if (rows.length === 0) lines.push(`No pipeline sessions in ${where}.`)
+    else lines.push(`${p.bold('Sessions')} in ${where}`, '', ...sessionTable(p, rows, view, undefined, hosts), '', countsLine(group.counts))
   })
-  if (result.projects && result.projects.length === 1) lines.push('', p.dim('No other project has sessions on this machine.'))
+  if (result.projects && result.projects.length === 1 && !hosts) lines.push('', p.dim('No other project has sessions on this machine.'))
+  if (result.hosts?.length)
+    lines.push(
+      '',
+      p.bold('Hosts without an answer:'),
+      ...result.hosts.flatMap((h) => wrapWords(`  ${p.red('!')} ${h.host}:${h.root}: ${h.error}`, view.width, '    ')),
+    )
   if (result.warnings.length) {
     lines.push(
       '',
@@ -6919,6 +7161,8 @@ interface CommandSpec {
   aliases?: readonly string[]
   /** Set when the command prints no JSON: what it prints, for the usage error with --json. */
   notJson?: string
+  /** With --host, runs on that machine: 'pass' its output passed through, 'tty' with a terminal there (attach). list merges. */
+  remote?: 'pass' | 'tty' | 'merge'
   run: (call: Invocation) => Promise<Outcome>
 }
 
@@ -6959,6 +7203,13 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     help: "tmux socket name (tmux -L); default SESSIONS_TMUX_SOCKET, else tmux's own",
     parse: matching(/^[A-Za-z0-9_.-]{1,64}$/, (raw) => `--socket: invalid socket name "${raw}"`),
   },
+  host: {
+    type: 'string',
+    multiple: true,
+    arg: 'DEST:ROOT',
+    help: 'on another machine, over ssh (DEST as ssh takes it, ROOT the project there); list takes several',
+  },
+  hosts: { type: 'boolean', help: 'list: also every host of ~/.config/sessions-ts/hosts (DEST:ROOT a line)' },
   json: { type: 'boolean', help: 'print one JSON document on stdout and nothing else' },
   'start-grace': {
     type: 'string',
@@ -7080,6 +7331,7 @@ function notifyArgs(values: Values): string[] {
 const COMMANDS = {
   start: {
     usage: 'start TYPE NAME [MAX] | start pipeline FILE NAME [RUNS]',
+    remote: 'pass',
     summary: `start a loop of stage TYPE (MAX default ${DEFAULTS.maxIterations}), or a pipeline, in tmux session pipeline-NAME`,
     positionals: [2, 4],
     missing: 'start: missing arguments: start TYPE NAME [MAX], or start pipeline FILE NAME [RUNS]',
@@ -7100,6 +7352,7 @@ const COMMANDS = {
   },
   list: {
     usage: 'list',
+    remote: 'merge',
     summary: 'every session of this project, with its health',
     positionals: [0, 0],
     aliases: ['ls'],
@@ -7124,7 +7377,12 @@ const COMMANDS = {
     },
     examples: ['list', 'list --watch --interval 5'],
     run: async ({ values, common, io, json }) => {
-      const options: ListOptions = { ...common, all: Boolean(values.all), stallMinutes: values.stall as number | undefined }
+      const options: ListOptions = {
+        ...common,
+        all: Boolean(values.all),
+        stallMinutes: values.stall as number | undefined,
+        hosts: hostsOf(values, io.env),
+      }
       if (values.interval !== undefined && !values.watch) throw new UsageError('list: --interval goes with --watch')
       if (values.watch) {
         if (json || values.names) throw new UsageError('list --watch draws a dashboard; it takes no --json or --names')
@@ -7144,6 +7402,7 @@ const COMMANDS = {
   },
   status: {
     usage: 'status NAME',
+    remote: 'pass',
     summary: 'everything about one session',
     positionals: [1, 1],
     sessions: 'any',
@@ -7157,6 +7416,7 @@ const COMMANDS = {
   },
   monitor: {
     usage: 'monitor NAME',
+    remote: 'pass',
     summary: 'the last lines of its output, without attaching',
     positionals: [1, 1],
     sessions: 'tmux',
@@ -7182,6 +7442,7 @@ const COMMANDS = {
   },
   attach: {
     usage: 'attach NAME',
+    remote: 'tty',
     summary: 'watch it live (Ctrl-b d to detach)',
     positionals: [1, 1],
     sessions: 'tmux',
@@ -7196,6 +7457,7 @@ const COMMANDS = {
   },
   kill: {
     usage: 'kill NAME...',
+    remote: 'pass',
     summary: 'stop the engine and everything under it; progress is kept',
     positionals: [1, Infinity],
     sessions: 'live',
@@ -7219,6 +7481,7 @@ const COMMANDS = {
   },
   cleanup: {
     usage: 'cleanup',
+    remote: 'pass',
     summary: 'find stale locks, orphaned tmux sessions and zombie states; repair them',
     positionals: [0, 0],
     menu: 'stale locks, orphaned tmux sessions, zombie states',
@@ -7272,6 +7535,7 @@ const COMMANDS = {
   },
   resume: {
     usage: 'resume NAME',
+    remote: 'pass',
     summary: 'resume a stopped session as it was started (start --resume)',
     positionals: [1, 1],
     sessions: 'resumable',
@@ -7297,6 +7561,7 @@ const COMMANDS = {
   },
   wait: {
     usage: 'wait NAME...',
+    remote: 'pass',
     summary: 'block until every named session has ended',
     positionals: [1, Infinity],
     sessions: 'live',
@@ -7324,6 +7589,7 @@ const COMMANDS = {
   },
   events: {
     usage: 'events [NAME...]',
+    remote: 'pass',
     summary: 'what happened to the sessions: starts, iterations, stalls, crashes, ends',
     positionals: [0, Infinity],
     sessions: 'any',
@@ -7638,6 +7904,20 @@ function parseArgsOptions(options: Record<string, OptionSpec>) {
   )
 }
 
+/** A command line without what names this machine's side (--host, --hosts, --root, --socket): for the host's own run. */
+function localArgsRemoved(argv: string[]): string[] {
+  const every = Object.assign({}, GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options)) as Record<string, OptionSpec>
+  const { tokens } = parseArgs({ args: argv, options: parseArgsOptions(every), allowPositionals: true, strict: false, tokens: true })
+  const drop = new Set<number>()
+  for (const token of tokens)
+    if (token.kind === 'option' && ['host', 'hosts', 'root', 'socket'].includes(token.name)) {
+      drop.add(token.index)
+      // A value given as the next word (--host x, -C dir), not inline (--host=x).
+      if (token.value !== undefined && !token.inlineValue) drop.add(token.index + 1)
+    }
+  return argv.filter((_, i) => !drop.has(i))
+}
+
 /** Parses argv strictly: a mistyped --jsno is a usage error, not a silent no-op. Option values are validated. */
 function parseCommandLine(argv: string[]): { command: CommandName | null; values: Values; args: string[] } {
   // A first, lenient pass finds the command (the first positional, wherever the options stand);
@@ -7798,6 +8078,12 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
     const json = Boolean(values.json)
     const spec = COMMANDS[command] as CommandSpec
     if (json) checkJson(command, spec, values)
+    const hosts = values.host || values.hosts ? hostsOf(values, io.env) : []
+    if (hosts.length && spec.remote !== 'merge') {
+      if (!spec.remote) throw new UsageError(`${command} takes no --host`)
+      if (hosts.length > 1) throw new UsageError(`${command} acts on one machine: give --host once`)
+      return await passToHost(hosts[0], localArgsRemoved(argv), io, { tty: spec.remote === 'tty' })
+    }
     const outcome = await spec.run({ args, values, common, io, json })
     if (outcome.data !== undefined) {
       // JSON keeps the exact text (JSON escapes it); text for a terminal is made safe first, in one place.
