@@ -542,7 +542,15 @@ describe('list as a user runs it', () => {
     state.iteration_started = null
     writeFileSync(stateFile, JSON.stringify(state))
     expect((await listJson(root)).warnings).toEqual([
-      { session: 'busy', project: root, kind: 'stalled', why: expect.any(String), since: isoSeconds(twoHoursAgo), iteration: 2, resume_command: null },
+      {
+        session: 'busy',
+        project: root,
+        kind: 'stalled',
+        why: expect.any(String),
+        since: isoSeconds(twoHoursAgo),
+        iteration: 2,
+        resume_command: null,
+      },
     ])
     expect((await cli(['list', '-C', root])).stdout).toMatch(/! busy: running, but no iteration has finished for 2h 0m \(iteration 2\)\n/)
     // A current iteration that started recently is not a stall, however old the session.

@@ -1454,6 +1454,22 @@ function sessionNameOf(tmuxName: string): { name: string; legacy: boolean } | nu
   return null
 }
 
+/**
+ * The tmux commands (joined by ";") that mark a session as this tool's, in user options a rename keeps,
+ * and keep its pane readable after its process ends (remain-on-exit).
+ */
+function markCommands(pane: string, marks: [string, string][]): string[] {
+  return [
+    ...marks.flatMap(([key, value]) => ['set-option', '-t', pane, key, value, ';']),
+    'set-option',
+    '-w',
+    '-t',
+    pane,
+    'remain-on-exit',
+    'on',
+  ]
+}
+
 /** tmux refuses a command message over 16 KiB: the environment goes in batches that fit. */
 const TMUX_BATCH_BYTES = 12_000
 /** One command alone may come closer to tmux's limit (16 KiB for a whole message). */
@@ -3812,24 +3828,10 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
   await tmux(
     options,
     // Marks that keep it this session's across a rename (ownTmuxSessions).
-    'set-option',
-    '-t',
-    pane,
-    '@sessions-run',
-    paths.runDir,
-    ';',
-    'set-option',
-    '-t',
-    pane,
-    '@sessions-project',
-    root,
-    ';',
-    'set-option',
-    '-w',
-    '-t',
-    pane,
-    'remain-on-exit',
-    'on',
+    ...markCommands(pane, [
+      ['@sessions-run', paths.runDir],
+      ['@sessions-project', root],
+    ]),
     ';',
     'pipe-pane',
     '-o',
@@ -5541,24 +5543,10 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
   try {
     await tmux(
       options,
-      'set-option',
-      '-t',
-      pane,
-      '@sessions-role',
-      'notify',
-      ';',
-      'set-option',
-      '-t',
-      pane,
-      '@sessions-project',
-      root,
-      ';',
-      'set-option',
-      '-w',
-      '-t',
-      pane,
-      'remain-on-exit',
-      'on',
+      ...markCommands(pane, [
+        ['@sessions-role', 'notify'],
+        ['@sessions-project', root],
+      ]),
     )
     await setSessionEnvironment(options, tmuxTarget.session(name), engineEnvironment(options.env))
     const socket = tmuxSocket(options)
