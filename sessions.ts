@@ -5459,10 +5459,22 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
         save()
       }
     }
+    // A look that fails (tmux busy, a file system hiccup) is said once and tried again at the next tick.
+    let failing = ''
     const look = async () => {
       const first = record.marks === null
       const late = result.looks === 0 && !first
-      const seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), true, cache)
+      let seen: Awaited<ReturnType<typeof lookAtProject>>
+      try {
+        seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), true, cache)
+      } catch (error) {
+        if (!(error instanceof SessionsError) || error instanceof UsageError) throw error
+        if (error.message !== failing) warn(`a look at the project failed (${error.message}); trying again every interval`)
+        failing = error.message
+        return false as const
+      }
+      if (failing) warn('looking again works')
+      failing = ''
       result.looks++
       record.marks = [...seen.marks.values()]
       // A first look ever only marks where things stand: nothing before now is news.
