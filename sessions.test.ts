@@ -2577,6 +2577,11 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
       /^sessions: --webhook needs an http or https URL, got "ftp:\/\/example.com\/x"\n$/,
     ],
     ['notify to no URL', ['notify', '--webhook', 'hooks.slack.com'], /^sessions: --webhook needs a URL, got "hooks.slack.com"\n$/],
+    [
+      'notify to a URL with a password',
+      ['notify', '--webhook', 'http://user:hunter2@127.0.0.1:9/hooks/SECRET'],
+      /^sessions: --webhook: a URL with a user or password cannot be posted to \(http:\/\/127\.0\.0\.1:9\/…\)\n$/,
+    ],
     ['notify --json', ['notify', '--exec', 'true', '--json'], /^sessions: notify prints a stream; --json goes with --detach or --stop/],
     ['notify --stop with a sink', ['notify', '--stop', '--exec', 'true'], /^sessions: notify --stop takes no --exec\n$/],
     [
@@ -3102,8 +3107,130 @@ describe('events and notify', () => {
     const linked = watcher(['--exec', 'true', '--interval', '0.3', '-C', root])
     await waitFor('the refusal', () => linked.out.stderr.includes('refusing'))
     expect(await linked.stop()).toBe(1)
-    expect(linked.out.stderr).toMatch(/refusing to write to \.claude\/sessions-notify\.json: it is a symlink/)
+    expect(linked.out.stderr).toMatch(/^sessions: refusing to use \.claude\/sessions-notify\.json: it is a symlink\n$/)
     expect(readFileSync(outside, 'utf8')).toBe('precious\n')
+  })
+})
+
+describe('notify, as a hostile tester tried it', () => {
+  test('a state unreadable for a while, and a kill under way, are not news: nothing twice, no false zombie', async () => {
+    const root = await makeEngineProject()
+    const out = path.join(root, 'exec.ndjson')
+    const watch = watcher(['--on', 'all', '--exec', `cat >> ${out}`, '--interval', '0.1', '-C', root])
+    await waitFor('the first look', () => watch.out.stdout.includes('watching'))
+    expect((await cli(['start', 'ralph', 'done', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('its end', () => count(ndjson(out) as never, 'done', 'complete'))
+    // Its state half written for a while, then whole again.
+    const stateFile = path.join(root, '.claude/pipeline-runs/done/state.json')
+    const whole = readFileSync(stateFile, 'utf8')
+    writeFileSync(stateFile, '{"trunc')
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    writeFileSync(stateFile, whole)
+    // A kill: the engine gone a moment before its state says killed.
+    expect((await cli(['start', 'ralph', 'victim', '20', '--yes', '-C', root], { env: { MOCK_PACE: '3' } })).code).toBe(0)
+    await waitFor('its start', () => count(ndjson(out) as never, 'victim', 'started'))
+    expect((await cli(['kill', 'victim', '--grace', '2', '-C', root])).code).toBe(0)
+    // Looks are in order: once a later session's end is in, the earlier ones have been looked at.
+    expect((await cli(['start', 'ralph', 'last', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the last end', () => count(ndjson(out) as never, 'last', 'complete'))
+    expect(await watch.stop()).toBe(0)
+    const events = ndjson(out) as never
+    expect(count(events, 'done', 'complete')).toBe(1)
+    expect(count(events, 'done', 'started')).toBe(1)
+    expect(count(events, 'victim', 'killed'), JSON.stringify(events)).toBe(1)
+    expect(count(events, 'victim', 'zombie') + count(events, 'victim', 'crashed')).toBe(0)
+  })
+
+  test('a command that leaves a child behind, or runs past --timeout, holds nothing up; a stop gives up at once', async () => {
+    const root = await makeEngineProject()
+    const second = path.join(root, 'second.log')
+    const watch = watcher([
+      '--exec',
+      'sleep 30 & echo background',
+      '--exec',
+      `cat >> ${second}`,
+      '--timeout',
+      '1',
+      '--interval',
+      '0.2',
+      '-C',
+      root,
+    ])
+    await waitFor('the first look', () => watch.out.stdout.includes('watching'))
+    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    expect((await cli(['start', 'ralph', 'two', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    // Both delivered to the second sink within seconds, not after the first sink's background child.
+    await waitFor('both ends', () => ndjson(second).length === 2, 10_000)
+    expect(watch.out.stderr).toBe('')
+    expect(await watch.stop()).toBe(0)
+    // A command that runs long, ended by the watcher's stop: it stops now, the event kept for later.
+    const slow = watcher(['--exec', 'sleep 30', '--timeout', '60', '--interval', '0.2', '-C', root])
+    await waitFor('the first look', () => slow.out.stdout.includes('watching'))
+    expect((await cli(['start', 'ralph', 'three', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the delivery under way', () => readJson(path.join(root, '.claude/sessions-notify.json')).outbox.length === 1)
+    const began = Date.now()
+    expect(await slow.stop()).toBe(0)
+    expect(Date.now() - began).toBeLessThan(5000)
+    expect(readJson(path.join(root, '.claude/sessions-notify.json')).outbox).toHaveLength(1)
+  })
+
+  test('each sink is recorded as it is done, so that a watcher killed meanwhile repeats nothing', async () => {
+    const root = await makeEngineProject()
+    const fast = path.join(root, 'fast.ndjson')
+    const watch = watcher(['--exec', `cat >> ${fast}`, '--exec', 'sleep 30', '--timeout', '60', '--interval', '0.2', '-C', root])
+    await waitFor('the first look', () => watch.out.stdout.includes('watching'))
+    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the fast sink', () => ndjson(fast).length === 1)
+    // The record says so already: the event is left only for the slow sink.
+    const record = await waitFor('the record', () => {
+      const read = readJson(path.join(root, '.claude/sessions-notify.json'))
+      return read.outbox.length === 1 && read.outbox[0].sinks.length === 1 ? read : null
+    })
+    expect(record.deliveries).toEqual([expect.objectContaining({ ok: true, sink: expect.stringMatching(/^exec /) })])
+    expect(await watch.stop()).toBe(0)
+  })
+
+  test("notify --stop signals only this project's watcher: a lock naming another Node process is refused", async () => {
+    const root = await makeEngineProject()
+    const victim = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' })
+    children.push(victim)
+    await waitFor('the victim', () => existsSync(`/proc/${victim.pid}/stat`))
+    const start = Number(readFileSync(`/proc/${victim.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19])
+    writeFileSync(path.join(root, '.claude/sessions-notify.lock'), JSON.stringify({ pid: victim.pid, start, tool: 'sessions.ts' }))
+    const stop = await cli(['notify', '--stop', '-C', root])
+    expect(stop.code).toBe(1)
+    expect(stop.stderr).toBe(
+      `sessions: .claude/sessions-notify.lock names PID ${victim.pid}, which does not run sessions.ts notify for this project: not signalled (stop it where it runs)\n`,
+    )
+    expect(isPidAlive(victim.pid!)).toBe(true)
+  })
+
+  test('a detached watcher gets its webhooks in its environment, never on a command line', async () => {
+    const root = await makeEngineProject()
+    const hook = await hookServer()
+    const detached = cliProcess(['notify', '--webhook', hook.url, '--interval', '0.3', '--detach', '--json', '-C', root])
+    expect(detached.code).toBe(0)
+    const { pid } = JSON.parse(detached.stdout)
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).not.toContain('secret')
+    expect(tmux('list-panes', '-a', '-F', '#{pane_start_command}')).not.toContain('secret')
+    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('the delivery', () => hook.received.length === 1)
+    expect((await cli(['notify', '--stop', '-C', root])).code).toBe(0)
+  })
+
+  test('events --follow ends when its stdout closes', async () => {
+    const root = await makeEngineProject()
+    const [command, ...pre] = NATIVE ? [process.execPath, SESSIONS] : [TSX, SESSIONS]
+    const child = spawn(command, [...pre, 'events', '--follow', '--json', '--interval', '0.2', '-C', root], {
+      env: ENV,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    children.push(child)
+    const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+    await waitFor('the follower', () => child.pid !== undefined && existsSync(`/proc/${child.pid}`))
+    child.stdout!.destroy()
+    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    expect(await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000))])).toBe(0)
   })
 })
 
@@ -3334,7 +3461,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
     expect(first.code).toBe(0)
     const result = JSON.parse(first.stdout)
     expect(result).toMatchObject({ project: root, file: '.claude/commands/sessions.md', action: 'written' })
-    expect(result.claude_mcp_add).toMatch(/^claude mcp add --scope project sessions -- .*sessions\.ts mcp --root /)
+    expect(result.claude_mcp_add).toMatch(/^claude mcp add sessions -- .*sessions\.ts mcp --root /)
     expect(result.codex_config).toMatch(/^\[mcp_servers\.sessions\]\ncommand = ".+"\nargs = \[.*"mcp","--root",/)
     const text = readFileSync(file, 'utf8')
     expect(text).toMatch(/^---\ndescription: .+\nargument-hint: .+\nallowed-tools: Bash\(.+sessions\.ts:\*\)\n---\n/)

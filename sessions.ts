@@ -105,6 +105,8 @@ const PID_MAX_LIMIT = 4_194_304
 const SESSION_TAG = 'SESSIONS_TS_RUN'
 /** The tail of events.jsonl read by `status`: the last events, not a file that grows for hours. */
 const EVENTS_TAIL_BYTES = 64 * 1024
+/** How much of events.jsonl a watcher reads in one look, at most. */
+const EVENTS_READ_BYTES = 4 * 1024 * 1024
 
 const HEALTHS = [
   'running',
@@ -605,7 +607,7 @@ function notRegular(st: Stats): string {
  * negative `from` counts from the end: the tail of a file that grows for hours). Synchronous on purpose:
  * these files are small, and one read costs a fraction of an asynchronous read's four thread-pool trips.
  */
-function readRegularFile(file: string, from = 0): RegularRead {
+function readRegularFile(file: string, from = 0, limit = Number.POSITIVE_INFINITY): RegularRead {
   let fd: number
   try {
     fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
@@ -618,7 +620,7 @@ function readRegularFile(file: string, from = 0): RegularRead {
     const st = fstatSync(fd)
     if (!st.isFile()) return { kind: 'bad', problem: notRegular(st) }
     const start = from < 0 ? Math.max(0, st.size + from) : Math.min(from, st.size)
-    const buffer = Buffer.alloc(st.size - start)
+    const buffer = Buffer.alloc(Math.min(st.size - start, limit))
     const read = buffer.length ? readSync(fd, buffer, 0, buffer.length, start) : 0
     return { kind: 'ok', text: buffer.toString('utf8', 0, read), from: start, size: start + read }
   } catch (error) {
@@ -2965,7 +2967,11 @@ function hostsOf(values: Values, env: NodeJS.ProcessEnv): Host[] {
 
 /** ssh, as SESSIONS_SSH says (words, no shell), never asking, sharing one connection per host for a minute. */
 function sshArgv(env: NodeJS.ProcessEnv, options: { tty?: boolean } = {}): string[] {
-  const words = (env.SESSIONS_SSH || 'ssh').trim().split(/\s+/)
+  // Words, no shell: a leading ~/ is the home folder, as a shell would have it.
+  const words = (env.SESSIONS_SSH || 'ssh')
+    .trim()
+    .split(/\s+/)
+    .map((word) => (word.startsWith('~/') && env.HOME ? path.join(env.HOME, word.slice(2)) : word))
   const runtime = env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? env.XDG_RUNTIME_DIR : '/tmp'
   const control = path.join(runtime, `sessions-ts-ssh-${typeof process.getuid === 'function' ? process.getuid() : 'user'}`)
   try {
@@ -3086,14 +3092,17 @@ async function passToHost(host: Host, args: string[], io: Io, options: { tty?: b
     const child = spawn(ssh, argv, { env: io.env, stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout.on('data', (chunk: Buffer) => io.stdout(chunk.toString()))
     child.stderr.on('data', (chunk: Buffer) => io.stderr(chunk.toString()))
+    // Stopped with the caller (Ctrl-C, SIGTERM, a closed stdout): ssh ends, and with it the far side's
+    // output; a follower there ends at its next line.
+    const signal = stopSignal(io)
     const stop = () => child.kill('SIGTERM')
-    io.signal?.addEventListener('abort', stop, { once: true })
+    signal.addEventListener('abort', stop, { once: true })
     child.on('error', (error) => {
       io.stderr(`sessions: ${oneLine(errorMessage(error))}\n`)
       resolve(1)
     })
     child.on('close', (code) => {
-      io.signal?.removeEventListener('abort', stop)
+      signal.removeEventListener('abort', stop)
       resolve(code ?? 1)
     })
   })
@@ -3248,7 +3257,7 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
       [...roots].sort().map((root) => list({ ...options, root, all: false, tmuxSessions: tmux.sessions }).catch(() => null)),
     )
     const listed = [{ ...result }, ...others.filter((other): other is ListResult => other !== null && other.project !== project.root)]
-    result.projects = listed.map((one) => ({ project: one.project, counts: one.counts, sessions: one.sessions.length }))
+    result.projects = listed.map((one) => ({ project: one.project, host: null, counts: one.counts, sessions: one.sessions.length }))
     result.sessions = listed.flatMap((one) => one.sessions)
     result.warnings = listed.flatMap((one) => one.warnings)
     result.counts = countHealths(result.sessions)
@@ -4083,10 +4092,21 @@ async function kill(names: string[], options: KillOptions = {}): Promise<KillRep
   const root = await findProjectRoot(options)
   const reports: KillReport[] = []
   for (const name of [...new Set(names)]) {
-    // Listed again for each: killing one session changes the server.
-    reports.push(await killOne(name, options, await listTmuxSessions(options), root))
+    // Listed again for each: killing one session changes the server. While a kill is under way its lock
+    // says so: a watcher then takes the engine's end for the kill it is, not for a crash or a zombie.
+    const one = async () => killOne(name, options, await listTmuxSessions(options), root)
+    const lock = killLockFile(root, name)
+    reports.push(
+      isDirectory(path.dirname(lock))
+        ? await withToolLock(root, lock, () => new SessionsError(`another kill of ${name} is under way`), one)
+        : await one(),
+    )
   }
   return reports
+}
+
+function killLockFile(root: string, name: string): string {
+  return path.join(root, '.claude', `sessions-kill-${name}.lock`)
 }
 
 // ───────────────────────── cleanup ─────────────────────────
@@ -4652,8 +4672,10 @@ const EVENT_KINDS = [
 type EventKind = (typeof EVENT_KINDS)[number]
 /** What `notify` delivers unless --on says otherwise: ends that need a person, and stalls. */
 const NOTIFY_KINDS: readonly EventKind[] = ['complete', 'failed', 'crashed', 'stalled', 'orphaned', 'zombie']
-/** Kinds that a session's files keep for good: `events` reads them there, not from a watcher's log. */
-const FILED_KINDS: ReadonlySet<EventKind> = new Set(['started', 'resumed', 'iteration', 'stage'])
+/** Kinds that a session's files keep for good, one event each iteration: a watcher's log does not keep them. */
+const FILED_KINDS: ReadonlySet<EventKind> = new Set(['iteration', 'stage'])
+/** What no file records and only a look sees: reported when two looks in a row see it. */
+const LOOK_ONLY: ReadonlySet<string> = new Set(['crashed', 'zombie', 'orphaned'])
 /** Healths that are the end of a run and an event of their own name. */
 const END_EVENTS: ReadonlyMap<Health, EventKind> = new Map([
   ['complete', 'complete'],
@@ -4699,6 +4721,8 @@ interface SessionMark {
   orphaned: boolean
   /** Reported stalled since this last sign of activity. */
   stalled_since: string | null
+  /** An end only a look can see (crashed, zombie, orphaned), seen once: reported if the next look sees it too. */
+  pending?: string | null
 }
 
 const SessionMarkSchema = z.object({
@@ -4710,6 +4734,7 @@ const SessionMarkSchema = z.object({
   ended: z.boolean(),
   orphaned: z.boolean(),
   stalled_since: z.string().nullable(),
+  pending: z.string().nullable().optional(),
 })
 
 /**
@@ -4725,6 +4750,8 @@ function stalledSince(row: SessionRow, now: number, stallMs: number): string | n
 interface EventSource {
   row: SessionRow
   root: string
+  /** A kill of it is under way (its kill lock is there): an end seen meanwhile is the kill's. */
+  killing: boolean
   /** The current run, as its state names it: its resume, else its start (null before the engine wrote one). */
   run: string | null
   /** When the state says it started (not the tmux session's birth, which a row falls back to). */
@@ -4746,6 +4773,7 @@ function eventSourceOf(facts: SessionFacts, row: SessionRow): EventSource {
   return {
     row,
     root: facts.root,
+    killing: existsSync(killLockFile(facts.root, facts.name)),
     run: row.resumed_at ?? startedAt,
     startedAt,
     history: state?.history ?? [],
@@ -4767,10 +4795,13 @@ function readNewEvents(file: string, at: SessionMark['events_at']): { events: En
   // Unchanged since the last look: nothing to open.
   if (at && at.ino === ino && at.size === st.size) return { events: [], at }
   const from = at && at.ino === ino ? at.size : 0
-  const read = readRegularFile(file, from)
+  // At most a few MiB a look: a file that grew by hundreds of MiB is caught up with over several looks.
+  const read = readRegularFile(file, from, EVENTS_READ_BYTES)
   // A file that shrank was replaced in place: read it again from its start.
   if (read.kind !== 'ok') return { events: [], at }
   if (read.from < from) return readNewEvents(file, null)
+  // A "line" longer than a whole read is not an event (an engine's lines are short): it is passed over.
+  if (!read.text.includes('\n') && read.size - read.from >= EVENTS_READ_BYTES) return { events: [], at: { ino, size: read.size } }
   const whole = read.text.slice(0, read.text.lastIndexOf('\n') + 1)
   const events: EngineEvent[] = []
   for (const line of whole.split('\n')) {
@@ -4795,7 +4826,9 @@ function sessionChanges(
   mark: SessionMark | undefined,
   options: { now: number; stallMs: number; project: string; observed: boolean; resumeHint?: string | null },
 ): { events: TrackedEvent[]; mark: SessionMark } {
-  const { row, run } = source
+  const { row } = source
+  // A state that cannot be read for a look (written half, or by hand) is not a new run: the mark's stays.
+  const run = source.run ?? mark?.run ?? null
   const fresh = !mark || mark.run !== run
   const next: SessionMark = {
     session: row.name,
@@ -4806,6 +4839,7 @@ function sessionChanges(
     ended: fresh ? false : mark.ended,
     orphaned: fresh ? false : mark.orphaned,
     stalled_since: fresh ? null : mark.stalled_since,
+    pending: null,
   }
   const events: TrackedEvent[] = []
   const nowIso = isoOrNull(options.now)!
@@ -4835,12 +4869,13 @@ function sessionChanges(
     // Read from the files: the first start of a resumed session happened too.
     if (!mark && source.startedAt !== null && run === row.resumed_at)
       add('started', source.startedAt, source.startedAt, { health: 'running', iteration: null, why: startedWhy(row) })
-    if (run === row.resumed_at)
-      add('resumed', row.resumed_at, row.resumed_at, {
-        health: 'running',
-        why: `resumed from iteration ${(row.iteration_completed ?? 0) + 1}`,
-      })
-    else
+    if (run === row.resumed_at) {
+      // Where it resumed: the first iteration finished since (the state's own counts have moved on).
+      const resumed = parseTime(row.resumed_at)!
+      const first = source.history.find((entry) => (parseTime(entry.timestamp) ?? 0) >= resumed)?.iteration
+      const from = first ?? (row.iteration_completed ?? 0) + 1
+      add('resumed', row.resumed_at, row.resumed_at, { health: 'running', iteration: from, why: `resumed from iteration ${from}` })
+    } else
       add('started', source.startedAt, run, {
         health: 'running',
         iteration: null,
@@ -4923,16 +4958,29 @@ function sessionChanges(
     next.stalled_since = null
   }
 
-  // The end of this run (one), and an orphaned tmux session: the classifier's own verdicts.
+  // The end of this run (one), and an orphaned tmux session: the classifier's own verdicts. What only a look
+  // can see (no file records it) must be seen by two looks in a row: a kill under way passes through
+  // "zombie" (the engine gone, the state not yet marked) for a moment.
+  let held = false
+  const seenTwice = (kind: string) => {
+    if (!options.observed || !LOOK_ONLY.has(kind)) return true
+    if (source.killing) {
+      held = true
+      return false
+    }
+    if (mark?.pending === kind) return true
+    next.pending = kind
+    return false
+  }
   const end = END_EVENTS.get(row.health)
-  if (end && !next.ended) {
+  if (end && !next.ended && seenTwice(end)) {
     const filed = row.health === 'complete' || row.health === 'failed' || row.health === 'killed' ? row.ended_at : null
     add(end, filed ?? (options.observed ? null : row.last_activity_at), `${run}`, {
       why: row.health === 'failed' && row.error ? row.error : row.why,
     })
   }
-  if (livenessOf(row.health) === 'ended') next.ended = true
-  if (row.health === 'orphaned' && !next.orphaned) {
+  if (livenessOf(row.health) === 'ended' && next.pending === null && !held) next.ended = true
+  if (row.health === 'orphaned' && !next.orphaned && seenTwice('orphaned')) {
     add('orphaned', options.observed ? null : row.last_activity_at, `${run}\t${row.tmux?.created_at ?? ''}`)
     next.orphaned = true
   }
@@ -5014,7 +5062,11 @@ function notifyFiles(root: string) {
 /** The record, or a new one (with a warning) when there is none, it cannot be read, or it is another project's. */
 async function readNotifyRecord(root: string, warn: (text: string) => void = () => {}): Promise<NotifyRecord> {
   const fresh: NotifyRecord = { version: 1, project: root, marks: null, log: [], outbox: [], deliveries: [] }
-  const read = await readJsonFile(notifyFiles(root).record, NotifyRecordSchema)
+  const file = notifyFiles(root).record
+  // A link in its place is someone else's file: neither read nor written.
+  const linked = linkedFile(file)
+  if (linked) throw new UnsafePathError(`refusing to use ${relative(root, file)}: it ${linked}`)
+  const read = await readJsonFile(file, NotifyRecordSchema)
   if (read.kind === 'missing') return fresh
   if (read.kind === 'corrupt') {
     warn(`the watcher's record cannot be read (${read.problem}); starting afresh: nothing before now is reported`)
@@ -5236,7 +5288,68 @@ function webhookUrl(raw: string): URL {
     throw new UsageError(`--webhook needs a URL, got "${raw}"`)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--webhook needs an http or https URL, got "${raw}"`)
+  // fetch refuses such a URL: it could never deliver (and its password is said here as little as anywhere).
+  if (url.username || url.password) throw new UsageError(`--webhook: a URL with a user or password cannot be posted to (${url.origin}/…)`)
   return url
+}
+
+/**
+ * Webhook URLs hold their hook's secret: besides --webhook, the watcher takes them from
+ * SESSIONS_NOTIFY_WEBHOOKS (one a line), which is how --detach hands them over, out of sight of `ps` and
+ * tmux's own command lines.
+ */
+function webhooksOf(values: Values, env: NodeJS.ProcessEnv): string[] {
+  const fromEnv = (env.SESSIONS_NOTIFY_WEBHOOKS ?? '').split(/\s+/).filter(Boolean)
+  return [...((values.webhook as string[] | undefined) ?? []), ...fromEnv]
+}
+
+/**
+ * A --exec command: `sh -c COMMAND` in a process group of its own, `input` on its stdin. Done when sh
+ * exits (a background child it leaves, holding a pipe, is not waited for); past `timeoutMs`, or when
+ * `signal` aborts, its whole group is sent SIGTERM, then SIGKILL a second later.
+ */
+function runShell(
+  command: string,
+  options: { input: string; env: NodeJS.ProcessEnv; timeoutMs: number; signal?: AbortSignal },
+): Promise<{ code: number; stderr: string; timedOut: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn('sh', ['-c', command], { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env: options.env })
+    let stderr = ''
+    let timedOut = false
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (stderr.length < 65_536) stderr += chunk.toString()
+    })
+    const stopGroup = () => {
+      for (const [signal, delayMs] of [
+        ['SIGTERM', 0],
+        ['SIGKILL', 1000],
+      ] as const)
+        setTimeout(() => {
+          try {
+            process.kill(-child.pid!, signal)
+          } catch {
+            /* gone */
+          }
+        }, delayMs).unref()
+    }
+    const timer = setTimeout(() => {
+      timedOut = true
+      stopGroup()
+    }, options.timeoutMs)
+    options.signal?.addEventListener('abort', stopGroup, { once: true })
+    child.stdin.on('error', () => {})
+    child.stdin.end(options.input)
+    child.on('error', (error) => {
+      clearTimeout(timer)
+      resolve({ code: 127, stderr: errorMessage(error), timedOut })
+    })
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', stopGroup)
+      child.stderr.destroy()
+      resolve({ code: code ?? (signal ? 128 : 1), stderr, timedOut })
+    })
+  })
 }
 
 /** The sinks asked for; a desktop without a notifier is a warning, not an error. */
@@ -5270,9 +5383,10 @@ function makeSinks(options: SinkOptions, warn: (text: string) => void): Sink[] {
           await response.body?.cancel()
         } catch (error) {
           if (signal.aborted) throw error
-          throw new Error(
-            attempt.signal.aborted ? `no answer within ${timeoutMs / 1000} s` : oneLine(errorMessage((error as Error).cause ?? error)),
-          )
+          if (attempt.signal.aborted) throw new Error(`no answer within ${timeoutMs / 1000} s`)
+          // An error may quote the URL, and so its secret: never kept or printed.
+          const said = oneLine(errorMessage((error as Error).cause ?? error))
+          throw new Error(said.replaceAll(url.href, `${url.origin}/…`).replaceAll(raw, `${url.origin}/…`))
         } finally {
           clearTimeout(timer)
           signal.removeEventListener('abort', stop)
@@ -5286,11 +5400,12 @@ function makeSinks(options: SinkOptions, warn: (text: string) => void): Sink[] {
       id: `exec ${digest(command)}`,
       label: `exec ${command}`,
       retries: 0,
-      deliver: async (event, text) => {
+      deliver: async (event, text, signal) => {
         // The user's own command, run by sh; the event reaches it only as data (stdin, environment).
-        const result = await run('sh', ['-c', command], {
+        const result = await runShell(command, {
           input: `${JSON.stringify({ ...event })}\n`,
           timeoutMs,
+          signal,
           env: {
             ...env,
             SESSIONS_EVENT: event.event,
@@ -5451,6 +5566,8 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
             record.deliveries.push({ id: item.event.id, sink: id, at: isoOrNull(Date.now())!, ...outcome })
             if (outcome.ok) result.delivered++
             else result.failed++
+            // At once: a watcher killed while another sink of this event still works must not repeat this one.
+            save()
             options.onDelivery?.(event, byId.get(id)!.label, outcome)
           }),
         )
@@ -5488,7 +5605,10 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
           first,
           late: (late ? fresh.filter((event) => kinds.has(event.event)).length : 0) + record.outbox.length,
         })
+      const logged = new Set(record.log.map((event) => event.id))
       for (const event of fresh) {
+        // Reported before (the log has it): never again, whatever a look's marks came to.
+        if (logged.has(event.id)) continue
         result.events++
         // The files keep starts, resumes, iterations and stage moves; the log keeps what they do not (as seen).
         if (!FILED_KINDS.has(event.event)) record.log.push({ ...event, late })
@@ -5502,7 +5622,9 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
       return false as const
     }
     try {
-      await withFileCache(() => poll(look, { intervalMs: (options.intervalSeconds ?? DEFAULTS.notifyIntervalSeconds) * 1000, signal }))
+      // Not faster than ten looks a second, whatever --interval says.
+      const intervalMs = Math.max(100, (options.intervalSeconds ?? DEFAULTS.notifyIntervalSeconds) * 1000)
+      await withFileCache(() => poll(look, { intervalMs, signal }))
     } catch (error) {
       if (!signal.aborted) throw error
     }
@@ -5567,7 +5689,7 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
     const started = await pollFor(
       async () => {
         const held = await toolLockHolder(files.lock)
-        if (held.live) return held.pid
+        if (held.live && isWatcherOf(held.pid, root)) return held.pid
         const state = await paneState(options, name)
         return state.exists && !state.dead ? false : null
       },
@@ -5584,12 +5706,37 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
   }
 }
 
+/**
+ * Whether a process is this project's watcher, by what it runs: this tool's file with `notify`, for this
+ * root (--root or -C on its command line, or its working folder inside the project). A lock file names a
+ * PID; only such a process is ever signalled for it.
+ */
+function isWatcherOf(pid: number, root: string): boolean {
+  const command = processCommandLine(pid)
+  if (!command?.some((arg) => path.basename(arg) === 'sessions.ts') || !command.includes('notify')) return false
+  const given = command.findIndex((arg, i) => (arg === '--root' || arg === '-C') && i + 1 < command.length)
+  const named = given >= 0 ? command[given + 1] : command.find((arg) => arg.startsWith('--root='))?.slice('--root='.length)
+  if (named !== undefined) {
+    try {
+      return realpathSync(path.resolve(processCwd(pid) ?? '/', named)) === root
+    } catch {
+      return false
+    }
+  }
+  const cwd = processCwd(pid)
+  return cwd !== null && (cwd === root || isInside(cwd, root))
+}
+
 /** Ends this project's watcher (SIGTERM; it saves its record and releases its lock) and its tmux session. */
 async function stopNotify(options: CommonOptions & { graceSeconds?: number } = {}): Promise<NotifyControlResult> {
   const root = await findProjectRoot(options)
   const files = notifyFiles(root)
   const holder = await toolLockHolder(files.lock)
   let stopped: number | null = null
+  if (holder.live && !isWatcherOf(holder.pid, root))
+    throw new SessionsError(
+      `${relative(root, files.lock)} names PID ${holder.pid}, which does not run sessions.ts notify for this project: not signalled (stop it where it runs)`,
+    )
   if (holder.live && !protectedReason(holder.pid)) {
     signal(holder.pid, 'SIGTERM')
     const gone = await pollFor(async () => !(await isSameProcess(holder.pid, holder.start)) || false, {
@@ -5922,7 +6069,7 @@ interface SetupResult {
 /** The /sessions command file: Claude runs this tool with --json for what the user asked, and answers from the JSON. */
 function claudeCommandFile(runner: string): string {
   const commands = (Object.keys(COMMANDS) as CommandName[])
-    .filter((name) => !['completion', 'help', 'version', 'mcp', 'setup', 'notify'].includes(name))
+    .filter((name) => !['completion', 'help', 'version', 'mcp', 'setup', 'notify', 'attach', 'wait', 'start'].includes(name))
     .map((name) => `- \`${runner} ${COMMANDS[name].usage} --json\`: ${COMMANDS[name].summary}`)
   return `---
 description: Manage the agent pipeline sessions of this project (start, list, status, monitor, attach, kill, cleanup, resume, wait, events) with sessions.ts
@@ -5943,8 +6090,9 @@ report it as it is.
 
 ${commands.join('\n')}
 
-- start: \`${runner} start TYPE NAME [MAX] --yes --json\` (a loop of stage TYPE) or \`start pipeline FILE NAME --yes --json\`; \`--provider=P --model=M --context=TEXT --input=PATH\` pass through to the engine. Without a type, offer the stage types of \`${runner} completion --words stages\`.
+- start: \`${runner} start TYPE NAME [MAX] --yes --json\` (a loop of stage TYPE) or \`${runner} start pipeline FILE NAME [RUNS] --yes --json\`; \`--provider=P --model=M --context=TEXT --input=PATH\` pass through to the engine. Without a type, offer the stage types of \`${runner} completion --words stages\`.
 - kill, \`cleanup --yes\`, \`start --force\`: they stop processes or change files. Run them only when the user asked for exactly that; otherwise show what would happen (\`cleanup --json\` only reports) and ask.
+- wait: \`${runner} wait NAME... --timeout 90 --json\` (exit 124 when the time ran out): a command here may run for about two minutes, so wait in such steps, or look again later with \`events NAME --since 10m --json\`.
 - attach: it needs the user's terminal. Do not run it; tell the user to run \`${runner} attach NAME\` (Ctrl-b d detaches), and show \`monitor NAME --json\` instead.
 - notifications when sessions end, fail, crash or stall: \`${runner} notify --webhook URL --detach\` (see \`${runner} help notify\`).
 `
@@ -5953,7 +6101,10 @@ ${commands.join('\n')}
 async function setupClaude(options: CommonOptions & { force?: boolean } = {}): Promise<SetupResult> {
   const root = await findProjectRoot(options)
   const file = path.join(root, '.claude', 'commands', 'sessions.md')
-  const runner = runnerOf({ cwd: root, env: options.env })
+  // The tmux server it was given (--socket), in every command Claude runs and in the server's arguments.
+  const socket = tmuxSocket(options)
+  const socketArgs = socket && socket !== settingsOf(options.env).socket ? ['--socket', socket] : []
+  const runner = [runnerOf({ cwd: root, env: options.env }), ...socketArgs.map(shellQuote)].join(' ')
   const text = claudeCommandFile(runner)
   mkdirInside(root, path.dirname(file))
   let action: SetupResult['action'] = 'written'
@@ -5969,13 +6120,13 @@ async function setupClaude(options: CommonOptions & { force?: boolean } = {}): P
       action = 'replaced'
     }
   }
-  const [command, ...args] = [...serverArgv(), 'mcp', '--root', root]
+  const [command, ...args] = [...serverArgv(), 'mcp', '--root', root, ...(socket ? ['--socket', socket] : [])]
   const server = [command, ...args].map(shellQuote).join(' ')
   return {
     project: root,
     file: relative(root, file),
     action,
-    claude_mcp_add: `claude mcp add --scope project sessions -- ${server}`,
+    claude_mcp_add: `claude mcp add sessions -- ${server}`,
     codex_mcp_add: `codex mcp add sessions -- ${server}`,
     codex_config: `[mcp_servers.sessions]\ncommand = ${JSON.stringify(command)}\nargs = ${JSON.stringify(args)}\n`,
   }
@@ -6561,6 +6712,8 @@ function renderEventLines(events: SessionEvent[], view: View = plainView(), name
       ]
         .filter(Boolean)
         .join(' · ')
+        // One event, one line: a newline in a summary cannot make what looks like another event.
+        .replace(/\s*\n\s*/g, ' ')
       const line = `${p.dim(eventTime(event.ts, view.now))}  ${event.session.padEnd(width)}  ${style ? p[style](kind) : kind}  ${detail}`
       return wrapWords(line.trimEnd(), view.width, ' '.repeat(Math.min(24, width + 12)))
         .map((part) => `${part}\n`)
@@ -6807,6 +6960,8 @@ interface Io {
 
 /** A closed stdout (`| head -1`): further output is dropped, and the command ends with its usual exit status. */
 let stdoutClosed = false
+/** Told when stdout closes: a command that runs until stopped (events --follow) then stops. */
+const whenStdoutCloses = new Set<() => void>()
 
 function processIo(): Io {
   return {
@@ -6826,7 +6981,10 @@ function processIo(): Io {
 function stopSignal(io: Io): AbortSignal {
   if (io.signal) return io.signal
   const controller = new AbortController()
-  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(name, () => controller.abort())
+  const stop = () => controller.abort()
+  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(name, stop)
+  whenStdoutCloses.add(stop)
+  if (stdoutClosed) stop()
   return controller.signal
 }
 
@@ -7318,8 +7476,8 @@ function eventKinds(raw: string): EventKind[] {
 
 /** The watcher's own command line, for the one --detach starts: the options given, as given. */
 function notifyArgs(values: Values): string[] {
+  // The webhooks go in its environment (SESSIONS_NOTIFY_WEBHOOKS), never on a command line.
   const args: string[] = []
-  for (const url of (values.webhook as string[] | undefined) ?? []) args.push('--webhook', url)
   for (const command of (values.exec as string[] | undefined) ?? []) args.push('--exec', command)
   if (values.desktop) args.push('--desktop')
   if (values.on) args.push('--on', (values.on as string[]).join(','))
@@ -7431,7 +7589,10 @@ const COMMANDS = {
     run: async ({ args, values, common, io }) => {
       const result = await monitor(checkName(args[0]), { ...common, lines: values.lines as number | undefined })
       const follow = async () => {
-        const ended = terminalSafeDeep(await followOutput(args[0], (text) => io.stdout(terminalSafe(text)), common))
+        const signal = stopSignal(io)
+        const ended = terminalSafeDeep(await followOutput(args[0], (text) => io.stdout(terminalSafe(text)), { ...common, signal }))
+        // Stopped (Ctrl-C, SIGTERM, a closed stdout) before the session ended: nothing more to say.
+        if (signal.aborted) return 0
         io.stdout(`${'─'.repeat(40)}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
         return 0
       }
@@ -7630,7 +7791,7 @@ const COMMANDS = {
       if (!values.follow) return { exit: 0 }
       await followEvents(args, marks, (event) => print([event]), {
         ...options,
-        intervalMs: ((values.interval as number | undefined) ?? DEFAULTS.notifyIntervalSeconds) * 1000,
+        intervalMs: Math.max(100, ((values.interval as number | undefined) ?? DEFAULTS.notifyIntervalSeconds) * 1000),
         signal: stopSignal(io),
       })
       return { exit: 0 }
@@ -7651,7 +7812,7 @@ const COMMANDS = {
         type: 'string',
         multiple: true,
         arg: 'CMD',
-        help: 'run CMD (with sh): the event as JSON on stdin; SESSIONS_EVENT, SESSIONS_SESSION, SESSIONS_TEXT set (repeatable)',
+        help: 'run CMD (with sh): the event as JSON on stdin; SESSIONS_EVENT, SESSIONS_SESSION, SESSIONS_TEXT, SESSIONS_PROJECT set (repeatable)',
       },
       desktop: { type: 'boolean', help: 'a desktop notification (notify-send or osascript), and a bell on a terminal' },
       on: {
@@ -7693,16 +7854,18 @@ const COMMANDS = {
         if (given.length) throw new UsageError(`notify --stop takes no --${given[0]}`)
         return { data: await stopNotify(common), render: renderNotifyControl as Outcome['render'], exit: 0 }
       }
-      const sinks = {
-        webhooks: values.webhook as string[] | undefined,
-        execs: values.exec as string[] | undefined,
-        desktop: Boolean(values.desktop),
-      }
-      if (!sinks.webhooks && !sinks.execs && !sinks.desktop)
+      const webhooks = webhooksOf(values, io.env)
+      const sinks = { webhooks, execs: values.exec as string[] | undefined, desktop: Boolean(values.desktop) }
+      if (!webhooks.length && !sinks.execs && !sinks.desktop)
         throw new UsageError('notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop')
-      for (const url of sinks.webhooks ?? []) webhookUrl(url)
+      for (const url of webhooks) webhookUrl(url)
       if (values.detach) {
-        return { data: await detachNotify(notifyArgs(values), common), render: renderNotifyControl as Outcome['render'], exit: 0 }
+        const env = { ...io.env, SESSIONS_NOTIFY_WEBHOOKS: webhooks.join('\n') }
+        return {
+          data: await detachNotify(notifyArgs(values), { ...common, env }),
+          render: renderNotifyControl as Outcome['render'],
+          exit: 0,
+        }
       }
       if (json)
         throw new UsageError('notify prints a stream; --json goes with --detach or --stop (events --follow --json prints events as JSON)')
@@ -8120,6 +8283,7 @@ if (isMainModule()) {
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code !== 'EPIPE') throw error
     stdoutClosed = true
+    for (const stop of whenStdoutCloses) stop()
   })
   // exitCode, not exit(): process.exit() can cut piped output short.
   main(process.argv.slice(2)).then((code) => {
