@@ -428,8 +428,8 @@ describe('cases the reference layouts do not show', () => {
       [other, 'shared', 'running'],
     ])
     expect(all.projects).toEqual([
-      { project: root, counts: { complete: 1 }, sessions: 1 },
-      { project: other, counts: { running: 1, starting: 1 }, sessions: 2 },
+      { project: root, host: null, counts: { complete: 1 }, sessions: 1 },
+      { project: other, host: null, counts: { running: 1, starting: 1 }, sessions: 2 },
     ])
     expect(all.counts).toEqual({ running: 1, starting: 1, complete: 1 })
     const text = (await cli(['list', '--all', '-C', root])).stdout

@@ -4094,7 +4094,9 @@ async function kill(names: string[], options: KillOptions = {}): Promise<KillRep
   for (const name of [...new Set(names)]) {
     // Listed again for each: killing one session changes the server. While a kill is under way its lock
     // says so: a watcher then takes the engine's end for the kill it is, not for a crash or a zombie.
-    const one = async () => killOne(name, options, await listTmuxSessions(options), root)
+    // Listed before the lock is taken: without tmux a kill is refused before anything is written.
+    const listed = await listTmuxSessions(options)
+    const one = async () => killOne(name, options, listed, root)
     const lock = killLockFile(root, name)
     reports.push(
       isDirectory(path.dirname(lock))
