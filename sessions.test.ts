@@ -440,6 +440,18 @@ describe('cases the reference layouts do not show', () => {
     expect(rowOf(theirs.sessions, 'shared').health).toBe('running')
     const missing = await cli(['status', 'elsewhere', '-C', root])
     expect(missing.code).toBe(1)
+    // Both live at once (this one's engine holds its lock, the other's runs in tmux): still two rows.
+    const lockFile = path.join(root, '.claude/locks/shared.lock')
+    mkdirSync(path.dirname(lockFile), { recursive: true })
+    writeFileSync(lockFile, '')
+    const holder = startLockHolder(lockFile)
+    await flockTaken(lockFile)
+    writeFileSync(lockFile, JSON.stringify({ session: 'shared', pid: holder, started_at: isoSeconds(Date.now()) }))
+    const live = await listJson(root, '--all')
+    expect(live.sessions.filter((s) => s.name === 'shared').map((s) => [s.project, s.health, s.lock?.pid ?? s.tmux?.session])).toEqual([
+      [root, 'running', holder],
+      [other, 'running', expect.any(Number)],
+    ])
   })
 
   test('list --all also lists the projects this tool started sessions in, after their tmux sessions are gone; a project removed is dropped', async () => {

@@ -3154,6 +3154,15 @@ interface ListResult {
   hosts?: HostFailure[]
 }
 
+/** What a list on another machine is asked for: the same flags as this one's. */
+function hostListArgs(options: ListOptions): string[] {
+  return [
+    ...(options.all ? ['--all'] : []),
+    ...(options.stallMinutes !== undefined ? ['--stall', String(options.stallMinutes)] : []),
+    ...(options.startGraceSeconds !== undefined ? ['--start-grace', String(options.startGraceSeconds)] : []),
+  ]
+}
+
 function countHealths(rows: SessionRow[]): Partial<Record<Health, number>> {
   const counts: Partial<Record<Health, number>> = {}
   for (const health of HEALTHS) {
@@ -3230,6 +3239,8 @@ function listNext(rows: SessionRow[], say: (command: string) => string, runner: 
 
 async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
+  // Other machines are asked first, so that they work while this one is listed.
+  const remote = options.hosts?.length ? listHosts(options.hosts, hostListArgs(options), options) : null
   const tmux = options.tmuxSessions ? { sessions: options.tmuxSessions, available: true } : await tmuxSessionsIfAny(options)
   const project = await mapProject({ ...options, tmuxSessions: tmux.sessions }, (facts) => describeSession(facts, now, options))
   const remaining = await beadsRemainingBySession(project.sessions, options.env)
@@ -3262,24 +3273,19 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     result.warnings = listed.flatMap((one) => one.warnings)
     result.counts = countHealths(result.sessions)
   }
-  if (options.hosts?.length) {
-    const args = [
-      ...(options.all ? ['--all'] : []),
-      ...(options.stallMinutes !== undefined ? ['--stall', String(options.stallMinutes)] : []),
-      ...(options.startGraceSeconds !== undefined ? ['--start-grace', String(options.startGraceSeconds)] : []),
-    ]
-    const remote = await listHosts(options.hosts, args, options)
+  if (remote) {
+    const { results, failed } = await remote
     result.projects = [
       ...(result.projects ?? [{ project: result.project, counts: result.counts, sessions: result.sessions.length }]).map((one) => ({
         ...one,
         host: null,
       })),
-      ...remote.results.flatMap((one) => one.projects ?? []),
+      ...results.flatMap((one) => one.projects ?? []),
     ]
-    result.sessions = [...result.sessions, ...remote.results.flatMap((one) => one.sessions)]
-    result.warnings = [...result.warnings, ...remote.results.flatMap((one) => one.warnings)]
+    result.sessions = [...result.sessions, ...results.flatMap((one) => one.sessions)]
+    result.warnings = [...result.warnings, ...results.flatMap((one) => one.warnings)]
     result.counts = countHealths(result.sessions)
-    result.hosts = remote.failed
+    result.hosts = failed
   }
   return result
 }
