@@ -3232,16 +3232,17 @@ describe('notify, as a hostile tester tried it', () => {
 
   test('events --follow ends when its stdout closes', async () => {
     const root = await makeEngineProject()
+    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await waitFor('its end', async () => rowOf((await listJson(root)).sessions, 'one').health === 'complete')
     const [command, ...pre] = NATIVE ? [process.execPath, SESSIONS] : [TSX, SESSIONS]
     const child = spawn(command, [...pre, 'events', '--follow', '--json', '--interval', '0.2', '-C', root], {
       env: ENV,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     children.push(child)
-    const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
-    await waitFor('the follower', () => child.pid !== undefined && existsSync(`/proc/${child.pid}`))
+    // Closed before it prints anything: its first lines (what happened) meet a closed pipe, and it ends.
     child.stdout!.destroy()
-    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
     expect(await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000))])).toBe(0)
   })
 })
