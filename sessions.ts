@@ -4770,7 +4770,7 @@ interface EventSource {
   eventsFile: string | null
 }
 
-function eventSourceOf(facts: SessionFacts, row: SessionRow): EventSource {
+function eventSourceOf(facts: SessionFacts, row: SessionRow, killing?: ReadonlySet<string>): EventSource {
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const plan = facts.plan?.kind === 'ok' ? facts.plan.value : null
   const names: (string | null)[] = plan?.nodes.map((node) => node.id ?? null) ?? []
@@ -4781,7 +4781,7 @@ function eventSourceOf(facts: SessionFacts, row: SessionRow): EventSource {
   return {
     row,
     root: facts.root,
-    killing: existsSync(killLockFile(facts.root, facts.name)),
+    killing: killing ? killing.has(facts.name) : existsSync(killLockFile(facts.root, facts.name)),
     run: row.resumed_at ?? startedAt,
     startedAt,
     history: state?.history ?? [],
@@ -5117,9 +5117,13 @@ async function lookAtProject(
   const stallMs = (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000
   const tmux = await tmuxSessionsIfAny(options)
   const root = await findProjectRoot(options)
+  // The kills under way, from one listing of .claude/ (not one look for a lock per session).
+  const killing = new Set(
+    (await listDir(path.join(root, '.claude'))).flatMap((entry) => /^sessions-kill-(.+)\.lock$/.exec(entry)?.[1] ?? []),
+  )
   const project = await mapProject(
     { ...options, root, tmuxSessions: tmux.sessions, gather: cache ? cachedGather(cache, root) : undefined },
-    (facts) => eventSourceOf(facts, describeSession(facts, now, options)),
+    (facts) => eventSourceOf(facts, describeSession(facts, now, options), killing),
   )
   if (cache) for (const name of cache.keys()) if (!project.sessions.some((source) => source.row.name === name)) cache.delete(name)
   const events: TrackedEvent[] = []
