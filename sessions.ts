@@ -4832,7 +4832,7 @@ function readNewEvents(file: string, at: SessionMark['events_at']): { events: En
 function sessionChanges(
   source: EventSource,
   mark: SessionMark | undefined,
-  options: { now: number; stallMs: number; project: string; observed: boolean; resumeHint?: string | null },
+  options: { now: number; stallMs: number; project: string; observed: boolean },
 ): { events: TrackedEvent[]; mark: SessionMark } {
   const { row } = source
   // A state that cannot be read for a look (written half, or by hand) is not a new run: the mark's stays.
@@ -4869,7 +4869,7 @@ function sessionChanges(
       why: more.why !== undefined ? more.why : row.why,
       summary: more.summary ?? null,
     }
-    events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, options.resumeHint ?? row.resume_command) })
+    events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
   }
 
   // A new run: a resume, or a (fresh) start.
