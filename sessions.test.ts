@@ -3400,7 +3400,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
       const bad: [string, Record<string, unknown>, RegExp][] = [
         ['list_sessions', { stall_minutes: -1 }, /Input validation error/],
         ['session_output', { name: 'busy', lines: 0 }, /Input validation error/],
-        ['session_events', { cursor: 'yesterday' }, /^invalid cursor "yesterday"/],
+        ['session_events', { cursor: 'yesterday' }, /^unknown cursor "yesterday"/],
         ['session_events', { since: 'soon' }, /^--since needs a duration/],
         ['start_session', { name: 'x' }, /^give either type \(a loop\) or pipeline$/],
         ['start_session', { type: 'ralph', name: 'Bad Name' }, /Input validation error/],
@@ -3624,6 +3624,17 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     const unknown = await cli(['status', 'nobody', '--host', host], { env, cwd: here })
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toBe(`sessions: no session nobody in ${there}; sessions: far\n`)
+    // With --all and another project here, the far side is asked once: its rows once.
+    const alsoHere = await makeProject('complete-loop')
+    mkdirSync(path.dirname(path.join(process.env.XDG_STATE_HOME!, 'sessions-ts', 'projects')), { recursive: true })
+    writeFileSync(path.join(process.env.XDG_STATE_HOME!, 'sessions-ts', 'projects'), `${alsoHere}\n`)
+    const everything = JSON.parse((await cli(['list', '--all', '--json', '--host', host], { env, cwd: here })).stdout)
+    expect(everything.sessions.filter((row: SessionRow) => row.name === 'far')).toHaveLength(1)
+    expect(everything.projects.map((p: { host: string | null; project: string }) => [p.host, p.project])).toEqual([
+      [null, here],
+      [null, alsoHere],
+      ['remote-test', there],
+    ])
     // kill there.
     const killed = await cli(['kill', 'far', '--grace', '2', '--host', host], { env, cwd: here })
     expect(killed.code).toBe(0)
@@ -3653,7 +3664,33 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     expect(await run(other, '/x')).toEqual([
       { host: 'remote-test', root: '/x', error: expect.stringMatching(/^sessions\.ts 0\.0\.9 there, \d+\.\d+\.\d+ here/) },
     ])
+    // A far side whose answer is not a list this tool would make: a name that is shell code, no projects.
+    const forged = path.join(BASE, `forged-${projects}.sh`)
+    const row = { name: 'a; touch /tmp/pwned #', project: '/x', health: 'crashed', resume_command: 'x' }
+    writeFileSync(
+      forged,
+      `#!/bin/sh\necho '${JSON.stringify({ version: '0.1.0', project: '/x', sessions: [row], warnings: [], projects: [] })}'\n`,
+      {
+        mode: 0o755,
+      },
+    )
+    const bad = await cli(['list', '--json', '--host', 'remote-test:/x', '--host', 'remote-test:/y'], {
+      env: { ...ssh.env, SESSIONS_REMOTE: forged },
+      cwd: here,
+    })
+    expect(bad.code).toBe(0)
+    expect(JSON.parse(bad.stdout).hosts).toEqual([
+      { host: 'remote-test', root: '/x', error: expect.stringMatching(/^its answer is not a list of sessions \(sessions\.0\.name: /) },
+      { host: 'remote-test', root: '/y', error: expect.stringMatching(/^its answer is not a list of sessions/) },
+    ])
+    // attach off a terminal: the command that attaches from here, through ssh -t.
+    const attach = await cli(['attach', 'far', '--host', 'remote-test:/srv/p'], { env: ssh.env, cwd: here })
+    expect(attach.code).toBe(0)
+    expect(attach.stdout).toMatch(
+      /^Not a terminal; to watch it live, run:\n {2}ssh -F \S+ .* -t -- remote-test .*attach far --root \/srv\/p'?\n$/,
+    )
     for (const [args, message] of [
+      [['list', '--host', 'remote-test:relative/p'], /^sessions: --host: ROOT must be a path from \/ or from ~\/ there/],
       [['list', '--host=-oProxyCommand=touch /tmp/x:/r'], /^sessions: --host needs DEST:ROOT/],
       [['list', '--host', '-oProxyCommand=touch /tmp/x:/r'], /^sessions: list: Option '--host' argument is ambiguous/],
       [['list', '--host', 'nocolon'], /^sessions: --host needs DEST:ROOT/],

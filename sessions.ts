@@ -2873,6 +2873,14 @@ function knownProjects(env: NodeJS.ProcessEnv = process.env): string[] {
   const roots = read.text
     .split('\n')
     .filter((line) => path.isAbsolute(line) && line === path.resolve(line) && isDirectory(path.join(line, '.claude')))
+    .flatMap((line) => {
+      // A link in the list stands for its project: one project, one entry.
+      try {
+        return [realpathSync(line)]
+      } catch {
+        return []
+      }
+    })
   return [...new Set(roots)]
 }
 
@@ -2887,6 +2895,15 @@ function rememberProject(root: string, env: NodeJS.ProcessEnv = process.env): vo
     writeFileInside(folder, path.join(folder, 'projects'), [...roots, root].map((line) => `${line}\n`).join(''))
   } catch {
     /* a read-only home, say: list --all still finds the projects of live tmux sessions */
+  }
+}
+
+/** The home folder as the kernel names it (links resolved), or null where there is none. */
+function homeFolder(): string | null {
+  try {
+    return realpathSync(homedir())
+  } catch {
+    return null
   }
 }
 
@@ -2926,6 +2943,8 @@ function parseHost(raw: string): Host {
   const root = colon > 0 ? raw.slice(colon + 1) : ''
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.@%+-]*$/.test(dest) || root === '' || /[\n\0]/.test(root))
     throw new UsageError(`--host needs DEST:ROOT (user@machine:/path/to/project), got "${raw}"`)
+  if (!root.startsWith('/') && !root.startsWith('~/'))
+    throw new UsageError(`--host: ROOT must be a path from / or from ~/ there, got "${root}"`)
   return { dest, root }
 }
 
@@ -2946,7 +2965,7 @@ function configuredHosts(env: NodeJS.ProcessEnv = process.env): Host[] {
   if (read.kind !== 'ok') throw new UsageError(`--hosts: no hosts file${file ? ` (${file}: DEST:ROOT a line)` : ''}`)
   const hosts = read.text
     .split('\n')
-    .map((line) => line.replace(/#.*/, '').trim())
+    .map((line) => line.replace(/(^|\s)#.*/, '').trim())
     .filter(Boolean)
     .map((line) => {
       try {
@@ -2962,14 +2981,15 @@ function configuredHosts(env: NodeJS.ProcessEnv = process.env): Host[] {
 /** The hosts a command line names: --host (repeatable) and, with --hosts, those of the hosts file. */
 function hostsOf(values: Values, env: NodeJS.ProcessEnv): Host[] {
   const given = ((values.host as string[] | undefined) ?? []).map(parseHost)
-  return [...given, ...(values.hosts ? configuredHosts(env) : [])]
+  const all = [...given, ...(values.hosts ? configuredHosts(env) : [])]
+  // A host named twice (--host and the hosts file, say) is asked once.
+  return all.filter((host, i) => all.findIndex((other) => hostLabel(other) === hostLabel(host)) === i)
 }
 
 /** ssh, as SESSIONS_SSH says (words, no shell), never asking, sharing one connection per host for a minute. */
 function sshArgv(env: NodeJS.ProcessEnv, options: { tty?: boolean } = {}): string[] {
   // Words, no shell: a leading ~/ is the home folder, as a shell would have it.
-  const words = (env.SESSIONS_SSH || 'ssh')
-    .trim()
+  const words = (env.SESSIONS_SSH?.trim() || 'ssh')
     .split(/\s+/)
     .map((word) => (word.startsWith('~/') && env.HOME ? path.join(env.HOME, word.slice(2)) : word))
   const runtime = env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? env.XDG_RUNTIME_DIR : '/tmp'
@@ -2993,9 +3013,10 @@ function sshArgv(env: NodeJS.ProcessEnv, options: { tty?: boolean } = {}): strin
  * each quoted, with --root ROOT.
  */
 function remoteCommand(host: Host, args: string[], env: NodeJS.ProcessEnv): string {
-  const quoted = [...args, '--root', host.root].map(shellQuote).join(' ')
+  // ~/ is the home folder there: "$HOME" is left for that shell to expand, the rest quoted.
+  const root = host.root.startsWith('~/') ? `"$HOME"/${shellQuote(host.root.slice(2))}` : shellQuote(host.root)
+  const quoted = `${args.map(shellQuote).join(' ')} --root ${root}`
   if (env.SESSIONS_REMOTE) return `${env.SESSIONS_REMOTE} ${quoted}`
-  const root = shellQuote(host.root)
   return [
     `cd ${root} 2>/dev/null || { echo "sessions: no folder ${host.root.replace(/["$`\\]/g, '')} there" >&2; exit 127; }`,
     `[ -f sessions.ts ] || { echo "sessions: no sessions.ts in ${host.root.replace(/["$`\\]/g, '')} there" >&2; exit 127; }`,
@@ -3004,11 +3025,56 @@ function remoteCommand(host: Host, args: string[], env: NodeJS.ProcessEnv): stri
   ].join('; ')
 }
 
+/**
+ * ssh, its output collected: done when ssh exits. A shared connection's master holds ssh's output pipes
+ * as long as the far command runs, so waiting for them to close (as execFile does) would outlast a
+ * timeout: after the exit, what is left in the pipes is read for a moment, then they are let go.
+ */
+function runSsh(
+  file: string,
+  args: string[],
+  options: { env: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<{ code: number; stdout: string; stderr: string; missing: boolean; timedOut: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn(file, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
+    let timedOut = false
+    let missing = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGTERM')
+    }, options.timeoutMs)
+    const settle = (code: number) => {
+      clearTimeout(timer)
+      child.stdout.destroy()
+      child.stderr.destroy()
+      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), missing, timedOut })
+    }
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      missing = error.code === 'ENOENT'
+      settle(127)
+    })
+    child.on('exit', (code, signal) => {
+      const status = code ?? (signal ? 128 : 1)
+      let settled = false
+      const done = () => {
+        if (!settled) settle(status)
+        settled = true
+      }
+      child.on('close', done)
+      setTimeout(done, 500).unref()
+    })
+  })
+}
+
 /** This tool's command line run on a host, its output collected (for --json answers). */
 async function runRemote(host: Host, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) {
   const env = options.env ?? process.env
   const [ssh, ...sshArgs] = sshArgv(env)
-  const result = await run(ssh, [...sshArgs, '--', host.dest, remoteCommand(host, args, env)], {
+  const result = await runSsh(ssh, [...sshArgs, '--', host.dest, remoteCommand(host, args, env)], {
     env,
     timeoutMs: options.timeoutMs ?? DEFAULTS.sshCallSeconds * 1000,
   })
@@ -3046,10 +3112,14 @@ async function listHosts(hosts: Host[], args: string[], options: CommonOptions):
     hosts.map(async (host) => {
       try {
         const result = await remoteJson<ListResult>(host, ['list', ...args], env)
+        // Another machine's answer is data from elsewhere: its shape is checked, and a session name that
+        // this tool would not accept (one that could be shell code in a hint) makes the whole answer bad.
+        const shape = RemoteListSchema.safeParse(result)
+        if (!shape.success) throw new SessionsError(`its answer is not a list of sessions (${schemaProblem(shape.error)})`)
         const dest: string | null = host.dest
         // Its hints are for a shell there; from here, the same command goes through --host.
         const fromHere = (command: string | null, name: string) =>
-          command && `${runnerOf(options)} resume ${name} --host ${shellQuote(hostLabel(host))}`
+          command && `${runnerOf(options)} resume ${shellQuote(name)} --host ${shellQuote(hostLabel(host))}`
         results.push({
           ...result,
           sessions: result.sessions.map((row) => ({ ...row, host: dest, resume_command: fromHere(row.resume_command, row.name) })),
@@ -3068,11 +3138,19 @@ async function listHosts(hosts: Host[], args: string[], options: CommonOptions):
     }),
   )
   // In the order the hosts were given, whatever order they answered in.
-  const order = (dest: string) => hosts.findIndex((host) => host.dest === dest)
-  results.sort((a, b) => order(a.projects![0].host!) - order(b.projects![0].host!))
+  const order = (dest: string | null | undefined) => hosts.findIndex((host) => host.dest === dest)
+  results.sort((a, b) => order(a.sessions[0]?.host ?? a.projects?.[0]?.host) - order(b.sessions[0]?.host ?? b.projects?.[0]?.host))
   failed.sort((a, b) => order(a.host) - order(b.host))
   return { results, failed }
 }
+
+/** What a list from another machine must look like before it is merged. */
+const RemoteListSchema = z.looseObject({
+  project: z.string(),
+  sessions: z.array(z.looseObject({ name: z.string().regex(NAME_PATTERN), project: z.string(), health: z.enum(HEALTHS) })),
+  warnings: z.array(z.looseObject({ session: z.string().regex(NAME_PATTERN) })),
+  projects: z.array(z.looseObject({ project: z.string() })).nullish(),
+})
 
 interface HostFailure {
   host: string
@@ -3101,9 +3179,22 @@ async function passToHost(host: Host, args: string[], io: Io, options: { tty?: b
       io.stderr(`sessions: ${oneLine(errorMessage(error))}\n`)
       resolve(1)
     })
-    child.on('close', (code) => {
+    // Done when ssh exits (see runSsh), what is left in its pipes read for a moment first. ssh's own
+    // failure (255: no connection) is said in this tool's words too.
+    child.on('exit', (code, how) => {
       signal.removeEventListener('abort', stop)
-      resolve(code ?? 1)
+      const status = code ?? (how ? 128 : 1)
+      let settled = false
+      const done = () => {
+        if (settled) return
+        settled = true
+        child.stdout.destroy()
+        child.stderr.destroy()
+        if (status === 255) io.stderr(`sessions: ssh to ${host.dest} failed (exit status 255)\n`)
+        resolve(status === 255 ? 1 : status)
+      }
+      child.on('close', done)
+      setTimeout(done, 500).unref()
     })
   })
 }
@@ -3265,7 +3356,10 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     }
     roots.delete(project.root)
     const others = await Promise.all(
-      [...roots].sort().map((root) => list({ ...options, root, all: false, tmuxSessions: tmux.sessions }).catch(() => null)),
+      // Each of them alone: other machines are asked once, by this list, not again by each project.
+      [...roots]
+        .sort()
+        .map((root) => list({ ...options, root, all: false, hosts: undefined, tmuxSessions: tmux.sessions }).catch(() => null)),
     )
     const listed = [{ ...result }, ...others.filter((other): other is ListResult => other !== null && other.project !== project.root)]
     result.projects = listed.map((one) => ({ project: one.project, host: null, counts: one.counts, sessions: one.sessions.length }))
@@ -5804,16 +5898,22 @@ async function toolAnswer(work: () => Promise<Record<string, unknown>>, say: (da
 /** Progress notifications where the client asked for them (a progressToken), else nothing. */
 function progressOf(extra: { _meta?: { progressToken?: string | number }; sendNotification: (n: never) => Promise<void> }) {
   const token = extra._meta?.progressToken
-  return (progress: number, total: number | undefined, message: string) => {
+  const sent: Promise<void>[] = []
+  const say = (progress: number, total: number | undefined, message: string) => {
     if (token === undefined) return
-    void extra
-      .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, total, message } } as never)
-      .catch(() => {})
+    sent.push(
+      extra
+        .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, total, message } } as never)
+        .catch(() => {}),
+    )
   }
+  // Awaited before the tool answers: a progress notification after the result is one the client no longer knows.
+  return Object.assign(say, { flush: () => Promise.all(sent) })
 }
 
 /** The tools, declared once: name, description, input shape, annotations, and the call. */
 function mcpTools(base: CommonOptions) {
+  const cursors = eventCursors()
   const at = (root: string | undefined): CommonOptions => ({ ...base, ...(root ? { root } : {}) })
   const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`
   const readOnly = { readOnlyHint: true, openWorldHint: false }
@@ -5872,16 +5972,16 @@ function mcpTools(base: CommonOptions) {
       inputSchema: {
         names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
         since: z.string().optional().describe('only since: 30m, 2h, 1d, or an ISO time'),
-        cursor: z.string().optional().describe('from an earlier answer: only events after it'),
+        cursor: z.string().nullish().describe('from an earlier answer: only the events it did not hold'),
         root: TOOL_VALUES.root,
       },
       annotations: { title: 'Session events', ...readOnly },
-      call: ({ names, since, cursor, root }: { names?: string[]; since?: string; cursor?: string; root?: string }) =>
+      call: ({ names, since, cursor, root }: { names?: string[]; since?: string; cursor?: string | null; root?: string }) =>
         toolAnswer(
           async () => {
             const result = await events(names ?? [], { ...at(root), since: since === undefined ? undefined : parseSince(since) })
-            const after = eventsAfter(result.events, cursor)
-            return { ...result, events: after, cursor: eventCursor(result.events) }
+            const after = cursors.after(result.events, cursor)
+            return { ...result, events: after, cursor: cursors.make(result.events) }
           },
           (data: EventsResult) =>
             data.events.length ? data.events.map((event) => `${event.ts} ${event.session} ${event.event}`).join('; ') : 'no events',
@@ -5956,6 +6056,7 @@ function mcpTools(base: CommonOptions) {
               graceSeconds: grace_seconds,
               onWaiting: (what) => progress(0, undefined, what),
             })
+            await progress.flush()
             const refused = reports.find((report) => report.outcome === 'refused' || report.outcome === 'not_found')
             if (refused) throw new SessionsError(refused.reason ?? `${refused.name}: ${refused.outcome}`)
             return { sessions: reports }
@@ -5995,7 +6096,7 @@ function mcpTools(base: CommonOptions) {
         toolAnswer(
           async () => {
             const progress = progressOf(extra)
-            return {
+            const result = {
               ...(await wait(names, {
                 ...at(root),
                 timeoutSeconds: timeout_seconds,
@@ -6006,6 +6107,8 @@ function mcpTools(base: CommonOptions) {
                 },
               })),
             }
+            await progress.flush()
+            return result
           },
           (data: WaitResult) =>
             data.timed_out
@@ -6018,25 +6121,28 @@ function mcpTools(base: CommonOptions) {
   }
 }
 
-/** The events after a cursor (the ts of the last event seen and how many of that second were seen). */
-function eventsAfter(list: SessionEvent[], cursor: string | undefined): SessionEvent[] {
-  if (!cursor) return list
-  const match = /^(.+)\+(\d+)$/.exec(cursor)
-  const at = match ? parseTime(match[1]) : null
-  if (!match || at === null) throw new UsageError(`invalid cursor "${cursor}": pass back the cursor of an earlier answer`)
-  let sameSecond = Number(match[2])
-  return list.filter((event) => {
-    const ts = parseTime(event.ts) ?? 0
-    if (ts !== at) return ts > at
-    return sameSecond-- <= 0
-  })
-}
-
-/** A cursor after every event of the list: the last one's time, and how many events share it. */
-function eventCursor(list: SessionEvent[]): string | null {
-  const last = list.at(-1)
-  if (!last) return null
-  return `${last.ts}+${list.filter((event) => event.ts === last.ts).length}`
+/**
+ * session_events' cursors: what an answer held, kept by the server (one client, one process), so that
+ * the next answer holds exactly what is new, also an event dated earlier (a crash is dated by the
+ * session's last sign of life). The newest 100 cursors are kept.
+ */
+function eventCursors() {
+  const kept = new Map<string, Set<string>>()
+  const key = (event: SessionEvent) => `${event.session}\t${event.event}\t${event.ts}\t${event.iteration ?? ''}\t${event.stage ?? ''}`
+  return {
+    after(list: SessionEvent[], cursor: string | null | undefined): SessionEvent[] {
+      if (!cursor) return list
+      const seen = kept.get(cursor)
+      if (!seen) throw new UsageError(`unknown cursor "${cursor}": pass back the cursor of an earlier answer of this server, or none`)
+      return list.filter((event) => !seen.has(key(event)))
+    },
+    make(list: SessionEvent[]): string {
+      const cursor = randomBytes(8).toString('hex')
+      kept.set(cursor, new Set(list.map(key)))
+      for (const old of kept.keys()) if (kept.size > 100) kept.delete(old)
+      return cursor
+    },
+  }
 }
 
 /** Serves the tools over stdio until the client closes the connection. */
@@ -6112,6 +6218,9 @@ ${commands.join('\n')}
 
 async function setupClaude(options: CommonOptions & { force?: boolean } = {}): Promise<SetupResult> {
   const root = await findProjectRoot(options)
+  // ~/.claude is Claude Code's own folder, not a project's.
+  if (root === homeFolder())
+    throw new SessionsError(`${root} is your home folder, not a project: run setup claude in a project (or give -C)`)
   const file = path.join(root, '.claude', 'commands', 'sessions.md')
   // The tmux server it was given (--socket), in every command Claude runs and in the server's arguments.
   const socket = tmuxSocket(options)
@@ -6122,6 +6231,9 @@ async function setupClaude(options: CommonOptions & { force?: boolean } = {}): P
   let action: SetupResult['action'] = 'written'
   if (!createFileInside(root, file, text)) {
     const existing = readRegularFile(file)
+    const linked = linkedFile(file)
+    if (linked || existing.kind === 'bad')
+      throw new UnsafePathError(`refusing to write ${relative(root, file)}: it ${linked ?? (existing as { problem: string }).problem}`)
     if (existing.kind === 'ok' && existing.text === text) action = 'unchanged'
     else if (!options.force)
       throw new SessionsError(
@@ -8257,6 +8369,17 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
     if (hosts.length && spec.remote !== 'merge') {
       if (!spec.remote) throw new UsageError(`${command} takes no --host`)
       if (hosts.length > 1) throw new UsageError(`${command} acts on one machine: give --host once`)
+      if (spec.remote === 'tty' && !io.terminal) {
+        // Not a terminal: the command that attaches from here, as attach prints it for this machine.
+        const [ssh, ...sshArgs] = sshArgv(io.env, { tty: true })
+        const attachHere = [ssh, ...sshArgs, '--', hosts[0].dest, remoteCommand(hosts[0], localArgsRemoved(argv), io.env)]
+        io.stdout(
+          json
+            ? `${JSON.stringify({ command: attachHere }, null, 2)}\n`
+            : `Not a terminal; to watch it live, run:\n  ${attachHere.map(shellQuote).join(' ')}\n`,
+        )
+        return 0
+      }
       return await passToHost(hosts[0], localArgsRemoved(argv), io, { tty: spec.remote === 'tty' })
     }
     const outcome = await spec.run({ args, values, common, io, json })
