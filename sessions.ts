@@ -3106,10 +3106,9 @@ async function remoteJson<T extends { version?: unknown }>(host: Host, args: str
 /** list on every host at once; a host that fails is one line in `hosts`, never the end of the list. */
 async function listHosts(hosts: Host[], args: string[], options: CommonOptions): Promise<{ results: ListResult[]; failed: HostFailure[] }> {
   const env = options.env ?? process.env
-  const results: ListResult[] = []
-  const failed: HostFailure[] = []
-  await Promise.all(
-    hosts.map(async (host) => {
+  // Each answer in its host's place: in the order the hosts were given, whatever order they answered in.
+  const answers: (ListResult | HostFailure)[] = await Promise.all(
+    hosts.map(async (host): Promise<ListResult | HostFailure> => {
       try {
         const result = await remoteJson<ListResult>(host, ['list', ...args], env)
         // Another machine's answer is data from elsewhere: its shape is checked, and a session name that
@@ -3120,7 +3119,7 @@ async function listHosts(hosts: Host[], args: string[], options: CommonOptions):
         // Its hints are for a shell there; from here, the same command goes through --host.
         const fromHere = (command: string | null, name: string) =>
           command && `${runnerOf(options)} resume ${shellQuote(name)} --host ${shellQuote(hostLabel(host))}`
-        results.push({
+        return {
           ...result,
           sessions: result.sessions.map((row) => ({ ...row, host: dest, resume_command: fromHere(row.resume_command, row.name) })),
           warnings: result.warnings.map((warning) => ({
@@ -3131,17 +3130,16 @@ async function listHosts(hosts: Host[], args: string[], options: CommonOptions):
           projects: (result.projects ?? [{ project: result.project, counts: result.counts, sessions: result.sessions.length }]).map(
             (one) => ({ ...one, host: dest }),
           ),
-        })
+        }
       } catch (error) {
-        failed.push({ host: host.dest, root: host.root, error: oneLine(errorMessage(error)) })
+        return { host: host.dest, root: host.root, error: oneLine(errorMessage(error)) }
       }
     }),
   )
-  // In the order the hosts were given, whatever order they answered in.
-  const order = (dest: string | null | undefined) => hosts.findIndex((host) => host.dest === dest)
-  results.sort((a, b) => order(a.sessions[0]?.host ?? a.projects?.[0]?.host) - order(b.sessions[0]?.host ?? b.projects?.[0]?.host))
-  failed.sort((a, b) => order(a.host) - order(b.host))
-  return { results, failed }
+  return {
+    results: answers.filter((answer): answer is ListResult => 'sessions' in answer),
+    failed: answers.filter((answer): answer is HostFailure => 'error' in answer),
+  }
 }
 
 /** What a list from another machine must look like before it is merged. */
