@@ -7082,8 +7082,17 @@ interface Io {
 
 /** A closed stdout (`| head -1`): further output is dropped, and the command ends with its usual exit status. */
 let stdoutClosed = false
-/** Told when stdout closes: a command that runs until stopped (events --follow) then stops. */
-const whenStdoutCloses = new Set<() => void>()
+/**
+ * Commands that run until stopped (events --follow, notify, a command passed to a host) and have not
+ * been: SIGINT, SIGTERM, SIGHUP or a closed stdout stops them all.
+ */
+const stoppers = new Set<() => void>()
+let listeningForStop = false
+
+function stopAll(): void {
+  for (const stop of stoppers) stop()
+  stoppers.clear()
+}
 
 function processIo(): Io {
   return {
@@ -7103,10 +7112,13 @@ function processIo(): Io {
 function stopSignal(io: Io): AbortSignal {
   if (io.signal) return io.signal
   const controller = new AbortController()
-  const stop = () => controller.abort()
-  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(name, stop)
-  whenStdoutCloses.add(stop)
-  if (stdoutClosed) stop()
+  if (stdoutClosed) controller.abort()
+  stoppers.add(() => controller.abort())
+  // One listener for each signal, however many commands run in this process; once: a second Ctrl-C kills.
+  if (!listeningForStop) {
+    listeningForStop = true
+    for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(name, stopAll)
+  }
   return controller.signal
 }
 
@@ -8416,7 +8428,7 @@ if (isMainModule()) {
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code !== 'EPIPE') throw error
     stdoutClosed = true
-    for (const stop of whenStdoutCloses) stop()
+    stopAll()
   })
   // exitCode, not exit(): process.exit() can cut piped output short.
   main(process.argv.slice(2)).then((code) => {
