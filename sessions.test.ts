@@ -2845,14 +2845,22 @@ function ndjson(file: string): Record<string, unknown>[] {
 const count = (events: { event: unknown; session: unknown }[], session: string, kind: string) =>
   events.filter((event) => event.session === session && event.event === kind).length
 
+/** A start that must succeed: its stderr first, so that a failure says why. */
+async function startOk(args: string[], options: { env?: NodeJS.ProcessEnv } = {}) {
+  const run = await cli(args, options)
+  expect(run.stderr, args.join(' ')).toBe('')
+  expect(run.code).toBe(0)
+  return run
+}
+
 describe('events and notify', () => {
   test('events: what happened, from the files, oldest first; --json is NDJSON with the documented fields; --since filters', async () => {
     const root = await makeEngineProject()
-    expect((await cli(['start', 'ralph', 'done', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'done', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     expect((await cli(['start', 'ralph', 'boom', '5', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'crash:2' } })).code).toBe(
       0,
     )
-    expect((await cli(['start', 'pipeline', 'refine.yaml', 'pipe', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'pipeline', 'refine.yaml', 'pipe', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('all three ended', async () => (await listJson(root)).sessions.every((row) => row.health !== 'running'))
     const run = await cli(['events', '--json', '-C', root])
     expect(run.stderr).toBe('')
@@ -2920,10 +2928,10 @@ describe('events and notify', () => {
     const exec = `cat >> ${execOut}; echo "$SESSIONS_EVENT $SESSIONS_SESSION: $SESSIONS_TEXT" >> ${path.join(root, 'exec-env.txt')}`
     const watch = watcher(['--webhook', hook.url, '--exec', exec, '--desktop', '--interval', '0.3', '--stall', '0.05', '-C', root], env)
     await waitFor('the first look', () => watch.out.stdout.includes('watching'))
-    expect((await cli(['start', 'ralph', 'done', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.2' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'done', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.2' } })
     const { enginePid } = await startHungAgent(root, 'boom')
     process.kill(enginePid, 'SIGKILL')
-    expect((await cli(['start', 'ralph', 'stuck', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'stuck', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })
     await waitFor(
       'complete, crashed and stalled at every sink',
       () =>
@@ -2936,7 +2944,7 @@ describe('events and notify', () => {
     // A repair of the crashed session (its lock removed, its state marked) is not a second end. Looks are in
     // order: once a session started after the repair is reported, the repair has been looked at.
     expect((await cli(['cleanup', '--yes', '-C', root])).code).toBe(0)
-    expect((await cli(['start', 'ralph', 'after', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'after', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the later session', () => count(ndjson(execOut) as never, 'after', 'complete'))
     expect(await watch.stop()).toBe(0)
     const delivered = { exec: ndjson(execOut), webhook: hook.received.map((r) => r.event) }
@@ -2984,8 +2992,8 @@ describe('events and notify', () => {
     await waitFor('the first look', () => first.out.stdout.includes('watching'))
     expect(await first.stop()).toBe(0)
     // While no watcher runs: one session completes, another fails.
-    expect((await cli(['start', 'ralph', 'quiet', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
-    expect((await cli(['start', 'ralph', 'bad', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'fail:2' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'quiet', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
+    await startOk(['start', 'ralph', 'bad', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'fail:2' } })
     await waitFor('both ended', async () =>
       (await listJson(root)).sessions.every((row) => row.health === 'complete' || row.health === 'failed'),
     )
@@ -2997,7 +3005,7 @@ describe('events and notify', () => {
       new RegExp(`^sessions: a watcher already runs for ${escaped(root)} \\(PID ${process.pid}\\); stop it with: .*notify --stop`),
     )
     // Looks are in order: once a session started now is reported, the late ones have been looked at again.
-    expect((await cli(['start', 'ralph', 'now', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'now', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the session started now', () => hook.received.length >= 3)
     expect(await second.stop()).toBe(0)
     expect(second.out.stdout).toMatch(/2 event\(s\) happened while no watcher ran: delivered now, marked late\n/)
@@ -3014,7 +3022,7 @@ describe('events and notify', () => {
     // A third run: nothing new, nothing twice (up to the next session's end, reported after them all).
     const third = watcher(['--webhook', hook.url, '--interval', '0.3', '-C', root])
     await waitFor('the third look', () => third.out.stdout.includes('watching'))
-    expect((await cli(['start', 'ralph', 'last', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'last', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the last session', () => hook.received.length >= 4)
     expect(await third.stop()).toBe(0)
     expect(hook.received.slice(2).map((body) => [body.event.session, body.event.late])).toEqual([
@@ -3043,7 +3051,7 @@ describe('events and notify', () => {
       root,
     ])
     await waitFor('the first look', () => watch.out.stdout.includes('watching'))
-    expect((await cli(['start', 'ralph', 'quick', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'quick', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the failure', () => watch.out.stderr.includes('not delivered'), 20_000).catch((error) => {
       throw new Error(`${error.message}; the watcher said: ${JSON.stringify(watch.out)}`)
     })
@@ -3072,7 +3080,7 @@ describe('events and notify', () => {
     const { pid } = JSON.parse(detached.stdout)
     expect(isPidAlive(pid)).toBe(true)
     // It delivers: a session started now completes.
-    expect((await cli(['start', 'ralph', 'later', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'later', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the delivery', () => ndjson(execOut).length === 1)
     const stop = await cli(['notify', '--stop', '-C', root])
     expect(stop.code).toBe(0)
@@ -3130,7 +3138,7 @@ describe('notify, as a hostile tester tried it', () => {
     const out = path.join(root, 'exec.ndjson')
     const watch = watcher(['--on', 'all', '--exec', `cat >> ${out}`, '--interval', '0.1', '-C', root])
     await waitFor('the first look', () => watch.out.stdout.includes('watching'))
-    expect((await cli(['start', 'ralph', 'done', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'done', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('its end', () => count(ndjson(out) as never, 'done', 'complete'))
     // Its state half written for a while, then whole again.
     const stateFile = path.join(root, '.claude/pipeline-runs/done/state.json')
@@ -3139,11 +3147,11 @@ describe('notify, as a hostile tester tried it', () => {
     await new Promise((resolve) => setTimeout(resolve, 500))
     writeFileSync(stateFile, whole)
     // A kill: the engine gone a moment before its state says killed.
-    expect((await cli(['start', 'ralph', 'victim', '20', '--yes', '-C', root], { env: { MOCK_PACE: '3' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'victim', '20', '--yes', '-C', root], { env: { MOCK_PACE: '3' } })
     await waitFor('its start', () => count(ndjson(out) as never, 'victim', 'started'))
     expect((await cli(['kill', 'victim', '--grace', '2', '-C', root])).code).toBe(0)
     // Looks are in order: once a later session's end is in, the earlier ones have been looked at.
-    expect((await cli(['start', 'ralph', 'last', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'last', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the last end', () => count(ndjson(out) as never, 'last', 'complete'))
     expect(await watch.stop()).toBe(0)
     const events = ndjson(out) as never
@@ -3169,8 +3177,8 @@ describe('notify, as a hostile tester tried it', () => {
       root,
     ])
     await waitFor('the first look', () => watch.out.stdout.includes('watching'))
-    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
-    expect((await cli(['start', 'ralph', 'two', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
+    await startOk(['start', 'ralph', 'two', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     // Both delivered to the second sink within seconds, not after the first sink's background child.
     await waitFor('both ends', () => ndjson(second).length === 2, 10_000)
     expect(watch.out.stderr).toBe('')
@@ -3178,7 +3186,7 @@ describe('notify, as a hostile tester tried it', () => {
     // A command that runs long, ended by the watcher's stop: it stops now, the event kept for later.
     const slow = watcher(['--exec', 'sleep 30', '--timeout', '60', '--interval', '0.2', '-C', root])
     await waitFor('the first look', () => slow.out.stdout.includes('watching'))
-    expect((await cli(['start', 'ralph', 'three', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'three', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the delivery under way', () => readJson(path.join(root, '.claude/sessions-notify.json')).outbox.length === 1)
     const began = Date.now()
     expect(await slow.stop()).toBe(0)
@@ -3191,7 +3199,7 @@ describe('notify, as a hostile tester tried it', () => {
     const fast = path.join(root, 'fast.ndjson')
     const watch = watcher(['--exec', `cat >> ${fast}`, '--exec', 'sleep 30', '--timeout', '60', '--interval', '0.2', '-C', root])
     await waitFor('the first look', () => watch.out.stdout.includes('watching'))
-    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the fast sink', () => ndjson(fast).length === 1)
     // The record says so already: the event is left only for the slow sink.
     const record = await waitFor('the record', () => {
@@ -3225,14 +3233,14 @@ describe('notify, as a hostile tester tried it', () => {
     const { pid } = JSON.parse(detached.stdout)
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).not.toContain('secret')
     expect(tmux('list-panes', '-a', '-F', '#{pane_start_command}')).not.toContain('secret')
-    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the delivery', () => hook.received.length === 1)
     expect((await cli(['notify', '--stop', '-C', root])).code).toBe(0)
   })
 
   test('events --follow ends when its stdout closes', async () => {
     const root = await makeEngineProject()
-    expect((await cli(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })).code).toBe(0)
+    await startOk(['start', 'ralph', 'one', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('its end', async () => rowOf((await listJson(root)).sessions, 'one').health === 'complete')
     const [command, ...pre] = NATIVE ? [process.execPath, SESSIONS] : [TSX, SESSIONS]
     const child = spawn(command, [...pre, 'events', '--follow', '--json', '--interval', '0.2', '-C', root], {

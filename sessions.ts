@@ -44,6 +44,7 @@ import module from 'node:module'
 import path from 'node:path'
 import { homedir } from 'node:os'
 import { parseArgs, stripVTControlCharacters, styleText } from 'node:util'
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
@@ -528,6 +529,7 @@ function parseJsonText<T>(file: string, text: string, schema: z.ZodType<T>): Fil
 }
 
 async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<FileRead<T>> {
+  const fileCache = fileCaches.getStore()
   const signature = fileCache ? cacheSignature(file) : null
   const cached = signature ? fileCache?.get(file) : undefined
   if (cached && cached.signature === signature && cached.schema === schema) return cached.read as FileRead<T>
@@ -544,25 +546,28 @@ async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<File
 
 /**
  * For a watcher, which looks at the same files every few seconds: a file read and parsed before is read
- * again only when it changed (inode, size, modification or change time differ). Off otherwise.
+ * again only when it changed (inode, size, modification or change time differ). Only within the
+ * watcher's own calls (an async context: another command running in the same process reads as usual).
  */
-let fileCache: Map<string, { signature: string; schema: unknown; read: FileRead<unknown> }> | null = null
+const fileCaches = new AsyncLocalStorage<Map<string, { signature: string; schema: unknown; read: FileRead<unknown> }>>()
 
 async function withFileCache<T>(work: () => Promise<T>): Promise<T> {
-  const outer = fileCache
-  fileCache ??= new Map()
-  try {
-    return await work()
-  } finally {
-    fileCache = outer
-  }
+  return fileCaches.run(new Map(), work)
 }
 
-/** What tells one version of a regular file from another, or null (missing, or not a regular file: read as usual). */
+/**
+ * A file's times are a clock tick coarse (a few ms) and a file written by rename may get the inode just
+ * freed: two versions written within one tick, of one size, can look the same. So a file changed in the
+ * last two seconds is never taken for the one seen before.
+ */
+const SETTLED_MS = 2000
+
+/** What tells one version of a regular file from another, or null (missing, not a regular file, or changed just now: read as usual). */
 function cacheSignature(file: string): string | null {
   try {
     const st = statSync(file, { throwIfNoEntry: false })
-    return st?.isFile() ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : null
+    if (!st?.isFile() || Date.now() - Math.max(st.mtimeMs, st.ctimeMs) < SETTLED_MS) return null
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`
   } catch {
     return null
   }
@@ -5256,7 +5261,20 @@ function sessionInputs(root: string, name: string, tmux: TmuxSession | null, kno
   // plan, a state written by rename); the iterations folder's when an iteration begins.
   const files = [paths.lock, known?.state.kind === 'missing' ? paths.legacyState : paths.state, paths.runDir]
   if (known?.stageDir) files.push(path.join(paths.runDir, known.stageDir, 'iterations'))
-  return `${tmux ? JSON.stringify(tmux) : '-'}|${files.map((file) => fileSignature(file) ?? '-').join('|')}`
+  // A file changed just now may not look changed yet (see SETTLED_MS): then the session is gathered anew.
+  const now = Date.now()
+  const versions = files.map((file) => {
+    let st: Stats | undefined
+    try {
+      st = lstatSync(file, { throwIfNoEntry: false })
+    } catch {
+      return '?' // cannot be looked at (a parent that is a file, no permission): as it was
+    }
+    if (!st) return '-'
+    const settled = now - Math.max(st.mtimeMs, st.ctimeMs) >= SETTLED_MS
+    return settled ? `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : `new ${randomBytes(4).toString('hex')}`
+  })
+  return `${tmux ? JSON.stringify(tmux) : '-'}|${versions.join('|')}`
 }
 
 function cachedGather(cache: FactsCache, root: string): typeof gatherSession {
