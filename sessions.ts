@@ -566,11 +566,16 @@ const SETTLED_MS = 2000
 function cacheSignature(file: string): string | null {
   try {
     const st = statSync(file, { throwIfNoEntry: false })
-    if (!st?.isFile() || Date.now() - Math.max(st.mtimeMs, st.ctimeMs) < SETTLED_MS) return null
-    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`
+    return st?.isFile() ? settledVersion(st) : null
   } catch {
     return null
   }
+}
+
+/** Which version of a file (or folder) this is, or null when it changed in the last SETTLED_MS: then it cannot be told apart yet. */
+function settledVersion(st: Stats, now = Date.now()): string | null {
+  if (now - Math.max(st.mtimeMs, st.ctimeMs) < SETTLED_MS) return null
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`
 }
 
 type RegularRead = { kind: 'ok'; text: string; from: number; size: number } | { kind: 'missing' } | { kind: 'bad'; problem: string }
@@ -2861,12 +2866,13 @@ async function beadsRemainingBySession(rows: SessionRow[], env?: NodeJS.ProcessE
 
 /** $XDG_STATE_HOME/sessions-ts, else ~/.local/state/sessions-ts; null without either. */
 function stateFolder(env: NodeJS.ProcessEnv = process.env): string | null {
-  const base =
-    env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME)
-      ? env.XDG_STATE_HOME
-      : env.HOME && path.isAbsolute(env.HOME)
-        ? path.join(env.HOME, '.local', 'state')
-        : null
+  return xdgFolder(env, 'XDG_STATE_HOME', path.join('.local', 'state'))
+}
+
+/** This tool's folder of an XDG kind: $VARIABLE/sessions-ts, else ~/HOME_PART/sessions-ts; null without either. */
+function xdgFolder(env: NodeJS.ProcessEnv, variable: 'XDG_STATE_HOME' | 'XDG_CONFIG_HOME', inHome: string): string | null {
+  const given = env[variable]
+  const base = given && path.isAbsolute(given) ? given : env.HOME && path.isAbsolute(env.HOME) ? path.join(env.HOME, inHome) : null
   return base && path.join(base, 'sessions-ts')
 }
 
@@ -2959,13 +2965,8 @@ function hostLabel(host: Host): string {
 
 /** $XDG_CONFIG_HOME/sessions-ts/hosts (else ~/.config/…): DEST:ROOT a line; # starts a comment. */
 function configuredHosts(env: NodeJS.ProcessEnv = process.env): Host[] {
-  const base =
-    env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME)
-      ? env.XDG_CONFIG_HOME
-      : env.HOME && path.isAbsolute(env.HOME)
-        ? path.join(env.HOME, '.config')
-        : null
-  const file = base ? path.join(base, 'sessions-ts', 'hosts') : null
+  const folder = xdgFolder(env, 'XDG_CONFIG_HOME', '.config')
+  const file = folder ? path.join(folder, 'hosts') : null
   const read = file ? readRegularFile(file) : ({ kind: 'missing' } as const)
   if (read.kind !== 'ok') throw new UsageError(`--hosts: no hosts file${file ? ` (${file}: DEST:ROOT a line)` : ''}`)
   const hosts = read.text
@@ -3038,39 +3039,52 @@ function remoteCommand(host: Host, args: string[], env: NodeJS.ProcessEnv): stri
 function runSsh(
   file: string,
   args: string[],
-  options: { env: NodeJS.ProcessEnv; timeoutMs: number },
+  options: {
+    env: NodeJS.ProcessEnv
+    timeoutMs?: number
+    /** Stops it (SIGTERM to ssh). */
+    signal?: AbortSignal
+    /** Its output as it comes, instead of collected. */
+    onStdout?: (text: string) => void
+    onStderr?: (text: string) => void
+  },
 ): Promise<{ code: number; stdout: string; stderr: string; missing: boolean; timedOut: boolean }> {
   return new Promise((resolve) => {
     const child = spawn(file, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
     const out: Buffer[] = []
     const err: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
+    child.stdout.on('data', (chunk: Buffer) => (options.onStdout ? options.onStdout(chunk.toString()) : out.push(chunk)))
+    child.stderr.on('data', (chunk: Buffer) => (options.onStderr ? options.onStderr(chunk.toString()) : err.push(chunk)))
     let timedOut = false
     let missing = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      child.kill('SIGTERM')
-    }, options.timeoutMs)
+    let settled = false
+    const stop = () => child.kill('SIGTERM')
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true
+            stop()
+          }, options.timeoutMs)
+    options.signal?.addEventListener('abort', stop, { once: true })
     const settle = (code: number) => {
+      if (settled) return
+      settled = true
       clearTimeout(timer)
+      options.signal?.removeEventListener('abort', stop)
       child.stdout.destroy()
       child.stderr.destroy()
       resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), missing, timedOut })
     }
     child.on('error', (error: NodeJS.ErrnoException) => {
       missing = error.code === 'ENOENT'
-      settle(127)
+      if (!missing) options.onStderr?.(`sessions: ${oneLine(errorMessage(error))}\n`)
+      settle(missing ? 127 : 1)
     })
     child.on('exit', (code, signal) => {
       const status = code ?? (signal ? 128 : 1)
-      let settled = false
-      const done = () => {
-        if (!settled) settle(status)
-        settled = true
-      }
-      child.on('close', done)
-      setTimeout(done, 500).unref()
+      child.on('close', () => settle(status))
+      setTimeout(() => settle(status), 500).unref()
     })
   })
 }
@@ -3169,37 +3183,16 @@ async function passToHost(host: Host, args: string[], io: Io, options: { tty?: b
   const [ssh, ...sshArgs] = sshArgv(io.env, options)
   const argv = [...sshArgs, '--', host.dest, remoteCommand(host, args, io.env)]
   if (options.tty) return spawnSync(ssh, argv, { stdio: 'inherit', env: io.env }).status ?? 1
-  return new Promise((resolve) => {
-    const child = spawn(ssh, argv, { env: io.env, stdio: ['ignore', 'pipe', 'pipe'] })
-    child.stdout.on('data', (chunk: Buffer) => io.stdout(chunk.toString()))
-    child.stderr.on('data', (chunk: Buffer) => io.stderr(chunk.toString()))
-    // Stopped with the caller (Ctrl-C, SIGTERM, a closed stdout): ssh ends, and with it the far side's
-    // output; a follower there ends at its next line.
-    const signal = stopSignal(io)
-    const stop = () => child.kill('SIGTERM')
-    signal.addEventListener('abort', stop, { once: true })
-    child.on('error', (error) => {
-      io.stderr(`sessions: ${oneLine(errorMessage(error))}\n`)
-      resolve(1)
-    })
-    // Done when ssh exits (see runSsh), what is left in its pipes read for a moment first. ssh's own
-    // failure (255: no connection) is said in this tool's words too.
-    child.on('exit', (code, how) => {
-      signal.removeEventListener('abort', stop)
-      const status = code ?? (how ? 128 : 1)
-      let settled = false
-      const done = () => {
-        if (settled) return
-        settled = true
-        child.stdout.destroy()
-        child.stderr.destroy()
-        if (status === 255) io.stderr(`sessions: ssh to ${host.dest} failed (exit status 255)\n`)
-        resolve(status === 255 ? 1 : status)
-      }
-      child.on('close', done)
-      setTimeout(done, 500).unref()
-    })
-  })
+  // Stopped with the caller (Ctrl-C, SIGTERM, a closed stdout): ssh ends, and with it the far side's
+  // output; a follower there ends at its next line.
+  const result = await runSsh(ssh, argv, { env: io.env, signal: stopSignal(io), onStdout: io.stdout, onStderr: io.stderr })
+  // ssh's own failure (255: no connection), and ssh missing, are said in this tool's words too.
+  if (result.missing) {
+    io.stderr(`sessions: ${ssh} not found\n`)
+    return 1
+  }
+  if (result.code === 255) io.stderr(`sessions: ssh to ${host.dest} failed (exit status 255)\n`)
+  return result.code === 255 ? 1 : result.code
 }
 
 // ───────────────────────── list ─────────────────────────
@@ -4867,7 +4860,7 @@ interface EventSource {
   eventsFile: string | null
 }
 
-function eventSourceOf(facts: SessionFacts, row: SessionRow, killing?: ReadonlySet<string>): EventSource {
+function eventSourceOf(facts: SessionFacts, row: SessionRow, killing: ReadonlySet<string>): EventSource {
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const plan = facts.plan?.kind === 'ok' ? facts.plan.value : null
   const names: (string | null)[] = plan?.nodes.map((node) => node.id ?? null) ?? []
@@ -4878,7 +4871,7 @@ function eventSourceOf(facts: SessionFacts, row: SessionRow, killing?: ReadonlyS
   return {
     row,
     root: facts.root,
-    killing: killing ? killing.has(facts.name) : existsSync(killLockFile(facts.root, facts.name)),
+    killing: killing.has(facts.name),
     run: row.resumed_at ?? startedAt,
     startedAt,
     history: state?.history ?? [],
@@ -5230,9 +5223,7 @@ async function lookAtProject(
     events.push(...changes.events)
     next.set(source.row.name, changes.mark)
   }
-  // Oldest first across sessions; the same second keeps each session's own order.
-  const order = new Map(events.map((event, i) => [event, i]))
-  events.sort((a, b) => (parseTime(a.ts) ?? 0) - (parseTime(b.ts) ?? 0) || order.get(a)! - order.get(b)!)
+  oldestFirst(events)
   return { root: project.root, tmuxAvailable: tmux.available, events, marks: next, names: project.sessions.map((s) => s.row.name) }
 }
 
@@ -5271,8 +5262,7 @@ function sessionInputs(root: string, name: string, tmux: TmuxSession | null, kno
       return '?' // cannot be looked at (a parent that is a file, no permission): as it was
     }
     if (!st) return '-'
-    const settled = now - Math.max(st.mtimeMs, st.ctimeMs) >= SETTLED_MS
-    return settled ? `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : `new ${randomBytes(4).toString('hex')}`
+    return settledVersion(st, now) ?? `new ${randomBytes(4).toString('hex')}`
   })
   return `${tmux ? JSON.stringify(tmux) : '-'}|${versions.join('|')}`
 }
@@ -5296,6 +5286,11 @@ function cachedGather(cache: FactsCache, root: string): typeof gatherSession {
     cache.set(name, { inputs, facts, alive })
     return facts
   }
+}
+
+/** Events oldest first, in place; those of one second keep the order they were found in (sort is stable). */
+function oldestFirst<T extends { ts: string }>(events: T[]): T[] {
+  return events.sort((a, b) => (parseTime(a.ts) ?? 0) - (parseTime(b.ts) ?? 0))
 }
 
 /** An event as printed and delivered: without what only the watcher uses. */
@@ -5324,9 +5319,7 @@ async function eventsWithMarks(names: string[], options: EventsOptions) {
   for (const event of look.events) byId.set(event.id, event)
   for (const { late: _late, ...event } of record.log) if (event.project === look.root) byId.set(event.id, event)
   const all = [...byId.values()].filter(wanted)
-  // Oldest first; events of the same second keep the order they were found in.
-  const order = new Map(all.map((event, i) => [event, i]))
-  all.sort((a, b) => (parseTime(a.ts) ?? 0) - (parseTime(b.ts) ?? 0) || order.get(a)! - order.get(b)!)
+  oldestFirst(all)
   return {
     result: { project: look.root, tmux_available: look.tmuxAvailable, events: all.map(publicEvent) },
     marks: look.marks,
@@ -5768,8 +5761,8 @@ interface NotifyControlResult {
 }
 
 /** This project's watcher tmux sessions (marked so by notify --detach), on the server. */
-async function notifyTmuxSessions(options: TmuxOptions, root: string): Promise<TmuxSession[]> {
-  return (await listTmuxSessions(options)).filter((s) => s.markedRole === 'notify' && s.markedProject === root)
+function isWatcherSession(session: TmuxSession, root: string): boolean {
+  return session.markedRole === 'notify' && session.markedProject === root
 }
 
 /** This file, run as this process runs it (node, or node with tsx's loader): for a watcher in tmux. */
@@ -5788,7 +5781,7 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
   if (holder.live)
     throw new SessionsError(`a watcher already runs for ${root} (PID ${holder.pid}); stop it with: ${hint(options, root, 'notify --stop')}`)
   // A watcher session left with a dead pane (an earlier watcher that stopped on an error) makes way.
-  for (const old of await notifyTmuxSessions(options, root))
+  for (const old of (await listTmuxSessions(options)).filter((session) => isWatcherSession(session, root)))
     await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(old.tmuxName))
   const taken = new Set((await listTmuxSessions(options)).map((s) => s.tmuxName))
   // sessions-notify, unless another project's watcher has that name on this server.
@@ -5871,7 +5864,7 @@ async function stopNotify(options: CommonOptions & { graceSeconds?: number } = {
   let tmuxName: string | null = null
   const tmuxSessions = await tmuxSessionsIfAny(options)
   if (tmuxSessions.available)
-    for (const session of tmuxSessions.sessions.filter((s) => s.markedRole === 'notify' && s.markedProject === root)) {
+    for (const session of tmuxSessions.sessions.filter((s) => isWatcherSession(s, root))) {
       await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(session.tmuxName))
       tmuxName = session.tmuxName
     }
@@ -7676,7 +7669,7 @@ const COMMANDS = {
         type: 'string',
         arg: 'SECONDS',
         help: `with --watch: how often it redraws (default ${DEFAULTS.watchIntervalSeconds}; above 0)`,
-        parse: number(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--interval needs a number of seconds above 0, got "${raw}"`),
+        parse: positiveSeconds('interval'),
       },
       stall: {
         type: 'string',
@@ -8219,10 +8212,20 @@ function parseArgsOptions(options: Record<string, OptionSpec>) {
   )
 }
 
+/** Every option of every command, for the lenient passes that read a command line before knowing its command. */
+function everyOption(): Record<string, OptionSpec> {
+  return Object.assign({}, GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options))
+}
+
 /** A command line without what names this machine's side (--host, --hosts, --root, --socket): for the host's own run. */
 function localArgsRemoved(argv: string[]): string[] {
-  const every = Object.assign({}, GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options)) as Record<string, OptionSpec>
-  const { tokens } = parseArgs({ args: argv, options: parseArgsOptions(every), allowPositionals: true, strict: false, tokens: true })
+  const { tokens } = parseArgs({
+    args: argv,
+    options: parseArgsOptions(everyOption()),
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  })
   const drop = new Set<number>()
   for (const token of tokens)
     if (token.kind === 'option' && ['host', 'hosts', 'root', 'socket'].includes(token.name)) {
@@ -8237,8 +8240,7 @@ function localArgsRemoved(argv: string[]): string[] {
 function parseCommandLine(argv: string[]): { command: CommandName | null; values: Values; args: string[] } {
   // A first, lenient pass finds the command (the first positional, wherever the options stand);
   // the second pass is strict, with exactly that command's options.
-  const every = Object.assign({}, GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options)) as Record<string, OptionSpec>
-  const word = parseArgs({ args: argv, options: parseArgsOptions(every), allowPositionals: true, strict: false }).positionals[0]
+  const word = parseArgs({ args: argv, options: parseArgsOptions(everyOption()), allowPositionals: true, strict: false }).positionals[0]
   const command = word === undefined ? null : commandNamed(word)
   const options: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS, ...(command ? COMMANDS[command].options : {}) }
   let parsed: ReturnType<typeof parseArgs>
