@@ -1059,6 +1059,26 @@ describe('start', () => {
     expect((await listJson(root)).sessions.map((s) => s.name)).toEqual(['busy'])
   })
 
+  test('a run over before start first sees its engine (MOCK_PACE=0) is a start that worked: said so, its output kept, no tmux session left', async () => {
+    const root = await makeEngineProject()
+    const run = await cli(['start', 'ralph', 'short', '1', '--yes', '--json', '-C', root], { env: { MOCK_PACE: '0' } })
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(JSON.parse(run.stdout)).toMatchObject({ name: 'short', engine_pid: null, ended: 'complete' })
+    await waitFor('its output kept', () =>
+      readFileSync(path.join(root, '.claude/pipeline-runs/short/session-output.log'), 'utf8').includes('Session short complete'),
+    )
+    expect(tmuxSessionNames()).not.toContain('pipeline-short')
+    expect(rowOf((await listJson(root)).sessions, 'short').health).toBe('complete')
+    // One that failed at once: started all the same (as one that fails a moment later); the text says how it ended.
+    const failed = await cli(['start', 'ralph', 'brief', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })
+    expect(failed.stderr).toBe('')
+    expect(failed.code).toBe(0)
+    expect(failed.stdout).toMatch(/Started brief \(ralph, max 1\) in tmux session pipeline-brief, already ended \(failed\)\./)
+    expect(failed.stdout).not.toContain('attach brief')
+    expect(rowOf((await listJson(root)).sessions, 'brief').health).toBe('failed')
+  })
+
   test('--resume continues a crashed session from iteration_completed + 1, with its max', async () => {
     const root = await makeEngineProject('crashed-loop')
     const record = path.join(BASE, `record-${projects}.jsonl`)

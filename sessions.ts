@@ -3688,7 +3688,10 @@ interface StartPlan {
 }
 
 interface StartResult extends StartPlan {
-  engine_pid: number
+  /** null when the run was over before start could see its engine (ended says how it ended). */
+  engine_pid: number | null
+  /** The state's status when the run ended before start's first look at it (a short run), else null. */
+  ended: string | null
   log: string
   next: NextAction[]
   /** Variables too large for tmux to pass (over 12 kB each); the engine runs without them. */
@@ -3954,12 +3957,16 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
   options.onWaiting?.()
   const waitSeconds = options.waitStartSeconds ?? (plan.resume ? DEFAULTS.waitResumeSeconds : DEFAULTS.waitStartSeconds)
   const engine = await pollFor(
-    async () => {
+    async (): Promise<{ pid: number | null; ended: string | null } | false> => {
       const paneNow = await paneState(options, tmuxName)
       const now = await gatherSession(plan.name, root, null)
       const stateNow = now.state.kind === 'ok' ? now.state.value : null
-      const stateWritten = stateNow?.status === 'running' && fileSignature(paths.state) !== stateBefore
-      if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten) return now.lock.value.pid
+      const stateWritten = stateNow !== null && fileSignature(paths.state) !== stateBefore
+      if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten && stateNow.status === 'running')
+        return { pid: now.lock.value.pid, ended: null }
+      // A short run can end between two looks: the engine writes its state only once it holds its lock, so a
+      // state this run wrote and ended is a run that started (and is over), not a start that failed.
+      if (stateWritten && stateNow.status !== 'running' && (!paneNow.exists || paneNow.dead)) return { pid: null, ended: stateNow.status }
       if (!paneNow.exists || paneNow.dead) {
         // What it printed; then the start is undone like any failed start (startLocked).
         const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
@@ -3987,14 +3994,20 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
   rememberProject(root, options.env)
   return {
     ...plan,
-    engine_pid: engine,
+    engine_pid: engine.pid,
+    ended: engine.ended,
     log: relative(root, log),
-    next: [
-      { command: hint(options, root, `status ${plan.name}`), why: 'health, progress and iterations' },
-      { command: hint(options, root, `monitor ${plan.name} --follow`), why: 'follow its output' },
-      { command: hint(options, root, `attach ${plan.name}`), why: 'watch it live (Ctrl-b d to detach)' },
-      { command: hint(options, root, `kill ${plan.name}`), why: 'stop it' },
-    ],
+    next: engine.ended
+      ? [
+          { command: hint(options, root, `status ${plan.name}`), why: 'how it ended, and its iterations' },
+          { command: hint(options, root, `monitor ${plan.name}`), why: 'what it printed' },
+        ]
+      : [
+          { command: hint(options, root, `status ${plan.name}`), why: 'health, progress and iterations' },
+          { command: hint(options, root, `monitor ${plan.name} --follow`), why: 'follow its output' },
+          { command: hint(options, root, `attach ${plan.name}`), why: 'watch it live (Ctrl-b d to detach)' },
+          { command: hint(options, root, `kill ${plan.name}`), why: 'stop it' },
+        ],
     ...(skipped.length ? { skipped_environment: skipped } : {}),
   }
 }
@@ -6020,7 +6033,7 @@ function mcpTools(base: CommonOptions) {
               throw new UsageError('give either type (a loop) or pipeline')
             return { ...(await start({ ...request, inputs: request.inputs ?? [] }, at(root))) }
           },
-          (data: StartResult) => `started ${data.name} in tmux session ${data.tmux_session}, engine PID ${data.engine_pid}`,
+          (data: StartResult) => `started ${data.name} in tmux session ${data.tmux_session}, ${engineSummary(data)}`,
         ),
     },
     resume_session: {
@@ -6038,7 +6051,7 @@ function mcpTools(base: CommonOptions) {
       call: ({ name, root, ...overrides }: ResumeOverrides & { name: string; root?: string }) =>
         toolAnswer(
           async () => ({ ...(await resume(name, overrides, at(root))) }),
-          (data: StartResult) => `resumed ${data.name}, engine PID ${data.engine_pid}`,
+          (data: StartResult) => `resumed ${data.name}, ${engineSummary(data)}`,
         ),
     },
     kill_session: {
@@ -6715,11 +6728,16 @@ function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
   return `${lines.join('\n')}\n`
 }
 
+/** The engine of a start that worked: its PID, or how the run ended when it was over before start looked. */
+function engineSummary(result: StartResult): string {
+  return result.ended ? `already ended (${result.ended})` : `engine PID ${result.engine_pid}`
+}
+
 function renderStart(result: StartResult, view: View = plainView()): string {
   const p = palette(view.color)
   const what = result.mode === 'pipeline' ? `pipeline ${result.pipeline_file}` : `${result.type}, max ${result.max_iterations}`
   const lines = [
-    `${p.green('✓')} ${result.resume ? 'Resumed' : 'Started'} ${p.bold(result.name)} (${what}) in tmux session ${result.tmux_session}, engine PID ${result.engine_pid}.`,
+    `${p.green('✓')} ${result.resume ? 'Resumed' : 'Started'} ${p.bold(result.name)} (${what}) in tmux session ${result.tmux_session}, ${engineSummary(result)}.`,
     `  output kept in ${result.log}`,
   ]
   if (result.replaces) lines.push(`  the old run folder is kept as ${result.replaces}`)
