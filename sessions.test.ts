@@ -1077,6 +1077,13 @@ describe('start', () => {
     expect(failed.stdout).toMatch(/Started brief \(ralph, max 1\) in tmux session pipeline-brief, already ended \(failed\)\./)
     expect(failed.stdout).not.toContain('attach brief')
     expect(rowOf((await listJson(root)).sessions, 'brief').health).toBe('failed')
+    // One that died with its state saying running: a failed start that says what happened, its files kept.
+    const died = await cli(['start', 'ralph', 'died', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'crash:1' } })
+    expect(died.code).toBe(1)
+    expect(died.stderr).toMatch(
+      /the engine of died ended right after it started, its state still saying running \(exit status 137\); see "[^"]* status died -C [^"]+"\n$/,
+    )
+    expect(rowOf((await listJson(root)).sessions, 'died').health).toBe('crashed')
   })
 
   test('--resume continues a crashed session from iteration_completed + 1, with its max', async () => {

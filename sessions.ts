@@ -3972,7 +3972,10 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
         const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
         const { output, status } = splitEngineExit(captured)
         const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
-        throw new StartError(`the engine of ${plan.name} ended before it took its lock (${how})`, output.slice(-20))
+        const what = stateWritten
+          ? `ended right after it started, its state still saying running (${how}); see "${hint(options, root, `status ${plan.name}`)}"`
+          : `ended before it took its lock (${how})`
+        throw new StartError(`the engine of ${plan.name} ${what}`, output.slice(-20))
       }
       return false
     },
