@@ -3619,6 +3619,19 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     expect(started.stderr).toBe('')
     expect(started.code).toBe(0)
     expect(started.stdout).toMatch(/^✓ Started far \(ralph, max 5\) in tmux session pipeline-far/)
+    // Its hints are commands for this machine: through --host, not -C (a folder there).
+    const hostArg = new RegExp(` --host '?remote-test:${escaped(there)}'?$`)
+    const hints = started.stdout.split('\n').filter((line) => /sessions\.ts (status|monitor|attach|kill) far/.test(line))
+    expect(hints).toHaveLength(4)
+    for (const line of hints) {
+      expect(line.trim()).toMatch(
+        new RegExp(`^${escaped(NATIVE ? process.execPath : TSX)} .*sessions\\.ts \\w+ far( --follow)?${hostArg.source.slice(0, -1)}`),
+      )
+      expect(line).not.toContain(' -C ')
+    }
+    // The caller's words stay the caller's: the engine there does not inherit them.
+    const farEngine = Number(/engine PID (\d+)/.exec(started.stdout)![1])
+    expect(readFileSync(`/proc/${farEngine}/environ`, 'utf8')).not.toMatch(/SESSIONS_VIA_/)
     // Not on this machine's tmux server: on the far side's.
     expect(tmuxSessionNames()).toEqual([])
     const farSessions = spawnSync('tmux', ['-L', 'far', 'list-sessions', '-F', '#{session_name}'], {
@@ -3653,7 +3666,7 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     // status and monitor there, passed through as the far side prints them.
     const status = await cli(['status', 'far', '--json', '--host', host], { env, cwd: here })
     expect(status.code).toBe(0)
-    expect(JSON.parse(status.stdout)).toMatchObject({ name: 'far', project: there, health: 'running', host: null })
+    expect(JSON.parse(status.stdout)).toMatchObject({ name: 'far', project: there, health: 'running', host: 'remote-test' })
     const monitor = await cli(['monitor', 'far', '--host', host], { env, cwd: here })
     expect(monitor.stdout).toMatch(/^far: running/)
     const unknown = await cli(['status', 'nobody', '--host', host], { env, cwd: here })
@@ -3673,6 +3686,7 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     // kill there.
     const killed = await cli(['kill', 'far', '--grace', '2', '--host', host], { env, cwd: here })
     expect(killed.code).toBe(0)
+    expect(killed.stdout.trim().split('\n').at(-1)).toMatch(new RegExp(`^ +resume: .*sessions\\.ts resume far${hostArg.source}`))
     const after = JSON.parse((await cli(['list', '--json', '--host', host], { env, cwd: here })).stdout)
     expect(after.sessions.find((row: SessionRow) => row.name === 'far')).toMatchObject({ host: 'remote-test', health: 'killed' })
     expect(after.sessions.find((row: SessionRow) => row.name === 'far').resume_command).toMatch(/ resume far --host remote-test:/)
@@ -3718,6 +3732,24 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
       { host: 'remote-test', root: '/x', error: expect.stringMatching(/^its answer is not a list of sessions \(sessions\.0\.name: /) },
       { host: 'remote-test', root: '/y', error: expect.stringMatching(/^its answer is not a list of sessions/) },
     ])
+    // What another machine prints reaches this terminal sanitized (a title, a clipboard write, a bell); --json exact.
+    const noisy = path.join(BASE, `noisy-${projects}.sh`)
+    writeFileSync(
+      noisy,
+      `#!/bin/sh
+printf 'far: \\033]0;owned\\007running \\033]52;c;Zm9v\\007\\n'
+printf 'sessions: \\033[2Jbad\\n' >&2
+exit 3
+`,
+      { mode: 0o755 },
+    )
+    const shown = await cli(['status', 'far', '--host', 'remote-test:/x'], { env: { ...ssh.env, SESSIONS_REMOTE: noisy }, cwd: here })
+    expect([shown.code, shown.stdout, shown.stderr]).toEqual([3, 'far: running \n', 'sessions: bad\n'])
+    const exact = await cli(['status', 'far', '--json', '--host', 'remote-test:/x'], {
+      env: { ...ssh.env, SESSIONS_REMOTE: noisy },
+      cwd: here,
+    })
+    expect(exact.stdout).toContain('\x1b]52;c;Zm9v')
     // attach off a terminal: the command that attaches from here, through ssh -t.
     const attach = await cli(['attach', 'far', '--host', 'remote-test:/srv/p'], { env: ssh.env, cwd: here })
     expect(attach.code).toBe(0)

@@ -1286,10 +1286,26 @@ function fromHere(options: CommonOptions, root: string, file: string): string {
  * given (so that a hint printed in a subfolder or for another server reaches the same sessions).
  */
 function hint(options: CommonOptions, root: string, command: string): string {
+  const socketArg = options.socket !== undefined ? ` --socket ${shellQuote(options.socket)}` : ''
+  // Run here for a caller on another machine (--host): the command that caller runs there.
+  const via = viaOf(options.env)
+  if (via) return `${via.runner} ${command} --host ${shellQuote(`${via.dest}:${root}`)}${socketArg}`
   const here = hereOf(options)
   const rootArg = here === root ? '' : ` -C ${shellQuote(isInside(here, root) ? path.relative(here, root) : root)}`
-  const socketArg = options.socket !== undefined ? ` --socket ${shellQuote(options.socket)}` : ''
   return `${runnerOf(options)} ${command}${rootArg}${socketArg}`
+}
+
+/**
+ * Set by a caller that runs this tool here through --host (remoteCommand): how that caller names this
+ * machine and runs this tool, so that hints and rows are phrased for it. Only for words: never run.
+ */
+const VIA_DEST = 'SESSIONS_VIA_DEST'
+const VIA_RUNNER = 'SESSIONS_VIA_RUNNER'
+
+function viaOf(env: NodeJS.ProcessEnv = process.env): { dest: string; runner: string } | null {
+  const dest = env[VIA_DEST]
+  const runner = env[VIA_RUNNER]
+  return dest && runner && DEST_PATTERN.test(dest) ? { dest, runner: terminalSafe(runner) } : null
 }
 
 // ───────────────────────── tmux ─────────────────────────
@@ -2680,7 +2696,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
   return {
     name: facts.name,
     project: facts.root,
-    host: null,
+    host: viaOf(options.env)?.dest ?? null,
     health: verdict.health,
     why: verdict.why,
     evidence: stage.maxNote ? [...verdict.evidence, stage.maxNote] : verdict.evidence,
@@ -2941,6 +2957,9 @@ function nearestProject(directory: string): string | null {
 // connection for repeated calls. Every argument is quoted for the remote shell by shellQuote; nothing
 // from a file or a user becomes shell code there but SESSIONS_REMOTE, which is the user's own setting.
 
+/** What ssh takes as a destination and never as an option (-oProxyCommand=…): no leading -, no space. */
+const DEST_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.@%+-]*$/
+
 interface Host {
   /** As ssh takes it: user@host, or an alias of ~/.ssh/config. */
   dest: string
@@ -2952,7 +2971,7 @@ function parseHost(raw: string): Host {
   const colon = raw.indexOf(':')
   const dest = colon > 0 ? raw.slice(0, colon) : ''
   const root = colon > 0 ? raw.slice(colon + 1) : ''
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.@%+-]*$/.test(dest) || root === '' || /[\n\0]/.test(root))
+  if (!DEST_PATTERN.test(dest) || root === '' || /[\n\0]/.test(root))
     throw new UsageError(`--host needs DEST:ROOT (user@machine:/path/to/project), got "${raw}"`)
   if (!root.startsWith('/') && !root.startsWith('~/'))
     throw new UsageError(`--host: ROOT must be a path from / or from ~/ there, got "${root}"`)
@@ -3018,12 +3037,15 @@ function sshArgv(env: NodeJS.ProcessEnv, options: { tty?: boolean } = {}): strin
  * that host's Node allows (natively where it strips types, else the tsx beside it); then the arguments,
  * each quoted, with --root ROOT.
  */
-function remoteCommand(host: Host, args: string[], env: NodeJS.ProcessEnv): string {
+function remoteCommand(host: Host, args: string[], env: NodeJS.ProcessEnv, cwd?: string): string {
   // ~/ is the home folder there: "$HOME" is left for that shell to expand, the rest quoted.
   const root = host.root.startsWith('~/') ? `"$HOME"/${shellQuote(host.root.slice(2))}` : shellQuote(host.root)
   const quoted = `${args.map(shellQuote).join(' ')} --root ${root}`
-  if (env.SESSIONS_REMOTE) return `${env.SESSIONS_REMOTE} ${quoted}`
+  // How the hints there are to be phrased: as this caller runs them (viaOf).
+  const via = `export ${VIA_DEST}=${shellQuote(host.dest)} ${VIA_RUNNER}=${shellQuote(runnerOf({ cwd, env }))}`
+  if (env.SESSIONS_REMOTE) return `${via}; ${env.SESSIONS_REMOTE} ${quoted}`
   return [
+    via,
     `cd ${root} 2>/dev/null || { echo "sessions: no folder ${host.root.replace(/["$`\\]/g, '')} there" >&2; exit 127; }`,
     `[ -f sessions.ts ] || { echo "sessions: no sessions.ts in ${host.root.replace(/["$`\\]/g, '')} there" >&2; exit 127; }`,
     `if node -e 'process.exit(process.features.typescript ? 0 : 1)' 2>/dev/null; then exec node sessions.ts ${quoted}; fi`,
@@ -3090,10 +3112,10 @@ function runSsh(
 }
 
 /** This tool's command line run on a host, its output collected (for --json answers). */
-async function runRemote(host: Host, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) {
+async function runRemote(host: Host, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}) {
   const env = options.env ?? process.env
   const [ssh, ...sshArgs] = sshArgv(env)
-  const result = await runSsh(ssh, [...sshArgs, '--', host.dest, remoteCommand(host, args, env)], {
+  const result = await runSsh(ssh, [...sshArgs, '--', host.dest, remoteCommand(host, args, env, options.cwd)], {
     env,
     timeoutMs: options.timeoutMs ?? DEFAULTS.sshCallSeconds * 1000,
   })
@@ -3102,8 +3124,8 @@ async function runRemote(host: Host, args: string[], options: { env?: NodeJS.Pro
 }
 
 /** A host's answer as JSON, or why there is none: unreachable, no Node, no tool, an older tool. */
-async function remoteJson<T extends { version?: unknown }>(host: Host, args: string[], env: NodeJS.ProcessEnv): Promise<T> {
-  const result = await runRemote(host, [...args, '--json'], { env })
+async function remoteJson<T extends { version?: unknown }>(host: Host, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<T> {
+  const result = await runRemote(host, [...args, '--json'], { env, cwd })
   if (result.missing) throw new SessionsError(`${env.SESSIONS_SSH || 'ssh'} not found`)
   if (result.timedOut) throw new SessionsError(`no answer within ${DEFAULTS.sshCallSeconds} s`)
   if (result.code === 255) throw new SessionsError(`ssh: ${result.said || 'cannot connect'}`)
@@ -3129,7 +3151,7 @@ async function listHosts(hosts: Host[], args: string[], options: CommonOptions):
   const answers: (ListResult | HostFailure)[] = await Promise.all(
     hosts.map(async (host): Promise<ListResult | HostFailure> => {
       try {
-        const result = await remoteJson<ListResult>(host, ['list', ...args], env)
+        const result = await remoteJson<ListResult>(host, ['list', ...args], env, options.cwd)
         // Another machine's answer is data from elsewhere: its shape is checked, and a session name that
         // this tool would not accept (one that could be shell code in a hint) makes the whole answer bad.
         const shape = RemoteListSchema.safeParse(result)
@@ -3179,13 +3201,20 @@ interface HostFailure {
  * Another command on one host: its output and exit status passed through as they come (--follow
  * streams); attach gets a terminal there (ssh -t).
  */
-async function passToHost(host: Host, args: string[], io: Io, options: { tty?: boolean } = {}): Promise<number> {
+async function passToHost(host: Host, args: string[], io: Io, options: { tty?: boolean; json?: boolean } = {}): Promise<number> {
   const [ssh, ...sshArgs] = sshArgv(io.env, options)
-  const argv = [...sshArgs, '--', host.dest, remoteCommand(host, args, io.env)]
+  const argv = [...sshArgs, '--', host.dest, remoteCommand(host, args, io.env, io.cwd)]
   if (options.tty) return spawnSync(ssh, argv, { stdio: 'inherit', env: io.env }).status ?? 1
   // Stopped with the caller (Ctrl-C, SIGTERM, a closed stdout): ssh ends, and with it the far side's
   // output; a follower there ends at its next line.
-  const result = await runSsh(ssh, argv, { env: io.env, signal: stopSignal(io), onStdout: io.stdout, onStderr: io.stderr })
+  // Words from another machine are sanitized here too (--json is passed exact, as this tool prints it).
+  const json = options.json === true
+  const result = await runSsh(ssh, argv, {
+    env: io.env,
+    signal: stopSignal(io),
+    onStdout: (text) => io.stdout(json ? text : terminalSafe(text)),
+    onStderr: (text) => io.stderr(terminalSafe(text)),
+  })
   // ssh's own failure (255: no connection), and ssh missing, are said in this tool's words too.
   if (result.missing) {
     io.stderr(`sessions: ${ssh} not found\n`)
@@ -3840,7 +3869,8 @@ async function planStart(
  */
 function engineEnvironment(env: NodeJS.ProcessEnv = process.env): [string, string][] {
   return Object.entries(env).filter(
-    (entry): entry is [string, string] => entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && entry[0] !== SESSION_TAG,
+    (entry): entry is [string, string] =>
+      entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && ![SESSION_TAG, VIA_DEST, VIA_RUNNER].includes(entry[0]),
   )
 }
 
@@ -8423,7 +8453,7 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
       if (spec.remote === 'tty' && !io.terminal) {
         // Not a terminal: the command that attaches from here, as attach prints it for this machine.
         const [ssh, ...sshArgs] = sshArgv(io.env, { tty: true })
-        const attachHere = [ssh, ...sshArgs, '--', hosts[0].dest, remoteCommand(hosts[0], localArgsRemoved(argv), io.env)]
+        const attachHere = [ssh, ...sshArgs, '--', hosts[0].dest, remoteCommand(hosts[0], localArgsRemoved(argv), io.env, io.cwd)]
         io.stdout(
           json
             ? `${JSON.stringify({ command: attachHere }, null, 2)}\n`
@@ -8431,7 +8461,7 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
         )
         return 0
       }
-      return await passToHost(hosts[0], localArgsRemoved(argv), io, { tty: spec.remote === 'tty' })
+      return await passToHost(hosts[0], localArgsRemoved(argv), io, { tty: spec.remote === 'tty', json })
     }
     const outcome = await spec.run({ args, values, common, io, json })
     if (outcome.data !== undefined) {
