@@ -3608,7 +3608,7 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     }
   })
 
-  test('list merges a remote project with this one (host on every row); status, monitor, start and kill act there; an unreachable host is one line', async () => {
+  test('list merges a remote project with this one (host on every row); status, monitor, attach (ssh -t), start and kill act there; an unreachable host is one line', async () => {
     const ssh = await startSshd()
     const here = await makeProject('complete-loop')
     const there = await makeEngineProject()
@@ -3668,6 +3668,22 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     expect(status.code).toBe(0)
     expect(JSON.parse(status.stdout)).toMatchObject({ name: 'far', project: there, health: 'running', host: 'remote-test' })
     const monitor = await cli(['monitor', 'far', '--host', host], { env, cwd: here })
+    // attach there from a terminal (a pane of another private server): ssh -t, and a client of the far
+    // side's tmux server appears on the session.
+    const outer = `${SOCKET}-ssh-term`
+    const farTmux = (...args: string[]) =>
+      spawnSync('tmux', ['-L', 'far', ...args], { env: { ...ENV, TMUX_TMPDIR: ssh.far.TMUX_TMPDIR }, encoding: 'utf8' }).stdout
+    try {
+      const vars = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`])
+      const self = [NATIVE ? process.execPath : TSX, SESSIONS, 'attach', 'far', '--read-only', '--host', host].join(' ')
+      execFileSync('tmux', ['-L', outer, 'new-session', '-d', '-s', 'terminal', '-x', '160', '-y', '45', ...vars, self], { env: ENV })
+      await waitFor(
+        'the far client',
+        () => farTmux('list-clients', '-F', '#{client_session} #{client_readonly}').trim() === 'pipeline-far 1',
+      )
+    } finally {
+      spawnSync('tmux', ['-L', outer, 'kill-server'], { env: ENV })
+    }
     expect(monitor.stdout).toMatch(/^far: running/)
     const unknown = await cli(['status', 'nobody', '--host', host], { env, cwd: here })
     expect(unknown.code).toBe(1)
