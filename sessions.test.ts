@@ -3012,6 +3012,43 @@ describe('events and notify', () => {
     ])
   })
 
+  test('a run that failed and was resumed while no watcher ran: its failure is delivered late, once, before its resume', async () => {
+    const root = await makeEngineProject()
+    const file = path.join(root, 'got.ndjson')
+    const sink = ['--exec', `cat >> ${file}`, '--on', 'started,failed,resumed', '--interval', '0.3', '-C', root]
+    const got = () => ndjson(file) as { event: unknown; session: unknown }[]
+    const first = watcher(sink)
+    await waitFor('the first look', () => first.out.stdout.includes('watching'))
+    // Iteration 2 fails 1.5 s into it: the watcher has seen the run start long before, then stops.
+    await startOk(['start', 'ralph', 'phoenix', '3', '--yes', '-C', root], { env: { MOCK_PACE: '3', MOCK_END: 'fail:2' } })
+    await waitFor('the start seen', () => count(got(), 'phoenix', 'started') === 1)
+    expect(await first.stop()).toBe(0)
+    await waitFor('the failure', async () => rowOf((await listJson(root)).sessions, 'phoenix').health === 'failed', 20_000)
+    expect(count(got(), 'phoenix', 'failed')).toBe(0)
+    await startOk(['resume', 'phoenix', '--yes', '-C', root], { env: { MOCK_PACE: '0.3', MOCK_END: 'hang:3' } })
+    const second = watcher(sink)
+    await waitFor('the late events', () => ndjson(file).length >= 3).catch((error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(ndjson(file))} ${second.out.stdout} ${second.out.stderr}`)
+    })
+    // A few more looks: nothing twice.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    expect(await second.stop()).toBe(0)
+    expect(ndjson(file).map((event) => [event.event, event.iteration, event.late ?? false])).toEqual([
+      ['started', null, false],
+      ['failed', 2, true],
+      ['resumed', 2, true],
+    ])
+    expect(ndjson(file)[1].why).toBe('Claude process exited with code 3')
+    // events, from the files and the watcher's record: the same story, the failure once.
+    const told = (await cli(['events', 'phoenix', '--json', '-C', root])).stdout
+    const kinds = told
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line).event)
+    expect(kinds.slice(0, 4)).toEqual(['started', 'iteration', 'failed', 'resumed'])
+    expect(kinds.filter((kind) => kind === 'failed')).toHaveLength(1)
+  })
+
   test('a restarted watcher delivers what happened while it was down, once, marked late; a second watcher is refused', async () => {
     const root = await makeEngineProject()
     const hook = await hookServer()

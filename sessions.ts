@@ -5008,7 +5008,8 @@ function sessionChanges(
     events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
   }
 
-  // A new run: a resume, or a (fresh) start.
+  // A new run: a resume, or a (fresh) start. (An earlier run's failure found below goes before it.)
+  const newRunAt = events.length
   if (fresh && run !== null) {
     // Read from the files: the first start of a resumed session happened too.
     if (!mark && source.startedAt !== null && run === row.resumed_at)
@@ -5029,10 +5030,19 @@ function sessionChanges(
 
   // Finished iterations and stage moves: from the engine's events, else from the state's history.
   const stageName = (index: number | null) => (index === null ? null : (source.stageNames[index] ?? null))
+  // A run that the last look saw and a new run (a resume) has followed since, without its end seen: a run
+  // that failed and was resumed between two looks. Its failure is in the engine's events, before the new run.
+  const earlier =
+    mark && fresh && !mark.ended && mark.run !== null && run !== null
+      ? { run: mark.run, from: parseTime(mark.run) ?? 0, until: parseTime(run) ?? 0, reported: 0 }
+      : null
   if (source.eventsFile) {
     const read = readNewEvents(source.eventsFile, next.events_at)
     next.events_at = read.at
-    for (const engineEvent of read.events) {
+    // Times are to the second: an error of the same second as the resume is the earlier run's, unless it is
+    // the last one and the new run has failed too (then it is the new run's, reported as its end below).
+    const lastError = read.events.findLastIndex((event) => event.type === 'error')
+    for (const [i, engineEvent] of read.events.entries()) {
       const index = Number.parseInt(engineEvent.cursor?.node_path ?? '', 10)
       const stageIndex = Number.isInteger(index) && index >= 0 ? index : null
       const data = (engineEvent.data ?? {}) as Record<string, unknown>
@@ -5056,6 +5066,19 @@ function sessionChanges(
             summary: text('summary') ?? entry?.summary ?? null,
           },
         )
+      } else if (engineEvent.type === 'error' && earlier) {
+        const at = parseTime(engineEvent.ts)
+        if (at === null || at < earlier.from || at > earlier.until) continue
+        if (at === earlier.until && i === lastError && row.health === 'failed') continue
+        // The end of the run the last look knew (the id a look that saw it would have given it); a failure
+        // of a run between (resumed and failed again meanwhile) is one of its own.
+        add('failed', engineEvent.ts, earlier.reported ? `${earlier.run}\t${engineEvent.ts}` : earlier.run, {
+          health: 'failed',
+          iteration: engineEvent.cursor?.iteration ?? null,
+          stage: text('stage') ?? stageName(stageIndex),
+          why: text('message'),
+        })
+        events.splice(newRunAt + earlier.reported++, 0, events.pop()!)
       } else if (engineEvent.type === 'node_start' && stageIndex !== null && stageIndex > 0 && !engineEvent.cursor?.provider) {
         add('stage', engineEvent.ts, `${stageIndex}\t${engineEvent.ts}`, {
           health: 'running',
