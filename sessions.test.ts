@@ -22,6 +22,7 @@ import {
   lstatSync,
   statSync,
   rmSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs'
 import path from 'node:path'
@@ -1084,6 +1085,54 @@ describe('start', () => {
       /the engine of died ended right after it started, its state still saying running \(exit status 137\); see "[^"]* status died -C [^"]+"\n$/,
     )
     expect(rowOf((await listJson(root)).sessions, 'died').health).toBe('crashed')
+  })
+
+  test('a start believes only the run it began: a state touched or forged meanwhile, an engine started by hand beside it', async () => {
+    const root = await makeEngineProject()
+    expect((await cli(['start', 'ralph', 'gone', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })).code).toBe(0)
+    const state = path.join(root, '.claude/pipeline-runs/gone/state.json')
+    // Its state touched all along (a backup, an editor): an engine that writes nothing is still a failed start.
+    const toucher = setInterval(() => utimesSync(state, new Date(), new Date()), 20)
+    const touched = await cli(['resume', 'gone', '--yes', '-C', root], { env: { MOCK_END: 'silent' } }).finally(() =>
+      clearInterval(toucher),
+    )
+    expect(touched.code).toBe(1)
+    expect(touched.stderr).toMatch(/the engine of gone ended before it took its lock \(exit status 3\)\n$/)
+    // A state forged as complete under a new session's name: the same.
+    const forged = path.join(root, '.claude/pipeline-runs/forged/state.json')
+    const forger = setInterval(() => {
+      try {
+        writeFileSync(forged, JSON.stringify({ session: 'forged', status: 'complete', started_at: '2019-01-01T00:00:00Z' }))
+      } catch {
+        /* its folder not made yet */
+      }
+    }, 20)
+    const lie = await cli(['start', 'ralph', 'forged', '1', '--yes', '--json', '-C', root], { env: { MOCK_END: 'silent' } }).finally(() =>
+      clearInterval(forger),
+    )
+    expect(lie.code).toBe(1)
+    expect(lie.stdout).toBe('')
+    // An engine of the same name started by hand while the resumed one reconciles: it holds the lock, and
+    // it is not this start's engine (which dies on that lock).
+    const byHand = await cli(['start', 'ralph', 'twin', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })
+    expect(byHand.code).toBe(0)
+    const resumed = cli(['resume', 'twin', '--yes', '-C', root], { env: { MOCK_RECONCILE: '1.5', MOCK_PACE: '0.2' } })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const beside = spawn(path.join(root, 'scripts/run.sh'), ['ralph', 'twin', '3', '--resume', '--foreground'], {
+      cwd: root,
+      env: { ...ENV, MOCK_END: 'hang:1' },
+      stdio: 'ignore',
+    })
+    try {
+      const twin = await resumed
+      expect(twin.code).toBe(1)
+      expect(twin.stderr).toContain('is already running')
+      expect(twin.stderr).toMatch(
+        new RegExp(`the engine of twin ended \\(exit status 1\\) while another engine of twin holds its lock \\(PID ${beside.pid}\\)\\n$`),
+      )
+    } finally {
+      beside.kill('SIGTERM')
+    }
   })
 
   test('--resume continues a crashed session from iteration_completed + 1, with its max', async () => {
@@ -3047,6 +3096,25 @@ describe('events and notify', () => {
       .map((line) => JSON.parse(line).event)
     expect(kinds.slice(0, 4)).toEqual(['started', 'iteration', 'failed', 'resumed'])
     expect(kinds.filter((kind) => kind === 'failed')).toHaveLength(1)
+    // Where no watcher ever ran: events tells the same, from the files alone.
+    const alone = await makeEngineProject()
+    await startOk(['start', 'ralph', 'ash', '2', '--yes', '-C', alone], { env: { MOCK_PACE: '0', MOCK_END: 'fail:2' } })
+    // Resumed in a later second (the engine's times are to the second, and a real iteration takes minutes).
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    await startOk(['resume', 'ash', '--yes', '-C', alone], { env: { MOCK_PACE: '0' } })
+    await waitFor('its end', async () => rowOf((await listJson(alone)).sessions, 'ash').health === 'complete')
+    const filed = (await cli(['events', '--json', '-C', alone])).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line))
+    expect(filed.map((event) => [event.event, event.iteration])).toEqual([
+      ['started', null],
+      ['iteration', 1],
+      ['failed', 2],
+      ['resumed', 2],
+      ['iteration', 2],
+      ['complete', 2],
+    ])
   })
 
   test('a restarted watcher delivers what happened while it was down, once, marked late; a second watcher is refused', async () => {
@@ -3666,9 +3734,16 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
       )
       expect(line).not.toContain(' -C ')
     }
-    // The caller's words stay the caller's: the engine there does not inherit them.
+    // The caller's words stay the caller's: neither the engine there nor the tmux server this start began
+    // there (whose every later session would inherit them) has them.
     const farEngine = Number(/engine PID (\d+)/.exec(started.stdout)![1])
     expect(readFileSync(`/proc/${farEngine}/environ`, 'utf8')).not.toMatch(/SESSIONS_VIA_/)
+    const farGlobal = spawnSync('tmux', ['-L', 'far', 'show-environment', '-g'], {
+      env: { ...ENV, TMUX_TMPDIR: ssh.far.TMUX_TMPDIR },
+      encoding: 'utf8',
+    })
+    expect(farGlobal.stdout).toContain('PATH=')
+    expect(farGlobal.stdout).not.toMatch(/SESSIONS_VIA_/)
     // Not on this machine's tmux server: on the far side's.
     expect(tmuxSessionNames()).toEqual([])
     const farSessions = spawnSync('tmux', ['-L', 'far', 'list-sessions', '-F', '#{session_name}'], {
@@ -3703,7 +3778,8 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     // status and monitor there, passed through as the far side prints them.
     const status = await cli(['status', 'far', '--json', '--host', host], { env, cwd: here })
     expect(status.code).toBe(0)
-    expect(JSON.parse(status.stdout)).toMatchObject({ name: 'far', project: there, health: 'running', host: 'remote-test' })
+    // Its rows as the far side sees them (host null: its own machine); list is what merges and names hosts.
+    expect(JSON.parse(status.stdout)).toMatchObject({ name: 'far', project: there, health: 'running', host: null })
     const monitor = await cli(['monitor', 'far', '--host', host], { env, cwd: here })
     // attach there from a terminal (a pane of another private server): ssh -t, and a client of the far
     // side's tmux server appears on the session.
@@ -3743,6 +3819,9 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     const after = JSON.parse((await cli(['list', '--json', '--host', host], { env, cwd: here })).stdout)
     expect(after.sessions.find((row: SessionRow) => row.name === 'far')).toMatchObject({ host: 'remote-test', health: 'killed' })
     expect(after.sessions.find((row: SessionRow) => row.name === 'far').resume_command).toMatch(/ resume far --host remote-test:/)
+    // Its files are there: read through ssh from here.
+    const ended = await cli(['status', 'far', '--host', host], { env, cwd: here })
+    expect(ended.stdout).toContain(`ssh -F ${ssh.dir}/ssh_config -t remote-test 'less ${there}/.claude/pipeline-runs/far/progress-far.md'`)
   })
 
   test('a host without the tool, with another version, or named like an ssh option: said, never guessed around', async () => {
@@ -3803,6 +3882,16 @@ exit 3
       cwd: here,
     })
     expect(exact.stdout).toContain('\x1b]52;c;Zm9v')
+    // A character that ssh hands over in two reads arrives whole.
+    const split = path.join(BASE, `split-${projects}.sh`)
+    writeFileSync(split, `#!/bin/sh\nprintf 'caf\\303'\nsleep 0.3\nprintf '\\251\\n'\n`, { mode: 0o755 })
+    for (const json of [[], ['--json']]) {
+      const whole = await cli(['status', 'far', ...json, '--host', 'remote-test:/x'], {
+        env: { ...ssh.env, SESSIONS_REMOTE: split },
+        cwd: here,
+      })
+      expect(whole.stdout).toBe('café\n')
+    }
     // attach off a terminal: the command that attaches from here, through ssh -t.
     const attach = await cli(['attach', 'far', '--host', 'remote-test:/srv/p'], { env: ssh.env, cwd: here })
     expect(attach.code).toBe(0)

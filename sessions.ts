@@ -1295,17 +1295,29 @@ function hint(options: CommonOptions, root: string, command: string): string {
   return `${runnerOf(options)} ${command}${rootArg}${socketArg}`
 }
 
+/** A command that opens a file of the project (less FILE, ls FOLDER), as the one who reads the hint runs it. */
+function fileHint(options: CommonOptions, root: string, verb: string, file: string): string {
+  const via = viaOf(options.env)
+  // From the caller's machine: through its ssh, with a terminal (less), the far command quoted for both shells.
+  if (via) return `${via.ssh} -t ${via.dest} ${shellQuote(`${verb} ${shellQuote(path.join(root, file))}`)}`
+  return `${verb} ${fromHere(options, root, file)}`
+}
+
 /**
  * Set by a caller that runs this tool here through --host (remoteCommand): how that caller names this
- * machine and runs this tool, so that hints and rows are phrased for it. Only for words: never run.
+ * machine, runs this tool and runs ssh, so that hints are phrased for it. Only words: never run here,
+ * never passed on (tmux, the engine).
  */
 const VIA_DEST = 'SESSIONS_VIA_DEST'
 const VIA_RUNNER = 'SESSIONS_VIA_RUNNER'
+const VIA_SSH = 'SESSIONS_VIA_SSH'
+const VIA_VARIABLES = [VIA_DEST, VIA_RUNNER, VIA_SSH]
 
-function viaOf(env: NodeJS.ProcessEnv = process.env): { dest: string; runner: string } | null {
+function viaOf(env: NodeJS.ProcessEnv = process.env): { dest: string; runner: string; ssh: string } | null {
   const dest = env[VIA_DEST]
   const runner = env[VIA_RUNNER]
-  return dest && runner && DEST_PATTERN.test(dest) ? { dest, runner: terminalSafe(runner) } : null
+  if (!dest || !runner || !DEST_PATTERN.test(dest)) return null
+  return { dest, runner: terminalSafe(runner), ssh: terminalSafe(env[VIA_SSH] || 'ssh') }
 }
 
 // ───────────────────────── tmux ─────────────────────────
@@ -1352,12 +1364,12 @@ function tmuxArgv(options: TmuxOptions, ...command: string[]): string[] {
 
 /**
  * The environment of every tmux call: without the caller's pane (TMUX), without this tool's own tags
- * (a tmux server started here must never carry an engine's tag), and with a UTF-8 character type so that
- * a server started here compares paths byte for byte.
+ * (a tmux server started here must never carry an engine's tag, nor a --host caller's words), and with a
+ * UTF-8 character type so that a server started here compares paths byte for byte.
  */
 function tmuxEnvironment(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base, LC_CTYPE: 'C.UTF-8' }
-  for (const key of ['TMUX', 'TMUX_PANE', 'LC_ALL', SESSION_TAG]) delete env[key]
+  for (const key of ['TMUX', 'TMUX_PANE', 'LC_ALL', SESSION_TAG, ...VIA_VARIABLES]) delete env[key]
   return env
 }
 
@@ -1514,8 +1526,9 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
     .split('\n')
     .map((line) => line.replace(/^-/, '').split('=')[0])
     .filter((key) => key && !mine.has(key) && !/^TMUX(_PANE)?$/.test(key))
-  // The tag is never set on the session: only the engine gets it, from its launcher.
-  if (!mine.has(SESSION_TAG)) stale.push(SESSION_TAG)
+  // The tag is never set on the session: only the engine gets it, from its launcher. Nor a --host caller's
+  // words (viaOf), which a server started before they were kept from tmux may still hold.
+  for (const key of [SESSION_TAG, ...VIA_VARIABLES]) if (!mine.has(key) && !stale.includes(key)) stale.push(key)
   const commands: string[][] = [
     ...variables.map(([key, value]) => ['set-environment', '-t', target, key, value]),
     ...stale.map((key) => ['set-environment', '-t', target, '-r', key]),
@@ -2696,7 +2709,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
   return {
     name: facts.name,
     project: facts.root,
-    host: viaOf(options.env)?.dest ?? null,
+    host: null,
     health: verdict.health,
     why: verdict.why,
     evidence: stage.maxNote ? [...verdict.evidence, stage.maxNote] : verdict.evidence,
@@ -3042,7 +3055,10 @@ function remoteCommand(host: Host, args: string[], env: NodeJS.ProcessEnv, cwd?:
   const root = host.root.startsWith('~/') ? `"$HOME"/${shellQuote(host.root.slice(2))}` : shellQuote(host.root)
   const quoted = `${args.map(shellQuote).join(' ')} --root ${root}`
   // How the hints there are to be phrased: as this caller runs them (viaOf).
-  const via = `export ${VIA_DEST}=${shellQuote(host.dest)} ${VIA_RUNNER}=${shellQuote(runnerOf({ cwd, env }))}`
+  const words = { [VIA_DEST]: host.dest, [VIA_RUNNER]: runnerOf({ cwd, env }), [VIA_SSH]: env.SESSIONS_SSH?.trim() || 'ssh' }
+  const via = `export ${Object.entries(words)
+    .map(([key, value]) => `${key}=${shellQuote(value)}`)
+    .join(' ')}`
   if (env.SESSIONS_REMOTE) return `${via}; ${env.SESSIONS_REMOTE} ${quoted}`
   return [
     via,
@@ -3075,8 +3091,14 @@ function runSsh(
     const child = spawn(file, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
     const out: Buffer[] = []
     const err: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => (options.onStdout ? options.onStdout(chunk.toString()) : out.push(chunk)))
-    child.stderr.on('data', (chunk: Buffer) => (options.onStderr ? options.onStderr(chunk.toString()) : err.push(chunk)))
+    // Passed on as it comes, decoded across chunks (a character split between two reads stays whole).
+    for (const [stream, pass, kept] of [
+      [child.stdout, options.onStdout, out],
+      [child.stderr, options.onStderr, err],
+    ] as const) {
+      if (pass) stream.setEncoding('utf8').on('data', pass)
+      else stream.on('data', (chunk: Buffer) => kept.push(chunk))
+    }
     let timedOut = false
     let missing = false
     let settled = false
@@ -3158,15 +3180,15 @@ async function listHosts(hosts: Host[], args: string[], options: CommonOptions):
         if (!shape.success) throw new SessionsError(`its answer is not a list of sessions (${schemaProblem(shape.error)})`)
         const dest: string | null = host.dest
         // Its hints are for a shell there; from here, the same command goes through --host.
-        const fromHere = (command: string | null, name: string) =>
+        const resumeHere = (command: string | null, name: string) =>
           command && `${runnerOf(options)} resume ${shellQuote(name)} --host ${shellQuote(hostLabel(host))}`
         return {
           ...result,
-          sessions: result.sessions.map((row) => ({ ...row, host: dest, resume_command: fromHere(row.resume_command, row.name) })),
+          sessions: result.sessions.map((row) => ({ ...row, host: dest, resume_command: resumeHere(row.resume_command, row.name) })),
           warnings: result.warnings.map((warning) => ({
             ...warning,
             host: host.dest,
-            resume_command: fromHere(warning.resume_command, warning.session),
+            resume_command: resumeHere(warning.resume_command, warning.session),
           })),
           projects: (result.projects ?? [{ project: result.project, counts: result.counts, sessions: result.sessions.length }]).map(
             (one) => ({ ...one, host: dest }),
@@ -3563,7 +3585,7 @@ function statusNext(
   row: SessionRow,
   files: StatusResult['files'],
   say: (command: string) => string,
-  here: (file: string) => string,
+  open: (verb: string, file: string) => string,
 ): NextAction[] {
   const next: NextAction[] = []
   switch (row.health) {
@@ -3572,7 +3594,7 @@ function statusNext(
       next.push({ command: say(`monitor ${row.name} --follow`), why: 'follow its output' })
       if (row.tmux) next.push({ command: say(`attach ${row.name}`), why: 'watch it live (Ctrl-b d to detach)' })
       next.push({ command: say(`kill ${row.name}`), why: 'stop it; progress is kept' })
-      if (files.progress) next.push({ command: `less ${here(files.progress)}`, why: 'read its progress notes' })
+      if (files.progress) next.push({ command: open('less', files.progress), why: 'read its progress notes' })
       break
     case 'orphaned':
       next.push({ command: say(`kill ${row.name}`), why: 'remove the tmux session that has no engine behind it' })
@@ -3588,17 +3610,17 @@ function statusNext(
       }
       if (row.health === 'crashed' || row.health === 'zombie')
         next.push({ command: say(`cleanup`), why: 'repair its stale lock and state (a resume does not need it)' })
-      if (files.progress) next.push({ command: `less ${here(files.progress)}`, why: 'read what it did' })
+      if (files.progress) next.push({ command: open('less', files.progress), why: 'read what it did' })
       break
     case 'corrupt':
       next.push({
-        command: `less ${here(row.lock?.problem ? row.lock.file : (row.state_file ?? row.run_dir ?? '.claude'))}`,
+        command: open('less', row.lock?.problem ? row.lock.file : (row.state_file ?? row.run_dir ?? '.claude')),
         why: 'look at the file that cannot be read; this tool never changes it',
       })
       break
     default:
-      if (files.progress) next.push({ command: `less ${here(files.progress)}`, why: 'read what it did' })
-      if (files.run_dir) next.push({ command: `ls ${here(files.run_dir)}`, why: 'its iterations and outputs' })
+      if (files.progress) next.push({ command: open('less', files.progress), why: 'read what it did' })
+      if (files.run_dir) next.push({ command: open('ls', files.run_dir), why: 'its iterations and outputs' })
   }
   return next
 }
@@ -3649,7 +3671,7 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
       row,
       files,
       (command) => hint(options, root, command),
-      (file) => fromHere(options, root, file),
+      (verb, file) => fileHint(options, root, verb, file),
     ),
   }
 }
@@ -3870,7 +3892,7 @@ async function planStart(
 function engineEnvironment(env: NodeJS.ProcessEnv = process.env): [string, string][] {
   return Object.entries(env).filter(
     (entry): entry is [string, string] =>
-      entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && ![SESSION_TAG, VIA_DEST, VIA_RUNNER].includes(entry[0]),
+      entry[1] !== undefined && !/^TMUX(_PANE)?$/.test(entry[0]) && ![SESSION_TAG, ...VIA_VARIABLES].includes(entry[0]),
   )
 }
 
@@ -3980,6 +4002,8 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
   const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(options.env))
   // The state as it was before the engine ran: the engine of this run has written it once it differs.
   const stateBefore = fileSignature(paths.state)
+  // A run this start began cannot have started before this second (the engine's times are to the second).
+  const launched = Math.floor(Date.now() / 1000) * 1000
   await tmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
 
   // Verify: the engine holds the lock (proven) and has written its state as running for this run, or the
@@ -3991,20 +4015,38 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
       const paneNow = await paneState(options, tmuxName)
       const now = await gatherSession(plan.name, root, null)
       const stateNow = now.state.kind === 'ok' ? now.state.value : null
-      const stateWritten = stateNow !== null && fileSignature(paths.state) !== stateBefore
-      if (now.lock.kind === 'ok' && now.engine?.proof && stateWritten && stateNow.status === 'running')
+      // Written by the run this start began: changed since, and saying it began (or resumed) since.
+      const stateWritten =
+        stateNow !== null &&
+        fileSignature(paths.state) !== stateBefore &&
+        (parseTime(plan.resume ? stateNow.resumed_at : stateNow.started_at) ?? 0) >= launched
+      // The engine proven, holding the lock, and the one in this pane (not one started by hand beside it).
+      const inPane = async (pid: number) =>
+        paneNow.pid !== null && (pid === paneNow.pid || (await processDescendants(paneNow.pid)).includes(pid))
+      if (
+        now.lock.kind === 'ok' &&
+        now.engine?.proof &&
+        stateWritten &&
+        stateNow.status === 'running' &&
+        (await inPane(now.lock.value.pid))
+      )
         return { pid: now.lock.value.pid, ended: null }
-      // A short run can end between two looks: the engine writes its state only once it holds its lock, so a
-      // state this run wrote and ended is a run that started (and is over), not a start that failed.
-      if (stateWritten && stateNow.status !== 'running' && (!paneNow.exists || paneNow.dead)) return { pid: null, ended: stateNow.status }
       if (!paneNow.exists || paneNow.dead) {
+        // Another engine of this name holds the lock: this one, now dead, was not it.
+        const other = now.lock.kind === 'ok' && now.engine?.proof ? now.lock.value.pid : null
+        // A short run can end between two looks: the engine writes its state only once it holds its lock, so
+        // a state this run wrote and ended is a run that started (and is over), not a start that failed.
+        if (other === null && stateWritten && stateNow.status !== 'running') return { pid: null, ended: stateNow.status }
         // What it printed; then the start is undone like any failed start (startLocked).
         const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
         const { output, status } = splitEngineExit(captured)
         const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
-        const what = stateWritten
-          ? `ended right after it started, its state still saying running (${how}); see "${hint(options, root, `status ${plan.name}`)}"`
-          : `ended before it took its lock (${how})`
+        const what =
+          other !== null
+            ? `ended (${how}) while another engine of ${plan.name} holds its lock (PID ${other})`
+            : stateWritten
+              ? `ended right after it started, its state still saying running (${how}); see "${hint(options, root, `status ${plan.name}`)}"`
+              : `ended before it took its lock (${how})`
         throw new StartError(`the engine of ${plan.name} ${what}`, output.slice(-20))
       }
       return false
@@ -5008,8 +5050,7 @@ function sessionChanges(
     events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
   }
 
-  // A new run: a resume, or a (fresh) start. (An earlier run's failure found below goes before it.)
-  const newRunAt = events.length
+  // A new run: a resume, or a (fresh) start.
   if (fresh && run !== null) {
     // Read from the files: the first start of a resumed session happened too.
     if (!mark && source.startedAt !== null && run === row.resumed_at)
@@ -5031,11 +5072,14 @@ function sessionChanges(
   // Finished iterations and stage moves: from the engine's events, else from the state's history.
   const stageName = (index: number | null) => (index === null ? null : (source.stageNames[index] ?? null))
   // A run that the last look saw and a new run (a resume) has followed since, without its end seen: a run
-  // that failed and was resumed between two looks. Its failure is in the engine's events, before the new run.
+  // that failed and was resumed between two looks. Its failure is in the engine's events, before the new
+  // run. Read without a mark, the first run's failure (the runs between are not known by their starts).
   const earlier =
     mark && fresh && !mark.ended && mark.run !== null && run !== null
-      ? { run: mark.run, from: parseTime(mark.run) ?? 0, until: parseTime(run) ?? 0, reported: 0 }
-      : null
+      ? { run: mark.run, from: parseTime(mark.run) ?? 0, until: parseTime(run) ?? 0, reported: 0, most: Infinity }
+      : !mark && run !== null && run === row.resumed_at && source.startedAt !== null
+        ? { run: source.startedAt, from: parseTime(source.startedAt) ?? 0, until: parseTime(run) ?? 0, reported: 0, most: 1 }
+        : null
   if (source.eventsFile) {
     const read = readNewEvents(source.eventsFile, next.events_at)
     next.events_at = read.at
@@ -5068,7 +5112,7 @@ function sessionChanges(
         )
       } else if (engineEvent.type === 'error' && earlier) {
         const at = parseTime(engineEvent.ts)
-        if (at === null || at < earlier.from || at > earlier.until) continue
+        if (at === null || at < earlier.from || at > earlier.until || earlier.reported >= earlier.most) continue
         if (at === earlier.until && i === lastError && row.health === 'failed') continue
         // The end of the run the last look knew (the id a look that saw it would have given it); a failure
         // of a run between (resumed and failed again meanwhile) is one of its own.
@@ -5078,7 +5122,10 @@ function sessionChanges(
           stage: text('stage') ?? stageName(stageIndex),
           why: text('message'),
         })
-        events.splice(newRunAt + earlier.reported++, 0, events.pop()!)
+        earlier.reported++
+        // The resume comes after the failure it resumed from (in the engine's events' order within a second).
+        const resumed = events.findIndex((event) => event.event === 'resumed')
+        if (resumed >= 0) events.push(...events.splice(resumed, 1))
       } else if (engineEvent.type === 'node_start' && stageIndex !== null && stageIndex > 0 && !engineEvent.cursor?.provider) {
         add('stage', engineEvent.ts, `${stageIndex}\t${engineEvent.ts}`, {
           health: 'running',
