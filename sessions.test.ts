@@ -1049,6 +1049,12 @@ describe('start', () => {
   test('--force on a crashed session keeps the old run folder aside, removes the stale lock, starts afresh', async () => {
     const root = await makeEngineProject('crashed-loop')
     const old = snapshot(path.join(root, '.claude/pipeline-runs/busy'))
+    // A forced start that fails puts the old run folder back.
+    const failed = await cli(['start', 'improve-plan', 'busy', '3', '--force', '--yes', '-C', root], { env: { MOCK_END: 'silent' } })
+    expect(failed.code).toBe(1)
+    expect(failed.stderr).toMatch(/ended before it took its lock \(exit status 3\); the old run folder is back in place\n$/)
+    expect(snapshot(path.join(root, '.claude/pipeline-runs/busy'))).toEqual(old)
+    expect(readdirSync(path.join(root, '.claude/pipeline-runs'))).toEqual(['busy'])
     const run = await cli(['start', 'improve-plan', 'busy', '3', '--force', '--yes', '--json', '-C', root], { env: { MOCK_PACE: '5' } })
     expect(run.code).toBe(0)
     const result = JSON.parse(run.stdout)

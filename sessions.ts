@@ -3960,6 +3960,19 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
     return await launch(plan, made, options)
   } catch (error) {
     await undoStart(made, root, paths.runDir, options)
+    // The old run folder that --force set aside goes back where it was, unless this start's run holds that place.
+    if (plan.replaces && error instanceof Error) {
+      let back = false
+      try {
+        if (!lstatSync(paths.runDir, { throwIfNoEntry: false })) {
+          moveInside(root, path.join(root, plan.replaces), paths.runDir)
+          back = true
+        }
+      } catch {
+        /* left where it is, and said so */
+      }
+      error.message += back ? '; the old run folder is back in place' : `; the old run folder is kept as ${plan.replaces}`
+    }
     throw error
   }
 }
