@@ -1104,20 +1104,25 @@ describe('start', () => {
     )
     expect(touched.code).toBe(1)
     expect(touched.stderr).toMatch(/the engine of gone ended before it took its lock \(exit status 3\)\n$/)
-    // A state forged as complete under a new session's name: the same.
-    const forged = path.join(root, '.claude/pipeline-runs/forged/state.json')
-    const forger = setInterval(() => {
-      try {
-        writeFileSync(forged, JSON.stringify({ session: 'forged', status: 'complete', started_at: '2019-01-01T00:00:00Z' }))
-      } catch {
-        /* its folder not made yet */
-      }
-    }, 20)
-    const lie = await cli(['start', 'ralph', 'forged', '1', '--yes', '--json', '-C', root], { env: { MOCK_END: 'silent' } }).finally(() =>
-      clearInterval(forger),
-    )
-    expect(lie.code).toBe(1)
-    expect(lie.stdout).toBe('')
+    // A state forged as complete under a new session's name, begun long ago or in the future: the same.
+    for (const [name, when] of [
+      ['forged', '2019-01-01T00:00:00Z'],
+      ['future', '2030-01-01T00:00:00Z'],
+    ]) {
+      const forged = path.join(root, `.claude/pipeline-runs/${name}/state.json`)
+      const forger = setInterval(() => {
+        try {
+          writeFileSync(forged, JSON.stringify({ session: name, status: 'complete', started_at: when }))
+        } catch {
+          /* its folder not made yet */
+        }
+      }, 20)
+      const lie = await cli(['start', 'ralph', name, '1', '--yes', '--json', '-C', root], { env: { MOCK_END: 'silent' } }).finally(() =>
+        clearInterval(forger),
+      )
+      expect(lie.code, when).toBe(1)
+      expect(lie.stdout).toBe('')
+    }
     // An engine of the same name started by hand while the resumed one reconciles: it holds the lock, and
     // it is not this start's engine (which dies on that lock).
     const byHand = await cli(['start', 'ralph', 'twin', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })
@@ -3330,6 +3335,33 @@ describe('notify, as a hostile tester tried it', () => {
     expect(await slow.stop()).toBe(0)
     expect(Date.now() - began).toBeLessThan(5000)
     expect(readJson(path.join(root, '.claude/sessions-notify.json')).outbox).toHaveLength(1)
+  })
+
+  test('an event whose line is longer than an environment holds still reaches --exec (the line cut, the event whole on stdin)', async () => {
+    const root = await makeProject('empty')
+    const got = path.join(root, 'got.txt')
+    const watch = watcher([
+      '--exec',
+      `printf '%s' "$SESSIONS_TEXT" | wc -c >> ${got}; wc -c >> ${got}`,
+      '--on',
+      'failed',
+      '--interval',
+      '0.2',
+      '-C',
+      root,
+    ])
+    await waitFor('the first look', () => watch.out.stdout.includes('watching'))
+    // A session that failed with a 300 kB message appears.
+    const run = path.join(root, '.claude/pipeline-runs/broken')
+    cpSync(path.join(LAYOUTS, 'failed-loop/.claude/pipeline-runs/broken'), run, { recursive: true })
+    const state = readJson(path.join(run, 'state.json'))
+    writeFileSync(path.join(run, 'state.json'), JSON.stringify({ ...state, error: { ...state.error, message: 'x'.repeat(300_000) } }))
+    await waitFor('the delivery', () => existsSync(got) && readFileSync(got, 'utf8').trim().split('\n').length === 2)
+    expect(await watch.stop()).toBe(0)
+    expect(watch.out.stderr).toBe('')
+    const [text, stdin] = readFileSync(got, 'utf8').trim().split('\n').map(Number)
+    expect(text).toBe(8191 + 3) // and '…', three bytes
+    expect(stdin).toBeGreaterThan(300_000)
   })
 
   test('each sink is recorded as it is done, so that a watcher killed meanwhile repeats nothing', async () => {

@@ -4028,11 +4028,10 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
       const paneNow = await paneState(options, tmuxName)
       const now = await gatherSession(plan.name, root, null)
       const stateNow = now.state.kind === 'ok' ? now.state.value : null
-      // Written by the run this start began: changed since, and saying it began (or resumed) since.
+      // Written by the run this start began: changed since, and saying it began (or resumed) since, not later.
+      const began = parseTime(plan.resume ? stateNow?.resumed_at : stateNow?.started_at) ?? 0
       const stateWritten =
-        stateNow !== null &&
-        fileSignature(paths.state) !== stateBefore &&
-        (parseTime(plan.resume ? stateNow.resumed_at : stateNow.started_at) ?? 0) >= launched
+        stateNow !== null && fileSignature(paths.state) !== stateBefore && began >= launched && began <= Date.now() + 1000
       // The engine proven, holding the lock, and the one in this pane (not one started by hand beside it).
       const inPane = async (pid: number) =>
         paneNow.pid !== null && (pid === paneNow.pid || (await processDescendants(paneNow.pid)).includes(pid))
@@ -4869,6 +4868,8 @@ const EVENT_KINDS = [
   'zombie',
 ] as const
 type EventKind = (typeof EVENT_KINDS)[number]
+/** How much of an event's line an --exec command gets in SESSIONS_TEXT (the whole event is on its stdin). */
+const EXEC_TEXT_CHARS = 8192
 /** What `notify` delivers unless --on says otherwise: ends that need a person, and stalls. */
 const NOTIFY_KINDS: readonly EventKind[] = ['complete', 'failed', 'crashed', 'stalled', 'orphaned', 'zombie']
 /** Kinds that a session's files keep for good, one event each iteration: a watcher's log does not keep them. */
@@ -5654,7 +5655,8 @@ function makeSinks(options: SinkOptions, warn: (text: string) => void): Sink[] {
             ...env,
             SESSIONS_EVENT: event.event,
             SESSIONS_SESSION: event.session,
-            SESSIONS_TEXT: text,
+            // An environment holds ~128 kB a value (E2BIG past it): the line cut, the whole event on stdin.
+            SESSIONS_TEXT: text.length > EXEC_TEXT_CHARS ? `${text.slice(0, EXEC_TEXT_CHARS - 1)}…` : text,
             SESSIONS_PROJECT: event.project,
           },
         })
