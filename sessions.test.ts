@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import {
+  appendFileSync,
   chmodSync,
   cpSync,
   existsSync,
@@ -3335,6 +3336,33 @@ describe('notify, as a hostile tester tried it', () => {
     expect(await slow.stop()).toBe(0)
     expect(Date.now() - began).toBeLessThan(5000)
     expect(readJson(path.join(root, '.claude/sessions-notify.json')).outbox).toHaveLength(1)
+  })
+
+  test('an error line read while the state still said running is kept: the run found resumed at the next look is told as failed, once', async () => {
+    const root = await makeProject('running-loop')
+    const got = path.join(root, 'got.ndjson')
+    const watch = watcher(['--exec', `cat >> ${got}`, '--on', 'failed,resumed', '--interval', '0.2', '-C', root])
+    await waitFor('the first look', () => watch.out.stdout.includes('watching'))
+    const run = path.join(root, '.claude/pipeline-runs/busy')
+    const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
+    // The engine's error line, its state not yet saying failed: what a look finds between the engine's two writes.
+    const failedAt = Date.now()
+    appendFileSync(
+      path.join(run, 'events.jsonl'),
+      `${JSON.stringify({ ts: iso(failedAt), type: 'error', session: 'busy', cursor: { node_path: '0', node_run: 3, iteration: 3 }, data: { message: 'Claude process exited with code 3', stage: 'improve-plan' } })}\n`,
+    )
+    const record = path.join(root, '.claude/sessions-notify.json')
+    await waitFor('a look that read it', () => readJson(record).marks.find((mark: { session: string }) => mark.session === 'busy')?.failure)
+    // Then it failed, and was resumed before any look saw the failure.
+    const state = readJson(path.join(run, 'state.json'))
+    writeFileSync(path.join(run, 'state.json'), JSON.stringify({ ...state, status: 'running', resumed_at: iso(failedAt + 2000) }))
+    await waitFor('the failure and the resume', () => ndjson(got).length >= 2)
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    expect(await watch.stop()).toBe(0)
+    expect(ndjson(got).map((event) => [event.event, event.iteration, event.why])).toEqual([
+      ['failed', 3, 'Claude process exited with code 3'],
+      ['resumed', 3, 'resumed from iteration 3'],
+    ])
   })
 
   test('an event whose line is longer than an environment holds still reaches --exec (the line cut, the event whole on stdin)', async () => {

@@ -4923,6 +4923,11 @@ interface SessionMark {
   stalled_since: string | null
   /** An end only a look can see (crashed, zombie, orphaned), seen once: reported if the next look sees it too. */
   pending?: string | null
+  /**
+   * The engine's error line read for this run before its state said failed (the look read the state, then
+   * the engine wrote both): reported if the next look finds the run resumed instead.
+   */
+  failure?: { ts: string; iteration: number | null; stage: string | null; why: string | null } | null
 }
 
 const SessionMarkSchema = z.object({
@@ -4935,6 +4940,10 @@ const SessionMarkSchema = z.object({
   orphaned: z.boolean(),
   stalled_since: z.string().nullable(),
   pending: z.string().nullable().optional(),
+  failure: z
+    .object({ ts: z.string(), iteration: z.number().int().nullable(), stage: z.string().nullable(), why: z.string().nullable() })
+    .nullable()
+    .optional(),
 })
 
 /**
@@ -5040,6 +5049,7 @@ function sessionChanges(
     orphaned: fresh ? false : mark.orphaned,
     stalled_since: fresh ? null : mark.stalled_since,
     pending: null,
+    failure: fresh ? null : (mark.failure ?? null),
   }
   const events: TrackedEvent[] = []
   const nowIso = isoOrNull(options.now)!
@@ -5094,6 +5104,16 @@ function sessionChanges(
       : !mark && run !== null && run === row.resumed_at && source.startedAt !== null
         ? { run: source.startedAt, from: parseTime(source.startedAt) ?? 0, until: parseTime(run) ?? 0, reported: 0, most: 1 }
         : null
+  // The end of the run the last look knew (under the id a look that saw it would have given it); a failure
+  // of a run between (resumed and failed again meanwhile) is one of its own. The resume comes after it.
+  const reportEarlier = (failure: NonNullable<SessionMark['failure']>) => {
+    if (!earlier || earlier.reported >= earlier.most) return
+    add('failed', failure.ts, earlier.reported ? `${earlier.run}\t${failure.ts}` : earlier.run, { health: 'failed', ...failure })
+    earlier.reported++
+    const resumed = events.findIndex((event) => event.event === 'resumed')
+    if (resumed >= 0) events.push(...events.splice(resumed, 1))
+  }
+  if (mark?.failure) reportEarlier(mark.failure)
   if (source.eventsFile) {
     const read = readNewEvents(source.eventsFile, next.events_at)
     next.events_at = read.at
@@ -5124,22 +5144,18 @@ function sessionChanges(
             summary: text('summary') ?? entry?.summary ?? null,
           },
         )
-      } else if (engineEvent.type === 'error' && earlier) {
-        const at = parseTime(engineEvent.ts)
-        if (at === null || at < earlier.from || at > earlier.until || earlier.reported >= earlier.most) continue
-        if (at === earlier.until && i === lastError && row.health === 'failed') continue
-        // The end of the run the last look knew (the id a look that saw it would have given it); a failure
-        // of a run between (resumed and failed again meanwhile) is one of its own.
-        add('failed', engineEvent.ts, earlier.reported ? `${earlier.run}\t${engineEvent.ts}` : earlier.run, {
-          health: 'failed',
+      } else if (engineEvent.type === 'error') {
+        const failure = {
+          ts: engineEvent.ts,
           iteration: engineEvent.cursor?.iteration ?? null,
           stage: text('stage') ?? stageName(stageIndex),
           why: text('message'),
-        })
-        earlier.reported++
-        // The resume comes after the failure it resumed from (in the engine's events' order within a second).
-        const resumed = events.findIndex((event) => event.event === 'resumed')
-        if (resumed >= 0) events.push(...events.splice(resumed, 1))
+        }
+        const at = parseTime(engineEvent.ts)
+        if (earlier && at !== null && at >= earlier.from && at <= earlier.until) {
+          // Of the resume's own second: the new run's, if it is the last error and the new run failed too.
+          if (!(at === earlier.until && i === lastError && row.health === 'failed')) reportEarlier(failure)
+        } else if (!END_EVENTS.has(row.health)) next.failure = failure // its end not seen yet: kept for the next look
       } else if (engineEvent.type === 'node_start' && stageIndex !== null && stageIndex > 0 && !engineEvent.cursor?.provider) {
         add('stage', engineEvent.ts, `${stageIndex}\t${engineEvent.ts}`, {
           health: 'running',
