@@ -3796,7 +3796,7 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     expect(hints).toHaveLength(4)
     for (const line of hints) {
       expect(line.trim()).toMatch(
-        new RegExp(`^${escaped(NATIVE ? process.execPath : TSX)} .*sessions\\.ts \\w+ far( --follow)?${hostArg.source.slice(0, -1)}`),
+        new RegExp(`^${escaped(NATIVE ? 'node' : TSX)} ${escaped(SESSIONS)} \\w+ far( --follow)?${hostArg.source.slice(0, -1)}`),
       )
       expect(line).not.toContain(' -C ')
     }
