@@ -3338,6 +3338,18 @@ describe('notify, as a hostile tester tried it', () => {
     expect(readJson(path.join(root, '.claude/sessions-notify.json')).outbox).toHaveLength(1)
   })
 
+  test('the first watcher ever reports nothing of the past: not even an end that only a look sees (a crash)', async () => {
+    const root = await makeProject('crashed-loop')
+    expect(rowOf((await listJson(root)).sessions, 'busy').health).toBe('crashed')
+    const got = path.join(root, 'got.ndjson')
+    const watch = watcher(['--exec', `cat >> ${got}`, '--on', 'all', '--interval', '0.2', '-C', root])
+    await waitFor('the first look', () => watch.out.stdout.includes('watching'))
+    // Several looks more.
+    await new Promise((resolve) => setTimeout(resolve, 1200))
+    expect(await watch.stop()).toBe(0)
+    expect(existsSync(got) ? readFileSync(got, 'utf8') : '').toBe('')
+  })
+
   test('an error line read while the state still said running is kept: the run found resumed at the next look is told as failed, once', async () => {
     const root = await makeProject('running-loop')
     const got = path.join(root, 'got.ndjson')

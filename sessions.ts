@@ -5845,7 +5845,9 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
       const late = result.looks === 0 && !first
       let seen: Awaited<ReturnType<typeof lookAtProject>>
       try {
-        seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), true, cache)
+        // The first look ever takes what it sees as known, as the files tell it (an end that only a look
+        // sees is not held back for a second look: it would then be reported as news).
+        seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), !first, cache)
       } catch (error) {
         if (!(error instanceof SessionsError) || error instanceof UsageError) throw error
         if (error.message !== failing) warn(`a look at the project failed (${error.message}); trying again every interval`)
