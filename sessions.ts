@@ -1394,9 +1394,18 @@ class TmuxMissingError extends SessionsError {}
  * it never throws, but when tmux itself is missing.
  */
 async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
-  const result = await run('tmux', tmuxArgv(options, ...command), { env: tmuxEnvironment(options.env) })
-  if (result.missing) throw new TmuxMissingError(TMUX_MISSING)
-  return { ok: result.code === 0, stdout: result.stdout, stderr: result.stderr.trim() || `exit ${result.code}` }
+  for (let attempt = 1; ; attempt++) {
+    const result = await run('tmux', tmuxArgv(options, ...command), { env: tmuxEnvironment(options.env) })
+    if (result.missing) throw new TmuxMissingError(TMUX_MISSING)
+    // A server whose last session just ended exits; a command that reached it meanwhile was not run (CI saw
+    // a start's new-session fail so, right after a short run's session was removed). Asked again, it finds
+    // no server, or starts one.
+    if (result.code !== 0 && /server exited unexpectedly/.test(result.stderr) && attempt < 4) {
+      await sleep(25 * attempt)
+      continue
+    }
+    return { ok: result.code === 0, stdout: result.stdout, stderr: result.stderr.trim() || `exit ${result.code}` }
+  }
 }
 
 /** The one way tmux is run (argv from tmuxArgv, no shell); a failure is a SessionsError in tmux's own words. */
