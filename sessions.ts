@@ -3078,6 +3078,16 @@ function remoteCommand(host: Host, args: string[], env: NodeJS.ProcessEnv, cwd?:
   ].join('; ')
 }
 
+/** The ssh command line that runs this tool's `args` on a host, as this caller (io) would. */
+function hostCommandLine(
+  host: Host,
+  args: string[],
+  caller: { env: NodeJS.ProcessEnv; cwd?: string },
+  options: { tty?: boolean } = {},
+): string[] {
+  return [...sshArgv(caller.env, options), '--', host.dest, remoteCommand(host, args, caller.env, caller.cwd)]
+}
+
 /**
  * ssh, its output collected: done when ssh exits. A shared connection's master holds ssh's output pipes
  * as long as the far command runs, so waiting for them to close (as execFile does) would outlast a
@@ -3145,8 +3155,8 @@ function runSsh(
 /** This tool's command line run on a host, its output collected (for --json answers). */
 async function runRemote(host: Host, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}) {
   const env = options.env ?? process.env
-  const [ssh, ...sshArgs] = sshArgv(env)
-  const result = await runSsh(ssh, [...sshArgs, '--', host.dest, remoteCommand(host, args, env, options.cwd)], {
+  const [ssh, ...argv] = hostCommandLine(host, args, { env, cwd: options.cwd })
+  const result = await runSsh(ssh, argv, {
     env,
     timeoutMs: options.timeoutMs ?? DEFAULTS.sshCallSeconds * 1000,
   })
@@ -3233,8 +3243,7 @@ interface HostFailure {
  * streams); attach gets a terminal there (ssh -t).
  */
 async function passToHost(host: Host, args: string[], io: Io, options: { tty?: boolean; json?: boolean } = {}): Promise<number> {
-  const [ssh, ...sshArgs] = sshArgv(io.env, options)
-  const argv = [...sshArgs, '--', host.dest, remoteCommand(host, args, io.env, io.cwd)]
+  const [ssh, ...argv] = hostCommandLine(host, args, io, options)
   if (options.tty) return spawnSync(ssh, argv, { stdio: 'inherit', env: io.env }).status ?? 1
   // Stopped with the caller (Ctrl-C, SIGTERM, a closed stdout): ssh ends, and with it the far side's
   // output; a follower there ends at its next line.
@@ -5117,7 +5126,8 @@ function sessionChanges(
   // of a run between (resumed and failed again meanwhile) is one of its own. The resume comes after it.
   const reportEarlier = (failure: NonNullable<SessionMark['failure']>) => {
     if (!earlier || earlier.reported >= earlier.most) return
-    add('failed', failure.ts, earlier.reported ? `${earlier.run}\t${failure.ts}` : earlier.run, { health: 'failed', ...failure })
+    const { ts, ...more } = failure
+    add('failed', ts, earlier.reported ? `${earlier.run}\t${ts}` : earlier.run, { health: 'failed', ...more })
     earlier.reported++
     const resumed = events.findIndex((event) => event.event === 'resumed')
     if (resumed >= 0) events.push(...events.splice(resumed, 1))
@@ -8564,8 +8574,7 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
       if (hosts.length > 1) throw new UsageError(`${command} acts on one machine: give --host once`)
       if (spec.remote === 'tty' && !io.terminal) {
         // Not a terminal: the command that attaches from here, as attach prints it for this machine.
-        const [ssh, ...sshArgs] = sshArgv(io.env, { tty: true })
-        const attachHere = [ssh, ...sshArgs, '--', hosts[0].dest, remoteCommand(hosts[0], localArgsRemoved(argv), io.env, io.cwd)]
+        const attachHere = hostCommandLine(hosts[0], localArgsRemoved(argv), io, { tty: true })
         io.stdout(
           json
             ? `${JSON.stringify({ command: attachHere }, null, 2)}\n`
