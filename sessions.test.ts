@@ -164,6 +164,37 @@ function snapshot(dir: string): Record<string, string> {
   return out
 }
 
+/** What the /sessions command file lets Claude run without asking: the commands of its allowed-tools. */
+function allowedCommands(text: string): string[] {
+  const line = /^allowed-tools: (.*)$/m.exec(text)![1]
+  return [...line.matchAll(/Bash\(([^)]*)\)/g)].map((m) => {
+    expect(m[1]).toMatch(/ [a-z]+:\*$/)
+    return /([a-z]+):\*$/.exec(m[1])![1]
+  })
+}
+
+/** The commands that change nothing and run nothing but this tool: all an agent may run unasked. */
+const READ_ONLY_COMMANDS = ['list', 'status', 'monitor', 'wait', 'events', 'help', 'version']
+/** Flags that run a program, send something out, or change files or processes. */
+const RUNS_OR_CHANGES = /^--(runner|exec|webhook|desktop|detach|stop|yes|force|fix|only|grace|allow-actions)$/
+
+/** The flags a command's help lists (its own and the global ones). */
+function commandFlags(command: string): string[] {
+  let text = ''
+  void main(['help', command], {
+    stdout: (t) => {
+      text += t
+    },
+    stderr: () => {},
+    terminal: false,
+    stderrTerminal: false,
+    env: ENV,
+    cwd: HERE,
+    columns: undefined,
+  })
+  return [...text.matchAll(/(?:^|\s)(--[a-z-]+)/g)].map((m) => m[1])
+}
+
 interface Run {
   code: number | null
   stdout: string
@@ -3497,13 +3528,13 @@ describe('the real entry, as a child process', () => {
 
 describe('mcp: the commands as tools, over a real stdio transport', () => {
   /** The SDK's own client, spawning the real entry as an MCP client does, against the tests' tmux server. */
-  async function mcpClient(root: string) {
+  async function mcpClient(root: string, args: string[] = []) {
     const { Client } = await import('@modelcontextprotocol/sdk/client/index.js')
     const { StdioClientTransport } = await import('@modelcontextprotocol/sdk/client/stdio.js')
     const [command, ...pre] = NATIVE ? [process.execPath, SESSIONS] : [TSX, SESSIONS]
     const transport = new StdioClientTransport({
       command,
-      args: [...pre, 'mcp'],
+      args: [...pre, 'mcp', ...args],
       cwd: root,
       env: ENV as Record<string, string>,
       stderr: 'pipe',
@@ -3520,7 +3551,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
 
   test('the tools, their schemas and annotations; good and bad arguments; waits, progress, a start and a kill of a real run', async () => {
     const root = await makeEngineProject('crashed-loop')
-    const { client, stderr } = await mcpClient(root)
+    const { client, stderr } = await mcpClient(root, ['--allow-actions'])
     try {
       const { tools } = await client.listTools()
       const byName = new Map(tools.map((tool) => [tool.name, tool]))
@@ -3538,6 +3569,9 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
       for (const name of ['list_sessions', 'session_status', 'session_output', 'session_events', 'wait_for_sessions'])
         expect(byName.get(name)!.annotations, name).toMatchObject({ readOnlyHint: true })
       for (const name of ['kill_session', 'cleanup']) expect(byName.get(name)!.annotations, name).toMatchObject({ destructiveHint: true })
+      // A start may move a run aside and launches agents that change the repository and reach the network.
+      for (const name of ['start_session', 'resume_session'])
+        expect(byName.get(name)!.annotations, name).toMatchObject({ readOnlyHint: false, destructiveHint: true, openWorldHint: true })
       expect(byName.get('wait_for_sessions')!.inputSchema.required).toEqual(['names', 'timeout_seconds'])
       expect(byName.get('session_status')!.inputSchema.properties!.name).toMatchObject({ type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' })
 
@@ -3648,7 +3682,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
   test('a cancelled wait stops at once', async () => {
     const root = await makeEngineProject()
     expect((await cli(['start', 'ralph', 'long', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })).code).toBe(0)
-    const { client } = await mcpClient(root)
+    const { client } = await mcpClient(root, ['--allow-actions'])
     try {
       const controller = new AbortController()
       const began = Date.now()
@@ -3695,7 +3729,13 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
     expect(result.claude_mcp_add).toMatch(/^claude mcp add sessions -- .*sessions\.ts mcp --root /)
     expect(result.codex_config).toMatch(/^\[mcp_servers\.sessions\]\ncommand = ".+"\nargs = \[.*"mcp","--root",/)
     const text = readFileSync(file, 'utf8')
-    expect(text).toMatch(/^---\ndescription: .+\nargument-hint: .+\nallowed-tools: Bash\(.+sessions\.ts:\*\)\n---\n/)
+    expect(text).toMatch(/^---\ndescription: .+\nargument-hint: .+\nallowed-tools: .+\n---\n/)
+    expect(allowedCommands(text)).toEqual(READ_ONLY_COMMANDS)
+    expect(result).toMatchObject({
+      pre_approved: READ_ONLY_COMMANDS,
+      asks_first: expect.arrayContaining(['start', 'kill', 'notify', 'cleanup']),
+    })
+    expect(result.claude_mcp_add_actions).toBe(`${result.claude_mcp_add} --allow-actions`)
     expect(text).toContain('$ARGUMENTS')
     for (const action of ['start', 'list', 'status', 'monitor', 'attach', 'kill', 'cleanup', 'resume', 'wait', 'events'])
       expect(text, action).toContain(` ${action}`)
@@ -3714,6 +3754,189 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
     expect(forced.stdout).toMatch(/^Replaced \.claude\/commands\/sessions\.md/)
     expect(readFileSync(file, 'utf8')).toBe(text)
     expect((await cli(['setup', 'codex', '-C', root])).code).toBe(2)
+  })
+
+  test('the /sessions command pre-approves only commands that change nothing, proven by running each; --allow-actions adds kill and resume', async () => {
+    const root = await makeEngineProject('running-loop')
+    const other = await makeEngineProject('crashed-loop')
+    const result = JSON.parse((await cli(['setup', 'claude', '--json', '-C', root])).stdout)
+    const file = path.join(root, '.claude/commands/sessions.md')
+    const approved = allowedCommands(readFileSync(file, 'utf8'))
+    expect(approved).toEqual(READ_ONLY_COMMANDS)
+    // Each, with what it takes, changes nothing in this project, another one, or the tool's own state.
+    const state = path.join(BASE, 'state')
+    mkdirSync(state, { recursive: true })
+    const before = [snapshot(root), snapshot(other), snapshot(state)]
+    const runs: Record<string, string[][]> = {
+      list: [
+        ['list', '--json'],
+        ['list', '--all'],
+        ['list', '--resumable', '--names'],
+      ],
+      status: [['status', 'loop-auth']],
+      monitor: [['monitor', 'loop-auth', '-n', '5']],
+      events: [['events'], ['events', 'loop-auth', '--since', '1d']],
+      wait: [['wait', 'busy', '--timeout', '0.5', '-C', other]],
+      help: [['help'], ['help', 'kill']],
+      version: [['version']],
+    }
+    for (const command of approved) {
+      expect(runs[command], command).toBeDefined()
+      for (const args of runs[command]) {
+        const ran = await cli(args, { cwd: root })
+        expect(ran.code, `${args.join(' ')}: ${ran.stderr}`).not.toBe(2)
+      }
+    }
+    expect([snapshot(root), snapshot(other), snapshot(state)]).toEqual(before)
+    // No pre-approved command takes an option that runs a program, sends anything or repairs.
+    for (const command of approved)
+      expect(commandFlags(command), command).not.toEqual(expect.arrayContaining([expect.stringMatching(RUNS_OR_CHANGES)]))
+    expect(result.asks_first).toEqual(expect.arrayContaining(['start', 'kill', 'resume', 'cleanup', 'notify', 'mcp', 'setup']))
+
+    // --allow-actions: kill and resume too, and neither can be made to run a program of the agent's choice.
+    const actions = await cli(['setup', 'claude', '--allow-actions', '--force', '-C', root])
+    expect(actions.code).toBe(0)
+    expect(actions.stdout).toMatch(/Claude runs these without asking: list, status, monitor, kill, resume, wait, events, help, version\./)
+    expect(allowedCommands(readFileSync(file, 'utf8'))).toEqual([
+      'list',
+      'status',
+      'monitor',
+      'kill',
+      'resume',
+      'wait',
+      'events',
+      'help',
+      'version',
+    ])
+    for (const command of ['kill', 'resume'])
+      expect(commandFlags(command), command).not.toEqual(expect.arrayContaining([expect.stringMatching(/^--(runner|exec|webhook)$/)]))
+    const runner = await cli(['resume', 'busy', '--runner=/bin/sh', '-C', other])
+    expect(runner).toMatchObject({ code: 2, stderr: "sessions: resume: unknown option '--runner'\n" })
+  })
+
+  test('the MCP server only reads unless --allow-actions, serves the projects it was started for, and refuses oversized or NUL arguments', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const other = await makeEngineProject('crashed-loop')
+    const empty = mkdtempSync(path.join(BASE, 'empty-'))
+    const call = async (client: Awaited<ReturnType<typeof mcpClient>>['client'], name: string, args: Record<string, unknown>) =>
+      (await client.callTool({ name, arguments: args })) as ToolResult
+    const reader = await mcpClient(root)
+    try {
+      expect((await reader.client.listTools()).tools.map((tool) => tool.name)).toEqual([
+        'list_sessions',
+        'session_status',
+        'session_output',
+        'session_events',
+        'wait_for_sessions',
+      ])
+      // Another folder, however named: refused with one line, which never echoes a huge value whole.
+      for (const given of [other, empty, '/', '..', `${root}/..`]) {
+        const refused = await call(reader.client, 'list_sessions', { root: given })
+        expect(refused.isError, given).toBe(true)
+        expect(refused.content[0].text, given).toMatch(/^root ".+" is not a project this server serves \(/)
+      }
+      expect((await call(reader.client, 'list_sessions', { root })).isError).toBeFalsy()
+      for (const args of [{ root: 'x'.repeat(5_000_000) }, { root: 'a\0b' }]) {
+        const refused = await call(reader.client, 'list_sessions', args)
+        expect(refused.isError).toBe(true)
+        expect(refused.content[0].text.length).toBeLessThan(2000)
+      }
+    } finally {
+      await reader.client.close()
+    }
+    expect(existsSync(path.join(empty, '.claude'))).toBe(false)
+
+    // Two projects, named; an agent's start takes the project's own pipelines and inputs only.
+    writeFileSync(path.join(root, 'notes.md'), 'inside\n')
+    mkdirSync(path.join(root, '.claude/pipelines'), { recursive: true })
+    symlinkSync('/etc/passwd', path.join(root, '.claude/pipelines/evil.yaml'))
+    const actor = await mcpClient(root, ['--root', root, '--root', other, '--allow-actions'])
+    try {
+      expect((await call(actor.client, 'list_sessions', { root: other })).isError).toBeFalsy()
+      expect((await call(actor.client, 'list_sessions', { root: empty })).isError).toBe(true)
+      const before = [snapshot(root), snapshot(other)]
+      const refusals: [Record<string, unknown>, RegExp][] = [
+        [{ pipeline: '/etc/passwd', name: 'p1' }, /^pipeline file not found: \/etc\/passwd/],
+        [{ pipeline: 'evil', name: 'p2' }, /^pipeline .*evil\.yaml is outside the project: an agent may start with files of /],
+        [{ pipeline: '../../../etc/passwd', name: 'p3' }, /^pipeline file not found/],
+        [{ type: 'ralph', name: 'i1', inputs: ['/etc/passwd'] }, /^input \/etc\/passwd is outside the project/],
+        [{ type: 'ralph', name: 'i2', inputs: ['../../etc/hostname'] }, /is (outside the project|not there)/],
+        [{ type: 'ralph', name: 'i3', inputs: ['notes.md'], root: empty }, /is not a project this server serves/],
+        [{ type: 'ralph', name: 'c1', context: 'a\0b' }, /Input validation error/],
+        [{ type: 'ralph', name: 'c2', context: 'x'.repeat(200_000) }, /Input validation error/],
+      ]
+      for (const [args, message] of refusals) {
+        const refused = await call(actor.client, 'start_session', args)
+        expect(refused.isError, JSON.stringify(args).slice(0, 80)).toBe(true)
+        expect(refused.content[0].text, JSON.stringify(args).slice(0, 80)).toMatch(message)
+        expect(refused.content[0].text.length).toBeLessThan(2000)
+      }
+      expect([snapshot(root), snapshot(other)]).toEqual(before)
+      expect(existsSync(path.join(empty, '.claude'))).toBe(false)
+    } finally {
+      await actor.client.close()
+    }
+  })
+
+  test('every answer fits what an agent host accepts: session_events pages with its cursor through a big project', async () => {
+    const root = await makeEngineProject()
+    const summary = 'did a thing '.repeat(20)
+    for (let n = 0; n < 40; n++) {
+      const name = `s${n}`
+      const dir = path.join(root, '.claude/pipeline-runs', name)
+      mkdirSync(dir, { recursive: true })
+      const history = Array.from({ length: 100 }, (_, i) => ({
+        iteration: i + 1,
+        timestamp: isoSeconds(Date.parse('2026-11-20T00:00:00Z') + (n * 100 + i) * 60_000),
+        stage: 'ralph',
+        decision: 'continue',
+        summary,
+      }))
+      writeFileSync(
+        path.join(dir, 'state.json'),
+        JSON.stringify({
+          session: name,
+          type: 'loop',
+          started_at: '2026-11-20T00:00:00Z',
+          status: 'complete',
+          current_stage: 0,
+          iteration: 100,
+          iteration_completed: 100,
+          stages: [],
+          history,
+        }),
+      )
+    }
+    const all = (await cli(['events', '--json', '-C', root])).stdout.trim().split('\n')
+    expect(all.length).toBeGreaterThan(4000)
+    const { client } = await mcpClient(root)
+    try {
+      const seen: string[] = []
+      let cursor: string | undefined
+      for (let calls = 0; calls < 200; calls++) {
+        const answer = (await client.callTool({
+          name: 'session_events',
+          arguments: { limit: 1000, ...(cursor ? { cursor } : {}) },
+        })) as ToolResult
+        expect(answer.isError).toBeFalsy()
+        expect(JSON.stringify(answer.structuredContent).length).toBeLessThan(60_000)
+        expect(answer.content[0].text.length).toBeLessThan(5_000)
+        const data = answer.structuredContent as {
+          events: { session: string; event: string; ts: string; iteration: number }[]
+          more: number
+          cursor: string
+        }
+        seen.push(...data.events.map((event) => `${event.session} ${event.event} ${event.ts} ${event.iteration}`))
+        cursor = data.cursor
+        if (!data.more) break
+      }
+      expect(seen.length).toBe(all.length)
+      expect(new Set(seen).size).toBe(seen.length)
+      const listed = (await client.callTool({ name: 'list_sessions', arguments: {} })) as ToolResult
+      expect(JSON.stringify(listed.structuredContent).length).toBeLessThan(60_000)
+    } finally {
+      await client.close()
+    }
   })
 })
 
