@@ -3496,6 +3496,112 @@ describe('notify, as a hostile tester tried it', () => {
   })
 })
 
+/**
+ * Whether this run may mount file systems (root, where the sandbox permits it): a full or read-only
+ * .claude/ is then a real one. Elsewhere those tests are skipped, saying so.
+ */
+const CAN_MOUNT = (() => {
+  if (process.getuid?.() !== 0) return false
+  const dir = mkdtempSync(path.join(BASE, 'mount-'))
+  if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]).status !== 0) return false
+  spawnSync('umount', [dir])
+  return true
+})()
+
+/** The project's .claude/ made a file system of its own (a tmpfs of `size`), its files kept; umount() undoes it. */
+function ownDisk(root: string, size: string) {
+  const claude = path.join(root, '.claude')
+  const kept = `${claude}.kept`
+  renameSync(claude, kept)
+  mkdirSync(claude)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', claude])
+  cpSync(kept, claude, { recursive: true })
+  rmSync(kept, { recursive: true })
+  return {
+    // A read-only bind mount over it: a file system with files open for writing cannot be remounted read-only.
+    readOnly: () => {
+      execFileSync('mount', ['--bind', claude, claude])
+      execFileSync('mount', ['-o', 'remount,bind,ro', claude])
+    },
+    /** Fills it to the last byte. */
+    fill: () => spawnSync('dd', ['if=/dev/zero', `of=${path.join(claude, 'fill')}`, 'bs=4k'], { stdio: 'ignore' }),
+    free: () => rmSync(path.join(claude, 'fill'), { force: true }),
+    umount: () => {
+      while (spawnSync('umount', ['-l', claude]).status === 0);
+    },
+  }
+}
+
+describe.skipIf(!CAN_MOUNT)('a full or read-only disk never stops a kill, a cleanup or a watcher (real mounts)', () => {
+  /** A started loop that stays in its first iteration, and its engine's PID. */
+  async function hangingRun(root: string, name: string): Promise<number> {
+    await startOk(['start', 'ralph', name, '50', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })
+    const row = await waitFor(`${name} running`, async () =>
+      (await listJson(root)).sessions.find((r) => r.name === name && r.health === 'running' && r.lock?.pid),
+    )
+    return row.lock!.pid!
+  }
+
+  for (const fault of ['read-only', 'full'] as const) {
+    test(`kill stops the engine on a ${fault} .claude/, and says what it could not record; cleanup repairs what it can`, async () => {
+      const root = await makeEngineProject()
+      const disk = ownDisk(root, '2m')
+      try {
+        const engine = await hangingRun(root, 'victim')
+        // An orphaned tmux session for cleanup: a pane without an engine.
+        tmux('new-session', '-d', '-s', 'pipeline-orph', '-c', root, 'sleep 3600')
+        if (fault === 'read-only') disk.readOnly()
+        else disk.fill()
+        const killed = await cli(['kill', 'victim', '--grace', '2', '--json', '-C', root])
+        expect(killed.stderr).not.toMatch(/error/)
+        expect(killed.code).toBe(0)
+        const [report] = JSON.parse(killed.stdout)
+        expect(report).toMatchObject({ outcome: 'killed', tmux_removed: true })
+        // (On the full disk the engine's own lock, removed as it ended, may leave room for the state.)
+        if (fault === 'read-only') expect(report.state_marked).toBe(false)
+        const said = fault === 'read-only' ? 'the file system is read-only' : 'the disk is full'
+        expect(report.warnings).toEqual(expect.arrayContaining([expect.stringContaining(said)]))
+        expect(isPidAlive(engine)).toBe(false)
+        expect(tmuxSessionNames()).not.toContain('pipeline-victim')
+        const cleaned = await cli(['cleanup', '--yes', '--start-grace', '0', '--json', '-C', root])
+        expect(cleaned.stderr).not.toMatch(/error/)
+        const result = JSON.parse(cleaned.stdout)
+        expect(result.problems).toEqual(
+          expect.arrayContaining([expect.objectContaining({ name: 'orph', problem: 'orphaned_tmux', outcome: 'fixed' })]),
+        )
+        expect(tmuxSessionNames()).not.toContain('pipeline-orph')
+        for (const problem of result.problems.filter((p: { outcome: string }) => p.outcome === 'failed')) expect(problem.reason).toBe(said)
+        if (fault === 'read-only') expect(result.warnings).toEqual([`the cleanup lock: not written, ${said}`])
+      } finally {
+        disk.umount()
+      }
+    })
+  }
+
+  test('the watcher goes on delivering on a full disk, says so once, and saves its record again once there is room', async () => {
+    const root = await makeEngineProject()
+    const disk = ownDisk(root, '2m')
+    const delivered = path.join(BASE, `full-disk-delivered-${projects}.ndjson`)
+    const watch = watcher(['--exec', `cat >> ${delivered}`, '--on', 'crashed', '--interval', '0.2', '-C', root])
+    try {
+      const engine = await hangingRun(root, 'doomed')
+      await waitFor('the watcher started', () => watch.out.stdout.includes('watching'))
+      disk.fill()
+      process.kill(engine, 'SIGKILL')
+      await waitFor('the crash delivered', () => count(ndjson(delivered) as never, 'doomed', 'crashed') === 1, 30_000)
+      expect(watch.out.stderr).toMatch(/cannot save its record \(the disk is full\): delivering all the same, and trying again/)
+      disk.free()
+      await waitFor('the record saved again', () => watch.out.stderr.includes('its record is saved again'))
+      expect(watch.out.stderr.match(/cannot save its record/g)).toHaveLength(1)
+      expect(await watch.stop()).toBe(0)
+      expect(readFileSync(path.join(root, '.claude/sessions-notify.json'), 'utf8')).toContain('"crashed"')
+    } finally {
+      await watch.stop()
+      disk.umount()
+    }
+  })
+})
+
 describe('the real entry, as a child process', () => {
   test('exit statuses, stdout and stderr apart, --json alone on stdout', async () => {
     const root = await makeProject('crashed-loop')

@@ -187,6 +187,33 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
+/** A disk that takes no more writes, in words (full, read-only, over quota), or null for any other error. */
+function diskProblem(error: unknown): string | null {
+  const code = (error as NodeJS.ErrnoException | null)?.code
+  return code === 'ENOSPC'
+    ? 'the disk is full'
+    : code === 'EROFS'
+      ? 'the file system is read-only'
+      : code === 'EDQUOT'
+        ? 'the disk quota is used up'
+        : null
+}
+
+/**
+ * A write that only records what was done: where the disk takes no more writes, a warning in `warnings`
+ * instead of a failure (what was done stays done); any other error is thrown. Its value, or undefined.
+ */
+async function recordOrWarn<T>(warnings: string[], what: string, write: () => T | Promise<T>): Promise<T | undefined> {
+  try {
+    return await write()
+  } catch (error) {
+    const problem = diskProblem(error)
+    if (!problem) throw error
+    warnings.push(`${what}: not recorded, ${problem}`)
+    return undefined
+  }
+}
+
 // ───────────────────────── time, text and waiting ─────────────────────────
 // Helpers every layer uses. Times travel as epoch milliseconds or ISO strings; words like "5m ago" are
 // made only by renderers.
@@ -858,31 +885,40 @@ async function withToolLock<T>(
   busy: (holder: number) => Error,
   work: () => Promise<T>,
   waitMs = 0,
+  /** Where the disk takes no writes: said here, and the work done without the lock (a live holder still refuses it). */
+  unwritable?: (problem: string) => void,
 ): Promise<T> {
+  let release: () => void
+  try {
+    release = await takeToolLock(root, file, busy, waitMs)
+  } catch (error) {
+    const problem = diskProblem(error)
+    if (!problem || !unwritable) throw error
+    const holder = await toolLockHolder(file)
+    if (holder.live) throw busy(holder.pid)
+    unwritable(problem)
+    return work()
+  }
+  try {
+    return await work()
+  } finally {
+    release()
+  }
+}
+
+/** Takes a tool lock (withToolLock), waiting up to waitMs for a live holder; returns how to release it. */
+async function takeToolLock(root: string, file: string, busy: (holder: number) => Error, waitMs: number): Promise<() => void> {
   const made = mkdirInside(root, path.dirname(file))
   const me = JSON.stringify({ pid: process.pid, start: await processStartStamp(process.pid), tool: 'sessions.ts' })
   let holder = 0
-  const taken = await pollFor(
-    async () => {
-      if (createFileInside(root, file, `${me}\n`)) return true
-      let ino = 0
-      try {
-        ino = lstatSync(file).ino
-      } catch {
-        return false // released meanwhile: try again
-      }
-      const held = await toolLockHolder(file)
-      holder = held.pid
-      const live = held.live
-      // A stale lock is removed (only the one judged: same inode) and taken at once; a live holder is waited for.
-      if (!live) removeInside(root, file, { ino })
-      return !live && createFileInside(root, file, `${me}\n`)
-    },
-    { intervalMs: 100, timeoutMs: waitMs },
-  )
   const release = () => {
     const held = readRegularFile(file)
-    if (held.kind === 'ok' && held.text.trim() === me) removeInside(root, file)
+    try {
+      if (held.kind === 'ok' && held.text.trim() === me) removeInside(root, file)
+    } catch (error) {
+      // A disk that turned read-only meanwhile: the lock stays, and its dead holder makes it stale.
+      if (!diskProblem(error)) throw error
+    }
     // Folders made only for the lock go with it, when nothing else came to live in them.
     for (const folder of [...made].reverse()) {
       try {
@@ -892,15 +928,30 @@ async function withToolLock<T>(
       }
     }
   }
-  if (!taken) {
-    release()
-    throw busy(holder)
-  }
   try {
-    return await work()
-  } finally {
+    const taken = await pollFor(
+      async () => {
+        if (createFileInside(root, file, `${me}\n`)) return true
+        let ino = 0
+        try {
+          ino = lstatSync(file).ino
+        } catch {
+          return false // released meanwhile: try again
+        }
+        const held = await toolLockHolder(file)
+        holder = held.pid
+        // A stale lock is removed (only the one judged: same inode) and taken at once; a live holder is waited for.
+        if (!held.live) removeInside(root, file, { ino })
+        return !held.live && createFileInside(root, file, `${me}\n`)
+      },
+      { intervalMs: 100, timeoutMs: waitMs },
+    )
+    if (!taken) throw busy(holder)
+  } catch (error) {
     release()
+    throw error
   }
+  return release
 }
 
 /** The last events of events.jsonl; invalid lines (a truncated last one, say) are skipped and counted. */
@@ -4221,9 +4272,11 @@ interface KillReport {
   resume_command: string | null
   /** Why the state was not marked, when marking it would have written through a link. */
   state_refused?: string
+  /** What could not be recorded (a full or read-only disk): the kill itself was done. */
+  warnings: string[]
 }
 
-async function killOne(name: string, options: KillOptions, all: TmuxSession[], root: string): Promise<KillReport> {
+async function killOne(name: string, options: KillOptions, all: TmuxSession[], root: string, warnings: string[] = []): Promise<KillReport> {
   const report: KillReport = {
     name,
     outcome: 'killed',
@@ -4238,6 +4291,7 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     state_status: null,
     beads_reopened: [],
     resume_command: null,
+    warnings,
   }
   const { own, foreign } = ownTmuxSessions(all, root)
   let projectRoot = root
@@ -4296,12 +4350,15 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     )
   }
 
+  // What follows only records the kill: a disk that takes no writes makes each a warning, never a failure.
   // The lock goes only if its PID is dead and the file still names that PID.
   if (facts.lock.kind === 'ok') {
     const pid = facts.lock.value.pid
     const again = await readJsonFile(paths.lock, LockSchema)
     if (again.kind === 'ok' && again.value.pid === pid && !isPidAlive(pid)) {
-      report.lock_removed = removeInside(projectRoot, paths.lock)
+      report.lock_removed =
+        (await recordOrWarn(warnings, `removing ${relative(projectRoot, paths.lock)}`, () => removeInside(projectRoot, paths.lock))) ??
+        false
     } else if (again.kind === 'missing') {
       report.lock_removed = true // the engine's exit trap removed it
     }
@@ -4309,9 +4366,12 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
 
   if (facts.state.kind === 'ok') {
     try {
-      report.state_marked = await updateStateFile(projectRoot, facts.state.path, (state) =>
-        stateHasEnded(state) ? null : { status: 'killed', killed_at: isoOrNull(Date.now()) },
+      const marked = await recordOrWarn(warnings, `marking ${relative(projectRoot, facts.state.path)} killed`, () =>
+        updateStateFile(projectRoot, facts.state.path, (state) =>
+          stateHasEnded(state) ? null : { status: 'killed', killed_at: isoOrNull(Date.now()) },
+        ),
       )
+      report.state_marked = marked ?? false
     } catch (error) {
       if (!(error instanceof UnsafePathError)) throw error
       report.state_refused = error.message
@@ -4334,13 +4394,13 @@ async function kill(names: string[], options: KillOptions = {}): Promise<KillRep
     // says so: a watcher then takes the engine's end for the kill it is, not for a crash or a zombie.
     // Listed before the lock is taken: without tmux a kill is refused before anything is written.
     const listed = await listTmuxSessions(options)
-    const one = async () => killOne(name, options, listed, root)
+    const warnings: string[] = []
+    const one = async () => killOne(name, options, listed, root, warnings)
     const lock = killLockFile(root, name)
-    reports.push(
-      isDirectory(path.dirname(lock))
-        ? await withToolLock(root, lock, () => new SessionsError(`another kill of ${name} is under way`), one)
-        : await one(),
-    )
+    const busy = () => new SessionsError(`another kill of ${name} is under way`)
+    // A disk that takes no writes never stops a kill: it goes on without its lock, and says so.
+    const unlocked = (problem: string) => warnings.push(`the kill lock ${relative(root, lock)}: not written, ${problem}`)
+    reports.push(isDirectory(path.dirname(lock)) ? await withToolLock(root, lock, busy, one, 0, unlocked) : await one())
   }
   return reports
 }
@@ -4395,6 +4455,8 @@ interface CleanupScan {
   other_projects: { name: string; tmux_session: string; directory: string }[]
   /** Sessions that can be resumed, as they stood when scanned. */
   resumable: { name: string; health: Health; resume_command: string | null }[]
+  /** What could not be recorded (a full or read-only disk): the repairs were made all the same. */
+  warnings: string[]
 }
 
 interface CleanupResult extends CleanupScan {
@@ -4494,6 +4556,7 @@ async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
     healthy: [],
     resumable: [],
     other_projects: project.foreign.map((s) => ({ name: s.name, tmux_session: s.tmuxName, directory: s.directory })),
+    warnings: [],
   }
   for (const facts of project.sessions) {
     const row = describeSession(facts, now, options)
@@ -4557,33 +4620,40 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
  * One cleanup at a time per project: a second one waits, then finds what the first left. A lock left by a
  * cleanup that is gone (or whose PID now is another process) is stale, as withToolLock proves.
  */
-async function withCleanupLock<T>(root: string, work: () => Promise<T>): Promise<T> {
+async function withCleanupLock<T>(root: string, work: () => Promise<T>, unwritable?: (problem: string) => void): Promise<T> {
   const busy = (holder: number) => new SessionsError(`another cleanup (PID ${holder}) has been running for a minute; try again later`)
-  return withToolLock(root, path.join(root, '.claude', 'sessions-cleanup.lock'), busy, work, 60_000)
+  return withToolLock(root, path.join(root, '.claude', 'sessions-cleanup.lock'), busy, work, 60_000, unwritable)
 }
 
 /** Repairs, in order per session (tmux, then locks, then state), what a scan found and the options allow. */
 async function applyCleanup(scan: CleanupScan, options: CleanupOptions = {}): Promise<CleanupScan> {
   if (!scan.problems.length) return scan
-  return withCleanupLock(scan.project, async () => {
-    const problems: CleanupProblem[] = []
-    for (const problem of scan.problems) {
-      const copy = { ...problem }
-      problems.push(copy)
-      if (options.only && !options.only.includes(problem.kind)) continue
-      if (options.choose && !(await options.choose(problem))) continue
-      try {
-        copy.done = await fixProblem(problem, scan.project, options)
-        copy.fixed = true
-        copy.outcome = copy.done ? 'fixed' : 'already_gone'
-      } catch (error) {
-        copy.fixed = error instanceof LeftAlone ? null : false
-        copy.outcome = error instanceof LeftAlone ? 'left_alone' : 'failed'
-        copy.reason = errorMessage(error)
+  const warnings = [...scan.warnings]
+  // A disk that takes no writes never stops a repair: it goes on without the cleanup lock, and says so.
+  const unlocked = (problem: string) => warnings.push(`the cleanup lock: not written, ${problem}`)
+  return withCleanupLock(
+    scan.project,
+    async () => {
+      const problems: CleanupProblem[] = []
+      for (const problem of scan.problems) {
+        const copy = { ...problem }
+        problems.push(copy)
+        if (options.only && !options.only.includes(problem.kind)) continue
+        if (options.choose && !(await options.choose(problem))) continue
+        try {
+          copy.done = await fixProblem(problem, scan.project, options)
+          copy.fixed = true
+          copy.outcome = copy.done ? 'fixed' : 'already_gone'
+        } catch (error) {
+          copy.fixed = error instanceof LeftAlone ? null : false
+          copy.outcome = error instanceof LeftAlone ? 'left_alone' : 'failed'
+          copy.reason = diskProblem(error) ?? errorMessage(error)
+        }
       }
-    }
-    return { ...scan, problems }
-  })
+      return { ...scan, problems, warnings }
+    },
+    unlocked,
+  )
 }
 
 /**
@@ -5839,105 +5909,126 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
   const files = notifyFiles(root)
   const busy = (holder: number) =>
     new SessionsError(`a watcher already runs for ${root} (PID ${holder}); stop it with: ${hint(options, root, 'notify --stop')}`)
-  return withToolLock(root, files.lock, busy, async () => {
-    const record = await readNotifyRecord(root, warn)
-    const result: NotifyResult = { project: root, looks: 0, events: 0, delivered: 0, failed: 0 }
-    // Written at once: a record that cannot be written (a link in its place) stops the watcher before it looks.
-    let written = ''
-    const save = () => {
-      const text = JSON.stringify(record)
-      if (text === written) return
-      writeFileInside(root, files.record, `${text}\n`)
-      written = text
-    }
-    const byId = new Map(sinks.map((sink) => [sink.id, sink]))
-    const cache: FactsCache = new Map()
-    // What an earlier watcher left undelivered: to the sinks still asked for, late.
-    for (const item of record.outbox) {
-      item.late = true
-      item.sinks = item.sinks.filter((id) => byId.has(id))
-    }
-    record.outbox = record.outbox.filter((item) => item.sinks.length)
-    save()
-    const deliverOutbox = async () => {
-      while (record.outbox.length && !signal.aborted) {
-        const item = record.outbox[0]
-        const event = { ...publicEvent(item.event), late: item.late }
-        const text = item.late ? `[late] ${item.event.text}` : item.event.text
-        await Promise.all(
-          item.sinks.map(async (id) => {
-            const outcome = await deliverTo(byId.get(id)!, event, text, signal)
-            item.sinks = item.sinks.filter((other) => other !== id)
-            record.deliveries.push({ id: item.event.id, sink: id, at: isoOrNull(Date.now())!, ...outcome })
-            if (outcome.ok) result.delivered++
-            else result.failed++
-            // At once: a watcher killed while another sink of this event still works must not repeat this one.
-            save()
-            options.onDelivery?.(event, byId.get(id)!.label, outcome)
-          }),
-        )
-        record.outbox.shift()
-        record.deliveries = record.deliveries.slice(-NOTIFY_LOG_SIZE)
-        save()
+  // A disk that takes no writes never stops a watcher: it watches and delivers, and says once that it cannot record.
+  const unlocked = (problem: string) => warn(`cannot write its lock (${problem}): watching without it`)
+  return withToolLock(
+    root,
+    files.lock,
+    busy,
+    async () => {
+      const record = await readNotifyRecord(root, warn)
+      const result: NotifyResult = { project: root, looks: 0, events: 0, delivered: 0, failed: 0 }
+      // Written at once: a record that cannot be written (a link in its place) stops the watcher before it looks.
+      let written = ''
+      let unsaved: string | null = null
+      const save = () => {
+        const text = JSON.stringify(record)
+        if (text === written) return
+        try {
+          writeFileInside(root, files.record, `${text}\n`)
+        } catch (error) {
+          // Kept in memory and tried again at every save; said once, and once more when it works again.
+          const problem = diskProblem(error)
+          if (!problem) throw error
+          if (unsaved !== problem) warn(`cannot save its record (${problem}): delivering all the same, and trying again`)
+          unsaved = problem
+          return
+        }
+        if (unsaved) warn('its record is saved again')
+        unsaved = null
+        written = text
       }
-    }
-    // A look that fails (tmux busy, a file system hiccup) is said once and tried again at the next tick.
-    let failing = ''
-    const look = async () => {
-      const first = record.marks === null
-      const late = result.looks === 0 && !first
-      let seen: Awaited<ReturnType<typeof lookAtProject>>
-      try {
-        // The first look ever takes what it sees as known, as the files tell it (an end that only a look
-        // sees is not held back for a second look: it would then be reported as news).
-        seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), !first, cache)
-      } catch (error) {
-        if (!(error instanceof SessionsError) || error instanceof UsageError) throw error
-        if (error.message !== failing) warn(`a look at the project failed (${error.message}); trying again every interval`)
-        failing = error.message
+      const byId = new Map(sinks.map((sink) => [sink.id, sink]))
+      const cache: FactsCache = new Map()
+      // What an earlier watcher left undelivered: to the sinks still asked for, late.
+      for (const item of record.outbox) {
+        item.late = true
+        item.sinks = item.sinks.filter((id) => byId.has(id))
+      }
+      record.outbox = record.outbox.filter((item) => item.sinks.length)
+      save()
+      const deliverOutbox = async () => {
+        while (record.outbox.length && !signal.aborted) {
+          const item = record.outbox[0]
+          const event = { ...publicEvent(item.event), late: item.late }
+          const text = item.late ? `[late] ${item.event.text}` : item.event.text
+          await Promise.all(
+            item.sinks.map(async (id) => {
+              const outcome = await deliverTo(byId.get(id)!, event, text, signal)
+              item.sinks = item.sinks.filter((other) => other !== id)
+              record.deliveries.push({ id: item.event.id, sink: id, at: isoOrNull(Date.now())!, ...outcome })
+              if (outcome.ok) result.delivered++
+              else result.failed++
+              // At once: a watcher killed while another sink of this event still works must not repeat this one.
+              save()
+              options.onDelivery?.(event, byId.get(id)!.label, outcome)
+            }),
+          )
+          record.outbox.shift()
+          record.deliveries = record.deliveries.slice(-NOTIFY_LOG_SIZE)
+          save()
+        }
+      }
+      // A look that fails (tmux busy, a file system hiccup) is said once and tried again at the next tick.
+      let failing = ''
+      const look = async () => {
+        const first = record.marks === null
+        const late = result.looks === 0 && !first
+        let seen: Awaited<ReturnType<typeof lookAtProject>>
+        try {
+          // The first look ever takes what it sees as known, as the files tell it (an end that only a look
+          // sees is not held back for a second look: it would then be reported as news).
+          seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), !first, cache)
+        } catch (error) {
+          if (!(error instanceof SessionsError) || error instanceof UsageError) throw error
+          if (error.message !== failing) warn(`a look at the project failed (${error.message}); trying again every interval`)
+          failing = error.message
+          return false as const
+        }
+        if (failing) warn('looking again works')
+        failing = ''
+        result.looks++
+        record.marks = [...seen.marks.values()]
+        // A first look ever only marks where things stand: nothing before now is news.
+        const fresh = first ? [] : seen.events
+        if (result.looks === 1)
+          options.onStart?.({
+            project: root,
+            sessions: seen.names.length,
+            sinks: sinks.map((sink) => sink.label),
+            kinds: [...kinds],
+            first,
+            late: (late ? fresh.filter((event) => kinds.has(event.event)).length : 0) + record.outbox.length,
+          })
+        const logged = new Set(record.log.map((event) => event.id))
+        for (const event of fresh) {
+          // Reported before (the log has it): never again, whatever a look's marks came to.
+          if (logged.has(event.id)) continue
+          result.events++
+          // The files keep starts, resumes, iterations and stage moves; the log keeps what they do not (as seen).
+          if (!FILED_KINDS.has(event.event)) record.log.push({ ...event, late })
+          if (!kinds.has(event.event)) continue
+          options.onEvent?.({ ...publicEvent(event), late }, late ? `[late] ${event.text}` : event.text)
+          if (sinks.length) record.outbox.push({ event, late, sinks: sinks.map((sink) => sink.id) })
+        }
+        record.log = record.log.slice(-NOTIFY_LOG_SIZE)
+        save()
+        await deliverOutbox()
         return false as const
       }
-      if (failing) warn('looking again works')
-      failing = ''
-      result.looks++
-      record.marks = [...seen.marks.values()]
-      // A first look ever only marks where things stand: nothing before now is news.
-      const fresh = first ? [] : seen.events
-      if (result.looks === 1)
-        options.onStart?.({
-          project: root,
-          sessions: seen.names.length,
-          sinks: sinks.map((sink) => sink.label),
-          kinds: [...kinds],
-          first,
-          late: (late ? fresh.filter((event) => kinds.has(event.event)).length : 0) + record.outbox.length,
-        })
-      const logged = new Set(record.log.map((event) => event.id))
-      for (const event of fresh) {
-        // Reported before (the log has it): never again, whatever a look's marks came to.
-        if (logged.has(event.id)) continue
-        result.events++
-        // The files keep starts, resumes, iterations and stage moves; the log keeps what they do not (as seen).
-        if (!FILED_KINDS.has(event.event)) record.log.push({ ...event, late })
-        if (!kinds.has(event.event)) continue
-        options.onEvent?.({ ...publicEvent(event), late }, late ? `[late] ${event.text}` : event.text)
-        if (sinks.length) record.outbox.push({ event, late, sinks: sinks.map((sink) => sink.id) })
+      try {
+        // Not faster than ten looks a second, whatever --interval says.
+        const intervalMs = Math.max(100, (options.intervalSeconds ?? DEFAULTS.notifyIntervalSeconds) * 1000)
+        await withFileCache(() => poll(look, { intervalMs, signal }))
+      } catch (error) {
+        if (!signal.aborted) throw error
       }
-      record.log = record.log.slice(-NOTIFY_LOG_SIZE)
       save()
-      await deliverOutbox()
-      return false as const
-    }
-    try {
-      // Not faster than ten looks a second, whatever --interval says.
-      const intervalMs = Math.max(100, (options.intervalSeconds ?? DEFAULTS.notifyIntervalSeconds) * 1000)
-      await withFileCache(() => poll(look, { intervalMs, signal }))
-    } catch (error) {
-      if (!signal.aborted) throw error
-    }
-    save()
-    return result
-  })
+      return result
+    },
+    0,
+    unlocked,
+  )
 }
 
 // ── notify --detach and --stop: the watcher in its own tmux session ──
@@ -7124,6 +7215,7 @@ function renderKill(reports: KillReport[], _view: View = plainView()): string {
       report.beads_reopened.length ? `beads ${report.beads_reopened.join(', ')} back to open` : null,
     ].filter(Boolean)
     lines.push(`killed ${report.name}: ${parts.join('; ')}. Progress and iterations are kept.`)
+    for (const warning of report.warnings) lines.push(`  warning: ${warning}`)
     if (report.resume_command) lines.push(`  resume: ${report.resume_command}`)
   }
   return lines.length ? `${lines.join('\n')}\n` : ''
@@ -7367,6 +7459,7 @@ function renderCleanup(result: CleanupResult, view: View = plainView()): string 
   } else if (result.mode === 'cancelled') {
     lines.push('', 'Cancelled: nothing was changed.')
   }
+  for (const warning of result.warnings) lines.push(`warning: ${warning}`)
   if (result.resumable.length) {
     lines.push(
       '',
