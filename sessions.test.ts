@@ -3602,6 +3602,78 @@ describe.skipIf(!CAN_MOUNT)('a full or read-only disk never stops a kill, a clea
   })
 })
 
+describe('part 14: locks judged by their holders, names never ignored, sizes bounded (faults inflicted for real)', () => {
+  test("a kill's lock left by a kill that died silences nothing; cleanup removes stale tool locks; a watcher lock copied from another project never blocks", async () => {
+    const root = await makeEngineProject()
+    const other = await makeEngineProject()
+    await startOk(['start', 'ralph', 'k', '50', '--yes', '-C', root], { env: { MOCK_END: 'hang:1' } })
+    const engine = (await waitFor('k running', async () => (await listJson(root)).sessions.find((r) => r.health === 'running')))!.lock!.pid!
+    const stale = (pid: number) => `${JSON.stringify({ pid, start: 1, tool: 'sessions.ts', project: root })}\n`
+    writeFileSync(path.join(root, '.claude/sessions-kill-k.lock'), stale(await deadPid()))
+    writeFileSync(path.join(root, '.claude/sessions-start-x.lock'), stale(await deadPid()))
+    // Another project's live watcher, its lock copied here (a copied folder): it holds nothing of this project.
+    const theirs = watcher(['--exec', 'true', '-C', other])
+    const delivered = path.join(BASE, `kill-lock-${projects}.ndjson`)
+    let ours: ReturnType<typeof watcher> | null = null
+    try {
+      await waitFor('their watcher', () => theirs.out.stdout.includes('watching'))
+      cpSync(path.join(other, '.claude/sessions-notify.lock'), path.join(root, '.claude/sessions-notify.lock'))
+      ours = watcher(['--exec', `cat >> ${delivered}`, '--on', 'crashed', '--interval', '0.2', '-C', root])
+      await waitFor('our watcher', () => ours!.out.stdout.includes('watching'))
+      expect(ours.out.stderr).toBe('')
+      process.kill(engine, 'SIGKILL')
+      await waitFor('the crash of k delivered', () => count(ndjson(delivered) as never, 'k', 'crashed') === 1)
+      const cleaned = await cli(['cleanup', '--yes', '--json', '-C', root])
+      expect(cleaned.stderr).toBe('')
+      const problems = JSON.parse(cleaned.stdout).problems.filter((p: { problem: string }) => p.problem === 'stale_tool_lock')
+      expect(problems.map((p: { name: string; outcome: string }) => [p.name, p.outcome]).sort()).toEqual([
+        ['k', 'fixed'],
+        ['x', 'fixed'],
+      ])
+      expect(existsSync(path.join(root, '.claude/sessions-kill-k.lock'))).toBe(false)
+      expect(existsSync(path.join(root, '.claude/sessions-start-x.lock'))).toBe(false)
+      // The live watcher's own lock is not a problem.
+      expect(existsSync(path.join(root, '.claude/sessions-notify.lock'))).toBe(true)
+    } finally {
+      await ours?.stop()
+      await theirs.stop()
+    }
+  })
+
+  test('lookalike and over-long names in the project are said, never silently ignored, never touched', async () => {
+    const root = await makeEngineProject('complete-loop')
+    const lookalike = 'pipeline-\u0430uth'
+    const long = 'x'.repeat(65)
+    tmux('new-session', '-d', '-s', lookalike, '-c', root, 'sleep 3600')
+    mkdirSync(path.join(root, '.claude/pipeline-runs', long), { recursive: true })
+    mkdirSync(path.join(root, '.claude/pipeline-runs/\u0430uth'), { recursive: true })
+    mkdirSync(path.join(root, '.claude/locks'), { recursive: true })
+    writeFileSync(path.join(root, '.claude/locks/\u0430uth.lock'), '{}')
+    mkdirSync(path.join(root, '.claude/pipeline-runs/done-loop.replaced-20261206T000000Z'), { recursive: true })
+    const before = snapshot(root)
+    try {
+      const listed = await listJson(root)
+      expect(listed.sessions.map((row) => row.name)).toEqual(['done-loop'])
+      const odd = (listed.warnings as { kind: string; why: string }[]).filter((w) => w.kind === 'bad_name').map((w) => w.why.split(':')[0])
+      expect(odd.sort()).toEqual(
+        [
+          `tmux session ${lookalike}`,
+          `.claude/pipeline-runs/${long}`,
+          '.claude/pipeline-runs/\u0430uth',
+          '.claude/locks/\u0430uth.lock',
+        ].sort(),
+      )
+      const text = await cli(['list', '-C', root])
+      expect(text.stdout).toContain(`tmux session ${lookalike}: not a name this tool takes`)
+      expect((await cli(['cleanup', '--yes', '-C', root])).code).toBe(0)
+      expect(snapshot(root)).toEqual(before)
+      expect(tmuxSessionNames()).toContain(lookalike)
+    } finally {
+      tmux('kill-session', '-t', `=${lookalike}`)
+    }
+  })
+})
+
 describe('the real entry, as a child process', () => {
   test('exit statuses, stdout and stderr apart, --json alone on stdout', async () => {
     const root = await makeProject('crashed-loop')

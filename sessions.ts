@@ -850,12 +850,13 @@ function moveInside(root: string, from: string, to: string): void {
 
 /**
  * Who holds a lock file of this tool: the PID it names, and whether that is live, meaning held by this
- * tool, alive, the same process (start stamp) and a Node process (a PID that now runs something else,
- * or a forged lock naming a `sleep`, holds nothing).
+ * tool for this project (a lock copied from another project names that one), alive, the same process
+ * (start stamp) and a Node process (a PID that now runs something else, or a forged lock naming a
+ * `sleep`, holds nothing).
  */
 async function toolLockHolder(file: string): Promise<{ pid: number; start: number | null; live: boolean }> {
-  const held = readRegularFile(file)
-  let record: { pid?: unknown; start?: unknown; tool?: unknown } = {}
+  const held = readRegularFile(file, 0, 4096)
+  let record: { pid?: unknown; start?: unknown; tool?: unknown; project?: unknown } = {}
   try {
     record = held.kind === 'ok' ? JSON.parse(held.text) : {}
   } catch {
@@ -865,6 +866,7 @@ async function toolLockHolder(file: string): Promise<{ pid: number; start: numbe
   const start = typeof record.start === 'number' ? record.start : null
   const live =
     record.tool === 'sessions.ts' &&
+    (record.project === undefined || record.project === toolLockProject(file)) &&
     pid > 0 &&
     isPidAlive(pid) &&
     start !== null &&
@@ -906,10 +908,20 @@ async function withToolLock<T>(
   }
 }
 
+/** The project a tool lock belongs to: they all live in ROOT/.claude/. */
+function toolLockProject(file: string): string {
+  return path.dirname(path.dirname(file))
+}
+
 /** Takes a tool lock (withToolLock), waiting up to waitMs for a live holder; returns how to release it. */
 async function takeToolLock(root: string, file: string, busy: (holder: number) => Error, waitMs: number): Promise<() => void> {
   const made = mkdirInside(root, path.dirname(file))
-  const me = JSON.stringify({ pid: process.pid, start: await processStartStamp(process.pid), tool: 'sessions.ts' })
+  const me = JSON.stringify({
+    pid: process.pid,
+    start: await processStartStamp(process.pid),
+    tool: 'sessions.ts',
+    project: toolLockProject(file),
+  })
   let holder = 0
   const release = () => {
     const held = readRegularFile(file)
@@ -2435,6 +2447,30 @@ async function sessionNames(root: string, own: Map<string, unknown>): Promise<st
   return [...names].filter(isValidName).sort()
 }
 
+/**
+ * What in the project looks like a session but has a name this tool does not take (a lookalike such as
+ * pipeline-аuth with a Cyrillic а, or one over 64 characters): never a session here, never touched, but
+ * said, so that nothing runs unseen. A run folder moved aside by start --force is not one.
+ */
+async function unacceptedNames(root: string, all: TmuxSession[]): Promise<{ name: string; where: string }[]> {
+  const claude = path.join(root, '.claude')
+  const found: { name: string; where: string }[] = []
+  for (const session of all) {
+    const prefix = [TMUX_PREFIX, LEGACY_TMUX_PREFIX].find((p) => session.tmuxName.startsWith(p))
+    if (session.markedRole !== null || !prefix || sessionNameOf(session.tmuxName) || !belongsTo(session.directory, root)) continue
+    found.push({ name: session.tmuxName.slice(prefix.length), where: `tmux session ${session.tmuxName}` })
+  }
+  for (const entry of await listDir(path.join(claude, 'locks')))
+    if (entry.endsWith('.lock') && !isValidName(entry.slice(0, -'.lock'.length)))
+      found.push({ name: entry.slice(0, -'.lock'.length), where: `.claude/locks/${entry}` })
+  for (const entry of await listDir(path.join(claude, 'pipeline-runs'))) {
+    const aside = /^(.+)\.replaced-\d{8}T\d{6}Z(-\d+)?$/.exec(entry)
+    if (!isValidName(entry) && !(aside && isValidName(aside[1])) && !entry.startsWith('.'))
+      found.push({ name: entry, where: `.claude/pipeline-runs/${entry}` })
+  }
+  return found
+}
+
 interface ProjectFacts {
   root: string
   sessions: SessionFacts[]
@@ -3401,7 +3437,7 @@ interface ListWarning {
   project: string
   /** Set for a session of another machine. */
   host?: string
-  kind: 'stalled' | 'crashed' | 'zombie' | 'orphaned' | 'corrupt'
+  kind: 'stalled' | 'crashed' | 'zombie' | 'orphaned' | 'corrupt' | 'bad_name'
   why: string
   /** stalled: when its last iteration finished (or it last showed activity). */
   since: string | null
@@ -3470,11 +3506,22 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
   const sessions = remaining
     ? project.sessions.map((row) => ({ ...row, beads_remaining: remaining.get(row.name) ?? null }))
     : project.sessions
+  const odd = (await unacceptedNames(project.root, tmux.sessions)).map(
+    ({ name, where }): ListWarning => ({
+      session: name,
+      project: project.root,
+      kind: 'bad_name',
+      why: `${where}: not a name this tool takes (letters, digits, _ and -, at most 64: a lookalike or too long); not listed, never touched`,
+      since: null,
+      iteration: null,
+      resume_command: null,
+    }),
+  )
   const result: ListResult = {
     project: project.root,
     sessions,
     counts: countHealths(sessions),
-    warnings: listWarnings(sessions, now, (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000),
+    warnings: [...listWarnings(sessions, now, (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000), ...odd],
     next: listNext(sessions, (command) => hint(options, project.root, command), runnerIfAny(project.root, options)),
     tmux_available: tmux.available,
     version: VERSION,
@@ -4409,6 +4456,18 @@ function killLockFile(root: string, name: string): string {
   return path.join(root, '.claude', `sessions-kill-${name}.lock`)
 }
 
+/** This tool's lock files in a project's .claude/: a kill or a start of a session, the watcher's, the cleanup's. */
+async function toolLocks(root: string): Promise<{ kind: 'kill' | 'start' | 'notify' | 'cleanup'; name: string; file: string }[]> {
+  const claude = path.join(root, '.claude')
+  return (await listDir(claude)).flatMap((entry) => {
+    const named = /^sessions-(kill|start)-(.+)\.lock$/.exec(entry)
+    const whole = /^sessions-(notify|cleanup)\.lock$/.exec(entry)
+    const kind = (named?.[1] ?? whole?.[1]) as 'kill' | 'start' | 'notify' | 'cleanup' | undefined
+    if (!kind || (named && !isValidName(named[2]))) return []
+    return [{ kind, name: named ? named[2] : `sessions-${kind}`, file: path.join(claude, entry) }]
+  })
+}
+
 // ───────────────────────── cleanup ─────────────────────────
 
 const PROBLEM_KINDS = ['locks', 'tmux', 'state'] as const
@@ -4417,7 +4476,7 @@ type ProblemKind = (typeof PROBLEM_KINDS)[number]
 interface CleanupProblem {
   name: string
   kind: ProblemKind
-  problem: 'orphaned_tmux' | 'dead_pane' | 'leftover_processes' | 'stale_lock' | 'zombie_state'
+  problem: 'orphaned_tmux' | 'dead_pane' | 'leftover_processes' | 'stale_lock' | 'stale_tool_lock' | 'zombie_state'
   /** What was found, in words that do not change while the facts do not (no "5m ago"). */
   evidence: string
   /** When the tmux session of an orphaned_tmux problem was created. */
@@ -4427,6 +4486,8 @@ interface CleanupProblem {
   last_activity_at: string | null
   /** The lock's PID when the scan found it stale: the fix removes the lock only while it still names it. */
   pid?: number
+  /** A stale lock of this tool's own (a kill, a start, the watcher), relative to the root. */
+  file?: string
   /** null: not attempted (report only, not chosen, or excluded by --only). */
   fixed: boolean | null
   /** What the attempt came to: done, nothing left to do, left alone (the facts changed), or failed. */
@@ -4566,11 +4627,43 @@ async function scanCleanup(options: CommonOptions = {}): Promise<CleanupScan> {
     if (row.health === 'corrupt') scan.corrupt.push({ name: row.name, why: row.why })
     else if (!problems.length) scan.healthy.push({ name: row.name, health: row.health })
   }
+  scan.problems.push(...(await staleToolLocks(project.root)))
   return scan
+}
+
+/**
+ * This tool's own locks whose holder is gone (or is not this tool, for this project): a kill's lock would
+ * otherwise keep a watcher from telling that session's crashes. A stale cleanup lock is taken over by
+ * the next cleanup itself.
+ */
+async function staleToolLocks(root: string): Promise<CleanupProblem[]> {
+  const problems: CleanupProblem[] = []
+  for (const lock of await toolLocks(root)) {
+    if (lock.kind === 'cleanup') continue
+    const holder = await toolLockHolder(lock.file)
+    if (holder.live) continue
+    const file = relative(root, lock.file)
+    problems.push({
+      name: lock.name,
+      kind: 'locks',
+      problem: 'stale_tool_lock',
+      evidence: `${file} was left by a ${lock.kind === 'notify' ? 'watcher' : lock.kind} that is no longer running${holder.pid ? ` (PID ${holder.pid})` : ''}`,
+      since: null,
+      last_iteration: null,
+      last_activity_at: null,
+      file,
+      fixed: null,
+      outcome: null,
+      reason: null,
+      done: null,
+    })
+  }
+  return problems
 }
 
 /** One fix: what it did, or null when there was nothing left to do. Throws LeftAlone when the facts changed. */
 async function fixProblem(problem: CleanupProblem, root: string, options: CleanupOptions): Promise<FixDone | null> {
+  if (problem.problem === 'stale_tool_lock') return removeStaleToolLock(root, problem.file!)
   const { facts, row } = await loadSession(problem.name, { ...options, root })
   if (livenessOf(row.health) === 'engine') throw new LeftAlone('the session is alive now')
   if (facts.paneEngine) throw new LeftAlone(`an engine runs in its pane (PID ${facts.paneEngine.pid})`)
@@ -4614,6 +4707,15 @@ async function fixProblem(problem: CleanupProblem, root: string, options: Cleanu
       return marked ? { state_marked: 'unknown_termination' } : null
     }
   }
+}
+
+/** Removes a tool lock found stale, only while it is the same file and its holder still is not alive. */
+async function removeStaleToolLock(root: string, file: string): Promise<FixDone | null> {
+  const full = path.join(root, file)
+  const st = lstatSync(full, { throwIfNoEntry: false })
+  if (!st) return null
+  if ((await toolLockHolder(full)).live) throw new LeftAlone('its holder is running now')
+  return removeInside(root, full, { ino: st.ino }) ? { lock_removed: file } : null
 }
 
 /**
@@ -5466,10 +5568,10 @@ async function lookAtProject(
   const stallMs = (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000
   const tmux = await tmuxSessionsIfAny(options)
   const root = await findProjectRoot(options)
-  // The kills under way, from one listing of .claude/ (not one look for a lock per session).
-  const killing = new Set(
-    (await listDir(path.join(root, '.claude'))).flatMap((entry) => /^sessions-kill-(.+)\.lock$/.exec(entry)?.[1] ?? []),
-  )
+  // The kills under way, from one listing of .claude/ (not one look for a lock per session): a kill lock
+  // counts while its holder lives; one left by a kill that died silences nothing.
+  const killing = new Set<string>()
+  for (const lock of await toolLocks(root)) if (lock.kind === 'kill' && (await toolLockHolder(lock.file)).live) killing.add(lock.name)
   const project = await mapProject(
     { ...options, root, tmuxSessions: tmux.sessions, gather: cache ? cachedGather(cache, root) : undefined },
     (facts) => eventSourceOf(facts, describeSession(facts, now, options), killing),
@@ -6929,6 +7031,8 @@ function warningWords(warning: ListWarning, now: number): string {
       return `${who}: orphaned (${warning.why})`
     case 'corrupt':
       return `${who}: ${warning.why}`
+    case 'bad_name':
+      return warning.why
   }
 }
 
@@ -7373,6 +7477,7 @@ const PROBLEM_TITLES: Record<CleanupProblem['problem'], string> = {
   dead_pane: 'Dead panes',
   leftover_processes: 'Processes left by a dead engine',
   stale_lock: 'Stale locks',
+  stale_tool_lock: "This tool's locks left by a kill, a start or a watcher that is gone",
   zombie_state: 'Zombie states',
 }
 
@@ -7385,7 +7490,7 @@ function problemWords(problem: CleanupProblem, now: number): string {
       : problem.last_iteration !== null
         ? `last iteration ${problem.last_iteration} finished ${ago(problem.last_activity_at, now)}`
         : `last activity ${ago(problem.last_activity_at, now)}`
-  return problem.problem === 'dead_pane' || problem.problem === 'leftover_processes'
+  return problem.problem === 'dead_pane' || problem.problem === 'leftover_processes' || problem.problem === 'stale_tool_lock'
     ? `${problem.evidence}${alive}`
     : `${problem.evidence}${alive}; ${sign}`
 }
@@ -7405,6 +7510,7 @@ function fixWords(problem: CleanupProblem): string | null {
       const done = problem.done ?? {}
       if (done.tmux_removed)
         return `removed ${done.tmux_removed}${done.stopped?.length ? ` and stopped PID ${done.stopped.join(', ')}` : ''}`
+      if (done.lock_removed && problem.problem === 'stale_tool_lock') return `removed ${done.lock_removed}`
       if (done.lock_removed)
         return `removed ${done.lock_removed} (PID ${problem.pid})${done.beads_reopened?.length ? `; beads ${done.beads_reopened.join(', ')} back to open` : ''}`
       if (done.state_marked) return `marked ${done.state_marked}`
