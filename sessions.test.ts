@@ -3508,6 +3508,9 @@ const CAN_MOUNT = (() => {
   return true
 })()
 
+/** Whether this run may start a process in its own PID namespace (root, where the sandbox permits it). */
+const CAN_UNSHARE = process.getuid?.() === 0 && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0
+
 /** The project's .claude/ made a file system of its own (a tmpfs of `size`), its files kept; umount() undoes it. */
 function ownDisk(root: string, size: string) {
   const claude = path.join(root, '.claude')
@@ -3638,6 +3641,71 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
       await ours?.stop()
       await theirs.stop()
     }
+  })
+
+  test.skipIf(!CAN_UNSHARE)(
+    'an engine in its own PID namespace (a container), its lock saying PID 1: running, proven by the flock it holds; never cleaned or resumed over; kill stops it',
+    async () => {
+      const root = await makeEngineProject()
+      const boxed = spawn(
+        'unshare',
+        ['--pid', '--fork', '--mount-proc', 'bash', 'scripts/run.sh', 'ralph', 'boxed', '50', '--foreground'],
+        {
+          cwd: root,
+          env: { ...ENV, MOCK_END: 'hang:1' },
+          stdio: 'ignore',
+        },
+      )
+      children.push(boxed)
+      const lock = path.join(root, '.claude/locks/boxed.lock')
+      await waitFor('the boxed engine took its lock', () => readJson(lock).pid === 1)
+      // Then it hangs in its first iteration, writing nothing more.
+      await waitFor('its first iteration', () =>
+        existsSync(path.join(root, '.claude/pipeline-runs/boxed/stage-00-ralph/iterations/001/context.json')),
+      )
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      const row = (await listJson(root)).sessions.find((r) => r.name === 'boxed')!
+      expect(row.health).toBe('running')
+      expect(row.evidence.join('\n')).toMatch(
+        /holds the kernel flock on \.claude\/locks\/boxed\.lock \(the lock says PID 1: an engine in another PID namespace/,
+      )
+      const before = snapshot(root)
+      expect((await cli(['cleanup', '--yes', '-C', root])).code).toBe(0)
+      expect(existsSync(lock)).toBe(true)
+      const resumed = await cli(['resume', 'boxed', '--yes', '-C', root])
+      expect(resumed.code).toBe(1)
+      expect(resumed.stderr).toMatch(/^sessions: .*boxed is already running/)
+      expect(snapshot(root)).toEqual(before)
+      const killed = await cli(['kill', 'boxed', '--grace', '2', '--json', '-C', root])
+      expect(killed.code).toBe(0)
+      expect(JSON.parse(killed.stdout)[0]).toMatchObject({ outcome: 'killed' })
+      await waitFor('the namespace ended', () => boxed.exitCode !== null)
+    },
+  )
+
+  test('a lock held by a process this tool cannot prove: unknown (live elsewhere), never crashed, cleaned, killed or resumed over', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const lock = path.join(root, '.claude/locks/busy.lock')
+    // The lock still names the engine that died; something else holds its kernel flock (as an engine seen from
+    // inside a container, or another user's, would).
+    startLockHolder(lock)
+    await flockTaken(lock)
+    const row = (await listJson(root)).sessions.find((r) => r.name === 'busy')!
+    expect(row).toMatchObject({ health: 'unknown', resumable: false })
+    expect(row.evidence.join('\n')).toMatch(
+      /the kernel flock on \.claude\/locks\/busy\.lock is held by PIDs? [\d, ]+, not proven to be its engine; the lock says PID \d+/,
+    )
+    const before = snapshot(root)
+    const cleaned = JSON.parse((await cli(['cleanup', '--yes', '--json', '-C', root])).stdout)
+    expect(cleaned.problems.filter((p: { name: string }) => p.name === 'busy')).toEqual([])
+    const killed = await cli(['kill', 'busy', '-C', root])
+    expect(killed.code).toBe(1)
+    expect(killed.stderr).toMatch(
+      /^sessions: busy is not killed: the kernel flock .* is held by PIDs? [\d, ]+, not proven to be its engine.*; stop it where it runs\n$/,
+    )
+    expect((await cli(['resume', 'busy', '--yes', '-C', root])).code).toBe(1)
+    expect((await cli(['start', 'ralph', 'busy', '--force', '--yes', '-C', root])).code).not.toBe(0)
+    expect(snapshot(root)).toEqual(before)
   })
 
   test('lookalike and over-long names in the project are said, never silently ignored, never touched', async () => {

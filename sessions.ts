@@ -121,6 +121,7 @@ const HEALTHS = [
   'unknown_termination',
   'paused',
   'corrupt',
+  'unknown',
 ] as const
 type Health = (typeof HEALTHS)[number]
 /**
@@ -130,7 +131,8 @@ type Health = (typeof HEALTHS)[number]
  */
 type Liveness = 'engine' | 'orphan' | 'ended'
 function livenessOf(health: Health): Liveness {
-  return health === 'running' || health === 'starting' ? 'engine' : health === 'orphaned' ? 'orphan' : 'ended'
+  // unknown: its lock is held by a process this tool cannot see or prove, an engine elsewhere (a container).
+  return health === 'running' || health === 'starting' || health === 'unknown' ? 'engine' : health === 'orphaned' ? 'orphan' : 'ended'
 }
 const RESUMABLE: ReadonlySet<Health> = new Set(['crashed', 'zombie', 'failed', 'killed', 'unknown_termination'])
 /** A Map, not an object: a status read from disk ("constructor", "__proto__") must never find a key. */
@@ -2043,6 +2045,8 @@ interface EngineIdentity {
   why: string
   /** What it runs, when it is alive and could be read (the engine's carries its max, FORMATS.md §8). */
   commandLine: string[] | null
+  /** The kernel says someone holds the lock's flock, and no holder could be proven: an engine elsewhere. */
+  heldElsewhere?: boolean
 }
 
 /**
@@ -2111,6 +2115,8 @@ async function identifyEngine(
   // The kernel's word first: a PID that holds the flock needs no other look (the flock is held, and its
   // working directory does not matter); only without it are the lock table and the folder read.
   const holds = alive && file ? holdsFlock(pid, file) : null
+  // A lock held by another process than the one it names: an engine in a container names its PID there.
+  if (!holds && file && flockHeldOn(file)) return heldByAnother(pid, alive, file, lock)
   return judgeEngine({
     pid,
     session: lock.session,
@@ -2119,12 +2125,69 @@ async function identifyEngine(
     alive,
     protected: alive ? protectedReason(pid) : null,
     holdsFlock: holds,
-    flockHeld: holds ? true : alive && file ? flockHeldOn(file) : null,
+    // Held by another process was answered above (heldByAnother): here it is held by this PID, or by none.
+    flockHeld: holds ? true : file && process.platform === 'linux' ? false : null,
     commandLine: alive ? processCommandLine(pid) : null,
     cwd: alive && !holds ? processCwd(pid) : null,
     startedBeforeLockMs: started !== null && file ? file.ctimeMs - started : null,
     lockSays: lock.says ?? null,
   })
+}
+
+/**
+ * The lock's flock is held, but not by the PID it names. The holder is found by what the kernel says
+ * each process holds (/proc/PID/fdinfo); one whose command line is this session's engine is proven (the
+ * flock on this very file ties it to the project, its command line to the session), whatever the lock
+ * file says. Otherwise the lock is held by what cannot be seen or proven (another PID namespace, another
+ * user): live elsewhere, never stale.
+ */
+function heldByAnother(
+  pid: number,
+  alive: boolean,
+  file: { dev: number; ino: number },
+  lock: { file: string; session: string; root: string },
+): EngineIdentity {
+  const holders = flockHolders(file).filter((holder) => holder !== pid && !protectedReason(holder))
+  const lockFile = relative(lock.root, lock.file)
+  for (const holder of holders) {
+    const commandLine = processCommandLine(holder)
+    if (commandLine && isEngineCommand(commandLine, lock.session))
+      return {
+        pid: holder,
+        alive: true,
+        proof: 'flock',
+        why: `PID ${holder}, the engine of ${lock.session}, holds the kernel flock on ${lockFile} (the lock says PID ${pid}: an engine in another PID namespace, such as a container)`,
+        commandLine,
+      }
+  }
+  const who = holders.length
+    ? `PID${holders.length > 1 ? 's' : ''} ${holders.join(', ')}, not proven to be its engine`
+    : 'a process this tool cannot see (another PID namespace, or another user)'
+  return {
+    pid,
+    alive,
+    proof: null,
+    why: `the kernel flock on ${lockFile} is held by ${who}; the lock says PID ${pid}`,
+    commandLine: null,
+    heldElsewhere: true,
+  }
+}
+
+/** The processes that hold a flock on `file`, as the kernel lists each one's open descriptors (those this tool may read). */
+function flockHolders(file: { dev: number; ino: number }): number[] {
+  const holders: number[] = []
+  if (process.platform !== 'linux') return holders
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let fds: string[] = []
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`)
+    } catch {
+      continue // gone, or not ours to read
+    }
+    if (fds.some((fd) => fdHoldsFlock(Number(entry), fd, file))) holders.push(Number(entry))
+  }
+  return holders
 }
 
 /** The engine of which session of `root` runs at or below `panePid`, proven as judgeEngine proves one. */
@@ -2583,6 +2646,9 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
   // Something alive.
   if (engineLive) return verdict('running', `engine PID ${(lock as { pid: number }).pid} is alive`)
   if (ownPaneEngine) return verdict('running', `engine PID ${paneEngine.pid} runs in its pane`)
+  // A lock the kernel says is held is never stale, whoever holds it: never crashed, cleaned or resumed over.
+  if (lock.kind === 'ok' && lock.heldElsewhere)
+    return verdict('unknown', 'its lock is held by a process this tool cannot prove: an engine elsewhere?')
   if (paneAlive && !paneEngine) {
     if (facts.legacy && lock.kind === 'missing') {
       evidence.push('a loop- session of the engine from before locks: its pane is its only sign of life')
@@ -3744,6 +3810,9 @@ function statusNext(
         next.push({ command: say(`cleanup`), why: 'repair its stale lock and state (a resume does not need it)' })
       if (files.progress) next.push({ command: open('less', files.progress), why: 'read what it did' })
       break
+    case 'unknown':
+      next.push({ command: say(`events ${row.name} --follow`), why: 'follow it; its engine runs where this tool cannot see it' })
+      break
     case 'corrupt':
       next.push({
         command: open('less', row.lock?.problem ? row.lock.file : (row.state_file ?? row.run_dir ?? '.claude')),
@@ -4369,6 +4438,9 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
       reason: `tmux session ${facts.tmux?.tmuxName} runs the engine of ${theirs ?? 'another session'} (PID ${facts.paneEngine.pid}), not ${name}'s; not killed${theirs ? ` (kill ${theirs} instead)` : ''}`,
     }
   }
+  // Held by what this tool cannot prove (an engine in a container, another user's): never signalled from here.
+  if (row.health === 'unknown')
+    return { ...report, outcome: 'refused', reason: `${name} is not killed: ${facts.engine?.why ?? row.why}; stop it where it runs` }
   const enginePid = facts.engine?.proof ? facts.engine.pid : (facts.paneEngine?.pid ?? null)
   const paneLive = Boolean(facts.tmux && !facts.tmux.paneDead && facts.tmux.panePid)
   if (enginePid === null && !facts.tmux) return { ...report, outcome: 'not_running', reason: row.why }
@@ -6874,6 +6946,7 @@ const HEALTH_STYLE: Record<Health, 'green' | 'cyan' | 'yellow' | 'red' | null> =
   unknown_termination: 'yellow',
   paused: 'cyan',
   corrupt: 'red',
+  unknown: 'cyan',
 }
 
 /** Colours through Node's util.styleText, or none; a value that is not a health (from another host's JSON, say) stays plain. */
