@@ -3708,6 +3708,40 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
     expect(snapshot(root)).toEqual(before)
   })
 
+  test('files of gigabytes (sparse) are facts, read in bounded memory: list, status, events, monitor', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    cpSync(path.join(LAYOUTS, 'complete-loop/.claude/pipeline-runs/done-loop'), path.join(root, '.claude/pipeline-runs/done-loop'), {
+      recursive: true,
+    })
+    const run = path.join(root, '.claude/pipeline-runs')
+    for (const file of ['busy/state.json', 'done-loop/events.jsonl', 'done-loop/session-output.log', 'done-loop/plan.json'])
+      execFileSync('truncate', ['-s', '2G', path.join(run, file)])
+    // The real entry in a process of its own, which says its peak memory as it ends.
+    const probe = path.join(BASE, `peak-${projects}.mts`)
+    writeFileSync(
+      probe,
+      `import { main } from ${JSON.stringify(SESSIONS)}\nconst code = await main(process.argv.slice(2))\nprocess.stderr.write(\`peak \${process.resourceUsage().maxRSS}\\n\`)\nprocess.exitCode = code\n`,
+    )
+    for (const args of [
+      ['list', '--json'],
+      ['status', 'busy', '--json'],
+      ['status', 'done-loop', '--json'],
+      ['events', '--json'],
+      ['monitor', 'done-loop', '--json'],
+    ]) {
+      const ran = spawnSync(NATIVE ? process.execPath : TSX, [probe, ...args, '-C', root], { env: ENV, encoding: 'utf8', maxBuffer: 64 << 20 })
+      const peakKiB = Number(/peak (\d+)/.exec(ran.stderr)?.[1])
+      expect(peakKiB, `${args.join(' ')}: ${ran.stderr}`).toBeLessThan(200 * 1024)
+      expect(ran.status, `${args.join(" ")}: ${ran.stderr}`).toBe(0)
+    }
+    const listed = await listJson(root)
+    expect(listed.sessions.find((row) => row.name === 'busy')).toMatchObject({
+      health: 'corrupt',
+      why: 'corrupt: state.json: is 2 GiB, more than the 8 MiB this tool reads',
+    })
+    expect(listed.sessions.find((row) => row.name === 'done-loop')!.health).toBe('complete')
+  })
+
   test('lookalike and over-long names in the project are said, never silently ignored, never touched', async () => {
     const root = await makeEngineProject('complete-loop')
     const lookalike = 'pipeline-\u0430uth'
@@ -4369,6 +4403,34 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     // Its files are there: read through ssh from here.
     const ended = await cli(['status', 'far', '--host', host], { env, cwd: here })
     expect(ended.stdout).toContain(`ssh -F ${ssh.dir}/ssh_config -t remote-test 'less ${there}/.claude/pipeline-runs/far/progress-far.md'`)
+  })
+
+  test('a far side that prints without end is cut off and said; one whose projects hide its rows shows its rows all the same', async () => {
+    const ssh = await startSshd()
+    const here = await makeProject('complete-loop')
+    const endless = path.join(BASE, `endless-${projects}.sh`)
+    writeFileSync(endless, '#!/bin/sh\nhead -c 600000000 /dev/zero | tr "\\\\0" " "\n', { mode: 0o755 })
+    const before = process.memoryUsage().rss
+    const flooded = await cli(['list', '--json', '--host', 'remote-test:/x'], { env: { ...ssh.env, SESSIONS_REMOTE: endless }, cwd: here })
+    expect(flooded.code).toBe(0)
+    const answer = JSON.parse(flooded.stdout)
+    expect(answer.hosts).toEqual([{ host: 'remote-test', root: '/x', error: 'its answer is longer than the 64 MiB this tool takes' }])
+    expect(answer.sessions.map((row: SessionRow) => row.name)).toEqual(['done-loop'])
+    expect(process.memoryUsage().rss - before).toBeLessThan(400 * 1024 * 1024)
+    // A far side that lists a session but claims no project for it: the row is shown all the same.
+    const hiding = path.join(BASE, `hiding-${projects}.sh`)
+    const row = { name: 'hidden', project: '/far', health: 'crashed', why: 'lock left', resume_command: null, host: null }
+    writeFileSync(
+      hiding,
+      `#!/bin/sh\necho '${JSON.stringify({ version: '0.1.0', project: '/far', sessions: [row], warnings: [], counts: { crashed: 1 }, projects: [] })}'\n`,
+      { mode: 0o755 },
+    )
+    const text = await cli(['list', '--host', 'remote-test:/far'], { env: { ...ssh.env, SESSIONS_REMOTE: hiding }, cwd: here })
+    expect(text.stdout).toMatch(/\bhidden\b.*crashed/)
+    const json = JSON.parse(
+      (await cli(['list', '--json', '--host', 'remote-test:/far'], { env: { ...ssh.env, SESSIONS_REMOTE: hiding }, cwd: here })).stdout,
+    )
+    expect(json.projects).toContainEqual({ project: '/far', host: 'remote-test', counts: { crashed: 1 }, sessions: 1 })
   })
 
   test('a host without the tool, with another version, or named like an ssh option: said, never guessed around', async () => {

@@ -108,6 +108,13 @@ const SESSION_TAG = 'SESSIONS_TS_RUN'
 const EVENTS_TAIL_BYTES = 64 * 1024
 /** How much of events.jsonl a watcher reads in one look, at most. */
 const EVENTS_READ_BYTES = 4 * 1024 * 1024
+/**
+ * The largest JSON file of the engine's this tool reads (state, plan, lock, context, result, manifest): a
+ * state of thousands of iterations is well under it; a larger one is a fact (corrupt), never a hang.
+ */
+const JSON_FILE_MAX_BYTES = 8 * 1024 * 1024
+/** The largest file read whole for any other reason (a registry, a stage.yaml, a pipeline file). */
+const FILE_MAX_BYTES = 64 * 1024 * 1024
 
 const HEALTHS = [
   'running',
@@ -515,6 +522,18 @@ type FileRead<T> =
   | { kind: 'corrupt'; path: string; problem: string }
   | { kind: 'ok'; path: string; value: T }
 
+/** A size in words: 512 B, 64 KiB, 8.0 MiB, 1.5 GiB. */
+function byteSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let n = bytes
+  let unit = 0
+  while (n >= 1024 && unit < units.length - 1) {
+    n /= 1024
+    unit++
+  }
+  return unit === 0 ? `${n} B` : `${n >= 10 || Number.isInteger(n) ? Math.round(n) : n.toFixed(1)} ${units[unit]}`
+}
+
 /** "state.json: Unexpected end of JSON input", printed after "corrupt: ". */
 function fileProblem(file: string, message: string): string {
   return `${path.basename(file)}: ${message}`
@@ -562,7 +581,7 @@ async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<File
   const signature = fileCache ? cacheSignature(file) : null
   const cached = signature ? fileCache?.get(file) : undefined
   if (cached && cached.signature === signature && cached.schema === schema) return cached.read as FileRead<T>
-  const read = readRegularFile(file)
+  const read = readRegularFile(file, 0, Number.POSITIVE_INFINITY, JSON_FILE_MAX_BYTES)
   const result: FileRead<T> =
     read.kind === 'missing'
       ? { kind: 'missing', path: file }
@@ -643,10 +662,12 @@ function notRegular(st: Stats): string {
 /**
  * The one way files under .claude/ are read: opened without blocking (a FIFO or a link to /dev/stdin
  * never hangs), checked to be a regular file on the open descriptor, then read, from byte `from` (a
- * negative `from` counts from the end: the tail of a file that grows for hours). Synchronous on purpose:
- * these files are small, and one read costs a fraction of an asynchronous read's four thread-pool trips.
+ * negative `from` counts from the end: the tail of a file that grows for hours), at most `limit` bytes.
+ * What would be more than `max` bytes is not read at all (a sparse file of gigabytes is a fact, said in
+ * words). Synchronous on purpose: these files are small, and one read costs a fraction of an
+ * asynchronous read's four thread-pool trips.
  */
-function readRegularFile(file: string, from = 0, limit = Number.POSITIVE_INFINITY): RegularRead {
+function readRegularFile(file: string, from = 0, limit = Number.POSITIVE_INFINITY, max = FILE_MAX_BYTES): RegularRead {
   let fd: number
   try {
     fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
@@ -659,7 +680,9 @@ function readRegularFile(file: string, from = 0, limit = Number.POSITIVE_INFINIT
     const st = fstatSync(fd)
     if (!st.isFile()) return { kind: 'bad', problem: notRegular(st) }
     const start = from < 0 ? Math.max(0, st.size + from) : Math.min(from, st.size)
-    const buffer = Buffer.alloc(Math.min(st.size - start, limit))
+    const length = Math.min(st.size - start, limit)
+    if (length > max) return { kind: 'bad', problem: `is ${byteSize(st.size)}, more than the ${byteSize(max)} this tool reads` }
+    const buffer = Buffer.alloc(length)
     const read = buffer.length ? readSync(fd, buffer, 0, buffer.length, start) : 0
     return { kind: 'ok', text: buffer.toString('utf8', 0, read), from: start, size: start + read }
   } catch (error) {
@@ -683,7 +706,8 @@ async function listDir(dir: string): Promise<string[]> {
  * the file's size; null when it cannot be read. For the tails of files that grow for hours.
  */
 async function readFileFrom(file: string, start: number): Promise<{ text: string; from: number; size: number } | null> {
-  const read = readRegularFile(file, start)
+  // A few MiB at a time: a log that grew by gigabytes is read on over several calls.
+  const read = readRegularFile(file, start, EVENTS_READ_BYTES)
   return read.kind === 'ok' ? read : null
 }
 
@@ -999,7 +1023,7 @@ async function updateStateFile(
   file: string,
   change: (state: State) => Record<string, string | null> | null,
 ): Promise<boolean> {
-  const read = readRegularFile(file)
+  const read = readRegularFile(file, 0, Number.POSITIVE_INFINITY, JSON_FILE_MAX_BYTES)
   if (read.kind !== 'ok') return false
   const parsed = parseJsonText(file, read.text, StateSchema)
   if (parsed.kind !== 'ok') return false
@@ -1243,11 +1267,8 @@ function findPipelineFile(file: string, root: string, runner: string, cwd: strin
 
 /** The node ids of a pipeline file, for the plan shown before starting (a light read, not a YAML parser). */
 function pipelineStageNames(file: string): string[] {
-  try {
-    return [...readFileSync(file, 'utf8').matchAll(/^\s*-\s*id:\s*["']?([^"'\s#]+)/gm)].map((m) => m[1])
-  } catch {
-    return []
-  }
+  const read = readRegularFile(file)
+  return read.kind === 'ok' ? [...read.text.matchAll(/^\s*-\s*id:\s*["']?([^"'\s#]+)/gm)].map((m) => m[1]) : []
 }
 
 /** Refuses a file whose real path (links followed) is outside the project: what an agent's start may name. */
@@ -3257,6 +3278,9 @@ function hostCommandLine(
   return [...sshArgv(caller.env, options), '--', host.dest, remoteCommand(host, args, caller.env, caller.cwd)]
 }
 
+/** The most of another machine's answer this tool collects (a list of thousands of sessions is far less). */
+const HOST_ANSWER_MAX_BYTES = 64 * 1024 * 1024
+
 /**
  * ssh, its output collected: done when ssh exits. A shared connection's master holds ssh's output pipes
  * as long as the far command runs, so waiting for them to close (as execFile does) would outlast a
@@ -3274,18 +3298,31 @@ function runSsh(
     onStdout?: (text: string) => void
     onStderr?: (text: string) => void
   },
-): Promise<{ code: number; stdout: string; stderr: string; missing: boolean; timedOut: boolean }> {
+): Promise<{ code: number; stdout: string; stderr: string; missing: boolean; timedOut: boolean; tooLong: boolean }> {
   return new Promise((resolve) => {
     const child = spawn(file, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
     const out: Buffer[] = []
     const err: Buffer[] = []
+    // Collected output is bounded: an answer past HOST_ANSWER_MAX_BYTES stops ssh (a far side that prints
+    // without end never takes this process's memory).
+    let tooLong = false
+    let collected = 0
     // Passed on as it comes, decoded across chunks (a character split between two reads stays whole).
     for (const [stream, pass, kept] of [
       [child.stdout, options.onStdout, out],
       [child.stderr, options.onStderr, err],
     ] as const) {
       if (pass) stream.setEncoding('utf8').on('data', pass)
-      else stream.on('data', (chunk: Buffer) => kept.push(chunk))
+      else
+        stream.on('data', (chunk: Buffer) => {
+          collected += chunk.length
+          if (collected > HOST_ANSWER_MAX_BYTES) {
+            if (!tooLong) stop()
+            tooLong = true
+            return
+          }
+          kept.push(chunk)
+        })
     }
     let timedOut = false
     let missing = false
@@ -3306,7 +3343,7 @@ function runSsh(
       options.signal?.removeEventListener('abort', stop)
       child.stdout.destroy()
       child.stderr.destroy()
-      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), missing, timedOut })
+      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), missing, timedOut, tooLong })
     }
     child.on('error', (error: NodeJS.ErrnoException) => {
       missing = error.code === 'ENOENT'
@@ -3337,6 +3374,7 @@ async function runRemote(host: Host, args: string[], options: { env?: NodeJS.Pro
 async function remoteJson<T extends { version?: unknown }>(host: Host, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<T> {
   const result = await runRemote(host, [...args, '--json'], { env, cwd })
   if (result.missing) throw new SessionsError(`${env.SESSIONS_SSH || 'ssh'} not found`)
+  if (result.tooLong) throw new SessionsError(`its answer is longer than the ${byteSize(HOST_ANSWER_MAX_BYTES)} this tool takes`)
   if (result.timedOut) throw new SessionsError(`no answer within ${DEFAULTS.sshCallSeconds} s`)
   if (result.code === 255) throw new SessionsError(`ssh: ${result.said || 'cannot connect'}`)
   let data: T
@@ -3378,9 +3416,11 @@ async function listHosts(hosts: Host[], args: string[], options: CommonOptions):
             host: host.dest,
             resume_command: resumeHere(warning.resume_command, warning.session),
           })),
-          projects: (result.projects ?? [{ project: result.project, counts: result.counts, sessions: result.sessions.length }]).map(
-            (one) => ({ ...one, host: dest }),
-          ),
+          // From its rows, never from what it claims: a far side cannot hide rows behind a projects list.
+          projects: [...new Set([result.project, ...result.sessions.map((row) => row.project)])].map((project) => {
+            const rows = result.sessions.filter((row) => row.project === project)
+            return { project, host: dest, counts: countHealths(rows), sessions: rows.length }
+          }),
         }
       } catch (error) {
         return { host: host.dest, root: host.root, error: oneLine(errorMessage(error)) }
@@ -3397,7 +3437,12 @@ async function listHosts(hosts: Host[], args: string[], options: CommonOptions):
 const RemoteListSchema = z.looseObject({
   project: z.string(),
   sessions: z.array(z.looseObject({ name: z.string().regex(NAME_PATTERN), project: z.string(), health: z.enum(HEALTHS) })),
-  warnings: z.array(z.looseObject({ session: z.string().regex(NAME_PATTERN) })),
+  // A warning about a name this tool does not take names it (never in a hint); any other names a session.
+  warnings: z.array(
+    z
+      .looseObject({ session: z.string(), kind: z.string() })
+      .refine((warning) => warning.kind === 'bad_name' || NAME_PATTERN.test(warning.session), 'a warning about an invalid session name'),
+  ),
   projects: z.array(z.looseObject({ project: z.string() })).nullish(),
 })
 
