@@ -1099,30 +1099,37 @@ describe('start', () => {
   })
 
   test('a run over before start first sees its engine (MOCK_PACE=0) is a start that worked: said so, its output kept, no tmux session left', async () => {
+    // Which of the two comes first, the engine's end or start's first look, is the machine's choice: each
+    // outcome must be the truth (seen running: its PID; seen ended: how it ended), and the session ends the same.
     const root = await makeEngineProject()
     const run = await cli(['start', 'ralph', 'short', '1', '--yes', '--json', '-C', root], { env: { MOCK_PACE: '0' } })
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
-    expect(JSON.parse(run.stdout)).toMatchObject({ name: 'short', engine_pid: null, ended: 'complete' })
+    const started = JSON.parse(run.stdout)
+    expect(started).toMatchObject(
+      started.engine_pid === null ? { name: 'short', ended: 'complete' } : { name: 'short', engine_pid: expect.any(Number), ended: null },
+    )
     await waitFor('its output kept', () =>
       readFileSync(path.join(root, '.claude/pipeline-runs/short/session-output.log'), 'utf8').includes('Session short complete'),
     )
-    expect(tmuxSessionNames()).not.toContain('pipeline-short')
+    await waitFor('no tmux session left', () => !tmuxSessionNames().includes('pipeline-short'))
     expect(rowOf((await listJson(root)).sessions, 'short').health).toBe('complete')
     // One that failed at once: started all the same (as one that fails a moment later); the text says how it ended.
     const failed = await cli(['start', 'ralph', 'brief', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })
     expect(failed.stderr).toBe('')
     expect(failed.code).toBe(0)
-    expect(failed.stdout).toMatch(/Started brief \(ralph, max 1\) in tmux session pipeline-brief, already ended \(failed\)\./)
-    expect(failed.stdout).not.toContain('attach brief')
-    expect(rowOf((await listJson(root)).sessions, 'brief').health).toBe('failed')
-    // One that died with its state saying running: a failed start that says what happened, its files kept.
+    expect(failed.stdout).toMatch(/Started brief \(ralph, max 1\) in tmux session pipeline-brief(, already ended \(failed\))?\./)
+    if (failed.stdout.includes('already ended')) expect(failed.stdout).not.toContain('attach brief')
+    await waitFor('brief failed', async () => rowOf((await listJson(root)).sessions, 'brief').health === 'failed')
+    // One that died with its state saying running: a failed start that says what happened, its files kept
+    // (or, seen running first, a start that worked, and then a crash).
     const died = await cli(['start', 'ralph', 'died', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'crash:1' } })
-    expect(died.code).toBe(1)
-    expect(died.stderr).toMatch(
-      /the engine of died ended right after it started, its state still saying running \(exit status 137\); see "[^"]* status died -C [^"]+"\n$/,
-    )
-    expect(rowOf((await listJson(root)).sessions, 'died').health).toBe('crashed')
+    if (died.code === 1)
+      expect(died.stderr).toMatch(
+        /the engine of died ended right after it started, its state still saying running \(exit status 137\); see "[^"]* status died -C [^"]+"\n$/,
+      )
+    else expect(died).toMatchObject({ code: 0, stderr: '' })
+    await waitFor('died crashed', async () => rowOf((await listJson(root)).sessions, 'died').health === 'crashed')
   })
 
   test('a start believes only the run it began: a state touched or forged meanwhile, an engine started by hand beside it', async () => {
@@ -3729,10 +3736,14 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
       ['events', '--json'],
       ['monitor', 'done-loop', '--json'],
     ]) {
-      const ran = spawnSync(NATIVE ? process.execPath : TSX, [probe, ...args, '-C', root], { env: ENV, encoding: 'utf8', maxBuffer: 64 << 20 })
+      const ran = spawnSync(NATIVE ? process.execPath : TSX, [probe, ...args, '-C', root], {
+        env: ENV,
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      })
       const peakKiB = Number(/peak (\d+)/.exec(ran.stderr)?.[1])
       expect(peakKiB, `${args.join(' ')}: ${ran.stderr}`).toBeLessThan(200 * 1024)
-      expect(ran.status, `${args.join(" ")}: ${ran.stderr}`).toBe(0)
+      expect(ran.status, `${args.join(' ')}: ${ran.stderr}`).toBe(0)
     }
     const listed = await listJson(root)
     expect(listed.sessions.find((row) => row.name === 'busy')).toMatchObject({
