@@ -15,6 +15,7 @@ import {
   existsSync,
   mkdirSync,
   readlinkSync,
+  realpathSync,
   renameSync,
   symlinkSync,
   mkdtempSync,
@@ -3096,7 +3097,8 @@ describe('events and notify', () => {
     expect(readFileSync(path.join(root, 'exec-env.txt'), 'utf8')).toContain(`complete done: done complete at iteration 2/2 in ${root}`)
     // The desktop: a title and the text.
     const desktop = readFileSync(path.join(root, 'desktop.txt'), 'utf8')
-    expect(desktop).toContain('--app-name=sessions.ts\nsessions: done complete\n')
+    // `--` before them: a session named -x is never taken for an option.
+    expect(desktop).toContain('--app-name=sessions.ts\n--\nsessions: done complete\n')
     expect(desktop.match(/^sessions: boom crashed$/gm)).toHaveLength(1)
     expect(watch.out.stderr).toBe('')
     expect(watch.out.stdout).toMatch(/first look: what happens from now on is delivered\n/)
@@ -3751,6 +3753,45 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
       why: 'corrupt: state.json: is 2 GiB, more than the 8 MiB this tool reads',
     })
     expect(listed.sessions.find((row) => row.name === 'done-loop')!.health).toBe('complete')
+  })
+
+  test('small ones: a time that is not a time, the registry (home, /proc, repeats), a wait of 1e-7 s, an MCP message over 10 MiB', async () => {
+    const root = await makeEngineProject('complete-loop')
+    const events = path.join(root, '.claude/pipeline-runs/done-loop/events.jsonl')
+    appendFileSync(
+      events,
+      `${JSON.stringify({ ts: 'not a time', type: 'iteration_complete', session: 'done-loop', cursor: { node_path: '0', node_run: 4, iteration: 4 }, data: {} })}\n`,
+    )
+    const before = Date.now() - 1000
+    const lines = (await cli(['events', 'done-loop', '--json', '-C', root])).stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    const odd = lines.find((event) => event.iteration === 4)
+    expect(Date.parse(odd.ts)).toBeGreaterThanOrEqual(before)
+    expect(odd.why).toMatch(/its time in the files, "not a time", is not a time: dated when it was read/)
+    expect(lines.every((event) => Number.isFinite(Date.parse(event.ts)))).toBe(true)
+
+    // The registry: never the home folder, nothing under /proc, and a line repeated costs one look.
+    const state = mkdtempSync(path.join(BASE, 'registry-'))
+    const home = mkdtempSync(path.join(BASE, 'home-'))
+    mkdirSync(path.join(home, '.claude'))
+    mkdirSync(path.join(state, 'sessions-ts'))
+    const registry = [home, `/proc/${process.pid}/cwd`, `/proc/self/root${root}`, ...Array(100_000).fill(root)].join('\n')
+    writeFileSync(path.join(state, 'sessions-ts/projects'), `${registry}\n`)
+    const all = await cli(['list', '--all', '--json'], { env: { XDG_STATE_HOME: state, HOME: home }, cwd: BASE })
+    expect(all.stderr).toBe('')
+    // This folder's own listing first (BASE is no project: its own rows), then the registry's one project.
+    expect(JSON.parse(all.stdout).projects.map((p: { project: string }) => p.project)).toEqual([realpathSync(BASE), root])
+
+    expect(await cli(['wait', 'done-loop', '--timeout', '0.0000001', '-C', root])).toMatchObject({ code: 0, stderr: '' })
+
+    const [file, ...pre] = NATIVE ? [process.execPath, SESSIONS] : [TSX, SESSIONS]
+    const huge = `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { pad: 'x'.repeat(11 * 1024 * 1024) } })}\n`
+    const mcp = spawnSync(file, [...pre, 'mcp', '-C', root], { input: huge, env: ENV, encoding: 'utf8' })
+    expect(mcp.status).toBe(1)
+    expect(mcp.stdout).toBe('')
+    expect(mcp.stderr).toMatch(/^sessions: a message from the client was too large \(.*\); the connection is closed\n$/)
   })
 
   test('lookalike and over-long names in the project are said, never silently ignored, never touched', async () => {

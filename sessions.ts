@@ -283,6 +283,11 @@ function terminalSafe(text: string): string {
   return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '')
 }
 
+/** Text cut to `max` characters, saying so. */
+function cutText(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 40)}… [cut: ${text.length} characters in all]` : text
+}
+
 /** An error for stderr: safe for a terminal, and one line (a newline given in an argument is shown as \\n). */
 function oneLine(text: string): string {
   return terminalSafe(text).replace(/\n/g, '\\n').replace(/\t/g, ' ')
@@ -371,7 +376,8 @@ async function pollFor<T>(
   probe: () => Promise<T | false> | T | false,
   options: { intervalMs: number; timeoutMs: number; signal?: AbortSignal },
 ): Promise<T | null> {
-  const timeout = AbortSignal.timeout(Math.max(0, options.timeoutMs))
+  // Whole milliseconds: AbortSignal.timeout takes nothing else (a --timeout of 1e-7 s is 1 ms).
+  const timeout = AbortSignal.timeout(Math.max(0, Math.ceil(options.timeoutMs)))
   try {
     return await poll(probe, {
       intervalMs: options.intervalMs,
@@ -3104,23 +3110,30 @@ function xdgFolder(env: NodeJS.ProcessEnv, variable: 'XDG_STATE_HOME' | 'XDG_CON
   return base && path.join(base, 'sessions-ts')
 }
 
-/** The remembered project roots that still are projects (a folder with .claude/). */
+/**
+ * The remembered project roots that still are projects (a folder with .claude/), each once: never the
+ * home folder (~/.claude is Claude Code's), never under /proc, /sys or /dev (a /proc/PID/cwd line would
+ * show another process's folder).
+ */
 function knownProjects(env: NodeJS.ProcessEnv = process.env): string[] {
   const folder = stateFolder(env)
   const read = folder ? readRegularFile(path.join(folder, 'projects')) : ({ kind: 'missing' } as const)
   if (read.kind !== 'ok') return []
-  const roots = read.text
-    .split('\n')
-    .filter((line) => path.isAbsolute(line) && line === path.resolve(line) && isDirectory(path.join(line, '.claude')))
-    .flatMap((line) => {
+  const home = homeFolder(env)
+  const roots = new Set<string>()
+  // Each distinct line looked at once: a registry of a hundred thousand copies of a line costs one look.
+  for (const line of new Set(read.text.split('\n'))) {
+    if (!path.isAbsolute(line) || line !== path.resolve(line) || /^\/(proc|sys|dev)(\/|$)/.test(line)) continue
+    if (!isDirectory(path.join(line, '.claude'))) continue
+    try {
       // A link in the list stands for its project: one project, one entry.
-      try {
-        return [realpathSync(line)]
-      } catch {
-        return []
-      }
-    })
-  return [...new Set(roots)]
+      const real = realpathSync(line)
+      if (real !== home && !/^\/(proc|sys|dev)(\/|$)/.test(real)) roots.add(real)
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return [...roots]
 }
 
 /** Adds a project to the registry (and drops those that are gone). A convenience: it never fails a command. */
@@ -3137,10 +3150,10 @@ function rememberProject(root: string, env: NodeJS.ProcessEnv = process.env): vo
   }
 }
 
-/** The home folder as the kernel names it (links resolved), or null where there is none. */
-function homeFolder(): string | null {
+/** The home folder (of `env`'s HOME) as the kernel names it (links resolved), or null where there is none. */
+function homeFolder(env: NodeJS.ProcessEnv = process.env): string | null {
   try {
-    return realpathSync(homedir())
+    return realpathSync(env.HOME || homedir())
   } catch {
     return null
   }
@@ -5390,8 +5403,13 @@ function sessionChanges(
     id: string,
     more: Partial<Pick<SessionEvent, 'iteration' | 'stage' | 'why' | 'summary' | 'health'>> = {},
   ) => {
+    // A time from a file that is not a time becomes when it was read, and says so (never 1970, never "soon").
+    const at = ts === null ? null : parseTime(ts)
+    const why = more.why !== undefined ? more.why : row.why
+    const unreadable =
+      ts !== null && at === null ? `its time in the files, ${JSON.stringify(cutText(ts, 40))}, is not a time: dated when it was read` : null
     const base: SessionEvent = {
-      ts: ts ?? nowIso,
+      ts: at === null ? nowIso : ts!,
       project: options.project,
       session: row.name,
       event,
@@ -5399,7 +5417,7 @@ function sessionChanges(
       iteration: more.iteration !== undefined ? more.iteration : (row.iteration ?? null),
       max_iterations: row.max_iterations,
       stage: more.stage !== undefined ? more.stage : row.stage_name,
-      why: more.why !== undefined ? more.why : row.why,
+      why: unreadable ? [why, unreadable].filter(Boolean).join('; ') : why,
       summary: more.summary ?? null,
     }
     events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
@@ -6043,7 +6061,7 @@ function makeSinks(options: SinkOptions, warn: (text: string) => void): Sink[] {
                   title,
                   text,
                 ]
-              : ['--app-name=sessions.ts', title, text]
+              : ['--app-name=sessions.ts', '--', title, text]
           const result = await run(notifier, args, { env, timeoutMs })
           if (result.code !== 0)
             throw new Error(`${path.basename(notifier)}: ${oneLine(result.stderr.trim()) || `exit status ${result.code}`}`)
@@ -6425,11 +6443,6 @@ async function toolAnswer(work: () => Promise<Record<string, unknown>>, say: (da
     const message = error instanceof SessionsError ? error.message : `unexpected error: ${errorMessage(error)}`
     return { content: [{ type: 'text', text: cutText(oneLine(message), 1000) }], isError: true }
   }
-}
-
-/** Text cut to `max` characters, saying so. */
-function cutText(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 40)}… [cut: ${text.length} characters in all]` : text
 }
 
 /**
@@ -6832,8 +6845,16 @@ async function serveMcp(options: McpOptions): Promise<void> {
     process.stdin.once('end', resolve)
   })
   await server.connect(transport)
+  // The transport ends the connection on a message over its buffer (10 MiB): said, not an exit 0 in silence.
+  let overflow: string | null = null
+  const onerror = transport.onerror
+  transport.onerror = (error) => {
+    if (/exceeded maximum size/.test(error.message)) overflow = error.message
+    onerror?.(error)
+  }
   await closed
   await server.close()
+  if (overflow) throw new SessionsError(`a message from the client was too large (${overflow}); the connection is closed`)
 }
 
 // ── setup claude: the /sessions command for Claude Code, and how to register the server ──
@@ -6900,7 +6921,7 @@ ${commands.join('\n')}
 async function setupClaude(options: CommonOptions & { force?: boolean; allowActions?: boolean } = {}): Promise<SetupResult> {
   const root = await findProjectRoot(options)
   // ~/.claude is Claude Code's own folder, not a project's.
-  if (root === homeFolder())
+  if (root === homeFolder(options.env))
     throw new SessionsError(`${root} is your home folder, not a project: run setup claude in a project (or give -C)`)
   const file = path.join(root, '.claude', 'commands', 'sessions.md')
   // The tmux server it was given (--socket), in every command Claude runs and in the server's arguments.
