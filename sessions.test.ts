@@ -2055,17 +2055,19 @@ describe('safety: what it never does, proven by inflicting the faults', () => {
     addSession('loop-state')
     rmSync(path.join(claude, 'pipeline-runs/loop-state/state.json'))
     symlinkSync('state.json', path.join(claude, 'pipeline-runs/loop-state/state.json'))
-    // A state with unknown fields and a 10 MB history, left running by nothing: a zombie.
+    // A state with unknown fields and a 7 MB history (under the 8 MiB read: above, it is corrupt), left
+    // running by nothing: a zombie.
     addSession('huge')
     const huge = readJson(path.join(claude, 'pipeline-runs/huge/state.json'))
     const entry = huge.history[0]
-    const history = Array.from({ length: 20_000 }, (_, i) => ({ ...entry, iteration: i + 1, summary: 'x'.repeat(400), custom: { i } }))
+    const history = Array.from({ length: 10_000 }, (_, i) => ({ ...entry, iteration: i + 1, summary: 'x'.repeat(400), custom: { i } }))
     writeFileSync(
       path.join(claude, 'pipeline-runs/huge/state.json'),
       JSON.stringify({ ...huge, status: 'running', history, unknown_field: { kept: true } }),
     )
     const hugeBefore = readFileSync(path.join(claude, 'pipeline-runs/huge/state.json'), 'utf8')
-    expect(hugeBefore.length).toBeGreaterThan(10_000_000)
+    expect(hugeBefore.length).toBeGreaterThan(6_000_000)
+    expect(hugeBefore.length).toBeLessThan(8 * 1024 * 1024)
     const badBefore = Object.fromEntries(Object.entries(snapshot(root)).filter(([file]) => !file.includes('pipeline-runs/huge/')))
 
     const rows = (await listJson(root)).sessions
