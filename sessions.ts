@@ -68,10 +68,13 @@ const DEFAULTS = {
   stallMinutes: 30,
   /** The engine's default max when none is recorded (run.sh's own default). */
   maxIterations: 25,
-  /** How long `start` waits for the engine to take its lock and write its state. */
-  waitStartSeconds: 10,
-  /** The same for `resume`, while the engine lives: a resumed engine first reconciles its events (10–20 s). */
-  waitResumeSeconds: 60,
+  /**
+   * How long `start` and `resume` wait for the engine to settle (its lock taken, its state written for this
+   * run): the real engine compiles a pipeline (10 s and more) or reconciles its events (10–20 s) first.
+   */
+  waitStartSeconds: 120,
+  /** How long `notify --detach` waits for its watcher to take its lock. */
+  watcherStartSeconds: 10,
   /** Between SIGTERM and SIGKILL, for `kill` and `cleanup`. */
   killGraceSeconds: 10,
   monitorLines: 50,
@@ -3965,12 +3968,14 @@ interface StartRequest {
 interface StartOptions extends CommonOptions {
   /** The engine's run.sh; otherwise SESSIONS_RUNNER, otherwise ./scripts/run.sh under the project root. */
   runner?: string
-  /** Seconds to wait for the engine to hold its lock (default 10). */
+  /** Seconds to wait for the engine to settle (default 120); after that, one that holds its lock runs on. */
   waitStartSeconds?: number
+  /** Stops the wait: an engine that holds its lock runs on; one that does not yet is undone (exit 130). */
+  signal?: AbortSignal
   /** Asked with the plan before anything changes; false cancels. */
   confirm?: (plan: StartPlan) => Promise<boolean>
-  /** Called once the engine runs and the wait for its lock begins (a CLI shows a spinner from here). */
-  onWaiting?: () => void
+  /** Called at every look while the engine settles, with its phase in words (a CLI says it on one line). */
+  onWaiting?: (phase: string) => void
   /** Where relative paths given by the user start (default: the current directory). */
   cwd?: string
   /**
@@ -4007,6 +4012,10 @@ interface StartResult extends StartPlan {
   engine_pid: number | null
   /** The state's status when the run ended before start's first look at it (a short run), else null. */
   ended: string | null
+  /** Where the engine was when start stopped waiting: "iteration 1 running", "compiling the pipeline", "ended". */
+  phase: string
+  /** It settled (or ended) before the wait's bound; false: it holds its lock and is still initialising. */
+  settled: boolean
   log: string
   next: NextAction[]
   /** Variables too large for tmux to pass (over 12 kB each); the engine runs without them. */
@@ -4187,6 +4196,8 @@ async function start(request: StartRequest, options: StartOptions = {}): Promise
 interface Made {
   folders: string[]
   tmuxName: string | null
+  /** An engine that may only be slow was left running (not undone). */
+  leftRunning?: boolean
 }
 
 async function undoStart(made: Made, root: string, runDir: string, options: TmuxOptions): Promise<void> {
@@ -4216,10 +4227,12 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
     // A lock whose PID is not proven to be the engine is stale, whoever that PID is now.
     if (again.lock.kind === 'ok') removeInside(root, paths.lock)
   }
-  if (request.resume && facts.state.kind === 'ok' && ['killed', 'unknown_termination', 'paused'].includes(facts.state.value.status)) {
-    // The engine resumes only what it sees as failed (get_session_status); a stop recorded by a session
-    // manager reads to it as "no previous session". Every other field stays.
-    await updateStateFile(root, paths.state, () => ({ status: 'failed' }))
+  // The engine resumes only what it sees as failed (get_session_status); a stop recorded by a session
+  // manager reads to it as "no previous session". Every other field stays; a start undone puts it back.
+  const stopped = request.resume && facts.state.kind === 'ok' ? facts.state.value.status : null
+  let rewritten: string | null = null
+  if (stopped && ['killed', 'unknown_termination', 'paused'].includes(stopped)) {
+    if (await updateStateFile(root, paths.state, () => ({ status: 'failed' }))) rewritten = fileSignature(paths.state)
   }
 
   const made: Made = { folders: mkdirInside(root, paths.runDir), tmuxName: null }
@@ -4227,6 +4240,9 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
     return await launch(plan, made, options)
   } catch (error) {
     await undoStart(made, root, paths.runDir, options)
+    // The status this start rewrote, back as it was, unless an engine wrote the state since.
+    if (rewritten && stopped && !made.leftRunning && fileSignature(paths.state) === rewritten)
+      await updateStateFile(root, paths.state, (state) => (state.status === 'failed' ? { status: stopped } : null))
     // The old run folder that --force set aside goes back where it was, unless this start's run holds that place.
     if (plan.replaces && error instanceof Error) {
       let back = false
@@ -4255,11 +4271,78 @@ function appendCommand(file: string): string {
     : `exec cat >> ${shellQuote(file)}`
 }
 
+/**
+ * Starts the engine in a new tmux session and follows it until it has settled: the session starts with a
+ * placeholder so that the output copy, remain-on-exit and the environment are in place before the
+ * engine runs; then the engine replaces the placeholder, and start reads where it is (lookAtStart).
+ */
 async function launch(plan: StartPlan, made: Made, options: StartOptions): Promise<StartResult> {
   const root = plan.project
   const paths = sessionPaths(root, plan.name)
-  const log = paths.output
-  appendTargetInside(root, log)
+  const began = await spawnEngine(plan, made, options)
+  const waitSeconds = options.waitStartSeconds ?? DEFAULTS.waitStartSeconds
+  let look: StartLook = { kind: 'waiting', phase: 'starting', pid: null }
+  try {
+    const outcome = await pollFor(
+      async () => {
+        look = await lookAtStart(plan, began, options)
+        options.onWaiting?.(look.phase)
+        return look.kind === 'waiting' ? false : look
+      },
+      { intervalMs: 100, timeoutMs: waitSeconds * 1000, signal: options.signal },
+    ).catch((error) => {
+      if (options.signal?.aborted) return null
+      throw error
+    })
+    if (outcome?.kind === 'failed') throw outcome.error
+    // Not settled in time, or the wait interrupted: an engine that holds its lock has started, and runs on.
+    if (!outcome && look.pid === null) {
+      const why = options.signal?.aborted ? 'the wait was interrupted' : `after ${waitSeconds}s`
+      if (options.signal?.aborted) throw new SessionsError(`${why} before the engine of ${plan.name} took its lock: the start is undone`, 130)
+      // The engine may only be slow: what runs is left for the user to look at, not undone.
+      made.tmuxName = null
+      made.folders = []
+      made.leftRunning = true
+      throw new SessionsError(
+        `the engine of ${plan.name} has not taken its lock ${why} (${look.phase}); tmux session ${plan.tmux_session} is still there: look with "${hint(options, root, `monitor ${plan.name}`)}"`,
+      )
+    }
+    const settled = outcome?.kind === 'settled' || outcome?.kind === 'ended'
+    // For list --all, from any other project, even after the tmux session is gone.
+    rememberProject(root, options.env)
+    return startResult(plan, {
+      pid: outcome?.kind === 'ended' ? null : (outcome?.pid ?? look.pid),
+      ended: outcome?.kind === 'ended' ? outcome.status : null,
+      phase: outcome?.phase ?? look.phase,
+      settled,
+      skipped: began.skipped,
+      options,
+    })
+  } finally {
+    // Whatever way out (settled, failed, timed out, interrupted): the session ends when the engine does,
+    // as with the engine's own launcher; an engine that already ended leaves no dead pane behind.
+    await letPaneGo(options, plan.tmux_session)
+  }
+}
+
+/** remain-on-exit off, and a pane that is already dead removed with its session (its output is kept in the log). */
+async function letPaneGo(options: TmuxOptions, tmuxName: string): Promise<void> {
+  await tmuxProbe(options, 'set-option', '-w', '-u', '-t', tmuxTarget.pane(tmuxName), 'remain-on-exit')
+  if ((await paneState(options, tmuxName)).dead) await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+}
+
+/** What a start knows of the run it began: when, how the state was before, and what tmux could not pass. */
+interface Began {
+  launched: number
+  stateBefore: string | null
+  skipped: string[]
+}
+
+/** The session's tmux session with its marks, output copy and environment; then the engine in its pane. */
+async function spawnEngine(plan: StartPlan, made: Made, options: StartOptions): Promise<Began> {
+  const root = plan.project
+  const paths = sessionPaths(root, plan.name)
+  appendTargetInside(root, paths.output)
   const tmuxName = plan.tmux_session
   // tmux expands formats (#{…}, #(…)) in a start directory and a pipe-pane command: every # is doubled.
   await tmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
@@ -4277,7 +4360,7 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
     '-o',
     '-t',
     pane,
-    tmuxLiteral(appendCommand(log)),
+    tmuxLiteral(appendCommand(paths.output)),
   )
   const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(options.env))
   // The state as it was before the engine ran: the engine of this run has written it once it differs.
@@ -4285,84 +4368,95 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
   // A run this start began cannot have started before this second (the engine's times are to the second).
   const launched = Math.floor(Date.now() / 1000) * 1000
   await tmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
+  return { launched, stateBefore, skipped }
+}
 
-  // Verify: the engine holds the lock (proven) and has written its state as running for this run, or the
-  // pane died first.
-  options.onWaiting?.()
-  const waitSeconds = options.waitStartSeconds ?? (plan.resume ? DEFAULTS.waitResumeSeconds : DEFAULTS.waitStartSeconds)
-  const engine = await pollFor(
-    async (): Promise<{ pid: number | null; ended: string | null } | false> => {
-      const paneNow = await paneState(options, tmuxName)
-      const now = await gatherSession(plan.name, root, null)
-      const stateNow = now.state.kind === 'ok' ? now.state.value : null
-      // Written by the run this start began: changed since, and saying it began (or resumed) since, not later.
-      const began = parseTime(plan.resume ? stateNow?.resumed_at : stateNow?.started_at) ?? 0
-      const stateWritten =
-        stateNow !== null && fileSignature(paths.state) !== stateBefore && began >= launched && began <= Date.now() + 1000
-      // The engine proven, holding the lock, and the one in this pane (not one started by hand beside it).
-      const inPane = async (pid: number) =>
-        paneNow.pid !== null && (pid === paneNow.pid || (await processDescendants(paneNow.pid)).includes(pid))
-      if (
-        now.lock.kind === 'ok' &&
-        now.engine?.proof &&
-        stateWritten &&
-        stateNow.status === 'running' &&
-        (await inPane(now.lock.value.pid))
-      )
-        return { pid: now.lock.value.pid, ended: null }
-      if (!paneNow.exists || paneNow.dead) {
-        // Another engine of this name holds the lock: this one, now dead, was not it.
-        const other = now.lock.kind === 'ok' && now.engine?.proof ? now.lock.value.pid : null
-        // A short run can end between two looks: the engine writes its state only once it holds its lock, so
-        // a state this run wrote and ended is a run that started (and is over), not a start that failed.
-        if (other === null && stateWritten && stateNow.status !== 'running') return { pid: null, ended: stateNow.status }
-        // What it printed; then the start is undone like any failed start (startLocked).
-        const captured = (await capturePane(options, tmuxName, 200)) ?? (await readOutputLog(log, 40)) ?? []
-        const { output, status } = splitEngineExit(captured)
-        const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
-        const what =
-          other !== null
-            ? `ended (${how}) while another engine of ${plan.name} holds its lock (PID ${other})`
-            : stateWritten
-              ? `ended right after it started, its state still saying running (${how}); see "${hint(options, root, `status ${plan.name}`)}"`
-              : `ended before it took its lock (${how})`
-        throw new StartError(`the engine of ${plan.name} ${what}`, output.slice(-20))
-      }
-      return false
-    },
-    { intervalMs: 100, timeoutMs: waitSeconds * 1000 },
-  )
-  if (engine === null) {
-    // The engine may only be slow: what runs is left for the user to look at, not undone.
-    made.tmuxName = null
-    made.folders = []
-    throw new SessionsError(
-      `the engine of ${plan.name} has not taken its lock and written its state after ${waitSeconds}s; tmux session ${tmuxName} is still there: look with "${hint(options, root, `monitor ${plan.name}`)}"`,
-    )
-  }
-  // From here the session ends when the engine does, as with the engine's own launcher; its output is kept.
-  // An engine that already ended (a short run) left a dead pane behind while remain-on-exit was on.
-  await tmuxProbe(options, 'set-option', '-w', '-u', '-t', pane, 'remain-on-exit')
-  if ((await paneState(options, tmuxName)).dead) await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-  // For list --all, from any other project, even after the tmux session is gone.
-  rememberProject(root, options.env)
+/**
+ * Where a start stands. Settled: the proven engine holds the lock in this start's pane, and its state
+ * says this run began (started_at, or resumed_at for a resume, not older than this start): not merely
+ * "running", which a resume's state says before its engine takes the lock, and a crashed one says too.
+ * Waiting: with the engine's PID once it holds its lock (it has started), and the phase it is in, read
+ * from its files. Ended: the run was over before a look saw it settle. Failed: the pane died otherwise.
+ */
+type StartLook =
+  | { kind: 'waiting'; phase: string; pid: number | null }
+  | { kind: 'settled'; phase: string; pid: number }
+  | { kind: 'ended'; phase: string; status: string }
+  | { kind: 'failed'; phase: string; error: StartError }
+
+async function lookAtStart(plan: StartPlan, began: Began, options: StartOptions): Promise<StartLook> {
+  const root = plan.project
+  const paths = sessionPaths(root, plan.name)
+  const paneNow = await paneState(options, plan.tmux_session)
+  const now = await gatherSession(plan.name, root, null)
+  const stateNow = now.state.kind === 'ok' ? now.state.value : null
+  // Written by the run this start began: changed since, and saying it began (or resumed) since, not later.
+  const at = parseTime(plan.resume ? stateNow?.resumed_at : stateNow?.started_at) ?? 0
+  const written = stateNow !== null && fileSignature(paths.state) !== began.stateBefore && at >= began.launched && at <= Date.now() + 1000
+  // The engine proven, holding the lock, and the one in this pane (not one started by hand beside it).
+  const lockPid = now.lock.kind === 'ok' && now.engine?.proof ? now.engine.pid : null
+  const inPane =
+    lockPid !== null &&
+    paneNow.pid !== null &&
+    (lockPid === paneNow.pid || (await processDescendants(paneNow.pid)).includes(lockPid))
+  if (inPane && written) return { kind: 'settled', phase: runningPhase(stateNow), pid: lockPid }
+  if (paneNow.exists && !paneNow.dead) return { kind: 'waiting', phase: startPhase(plan, inPane, paths), pid: inPane ? lockPid : null }
+  // A short run can end between two looks: the engine writes its state only once it holds its lock, so a
+  // state this run wrote and ended is a run that started (and is over), not a start that failed.
+  if (lockPid === null && written && stateNow.status !== 'running') return { kind: 'ended', phase: 'ended', status: stateNow.status }
+  // What it printed; then the start is undone like any failed start (startLocked).
+  const captured = (await capturePane(options, plan.tmux_session, 200)) ?? (await readOutputLog(paths.output, 40)) ?? []
+  const { output, status } = splitEngineExit(captured)
+  const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
+  const what =
+    lockPid !== null
+      ? `ended (${how}) while another engine of ${plan.name} holds its lock (PID ${lockPid})`
+      : written
+        ? `ended right after it started, its state still saying running (${how}); see "${hint(options, root, `status ${plan.name}`)}"`
+        : `ended before it took its lock (${how})`
+  return { kind: 'failed', phase: 'ended', error: new StartError(`the engine of ${plan.name} ${what}`, output.slice(-20)) }
+}
+
+/** The phase of an engine that has not settled, in words: what the engine does before it runs its first iteration. */
+function startPhase(plan: StartPlan, holdsLock: boolean, paths: ReturnType<typeof sessionPaths>): string {
+  if (holdsLock) return plan.mode === 'pipeline' ? 'compiling the pipeline' : 'writing its state'
+  if (!plan.resume) return 'taking its lock'
+  // A resumed engine first folds its events into its state (10–20 s for the real one), then takes its lock.
+  const events = readRegularFile(paths.events, 0, EVENTS_READ_BYTES)
+  const count = events.kind === 'ok' ? events.text.split('\n').filter((line) => line.trim()).length : 0
+  return count ? `reconciling its ${count} events, then taking its lock` : 'taking its lock'
+}
+
+/** The phase of a settled engine: the iteration it runs. */
+function runningPhase(state: State | null): string {
+  return state?.status === 'running' && state.iteration ? `iteration ${state.iteration} running` : `${state?.status ?? 'running'}`
+}
+
+/** A start's result: the plan, how the engine stands, and what to do next. */
+function startResult(
+  plan: StartPlan,
+  how: { pid: number | null; ended: string | null; phase: string; settled: boolean; skipped: string[]; options: StartOptions },
+): StartResult {
+  const say = (command: string) => hint(how.options, plan.project, command)
   return {
     ...plan,
-    engine_pid: engine.pid,
-    ended: engine.ended,
-    log: relative(root, log),
-    next: engine.ended
+    engine_pid: how.pid,
+    ended: how.ended,
+    phase: how.phase,
+    settled: how.settled,
+    log: relative(plan.project, sessionPaths(plan.project, plan.name).output),
+    next: how.ended
       ? [
-          { command: hint(options, root, `status ${plan.name}`), why: 'how it ended, and its iterations' },
-          { command: hint(options, root, `monitor ${plan.name}`), why: 'what it printed' },
+          { command: say(`status ${plan.name}`), why: 'how it ended, and its iterations' },
+          { command: say(`monitor ${plan.name}`), why: 'what it printed' },
         ]
       : [
-          { command: hint(options, root, `status ${plan.name}`), why: 'health, progress and iterations' },
-          { command: hint(options, root, `monitor ${plan.name} --follow`), why: 'follow its output' },
-          { command: hint(options, root, `attach ${plan.name}`), why: 'watch it live (Ctrl-b d to detach)' },
-          { command: hint(options, root, `kill ${plan.name}`), why: 'stop it' },
+          { command: say(`status ${plan.name}`), why: 'health, progress and iterations' },
+          { command: say(`monitor ${plan.name} --follow`), why: 'follow its output' },
+          { command: say(`attach ${plan.name}`), why: 'watch it live (Ctrl-b d to detach)' },
+          { command: say(`kill ${plan.name}`), why: 'stop it' },
         ],
-    ...(skipped.length ? { skipped_environment: skipped } : {}),
+    ...(how.skipped.length ? { skipped_environment: how.skipped } : {}),
   }
 }
 
@@ -6328,7 +6422,7 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
         const state = await paneState(options, name)
         return state.exists && !state.dead ? false : null
       },
-      { intervalMs: 100, timeoutMs: (options.waitSeconds ?? DEFAULTS.waitStartSeconds) * 1000 },
+      { intervalMs: 100, timeoutMs: (options.waitSeconds ?? DEFAULTS.watcherStartSeconds) * 1000 },
     )
     if (!started) {
       const said = (await capturePane(options, name, 50))?.filter((line) => line.trim()).at(-1)
@@ -7418,7 +7512,8 @@ function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
 
 /** The engine of a start that worked: its PID, or how the run ended when it was over before start looked. */
 function engineSummary(result: StartResult): string {
-  return result.ended ? `already ended (${result.ended})` : `engine PID ${result.engine_pid}`
+  if (result.ended) return `already ended (${result.ended})`
+  return result.settled ? `engine PID ${result.engine_pid}` : `engine PID ${result.engine_pid}, still ${result.phase}`
 }
 
 function renderStart(result: StartResult, view: View = plainView()): string {
@@ -7888,73 +7983,98 @@ async function askCleanupChoice(io: Io): Promise<'all' | 'one' | 'locks' | 'canc
   return CLEANUP_CHOICES.get((await ask('Choose [1-4]: ')).toLowerCase() as '1') ?? 'cancel'
 }
 
-/** A spinner on a terminal's stderr, from start() until stop(); nothing elsewhere. */
-function spinner(io: Io, label: string) {
+/** How often a wait off a terminal says it still waits; its first line comes once it has lasted a second. */
+const WAIT_LINE_EVERY_MS = 10_000
+const WAIT_LINE_FIRST_MS = 1000
+
+/**
+ * What a wait says while it waits, in one line: on a terminal a spinner redrawn in place and cut to the
+ * terminal's width (never wrapping, from 40 columns up); off one, a line on stderr once it has lasted a
+ * second (a wait over sooner says nothing), then every 10 s. Each says what is waited for, where it
+ * stands (`update`), and for how long.
+ */
+function waitLine(io: Io, what: string, lead = 'waiting for ') {
+  const began = Date.now()
+  let phase = ''
   let timer: NodeJS.Timeout | undefined
+  let first: NodeJS.Timeout | undefined
+  let frame = 0
+  const words = () => `${oneLine(what)}${phase ? `: ${phase}` : ''} (${formatDuration(Date.now() - began)})`
+  const draw = () => {
+    if (io.stderrTerminal) {
+      const width = Math.max(40, io.columns ?? 80) - 1
+      io.stderr(`\r${fitWidth(`${'⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'[frame++ % 10]} ${words()}`, width)}\x1b[K`)
+    } else io.stderr(`sessions: ${frame++ ? 'still ' : ''}${lead}${words()}\n`)
+  }
   return {
-    start() {
-      if (!io.stderrTerminal || timer) return
-      const frames = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
-      const began = Date.now()
-      let i = 0
-      timer = setInterval(() => {
-        io.stderr(`\r${frames[i++ % frames.length]} ${label} ${((Date.now() - began) / 1000).toFixed(1)}s`)
-      }, 100)
+    /** Where it stands now; the first call starts the line. */
+    update(next: string) {
+      phase = oneLine(next)
+      if (timer || first) return
+      if (io.stderrTerminal) {
+        draw()
+        timer = setInterval(draw, 100)
+      } else
+        first = setTimeout(() => {
+          draw()
+          timer = setInterval(draw, WAIT_LINE_EVERY_MS)
+        }, WAIT_LINE_FIRST_MS)
     },
-    stop() {
+    done() {
+      clearTimeout(first)
+      first = undefined
       if (!timer) return
       clearInterval(timer)
       timer = undefined
-      io.stderr('\r\x1b[K')
+      if (io.stderrTerminal) io.stderr('\r\x1b[K')
+    },
+  }
+}
+
+/** A line cut to `width` characters with "…" (what a terminal would otherwise wrap). */
+function fitWidth(line: string, width: number): string {
+  return line.length > width ? `${line.slice(0, Math.max(1, width - 1))}…` : line
+}
+
+/**
+ * Feedback on a wait whose subject changes (kill, cleanup): each `say` starts a new line of waitLine
+ * (off a terminal, a line each); `done()` clears it.
+ */
+function waitReporter(io: Io) {
+  let current: ReturnType<typeof waitLine> | null = null
+  return {
+    say(what: string) {
+      current?.done()
+      current = waitLine(io, what, '')
+      current.update('')
+    },
+    done() {
+      current?.done()
     },
   }
 }
 
 /**
- * Feedback on a wait: a spinner saying what is waited for on a terminal; off one, a line per step on
- * stderr. `done()` clears the spinner.
+ * A start (or resume) that says, on one line, where its engine is until it settles; a failed start shows
+ * what it printed. Ctrl-C (or SIGTERM) stops only the waiting once the engine holds its lock.
  */
-function waitReporter(io: Io) {
-  let current: ReturnType<typeof spinner> | null = null
-  return {
-    say(what: string) {
-      if (!io.stderrTerminal) {
-        io.stderr(`sessions: ${oneLine(what)}\n`)
-        return
-      }
-      current?.stop()
-      current = spinner(io, oneLine(what))
-      current.start()
-    },
-    done() {
-      current?.stop()
-    },
-  }
-}
-
-/** A start (or resume) with a spinner while the engine takes its lock; a failed start shows what it printed. */
 async function startWithSpinner(
   name: string,
   io: Io,
-  run: (onWaiting: () => void) => Promise<StartResult>,
+  run: (onWaiting: (phase: string) => void, signal: AbortSignal) => Promise<StartResult>,
   resuming = false,
 ): Promise<StartResult> {
-  const waiting = spinner(
-    io,
-    resuming
-      ? `waiting for ${name}: a resumed engine reconciles its events, then takes its lock…`
-      : `waiting for ${name} to take its lock…`,
-  )
+  const line = waitLine(io, `${name} to ${resuming ? 'resume' : 'start'}`)
   try {
-    return await run(waiting.start)
+    return await run(line.update, stopSignal(io))
   } catch (error) {
     if (error instanceof StartError && error.output.length) {
-      waiting.stop()
-      io.stderr(`Last lines it printed:\n${error.output.map((line) => `  ${terminalSafe(line)}`).join('\n')}\n`)
+      line.done()
+      io.stderr(`Last lines it printed:\n${error.output.map((output) => `  ${terminalSafe(output)}`).join('\n')}\n`)
     }
     throw error
   } finally {
-    waiting.stop()
+    line.done()
   }
 }
 
@@ -8262,7 +8382,7 @@ const LAUNCH_OPTIONS: Record<string, OptionSpec> = {
   'wait-start': {
     type: 'string',
     arg: 'SECONDS',
-    help: `how long to wait for the engine to take its lock and write its state (default ${DEFAULTS.waitStartSeconds}; a resume, while its engine lives: ${DEFAULTS.waitResumeSeconds})`,
+    help: `how long to wait for the engine to settle (default ${DEFAULTS.waitStartSeconds}); one that holds its lock by then runs on`,
     parse: seconds('wait-start'),
   },
 }
@@ -8373,7 +8493,12 @@ const COMMANDS = {
     run: async (call) => {
       const request = startRequestOf(call.args, call.values)
       const options = launchOptionsOf(call)
-      const result = await startWithSpinner(request.name, call.io, (onWaiting) => start(request, { ...options, onWaiting }), request.resume)
+      const result = await startWithSpinner(
+        request.name,
+        call.io,
+        (onWaiting, signal) => start(request, { ...options, onWaiting, signal }),
+        request.resume,
+      )
       return { data: result, render: renderStart, exit: 0 }
     },
   },
@@ -8588,7 +8713,7 @@ const COMMANDS = {
       const result = await startWithSpinner(
         call.args[0],
         call.io,
-        (onWaiting) => resume(checkName(call.args[0]), overrides, { ...options, onWaiting }),
+        (onWaiting, signal) => resume(checkName(call.args[0]), overrides, { ...options, onWaiting, signal }),
         true,
       )
       return { data: result, render: renderStart, exit: 0 }
