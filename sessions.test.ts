@@ -1119,7 +1119,7 @@ describe('start', () => {
     const failed = await cli(['start', 'ralph', 'brief', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })
     expect(failed.stderr).toBe('')
     expect(failed.code).toBe(0)
-    expect(failed.stdout).toMatch(/Started brief \(ralph, max 1\) in tmux session pipeline-brief(, already ended \(failed\))?\./)
+    expect(failed.stdout).toMatch(/Started brief \(ralph, max 1\) in tmux session pipeline-brief, (already ended \(failed\)|engine PID \d+)\./)
     if (failed.stdout.includes('already ended')) expect(failed.stdout).not.toContain('attach brief')
     await waitFor('brief failed', async () => rowOf((await listJson(root)).sessions, 'brief').health === 'failed')
     // One that died with its state saying running: a failed start that says what happened, its files kept
