@@ -1119,7 +1119,9 @@ describe('start', () => {
     const failed = await cli(['start', 'ralph', 'brief', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })
     expect(failed.stderr).toBe('')
     expect(failed.code).toBe(0)
-    expect(failed.stdout).toMatch(/Started brief \(ralph, max 1\) in tmux session pipeline-brief, (already ended \(failed\)|engine PID \d+)\./)
+    expect(failed.stdout).toMatch(
+      /Started brief \(ralph, max 1\) in tmux session pipeline-brief, (already ended \(failed\)|engine PID \d+)\./,
+    )
     if (failed.stdout.includes('already ended')) expect(failed.stdout).not.toContain('attach brief')
     await waitFor('brief failed', async () => rowOf((await listJson(root)).sessions, 'brief').health === 'failed')
     // One that died with its state saying running: a failed start that says what happened, its files kept
@@ -1222,6 +1224,122 @@ describe('start', () => {
     expect(existsSync(path.join(root, '.claude/pipeline-runs/asked-n'))).toBe(false)
     expect(paneText('=ui-y:')).toContain('exit=0')
     expect(rowOf((await listJson(root)).sessions, 'asked-y').health).toBe('running')
+  })
+})
+
+describe('a start that follows the engine (part 15)', () => {
+  /** cli(), stopped by `signal` as Ctrl-C would stop it. */
+  async function cliStopped(args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<Run> {
+    let stdout = ''
+    let stderr = ''
+    const code = await main(args, {
+      stdout: (text) => {
+        stdout += text
+      },
+      stderr: (text) => {
+        stderr += text
+      },
+      env: { ...ENV, ...env },
+      cwd: HERE,
+      terminal: false,
+      stderrTerminal: false,
+      columns: undefined,
+      signal,
+    })
+    return { code, stdout, stderr }
+  }
+  const abortAfter = (ms: number) => {
+    const controller = new AbortController()
+    setTimeout(() => controller.abort(), ms)
+    return controller.signal
+  }
+
+  test('an engine that compiles before it writes its state settles, saying its phase; one past --wait-start runs on (exit 0), and leaves no dead pane', async () => {
+    const root = await makeEngineProject()
+    const slow = await cli(['start', 'pipeline', 'refine.yaml', 'docs', '--yes', '--json', '-C', root], {
+      env: { MOCK_COMPILE: '2', MOCK_PACE: '0.1' },
+    })
+    expect(slow.code).toBe(0)
+    expect(JSON.parse(slow.stdout)).toMatchObject({ settled: true, engine_pid: expect.any(Number), ended: null })
+    // Off a terminal: a line once the wait has lasted a second, saying what it waits for and where the engine is.
+    expect(slow.stderr).toMatch(/^sessions: waiting for docs to start: compiling the pipeline \(1s\)\n$/)
+    const bounded = await cli(['start', 'pipeline', 'refine.yaml', 'late', '--yes', '--wait-start', '1', '-C', root], {
+      env: { MOCK_COMPILE: '3', MOCK_PACE: '0.1' },
+    })
+    expect(bounded.code).toBe(0)
+    expect(bounded.stdout).toMatch(
+      /^✓ Started late \(pipeline scripts\/pipelines\/refine\.yaml\) in tmux session pipeline-late, engine PID \d+, still compiling the pipeline\./,
+    )
+    const json = await cli(['start', 'pipeline', 'refine.yaml', 'later', '--yes', '--json', '--wait-start', '0.5', '-C', root], {
+      env: { MOCK_COMPILE: '3', MOCK_PACE: '0.1' },
+    })
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      settled: false,
+      phase: 'compiling the pipeline',
+      engine_pid: expect.any(Number),
+      ended: null,
+    })
+    for (const name of ['docs', 'late', 'later'])
+      await waitFor(`${name} complete`, async () => rowOf((await listJson(root)).sessions, name).health === 'complete', 30_000)
+    // Each run's tmux session went with its engine: no dead pane to repair.
+    expect(tmuxSessionNames().filter((name) => /^pipeline-(docs|late|later)$/.test(name))).toEqual([])
+    expect(JSON.parse((await cli(['cleanup', '--json', '-C', root])).stdout).problems).toEqual([])
+  })
+
+  test("Ctrl-C while waiting: before the lock the start is undone (a resume's status put back); once the engine holds its lock it runs on", async () => {
+    const root = await makeEngineProject()
+    await startOk(['start', 'ralph', 'again', '2', '--yes', '-C', root], { env: { MOCK_PACE: '0.05' } })
+    await waitFor('again complete', async () => rowOf((await listJson(root)).sessions, 'again').health === 'complete')
+    const state = path.join(root, '.claude/pipeline-runs/again/state.json')
+    writeFileSync(state, JSON.stringify({ ...readJson(state), status: 'killed' }))
+    const before = readFileSync(state, 'utf8')
+    const interrupted = await cliStopped(['resume', 'again', '--yes', '-C', root], { MOCK_RECONCILE: '5' }, abortAfter(1500))
+    expect(interrupted.code).toBe(130)
+    expect(interrupted.stderr).toMatch(/reconciling its \d+ events, then taking its lock/)
+    expect(interrupted.stderr).toMatch(
+      /\nsessions: the wait was interrupted before the engine of again took its lock: the start is undone\n$/,
+    )
+    expect(tmuxSessionNames()).not.toContain('pipeline-again')
+    expect(readJson(state).status).toBe('killed')
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual(JSON.parse(before))
+
+    const settling = await cliStopped(
+      ['start', 'ralph', 'busy', '5', '--yes', '--json', '-C', root],
+      { MOCK_COMPILE: '4' },
+      abortAfter(1500),
+    )
+    expect(settling.code).toBe(0)
+    const started = JSON.parse(settling.stdout)
+    expect(started).toMatchObject({ settled: false, phase: 'writing its state', engine_pid: expect.any(Number) })
+    expect(isPidAlive(started.engine_pid)).toBe(true)
+    await waitFor('busy settled', async () => rowOf((await listJson(root)).sessions, 'busy').health === 'running')
+    expect((await cli(['kill', 'busy', '-C', root])).code).toBe(0)
+  })
+
+  test('in an 80- and a 40-column terminal the wait is one line, cut to the width, never wrapped', async () => {
+    const root = await makeEngineProject()
+    for (const [name, width] of [
+      ['wide', 80],
+      ['narrow', 40],
+    ] as const) {
+      terminal(`spin-${name}`, ['start', 'pipeline', 'refine.yaml', `a-rather-long-session-name-${name}`, '--yes', '-C', root], {
+        width,
+        height: 30,
+        env: { MOCK_COMPILE: '3', MOCK_PACE: '0.1' },
+      })
+      const seen = await waitFor('the spinner', () => {
+        const lines = paneText(`=spin-${name}:`)
+          .split('\n')
+          .filter((line) => line.includes('waiting for'))
+        return lines.length ? lines : null
+      })
+      expect(seen).toHaveLength(1)
+      expect(seen[0].length).toBeLessThanOrEqual(width - 1)
+      expect(seen[0]).toMatch(/^. waiting for a-rather/)
+      await waitFor('the start', () => paneText(`=spin-${name}:`).includes('exit=0'), 30_000)
+      expect(paneText(`=spin-${name}:`)).not.toContain('waiting for')
+      tmux('kill-session', '-t', `=spin-${name}`)
+    }
   })
 })
 

@@ -4278,7 +4278,6 @@ function appendCommand(file: string): string {
  */
 async function launch(plan: StartPlan, made: Made, options: StartOptions): Promise<StartResult> {
   const root = plan.project
-  const paths = sessionPaths(root, plan.name)
   const began = await spawnEngine(plan, made, options)
   const waitSeconds = options.waitStartSeconds ?? DEFAULTS.waitStartSeconds
   let look: StartLook = { kind: 'waiting', phase: 'starting', pid: null }
@@ -4298,7 +4297,8 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
     // Not settled in time, or the wait interrupted: an engine that holds its lock has started, and runs on.
     if (!outcome && look.pid === null) {
       const why = options.signal?.aborted ? 'the wait was interrupted' : `after ${waitSeconds}s`
-      if (options.signal?.aborted) throw new SessionsError(`${why} before the engine of ${plan.name} took its lock: the start is undone`, 130)
+      if (options.signal?.aborted)
+        throw new SessionsError(`${why} before the engine of ${plan.name} took its lock: the start is undone`, 130)
       // The engine may only be slow: what runs is left for the user to look at, not undone.
       made.tmuxName = null
       made.folders = []
@@ -4396,9 +4396,7 @@ async function lookAtStart(plan: StartPlan, began: Began, options: StartOptions)
   // The engine proven, holding the lock, and the one in this pane (not one started by hand beside it).
   const lockPid = now.lock.kind === 'ok' && now.engine?.proof ? now.engine.pid : null
   const inPane =
-    lockPid !== null &&
-    paneNow.pid !== null &&
-    (lockPid === paneNow.pid || (await processDescendants(paneNow.pid)).includes(lockPid))
+    lockPid !== null && paneNow.pid !== null && (lockPid === paneNow.pid || (await processDescendants(paneNow.pid)).includes(lockPid))
   if (inPane && written) return { kind: 'settled', phase: runningPhase(stateNow), pid: lockPid }
   if (paneNow.exists && !paneNow.dead) return { kind: 'waiting', phase: startPhase(plan, inPane, paths), pid: inPane ? lockPid : null }
   // A short run can end between two looks: the engine writes its state only once it holds its lock, so a
@@ -8003,7 +8001,7 @@ function waitLine(io: Io, what: string, lead = 'waiting for ') {
   const draw = () => {
     if (io.stderrTerminal) {
       const width = Math.max(40, io.columns ?? 80) - 1
-      io.stderr(`\r${fitWidth(`${'⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'[frame++ % 10]} ${words()}`, width)}\x1b[K`)
+      io.stderr(`\r${fitWidth(`${'⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'[frame++ % 10]} ${lead}${words()}`, width)}\x1b[K`)
     } else io.stderr(`sessions: ${frame++ ? 'still ' : ''}${lead}${words()}\n`)
   }
   return {
