@@ -2941,9 +2941,15 @@ describe("a newcomer's first hour", () => {
   test('a resume whose engine reconciles for longer than a start waits (12 s) succeeds with the default wait', async () => {
     const root = await makeEngineProject('crashed-loop')
     const run = await cli(['resume', 'busy', '--yes', '-C', root], { env: { MOCK_RECONCILE: '12', MOCK_PACE: '5' } })
-    expect(run.stderr).toBe('')
+    // Off a terminal it says what it waits for after a second, then every 10 s: never silent for long.
+    expect(run.stderr).toMatch(
+      /^sessions: waiting for busy to resume: reconciling its \d+ events, then taking its lock \(1s\)\nsessions: still waiting for busy to resume: reconciling its \d+ events, then taking its lock \(11s\)\n$/,
+    )
     expect(run.code).toBe(0)
     expect(rowOf((await listJson(root)).sessions, 'busy').health).toBe('running')
+    const waited = await cli(['wait', 'busy', '--timeout', '1.5', '-C', root])
+    expect(waited.code).toBe(124)
+    expect(waited.stderr).toBe('sessions: waiting for busy: busy running (1s)\n')
   }, 40_000)
 
   test('pipeline-NAME, as the tool prints it, stands for NAME', async () => {

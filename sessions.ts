@@ -8730,19 +8730,19 @@ const COMMANDS = {
     examples: ['wait auth docs', 'wait auth --timeout 3600 && echo done'],
     run: async ({ args, values, common, io, json }) => {
       args.forEach(checkName)
-      // Progress bars only on a terminal, redrawn in place; nothing on a pipe.
+      // Progress bars on a terminal, redrawn in place; off one, a line on stderr now and then (waitLine).
       const drawing = !json && io.terminal
+      const line = drawing ? null : waitLine(io, args.join(', '))
       let drawn = 0
       const result = await wait(args, {
         ...common,
         timeoutSeconds: values.timeout as number | undefined,
-        onPoll: drawing
-          ? (rows) => {
-              io.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(terminalSafeDeep(rows), viewOf(io))}`)
-              drawn = rows.length
-            }
-          : undefined,
-      })
+        onPoll: (rows) => {
+          if (line) line.update(rows.map((row) => `${row.name} ${row.health}`).join(', '))
+          else io.stdout(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${renderWaitProgress(terminalSafeDeep(rows), viewOf(io))}`)
+          drawn = rows.length
+        },
+      }).finally(() => line?.done())
       return { data: result, render: renderWaitResult, exit: result.timed_out ? 124 : result.all_complete ? 0 : 1 }
     },
   },
