@@ -1547,7 +1547,7 @@ describe('the demo', () => {
       encoding: 'utf8',
     })
     // Off a terminal, a wait says what it waits for on a line of stderr; nothing else goes there.
-    for (const line of result.stderr.split('\n').filter(Boolean)) expect(line).toMatch(/^sessions: (stopping|removing) .*: waiting up to /)
+    for (const line of result.stderr.split('\n').filter(Boolean)) expect(line).toMatch(/^sessions: ((stopping|removing) .*: waiting up to |(still )?waiting for \S+( to (start|resume))?: )/)
     expect(result.status).toBe(0)
     expect(result.stdout).toContain('gamma: complete (state says complete)')
     expect(result.stdout).toMatch(/beta\s+improve-plan\s+-\s+\d+\/30\s+killed/)
