@@ -1547,7 +1547,8 @@ describe('the demo', () => {
       encoding: 'utf8',
     })
     // Off a terminal, a wait says what it waits for on a line of stderr; nothing else goes there.
-    for (const line of result.stderr.split('\n').filter(Boolean)) expect(line).toMatch(/^sessions: ((stopping|removing) .*: waiting up to |(still )?waiting for \S+( to (start|resume))?: )/)
+    for (const line of result.stderr.split('\n').filter(Boolean))
+      expect(line).toMatch(/^sessions: ((stopping|removing) .*: waiting up to |(still )?waiting for \S+( to (start|resume))?: )/)
     expect(result.status).toBe(0)
     expect(result.stdout).toContain('gamma: complete (state says complete)')
     expect(result.stdout).toMatch(/beta\s+improve-plan\s+-\s+\d+\/30\s+killed/)
@@ -2952,10 +2953,28 @@ describe("a newcomer's first hour", () => {
     expect(waited.stderr).toBe('sessions: waiting for busy: busy running (1s)\n')
   }, 40_000)
 
-  test('pipeline-NAME, as the tool prints it, stands for NAME', async () => {
+  test('one name rule: NAME, pipeline-NAME and loop-NAME stand for NAME in every command that takes a session', async () => {
     const root = await makeProject('complete-loop')
-    expect(JSON.parse((await cli(['status', 'pipeline-done-loop', '--json', '-C', root])).stdout).name).toBe('done-loop')
-    expect((await cli(['monitor', 'pipeline-done-loop', '-C', root])).code).toBe(0)
+    for (const given of ['pipeline-done-loop', 'loop-done-loop']) {
+      expect(JSON.parse((await cli(['status', given, '--json', '-C', root])).stdout).name).toBe('done-loop')
+      expect((await cli(['monitor', given, '-C', root])).code).toBe(0)
+      expect((await cli(['wait', given, '--json', '-C', root])).code).toBe(0)
+      const events = (await cli(['events', given, '--json', '-C', root])).stdout.trim().split('\n')
+      expect(events.map((line) => JSON.parse(line).session)).toEqual(events.map(() => 'done-loop'))
+      expect(JSON.parse((await cli(['kill', given, '--json', '-C', root])).stdout)[0]).toMatchObject({
+        name: 'done-loop',
+        outcome: 'not_running',
+      })
+    }
+    // A resume under the tmux session's name resumes the session itself.
+    const engine = await makeEngineProject()
+    await startOk(['start', 'ralph', 'named', '2', '--yes', '-C', engine], { env: { MOCK_PACE: '0.05', MOCK_END: 'fail:1' } })
+    await waitFor('named failed', async () => rowOf((await listJson(engine)).sessions, 'named').health === 'failed')
+    const resumed = await cli(['resume', 'pipeline-named', '--yes', '--json', '-C', engine], { env: { MOCK_PACE: '0.05' } })
+    expect(resumed.stderr).toBe('')
+    expect(JSON.parse(resumed.stdout)).toMatchObject({ name: 'named', resume: true })
+    // A session really named pipeline-x is itself, never x.
+    expect((await cli(['status', 'pipeline-nobody', '-C', root])).stderr).toMatch(/^sessions: no session pipeline-nobody in /)
   })
 
   test('without tmux: list and status answer from the files with a warning; start and kill say how to install it', async () => {

@@ -2994,14 +2994,38 @@ async function loadSession(name: string, options: CommonOptions & GatherOptions 
   let facts = await gatherSession(name, root, own.get(name) ?? null)
   let exists = sessionExists(facts)
   if (!exists && options.mustExist) {
-    // The tmux session's name (pipeline-NAME), which this tool prints, stands for NAME.
-    const bare = name.startsWith(TMUX_PREFIX) ? name.slice(TMUX_PREFIX.length) : ''
-    const named = isValidName(bare) ? await gatherSession(bare, root, own.get(bare) ?? null) : null
-    if (!named || !sessionExists(named)) throw sessionNotFound(name, root, await sessionNames(root, own))
-    facts = named
+    const named = await sessionNamed(name, root, own)
+    if (named === name) throw sessionNotFound(name, root, await sessionNames(root, own))
+    facts = await gatherSession(named, root, own.get(named) ?? null)
     exists = true
   }
   return { root, facts, exists, tmuxAvailable: tmux.available, row: describeSession(facts, Date.now(), options) }
+}
+
+/**
+ * The session a name given stands for, by one rule for every command: the session of that name when
+ * there is one, else the one whose tmux session it names (pipeline-NAME, or loop-NAME of the older
+ * engine), as this tool prints them; else the name as given (the command then says it is not there).
+ */
+async function sessionNamed(name: string, root: string, own: Map<string, unknown>): Promise<string> {
+  return nameAmong(name, await sessionNames(root, own))
+}
+
+/** sessionNamed among the names known. */
+function nameAmong(name: string, known: string[]): string {
+  if (known.includes(name)) return name
+  for (const prefix of [TMUX_PREFIX, LEGACY_TMUX_PREFIX]) {
+    const bare = name.startsWith(prefix) ? name.slice(prefix.length) : ''
+    if (isValidName(bare) && known.includes(bare)) return bare
+  }
+  return name
+}
+
+/** Several names by sessionNamed, from one tmux listing. */
+async function sessionsNamed(names: string[], options: CommonOptions): Promise<string[]> {
+  const root = await findProjectRoot(options)
+  const { own } = ownTmuxSessions((await tmuxSessionsIfAny(options)).sessions, root)
+  return Promise.all(names.map((name) => sessionNamed(checkName(name), root, own)))
 }
 
 /** A named session that must exist. */
@@ -4653,9 +4677,10 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
 }
 
 /** Stops each named session; sessions that are not running are left as they are. */
-async function kill(names: string[], options: KillOptions = {}): Promise<KillReport[]> {
-  if (!names.length) throw new UsageError('kill: missing session NAME')
-  names.forEach(checkName)
+async function kill(given: string[], options: KillOptions = {}): Promise<KillReport[]> {
+  if (!given.length) throw new UsageError('kill: missing session NAME')
+  given.forEach(checkName)
+  const names = await sessionsNamed(given, options)
   const root = await findProjectRoot(options)
   const reports: KillReport[] = []
   for (const name of [...new Set(names)]) {
@@ -5058,8 +5083,9 @@ async function howStarted(
  * Resumes a crashed, zombie, failed or killed session as it was started (its own files say how);
  * what is given overrides. Then it is a `start --resume`, with all that start checks and verifies.
  */
-async function resume(name: string, overrides: ResumeOverrides = {}, options: StartOptions = {}): Promise<StartResult> {
-  const how = await howStarted(checkName(name), options)
+async function resume(given: string, overrides: ResumeOverrides = {}, options: StartOptions = {}): Promise<StartResult> {
+  const [name] = await sessionsNamed([given], options)
+  const how = await howStarted(name, options)
   if (!how.type && !how.pipeline)
     throw new SessionsError(
       `cannot tell how ${name} was started (no stage type or pipeline file in its files); use "${hint(options, await findProjectRoot(options), `start TYPE ${name} MAX --resume`)}"`,
@@ -5895,9 +5921,11 @@ async function events(names: string[] = [], options: EventsOptions = {}): Promis
   return (await eventsWithMarks(names, options)).result
 }
 
-async function eventsWithMarks(names: string[], options: EventsOptions) {
-  names.forEach(checkName)
+async function eventsWithMarks(given: string[], options: EventsOptions) {
+  given.forEach(checkName)
   const look = await lookAtProject(options, null, false)
+  // One name rule (sessionNamed): NAME, or the tmux session's pipeline-NAME or loop-NAME.
+  const names = given.map((name) => nameAmong(name, look.names))
   for (const name of names) if (!look.names.includes(name)) throw sessionNotFound(name, look.root, look.names)
   const record = await readNotifyRecord(look.root)
   const wanted = (event: { session: string; ts: string }) =>
@@ -5912,6 +5940,7 @@ async function eventsWithMarks(names: string[], options: EventsOptions) {
     result: { project: look.root, tmux_available: look.tmuxAvailable, events: all.map(publicEvent) },
     marks: look.marks,
     root: look.root,
+    names,
   }
 }
 
@@ -8779,7 +8808,7 @@ const COMMANDS = {
         since: values.since as number | undefined,
         stallMinutes: values.stall as number | undefined,
       }
-      const { result, marks } = await eventsWithMarks(args, options)
+      const { result, marks, names } = await eventsWithMarks(args, options)
       if (!result.tmux_available)
         io.stderr(`sessions: warning: ${TMUX_MISSING}; live tmux sessions cannot be seen, so this is from the files alone\n`)
       // --json is NDJSON, one event a line, so that a follower can read it line by line.
@@ -8788,7 +8817,7 @@ const COMMANDS = {
       if (json || result.events.length) print(result.events)
       else if (!values.follow) io.stdout(renderEvents(result))
       if (!values.follow) return { exit: 0 }
-      await followEvents(args, marks, (event) => print([event]), {
+      await followEvents(names, marks, (event) => print([event]), {
         ...options,
         intervalMs: Math.max(100, ((values.interval as number | undefined) ?? DEFAULTS.notifyIntervalSeconds) * 1000),
         signal: stopSignal(io),
