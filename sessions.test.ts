@@ -1664,6 +1664,39 @@ describe('the menu', () => {
     expect(tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', '=ui:')).toContain('done-loop: complete')
   })
 
+  test('a typed number picks that very session (not every label holding the digit); kill asks once more, naming it', async () => {
+    const root = await makeEngineProject()
+    for (const name of ['one-2', 'three-2', 'two-2'])
+      expect((await cli(['start', 'ralph', name, '9', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })).code).toBe(0)
+    await menu(root)
+    keys('status')
+    await waitFor('the filter', () => !paneText('=ui:').includes('list '))
+    keys('Enter')
+    await waitFor('the sessions', () => paneText('=ui:').includes('? Status of which session'))
+    keys('2')
+    await waitFor('one row', () => !paneText('=ui:').includes('one-2 —'))
+    expect(paneText('=ui:')).toContain('2  three-2 —')
+    keys('Enter')
+    await waitFor('the status', () => paneText('=ui:').includes('exit=0'))
+    expect(tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', '=ui:')).toContain('three-2: running')
+    tmux('kill-session', '-t', '=ui')
+    await menu(root)
+    keys('kill')
+    await waitFor('the filter', () => !paneText('=ui:').includes('list '))
+    keys('Enter')
+    await waitFor('the sessions', () => paneText('=ui:').includes('? Kill which session'))
+    keys('3')
+    await waitFor('one row', () => !paneText('=ui:').includes('one-2 —'))
+    keys('Enter')
+    await waitFor('the question', () => paneText('=ui:').includes('[y/N]'))
+    expect(paneText('=ui:')).toMatch(/Kill two-2 — ralph · iteration \d\/9 · running/)
+    keys('n', 'Enter')
+    await waitFor('the answer', () => paneText('=ui:').includes('exit=0'))
+    expect(paneText('=ui:')).toContain('Nothing was killed.')
+    expect(rowOf((await listJson(root)).sessions, 'two-2').health).toBe('running')
+    expect((await cli(['kill', 'one-2', 'three-2', 'two-2', '-C', root])).code).toBe(0)
+  })
+
   test('start asks for type, name, max, provider and context, then confirms and starts', async () => {
     const root = await makeEngineProject()
     const record = path.join(BASE, `record-${projects}.jsonl`)
@@ -4063,6 +4096,9 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
         sessions: result.sessions.map(({ runtime_seconds: _r, total_runtime_seconds: _t, ...row }) => row),
       })
       expect(stable(listed.structuredContent as never)).toEqual(stable(fromCli))
+      // The same JSON as text beside the summary, for a host that shows only content.
+      expect(listed.content).toHaveLength(2)
+      expect(JSON.parse(listed.content[1].text)).toEqual(listed.structuredContent)
       expect(listed.content[0].text).toMatch(/^busy: crashed \(/)
       // A refusal is a tool error with the CLI's line; a malformed argument is the SDK's validation error.
       expect(await call('session_status', { name: 'nobody' })).toEqual({

@@ -6559,7 +6559,14 @@ interface McpToolResult {
 async function toolAnswer(work: () => Promise<Record<string, unknown>>, say: (data: never) => string): Promise<McpToolResult> {
   try {
     const data = fitForAgent(await work(), MCP_RESULT_CHARS)
-    return { content: [{ type: 'text', text: cutText(say(data as never), MCP_TEXT_CHARS) }], structuredContent: data }
+    // The JSON as text too (the spec's SHOULD): a host that shows only `content` leaves the agent no less.
+    return {
+      content: [
+        { type: 'text', text: cutText(say(data as never), MCP_TEXT_CHARS) },
+        { type: 'text', text: JSON.stringify(data) },
+      ],
+      structuredContent: data,
+    }
   } catch (error) {
     const message = error instanceof SessionsError ? error.message : `unexpected error: ${errorMessage(error)}`
     return { content: [{ type: 'text', text: cutText(oneLine(message), 1000) }], isError: true }
@@ -8178,7 +8185,12 @@ async function searchPrompt<T>(message: string, choices: { value: T; name: strin
   return search({
     message,
     pageSize: 12,
-    source: (term) => choices.filter((choice) => !term || choice.name.toLowerCase().includes(term.toLowerCase())),
+    // A number typed is that row (the labels are numbered), never a filter that every label with a 2 passes.
+    source: (term) => {
+      const number = /^\s*(\d+)\s*$/.exec(term ?? '')
+      if (number) return choices.slice(Number(number[1]) - 1, Number(number[1])).filter(() => Number(number[1]) >= 1)
+      return choices.filter((choice) => !term || choice.name.toLowerCase().includes(term.toLowerCase()))
+    },
   })
 }
 
@@ -8260,6 +8272,14 @@ async function runMenu(common: CommonOptions, globalArgs: string[], io: Io): Pro
       (COMMANDS[action] as CommandSpec).pick ?? 'Which session',
       numbered(fitting.map((row) => ({ value: row.name, label: describeForMenu(terminalSafeDeep(row)) }))),
     )
+    // A kill asks once more, naming what it stops: a picker is easy to mis-hit.
+    if (action === 'kill') {
+      const row = terminalSafeDeep(fitting.find((one) => one.name === name)!)
+      if (!(await askYesNo(`Kill ${describeForMenu(row)}? Its engine and agents stop; progress is kept. [y/N] `))) {
+        io.stdout('Nothing was killed.\n')
+        return 0
+      }
+    }
     return main([action, name, ...globalArgs], io)
   } catch (error) {
     // Ctrl-C in a prompt: leave quietly.
