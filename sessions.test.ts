@@ -3441,6 +3441,20 @@ describe('events and notify', () => {
     expect(tmuxSessionNames()).toContain('sessions-notify')
     const { pid } = JSON.parse(detached.stdout)
     expect(isPidAlive(pid)).toBe(true)
+    // It says how to stop it and where to read it; list shows that it runs, and where it delivers.
+    expect(JSON.parse(detached.stdout).next.map((n: { command: string }) => n.command)).toEqual([
+      expect.stringMatching(/ notify --stop -C /),
+      `tmux -L ${SOCKET} attach -r -t =sessions-notify`,
+      expect.stringMatching(/ events --since 1h -C /),
+    ])
+    const watching = await listJson(root)
+    expect((watching as { watcher?: unknown }).watcher).toEqual({
+      pid,
+      since: expect.any(String),
+      sinks: [`exec cat >> ${execOut}`],
+      policy: null,
+    })
+    expect((await cli(['list', '-C', root])).stdout).toMatch(new RegExp(`\\nA watcher runs \\(PID ${pid}, since [^)]+\\) → exec cat >> `))
     // It delivers: a session started now completes.
     await startOk(['start', 'ralph', 'later', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the delivery', () => ndjson(execOut).length === 1)
@@ -3450,6 +3464,7 @@ describe('events and notify', () => {
     expect(tmuxSessionNames()).not.toContain('sessions-notify')
     expect(existsSync(path.join(root, '.claude/sessions-notify.lock'))).toBe(false)
     expect((await cli(['notify', '--stop', '-C', root])).stdout).toBe(`No watcher runs for ${root}.\n`)
+    expect(((await listJson(root)) as { watcher?: unknown }).watcher).toBeNull()
 
     // A watcher as a service manager runs it, ended by SIGTERM: exit 0, its record saved, its lock released.
     const child = spawn(NATIVE ? process.execPath : TSX, [SESSIONS, 'notify', '--exec', 'true', '--interval', '0.3', '-C', root], {

@@ -3547,6 +3547,8 @@ interface NextAction {
 
 interface ListResult {
   project: string
+  /** This project's notify watcher, when one runs: its PID, since when, where it delivers; policy is for supervision (null). */
+  watcher?: WatcherInfo | null
   /** False where tmux is not installed: the rows come from the files alone, and live tmux sessions cannot be seen. */
   tmux_available: boolean
   sessions: SessionRow[]
@@ -3676,6 +3678,7 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     next: listNext(sessions, (command) => hint(options, project.root, command), runnerIfAny(project.root, options)),
     tmux_available: tmux.available,
     version: VERSION,
+    watcher: await watcherOf(project.root),
   }
   if (options.all) {
     // Every other project: those of the server's pipeline sessions, and those remembered; each listed whole.
@@ -5759,6 +5762,8 @@ const NotifyRecordSchema = z.object({
   log: z.array(TrackedEventSchema.extend({ late: z.boolean() })),
   /** Events not yet delivered to every sink they are for (a watcher stopped mid-way). */
   outbox: z.array(z.object({ event: TrackedEventSchema, late: z.boolean(), sinks: z.array(z.string()) })),
+  /** What the watcher that wrote it delivers to (labels: never a webhook's whole URL). */
+  sinks: z.array(z.string()).optional(),
   /** The outcome of each delivery, newest last. */
   deliveries: z.array(
     z.object({ id: z.string(), sink: z.string(), ok: z.boolean(), at: z.string(), attempts: z.number(), error: z.string().nullable() }),
@@ -6297,6 +6302,8 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
         written = text
       }
       const byId = new Map(sinks.map((sink) => [sink.id, sink]))
+      // Said in the record, so that list can tell where this watcher delivers.
+      record.sinks = sinks.map((sink) => sink.label)
       const cache: FactsCache = new Map()
       // What an earlier watcher left undelivered: to the sinks still asked for, late.
       for (const item of record.outbox) {
@@ -6399,6 +6406,8 @@ interface NotifyControlResult {
   /** The watcher's PID: the one started, or the one stopped. */
   pid: number | null
   tmux_session: string | null
+  /** After --detach: how to stop it, and where to read what it does. */
+  next?: NextAction[]
 }
 
 /** This project's watcher tmux sessions (marked so by notify --detach), on the server. */
@@ -6455,7 +6464,15 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
       const said = (await capturePane(options, name, 50))?.filter((line) => line.trim()).at(-1)
       throw new SessionsError(`the watcher did not start${said ? `: ${said.replace(/^sessions: /, '')}` : ''}`)
     }
-    return { project: root, action: 'detached', pid: started, tmux_session: name }
+    const next: NextAction[] = [
+      { command: hint(options, root, 'notify --stop'), why: 'stop the watcher' },
+      {
+        command: `tmux${socket ? ` -L ${shellQuote(socket)}` : ''} attach -r -t =${name}`,
+        why: 'read what it delivers, live (Ctrl-b d to leave)',
+      },
+      { command: hint(options, root, 'events --since 1h'), why: 'what happened to the sessions' },
+    ]
+    return { project: root, action: 'detached', pid: started, tmux_session: name, next }
   } catch (error) {
     await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(name))
     throw error
@@ -6481,6 +6498,27 @@ function isWatcherOf(pid: number, root: string): boolean {
   }
   const cwd = processCwd(pid)
   return cwd !== null && (cwd === root || isInside(cwd, root))
+}
+
+interface WatcherInfo {
+  pid: number
+  since: string | null
+  sinks: string[]
+  policy: null
+}
+
+/** The project's running watcher (its lock held by a live watcher of this project), or null. */
+async function watcherOf(root: string): Promise<WatcherInfo | null> {
+  const files = notifyFiles(root)
+  const holder = await toolLockHolder(files.lock)
+  if (!holder.live) return null
+  const record = await readJsonFile(files.record, NotifyRecordSchema)
+  return {
+    pid: holder.pid,
+    since: isoOrNull(await processStartTime(holder.pid)),
+    sinks: record.kind === 'ok' ? (record.value.sinks ?? []) : [],
+    policy: null,
+  }
 }
 
 /** Ends this project's watcher (SIGTERM; it saves its record and releases its lock) and its tmux session. */
@@ -7351,6 +7389,11 @@ function renderList(result: ListResult, view: View = plainView()): string {
       p.bold('Hosts without an answer:'),
       ...result.hosts.flatMap((h) => wrapWords(`  ${p.red('!')} ${h.host}:${h.root}: ${h.error}`, view.width, '    ')),
     )
+  if (result.watcher) {
+    const { pid, since, sinks } = result.watcher
+    const said = `A watcher runs (PID ${pid}${since ? `, since ${localTime(since)}` : ''}) → ${sinks.join(', ') || 'nowhere'}`
+    lines.push('', ...wrapWords(said, view.width, '  '))
+  }
   if (result.warnings.length) {
     lines.push(
       '',
@@ -7697,10 +7740,10 @@ function renderEvents(result: EventsResult, view: View = plainView()): string {
 }
 
 /** notify --detach and --stop. */
-function renderNotifyControl(result: NotifyControlResult): string {
+function renderNotifyControl(result: NotifyControlResult, view: View = plainView()): string {
   switch (result.action) {
     case 'detached':
-      return `The watcher runs in tmux session ${result.tmux_session} (PID ${result.pid}).\n`
+      return `The watcher runs in tmux session ${result.tmux_session} (PID ${result.pid}).\n${nextLines(palette(view.color), result.next ?? [], view.width).join('\n')}\n`
     case 'stopped':
       return `Stopped the watcher${result.pid !== null ? ` (PID ${result.pid})` : ''}${result.tmux_session ? `; removed tmux session ${result.tmux_session}` : ''}.\n`
     default:
