@@ -510,7 +510,8 @@ const ProviderStateSchema = z.looseObject({
 })
 
 const EventSchema = z.looseObject({
-  ts: z.string(),
+  // Any value: one that is not a time (a number, null) dates its event when it is read (sessionChanges).
+  ts: z.unknown().transform((ts) => (typeof ts === 'string' ? ts : String(ts))),
   type: z.string(),
   session: str,
   cursor: z.looseObject({ node_path: str, node_run: int, iteration: int, provider: str }).nullish(),
@@ -556,7 +557,7 @@ function ioProblem(error: NodeJS.ErrnoException): string {
     case 'EPERM':
       return 'cannot be read (permission denied)'
     case 'ELOOP':
-      return 'is a symlink loop'
+      return 'is a symlink, which this tool never follows'
     case 'ENOTDIR':
       return 'a parent is not a directory'
     default:
@@ -676,10 +677,12 @@ function notRegular(st: Stats): string {
  * words). Synchronous on purpose: these files are small, and one read costs a fraction of an
  * asynchronous read's four thread-pool trips.
  */
-function readRegularFile(file: string, from = 0, limit = Number.POSITIVE_INFINITY, max = FILE_MAX_BYTES): RegularRead {
+function readRegularFile(file: string, from = 0, limit = Number.POSITIVE_INFINITY, max = FILE_MAX_BYTES, follow = false): RegularRead {
   let fd: number
   try {
-    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
+    // Never through a link in the file's place: a state or a log linked to ~/.ssh/id_rsa is read by nobody.
+    // (`follow`: for the user's own files outside .claude/, such as a hosts file kept among dotfiles.)
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW))
   } catch (error) {
     const err = error as NodeJS.ErrnoException
     if (err.code === 'ENOENT') return { kind: 'missing' }
@@ -1276,22 +1279,30 @@ function findPipelineFile(file: string, root: string, runner: string, cwd: strin
 
 /** The node ids of a pipeline file, for the plan shown before starting (a light read, not a YAML parser). */
 function pipelineStageNames(file: string): string[] {
-  const read = readRegularFile(file)
+  const read = readRegularFile(file, 0, Number.POSITIVE_INFINITY, FILE_MAX_BYTES, true)
   return read.kind === 'ok' ? [...read.text.matchAll(/^\s*-\s*id:\s*["']?([^"'\s#]+)/gm)].map((m) => m[1]) : []
 }
 
-/** Refuses a file whose real path (links followed) is outside the project: what an agent's start may name. */
-function checkInsideProject(root: string, file: string, what: string): void {
-  let real = ''
-  try {
-    real = realpathSync(file)
-  } catch {
-    /* missing: refused below */
+/**
+ * Refuses a file whose real path (links followed) is not inside one of `within` (by default the project),
+ * themselves inside the project: what an agent's start may name.
+ */
+function checkInsideProject(root: string, file: string, what: string, within: string[] = [root]): void {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p)
+    } catch {
+      return ''
+    }
   }
-  if (!real || !isInside(real, root))
+  const found = real(file)
+  const folders = within.map(real).filter((folder) => folder && isInside(folder, root))
+  if (!found || !folders.some((folder) => isInside(found, folder))) {
+    const where = within.length === 1 && within[0] === root ? 'the project' : within.map((dir) => relative(root, dir)).join(' or ')
     throw new SessionsError(
-      `${what} ${cutText(file, 200)} is ${real ? 'outside the project' : 'not there'}: an agent may start with files of ${root} only`,
+      `${what} ${cutText(file, 200)} is ${found ? `outside ${where}` : 'not there'}: an agent may start with files of ${root} only`,
     )
+  }
 }
 
 /** A path the engine (run in the project root) can use: relative when inside the project. */
@@ -1334,14 +1345,14 @@ const runners = new Map<string, string>()
  * Node strips types itself and no loader runs (by its path when the PATH's node is another), else tsx as
  * the user's shell finds it (tsxCommand); then this file, relative to the current folder when inside it.
  */
-function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
+function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv; absolute?: boolean } = {}): string {
   const cwd = options.cwd ?? process.cwd()
   // Once per folder and PATH: a list of a thousand resumable sessions asks a thousand times.
-  const key = `${cwd}\0${(options.env ?? process.env).PATH}`
+  const key = `${cwd}\0${(options.env ?? process.env).PATH}\0${Boolean(options.absolute)}`
   const known = runners.get(key)
   if (known !== undefined) return known
   const script = fileURLToPath(import.meta.url)
-  const shown = isInside(script, cwd) ? path.relative(cwd, script) : script
+  const shown = isInside(script, cwd) && !options.absolute ? path.relative(cwd, script) : script
   const loader = process.execArgv.some((arg) => arg.includes('tsx')) || !(process.features as { typescript?: unknown }).typescript
   const runner = `${loader ? tsxCommand(script, options.env) : nodeCommand(options.env)} ${shellQuote(shown)}`
   runners.set(key, runner)
@@ -2179,6 +2190,17 @@ function heldByAnother(
 ): EngineIdentity {
   const holders = flockHolders(file).filter((holder) => holder !== pid && !protectedReason(holder))
   const lockFile = relative(lock.root, lock.file)
+  // Held only by what this run's engine left running when it died (agents that inherited its descriptor,
+  // tagged by it): no engine lives. The session crashed, and cleanup stops them (leftover_processes).
+  const tag = `${sessionPaths(lock.root, lock.session).runDir}:${pid}`
+  if (!alive && holders.length && holders.every((holder) => sessionTagOf(holder) === tag))
+    return {
+      pid,
+      alive,
+      proof: null,
+      why: `lock PID ${pid} is dead; only processes its engine left running hold the flock on ${lockFile} (PID ${holders.join(', ')})`,
+      commandLine: null,
+    }
   for (const holder of holders) {
     const commandLine = processCommandLine(holder)
     if (commandLine && isEngineCommand(commandLine, lock.session))
@@ -2280,17 +2302,13 @@ interface TaggedProcess {
 async function taggedProcesses(): Promise<Map<string, TaggedProcess[]>> {
   const byRun = new Map<string, TaggedProcess[]>()
   if (process.platform !== 'linux') return byRun
-  const prefix = `${SESSION_TAG}=`
   const lineage = ownLineage()
   // Read synchronously, like the session files: hundreds of tiny /proc files cost less so than as promises.
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     const pid = Number(entry)
     try {
-      const tag = readFileSync(`/proc/${entry}/environ`, 'utf8')
-        .split('\0')
-        .find((v) => v.startsWith(prefix))
-      const parsed = tag && /^(.+):(\d+)$/s.exec(tag.slice(prefix.length))
+      const parsed = /^(.+):(\d+)$/s.exec(sessionTagOf(pid) ?? '')
       if (!parsed || !isPidAlive(pid) || protectedReason(pid, lineage)) continue
       if (/^tmux(: server)?$/.test(readFileSync(`/proc/${entry}/comm`, 'utf8').trim())) continue
       const tagged = { pid, runDir: parsed[1], enginePid: Number(parsed[2]) }
@@ -2303,6 +2321,18 @@ async function taggedProcesses(): Promise<Map<string, TaggedProcess[]>> {
     }
   }
   return byRun
+}
+
+/** A process's session tag (RUN_DIR:ENGINE_PID), or null (none, gone, or not ours to read). */
+function sessionTagOf(pid: number): string | null {
+  try {
+    const tag = readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .find((entry) => entry.startsWith(`${SESSION_TAG}=`))
+    return tag ? tag.slice(SESSION_TAG.length + 1) : null
+  } catch {
+    return null
+  }
 }
 
 /** The tagged processes of one run: while a lock names an engine, only those tagged by that engine. */
@@ -2548,20 +2578,31 @@ async function sessionNames(root: string, own: Map<string, unknown>): Promise<st
 async function unacceptedNames(root: string, all: TmuxSession[]): Promise<{ name: string; where: string }[]> {
   const claude = path.join(root, '.claude')
   const found: { name: string; where: string }[] = []
+  // Named so that what it is shows: a lookalike letter, a newline or a direction mark as \u{…}.
+  const add = (name: string, where: string, after = '') => found.push({ name, where: `${where}${visibleName(name)}${after}` })
   for (const session of all) {
     const prefix = [TMUX_PREFIX, LEGACY_TMUX_PREFIX].find((p) => session.tmuxName.startsWith(p))
     if (session.markedRole !== null || !prefix || sessionNameOf(session.tmuxName) || !belongsTo(session.directory, root)) continue
-    found.push({ name: session.tmuxName.slice(prefix.length), where: `tmux session ${session.tmuxName}` })
+    add(session.tmuxName.slice(prefix.length), `tmux session ${prefix}`)
   }
   for (const entry of await listDir(path.join(claude, 'locks')))
     if (entry.endsWith('.lock') && !isValidName(entry.slice(0, -'.lock'.length)))
-      found.push({ name: entry.slice(0, -'.lock'.length), where: `.claude/locks/${entry}` })
+      add(entry.slice(0, -'.lock'.length), '.claude/locks/', '.lock')
   for (const entry of await listDir(path.join(claude, 'pipeline-runs'))) {
-    const aside = /^(.+)\.replaced-\d{8}T\d{6}Z(-\d+)?$/.exec(entry)
-    if (!isValidName(entry) && !(aside && isValidName(aside[1])) && !entry.startsWith('.'))
-      found.push({ name: entry, where: `.claude/pipeline-runs/${entry}` })
+    const aside = /^(.+)\.replaced-\d{8}T\d{6}Z(-\d+)?$/s.exec(entry)
+    if (!isValidName(entry) && !(aside && isValidName(aside[1])) && !entry.startsWith('.')) add(entry, '.claude/pipeline-runs/')
+  }
+  for (const entry of await listDir(claude)) {
+    const legacy = /^loop-state-(.+)\.json$/s.exec(entry)
+    if (legacy && !isValidName(legacy[1])) add(legacy[1], '.claude/loop-state-', '.json')
   }
   return found
+}
+
+/** A name as printable ASCII: every other character as \u{hex} (a Cyrillic а, a newline, U+202E), cut to 80. */
+function visibleName(name: string): string {
+  const shown = [...name].map((c) => (/^[\x20-\x7e]$/.test(c) && c !== '\\' ? c : `\\u{${c.codePointAt(0)!.toString(16)}}`)).join('')
+  return cutText(shown, 80)
 }
 
 interface ProjectFacts {
@@ -3238,7 +3279,7 @@ function hostLabel(host: Host): string {
 function configuredHosts(env: NodeJS.ProcessEnv = process.env): Host[] {
   const folder = xdgFolder(env, 'XDG_CONFIG_HOME', '.config')
   const file = folder ? path.join(folder, 'hosts') : null
-  const read = file ? readRegularFile(file) : ({ kind: 'missing' } as const)
+  const read = file ? readRegularFile(file, 0, Number.POSITIVE_INFINITY, FILE_MAX_BYTES, true) : ({ kind: 'missing' } as const)
   if (read.kind !== 'ok') throw new UsageError(`--hosts: no hosts file${file ? ` (${file}: DEST:ROOT a line)` : ''}`)
   const hosts = read.text
     .split('\n')
@@ -3523,6 +3564,8 @@ async function passToHost(host: Host, args: string[], io: Io, options: { tty?: b
 interface CommonOptions extends TmuxOptions {
   /** The project root; otherwise found from the current directory. */
   root?: string
+  /** Run as an agent's pre-approved command (--agent): starts and resumes confined to the project's own files. */
+  agent?: boolean
   /** Where relative paths given by the user start, and where the root is looked for (default: the current directory). */
   cwd?: string
   /** Seconds a new tmux session may go without a lock before it counts as orphaned (default 30). */
@@ -4141,7 +4184,10 @@ async function planStart(
   let pipelineFile: string | null = null
   if (request.type) findStage(runner, request.type)
   else pipelineFile = findPipelineFile(request.pipeline!, root, runner, cwd, confined && !request.resume)
-  if (pipelineFile && confined) checkInsideProject(root, pipelineFile, 'pipeline')
+  if (confined && request.type) checkInsideProject(root, path.join(stagesFolder(runner), request.type), 'stage type')
+  // An agent's new start: a pipeline of the pipeline folders themselves (not ../ out of them); a resume's
+  // comes from the session's own files, anywhere in the project.
+  if (pipelineFile && confined) checkInsideProject(root, pipelineFile, 'pipeline', request.resume ? [root] : pipelineFolders(root, runner))
   const inputs = (request.inputs ?? []).map((input) => {
     const file = path.resolve(confined ? root : cwd, input)
     if (confined) checkInsideProject(root, file, 'input')
@@ -5943,6 +5989,8 @@ async function eventsWithMarks(given: string[], options: EventsOptions) {
   oldestFirst(all)
   return {
     result: { project: look.root, tmux_available: look.tmuxAvailable, events: all.map(publicEvent) },
+    /** The same events with their ids (what a cursor keeps). */
+    tracked: all,
     marks: look.marks,
     root: look.root,
     names,
@@ -6802,14 +6850,17 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
       }) =>
         toolAnswer(
           async () => {
-            const result = await events(names ?? [], { ...at(root), since: since === undefined ? undefined : parseSince(since) })
-            const after = cursors.after(result.events, cursor)
+            const options = { ...at(root), since: since === undefined ? undefined : parseSince(since) }
+            const { result, tracked } = await eventsWithMarks(names ?? [], options)
+            const after = cursors.after(result.project, tracked, cursor)
             // A page: the oldest of what is new, within what an answer may hold; the cursor marks only what
             // this answer held, so the rest comes next.
             let page = after.slice(0, limit ?? MCP_EVENTS_LIMIT)
-            while (page.length > 1 && JSON.stringify(fitForAgent({ ...result, events: page }, Infinity)).length > MCP_RESULT_CHARS * 0.9)
+            const answer = (events: TrackedEvent[]) => ({ ...result, events: events.map(publicEvent) })
+            while (page.length > 1 && JSON.stringify(fitForAgent(answer(page), Infinity)).length > MCP_RESULT_CHARS * 0.9)
               page = page.slice(0, Math.ceil(page.length / 2))
-            return { ...result, events: page, more: after.length - page.length, cursor: cursors.make(cursors.held(cursor), page) }
+            const next = cursors.make(result.project, cursors.held(cursor), page)
+            return { ...answer(page), more: after.length - page.length, cursor: next }
           },
           (data: EventsResult) =>
             data.events.length ? data.events.map((event) => `${event.ts} ${event.session} ${event.event}`).join('; ') : 'no events',
@@ -6958,27 +7009,28 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
 }
 
 /**
- * session_events' cursors: what an answer held, kept by the server (one client, one process), so that
- * the next answer holds exactly what is new, also an event dated earlier (a crash is dated by the
- * session's last sign of life). The newest 100 cursors are kept.
+ * session_events' cursors: what the answers so far held, kept by the server (one client, one process), so
+ * that the next answer holds exactly what is new, also an event dated earlier (a crash is dated by the
+ * session's last sign of life). Events are known by their ids, within their project (a cursor of one
+ * project hides nothing of another). The newest 100 cursors are kept.
  */
 function eventCursors() {
   const kept = new Map<string, Set<string>>()
-  const key = (event: SessionEvent) => `${event.session}\t${event.event}\t${event.ts}\t${event.iteration ?? ''}\t${event.stage ?? ''}`
+  const key = (project: string, event: TrackedEvent) => `${project}\t${event.id}`
   return {
-    after(list: SessionEvent[], cursor: string | null | undefined): SessionEvent[] {
+    after(project: string, list: TrackedEvent[], cursor: string | null | undefined): TrackedEvent[] {
       if (!cursor) return list
       const seen = kept.get(cursor)
       if (!seen) throw new UsageError(`unknown cursor "${cursor}": pass back the cursor of an earlier answer of this server, or none`)
-      return list.filter((event) => !seen.has(key(event)))
+      return list.filter((event) => !seen.has(key(project, event)))
     },
     /** What an earlier cursor held (nothing for none). */
     held(cursor: string | null | undefined): Set<string> {
       return (cursor && kept.get(cursor)) || new Set()
     },
-    make(before: Set<string>, list: SessionEvent[]): string {
+    make(project: string, before: Set<string>, list: TrackedEvent[]): string {
       const cursor = randomBytes(8).toString('hex')
-      kept.set(cursor, new Set([...before, ...list.map(key)]))
+      kept.set(cursor, new Set([...before, ...list.map((event) => key(project, event))]))
       for (const old of kept.keys()) if (kept.size > 100) kept.delete(old)
       return cursor
     },
@@ -7049,8 +7101,9 @@ function preApproved(allowActions: boolean): CommandName[] {
   })
 }
 
-/** The /sessions command file: Claude runs this tool with --json for what the user asked, and answers from the JSON. */
-function claudeCommandFile(runner: string, allowActions: boolean): string {
+/** The /sessions command file: Claude runs this tool (`--agent`) with --json for what the user asked, and answers from the JSON. */
+function claudeCommandFile(userRunner: string, allowActions: boolean): string {
+  const runner = `${userRunner} --agent`
   const commands = (Object.keys(COMMANDS) as CommandName[])
     .filter((name) => !['completion', 'help', 'version', 'mcp', 'setup', 'notify', 'attach', 'wait', 'start'].includes(name))
     .map((name) => `- \`${runner} ${COMMANDS[name].usage} --json\`: ${COMMANDS[name].summary}`)
@@ -7079,8 +7132,9 @@ ${commands.join('\n')}
 - start: \`${runner} start TYPE NAME [MAX] --yes --json\` (a loop of stage TYPE) or \`${runner} start pipeline FILE NAME [RUNS] --yes --json\`; \`--provider=P --model=M --context=TEXT --input=PATH\` pass through to the engine. Without a type, offer the stage types of \`${runner} completion --words stages\`.
 - kill, \`cleanup --yes\`, \`start --force\`: they stop processes or change files. Run them only when the user asked for exactly that; otherwise show what would happen (\`cleanup --json\` only reports) and ask.
 - wait: \`${runner} wait NAME... --timeout 90 --json\` (exit 124 when the time ran out): a command here may run for about two minutes, so wait in such steps, or look again later with \`events NAME --since 10m --json\`.
-- attach: it needs the user's terminal. Do not run it; tell the user to run \`${runner} attach NAME\` (Ctrl-b d detaches), and show \`monitor NAME --json\` instead.
-- notifications when sessions end, fail, crash or stall: tell the user to run \`${runner} notify --webhook URL --detach\` in their terminal (see \`${runner} help notify\`); do not run notify yourself.
+- attach: it needs the user's terminal. Do not run it; tell the user to run \`${userRunner} attach NAME\` (Ctrl-b d detaches), and show \`monitor NAME --json\` instead.
+- notifications when sessions end, fail, crash or stall: tell the user to run \`${userRunner} notify --webhook URL --detach\` in their terminal (see \`${userRunner} help notify\`); do not run notify yourself.
+- \`--agent\` keeps every command to this project: do not add -C, --root, --host or --hosts (it refuses them).
 `
 }
 
@@ -7093,7 +7147,9 @@ async function setupClaude(options: CommonOptions & { force?: boolean; allowActi
   // The tmux server it was given (--socket), in every command Claude runs and in the server's arguments.
   const socket = tmuxSocket(options)
   const socketArgs = socket && socket !== settingsOf(options.env).socket ? ['--socket', socket] : []
-  const runner = [runnerOf({ cwd: root, env: options.env }), ...socketArgs.map(shellQuote)].join(' ')
+  // By its absolute path (a sessions.ts that an agent writes in another folder is not this one), and
+  // with --agent for what Claude runs (this project only): docs/agents.md.
+  const runner = [runnerOf({ cwd: root, env: options.env, absolute: true }), ...socketArgs.map(shellQuote)].join(' ')
   const allowActions = Boolean(options.allowActions)
   const text = claudeCommandFile(runner, allowActions)
   mkdirInside(root, path.dirname(file))
@@ -8245,7 +8301,7 @@ function numbered<T>(choices: { value: T; label: string }[]): { value: T; name: 
 
 /** " — what it does", from a stage's stage.yaml (its description line), or nothing. */
 function stageDescription(stagesDir: string, stage: string): string {
-  const read = readRegularFile(path.join(stagesDir, stage, 'stage.yaml'))
+  const read = readRegularFile(path.join(stagesDir, stage, 'stage.yaml'), 0, Number.POSITIVE_INFINITY, FILE_MAX_BYTES, true)
   const description = read.kind === 'ok' ? /^description:\s*["']?(.*?)["']?\s*$/m.exec(read.text)?.[1] : undefined
   return description ? ` — ${terminalSafe(description)}` : ''
 }
@@ -8418,9 +8474,24 @@ function checked<T>(schema: z.ZodType<T>, raw: string): T {
 const matching = (pattern: RegExp, message: (raw: string) => string) => (raw: string) =>
   checked(z.string().regex(pattern, message(raw)), raw)
 const number = (pattern: RegExp, message: (raw: string) => string) => (raw: string) => Number(matching(pattern, message)(raw))
-const measured = (unit: string) => (flag: string) => number(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of ${unit}, got "${raw}"`)
-const seconds = measured('seconds')
-const minutes = measured('minutes')
+/** The longest wait a timer holds (2^31 - 1 ms, about 24 days): a longer --timeout would fire at once. */
+const LONGEST_WAIT_MS = 2 ** 31 - 1
+/** A value within what a timer holds, else a usage error naming the bound. */
+const withinTimers = (flag: string, msPerUnit: number, unit: string, parse: (raw: string) => number) => (raw: string) => {
+  const value = parse(raw)
+  if (value * msPerUnit > LONGEST_WAIT_MS)
+    throw new UsageError(`--${flag} must be at most ${Math.floor(LONGEST_WAIT_MS / msPerUnit)} ${unit}, got "${raw}"`)
+  return value
+}
+const measured = (unit: string, msPerUnit: number) => (flag: string) =>
+  withinTimers(
+    flag,
+    msPerUnit,
+    unit,
+    number(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of ${unit}, got "${raw}"`),
+  )
+const seconds = measured('seconds', 1000)
+const minutes = measured('minutes', 60_000)
 const count = (label: string) => number(/^[1-9]\d{0,8}$/, (raw) => `${label} must be a positive integer, got "${raw}"`)
 const engineValue = (flag: string) => matching(ENGINE_VALUE_PATTERN, (raw) => `--${flag}: invalid value "${raw}"`)
 
@@ -8453,6 +8524,10 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   },
   help: { type: 'boolean', short: 'h', help: 'help (of a command: COMMAND --help)' },
   version: { type: 'boolean', help: 'the version' },
+  agent: {
+    type: 'boolean',
+    help: "as an agent's pre-approved command: this project only (no -C, --host, --hosts), starts with its own files only",
+  },
 }
 
 /** start's and resume's options that pass through to the engine: declared once for both. */
@@ -8504,6 +8579,7 @@ function launchOptionsOf({ values, common, io }: Invocation): StartOptions {
   return {
     ...common,
     runner: values.runner as string | undefined,
+    confined: common.agent,
     waitStartSeconds: values['wait-start'] as number | undefined,
     confirm: !values.yes && io.terminal ? (plan: StartPlan) => askToConfirm(plan, io) : undefined,
   }
@@ -8534,7 +8610,12 @@ function startRequestOf(args: string[], values: Values): StartRequest {
 
 /** --interval, --timeout: a number of seconds above 0. */
 const positiveSeconds = (flag: string) =>
-  number(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--${flag} needs a number of seconds above 0, got "${raw}"`)
+  withinTimers(
+    flag,
+    1000,
+    'seconds',
+    number(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--${flag} needs a number of seconds above 0, got "${raw}"`),
+  )
 
 const stallOption: OptionSpec = {
   type: 'string',
@@ -9346,7 +9427,13 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
       io.stdout(command && command !== 'help' ? commandHelp(command, runnerOf(io)) : usage(runnerOf(io)))
       return 0
     }
+    // What an agent may run unasked names no other folder or machine (docs/agents.md).
+    if (values.agent)
+      for (const flag of ['root', 'host', 'hosts'])
+        if (values[flag] !== undefined && values[flag] !== false)
+          throw new UsageError(`--agent takes no --${flag}: an agent's command acts on the project of its folder only`)
     const common: CommonOptions = {
+      agent: Boolean(values.agent),
       // One root, but for mcp, which serves several (and reads them from values itself).
       root: Array.isArray(values.root) ? values.root[0] : (values.root as string | undefined),
       socket: values.socket as string | undefined,
