@@ -1343,6 +1343,62 @@ describe('a start that follows the engine (part 15)', () => {
   })
 })
 
+describe("setup shell: hints in the user's own words (part 15)", () => {
+  test('a sessions command on the PATH; run through it, every hint reads "sessions …" and runs as printed; SESSIONS_COMMAND sets the words', async () => {
+    const root = await makeEngineProject('crashed-loop')
+    const home = mkdtempSync(path.join(BASE, 'home-'))
+    const env = { HOME: home, XDG_BIN_HOME: '' }
+    const setup = await cli(['setup', 'shell', '--json'], { env, cwd: root })
+    expect(setup.stderr).toBe('')
+    expect(setup.code).toBe(0)
+    const bin = path.join(home, '.local/bin')
+    expect(JSON.parse(setup.stdout)).toEqual({
+      file: path.join(bin, 'sessions'),
+      kind: NATIVE ? 'link' : 'wrapper',
+      action: 'written',
+      on_path: false,
+      add_to_path: 'export PATH="$HOME/.local/bin:$PATH"',
+    })
+    expect(JSON.parse((await cli(['setup', 'shell', '--json'], { env, cwd: root })).stdout).action).toBe('unchanged')
+    // Run through it, as the user does: every hint is "sessions …", and runs as printed.
+    const userEnv = { ...ENV, HOME: home, PATH: `${bin}:${process.env.PATH}`, MOCK_PACE: '5' }
+    const listed = spawnSync('sessions', ['list'], { cwd: root, env: userEnv, encoding: 'utf8' })
+    expect(listed.stderr).toBe('')
+    expect(listed.status).toBe(0)
+    const hints = listed.stdout
+      .split('\n')
+      .filter((line) => /^ {2}sessions /.test(line))
+      .map((line) => line.trim().split(/\s{2,}/)[0])
+    expect(hints).toEqual(expect.arrayContaining(['sessions status busy', 'sessions cleanup', 'sessions resume busy']))
+    for (const command of hints) {
+      const ran = spawnSync(
+        'sh',
+        ['-c', `${command} --yes`.replace('status busy --yes', 'status busy').replace('cleanup --yes', 'cleanup')],
+        {
+          cwd: root,
+          env: userEnv,
+          encoding: 'utf8',
+        },
+      )
+      expect(ran.status, `${command}: ${ran.stderr}`).toBe(0)
+    }
+    expect((await cli(['kill', 'busy', '-C', root])).code).toBe(0)
+    // An alias or a wrapper of the user's: SESSIONS_COMMAND says its words.
+    expect((await cli(['status', 'busy'], { env: { SESSIONS_COMMAND: 'sx' }, cwd: root })).stdout).toMatch(/^ {2}sx resume busy/m)
+    // Another file in its place is never replaced without --force (removed first: writing would follow a link).
+    rmSync(path.join(bin, 'sessions'))
+    writeFileSync(path.join(bin, 'sessions'), '#!/bin/sh\necho mine\n')
+    const refused = await cli(['setup', 'shell'], { env, cwd: root })
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toMatch(/sessions exists and is not this tool's command; keep it, or replace it with: .*setup shell --force\n$/)
+    expect(readFileSync(path.join(bin, 'sessions'), 'utf8')).toBe('#!/bin/sh\necho mine\n')
+    const forced = await cli(['setup', 'shell', '--force'], { env: { ...env, PATH: `${bin}:${process.env.PATH}` }, cwd: root })
+    expect(forced.stdout).toMatch(
+      /^Replaced .*sessions \(a (link to|wrapper that runs) this sessions\.ts.*\)\.\nIts folder is on your PATH/,
+    )
+  })
+})
+
 describe('the mock engine behaves like the engine', () => {
   test('refuses a live lock, releases its lock on SIGTERM, resumes from iteration_completed + 1', async () => {
     const root = await makeEngineProject()

@@ -36,7 +36,9 @@ import {
   rmdirSync,
   rmSync,
   statSync,
+  symlinkSync,
   unlinkSync,
+  writeFileSync,
   writeSync,
   type Stats,
 } from 'node:fs'
@@ -1347,8 +1349,13 @@ const runners = new Map<string, string>()
  */
 function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv; absolute?: boolean } = {}): string {
   const cwd = options.cwd ?? process.cwd()
+  const env = options.env ?? process.env
+  // The user's own words: SESSIONS_COMMAND (an alias, a wrapper), else the name on the PATH it was run by.
+  if (!options.absolute && env.SESSIONS_COMMAND?.trim()) return oneLine(env.SESSIONS_COMMAND.trim())
+  const named = options.absolute ? null : nameOnPath(env)
+  if (named) return named
   // Once per folder and PATH: a list of a thousand resumable sessions asks a thousand times.
-  const key = `${cwd}\0${(options.env ?? process.env).PATH}\0${Boolean(options.absolute)}`
+  const key = `${cwd}\0${env.PATH}\0${Boolean(options.absolute)}`
   const known = runners.get(key)
   if (known !== undefined) return known
   const script = fileURLToPath(import.meta.url)
@@ -1357,6 +1364,21 @@ function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv; absolute?: b
   const runner = `${loader ? tsxCommand(script, options.env) : nodeCommand(options.env)} ${shellQuote(shown)}`
   runners.set(key, runner)
   return runner
+}
+
+/**
+ * The name this process was run by when that name, found on the PATH, is this very file (a `sessions`
+ * link that setup shell made, say): then a hint is that name and the command, as the user types it.
+ */
+function nameOnPath(env: NodeJS.ProcessEnv): string | null {
+  const invoked = process.argv[1]
+  if (!invoked || !isMainModule()) return null
+  const name = path.basename(invoked)
+  try {
+    return onPath(name, env) === invoked && realpathSync(invoked) === realpathSync(fileURLToPath(import.meta.url)) ? name : null
+  } catch {
+    return null
+  }
 }
 
 /** The current folder as the kernel names it (links resolved), which paths relative to it must start from. */
@@ -7185,6 +7207,64 @@ async function setupClaude(options: CommonOptions & { force?: boolean; allowActi
   }
 }
 
+// ── setup shell: a `sessions` command on the PATH, so that every hint reads as the user types it ──
+
+interface ShellSetupResult {
+  /** Where the command is: $XDG_BIN_HOME/sessions, else ~/.local/bin/sessions. */
+  file: string
+  /** A link to this file (a Node that runs it itself), or a wrapper that runs it through tsx (Node 20). */
+  kind: 'link' | 'wrapper'
+  action: 'written' | 'unchanged' | 'replaced'
+  /** Its folder is on the PATH; otherwise what to add to the shell's startup file. */
+  on_path: boolean
+  add_to_path: string | null
+}
+
+/** What `sessions` must be: a link to this file, or (where this Node cannot run it) a wrapper through tsx. */
+function shellCommandOf(): { kind: 'link' | 'wrapper'; text: string } {
+  const script = fileURLToPath(import.meta.url)
+  const native = (process.features as { typescript?: unknown }).typescript && !process.execArgv.some((arg) => arg.includes('tsx'))
+  if (native) return { kind: 'link', text: script }
+  const [tsx] = serverArgv()
+  return {
+    kind: 'wrapper',
+    text: `#!/bin/sh\n# The sessions command: sessions.ts through tsx (written by sessions.ts setup shell).\nSESSIONS_COMMAND="\${SESSIONS_COMMAND:-sessions}" exec ${shellQuote(tsx)} ${shellQuote(script)} "$@"\n`,
+  }
+}
+
+/** Puts a `sessions` command in $XDG_BIN_HOME (else ~/.local/bin); another file there is replaced only with force. */
+async function setupShell(options: CommonOptions & { force?: boolean } = {}): Promise<ShellSetupResult> {
+  const env = options.env ?? process.env
+  const given = env.XDG_BIN_HOME
+  const bin = given && path.isAbsolute(given) ? given : env.HOME && path.isAbsolute(env.HOME) ? path.join(env.HOME, '.local', 'bin') : null
+  if (!bin) throw new SessionsError('setup shell: neither $XDG_BIN_HOME nor $HOME names a folder for the sessions command')
+  mkdirSync(bin, { recursive: true, mode: 0o755 })
+  const file = path.join(bin, 'sessions')
+  const want = shellCommandOf()
+  const there = lstatSync(file, { throwIfNoEntry: false })
+  const same =
+    there &&
+    (want.kind === 'link'
+      ? there.isSymbolicLink() && readlinkSync(file) === want.text
+      : there.isFile() && readRegularFile(file).kind === 'ok' && (readRegularFile(file) as { text: string }).text === want.text)
+  let action: ShellSetupResult['action'] = there ? 'replaced' : 'written'
+  if (same) action = 'unchanged'
+  else if (there && !options.force)
+    throw new SessionsError(
+      `${file} exists and is not this tool's command; keep it, or replace it with: ${runnerOf(options)} setup shell --force`,
+    )
+  else {
+    // Made aside, then renamed over what is there: never written through a link in its place.
+    const aside = path.join(bin, `.sessions.${randomBytes(8).toString('hex')}.tmp`)
+    if (want.kind === 'link') symlinkSync(want.text, aside)
+    else writeFileSync(aside, want.text, { mode: 0o755, flag: 'wx' })
+    renameSync(aside, file)
+  }
+  const onThePath = (env.PATH ?? '').split(path.delimiter).some((dir) => dir && path.resolve(dir) === path.resolve(bin))
+  const shown = env.HOME && isInside(bin, env.HOME) ? `$HOME/${path.relative(env.HOME, bin)}` : bin
+  return { file, kind: want.kind, action, on_path: onThePath, add_to_path: onThePath ? null : `export PATH="${shown}:$PATH"` }
+}
+
 /** How an MCP client starts this tool: this Node and the file where it runs .ts itself, else the tsx beside it (or on the PATH). */
 function serverArgv(env: NodeJS.ProcessEnv = process.env): string[] {
   const script = fileURLToPath(import.meta.url)
@@ -7805,6 +7885,16 @@ function renderNotifyControl(result: NotifyControlResult, view: View = plainView
     default:
       return `No watcher runs for ${result.project}.\n`
   }
+}
+
+/** setup shell: where the command is, and whether the PATH finds it. */
+function renderShellSetup(result: ShellSetupResult): string {
+  const did = { written: 'Wrote', unchanged: 'Already there:', replaced: 'Replaced' }[result.action]
+  const what = result.kind === 'link' ? 'a link to this sessions.ts' : 'a wrapper that runs this sessions.ts through tsx'
+  const lines = [`${did} ${result.file} (${what}).`]
+  if (result.on_path) lines.push('Its folder is on your PATH: run "sessions" in any project; hints now read "sessions …".')
+  else lines.push('Its folder is not on your PATH; add it (in ~/.bashrc, ~/.zshrc or ~/.profile):', `  ${result.add_to_path}`)
+  return `${lines.join('\n')}\n`
 }
 
 /** setup claude: what was written, and the lines that register the server. */
@@ -9100,20 +9190,28 @@ const COMMANDS = {
     },
   },
   setup: {
-    usage: 'setup claude',
-    summary: 'write the /sessions command for Claude Code into .claude/commands/, and say how to register the MCP server',
+    usage: 'setup claude|shell',
+    summary: 'claude: the /sessions command for Claude Code, and how to register the MCP server; shell: a sessions command on the PATH',
     positionals: [1, 1],
-    missing: 'setup: missing what to set up: setup claude',
+    missing: 'setup: missing what to set up: setup claude, or setup shell',
     options: {
-      force: { type: 'boolean', help: 'replace a .claude/commands/sessions.md that differs' },
+      force: { type: 'boolean', help: 'replace a .claude/commands/sessions.md, or a sessions command, that differs' },
       'allow-actions': {
         type: 'boolean',
         help: 'also let Claude kill and resume without asking (never start, cleanup --yes or notify)',
       },
     },
-    examples: ['setup claude', 'setup claude --allow-actions --force'],
+    examples: ['setup shell', 'setup claude', 'setup claude --allow-actions --force'],
     run: async ({ args, values, common }) => {
-      if (args[0] !== 'claude') throw new UsageError(`setup: unknown target "${args[0]}"; targets: claude`)
+      if (args[0] === 'shell') {
+        if (values['allow-actions']) throw new UsageError('setup shell takes no --allow-actions')
+        return {
+          data: await setupShell({ ...common, force: Boolean(values.force) }),
+          render: renderShellSetup as Outcome['render'],
+          exit: 0,
+        }
+      }
+      if (args[0] !== 'claude') throw new UsageError(`setup: unknown target "${args[0]}"; targets: claude, shell`)
       const options = { ...common, force: Boolean(values.force), allowActions: Boolean(values['allow-actions']) }
       return { data: await setupClaude(options), render: renderSetup as Outcome['render'], exit: 0 }
     },
