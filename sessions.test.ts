@@ -4473,7 +4473,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
     // The rules name this very file by its absolute path, with --agent: what a rule lets run acts on the
     // project of Claude's folder only (no -C, no other machine), and starts with its own files only.
     const rule = /^allowed-tools: Bash\(([^)]*) list:\*\)/m.exec(readFileSync(file, 'utf8'))![1]
-    expect(rule).toMatch(new RegExp(` ${escaped(SESSIONS)} --agent$`))
+    expect(rule).toMatch(new RegExp(`(^| )${escaped(SESSIONS)} --agent$`))
     for (const args of [
       ['list', '--host', 'far:/x'],
       ['list', '--hosts'],

@@ -1347,19 +1347,19 @@ const runners = new Map<string, string>()
  * Node strips types itself and no loader runs (by its path when the PATH's node is another), else tsx as
  * the user's shell finds it (tsxCommand); then this file, relative to the current folder when inside it.
  */
-function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv; absolute?: boolean } = {}): string {
+function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
   const cwd = options.cwd ?? process.cwd()
   const env = options.env ?? process.env
   // The user's own words: SESSIONS_COMMAND (an alias, a wrapper), else the name on the PATH it was run by.
-  if (!options.absolute && env.SESSIONS_COMMAND?.trim()) return oneLine(env.SESSIONS_COMMAND.trim())
-  const named = options.absolute ? null : nameOnPath(env)
+  if (env.SESSIONS_COMMAND?.trim()) return oneLine(env.SESSIONS_COMMAND.trim())
+  const named = nameOnPath(env)
   if (named) return named
   // Once per folder and PATH: a list of a thousand resumable sessions asks a thousand times.
-  const key = `${cwd}\0${env.PATH}\0${Boolean(options.absolute)}`
+  const key = `${cwd}\0${env.PATH}`
   const known = runners.get(key)
   if (known !== undefined) return known
   const script = fileURLToPath(import.meta.url)
-  const shown = isInside(script, cwd) && !options.absolute ? path.relative(cwd, script) : script
+  const shown = isInside(script, cwd) ? path.relative(cwd, script) : script
   const loader = process.execArgv.some((arg) => arg.includes('tsx')) || !(process.features as { typescript?: unknown }).typescript
   const runner = `${loader ? tsxCommand(script, options.env) : nodeCommand(options.env)} ${shellQuote(shown)}`
   runners.set(key, runner)
@@ -7171,7 +7171,7 @@ async function setupClaude(options: CommonOptions & { force?: boolean; allowActi
   const socketArgs = socket && socket !== settingsOf(options.env).socket ? ['--socket', socket] : []
   // By its absolute path (a sessions.ts that an agent writes in another folder is not this one), and
   // with --agent for what Claude runs (this project only): docs/agents.md.
-  const runner = [runnerOf({ cwd: root, env: options.env, absolute: true }), ...socketArgs.map(shellQuote)].join(' ')
+  const runner = [...durableArgv(options.env).map(shellQuote), ...socketArgs.map(shellQuote)].join(' ')
   const allowActions = Boolean(options.allowActions)
   const text = claudeCommandFile(runner, allowActions)
   mkdirInside(root, path.dirname(file))
@@ -7191,7 +7191,7 @@ async function setupClaude(options: CommonOptions & { force?: boolean; allowActi
       action = 'replaced'
     }
   }
-  const [command, ...args] = [...serverArgv(), 'mcp', '--root', root, ...(socket ? ['--socket', socket] : [])]
+  const [command, ...args] = [...durableArgv(options.env), 'mcp', '--root', root, ...(socket ? ['--socket', socket] : [])]
   const server = [command, ...args].map(shellQuote).join(' ')
   const approved = preApproved(allowActions)
   return {
@@ -7225,7 +7225,7 @@ function shellCommandOf(): { kind: 'link' | 'wrapper'; text: string } {
   const script = fileURLToPath(import.meta.url)
   const native = (process.features as { typescript?: unknown }).typescript && !process.execArgv.some((arg) => arg.includes('tsx'))
   if (native) return { kind: 'link', text: script }
-  const [tsx] = serverArgv()
+  const tsx = tsxFor(script, process.env)
   return {
     kind: 'wrapper',
     text: `#!/bin/sh\n# The sessions command: sessions.ts through tsx (written by sessions.ts setup shell).\nSESSIONS_COMMAND="\${SESSIONS_COMMAND:-sessions}" exec ${shellQuote(tsx)} ${shellQuote(script)} "$@"\n`,
@@ -7235,8 +7235,7 @@ function shellCommandOf(): { kind: 'link' | 'wrapper'; text: string } {
 /** Puts a `sessions` command in $XDG_BIN_HOME (else ~/.local/bin); another file there is replaced only with force. */
 async function setupShell(options: CommonOptions & { force?: boolean } = {}): Promise<ShellSetupResult> {
   const env = options.env ?? process.env
-  const given = env.XDG_BIN_HOME
-  const bin = given && path.isAbsolute(given) ? given : env.HOME && path.isAbsolute(env.HOME) ? path.join(env.HOME, '.local', 'bin') : null
+  const bin = shellBinFolder(env)
   if (!bin) throw new SessionsError('setup shell: neither $XDG_BIN_HOME nor $HOME names a folder for the sessions command')
   mkdirSync(bin, { recursive: true, mode: 0o755 })
   const file = path.join(bin, 'sessions')
@@ -7265,14 +7264,39 @@ async function setupShell(options: CommonOptions & { force?: boolean } = {}): Pr
   return { file, kind: want.kind, action, on_path: onThePath, add_to_path: onThePath ? null : `export PATH="${shown}:$PATH"` }
 }
 
-/** How an MCP client starts this tool: this Node and the file where it runs .ts itself, else the tsx beside it (or on the PATH). */
-function serverArgv(env: NodeJS.ProcessEnv = process.env): string[] {
-  const script = fileURLToPath(import.meta.url)
-  if ((process.features as { typescript?: unknown }).typescript && !process.execArgv.some((arg) => arg.includes('tsx')))
-    return [process.execPath, script]
+/** The tsx beside this file, else on the PATH, else this process's own runner. */
+function tsxFor(script: string, env: NodeJS.ProcessEnv): string {
   const beside = path.join(path.dirname(script), 'node_modules', '.bin', 'tsx')
-  const tsx = existsSync(beside) ? beside : onPath('tsx', env)
-  return tsx ? [tsx, script] : selfArgv()
+  return existsSync(beside) ? beside : (onPath('tsx', env) ?? selfArgv().slice(0, -1).join(' '))
+}
+
+/**
+ * How another program (Claude Code, an MCP client) should run this tool so that a Node upgrade does not
+ * break it: the sessions command of setup shell when it is this file's; else this file itself (its
+ * shebang finds the PATH's node) where Node runs it; else the tsx beside it. Absolute paths only.
+ */
+function durableArgv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const script = fileURLToPath(import.meta.url)
+  const bin = shellBinFolder(env)
+  const command = bin && path.join(bin, 'sessions')
+  if (command && readRegularFile(command).kind !== 'missing') {
+    try {
+      const want = shellCommandOf()
+      const link = lstatSync(command).isSymbolicLink() && realpathSync(command) === realpathSync(script)
+      const read = readRegularFile(command)
+      if (link || (want.kind === 'wrapper' && read.kind === 'ok' && read.text === want.text)) return [command]
+    } catch {
+      /* not this tool's */
+    }
+  }
+  if ((process.features as { typescript?: unknown }).typescript && !process.execArgv.some((arg) => arg.includes('tsx'))) return [script]
+  return [tsxFor(script, env), script]
+}
+
+/** $XDG_BIN_HOME, else ~/.local/bin; null without either. */
+function shellBinFolder(env: NodeJS.ProcessEnv): string | null {
+  const given = env.XDG_BIN_HOME
+  return given && path.isAbsolute(given) ? given : env.HOME && path.isAbsolute(env.HOME) ? path.join(env.HOME, '.local', 'bin') : null
 }
 
 // ───────────────────────── rendering text ─────────────────────────
