@@ -786,7 +786,7 @@ describe('status as a user runs it', () => {
     const run = await cli(['status', 'aut', '-C', root])
     expect(run.code).toBe(1)
     expect(run.stdout).toBe('')
-    expect(run.stderr).toBe(`sessions: no session aut in ${root}; sessions: auth, auth-v2\n`)
+    expect(run.stderr).toBe(`sessions: no session aut in ${root}; did you mean "auth"?; its sessions: auth, auth-v2\n`)
     await expect(status('aut', { root })).rejects.toThrow(SessionsError)
   })
 })
@@ -1044,15 +1044,14 @@ describe('start', () => {
       [
         ['start', 'improve-plan', 'busy', '50'],
         new RegExp(
-          `session busy is crashed \\(lock left with dead PID \\d+\\): resume it with "${escaped(hinted('resume busy', root, root))}", or start afresh with --force`,
+          `session busy is crashed \\(lock left with dead PID \\d+\\): resume it with "${escaped(hinted('resume busy', root, root))}", or start afresh, the old run folder kept as busy\\.replaced-<time>, with "${escaped(hinted('start improve-plan busy 50 --force', root, root))}"`,
         ),
       ],
       [['start', 'ralph', 'fresh', '--resume'], /no earlier session fresh to resume/],
-      [
-        ['start', 'nope', 'x'],
-        /unknown stage type "nope": no .*scripts\/stages\/nope\/; stages: elegance, improve-plan, ralph, refine-tasks/,
-      ],
+      [['start', 'nope', 'x'], /unknown stage type "nope"; stages in .*scripts\/stages: elegance, improve-plan, ralph, refine-tasks/],
       [['start', 'pipeline', 'nope.yaml', 'x'], /pipeline file not found: nope\.yaml .*; pipelines: refine\.yaml/],
+      [['start', 'ralf', 'x'], /unknown stage type "ralf"; did you mean "ralph"\?; stages in /],
+      [['start', 'pipeline', 'refin', 'x'], /pipeline file not found: refin .*; did you mean "refine"\?; pipelines: refine\.yaml/],
       [['start', 'ralph', 'x', '--runner=missing/run.sh'], /no engine runner: .*missing\/run\.sh \(from --runner\) is not a file/],
       [['start', 'ralph', 'x', '--input=missing.md'], /input not found: missing\.md/],
     ]
@@ -1314,6 +1313,26 @@ describe('a start that follows the engine (part 15)', () => {
     expect(isPidAlive(started.engine_pid)).toBe(true)
     await waitFor('busy settled', async () => rowOf((await listJson(root)).sessions, 'busy').health === 'running')
     expect((await cli(['kill', 'busy', '-C', root])).code).toBe(0)
+  })
+
+  test("in an 80-column terminal, monitor's header and kill's result wrap with words whole: no line is wider", async () => {
+    const root = await makeEngineProject()
+    const name = 'a-session-with-a-name-long-enough-to-push-every-line-past-eighty-c'.slice(0, 60)
+    await startOk(['start', 'improve-plan', name, '25', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
+    for (const [pane, args] of [
+      ['fit-monitor', ['monitor', name, '-n', '3', '-C', root]],
+      ['fit-kill', ['kill', name, '-C', root]],
+    ] as const) {
+      terminal(pane, [...args], { width: 80, height: 40 })
+      await waitFor(`${pane} done`, () => paneText(`=${pane}:`).includes('exit=0'), 30_000)
+      // Ours: the header above monitor's separator (what follows is the engine's own output, as it printed it).
+      const text = paneText(`=${pane}:`)
+      const lines = (pane === 'fit-monitor' ? text.slice(0, text.indexOf('────')) : text).split('\n')
+      expect(lines.join('\n')).toContain(name.slice(0, 20))
+      // (A command to copy stays whole on its line, however long: "  resume: …".)
+      for (const line of lines.filter((l) => !/^ {2}resume: /.test(l))) expect(line.length, line).toBeLessThanOrEqual(80)
+      tmux('kill-session', '-t', `=${pane}`)
+    }
   })
 
   test('in an 80- and a 40-column terminal the wait is one line, cut to the width, never wrapped', async () => {
@@ -3271,7 +3290,7 @@ describe('events and notify', () => {
     expect((await cli(['events', '--since', '1d', '--json', '-C', root])).stdout).toBe(run.stdout)
     const unknown = await cli(['events', 'nobody', '-C', root])
     expect(unknown.code).toBe(1)
-    expect(unknown.stderr).toMatch(/^sessions: no session nobody in .*; sessions: boom, done, pipe\n$/)
+    expect(unknown.stderr).toMatch(/^sessions: no session nobody in .*; its sessions: boom, done, pipe\n$/)
   })
 
   test('notify: one complete, one crashed, one stalled per sink (a webhook that fails twice first, a command, a desktop stand-in)', async () => {
@@ -4159,7 +4178,7 @@ describe('the real entry, as a child process', () => {
     expect(JSON.parse(json.stdout).sessions.map((s: SessionRow) => s.name)).toEqual(['busy'])
     const refused = cliProcess(['status', 'nope', '-C', root])
     expect(refused).toMatchObject({ code: 1, stdout: '' })
-    expect(refused.stderr).toMatch(/^sessions: no session nope in .*; sessions: busy\n$/)
+    expect(refused.stderr).toMatch(/^sessions: no session nope in .*; its sessions: busy\n$/)
     const wrong = cliProcess(['list', '--jsno'])
     expect(wrong).toMatchObject({ code: 2, stdout: '', stderr: "sessions: list: unknown option '--jsno'\n" })
     expect(cliProcess(['--help'])).toMatchObject({ code: 0, stderr: '' })
@@ -4246,7 +4265,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
       expect(listed.content[0].text).toMatch(/^busy: crashed \(/)
       // A refusal is a tool error with the CLI's line; a malformed argument is the SDK's validation error.
       expect(await call('session_status', { name: 'nobody' })).toEqual({
-        content: [{ type: 'text', text: `no session nobody in ${root}; sessions: busy` }],
+        content: [{ type: 'text', text: `no session nobody in ${root}; its sessions: busy` }],
         isError: true,
       })
       const malformed = await call('session_status', { name: '../x' })

@@ -1247,7 +1247,7 @@ function findStage(runner: string, type: string): void {
   if (isDirectory(path.join(stages, type))) return
   const known = stageTypes(runner)
   throw new SessionsError(
-    `unknown stage type "${type}": no ${path.join(stages, type)}/; ${known.length ? `stages: ${known.join(', ')}` : 'no stages there'}`,
+    `unknown stage type "${type}"${didYouMean(type, known)}; ${known.length ? `stages in ${stages}: ${someOf(known)}` : `no stages in ${stages}`}`,
   )
 }
 
@@ -1274,8 +1274,9 @@ function findPipelineFile(file: string, root: string, runner: string, cwd: strin
   const found = candidates.find(isFile)
   if (found) return found
   const known = pipelineFiles(root, runner)
+  const bare = known.flatMap((name) => [name, name.replace(/\.ya?ml$/, '')])
   throw new SessionsError(
-    `pipeline file not found: ${file} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${known.length ? `; pipelines: ${known.join(', ')}` : ''}`,
+    `pipeline file not found: ${cutText(file, 200)} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${didYouMean(file, bare)}${known.length ? `; pipelines: ${someOf(known)}` : ''}`,
   )
 }
 
@@ -3036,7 +3037,7 @@ function startGraceMs(options: CommonOptions): number {
 }
 
 function sessionNotFound(name: string, root: string, names: string[]): SessionsError {
-  const known = names.length ? `; sessions: ${names.join(', ')}` : '; it has no sessions'
+  const known = names.length ? `${didYouMean(name, names)}; its sessions: ${someOf(names)}` : '; it has no sessions'
   return new SessionsError(`no session ${name} in ${root}${known}`)
 }
 
@@ -4148,7 +4149,11 @@ function checkStartConflicts(request: StartRequest, row: SessionRow | null, fact
     if (row.health === 'corrupt') throw new SessionsError(`cannot resume ${name}: ${row.why}`)
     return
   }
-  const afresh = `start afresh with --force (the old run folder is kept as ${name}.replaced-<time>)`
+  // The very start, with --force: a command to copy.
+  const again = request.type
+    ? `start ${request.type} ${name}${request.max !== undefined ? ` ${request.max}` : ''} --force`
+    : `start pipeline ${shellQuote(request.pipeline ?? '')} ${name}${request.runs !== undefined ? ` ${request.runs}` : ''} --force`
+  const afresh = `start afresh, the old run folder kept as ${name}.replaced-<time>, with "${say(again)}"`
   if (row.resumable) {
     throw new SessionsError(
       `session ${name} is ${row.health} (${row.why}): resume it with "${row.resume_command ?? say(`resume ${name}`)}", or ${afresh}`,
@@ -7447,12 +7452,14 @@ function timeCell(row: SessionRow, now: number, compact = false): string {
 
 /** Text wrapped to a width at spaces (a word longer than the width stands alone); later lines indented. */
 function wrapWords(text: string, width: number | undefined, indent = ''): string[] {
-  if (!width || text.length <= width) return [text]
+  // Measured as the terminal shows it: colours take no room.
+  const shown = (line: string) => stripVTControlCharacters(line).length
+  if (!width || shown(text) <= width) return [text]
   const lines: string[] = []
   let line = ''
   for (const word of text.split(' ')) {
     const next = line ? `${line} ${word}` : word
-    if (line && next.length > width - (lines.length ? indent.length : 0)) {
+    if (line && shown(next) > width - (lines.length ? indent.length : 0)) {
       lines.push(line)
       line = word
     } else line = next
@@ -7768,11 +7775,13 @@ function renderStart(result: StartResult, view: View = plainView()): string {
   return `${lines.join('\n')}\n`
 }
 
-function renderKill(reports: KillReport[], _view: View = plainView()): string {
+function renderKill(reports: KillReport[], view: View = plainView()): string {
   const lines: string[] = []
   for (const report of reports) {
     if (report.outcome === 'not_running')
-      lines.push(`${report.name} is not running (${report.health_before}: ${report.reason}); nothing was changed`)
+      lines.push(
+        ...wrapWords(`${report.name} is not running (${report.health_before}: ${report.reason}); nothing was changed`, view.width, '  '),
+      )
     if (report.outcome !== 'killed') continue
     const count = report.terminated.length
     const parts = [
@@ -7789,7 +7798,7 @@ function renderKill(reports: KillReport[], _view: View = plainView()): string {
             : null,
       report.beads_reopened.length ? `beads ${report.beads_reopened.join(', ')} back to open` : null,
     ].filter(Boolean)
-    lines.push(`killed ${report.name}: ${parts.join('; ')}. Progress and iterations are kept.`)
+    lines.push(...wrapWords(`killed ${report.name}: ${parts.join('; ')}. Progress and iterations are kept.`, view.width, '  '))
     for (const warning of report.warnings) lines.push(`  warning: ${warning}`)
     if (report.resume_command) lines.push(`  resume: ${report.resume_command}`)
   }
@@ -7810,7 +7819,7 @@ function monitorHeader(p: Palette, row: SessionRow): string {
 
 function renderMonitor(result: MonitorResult, view: View = plainView()): string {
   const p = palette(view.color)
-  const lines = [monitorHeader(p, result.session)]
+  const lines = [...wrapWords(monitorHeader(p, result.session), view.width, '  ')]
   if (result.beads)
     lines.push(
       `beads: ${result.beads.done} done · ${result.beads.in_progress.length} in progress · ${result.beads.ready.length} ready · ${result.beads.remaining} left`,
@@ -9304,11 +9313,20 @@ function commandNamed(word: string): CommandName {
   if ((names as string[]).includes(word)) return word as CommandName
   const aliased = names.find((name) => ((COMMANDS[name] as CommandSpec).aliases ?? []).includes(word))
   if (aliased) return aliased
-  const near = [...names, ...names.flatMap((name) => (COMMANDS[name] as CommandSpec).aliases ?? [])]
-    .map((name) => ({ name, distance: editDistance(word, name) }))
-    .sort((a, b) => a.distance - b.distance)[0]
-  const hint = near && near.distance <= 2 ? `; did you mean "${near.name}"?` : ''
-  throw new UsageError(`unknown command "${word}"${hint}; commands: ${names.join(', ')}`)
+  throw new UsageError(
+    `unknown command "${word}"${didYouMean(word, [...names, ...names.flatMap((name) => (COMMANDS[name] as CommandSpec).aliases ?? [])])}; commands: ${names.join(', ')}`,
+  )
+}
+
+/** "; did you mean \"ralph\"?" for the nearest of `candidates` within two edits (or a third of the word), else "". */
+function didYouMean(word: string, candidates: string[]): string {
+  const near = candidates.map((name) => ({ name, distance: editDistance(word, name) })).sort((a, b) => a.distance - b.distance)[0]
+  return near && near.distance <= Math.max(2, Math.floor(word.length / 3)) && near.distance > 0 ? `; did you mean "${near.name}"?` : ''
+}
+
+/** At most `count` names, and how many more: a list that stays one readable line. */
+function someOf(names: string[], count = 12): string {
+  return names.length > count ? `${names.slice(0, count).join(', ')} and ${names.length - count} more` : names.join(', ')
 }
 
 /** Levenshtein distance, for "did you mean". */
