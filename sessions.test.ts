@@ -3128,8 +3128,10 @@ describe("a newcomer's first hour", () => {
     const fitted = screen.split('\n').filter((line) => /^(NAME|busy|done-loop) |^ {2}! |^ {4}\S/.test(line))
     expect(fitted.length).toBeGreaterThan(3)
     for (const line of fitted) expect(line.length, line).toBeLessThanOrEqual(60)
-    expect(screen).toMatch(/done-loop .* \d+[smhd] ago\n/)
-    expect(screen).not.toMatch(/ended \d|last see…/)
+    expect(screen).toMatch(/done-loop .* ended \d+[smhd]\n/)
+    // Compact, with its meaning kept: "ended 10d", "seen 10d", never a bare "10d ago" nor a word cut.
+    expect(screen).toMatch(/busy .* seen \d+[smhd]\n/)
+    expect(screen).not.toMatch(/ \d+[smhd] ago\n|last see…/)
     // The warning about busy wraps at a space: no line ends inside a word that the next line goes on with.
     expect(screen).toMatch(/! busy: crashed/)
     terminal('ui', ['-C', root])

@@ -7435,7 +7435,8 @@ const NARROW = 100
 
 function timeCell(row: SessionRow, now: number, compact = false): string {
   const since = (iso: string | null) => (iso ? formatDuration(now - Date.parse(iso), compact) : '?')
-  const seen = (word: string, iso: string) => (compact ? `${since(iso)} ago` : `${word} ${since(iso)} ago`)
+  // Compact keeps its meaning: "ended 1m", "seen 2h", never a bare "1m ago" that could be a start.
+  const seen = (word: string, iso: string) => (compact ? `${word.replace('last seen', 'seen')} ${since(iso)}` : `${word} ${since(iso)} ago`)
   switch (row.health) {
     case 'running':
     case 'starting':
