@@ -2964,8 +2964,8 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['events --interval without --follow', ['events', '--interval', '1'], /^sessions: events: --interval goes with --follow\n$/],
     ['events of a bad name', ['events', '../x'], /^sessions: invalid session name "\.\.\/x"/],
     ['mcp --json', ['mcp', '--json'], /^sessions: mcp speaks the MCP protocol on stdout; it takes no --json\n$/],
-    ['setup without a target', ['setup'], /^sessions: setup: missing what to set up: setup claude\n$/],
-    ['setup of something else', ['setup', 'vim'], /^sessions: setup: unknown target "vim"; targets: claude\n$/],
+    ['setup without a target', ['setup'], /^sessions: setup: missing what to set up: setup claude, or setup shell\n$/],
+    ['setup of something else', ['setup', 'vim'], /^sessions: setup: unknown target "vim"; targets: claude, shell\n$/],
   ]
   test.each(cases)('%s', async (_label, args, message) => {
     const root = await makeProject('running-loop')
@@ -3444,6 +3444,13 @@ describe('events and notify', () => {
     // Looks are in order: once a session started now is reported, the late ones have been looked at again.
     await startOk(['start', 'ralph', 'now', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the session started now', () => hook.received.length >= 3)
+    // Stopped only once it has recorded that delivery: stopped between the webhook's receipt and its answer,
+    // a watcher cannot know that it arrived, and the next one delivers it again, late (at least once).
+    await waitFor('the delivery recorded', () =>
+      readJson(path.join(root, '.claude/sessions-notify.json')).deliveries.some(
+        (d: { id: string; ok: boolean }) => d.ok && d.id.startsWith('complete\tnow\t'),
+      ),
+    )
     expect(await second.stop()).toBe(0)
     expect(second.out.stdout).toMatch(/2 event\(s\) happened while no watcher ran: delivered now, marked late\n/)
     // The late ones first (oldest first: the same second here, so in either order), then the news.
@@ -4807,7 +4814,7 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     expect(monitor.stdout).toMatch(/^far: running/)
     const unknown = await cli(['status', 'nobody', '--host', host], { env, cwd: here })
     expect(unknown.code).toBe(1)
-    expect(unknown.stderr).toBe(`sessions: no session nobody in ${there}; sessions: far\n`)
+    expect(unknown.stderr).toBe(`sessions: no session nobody in ${there}; its sessions: far\n`)
     // With --all and another project here, the far side is asked once: its rows once.
     const alsoHere = await makeProject('complete-loop')
     mkdirSync(path.dirname(path.join(process.env.XDG_STATE_HOME!, 'sessions-ts', 'projects')), { recursive: true })
