@@ -202,8 +202,11 @@ interface Run {
   stderr: string
 }
 
-/** The command line, in-process: main() with its own streams, environment and folder, off a terminal. */
-async function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+/**
+ * The command line, in-process: main() with its own streams, environment and folder, off a terminal;
+ * `signal` stops it as Ctrl-C would.
+ */
+async function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {}): Promise<Run> {
   let stdout = ''
   let stderr = ''
   const code = await main(args, {
@@ -218,6 +221,7 @@ async function cli(args: string[], options: { cwd?: string; env?: NodeJS.Process
     terminal: false,
     stderrTerminal: false,
     columns: undefined,
+    signal: options.signal,
   })
   return { code, stdout, stderr }
 }
@@ -1227,26 +1231,6 @@ describe('start', () => {
 })
 
 describe('a start that follows the engine (part 15)', () => {
-  /** cli(), stopped by `signal` as Ctrl-C would stop it. */
-  async function cliStopped(args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<Run> {
-    let stdout = ''
-    let stderr = ''
-    const code = await main(args, {
-      stdout: (text) => {
-        stdout += text
-      },
-      stderr: (text) => {
-        stderr += text
-      },
-      env: { ...ENV, ...env },
-      cwd: HERE,
-      terminal: false,
-      stderrTerminal: false,
-      columns: undefined,
-      signal,
-    })
-    return { code, stdout, stderr }
-  }
   const abortAfter = (ms: number) => {
     const controller = new AbortController()
     setTimeout(() => controller.abort(), ms)
@@ -1292,7 +1276,7 @@ describe('a start that follows the engine (part 15)', () => {
     const state = path.join(root, '.claude/pipeline-runs/again/state.json')
     writeFileSync(state, JSON.stringify({ ...readJson(state), status: 'killed' }))
     const before = readFileSync(state, 'utf8')
-    const interrupted = await cliStopped(['resume', 'again', '--yes', '-C', root], { MOCK_RECONCILE: '5' }, abortAfter(1500))
+    const interrupted = await cli(['resume', 'again', '--yes', '-C', root], { env: { MOCK_RECONCILE: '5' }, signal: abortAfter(1500) })
     expect(interrupted.code).toBe(130)
     expect(interrupted.stderr).toMatch(/reconciling its \d+ events, then taking its lock/)
     expect(interrupted.stderr).toMatch(
@@ -1302,11 +1286,10 @@ describe('a start that follows the engine (part 15)', () => {
     expect(readJson(state).status).toBe('killed')
     expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual(JSON.parse(before))
 
-    const settling = await cliStopped(
-      ['start', 'ralph', 'busy', '5', '--yes', '--json', '-C', root],
-      { MOCK_COMPILE: '4' },
-      abortAfter(1500),
-    )
+    const settling = await cli(['start', 'ralph', 'busy', '5', '--yes', '--json', '-C', root], {
+      env: { MOCK_COMPILE: '4' },
+      signal: abortAfter(1500),
+    })
     expect(settling.code).toBe(0)
     const started = JSON.parse(settling.stdout)
     expect(started).toMatchObject({ settled: false, phase: 'writing its state', engine_pid: expect.any(Number) })
