@@ -5869,6 +5869,31 @@ async function readNotifyRecord(root: string, warn: (text: string) => void = () 
   return read.value
 }
 
+/**
+ * Saves the watcher's record whenever it changed. Where the disk takes no writes, the record is kept in
+ * memory and tried again at every save: said once, and once more when it is saved again.
+ */
+function recordSaver(root: string, file: string, record: NotifyRecord, warn: (text: string) => void): () => void {
+  let written = ''
+  let unsaved: string | null = null
+  return () => {
+    const text = JSON.stringify(record)
+    if (text === written) return
+    try {
+      writeFileInside(root, file, `${text}\n`)
+    } catch (error) {
+      const problem = diskProblem(error)
+      if (!problem) throw error
+      if (unsaved !== problem) warn(`cannot save its record (${problem}): delivering all the same, and trying again`)
+      unsaved = problem
+      return
+    }
+    if (unsaved) warn('its record is saved again')
+    unsaved = null
+    written = text
+  }
+}
+
 // ── events: the command ──
 
 interface EventsOptions extends CommonOptions {
@@ -6357,25 +6382,7 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
       const record = await readNotifyRecord(root, warn)
       const result: NotifyResult = { project: root, looks: 0, events: 0, delivered: 0, failed: 0 }
       // Written at once: a record that cannot be written (a link in its place) stops the watcher before it looks.
-      let written = ''
-      let unsaved: string | null = null
-      const save = () => {
-        const text = JSON.stringify(record)
-        if (text === written) return
-        try {
-          writeFileInside(root, files.record, `${text}\n`)
-        } catch (error) {
-          // Kept in memory and tried again at every save; said once, and once more when it works again.
-          const problem = diskProblem(error)
-          if (!problem) throw error
-          if (unsaved !== problem) warn(`cannot save its record (${problem}): delivering all the same, and trying again`)
-          unsaved = problem
-          return
-        }
-        if (unsaved) warn('its record is saved again')
-        unsaved = null
-        written = text
-      }
+      const save = recordSaver(root, files.record, record, warn)
       const byId = new Map(sinks.map((sink) => [sink.id, sink]))
       // Said in the record, so that list can tell where this watcher delivers.
       record.sinks = sinks.map((sink) => sink.label)
