@@ -1372,15 +1372,21 @@ function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): stri
  * link that setup shell made, say): then a hint is that name and the command, as the user types it.
  */
 function nameOnPath(env: NodeJS.ProcessEnv): string | null {
+  // Once per PATH: a list of a thousand sessions asks a thousand times.
+  const key = env.PATH ?? ''
+  if (namesOnPath.has(key)) return namesOnPath.get(key)!
   const invoked = process.argv[1]
-  if (!invoked || !isMainModule()) return null
-  const name = path.basename(invoked)
+  let found: string | null = null
   try {
-    return onPath(name, env) === invoked && realpathSync(invoked) === realpathSync(fileURLToPath(import.meta.url)) ? name : null
+    const name = invoked && isMainModule() ? path.basename(invoked) : ''
+    if (name && onPath(name, env) === invoked && realpathSync(invoked) === realpathSync(fileURLToPath(import.meta.url))) found = name
   } catch {
-    return null
+    /* not this file */
   }
+  namesOnPath.set(key, found)
+  return found
 }
+const namesOnPath = new Map<string, string | null>()
 
 /** The current folder as the kernel names it (links resolved), which paths relative to it must start from. */
 function hereOf(options: { cwd?: string }): string {
