@@ -1298,6 +1298,16 @@ describe('a start that follows the engine (part 15)', () => {
     expect((await cli(['kill', 'busy', '-C', root])).code).toBe(0)
   })
 
+  test('help, of every command, fits 80 columns: words wrap under their column (a command to copy stays whole)', async () => {
+    for (const args of [['help'], ...['start', 'list', 'kill', 'notify', 'mcp', 'setup', 'events'].map((c) => ['help', c])]) {
+      const run = await cli(args)
+      expect(run.code).toBe(0)
+      const own = run.stdout.split('\n').filter((line) => !line.includes('sessions.ts'))
+      expect(own.length).toBeGreaterThan(5)
+      for (const line of own) expect([...line].length, `${args.join(' ')}: ${line}`).toBeLessThanOrEqual(80)
+    }
+  })
+
   test("in an 80-column terminal, monitor's header and kill's result wrap with words whole: no line is wider", async () => {
     const root = await makeEngineProject()
     const name = 'a-session-with-a-name-long-enough-to-push-every-line-past-eighty-c'.slice(0, 60)

@@ -9300,7 +9300,9 @@ const COMMANDS = {
     options: {},
     examples: ['help', 'help kill'],
     run: async ({ args, io }) => {
-      io.stdout(args[0] === undefined ? usage(runnerOf(io)) : commandHelp(commandNamed(args[0]), runnerOf(io)))
+      // As wide as the terminal, else 80 columns.
+      const width = io.columns ?? 80
+      io.stdout(args[0] === undefined ? usage(runnerOf(io), width) : commandHelp(commandNamed(args[0]), runnerOf(io), width))
       return { exit: 0 }
     },
   },
@@ -9360,46 +9362,66 @@ function optionLine(flag: string, spec: OptionSpec): [string, string] {
   return [names, spec.help]
 }
 
-function optionLines(options: Record<string, OptionSpec>, indent = '  '): string[] {
-  const lines = Object.entries(options).map(([flag, spec]) => optionLine(flag, spec))
-  const width = largest(lines.map(([names]) => names.length))
-  return lines.map(([names, help]) => `${indent}${names.padEnd(width)}  ${help}`)
+function optionLines(options: Record<string, OptionSpec>, width: number): string[] {
+  return twoColumns(
+    Object.entries(options).map(([flag, spec]) => optionLine(flag, spec)),
+    width,
+  )
+}
+
+/**
+ * Rows of a name and its words, in two columns within `width` (words wrapped with words whole under their
+ * column); a name too long for the first column stands on its own line, its words below it.
+ */
+function twoColumns(rows: (readonly [string, string])[], width: number): string[] {
+  const short = rows.map(([name]) => name.length).filter((length) => length <= 28)
+  const left = short.length ? largest(short) : 0
+  return rows.flatMap(([name, words]) => {
+    const column = name.length <= left ? left + 4 : 6
+    const wrapped = wrapWords(words, Math.max(20, width - column)).map((line) => `${' '.repeat(column)}${line}`)
+    if (name.length > left) return [`  ${name}`, ...wrapped]
+    return [`  ${name.padEnd(left)}  ${wrapped[0].trimStart()}`, ...wrapped.slice(1)]
+  })
 }
 
 /** The global usage: every command with its summary, and the options of every command. */
-function usage(self = runnerOf()): string {
+function usage(self = runnerOf(), width = 80): string {
   const commands = (Object.entries(COMMANDS) as [CommandName, CommandSpec][]).map(
     ([, spec]) => [spec.usage, `${spec.summary}${spec.aliases ? ` (also: ${spec.aliases.join(', ')})` : ''}`] as const,
   )
-  const width = largest(commands.map(([line]) => line.length))
   return [
     `Usage: ${self} <command> [options]`,
     `       ${self}               (in a terminal: a menu)`,
     '',
     'Commands:',
-    ...commands.map(([line, summary]) => `  ${line.padEnd(width)}  ${summary}`),
+    ...twoColumns(commands, width),
     '',
     'Options of every command:',
-    ...optionLines(GLOBAL_OPTIONS),
+    ...optionLines(GLOBAL_OPTIONS, width),
     '',
-    `${self} help COMMAND (or COMMAND --help): a command's options and examples.`,
-    'Exit status: 0 done, 1 refused or failed, 2 wrong command line; wait: 0 all complete, 1 any ended',
-    'otherwise, 124 timed out.',
+    ...wrapWords(`${self} help COMMAND (or COMMAND --help): a command's options and examples.`, width),
+    ...wrapWords(
+      'Exit status: 0 done, 1 refused or failed, 2 wrong command line; wait: 0 all complete, 1 any ended otherwise, 124 timed out.',
+      width,
+    ),
     '',
   ].join('\n')
 }
 
 /** One command's help: its usage, what it does, its options with their defaults, two examples. */
-function commandHelp(name: CommandName, self = runnerOf()): string {
+function commandHelp(name: CommandName, self = runnerOf(), width = 80): string {
   const spec: CommandSpec = COMMANDS[name]
   return [
     `Usage: ${self} ${spec.usage} [options]`,
     '',
-    `${spec.summary[0].toUpperCase()}${spec.summary.slice(1)}.${spec.aliases ? ` Also: ${spec.aliases.join(', ')}.` : ''}`,
-    ...(Object.keys(spec.options).length ? ['', 'Options:', ...optionLines(spec.options)] : []),
+    ...wrapWords(
+      `${spec.summary[0].toUpperCase()}${spec.summary.slice(1)}.${spec.aliases ? ` Also: ${spec.aliases.join(', ')}.` : ''}`,
+      width,
+    ),
+    ...(Object.keys(spec.options).length ? ['', 'Options:', ...optionLines(spec.options, width)] : []),
     '',
     'Options of every command:',
-    ...optionLines(GLOBAL_OPTIONS),
+    ...optionLines(GLOBAL_OPTIONS, width),
     '',
     'Examples:',
     ...spec.examples.map((example) => `  ${self} ${example}`),
@@ -9578,7 +9600,9 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
     // --version, with any command, is the version command (and wins over --help).
     const command = values.version ? 'version' : parsed.command
     if (values.help && command !== 'version') {
-      io.stdout(command && command !== 'help' ? commandHelp(command, runnerOf(io)) : usage(runnerOf(io)))
+      io.stdout(
+        command && command !== 'help' ? commandHelp(command, runnerOf(io), io.columns ?? 80) : usage(runnerOf(io), io.columns ?? 80),
+      )
       return 0
     }
     // What an agent may run unasked names no other folder or machine (docs/agents.md).
@@ -9601,7 +9625,7 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
         const globalArgs = argv.filter((arg) => arg !== '--json')
         return await runMenu(common, globalArgs, io)
       }
-      io.stdout(usage(runnerOf(io)))
+      io.stdout(usage(runnerOf(io), io.columns ?? 80))
       return argv.length === 0 ? 0 : 2
     }
     const json = Boolean(values.json)
