@@ -593,7 +593,7 @@ async function readJsonFile<T>(file: string, schema: z.ZodType<T>): Promise<File
   const signature = fileCache ? cacheSignature(file) : null
   const cached = signature ? fileCache?.get(file) : undefined
   if (cached && cached.signature === signature && cached.schema === schema) return cached.read as FileRead<T>
-  const read = readRegularFile(file, 0, Number.POSITIVE_INFINITY, JSON_FILE_MAX_BYTES)
+  const read = readRegularFile(file, { max: JSON_FILE_MAX_BYTES })
   const result: FileRead<T> =
     read.kind === 'missing'
       ? { kind: 'missing', path: file }
@@ -679,7 +679,15 @@ function notRegular(st: Stats): string {
  * words). Synchronous on purpose: these files are small, and one read costs a fraction of an
  * asynchronous read's four thread-pool trips.
  */
-function readRegularFile(file: string, from = 0, limit = Number.POSITIVE_INFINITY, max = FILE_MAX_BYTES, follow = false): RegularRead {
+function readRegularFile(
+  file: string,
+  {
+    from = 0,
+    limit = Number.POSITIVE_INFINITY,
+    max = FILE_MAX_BYTES,
+    follow = false,
+  }: { from?: number; limit?: number; max?: number; follow?: boolean } = {},
+): RegularRead {
   let fd: number
   try {
     // Never through a link in the file's place: a state or a log linked to ~/.ssh/id_rsa is read by nobody.
@@ -721,7 +729,7 @@ async function listDir(dir: string): Promise<string[]> {
  */
 async function readFileFrom(file: string, start: number): Promise<{ text: string; from: number; size: number } | null> {
   // A few MiB at a time: a log that grew by gigabytes is read on over several calls.
-  const read = readRegularFile(file, start, EVENTS_READ_BYTES)
+  const read = readRegularFile(file, { from: start, limit: EVENTS_READ_BYTES })
   return read.kind === 'ok' ? read : null
 }
 
@@ -895,7 +903,7 @@ function moveInside(root: string, from: string, to: string): void {
  * `sleep`, holds nothing).
  */
 async function toolLockHolder(file: string): Promise<{ pid: number; start: number | null; live: boolean }> {
-  const held = readRegularFile(file, 0, 4096)
+  const held = readRegularFile(file, { limit: 4096 })
   let record: { pid?: unknown; start?: unknown; tool?: unknown; project?: unknown } = {}
   try {
     record = held.kind === 'ok' ? JSON.parse(held.text) : {}
@@ -1037,7 +1045,7 @@ async function updateStateFile(
   file: string,
   change: (state: State) => Record<string, string | null> | null,
 ): Promise<boolean> {
-  const read = readRegularFile(file, 0, Number.POSITIVE_INFINITY, JSON_FILE_MAX_BYTES)
+  const read = readRegularFile(file, { max: JSON_FILE_MAX_BYTES })
   if (read.kind !== 'ok') return false
   const parsed = parseJsonText(file, read.text, StateSchema)
   if (parsed.kind !== 'ok') return false
@@ -1282,7 +1290,7 @@ function findPipelineFile(file: string, root: string, runner: string, cwd: strin
 
 /** The node ids of a pipeline file, for the plan shown before starting (a light read, not a YAML parser). */
 function pipelineStageNames(file: string): string[] {
-  const read = readRegularFile(file, 0, Number.POSITIVE_INFINITY, FILE_MAX_BYTES, true)
+  const read = readRegularFile(file, { follow: true })
   return read.kind === 'ok' ? [...read.text.matchAll(/^\s*-\s*id:\s*["']?([^"'\s#]+)/gm)].map((m) => m[1]) : []
 }
 
@@ -1361,8 +1369,7 @@ function runnerOf(options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): stri
   if (known !== undefined) return known
   const script = fileURLToPath(import.meta.url)
   const shown = isInside(script, cwd) ? path.relative(cwd, script) : script
-  const loader = process.execArgv.some((arg) => arg.includes('tsx')) || !(process.features as { typescript?: unknown }).typescript
-  const runner = `${loader ? tsxCommand(script, options.env) : nodeCommand(options.env)} ${shellQuote(shown)}`
+  const runner = `${nodeRunsThisFile() ? nodeCommand(options.env) : tsxCommand(script, options.env)} ${shellQuote(shown)}`
   runners.set(key, runner)
   return runner
 }
@@ -3091,9 +3098,8 @@ function nameAmong(name: string, known: string[]): string {
   return name
 }
 
-/** Several names by sessionNamed, from one tmux listing. */
-async function sessionsNamed(names: string[], options: CommonOptions): Promise<string[]> {
-  const root = await findProjectRoot(options)
+/** Several names of a project by sessionNamed, from one tmux listing. */
+async function sessionsNamed(names: string[], root: string, options: TmuxOptions): Promise<string[]> {
   const { own } = ownTmuxSessions((await tmuxSessionsIfAny(options)).sessions, root)
   return Promise.all(names.map((name) => sessionNamed(checkName(name), root, own)))
 }
@@ -3217,15 +3223,17 @@ function knownProjects(env: NodeJS.ProcessEnv = process.env): string[] {
   const read = folder ? readRegularFile(path.join(folder, 'projects')) : ({ kind: 'missing' } as const)
   if (read.kind !== 'ok') return []
   const home = homeFolder(env)
+  // The kernel's own folders, whose "projects" are other processes' folders.
+  const kernels = /^\/(proc|sys|dev)(\/|$)/
   const roots = new Set<string>()
   // Each distinct line looked at once: a registry of a hundred thousand copies of a line costs one look.
   for (const line of new Set(read.text.split('\n'))) {
-    if (!path.isAbsolute(line) || line !== path.resolve(line) || /^\/(proc|sys|dev)(\/|$)/.test(line)) continue
+    if (!path.isAbsolute(line) || line !== path.resolve(line) || kernels.test(line)) continue
     if (!isDirectory(path.join(line, '.claude'))) continue
     try {
       // A link in the list stands for its project: one project, one entry.
       const real = realpathSync(line)
-      if (real !== home && !/^\/(proc|sys|dev)(\/|$)/.test(real)) roots.add(real)
+      if (real !== home && !kernels.test(real)) roots.add(real)
     } catch {
       /* gone meanwhile */
     }
@@ -3308,7 +3316,7 @@ function hostLabel(host: Host): string {
 function configuredHosts(env: NodeJS.ProcessEnv = process.env): Host[] {
   const folder = xdgFolder(env, 'XDG_CONFIG_HOME', '.config')
   const file = folder ? path.join(folder, 'hosts') : null
-  const read = file ? readRegularFile(file, 0, Number.POSITIVE_INFINITY, FILE_MAX_BYTES, true) : ({ kind: 'missing' } as const)
+  const read = file ? readRegularFile(file, { follow: true }) : ({ kind: 'missing' } as const)
   if (read.kind !== 'ok') throw new UsageError(`--hosts: no hosts file${file ? ` (${file}: DEST:ROOT a line)` : ''}`)
   const hosts = read.text
     .split('\n')
@@ -4402,15 +4410,14 @@ async function launch(plan: StartPlan, made: Made, options: StartOptions): Promi
     if (outcome?.kind === 'failed') throw outcome.error
     // Not settled in time, or the wait interrupted: an engine that holds its lock has started, and runs on.
     if (!outcome && look.pid === null) {
-      const why = options.signal?.aborted ? 'the wait was interrupted' : `after ${waitSeconds}s`
       if (options.signal?.aborted)
-        throw new SessionsError(`${why} before the engine of ${plan.name} took its lock: the start is undone`, 130)
+        throw new SessionsError(`the wait was interrupted before the engine of ${plan.name} took its lock: the start is undone`, 130)
       // The engine may only be slow: what runs is left for the user to look at, not undone.
       made.tmuxName = null
       made.folders = []
       made.leftRunning = true
       throw new SessionsError(
-        `the engine of ${plan.name} has not taken its lock ${why} (${look.phase}); tmux session ${plan.tmux_session} is still there: look with "${hint(options, root, `monitor ${plan.name}`)}"`,
+        `the engine of ${plan.name} has not taken its lock after ${waitSeconds}s (${look.phase}); tmux session ${plan.tmux_session} is still there: look with "${hint(options, root, `monitor ${plan.name}`)}"`,
       )
     }
     const settled = outcome?.kind === 'settled' || outcome?.kind === 'ended'
@@ -4526,7 +4533,7 @@ function startPhase(plan: StartPlan, holdsLock: boolean, paths: ReturnType<typeo
   if (holdsLock) return plan.mode === 'pipeline' ? 'compiling the pipeline' : 'writing its state'
   if (!plan.resume) return 'taking its lock'
   // A resumed engine first folds its events into its state (10–20 s for the real one), then takes its lock.
-  const events = readRegularFile(paths.events, 0, EVENTS_READ_BYTES)
+  const events = readRegularFile(paths.events, { limit: EVENTS_READ_BYTES })
   const count = events.kind === 'ok' ? events.text.split('\n').filter((line) => line.trim()).length : 0
   return count ? `reconciling its ${count} events, then taking its lock` : 'taking its lock'
 }
@@ -4762,8 +4769,8 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
 async function kill(given: string[], options: KillOptions = {}): Promise<KillReport[]> {
   if (!given.length) throw new UsageError('kill: missing session NAME')
   given.forEach(checkName)
-  const names = await sessionsNamed(given, options)
   const root = await findProjectRoot(options)
+  const names = await sessionsNamed(given, root, options)
   const reports: KillReport[] = []
   for (const name of [...new Set(names)]) {
     // Listed again for each: killing one session changes the server. While a kill is under way its lock
@@ -5166,7 +5173,7 @@ async function howStarted(
  * what is given overrides. Then it is a `start --resume`, with all that start checks and verifies.
  */
 async function resume(given: string, overrides: ResumeOverrides = {}, options: StartOptions = {}): Promise<StartResult> {
-  const [name] = await sessionsNamed([given], options)
+  const [name] = await sessionsNamed([given], await findProjectRoot(options), options)
   const how = await howStarted(name, options)
   if (!how.type && !how.pipeline)
     throw new SessionsError(
@@ -5549,7 +5556,7 @@ function readNewEvents(file: string, at: SessionMark['events_at']): { events: En
   if (at && at.ino === ino && at.size === st.size) return { events: [], at }
   const from = at && at.ino === ino ? at.size : 0
   // At most a few MiB a look: a file that grew by hundreds of MiB is caught up with over several looks.
-  const read = readRegularFile(file, from, EVENTS_READ_BYTES)
+  const read = readRegularFile(file, { from, limit: EVENTS_READ_BYTES })
   // A file that shrank was replaced in place: read it again from its start.
   if (read.kind !== 'ok') return { events: [], at }
   if (read.from < from) return readNewEvents(file, null)
@@ -7241,8 +7248,7 @@ interface ShellSetupResult {
 /** What `sessions` must be: a link to this file, or (where this Node cannot run it) a wrapper through tsx. */
 function shellCommandOf(): { kind: 'link' | 'wrapper'; text: string } {
   const script = fileURLToPath(import.meta.url)
-  const native = (process.features as { typescript?: unknown }).typescript && !process.execArgv.some((arg) => arg.includes('tsx'))
-  if (native) return { kind: 'link', text: script }
+  if (nodeRunsThisFile()) return { kind: 'link', text: script }
   const tsx = tsxFor(script, process.env)
   return {
     kind: 'wrapper',
@@ -7259,13 +7265,8 @@ async function setupShell(options: CommonOptions & { force?: boolean } = {}): Pr
   const file = path.join(bin, 'sessions')
   const want = shellCommandOf()
   const there = lstatSync(file, { throwIfNoEntry: false })
-  const same =
-    there &&
-    (want.kind === 'link'
-      ? there.isSymbolicLink() && readlinkSync(file) === want.text
-      : there.isFile() && readRegularFile(file).kind === 'ok' && (readRegularFile(file) as { text: string }).text === want.text)
   let action: ShellSetupResult['action'] = there ? 'replaced' : 'written'
-  if (same) action = 'unchanged'
+  if (there && isShellCommand(file)) action = 'unchanged'
   else if (there && !options.force)
     throw new SessionsError(
       `${file} exists and is not this tool's command; keep it, or replace it with: ${runnerOf(options)} setup shell --force`,
@@ -7297,18 +7298,25 @@ function durableArgv(env: NodeJS.ProcessEnv = process.env): string[] {
   const script = fileURLToPath(import.meta.url)
   const bin = shellBinFolder(env)
   const command = bin && path.join(bin, 'sessions')
-  if (command && readRegularFile(command).kind !== 'missing') {
-    try {
-      const want = shellCommandOf()
-      const link = lstatSync(command).isSymbolicLink() && realpathSync(command) === realpathSync(script)
-      const read = readRegularFile(command)
-      if (link || (want.kind === 'wrapper' && read.kind === 'ok' && read.text === want.text)) return [command]
-    } catch {
-      /* not this tool's */
-    }
+  if (command && isShellCommand(command)) return [command]
+  return nodeRunsThisFile() ? [script] : [tsxFor(script, env), script]
+}
+
+/** Whether `file` is the sessions command setup shell makes on this Node: a link to this file, or its wrapper. */
+function isShellCommand(file: string): boolean {
+  const want = shellCommandOf()
+  try {
+    if (want.kind === 'link') return lstatSync(file).isSymbolicLink() && realpathSync(file) === realpathSync(want.text)
+    const read = readRegularFile(file)
+    return read.kind === 'ok' && read.text === want.text
+  } catch {
+    return false // missing, or a dangling link
   }
-  if ((process.features as { typescript?: unknown }).typescript && !process.execArgv.some((arg) => arg.includes('tsx'))) return [script]
-  return [tsxFor(script, env), script]
+}
+
+/** This Node runs this file itself (it strips types, and no loader such as tsx runs it). */
+function nodeRunsThisFile(): boolean {
+  return Boolean((process.features as { typescript?: unknown }).typescript) && !process.execArgv.some((arg) => arg.includes('tsx'))
 }
 
 /** $XDG_BIN_HOME, else ~/.local/bin; null without either. */
@@ -8438,7 +8446,7 @@ function numbered<T>(choices: { value: T; label: string }[]): { value: T; name: 
 
 /** " — what it does", from a stage's stage.yaml (its description line), or nothing. */
 function stageDescription(stagesDir: string, stage: string): string {
-  const read = readRegularFile(path.join(stagesDir, stage, 'stage.yaml'), 0, Number.POSITIVE_INFINITY, FILE_MAX_BYTES, true)
+  const read = readRegularFile(path.join(stagesDir, stage, 'stage.yaml'), { follow: true })
   const description = read.kind === 'ok' ? /^description:\s*["']?(.*?)["']?\s*$/m.exec(read.text)?.[1] : undefined
   return description ? ` — ${terminalSafe(description)}` : ''
 }
