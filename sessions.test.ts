@@ -206,7 +206,10 @@ interface Run {
  * The command line, in-process: main() with its own streams, environment and folder, off a terminal;
  * `signal` stops it as Ctrl-C would.
  */
-async function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {}): Promise<Run> {
+async function cli(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal; columns?: number } = {},
+): Promise<Run> {
   let stdout = ''
   let stderr = ''
   const code = await main(args, {
@@ -220,7 +223,7 @@ async function cli(args: string[], options: { cwd?: string; env?: NodeJS.Process
     cwd: options.cwd ?? HERE,
     terminal: false,
     stderrTerminal: false,
-    columns: undefined,
+    columns: options.columns,
     signal: options.signal,
   })
   return { code, stdout, stderr }
@@ -1308,6 +1311,58 @@ describe('a start that follows the engine (part 15)', () => {
     }
   })
 
+  test('off a terminal, list, status, events and cleanup fit 80 columns (COLUMNS widens them)', async () => {
+    // A long command of the user's own: its hints must still fit, each whole on its line.
+    const env = { SESSIONS_COMMAND: 'npx --prefix ../tools sessions' }
+    let checked = 0
+    let multi = ''
+    for (const fixture of ['running-multistage', 'crashed-loop', 'parallel-pipeline', 'failed-loop', 'bad-files']) {
+      const root = await makeProject(fixture)
+      if (fixture === 'running-multistage') multi = root
+      const names = (await listJson(root)).sessions.map((row: { name: string }) => row.name)
+      const runs = [['list'], ['events'], ['cleanup', '--dry-run'], ...names.map((name: string) => ['status', name])]
+      for (const args of runs) {
+        const run = await cli(args, { cwd: root, env, columns: 80 })
+        expect(run.stderr, args.join(' ')).toBe('')
+        for (const line of run.stdout.split('\n'))
+          expect([...line].length, `${fixture}: ${args.join(' ')}: ${line}`).toBeLessThanOrEqual(80)
+        if (args[0] === 'list')
+          for (const warning of JSON.parse((await cli(['list', '--json'], { cwd: root, env })).stdout).warnings)
+            if (warning.resume_command) expect(run.stdout).toContain(`resume: ${warning.resume_command}`)
+        checked++
+      }
+    }
+    expect(checked).toBeGreaterThan(15)
+    // As a user runs it, off a terminal: 80 columns, unless COLUMNS sets the width (an event a line, for grep).
+    const narrow = cliProcess(['events'], { cwd: multi, env })
+    const wide = cliProcess(['events'], { cwd: multi, env: { ...env, COLUMNS: '400' } })
+    expect(wide.stdout.split('\n').length).toBeLessThan(narrow.stdout.split('\n').length)
+    expect(Math.max(...wide.stdout.split('\n').map((line) => line.length))).toBeGreaterThan(80)
+    for (const line of narrow.stdout.split('\n')) expect([...line].length, line).toBeLessThanOrEqual(80)
+  })
+
+  test("many stage types: an unknown one's error names a dozen and where all are; help start shows them in columns", async () => {
+    const root = await makeEngineProject()
+    const extra = Array.from({ length: 30 }, (_, i) => `extra-stage-${String(i).padStart(2, '0')}`)
+    for (const stage of extra)
+      cpSync(path.join(root, 'scripts', 'stages', 'ralph'), path.join(root, 'scripts', 'stages', stage), { recursive: true })
+    const env = { SESSIONS_COMMAND: 'sessions' }
+    const wrong = await cli(['start', 'extra-stage-3', 'x', '--yes'], { cwd: root, env })
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).toMatch(
+      /did you mean "extra-stage-03"\?; stages in .*: elegance, extra-stage-00, .* and 22 more \(all of them: sessions help start\)\n$/,
+    )
+    const help = await cli(['help', 'start'], { cwd: root, env, columns: 80 })
+    const listed = help.stdout.slice(help.stdout.indexOf('Stage types in')).split('\n\n')[0].split('\n')
+    // Down then across: the 34 names in rows of five (16 columns each), each name once, each line within 80.
+    expect(listed.length - 1).toBe(Math.ceil(34 / 5))
+    expect(listed.slice(1).join(' ').split(/\s+/).filter(Boolean).sort()).toEqual(
+      ['elegance', 'improve-plan', 'ralph', 'refine-tasks', ...extra].sort(),
+    )
+    for (const line of help.stdout.split('\n')) expect([...line].length, line).toBeLessThanOrEqual(80)
+    expect(help.stdout).toMatch(/Pipelines in [\s\S]*pipelines:\n {2}refine\.yaml\n/)
+  })
+
   test("in an 80-column terminal, monitor's header and kill's result wrap with words whole: no line is wider", async () => {
     const root = await makeEngineProject()
     const name = 'a-session-with-a-name-long-enough-to-push-every-line-past-eighty-c'.slice(0, 60)
@@ -2046,7 +2101,7 @@ describe('cleanup', () => {
     expect(run.stdout).toMatch(
       /Zombie states:\n {2}busy — state says running, but nothing is alive; .*\n {2}hup — state says running, but nothing is alive/,
     )
-    expect(run.stdout).toContain(`Nothing was changed. To repair: ${hinted('cleanup --yes', root)}`)
+    expect(run.stdout).toContain(`Nothing was changed. To repair (or add --only locks|tmux|state):\n  ${hinted('cleanup --yes', root)}`)
     expect(run.stdout).toContain(`busy (crashed): ${hinted('resume busy', root)}`)
     expect(run.stdout).not.toMatch(/done-loop —/)
     expect([snapshot(root), tmuxPanes()]).toEqual(before)

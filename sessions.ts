@@ -1249,13 +1249,13 @@ function firstStage(runner: string): string | null {
   return found.includes('ralph') ? 'ralph' : (found[0] ?? null)
 }
 
-function findStage(runner: string, type: string): void {
+function findStage(runner: string, type: string, helpHint: string): void {
   if (!isValidName(type)) throw new UsageError(`invalid stage type "${type}"`)
   const stages = stagesFolder(runner)
   if (isDirectory(path.join(stages, type))) return
   const known = stageTypes(runner)
   throw new SessionsError(
-    `unknown stage type "${type}"${didYouMean(type, known)}; ${known.length ? `stages in ${stages}: ${someOf(known)}` : `no stages in ${stages}`}`,
+    `unknown stage type "${type}"${didYouMean(type, known)}; ${known.length ? `stages in ${stages}: ${someOf(known)}${allOf(known, helpHint)}` : `no stages in ${stages}`}`,
   )
 }
 
@@ -1272,7 +1272,7 @@ function pipelineFiles(root: string, runner: string): string[] {
  * The pipeline file as given, or under scripts/pipelines/ or .claude/pipelines/ (with or without .yaml);
  * with `foldersOnly`, only there (what an agent may start).
  */
-function findPipelineFile(file: string, root: string, runner: string, cwd: string, foldersOnly = false): string {
+function findPipelineFile(file: string, root: string, runner: string, cwd: string, helpHint: string, foldersOnly = false): string {
   const names = path.extname(file) ? [file] : [file, `${file}.yaml`, `${file}.yml`]
   // As given (from here, then from the project root, as resume passes it), then in the pipeline folders.
   const candidates = names.flatMap((name) => [
@@ -1284,7 +1284,7 @@ function findPipelineFile(file: string, root: string, runner: string, cwd: strin
   const known = pipelineFiles(root, runner)
   const bare = known.flatMap((name) => [name, name.replace(/\.ya?ml$/, '')])
   throw new SessionsError(
-    `pipeline file not found: ${cutText(file, 200)} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${didYouMean(file, bare)}${known.length ? `; pipelines: ${someOf(known)}` : ''}`,
+    `pipeline file not found: ${cutText(file, 200)} (looked as given, in scripts/pipelines/ and .claude/pipelines/)${didYouMean(file, bare)}${known.length ? `; pipelines: ${someOf(known)}${allOf(known, helpHint)}` : ''}`,
   )
 }
 
@@ -4223,8 +4223,9 @@ async function planStart(
   const confined = Boolean(options.confined)
   const runner = resolveRunner(root, confined ? { ...options, runner: undefined } : options)
   let pipelineFile: string | null = null
-  if (request.type) findStage(runner, request.type)
-  else pipelineFile = findPipelineFile(request.pipeline!, root, runner, cwd, confined && !request.resume)
+  const helpHint = hint(options, root, 'help start')
+  if (request.type) findStage(runner, request.type, helpHint)
+  else pipelineFile = findPipelineFile(request.pipeline!, root, runner, cwd, helpHint, confined && !request.resume)
   if (confined && request.type) checkInsideProject(root, path.join(stagesFolder(runner), request.type), 'stage type')
   // An agent's new start: a pipeline of the pipeline folders themselves (not ../ out of them); a resume's
   // comes from the session's own files, anywhere in the project.
@@ -7478,16 +7479,47 @@ function wrapWords(text: string, width: number | undefined, indent = ''): string
   const shown = (line: string) => stripVTControlCharacters(line).length
   if (!width || shown(text) <= width) return [text]
   const lines: string[] = []
-  let line = ''
-  for (const word of text.split(' ')) {
-    const next = line ? `${line} ${word}` : word
-    if (line && shown(next) > width - (lines.length ? indent.length : 0)) {
+  // The text's own indent stays in front of its first word.
+  const lead = text.match(/^ */)?.[0] ?? ''
+  let line = lead
+  for (const word of text.slice(lead.length).split(' ')) {
+    const next = line.trim() ? `${line} ${word}` : `${line}${word}`
+    if (line.trim() && shown(next) > width - (lines.length ? indent.length : 0)) {
       lines.push(line)
       line = word
     } else line = next
   }
   lines.push(line)
   return lines.map((l, i) => (i ? `${indent}${l}` : l))
+}
+
+/**
+ * Rows of a name and its words, in two columns within `width` (words wrapped with words whole under their
+ * column); a name too long for the first column stands on its own line, its words below it.
+ */
+function twoColumns(rows: (readonly [string, string])[], width: number, widest = 28, paint: Paint = (text) => text): string[] {
+  const short = rows.map(([name]) => name.length).filter((length) => length <= widest)
+  const left = short.length ? largest(short) : 0
+  return rows.flatMap(([name, words]) => {
+    const column = name.length <= left ? left + 4 : 6
+    const wrapped = wrapWords(words, Math.max(20, width - column)).map((line) => `${' '.repeat(column)}${paint(line)}`)
+    if (name.length > left) return [`  ${name}`, ...wrapped]
+    return [`  ${name.padEnd(left)}  ${wrapped[0].trimStart()}`, ...wrapped.slice(1)]
+  })
+}
+
+/** Names in columns down then across, as `ls` lays them out, each line within `width`. */
+function inColumns(names: string[], width: number, indent = '  '): string[] {
+  if (!names.length) return []
+  const cell = largest(names.map((name) => name.length)) + 2
+  const across = Math.max(1, Math.floor((width - indent.length + 2) / cell))
+  const down = Math.ceil(names.length / across)
+  return Array.from({ length: down }, (_, row) =>
+    `${indent}${names
+      .filter((_, i) => i % down === row)
+      .map((name) => name.padEnd(cell))
+      .join('')}`.trimEnd(),
+  )
 }
 
 function countsLine(counts: Partial<Record<Health, number>>): string {
@@ -7499,17 +7531,33 @@ function countsLine(counts: Partial<Record<Health, number>>): string {
 function nextLines(p: Palette, next: NextAction[], width?: number): string[] {
   if (!next.length) return []
   const commandWidth = largest(next.map((n) => n.command.length))
-  // Where command and reason do not fit one line, the reason goes below: a command is never broken.
-  const narrow = width !== undefined && commandWidth + 4 + largest(next.map((n) => n.why.length)) > width
+  if (width === undefined || commandWidth + 4 + largest(next.map((n) => n.why.length)) <= width)
+    return ['', p.bold('Next:'), ...next.map((n) => `  ${pad(n.command, commandWidth)}  ${p.dim(n.why)}`)]
+  // The reasons wrap under their column; a command too long for half the line has its reason below it.
+  // A command is never broken.
   return [
     '',
     p.bold('Next:'),
-    ...next.flatMap((n) =>
-      narrow
-        ? [`  ${n.command}`, ...wrapWords(`      ${p.dim(n.why)}`, width, '      ')]
-        : [`  ${pad(n.command, commandWidth)}  ${p.dim(n.why)}`],
+    ...twoColumns(
+      next.map((n) => [n.command, n.why] as const),
+      width,
+      Math.floor(width / 2),
+      p.dim,
     ),
   ]
+}
+
+/**
+ * A warning as lines within `width`, after `lead` ("  ! "): wrapped at words, its resume command on a
+ * line of its own when it would not fit whole.
+ */
+function warningLines(warning: ListWarning, now: number, lead: string, width: number | undefined): string[] {
+  const indent = ' '.repeat(stripVTControlCharacters(lead).length)
+  const line = `${lead}${warningWords(warning, now)}`
+  const command = warning.resume_command
+  if (!command || !width || stripVTControlCharacters(line).length <= width) return wrapWords(line, width, indent)
+  const said = line.slice(0, line.lastIndexOf(`; resume: ${command}`))
+  return [...wrapWords(`${said};`, width, indent), `${indent}resume: ${command}`]
 }
 
 /** A warning of `list`, in words. */
@@ -7584,11 +7632,7 @@ function renderList(result: ListResult, view: View = plainView()): string {
     lines.push('', ...wrapWords(said, view.width, '  '))
   }
   if (result.warnings.length) {
-    lines.push(
-      '',
-      p.bold('Warnings:'),
-      ...result.warnings.flatMap((w) => wrapWords(`  ${p.yellow('!')} ${warningWords(w, now)}`, view.width, '    ')),
-    )
+    lines.push('', p.bold('Warnings:'), ...result.warnings.flatMap((w) => warningLines(w, now, `  ${p.yellow('!')} `, view.width)))
   }
   lines.push(...nextLines(p, result.next, view.width))
   return `${lines.join('\n')}\n`
@@ -7601,103 +7645,125 @@ function localTime(iso: string | null): string {
   return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`
 }
 
-function section(p: Palette, title: string, pairs: [string, string | null][]): string[] {
+/** A titled block of `key  value` lines; a value too long for `width` wraps under itself. */
+function section(p: Palette, title: string, pairs: [string, string | null][], width?: number): string[] {
   const shown = pairs.filter((pair): pair is [string, string] => pair[1] !== null)
   if (!shown.length) return []
-  const width = largest(shown.map(([key]) => key.length))
-  return ['', p.bold(title), ...shown.map(([key, value]) => `  ${pad(key, width)}  ${value}`)]
+  const keys = largest(shown.map(([key]) => key.length))
+  const indent = ' '.repeat(keys + 4)
+  return ['', p.bold(title), ...shown.flatMap(([key, value]) => wrapWords(`  ${pad(key, keys)}  ${value}`, width, indent))]
 }
 
 function renderStatus(result: StatusResult, view: View = plainView()): string {
   const p = palette(view.color)
   const now = view.now
-  const lines = [`${p.bold(result.name)}: ${p.health(result.health)}  ${p.dim(result.why)}`]
+  const lines = wrapWords(`${p.bold(result.name)}: ${p.health(result.health)}  ${p.dim(result.why)}`, view.width, '  ')
   const ended = result.ended_at
   lines.push(
-    ...section(p, 'Overview', [
-      ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : (result.mode ?? 'unknown')],
-      ['started', result.started_at ? `${localTime(result.started_at)} (${ago(result.started_at, now)})` : null],
-      ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
+    ...section(
+      p,
+      'Overview',
       [
-        'runtime',
-        result.runtime_seconds !== null
-          ? `${formatDuration(result.runtime_seconds * 1000)}${result.total_runtime_seconds !== null && result.total_runtime_seconds !== result.runtime_seconds ? ` this run (since its resume), ${formatDuration(result.total_runtime_seconds * 1000)} in all` : ''}`
-          : null,
+        ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : (result.mode ?? 'unknown')],
+        ['started', result.started_at ? `${localTime(result.started_at)} (${ago(result.started_at, now)})` : null],
+        ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
+        [
+          'runtime',
+          result.runtime_seconds !== null
+            ? `${formatDuration(result.runtime_seconds * 1000)}${result.total_runtime_seconds !== null && result.total_runtime_seconds !== result.runtime_seconds ? ` this run (since its resume), ${formatDuration(result.total_runtime_seconds * 1000)} in all` : ''}`
+            : null,
+        ],
+        ['ended', ended ? localTime(ended) : null],
+        [
+          'last seen',
+          !ended && livenessOf(result.health) === 'ended' && result.last_activity_at
+            ? `${localTime(result.last_activity_at)} (${ago(result.last_activity_at, now)})`
+            : null,
+        ],
+        ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
+        [
+          'error',
+          result.error_detail?.message
+            ? `${result.error_detail.message}${result.error_detail.type ? ` (${result.error_detail.type})` : ''}`
+            : null,
+        ],
       ],
-      ['ended', ended ? localTime(ended) : null],
-      [
-        'last seen',
-        !ended && livenessOf(result.health) === 'ended' && result.last_activity_at
-          ? `${localTime(result.last_activity_at)} (${ago(result.last_activity_at, now)})`
-          : null,
-      ],
-      ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
-      [
-        'error',
-        result.error_detail?.message
-          ? `${result.error_detail.message}${result.error_detail.type ? ` (${result.error_detail.type})` : ''}`
-          : null,
-      ],
-    ]),
+      view.width,
+    ),
   )
   lines.push(
-    ...section(p, 'Progress', [
+    ...section(
+      p,
+      'Progress',
       [
-        'stage',
-        result.stage_index !== null
-          ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${result.stage_kind === 'parallel' ? ' (parallel block)' : ''}`
-          : null,
+        [
+          'stage',
+          result.stage_index !== null
+            ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${result.stage_kind === 'parallel' ? ' (parallel block)' : ''}`
+            : null,
+        ],
+        [
+          'iteration',
+          result.stage_kind !== 'parallel' && (result.iteration !== null || result.max_iterations !== null)
+            ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}`
+            : null,
+        ],
+        [
+          'running',
+          result.current_iteration
+            ? `iteration ${result.current_iteration.iteration ?? '?'} for ${formatDuration(now - Date.parse(result.current_iteration.started_at))}`
+            : null,
+        ],
+        [
+          'completed',
+          result.stage_kind !== 'parallel' && result.iteration_completed !== null
+            ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage`
+            : null,
+        ],
+        ['last event', result.last_event ? `${result.last_event.type} ${ago(result.last_event.ts, now)}` : null],
       ],
-      [
-        'iteration',
-        result.stage_kind !== 'parallel' && (result.iteration !== null || result.max_iterations !== null)
-          ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}`
-          : null,
-      ],
-      [
-        'running',
-        result.current_iteration
-          ? `iteration ${result.current_iteration.iteration ?? '?'} for ${formatDuration(now - Date.parse(result.current_iteration.started_at))}`
-          : null,
-      ],
-      [
-        'completed',
-        result.stage_kind !== 'parallel' && result.iteration_completed !== null
-          ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage`
-          : null,
-      ],
-      ['last event', result.last_event ? `${result.last_event.type} ${ago(result.last_event.ts, now)}` : null],
-    ]),
+      view.width,
+    ),
   )
   const lock = result.lock
   lines.push(
-    ...section(p, 'Resources', [
+    ...section(
+      p,
+      'Resources',
       [
-        'tmux',
-        result.tmux
-          ? `${result.tmux.session} · pane PID ${result.tmux.pane_pid ?? '?'}${result.tmux.pane_dead ? ` · dead (exit ${result.tmux.exit_status ?? '?'})` : ''} · ${result.tmux.attached} attached`
-          : 'none',
+        [
+          'tmux',
+          result.tmux
+            ? `${result.tmux.session} · pane PID ${result.tmux.pane_pid ?? '?'}${result.tmux.pane_dead ? ` · dead (exit ${result.tmux.exit_status ?? '?'})` : ''} · ${result.tmux.attached} attached`
+            : 'none',
+        ],
+        [
+          'lock',
+          !lock
+            ? 'none'
+            : lock.problem
+              ? `corrupt: ${lock.problem}`
+              : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? (lock.proof ? ` · the engine (${lock.proof === 'flock' ? 'kernel flock' : 'command line'})` : ' · not the engine') : ''} · since ${localTime(lock.started_at)}`,
+        ],
+        ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
       ],
-      [
-        'lock',
-        !lock
-          ? 'none'
-          : lock.problem
-            ? `corrupt: ${lock.problem}`
-            : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? (lock.proof ? ` · the engine (${lock.proof === 'flock' ? 'kernel flock' : 'command line'})` : ' · not the engine') : ''} · since ${localTime(lock.started_at)}`,
-      ],
-      ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
-    ]),
+      view.width,
+    ),
   )
   lines.push(
-    ...section(p, 'Files', [
-      ['state', result.files.state],
-      ['progress', result.files.progress],
-      ['run folder', result.files.run_dir],
-      ['lock', result.files.lock],
-      ['events', result.files.events],
-      ['plan', result.files.plan],
-    ]),
+    ...section(
+      p,
+      'Files',
+      [
+        ['state', result.files.state],
+        ['progress', result.files.progress],
+        ['run folder', result.files.run_dir],
+        ['lock', result.files.lock],
+        ['events', result.files.events],
+        ['plan', result.files.plan],
+      ],
+      view.width,
+    ),
   )
   if (result.recent_iterations.length) {
     lines.push('', p.bold(result.recent_iterations.length === 1 ? 'Last iteration' : `Last ${result.recent_iterations.length} iterations`))
@@ -7712,6 +7778,7 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
           it.timestamp ? ago(it.timestamp, now) : '?',
           (it.summary ?? it.reason ?? '').split('\n')[0],
         ]),
+        { width: view.width && view.width - 2, shrink: [4, 1] },
       ).map((line) => `  ${line}`),
     )
   }
@@ -7731,21 +7798,28 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
               ? `${p.current_stage_name} iteration ${p.iteration ?? '?'}`
               : '-',
         ]),
+        { width: view.width && view.width - 2, shrink: [3] },
       ).map((line) => `  ${line}`),
     )
     for (const provider of result.providers) {
-      if (provider.last_summary) lines.push(`  ${provider.provider}, last: ${provider.last_summary.split('\n')[0]}`)
-      if (provider.error) lines.push(`  ${p.red('!')} ${provider.provider}: ${provider.error}`)
+      if (provider.last_summary)
+        lines.push(...wrapWords(`  ${provider.provider}, last: ${provider.last_summary.split('\n')[0]}`, view.width, '    '))
+      if (provider.error) lines.push(...wrapWords(`  ${p.red('!')} ${provider.provider}: ${provider.error}`, view.width, '    '))
     }
   }
   if (result.beads) {
     lines.push(
-      ...section(p, 'Beads', [
-        ['done', String(result.beads.done)],
-        ['in progress', result.beads.in_progress.join(', ') || 'none'],
-        ['ready', result.beads.ready.join(', ') || 'none'],
-        ['remaining', String(result.beads.remaining)],
-      ]),
+      ...section(
+        p,
+        'Beads',
+        [
+          ['done', String(result.beads.done)],
+          ['in progress', result.beads.in_progress.join(', ') || 'none'],
+          ['ready', result.beads.ready.join(', ') || 'none'],
+          ['remaining', String(result.beads.remaining)],
+        ],
+        view.width,
+      ),
     )
   }
   // Evidence holds ISO times (data); on screen they read as the rest of the screen does, "2m 17s ago".
@@ -7759,19 +7833,24 @@ function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
   const p = palette(view.color)
   const lines = [p.bold(`${plan.resume ? 'Resume' : 'Start'} session ${plan.name}`)]
   lines.push(
-    ...section(p, '', [
+    ...section(
+      p,
+      '',
       [
-        plan.mode === 'pipeline' ? 'pipeline' : 'type',
-        plan.mode === 'pipeline' ? `${plan.pipeline_file} (${plan.stages.join(' → ') || 'stages unknown'})` : plan.type,
+        [
+          plan.mode === 'pipeline' ? 'pipeline' : 'type',
+          plan.mode === 'pipeline' ? `${plan.pipeline_file} (${plan.stages.join(' → ') || 'stages unknown'})` : plan.type,
+        ],
+        ['session', `${plan.tmux_session} in ${plan.project}`],
+        ['max', plan.max_iterations !== null ? String(plan.max_iterations) : null],
+        ['provider', `${plan.provider ?? 'engine default'}${plan.model ? ` · model ${plan.model}` : ''}`],
+        ['context', plan.context],
+        ['inputs', plan.inputs.length ? plan.inputs.join(', ') : null],
+        ['replaces', plan.replaces ? `the old run folder is kept as ${plan.replaces}` : null],
+        ['command', plan.command.map(shellQuote).join(' ')],
       ],
-      ['session', `${plan.tmux_session} in ${plan.project}`],
-      ['max', plan.max_iterations !== null ? String(plan.max_iterations) : null],
-      ['provider', `${plan.provider ?? 'engine default'}${plan.model ? ` · model ${plan.model}` : ''}`],
-      ['context', plan.context],
-      ['inputs', plan.inputs.length ? plan.inputs.join(', ') : null],
-      ['replaces', plan.replaces ? `the old run folder is kept as ${plan.replaces}` : null],
-      ['command', plan.command.map(shellQuote).join(' ')],
-    ]).slice(1),
+      view.width,
+    ).slice(1),
   )
   return `${lines.join('\n')}\n`
 }
@@ -7785,14 +7864,15 @@ function engineSummary(result: StartResult): string {
 function renderStart(result: StartResult, view: View = plainView()): string {
   const p = palette(view.color)
   const what = result.mode === 'pipeline' ? `pipeline ${result.pipeline_file}` : `${result.type}, max ${result.max_iterations}`
-  const lines = [
+  const said = [
     `${p.green('✓')} ${result.resume ? 'Resumed' : 'Started'} ${p.bold(result.name)} (${what}) in tmux session ${result.tmux_session}, ${engineSummary(result)}.`,
     `  output kept in ${result.log}`,
   ]
-  if (result.replaces) lines.push(`  the old run folder is kept as ${result.replaces}`)
-  for (const warning of result.warnings) lines.push(`  ${p.yellow('!')} ${warning}`)
+  if (result.replaces) said.push(`  the old run folder is kept as ${result.replaces}`)
+  for (const warning of result.warnings) said.push(`  ${p.yellow('!')} ${warning}`)
   if (result.skipped_environment?.length)
-    lines.push(`  ${p.yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
+    said.push(`  ${p.yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
+  const lines = said.flatMap((line) => wrapWords(line, view.width, '    '))
   lines.push(...nextLines(p, result.next, view.width))
   return `${lines.join('\n')}\n`
 }
@@ -7821,7 +7901,7 @@ function renderKill(reports: KillReport[], view: View = plainView()): string {
       report.beads_reopened.length ? `beads ${report.beads_reopened.join(', ')} back to open` : null,
     ].filter(Boolean)
     lines.push(...wrapWords(`killed ${report.name}: ${parts.join('; ')}. Progress and iterations are kept.`, view.width, '  '))
-    for (const warning of report.warnings) lines.push(`  warning: ${warning}`)
+    for (const warning of report.warnings) lines.push(...wrapWords(`  warning: ${warning}`, view.width, '    '))
     if (report.resume_command) lines.push(`  resume: ${report.resume_command}`)
   }
   return lines.length ? `${lines.join('\n')}\n` : ''
@@ -8046,17 +8126,21 @@ function renderProblems(result: CleanupScan, view: View = plainView()): string[]
     for (const fix of found) {
       const mark = fix.fixed === true ? `${p.green('✓')} ` : fix.fixed === false ? `${p.red('✗')} ` : '  '
       const outcome = fixWords(fix)
-      lines.push(`${mark}${fix.name} — ${problemWords(fix, view.now)}${outcome ? p.dim(` → ${outcome}`) : ''}`)
+      lines.push(
+        ...wrapWords(`${mark}${fix.name} — ${problemWords(fix, view.now)}${outcome ? p.dim(` → ${outcome}`) : ''}`, view.width, '    '),
+      )
     }
   }
   if (result.corrupt.length) {
-    lines.push('', p.bold('Cannot be read (left as they are):'), ...result.corrupt.map((c) => `  ${c.name} — ${c.why}`))
-  }
-  if (result.other_projects.length) {
     lines.push(
       '',
-      `Other projects on this tmux server (never touched): ${result.other_projects.map((o) => `${o.tmux_session} (${o.directory})`).join(', ')}`,
+      p.bold('Cannot be read (left as they are):'),
+      ...result.corrupt.flatMap((c) => wrapWords(`  ${c.name} — ${c.why}`, view.width, '    ')),
     )
+  }
+  if (result.other_projects.length) {
+    const others = result.other_projects.map((o) => `${o.tmux_session} (${o.directory})`).join(', ')
+    lines.push('', ...wrapWords(`Other projects on this tmux server (never touched): ${others}`, view.width, '  '))
   }
   return lines
 }
@@ -8071,18 +8155,24 @@ function renderCleanup(result: CleanupResult, view: View = plainView()): string 
     )
     lines.push('', counts.length ? `Fixed: ${counts.join(' · ')}` : 'Nothing was fixed.')
   } else if (result.mode === 'report' && result.problems.length) {
-    lines.push('', `Nothing was changed. To repair: ${result.repair_command} (or --only locks|tmux|state)`)
+    lines.push('', 'Nothing was changed. To repair (or add --only locks|tmux|state):', `  ${result.repair_command}`)
   } else if (result.mode === 'dry_run' && result.problems.length) {
     lines.push('', 'Dry run: nothing was changed.')
   } else if (result.mode === 'cancelled') {
     lines.push('', 'Cancelled: nothing was changed.')
   }
-  for (const warning of result.warnings) lines.push(`warning: ${warning}`)
+  for (const warning of result.warnings) lines.push(...wrapWords(`warning: ${warning}`, view.width, '  '))
   if (result.resumable.length) {
+    // A command too long for the line goes on a line of its own, so that it is never broken.
     lines.push(
       '',
       p.bold('Can be resumed:'),
-      ...result.resumable.map((r) => `  ${r.name} (${r.health}): ${r.resume_command ?? 'its type and max are unknown'}`),
+      ...result.resumable.flatMap((r) => {
+        const line = `  ${r.name} (${r.health}): ${r.resume_command ?? 'its type and max are unknown'}`
+        return r.resume_command && view.width && line.length > view.width
+          ? [`  ${r.name} (${r.health}):`, `    ${r.resume_command}`]
+          : [line]
+      }),
     )
   }
   lines.push(...nextLines(p, result.next, view.width))
@@ -8108,7 +8198,7 @@ function renderWaitProgress(rows: SessionRow[], view: View = plainView()): strin
 
 function renderWaitResult(result: WaitResult, view: View = plainView()): string {
   const p = palette(view.color)
-  const lines = result.sessions.map((row) => `${row.name}: ${p.health(row.health)} (${row.why})`)
+  const lines = result.sessions.flatMap((row) => wrapWords(`${row.name}: ${p.health(row.health)} (${row.why})`, view.width, '  '))
   if (result.timed_out)
     lines.push(
       `Timed out; still running: ${result.sessions
@@ -8156,8 +8246,7 @@ function renderDashboard(
     for (const row of live) lines.push(`  ${row.name}: ${p.dim(lastLines.get(row.name)!)}`)
   }
   if (result.sessions.length) lines.push('', countsLine(result.counts))
-  if (result.warnings.length)
-    lines.push('', ...result.warnings.flatMap((w) => wrapWords(`${p.yellow('!')} ${warningWords(w, now)}`, view.width, '  ')))
+  if (result.warnings.length) lines.push('', ...result.warnings.flatMap((w) => warningLines(w, now, `${p.yellow('!')} `, view.width)))
   return lines.join('\n')
 }
 
@@ -8173,7 +8262,7 @@ interface Io {
   terminal: boolean
   /** Standard error is a terminal: spinners. */
   stderrTerminal: boolean
-  /** The terminal's width, when standard output is one. */
+  /** How wide text may be: the terminal's, else COLUMNS, else 80; undefined (a library's Io): no limit. */
   columns: number | undefined
   /** Ends a command that runs until stopped (notify, events --follow); by default SIGINT, SIGTERM or SIGHUP. */
   signal?: AbortSignal
@@ -8203,8 +8292,18 @@ function processIo(): Io {
     cwd: process.cwd(),
     terminal: Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY),
     stderrTerminal: Boolean(process.stderr.isTTY),
-    columns: process.stdout.isTTY ? process.stdout.columns : undefined,
+    columns: textWidth(process.stdout.isTTY ? process.stdout.columns : undefined, process.env.COLUMNS),
   }
+}
+
+/**
+ * Text fits the terminal; off one it fits 80 columns, as a pasted or logged line is read in one, unless
+ * COLUMNS says otherwise (`COLUMNS=1000` keeps every event on one line for grep).
+ */
+function textWidth(terminal: number | undefined, columns: string | undefined): number {
+  if (terminal) return terminal
+  const given = Number(columns)
+  return Number.isSafeInteger(given) && given > 0 ? given : 80
 }
 
 /** What ends a command that runs until stopped: the caller's signal, else SIGINT, SIGTERM or SIGHUP (once: a second one kills as usual). */
@@ -9307,10 +9406,8 @@ const COMMANDS = {
     positionals: [0, 1],
     options: {},
     examples: ['help', 'help kill'],
-    run: async ({ args, io }) => {
-      // As wide as the terminal, else 80 columns.
-      const width = io.columns ?? 80
-      io.stdout(args[0] === undefined ? usage(runnerOf(io), width) : commandHelp(commandNamed(args[0]), runnerOf(io), width))
+    run: async ({ args, io, common }) => {
+      io.stdout(await helpText(args[0] === undefined ? null : commandNamed(args[0]), io, common.root))
       return { exit: 0 }
     },
   },
@@ -9353,6 +9450,11 @@ function someOf(names: string[], count = 12): string {
   return names.length > count ? `${names.slice(0, count).join(', ')} and ${names.length - count} more` : names.join(', ')
 }
 
+/** Where a list cut by someOf is shown whole: start's help lists the project's stage types and pipelines. */
+function allOf(names: string[], helpHint: string, count = 12): string {
+  return names.length > count ? ` (all of them: ${helpHint})` : ''
+}
+
 /** Levenshtein distance, for "did you mean". */
 function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
@@ -9375,21 +9477,6 @@ function optionLines(options: Record<string, OptionSpec>, width: number): string
     Object.entries(options).map(([flag, spec]) => optionLine(flag, spec)),
     width,
   )
-}
-
-/**
- * Rows of a name and its words, in two columns within `width` (words wrapped with words whole under their
- * column); a name too long for the first column stands on its own line, its words below it.
- */
-function twoColumns(rows: (readonly [string, string])[], width: number): string[] {
-  const short = rows.map(([name]) => name.length).filter((length) => length <= 28)
-  const left = short.length ? largest(short) : 0
-  return rows.flatMap(([name, words]) => {
-    const column = name.length <= left ? left + 4 : 6
-    const wrapped = wrapWords(words, Math.max(20, width - column)).map((line) => `${' '.repeat(column)}${line}`)
-    if (name.length > left) return [`  ${name}`, ...wrapped]
-    return [`  ${name.padEnd(left)}  ${wrapped[0].trimStart()}`, ...wrapped.slice(1)]
-  })
 }
 
 /** The global usage: every command with its summary, and the options of every command. */
@@ -9417,10 +9504,36 @@ function usage(self = runnerOf(), width = 80): string {
 }
 
 /** One command's help: its usage, what it does, its options with their defaults, two examples. */
+/**
+ * help, or a command's, as wide as the terminal (else 80 columns); start's also lists the stage types
+ * and pipelines of the project it is run in, in columns.
+ */
+async function helpText(command: CommandName | null, io: Io, root?: string): Promise<string> {
+  const width = io.columns ?? 80
+  if (command === null) return usage(runnerOf(io), width)
+  const text = commandHelp(command, runnerOf(io), width)
+  if (command !== 'start') return text
+  const project = await findProjectRoot({ root, cwd: io.cwd, env: io.env }).catch(() => null)
+  const runner = project && runnerIfAny(project, { cwd: io.cwd, env: io.env })
+  if (!project || !runner) return text
+  const stages = stageTypes(runner)
+  const pipelines = pipelineFiles(project, runner)
+  return [
+    text.trimEnd(),
+    '',
+    ...wrapWords(stages.length ? `Stage types in ${stagesFolder(runner)}:` : `No stage types in ${stagesFolder(runner)}.`, width, '  '),
+    ...inColumns(stages, width),
+    ...(pipelines.length
+      ? ['', ...wrapWords(`Pipelines in ${pipelineFolders(project, runner).join(' and ')}:`, width, '  '), ...inColumns(pipelines, width)]
+      : []),
+    '',
+  ].join('\n')
+}
+
 function commandHelp(name: CommandName, self = runnerOf(), width = 80): string {
   const spec: CommandSpec = COMMANDS[name]
   return [
-    `Usage: ${self} ${spec.usage} [options]`,
+    ...wrapWords(`Usage: ${self} ${spec.usage} [options]`, width, '  '),
     '',
     ...wrapWords(
       `${spec.summary[0].toUpperCase()}${spec.summary.slice(1)}.${spec.aliases ? ` Also: ${spec.aliases.join(', ')}.` : ''}`,
@@ -9608,9 +9721,7 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
     // --version, with any command, is the version command (and wins over --help).
     const command = values.version ? 'version' : parsed.command
     if (values.help && command !== 'version') {
-      io.stdout(
-        command && command !== 'help' ? commandHelp(command, runnerOf(io), io.columns ?? 80) : usage(runnerOf(io), io.columns ?? 80),
-      )
+      io.stdout(await helpText(command && command !== 'help' ? command : null, io, values.root as string | undefined))
       return 0
     }
     // What an agent may run unasked names no other folder or machine (docs/agents.md).
@@ -9663,7 +9774,9 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
     return outcome.follow ? await outcome.follow() : outcome.exit
   } catch (error) {
     if (error instanceof SessionsError) {
-      io.stderr(`sessions: ${oneLine(error.message)}\n`)
+      // One line for a script or a log; on a terminal, wrapped at words (a soft wrap would cut them).
+      const said = `sessions: ${oneLine(error.message)}`
+      io.stderr(`${io.stderrTerminal ? wrapWords(said, io.columns, '  ').join('\n') : said}\n`)
       return error.exitCode
     }
     io.stderr(`sessions: unexpected error: ${oneLine(errorMessage(error))}\n`)
