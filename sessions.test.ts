@@ -29,19 +29,9 @@ import {
 } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import {
-  list,
-  status,
-  main,
-  scanCleanup,
-  applyCleanup,
-  listTmuxSessions,
-  processDescendants,
-  isPidAlive,
-  processStartTime,
-  SessionsError,
-  type SessionRow,
-} from './sessions.ts'
+import { list, status, main, scanCleanup, applyCleanup, SessionsError, internals, type SessionRow } from './sessions.ts'
+
+const { listTmuxSessions, processDescendants, isPidAlive, processStartTime, taggedProcesses } = internals
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const SESSIONS = path.join(HERE, 'sessions.ts')
@@ -118,7 +108,7 @@ async function makeProject(fixture: string): Promise<string> {
   cpSync(path.join(LAYOUTS, fixture), dir, { recursive: true })
   const facts: Facts = JSON.parse(readFileSync(path.join(dir, 'FACTS.json'), 'utf8'))
   rmSync(path.join(dir, 'FACTS.json'))
-  // A live engine holds the kernel flock on its lock file (FORMATS.md §1): here flock(1) does.
+  // A live engine holds the kernel flock on its lock file (docs/formats.md §1): here flock(1) does.
   const engineLock = (name: string) => facts.locks.find((lock) => lock.file === `${name}.lock` && lock.pid_alive && !lock.pid_reused)
   for (const name of facts.tmux) {
     const lock = engineLock(name.replace(/^pipeline-/, ''))
@@ -304,6 +294,16 @@ describe('the module', () => {
     expect(result.status).toBe(0)
     expect(result.stdout).toBe('')
     expect(result.stderr).toBe('')
+    // Imported by a script that Node was given this file's path as its first argument (node -e … sessions.ts):
+    // Node itself says this file is not the main module.
+    if (NATIVE) {
+      const imported = spawnSync(
+        process.execPath,
+        ['-e', 'import(process.argv[1]).then((m) => console.log(Object.keys(m).length))', SESSIONS, 'list'],
+        { env: ENV, encoding: 'utf8' },
+      )
+      expect([imported.status, imported.stdout, imported.stderr]).toEqual([0, '40\n', ''])
+    }
   })
 
   test('no tmux server means no sessions, not an error', async () => {
@@ -2929,7 +2929,6 @@ describe('what a hostile tester found, inflicted again', () => {
 
 /** Processes still carrying the tag of any session of this project (none should outlive a cleanup). */
 async function processesOf(root: string): Promise<number[]> {
-  const { taggedProcesses } = await import('./sessions.ts')
   const runs = path.join(root, '.claude', 'pipeline-runs')
   return [...(await taggedProcesses()).entries()].filter(([dir]) => dir.startsWith(runs)).flatMap(([, tagged]) => tagged.map((t) => t.pid))
 }

@@ -13,7 +13,7 @@
  * of an engine's identity; gathering facts; the one health classifier; describing a session; the
  * commands as library functions; rendering; the terminal; the command line; the entry guard; in-source
  * tests; the export list. The files read here are written by the agent-pipelines engine (scripts/run.sh):
- * their formats, and the engine's flaws that this tool must not inherit, are described in FORMATS.md.
+ * their formats, and the engine's flaws that this tool must not inherit, are described in docs/formats.md.
  */
 import { readdir } from 'node:fs/promises'
 import { execFile, spawn, spawnSync } from 'node:child_process'
@@ -55,7 +55,7 @@ import { z } from 'zod'
 
 const VERSION = '0.1.0'
 const TMUX_PREFIX = 'pipeline-'
-/** loop-agents used this prefix before the 12 Jan 2026 rename (FORMATS.md §2). */
+/** loop-agents used this prefix before the 12 Jan 2026 rename (docs/formats.md §2). */
 const LEGACY_TMUX_PREFIX = 'loop-'
 /** Names as the engine's validate_session_name accepts them. */
 const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
@@ -421,7 +421,7 @@ const HistoryEntrySchema = z.looseObject({
 const StateSchema = z.looseObject({
   session: str,
   type: str,
-  /** The 9–10 Jan 2026 format: the stage type of a loop (FORMATS.md §2, older formats). */
+  /** The 9–10 Jan 2026 format: the stage type of a loop (docs/formats.md §2, older formats). */
   loop_type: str,
   started_at: str,
   status: z.string(),
@@ -524,7 +524,6 @@ type Lock = z.infer<typeof LockSchema>
 type State = z.infer<typeof StateSchema>
 type Context = z.infer<typeof ContextSchema>
 type Plan = z.infer<typeof PlanSchema>
-type ProviderState = z.infer<typeof ProviderStateSchema>
 type EngineEvent = z.infer<typeof EventSchema>
 
 // ───────────────────────── reading files: a bad file is a fact, not a crash ─────────────────────────
@@ -1114,7 +1113,7 @@ function stateHasEnded(state: State): boolean {
 
 // ───────────────────────── project layout ─────────────────────────
 
-/** Where each file of a session lives under the project root (FORMATS.md §0). */
+/** Where each file of a session lives under the project root (docs/formats.md §0). */
 function sessionPaths(root: string, name: string) {
   const claude = path.join(root, '.claude')
   const runDir = path.join(claude, 'pipeline-runs', name)
@@ -1172,7 +1171,7 @@ function isValidName(name: string): boolean {
   return NAME_PATTERN.test(name)
 }
 
-/** Refuses a name before it reaches a path, a tmux target or a process (DESIGN.md, safety rules). */
+/** Refuses a name before it reaches a path, a tmux target or a process (docs/design.md, the safety rules). */
 function checkName(name: string): string {
   if (!isValidName(name)) {
     const shown = name.length > 70 ? `${name.slice(0, 67)}...` : name
@@ -2027,7 +2026,7 @@ async function stopProcessTree(
 // ───────────────────────── identity: is this process the session's engine? ─────────────────────────
 
 /**
- * Whether `pid` holds the kernel flock on `file` (the engine's lock, FORMATS.md §1): one of its open
+ * Whether `pid` holds the kernel flock on `file` (the engine's lock, docs/formats.md §1): one of its open
  * descriptors is that file (same device and inode), and the kernel lists a FLOCK on that descriptor
  * (/proc/PID/fdinfo). Null when this cannot be read (not Linux, or not ours to read).
  */
@@ -2074,7 +2073,7 @@ function isEngineCommand(commandLine: string[], session: string): boolean {
 }
 
 /**
- * The session and max an engine's command line names, by the engine's own grammar (FORMATS.md §7–8):
+ * The session and max an engine's command line names, by the engine's own grammar (docs/formats.md §7–8):
  * after engine.sh or run.sh, the words that are not flags are `TYPE SESSION [MAX]`, or `pipeline FILE|TYPE
  * SESSION [RUNS|MAX]` (engine.sh pipeline --single-stage TYPE SESSION MAX). Null when it is no engine's.
  * Only ps's joined line (not Linux): split at spaces.
@@ -2120,14 +2119,14 @@ interface EngineIdentity {
   proof: EngineProof | null
   /** One line of evidence: which proof held, or why none did. */
   why: string
-  /** What it runs, when it is alive and could be read (the engine's carries its max, FORMATS.md §8). */
+  /** What it runs, when it is alive and could be read (the engine's carries its max, docs/formats.md §8). */
   commandLine: string[] | null
   /** The kernel says someone holds the lock's flock, and no holder could be proven: an engine elsewhere. */
   heldElsewhere?: boolean
 }
 
 /**
- * The one place that decides whether a lock's PID is the session's engine (DESIGN.md, "Health"): the
+ * The one place that decides whether a lock's PID is the session's engine (docs/design.md, the health model): the
  * kernel's flock first, then its command line and working directory. Start times never decide: clocks
  * step, PIDs are reused, locks are copied and committed.
  */
@@ -2490,7 +2489,7 @@ async function iterationsOf(stageDir: string): Promise<number[]> {
 
 /**
  * The newest readable context.json of a stage: the engine creates an iteration's folder before its
- * context, so a crash between the two leaves the newest without one (FORMATS.md §4). A few older ones
+ * context, so a crash between the two leaves the newest without one (docs/formats.md §4). A few older ones
  * are tried; which one was read is returned with it.
  */
 async function newestContext(stageDir: string, iterations: number[]): Promise<{ read: FileRead<Context>; iteration: number } | null> {
@@ -2711,7 +2710,7 @@ interface HealthVerdict {
   resumable: boolean
 }
 
-/** The one place that decides health (DESIGN.md, "Health"). */
+/** The one place that decides health (docs/design.md, the health model). */
 function classifyHealth(facts: HealthFacts): HealthVerdict {
   const grace = facts.graceMs ?? DEFAULTS.startGraceSeconds * 1000
   const evidence: string[] = []
@@ -2887,7 +2886,7 @@ interface SessionRow {
   beads_remaining?: number | null
 }
 
-/** Mode, type, stage and max: from state, plan and the newest context (FORMATS.md §8). */
+/** Mode, type, stage and max: from state, plan and the newest context (docs/formats.md §8). */
 function describeStage(facts: SessionFacts) {
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const plan = facts.plan?.kind === 'ok' ? facts.plan.value : null
@@ -2940,7 +2939,7 @@ function describeStage(facts: SessionFacts) {
   }
 }
 
-/** A loop's max from the engine's command line: `… TYPE SESSION MAX` (FORMATS.md §8). */
+/** A loop's max from the engine's command line: `… TYPE SESSION MAX` (docs/formats.md §8). */
 function maxOnCommandLine(commandLine: string[] | null, session: string): number | null {
   const engine = commandLine ? engineCommandOf(commandLine) : null
   return engine?.session === session ? engine.max : null
@@ -2956,7 +2955,7 @@ function resumeCommand(name: string, stage: ReturnType<typeof describeStage>, op
 
 /**
  * When the current run ended, from its state. The engine keeps an earlier end's killed_at/terminated_at
- * when it resumes (FORMATS.md §2): an end older than resumed_at belongs to an earlier run, and is history.
+ * when it resumes (docs/formats.md §2): an end older than resumed_at belongs to an earlier run, and is history.
  */
 function endedAt(state: State | null): number | null {
   if (!state) return null
@@ -3848,7 +3847,7 @@ interface StatusResult extends SessionRow {
   next: NextAction[]
 }
 
-/** What an iteration concluded: result.json (v3), else the agent's older status.json (FORMATS.md §4). */
+/** What an iteration concluded: result.json (v3), else the agent's older status.json (docs/formats.md §4). */
 async function readIterationOutcome(dir: string): Promise<{ summary: string | null; decision: string | null } | null> {
   const result = await readJsonFile(path.join(dir, 'result.json'), ResultSchema)
   if (result.kind === 'ok') {
@@ -4045,7 +4044,7 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
   }
 }
 
-/** Loops keep progress-NAME.md; pipeline stages keep their own progress.md (FORMATS.md §5). */
+/** Loops keep progress-NAME.md; pipeline stages keep their own progress.md (docs/formats.md §5). */
 function progressFile(facts: SessionFacts): string | null {
   const paths = sessionPaths(facts.root, facts.name)
   const stageProgress = facts.stageDir ? [path.join(paths.runDir, facts.stageDir, 'progress.md')] : []
@@ -7942,7 +7941,7 @@ function renderMonitor(result: MonitorResult, view: View = plainView()): string 
 }
 
 /**
- * The engine exits 1 when a loop stops at its max iterations, although it completed (FORMATS.md §2): the
+ * The engine exits 1 when a loop stops at its max iterations, although it completed (docs/formats.md §2): the
  * last line of its output says so, and this says that it is normal.
  */
 function normalExit(lines: string[], health: string): string | null {
@@ -9787,8 +9786,14 @@ async function main(argv: string[], given: Partial<Io> = {}): Promise<number> {
 
 // ───────────────────────── entry guard ─────────────────────────
 
-/** True when this file is the script being run, not a module imported by tests or a REPL. */
+/**
+ * True when this file is the script being run, not a module imported by tests, a REPL or another
+ * script. Node says so itself (import.meta.main, from 24.2); where it does not (tsx on Node 20), the
+ * script Node was given is compared with this file.
+ */
 function isMainModule(): boolean {
+  const main = (import.meta as { main?: unknown }).main
+  if (typeof main === 'boolean') return main
   if (!process.argv[1]) return false
   try {
     return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
@@ -10195,32 +10200,22 @@ if (import.meta.vitest) {
 }
 
 // ───────────────────────── what this file exports ─────────────────────────
-// The library, as the README's "As a library" describes it: the commands, the layers below them, the
-// renderers, the schemas of the engine's files, and their types. Nothing else is exported.
+// The library (docs/library.md): the commands as functions, and the few helpers a script or a REPL
+// needs to read their results. Nothing else is promised; `internals` is not part of it.
 
 export {
   VERSION,
   DEFAULTS,
   HEALTHS,
-  PROBLEM_KINDS,
-  OUTPUT_LOG,
-  settingsOf,
+  EVENT_KINDS,
   main,
-  usage,
-  commandHelp,
-  completionScript,
-  parseCommandLine,
-  processIo,
   list,
   status,
-  start,
   planStart,
+  start,
   resume,
-  howStarted,
   kill,
   monitor,
-  followOutput,
-  lastOutputLine,
   attach,
   wait,
   events,
@@ -10228,123 +10223,30 @@ export {
   notify,
   detachNotify,
   stopNotify,
-  readNotifyRecord,
-  sessionChanges,
-  eventSourceOf,
-  stalledSince,
-  parseSince,
-  EVENT_KINDS,
-  NOTIFY_KINDS,
-  serveMcp,
-  mcpTools,
-  setupClaude,
-  knownProjects,
-  rememberProject,
-  parseHost,
-  listHosts,
-  sshArgv,
-  remoteCommand,
   cleanup,
   scanCleanup,
   applyCleanup,
-  summarizeCleanup,
-  loadSession,
-  gatherProject,
-  mapProject,
-  gatherSession,
-  ownTmuxSessions,
-  describeSession,
-  classifyHealth,
-  healthFactsOf,
-  livenessOf,
-  resumeCommand,
-  judgeEngine,
-  identifyEngine,
-  isEngineCommand,
-  protectedReason,
-  isPidAlive,
-  processStartTime,
-  processStartStamp,
-  processDescendants,
-  taggedProcesses,
-  taggedFor,
-  tmux,
-  tmuxProbe,
-  tmuxArgv,
-  tmuxTarget,
-  tmuxLiteral,
-  tmuxEnvironment,
-  listTmuxSessions,
-  sessionFormat,
-  sessionNameOf,
-  capturePane,
+  setupClaude,
+  setupShell,
+  serveMcp,
   findProjectRoot,
-  sessionPaths,
-  checkName,
-  checkNewName,
-  isValidName,
-  isInside,
-  readJsonFile,
-  readRegularFile,
-  readFileFrom,
-  readEventsTail,
-  parseJsonText,
-  readIterationOutcome,
-  writeFileInside,
-  createFileInside,
-  appendTargetInside,
-  mkdirInside,
-  removeInside,
-  removeFolderInside,
-  moveInside,
-  withToolLock,
-  updateStateFile,
-  readBeads,
-  sessionBeads,
-  reopenBeads,
-  beadsLabel,
+  classifyHealth,
+  livenessOf,
   terminalSafe,
-  terminalSafeDeep,
-  plainText,
   formatDuration,
-  parseTime,
-  largest,
-  poll,
-  pollFor,
   plainView,
   renderList,
   renderStatus,
-  renderStartPlan,
-  renderStart,
-  renderKill,
-  renderMonitor,
-  renderAttach,
-  renderProblems,
-  renderCleanup,
-  renderWaitProgress,
-  renderWaitResult,
-  renderDashboard,
   renderEvents,
-  renderEventLines,
-  renderNotifyControl,
-  renderSetup,
-  warningWords,
-  describeForMenu,
   SessionsError,
   UsageError,
-  StartError,
-  UnsafePathError,
   StateSchema,
   LockSchema,
-  ContextSchema,
-  ResultSchema,
-  IterationStatusSchema,
-  PlanSchema,
-  ManifestSchema,
-  ProviderStateSchema,
   EventSchema,
-  HistoryEntrySchema,
 }
+
+/** For this file's own test suite: functions it checks directly. Not promised; may change in any version. */
+export const internals = { listTmuxSessions, processDescendants, isPidAlive, processStartTime, taggedProcesses }
 
 export type {
   Health,
@@ -10369,8 +10271,6 @@ export type {
   CleanupProblem,
   CleanupScan,
   CleanupResult,
-  FixDone,
-  ProblemKind,
   MonitorOptions,
   MonitorResult,
   AttachOptions,
@@ -10378,38 +10278,20 @@ export type {
   WaitOptions,
   WaitResult,
   CommonOptions,
-  TmuxOptions,
   Io,
   View,
-  SessionFacts,
-  ProjectFacts,
-  GatherOptions,
   HealthFacts,
   HealthVerdict,
-  EngineIdentity,
-  EngineProof,
-  IdentityFacts,
-  TaggedProcess,
-  TmuxSession,
-  FileRead,
-  RegularRead,
-  Lock,
-  State,
-  Context,
-  Plan,
-  ProviderState,
-  EngineEvent,
-  Bead,
-  BeadsSummary,
   EventKind,
   SessionEvent,
-  SessionMark,
   EventsOptions,
   EventsResult,
   NotifyOptions,
   NotifyResult,
   NotifyControlResult,
   SetupResult,
-  Host,
-  HostFailure,
+  ShellSetupResult,
+  State,
+  Lock,
+  EngineEvent,
 }
