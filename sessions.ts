@@ -4656,7 +4656,27 @@ interface KillReport {
 }
 
 async function killOne(name: string, options: KillOptions, all: TmuxSession[], root: string, warnings: string[] = []): Promise<KillReport> {
-  const report: KillReport = {
+  const report = emptyKillReport(name, warnings)
+  const found = await killTarget(name, options, all, root)
+  if ('refused' in found) return { ...report, ...found.refused }
+  const { facts, projectRoot } = found
+  const row = describeSession(facts, Date.now(), options)
+  report.health_before = row.health
+  report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts), options, projectRoot)
+  const refused = killRefusal(name, facts, row)
+  if (refused) return { ...report, outcome: 'refused', reason: refused }
+  const enginePid = facts.engine?.proof ? facts.engine.pid : (facts.paneEngine?.pid ?? null)
+  if (enginePid === null && !facts.tmux) return { ...report, outcome: 'not_running', reason: row.why }
+  await stopSession(report, facts, enginePid, options)
+  await recordKill(report, facts, projectRoot)
+  if (row.type === 'ralph') report.beads_reopened = await reopenBeads(name, options.env)
+  report.tmux_session = facts.tmux?.tmuxName ?? null
+  report.state_status = report.state_marked ? 'killed' : facts.state.kind === 'ok' ? facts.state.value.status : null
+  return report
+}
+
+function emptyKillReport(name: string, warnings: string[]): KillReport {
+  return {
     name,
     outcome: 'killed',
     reason: null,
@@ -4672,43 +4692,48 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     resume_command: null,
     warnings,
   }
+}
+
+/**
+ * The session to kill: this project's, else (with --force only) one whose tmux session is another
+ * project's, read in that project.
+ */
+async function killTarget(
+  name: string,
+  options: KillOptions,
+  all: TmuxSession[],
+  root: string,
+): Promise<{ facts: SessionFacts; projectRoot: string } | { refused: Pick<KillReport, 'outcome' | 'reason'> }> {
   const { own, foreign } = ownTmuxSessions(all, root)
-  let projectRoot = root
-  let tmux: (TmuxSession & { legacy?: boolean }) | null = own.get(name) ?? null
-  let facts = await gatherSession(name, projectRoot, tmux)
-  if (!sessionExists(facts)) {
-    const theirs = foreign.find((session) => session.name === name)
-    if (!theirs) return { ...report, outcome: 'not_found', reason: sessionNotFound(name, root, await sessionNames(root, own)).message }
-    if (!options.force) {
-      return {
-        ...report,
+  const facts = await gatherSession(name, root, own.get(name) ?? null)
+  if (sessionExists(facts)) return { facts, projectRoot: root }
+  const theirs = foreign.find((session) => session.name === name)
+  if (!theirs) return { refused: { outcome: 'not_found', reason: sessionNotFound(name, root, await sessionNames(root, own)).message } }
+  if (!options.force)
+    return {
+      refused: {
         outcome: 'refused',
         reason: `${theirs.tmuxName} belongs to another project (${theirs.directory}); not killed (--force kills it anyway)`,
-      }
+      },
     }
-    projectRoot = await findProjectRoot({ cwd: theirs.directory }).catch(() => theirs.directory)
-    tmux = theirs
-    facts = await gatherSession(name, projectRoot, tmux)
-  }
-  const row = describeSession(facts, Date.now(), options)
-  report.health_before = row.health
-  report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts), options, projectRoot)
+  const projectRoot = await findProjectRoot({ cwd: theirs.directory }).catch(() => theirs.directory)
+  return { facts: await gatherSession(name, projectRoot, theirs), projectRoot }
+}
+
+/** Why a session is not to be signalled from here, or null. */
+function killRefusal(name: string, facts: SessionFacts, row: SessionRow): string | null {
   if (facts.paneEngine && facts.paneEngine.session !== name) {
     const theirs = facts.paneEngine.session
-    return {
-      ...report,
-      outcome: 'refused',
-      reason: `tmux session ${facts.tmux?.tmuxName} runs the engine of ${theirs ?? 'another session'} (PID ${facts.paneEngine.pid}), not ${name}'s; not killed${theirs ? ` (kill ${theirs} instead)` : ''}`,
-    }
+    return `tmux session ${facts.tmux?.tmuxName} runs the engine of ${theirs ?? 'another session'} (PID ${facts.paneEngine.pid}), not ${name}'s; not killed${theirs ? ` (kill ${theirs} instead)` : ''}`
   }
   // Held by what this tool cannot prove (an engine in a container, another user's): never signalled from here.
-  if (row.health === 'unknown')
-    return { ...report, outcome: 'refused', reason: `${name} is not killed: ${facts.engine?.why ?? row.why}; stop it where it runs` }
-  const enginePid = facts.engine?.proof ? facts.engine.pid : (facts.paneEngine?.pid ?? null)
-  const paneLive = Boolean(facts.tmux && !facts.tmux.paneDead && facts.tmux.panePid)
-  if (enginePid === null && !facts.tmux) return { ...report, outcome: 'not_running', reason: row.why }
+  if (row.health === 'unknown') return `${name} is not killed: ${facts.engine?.why ?? row.why}; stop it where it runs`
+  return null
+}
 
-  // Only the engine (proven), the pane's process, and what runs below them.
+/** Stops the engine (proven), the pane's process and what runs below them; then removes the tmux session. */
+async function stopSession(report: KillReport, facts: SessionFacts, enginePid: number | null, options: KillOptions): Promise<void> {
+  const paneLive = Boolean(facts.tmux && !facts.tmux.paneDead && facts.tmux.panePid)
   const roots = [
     ...(enginePid !== null ? [enginePid] : []),
     ...(paneLive ? [facts.tmux!.panePid!] : []),
@@ -4716,53 +4741,50 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
     ...taggedOf(await taggedProcesses(), facts),
   ]
   const stopped = await stopProcessTree(roots, (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000, (what) =>
-    options.onWaiting?.(`stopping ${name}: ${what}`),
+    options.onWaiting?.(`stopping ${report.name}: ${what}`),
   )
   report.terminated = stopped.terminated
   report.force_killed = stopped.forceKilled
+  if (!facts.tmux) return
+  const tmuxName = facts.tmux.tmuxName
+  await keepPaneOutput(options, facts)
+  // The session may be closing by itself as its last process ends: what counts is that it is gone.
+  await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
+  report.tmux_removed = Boolean(
+    await pollFor(async () => !(await paneState(options, tmuxName)).exists, { intervalMs: 50, timeoutMs: 1000 }),
+  )
+}
 
-  const paths = sessionPaths(projectRoot, name)
-  if (facts.tmux) {
-    const tmuxName = facts.tmux.tmuxName
-    await keepPaneOutput(options, facts)
-    // The session may be closing by itself as its last process ends: what counts is that it is gone.
-    await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(tmuxName))
-    report.tmux_removed = Boolean(
-      await pollFor(async () => !(await paneState(options, tmuxName)).exists, { intervalMs: 50, timeoutMs: 1000 }),
-    )
-  }
-
-  // What follows only records the kill: a disk that takes no writes makes each a warning, never a failure.
-  // The lock goes only if its PID is dead and the file still names that PID.
+/**
+ * Records the kill: the lock removed (only if its PID is dead and the file still names that PID), the
+ * state marked killed. A disk that takes no writes makes each a warning, never a failure.
+ */
+async function recordKill(report: KillReport, facts: SessionFacts, projectRoot: string): Promise<void> {
+  const { warnings } = report
+  const lockFile = sessionPaths(projectRoot, report.name).lock
   if (facts.lock.kind === 'ok') {
     const pid = facts.lock.value.pid
-    const again = await readJsonFile(paths.lock, LockSchema)
+    const again = await readJsonFile(lockFile, LockSchema)
     if (again.kind === 'ok' && again.value.pid === pid && !isPidAlive(pid)) {
       report.lock_removed =
-        (await recordOrWarn(warnings, `removing ${relative(projectRoot, paths.lock)}`, () => removeInside(projectRoot, paths.lock))) ??
-        false
+        (await recordOrWarn(warnings, `removing ${relative(projectRoot, lockFile)}`, () => removeInside(projectRoot, lockFile))) ?? false
     } else if (again.kind === 'missing') {
       report.lock_removed = true // the engine's exit trap removed it
     }
   }
-
-  if (facts.state.kind === 'ok') {
-    try {
-      const marked = await recordOrWarn(warnings, `marking ${relative(projectRoot, facts.state.path)} killed`, () =>
-        updateStateFile(projectRoot, facts.state.path, (state) =>
-          stateHasEnded(state) ? null : { status: 'killed', killed_at: isoOrNull(Date.now()) },
-        ),
-      )
-      report.state_marked = marked ?? false
-    } catch (error) {
-      if (!(error instanceof UnsafePathError)) throw error
-      report.state_refused = error.message
-    }
+  if (facts.state.kind !== 'ok') return
+  const stateFile = facts.state.path
+  try {
+    const marked = await recordOrWarn(warnings, `marking ${relative(projectRoot, stateFile)} killed`, () =>
+      updateStateFile(projectRoot, stateFile, (state) =>
+        stateHasEnded(state) ? null : { status: 'killed', killed_at: isoOrNull(Date.now()) },
+      ),
+    )
+    report.state_marked = marked ?? false
+  } catch (error) {
+    if (!(error instanceof UnsafePathError)) throw error
+    report.state_refused = error.message
   }
-  if (row.type === 'ralph') report.beads_reopened = await reopenBeads(name, options.env)
-  report.tmux_session = facts.tmux?.tmuxName ?? null
-  report.state_status = report.state_marked ? 'killed' : facts.state.kind === 'ok' ? facts.state.value.status : null
-  return report
 }
 
 /** Stops each named session; sessions that are not running are left as they are. */
@@ -5576,6 +5598,23 @@ function readNewEvents(file: string, at: SessionMark['events_at']): { events: En
   return { events, at: { ino, size: read.from + Buffer.byteLength(whole) } }
 }
 
+/** One look at one session: what it reads, the mark it is making, and the events it has found so far. */
+interface Look {
+  source: EventSource
+  row: SessionRow
+  /** The last look's mark, if any. */
+  mark: SessionMark | undefined
+  /** The mark this look leaves. */
+  next: SessionMark
+  /** The current run (see EventSource.run), and whether the last look knew it. */
+  run: string | null
+  fresh: boolean
+  options: { now: number; stallMs: number; project: string; observed: boolean }
+  events: TrackedEvent[]
+}
+
+type EventDetails = Partial<Pick<SessionEvent, 'iteration' | 'stage' | 'why' | 'summary' | 'health'>>
+
 /**
  * What is new for one session since `mark` (everything its files say, without one), and its new mark.
  * `observed` is when this look happened: the time of what only a look can see (a crash, a stall).
@@ -5584,188 +5623,224 @@ function readNewEvents(file: string, at: SessionMark['events_at']): { events: En
 function sessionChanges(
   source: EventSource,
   mark: SessionMark | undefined,
-  options: { now: number; stallMs: number; project: string; observed: boolean },
+  options: Look['options'],
 ): { events: TrackedEvent[]; mark: SessionMark } {
-  const { row } = source
   // A state that cannot be read for a look (written half, or by hand) is not a new run: the mark's stays.
   const run = source.run ?? mark?.run ?? null
   const fresh = !mark || mark.run !== run
-  const next: SessionMark = {
-    session: row.name,
+  const look: Look = { source, row: source.row, mark, next: nextMark(source.row.name, run, fresh, mark), run, fresh, options, events: [] }
+  runStartEvents(look)
+  const earlier = earlierRun(look)
+  if (mark?.failure) reportEarlier(look, earlier, mark.failure)
+  if (source.eventsFile) engineEvents(look, earlier)
+  else historyEvents(look)
+  look.next.history = source.history.length
+  if (look.row.stage_index !== null) look.next.stage_index = look.row.stage_index
+  stallEvents(look)
+  endEvents(look)
+  return { events: look.events, mark: look.next }
+}
+
+/** The mark a look starts from: the last one's, or a clean one for a run the last look did not know. */
+function nextMark(session: string, run: string | null, fresh: boolean, mark: SessionMark | undefined): SessionMark {
+  return {
+    session,
     run,
     events_at: mark?.events_at ?? null,
     history: mark?.history ?? 0,
     stage_index: fresh ? null : (mark?.stage_index ?? null),
-    ended: fresh ? false : mark.ended,
-    orphaned: fresh ? false : mark.orphaned,
-    stalled_since: fresh ? null : mark.stalled_since,
+    ended: fresh ? false : mark!.ended,
+    orphaned: fresh ? false : mark!.orphaned,
+    stalled_since: fresh ? null : mark!.stalled_since,
     pending: null,
-    failure: fresh ? null : (mark.failure ?? null),
+    failure: fresh ? null : (mark!.failure ?? null),
   }
-  const events: TrackedEvent[] = []
-  const nowIso = isoOrNull(options.now)!
-  const add = (
-    event: EventKind,
-    ts: string | null,
-    id: string,
-    more: Partial<Pick<SessionEvent, 'iteration' | 'stage' | 'why' | 'summary' | 'health'>> = {},
-  ) => {
-    // A time from a file that is not a time becomes when it was read, and says so (never 1970, never "soon").
-    const at = ts === null ? null : parseTime(ts)
-    const why = more.why !== undefined ? more.why : row.why
-    const unreadable =
-      ts !== null && at === null ? `its time in the files, ${JSON.stringify(cutText(ts, 40))}, is not a time: dated when it was read` : null
-    const base: SessionEvent = {
-      ts: at === null ? nowIso : ts!,
-      project: options.project,
-      session: row.name,
-      event,
-      health: more.health ?? (END_EVENTS.has(row.health) || row.health === 'orphaned' ? row.health : 'running'),
-      iteration: more.iteration !== undefined ? more.iteration : (row.iteration ?? null),
-      max_iterations: row.max_iterations,
-      stage: more.stage !== undefined ? more.stage : row.stage_name,
-      why: unreadable ? [why, unreadable].filter(Boolean).join('; ') : why,
-      summary: more.summary ?? null,
-    }
-    events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
-  }
+}
 
-  // A new run: a resume, or a (fresh) start.
-  if (fresh && run !== null) {
-    // Read from the files: the first start of a resumed session happened too.
-    if (!mark && source.startedAt !== null && run === row.resumed_at)
-      add('started', source.startedAt, source.startedAt, { health: 'running', iteration: null, why: startedWhy(row) })
-    if (run === row.resumed_at) {
-      // Where it resumed: the first iteration finished since (the state's own counts have moved on).
-      const resumed = parseTime(row.resumed_at)!
-      const first = source.history.find((entry) => (parseTime(entry.timestamp) ?? 0) >= resumed)?.iteration
-      const from = first ?? (row.iteration_completed ?? 0) + 1
-      add('resumed', row.resumed_at, row.resumed_at, { health: 'running', iteration: from, why: `resumed from iteration ${from}` })
-    } else
-      add('started', source.startedAt, run, {
-        health: 'running',
-        iteration: null,
-        why: startedWhy(row),
-      })
+/** Adds one event to the look; its health, iteration, stage and why default to the row's. */
+function addEvent(look: Look, event: EventKind, ts: string | null, id: string, more: EventDetails = {}): void {
+  const { row, options } = look
+  // A time from a file that is not a time becomes when it was read, and says so (never 1970, never "soon").
+  const at = ts === null ? null : parseTime(ts)
+  const why = more.why !== undefined ? more.why : row.why
+  const unreadable =
+    ts !== null && at === null ? `its time in the files, ${JSON.stringify(cutText(ts, 40))}, is not a time: dated when it was read` : null
+  const base: SessionEvent = {
+    ts: at === null ? isoOrNull(options.now)! : ts!,
+    project: options.project,
+    session: row.name,
+    event,
+    health: more.health ?? (END_EVENTS.has(row.health) || row.health === 'orphaned' ? row.health : 'running'),
+    iteration: more.iteration !== undefined ? more.iteration : (row.iteration ?? null),
+    max_iterations: row.max_iterations,
+    stage: more.stage !== undefined ? more.stage : row.stage_name,
+    why: unreadable ? [why, unreadable].filter(Boolean).join('; ') : why,
+    summary: more.summary ?? null,
   }
+  look.events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
+}
 
-  // Finished iterations and stage moves: from the engine's events, else from the state's history.
-  const stageName = (index: number | null) => (index === null ? null : (source.stageNames[index] ?? null))
-  // A run that the last look saw and a new run (a resume) has followed since, without its end seen: a run
-  // that failed and was resumed between two looks. Its failure is in the engine's events, before the new
-  // run. Read without a mark, the first run's failure (the runs between are not known by their starts).
-  const earlier =
-    mark && fresh && !mark.ended && mark.run !== null && run !== null
-      ? { run: mark.run, from: parseTime(mark.run) ?? 0, until: parseTime(run) ?? 0, reported: 0, most: Infinity }
-      : !mark && run !== null && run === row.resumed_at && source.startedAt !== null
-        ? { run: source.startedAt, from: parseTime(source.startedAt) ?? 0, until: parseTime(run) ?? 0, reported: 0, most: 1 }
-        : null
-  // The end of the run the last look knew (under the id a look that saw it would have given it); a failure
-  // of a run between (resumed and failed again meanwhile) is one of its own. The resume comes after it.
-  const reportEarlier = (failure: NonNullable<SessionMark['failure']>) => {
-    if (!earlier || earlier.reported >= earlier.most) return
-    const { ts, ...more } = failure
-    add('failed', ts, earlier.reported ? `${earlier.run}\t${ts}` : earlier.run, { health: 'failed', ...more })
-    earlier.reported++
-    const resumed = events.findIndex((event) => event.event === 'resumed')
-    if (resumed >= 0) events.push(...events.splice(resumed, 1))
+/** A new run: a resume, or a (fresh) start. */
+function runStartEvents(look: Look): void {
+  const { row, run, source } = look
+  if (!look.fresh || run === null) return
+  if (run !== row.resumed_at) {
+    addEvent(look, 'started', source.startedAt, run, { health: 'running', iteration: null, why: startedWhy(row) })
+    return
   }
-  if (mark?.failure) reportEarlier(mark.failure)
-  if (source.eventsFile) {
-    const read = readNewEvents(source.eventsFile, next.events_at)
-    next.events_at = read.at
-    // Times are to the second: an error of the same second as the resume is the earlier run's, unless it is
-    // the last one and the new run has failed too (then it is the new run's, reported as its end below).
-    const lastError = read.events.findLastIndex((event) => event.type === 'error')
-    for (const [i, engineEvent] of read.events.entries()) {
-      const index = Number.parseInt(engineEvent.cursor?.node_path ?? '', 10)
-      const stageIndex = Number.isInteger(index) && index >= 0 ? index : null
-      const data = (engineEvent.data ?? {}) as Record<string, unknown>
-      const text = (key: string) => (typeof data[key] === 'string' ? (data[key] as string) : null)
-      if (engineEvent.type === 'iteration_complete') {
-        const iteration = engineEvent.cursor?.iteration ?? engineEvent.cursor?.node_run ?? null
-        const stage = text('stage') ?? stageName(stageIndex)
-        const entry = source.history.find((h) => h.iteration === iteration && (h.stage ?? null) === stage) ?? null
-        const decision = text('decision') ?? entry?.decision ?? null
-        const reason = text('reason') ?? entry?.reason ?? null
-        const provider = engineEvent.cursor?.provider ? ` (${engineEvent.cursor.provider})` : ''
-        add(
-          'iteration',
-          engineEvent.ts,
-          `${stageIndex ?? ''}\t${iteration ?? ''}\t${engineEvent.cursor?.provider ?? ''}\t${engineEvent.ts}`,
-          {
-            health: 'running',
-            iteration,
-            stage,
-            why: decision ? `${decision}${reason ? `: ${reason}` : ''}${provider}` : null,
-            summary: text('summary') ?? entry?.summary ?? null,
-          },
-        )
-      } else if (engineEvent.type === 'error') {
-        const failure = {
-          ts: engineEvent.ts,
-          iteration: engineEvent.cursor?.iteration ?? null,
-          stage: text('stage') ?? stageName(stageIndex),
-          why: text('message'),
-        }
-        const at = parseTime(engineEvent.ts)
-        if (earlier && at !== null && at >= earlier.from && at <= earlier.until) {
-          // Of the resume's own second: the new run's, if it is the last error and the new run failed too.
-          if (!(at === earlier.until && i === lastError && row.health === 'failed')) reportEarlier(failure)
-        } else if (!END_EVENTS.has(row.health)) next.failure = failure // its end not seen yet: kept for the next look
-      } else if (engineEvent.type === 'node_start' && stageIndex !== null && stageIndex > 0 && !engineEvent.cursor?.provider) {
-        add('stage', engineEvent.ts, `${stageIndex}\t${engineEvent.ts}`, {
-          health: 'running',
-          iteration: null,
-          stage: text('name') ?? stageName(stageIndex),
-          why: `stage ${stageIndex + 1}${row.stage_count ? `/${row.stage_count}` : ''}`,
-        })
+  // Read from the files: the first start of a resumed session happened too.
+  if (!look.mark && source.startedAt !== null)
+    addEvent(look, 'started', source.startedAt, source.startedAt, { health: 'running', iteration: null, why: startedWhy(row) })
+  // Where it resumed: the first iteration finished since (the state's own counts have moved on).
+  const resumed = parseTime(row.resumed_at)!
+  const first = source.history.find((entry) => (parseTime(entry.timestamp) ?? 0) >= resumed)?.iteration
+  const from = first ?? (row.iteration_completed ?? 0) + 1
+  addEvent(look, 'resumed', row.resumed_at, row.resumed_at, { health: 'running', iteration: from, why: `resumed from iteration ${from}` })
+}
+
+/** A run before the current one whose failure may still be unreported: its span, and how many failures of it to report. */
+interface EarlierRun {
+  run: string
+  from: number
+  until: number
+  reported: number
+  most: number
+}
+
+/**
+ * A run that the last look saw and a new run (a resume) has followed since, without its end seen: a run
+ * that failed and was resumed between two looks. Its failure is in the engine's events, before the new
+ * run. Read without a mark, the first run's failure (the runs between are not known by their starts).
+ */
+function earlierRun(look: Look): EarlierRun | null {
+  const { mark, run, row, source } = look
+  if (mark && look.fresh && !mark.ended && mark.run !== null && run !== null)
+    return { run: mark.run, from: parseTime(mark.run) ?? 0, until: parseTime(run) ?? 0, reported: 0, most: Infinity }
+  if (!mark && run !== null && run === row.resumed_at && source.startedAt !== null)
+    return { run: source.startedAt, from: parseTime(source.startedAt) ?? 0, until: parseTime(run) ?? 0, reported: 0, most: 1 }
+  return null
+}
+
+/**
+ * The end of the run the last look knew (under the id a look that saw it would have given it); a failure
+ * of a run between (resumed and failed again meanwhile) is one of its own. The resume comes after it.
+ */
+function reportEarlier(look: Look, earlier: EarlierRun | null, failure: NonNullable<SessionMark['failure']>): void {
+  if (!earlier || earlier.reported >= earlier.most) return
+  const { ts, ...more } = failure
+  addEvent(look, 'failed', ts, earlier.reported ? `${earlier.run}\t${ts}` : earlier.run, { health: 'failed', ...more })
+  earlier.reported++
+  const resumed = look.events.findIndex((event) => event.event === 'resumed')
+  if (resumed >= 0) look.events.push(...look.events.splice(resumed, 1))
+}
+
+/** Finished iterations, stage moves and errors, from the engine's events.jsonl since the last look. */
+function engineEvents(look: Look, earlier: EarlierRun | null): void {
+  const read = readNewEvents(look.source.eventsFile!, look.next.events_at)
+  look.next.events_at = read.at
+  // Times are to the second: an error of the same second as the resume is the earlier run's, unless it is
+  // the last one and the new run has failed too (then it is the new run's, reported as its end below).
+  const lastError = read.events.findLastIndex((event) => event.type === 'error')
+  for (const [i, event] of read.events.entries()) {
+    const index = Number.parseInt(event.cursor?.node_path ?? '', 10)
+    const stageIndex = Number.isInteger(index) && index >= 0 ? index : null
+    const data = (event.data ?? {}) as Record<string, unknown>
+    const text = (key: string) => (typeof data[key] === 'string' ? (data[key] as string) : null)
+    if (event.type === 'iteration_complete') iterationEvent(look, event, stageIndex, text)
+    else if (event.type === 'error') {
+      const failure = {
+        ts: event.ts,
+        iteration: event.cursor?.iteration ?? null,
+        stage: text('stage') ?? stageNameAt(look, stageIndex),
+        why: text('message'),
       }
-    }
-  } else {
-    // A fresh start may begin a new history: what is there now is read from its start.
-    const seen = next.history <= source.history.length ? next.history : 0
-    for (const entry of source.history.slice(seen)) {
-      add('iteration', entry.timestamp ?? null, `${entry.stage ?? ''}\t${entry.iteration ?? ''}\t${entry.timestamp ?? ''}`, {
-        health: 'running',
-        iteration: entry.iteration ?? null,
-        stage: entry.stage ?? null,
-        why: entry.decision ? `${entry.decision}${entry.reason ? `: ${entry.reason}` : ''}` : null,
-        summary: entry.summary ?? null,
-      })
-    }
-    if (row.mode === 'pipeline' && row.stage_index !== null && next.stage_index !== null && row.stage_index > next.stage_index) {
-      add('stage', null, `${row.stage_index}\t${run}`, {
+      const at = parseTime(event.ts)
+      if (earlier && at !== null && at >= earlier.from && at <= earlier.until) {
+        // Of the resume's own second: the new run's, if it is the last error and the new run failed too.
+        if (!(at === earlier.until && i === lastError && look.row.health === 'failed')) reportEarlier(look, earlier, failure)
+      } else if (!END_EVENTS.has(look.row.health)) look.next.failure = failure // its end not seen yet: kept for the next look
+    } else if (event.type === 'node_start' && stageIndex !== null && stageIndex > 0 && !event.cursor?.provider)
+      addEvent(look, 'stage', event.ts, `${stageIndex}\t${event.ts}`, {
         health: 'running',
         iteration: null,
-        why: `stage ${row.stage_index + 1}${row.stage_count ? `/${row.stage_count}` : ''}`,
+        stage: text('name') ?? stageNameAt(look, stageIndex),
+        why: `stage ${stageIndex + 1}${look.row.stage_count ? `/${look.row.stage_count}` : ''}`,
       })
-    }
   }
-  next.history = source.history.length
-  if (row.stage_index !== null) next.stage_index = row.stage_index
+}
 
-  // A stall, and its end: by the same rule as list's warning.
+function stageNameAt(look: Look, index: number | null): string | null {
+  return index === null ? null : (look.source.stageNames[index] ?? null)
+}
+
+/** An engine's iteration_complete, with the decision and summary of its result (or of the state's history). */
+function iterationEvent(look: Look, event: EngineEvent, stageIndex: number | null, text: (key: string) => string | null): void {
+  const iteration = event.cursor?.iteration ?? event.cursor?.node_run ?? null
+  const stage = text('stage') ?? stageNameAt(look, stageIndex)
+  const entry = look.source.history.find((h) => h.iteration === iteration && (h.stage ?? null) === stage) ?? null
+  const decision = text('decision') ?? entry?.decision ?? null
+  const reason = text('reason') ?? entry?.reason ?? null
+  const provider = event.cursor?.provider ? ` (${event.cursor.provider})` : ''
+  addEvent(look, 'iteration', event.ts, `${stageIndex ?? ''}\t${iteration ?? ''}\t${event.cursor?.provider ?? ''}\t${event.ts}`, {
+    health: 'running',
+    iteration,
+    stage,
+    why: decision ? `${decision}${reason ? `: ${reason}` : ''}${provider}` : null,
+    summary: text('summary') ?? entry?.summary ?? null,
+  })
+}
+
+/** Without events.jsonl: finished iterations from the state's history, and a stage move from the state. */
+function historyEvents(look: Look): void {
+  const { row, source, next } = look
+  // A fresh start may begin a new history: what is there now is read from its start.
+  const seen = next.history <= source.history.length ? next.history : 0
+  for (const entry of source.history.slice(seen))
+    addEvent(look, 'iteration', entry.timestamp ?? null, `${entry.stage ?? ''}\t${entry.iteration ?? ''}\t${entry.timestamp ?? ''}`, {
+      health: 'running',
+      iteration: entry.iteration ?? null,
+      stage: entry.stage ?? null,
+      why: entry.decision ? `${entry.decision}${entry.reason ? `: ${entry.reason}` : ''}` : null,
+      summary: entry.summary ?? null,
+    })
+  if (row.mode === 'pipeline' && row.stage_index !== null && next.stage_index !== null && row.stage_index > next.stage_index)
+    addEvent(look, 'stage', null, `${row.stage_index}\t${look.run}`, {
+      health: 'running',
+      iteration: null,
+      why: `stage ${row.stage_index + 1}${row.stage_count ? `/${row.stage_count}` : ''}`,
+    })
+}
+
+/** A stall, and its end: by the same rule as list's warning. */
+function stallEvents(look: Look): void {
+  const { row, options, next } = look
   const stalled = stalledSince(row, options.now, options.stallMs)
   if (stalled && next.stalled_since !== stalled) {
     const since = parseTime(stalled)!
-    add('stalled', options.observed ? null : isoOrNull(since + options.stallMs), `${run}\t${stalled}`, {
+    addEvent(look, 'stalled', options.observed ? null : isoOrNull(since + options.stallMs), `${look.run}\t${stalled}`, {
       why: `no iteration finished or started since ${stalled} (${formatDuration(options.now - since)})`,
     })
     next.stalled_since = stalled
   } else if (!stalled && next.stalled_since !== null) {
     if (row.health === 'running')
-      add('unstalled', row.last_activity_at, `${run}\t${next.stalled_since}`, { why: `moving again since ${row.last_activity_at}` })
+      addEvent(look, 'unstalled', row.last_activity_at, `${look.run}\t${next.stalled_since}`, {
+        why: `moving again since ${row.last_activity_at}`,
+      })
     next.stalled_since = null
   }
+}
 
-  // The end of this run (one), and an orphaned tmux session: the classifier's own verdicts. What only a look
-  // can see (no file records it) must be seen by two looks in a row: a kill under way passes through
-  // "zombie" (the engine gone, the state not yet marked) for a moment.
+/**
+ * The end of this run (one), and an orphaned tmux session: the classifier's own verdicts. What only a look
+ * can see (no file records it) must be seen by two looks in a row: a kill under way passes through
+ * "zombie" (the engine gone, the state not yet marked) for a moment.
+ */
+function endEvents(look: Look): void {
+  const { row, options, next, mark } = look
   let held = false
   const seenTwice = (kind: string) => {
     if (!options.observed || !LOOK_ONLY.has(kind)) return true
-    if (source.killing) {
+    if (look.source.killing) {
       held = true
       return false
     }
@@ -5776,16 +5851,15 @@ function sessionChanges(
   const end = END_EVENTS.get(row.health)
   if (end && !next.ended && seenTwice(end)) {
     const filed = row.health === 'complete' || row.health === 'failed' || row.health === 'killed' ? row.ended_at : null
-    add(end, filed ?? (options.observed ? null : row.last_activity_at), `${run}`, {
+    addEvent(look, end, filed ?? (options.observed ? null : row.last_activity_at), `${look.run}`, {
       why: row.health === 'failed' && row.error ? row.error : row.why,
     })
   }
   if (livenessOf(row.health) === 'ended' && next.pending === null && !held) next.ended = true
   if (row.health === 'orphaned' && !next.orphaned && seenTwice('orphaned')) {
-    add('orphaned', options.observed ? null : row.last_activity_at, `${run}\t${row.tmux?.created_at ?? ''}`)
+    addEvent(look, 'orphaned', options.observed ? null : row.last_activity_at, `${look.run}\t${row.tmux?.created_at ?? ''}`)
     next.orphaned = true
   }
-  return { events, mark: next }
 }
 
 /** "ralph loop, max 25" or "pipeline refine". */
@@ -6206,108 +6280,107 @@ function runShell(
 function makeSinks(options: SinkOptions, warn: (text: string) => void): Sink[] {
   const timeoutMs = (options.timeoutSeconds ?? DEFAULTS.notifyTimeoutSeconds) * 1000
   const env = options.env ?? process.env
-  const sinks: Sink[] = []
-  for (const raw of options.webhooks ?? []) {
-    const url = webhookUrl(raw)
-    sinks.push({
-      id: `webhook ${digest(url.href)}`,
-      label: `webhook ${url.origin}/…`,
-      retries: options.retries ?? DEFAULTS.notifyRetries,
-      deliver: async (event, text, signal) => {
-        // A timer of its own, held until the answer: a signal of AbortSignal.timeout that only
-        // AbortSignal.any refers to can be collected before it fires (Node 20), and the POST then waits forever.
-        const attempt = new AbortController()
-        const timer = setTimeout(() => attempt.abort(), timeoutMs)
-        const stop = () => attempt.abort()
-        signal.addEventListener('abort', stop, { once: true })
-        let response: Response
-        try {
-          response = await fetch(url, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            // Slack, Mattermost and Discord's Slack-compatible hooks post `text`; the event is there for programs.
-            body: JSON.stringify({ text, event }),
-            signal: attempt.signal,
-            redirect: 'error',
-          })
-          await response.body?.cancel()
-        } catch (error) {
-          if (signal.aborted) throw error
-          if (attempt.signal.aborted) throw new Error(`no answer within ${timeoutMs / 1000} s`)
-          // An error may quote the URL, and so its secret: never kept or printed.
-          const said = oneLine(errorMessage((error as Error).cause ?? error))
-          throw new Error(said.replaceAll(url.href, `${url.origin}/…`).replaceAll(raw, `${url.origin}/…`))
-        } finally {
-          clearTimeout(timer)
-          signal.removeEventListener('abort', stop)
-        }
-        if (!response.ok) throw new Error(`HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`)
-      },
-    })
-  }
-  for (const command of options.execs ?? []) {
-    sinks.push({
-      id: `exec ${digest(command)}`,
-      label: `exec ${command}`,
-      retries: 0,
-      deliver: async (event, text, signal) => {
-        // The user's own command, run by sh; the event reaches it only as data (stdin, environment).
-        const result = await runShell(command, {
-          input: `${JSON.stringify({ ...event })}\n`,
-          timeoutMs,
-          signal,
-          env: {
-            ...env,
-            SESSIONS_EVENT: event.event,
-            SESSIONS_SESSION: event.session,
-            // An environment holds ~128 kB a value (E2BIG past it): the line cut, the whole event on stdin.
-            SESSIONS_TEXT: text.length > EXEC_TEXT_CHARS ? `${text.slice(0, EXEC_TEXT_CHARS - 1)}…` : text,
-            SESSIONS_PROJECT: event.project,
-          },
+  return [
+    ...(options.webhooks ?? []).map((raw) => webhookSink(raw, timeoutMs, options.retries ?? DEFAULTS.notifyRetries)),
+    ...(options.execs ?? []).map((command) => execSink(command, timeoutMs, env)),
+    ...(options.desktop ? desktopSink(options, timeoutMs, env, warn) : []),
+  ]
+}
+
+/** POSTs `{text, event}` as JSON: Slack, Mattermost and Discord's Slack-compatible hooks post `text`. */
+function webhookSink(raw: string, timeoutMs: number, retries: number): Sink {
+  const url = webhookUrl(raw)
+  // An error may quote the URL, and so its secret: never kept or printed.
+  const hidden = (said: string) => said.replaceAll(url.href, `${url.origin}/…`).replaceAll(raw, `${url.origin}/…`)
+  return {
+    id: `webhook ${digest(url.href)}`,
+    label: `webhook ${url.origin}/…`,
+    retries,
+    deliver: async (event, text, signal) => {
+      // A timer of its own, held until the answer: a signal of AbortSignal.timeout that only
+      // AbortSignal.any refers to can be collected before it fires (Node 20), and the POST then waits forever.
+      const attempt = new AbortController()
+      const timer = setTimeout(() => attempt.abort(), timeoutMs)
+      const stop = () => attempt.abort()
+      signal.addEventListener('abort', stop, { once: true })
+      let response: Response
+      try {
+        const body = JSON.stringify({ text, event })
+        response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+          signal: attempt.signal,
+          redirect: 'error',
         })
-        if (result.timedOut) throw new Error(`did not end within ${timeoutMs / 1000} s`)
-        if (result.code !== 0) {
-          const said = oneLine(result.stderr.trim().split('\n').at(-1) ?? '')
-          throw new Error(`exit status ${result.code}${said ? `: ${said}` : ''}`)
-        }
-      },
-    })
+        await response.body?.cancel()
+      } catch (error) {
+        if (signal.aborted) throw error
+        if (attempt.signal.aborted) throw new Error(`no answer within ${timeoutMs / 1000} s`)
+        throw new Error(hidden(oneLine(errorMessage((error as Error).cause ?? error))))
+      } finally {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', stop)
+      }
+      if (!response.ok) throw new Error(`HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`)
+    },
   }
-  if (options.desktop) {
-    const notifier = onPath('notify-send', env) ?? (process.platform === 'darwin' ? onPath('osascript', env) : null)
-    if (!notifier)
-      warn(
-        `--desktop: neither notify-send (Debian/Ubuntu: apt install libnotify-bin) nor osascript (macOS) is on the PATH; ${options.bell ? 'only a bell' : 'no desktop notifications'}`,
-      )
-    if (notifier || options.bell)
-      sinks.push({
-        id: 'desktop',
-        label: notifier ? `desktop (${path.basename(notifier)})` : 'desktop (bell)',
-        retries: 0,
-        deliver: async (event, text) => {
-          options.bell?.()
-          if (!notifier) return
-          const title = `sessions: ${event.session} ${event.event}`
-          const args =
-            path.basename(notifier) === 'osascript'
-              ? [
-                  '-e',
-                  'on run argv',
-                  '-e',
-                  'display notification (item 2 of argv) with title (item 1 of argv)',
-                  '-e',
-                  'end run',
-                  title,
-                  text,
-                ]
-              : ['--app-name=sessions.ts', '--', title, text]
-          const result = await run(notifier, args, { env, timeoutMs })
-          if (result.code !== 0)
-            throw new Error(`${path.basename(notifier)}: ${oneLine(result.stderr.trim()) || `exit status ${result.code}`}`)
+}
+
+/** The user's own command, run by sh; the event reaches it only as data (stdin, environment). */
+function execSink(command: string, timeoutMs: number, env: NodeJS.ProcessEnv): Sink {
+  return {
+    id: `exec ${digest(command)}`,
+    label: `exec ${command}`,
+    retries: 0,
+    deliver: async (event, text, signal) => {
+      const result = await runShell(command, {
+        input: `${JSON.stringify({ ...event })}\n`,
+        timeoutMs,
+        signal,
+        env: {
+          ...env,
+          SESSIONS_EVENT: event.event,
+          SESSIONS_SESSION: event.session,
+          // An environment holds ~128 kB a value (E2BIG past it): the line cut, the whole event on stdin.
+          SESSIONS_TEXT: text.length > EXEC_TEXT_CHARS ? `${text.slice(0, EXEC_TEXT_CHARS - 1)}…` : text,
+          SESSIONS_PROJECT: event.project,
         },
       })
+      if (result.timedOut) throw new Error(`did not end within ${timeoutMs / 1000} s`)
+      if (result.code !== 0) {
+        const said = oneLine(result.stderr.trim().split('\n').at(-1) ?? '')
+        throw new Error(`exit status ${result.code}${said ? `: ${said}` : ''}`)
+      }
+    },
   }
-  return sinks
+}
+
+/** notify-send (or macOS's osascript), and the terminal's bell; none when neither is there and no bell was asked for. */
+function desktopSink(options: SinkOptions, timeoutMs: number, env: NodeJS.ProcessEnv, warn: (text: string) => void): Sink[] {
+  const notifier = onPath('notify-send', env) ?? (process.platform === 'darwin' ? onPath('osascript', env) : null)
+  if (!notifier)
+    warn(
+      `--desktop: neither notify-send (Debian/Ubuntu: apt install libnotify-bin) nor osascript (macOS) is on the PATH; ${options.bell ? 'only a bell' : 'no desktop notifications'}`,
+    )
+  if (!notifier && !options.bell) return []
+  const osascript = ['-e', 'on run argv', '-e', 'display notification (item 2 of argv) with title (item 1 of argv)', '-e', 'end run']
+  return [
+    {
+      id: 'desktop',
+      label: notifier ? `desktop (${path.basename(notifier)})` : 'desktop (bell)',
+      retries: 0,
+      deliver: async (event, text) => {
+        options.bell?.()
+        if (!notifier) return
+        const title = `sessions: ${event.session} ${event.event}`
+        const args = path.basename(notifier) === 'osascript' ? [...osascript, title, text] : ['--app-name=sessions.ts', '--', title, text]
+        const result = await run(notifier, args, { env, timeoutMs })
+        if (result.code !== 0)
+          throw new Error(`${path.basename(notifier)}: ${oneLine(result.stderr.trim()) || `exit status ${result.code}`}`)
+      },
+    },
+  ]
 }
 
 /** One delivery, with retries and backoff for a sink that allows them; never throws but when `signal` aborts. */
@@ -6379,7 +6452,6 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
   const sinks = makeSinks(options, warn)
   if (sinks.length === 0 && !options.desktop)
     throw new UsageError('notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop')
-  const kinds = new Set(options.on ?? NOTIFY_KINDS)
   const signal = options.signal ?? new AbortController().signal
   const root = await findProjectRoot(options)
   const files = notifyFiles(root)
@@ -6387,108 +6459,146 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
     new SessionsError(`a watcher already runs for ${root} (PID ${holder}); stop it with: ${hint(options, root, 'notify --stop')}`)
   // A disk that takes no writes never stops a watcher: it watches and delivers, and says once that it cannot record.
   const unlocked = (problem: string) => warn(`cannot write its lock (${problem}): watching without it`)
-  return withToolLock(
-    root,
-    files.lock,
-    busy,
-    async () => {
-      const record = await readNotifyRecord(root, warn)
-      const result: NotifyResult = { project: root, looks: 0, events: 0, delivered: 0, failed: 0 }
+  const watch = async () => {
+    const record = await readNotifyRecord(root, warn)
+    const watcher: Watcher = {
+      options,
+      root,
+      signal,
+      warn,
+      sinks,
+      byId: new Map(sinks.map((sink) => [sink.id, sink])),
+      kinds: new Set(options.on ?? NOTIFY_KINDS),
+      record,
       // Written at once: a record that cannot be written (a link in its place) stops the watcher before it looks.
-      const save = recordSaver(root, files.record, record, warn)
-      const byId = new Map(sinks.map((sink) => [sink.id, sink]))
-      // Said in the record, so that list can tell where this watcher delivers.
-      record.sinks = sinks.map((sink) => sink.label)
-      const cache: FactsCache = new Map()
-      // What an earlier watcher left undelivered: to the sinks still asked for, late.
-      for (const item of record.outbox) {
-        item.late = true
-        item.sinks = item.sinks.filter((id) => byId.has(id))
-      }
-      record.outbox = record.outbox.filter((item) => item.sinks.length)
-      save()
-      const deliverOutbox = async () => {
-        while (record.outbox.length && !signal.aborted) {
-          const item = record.outbox[0]
-          const event = { ...publicEvent(item.event), late: item.late }
-          const text = item.late ? `[late] ${item.event.text}` : item.event.text
-          await Promise.all(
-            item.sinks.map(async (id) => {
-              const outcome = await deliverTo(byId.get(id)!, event, text, signal)
-              item.sinks = item.sinks.filter((other) => other !== id)
-              record.deliveries.push({ id: item.event.id, sink: id, at: isoOrNull(Date.now())!, ...outcome })
-              if (outcome.ok) result.delivered++
-              else result.failed++
-              // At once: a watcher killed while another sink of this event still works must not repeat this one.
-              save()
-              options.onDelivery?.(event, byId.get(id)!.label, outcome)
-            }),
-          )
-          record.outbox.shift()
-          record.deliveries = record.deliveries.slice(-NOTIFY_LOG_SIZE)
-          save()
-        }
-      }
-      // A look that fails (tmux busy, a file system hiccup) is said once and tried again at the next tick.
-      let failing = ''
-      const look = async () => {
-        const first = record.marks === null
-        const late = result.looks === 0 && !first
-        let seen: Awaited<ReturnType<typeof lookAtProject>>
-        try {
-          // The first look ever takes what it sees as known, as the files tell it (an end that only a look
-          // sees is not held back for a second look: it would then be reported as news).
-          seen = await lookAtProject(options, first ? null : new Map(record.marks!.map((mark) => [mark.session, mark])), !first, cache)
-        } catch (error) {
-          if (!(error instanceof SessionsError) || error instanceof UsageError) throw error
-          if (error.message !== failing) warn(`a look at the project failed (${error.message}); trying again every interval`)
-          failing = error.message
-          return false as const
-        }
-        if (failing) warn('looking again works')
-        failing = ''
-        result.looks++
-        record.marks = [...seen.marks.values()]
-        // A first look ever only marks where things stand: nothing before now is news.
-        const fresh = first ? [] : seen.events
-        if (result.looks === 1)
-          options.onStart?.({
-            project: root,
-            sessions: seen.names.length,
-            sinks: sinks.map((sink) => sink.label),
-            kinds: [...kinds],
-            first,
-            late: (late ? fresh.filter((event) => kinds.has(event.event)).length : 0) + record.outbox.length,
-          })
-        const logged = new Set(record.log.map((event) => event.id))
-        for (const event of fresh) {
-          // Reported before (the log has it): never again, whatever a look's marks came to.
-          if (logged.has(event.id)) continue
-          result.events++
-          // The files keep starts, resumes, iterations and stage moves; the log keeps what they do not (as seen).
-          if (!FILED_KINDS.has(event.event)) record.log.push({ ...event, late })
-          if (!kinds.has(event.event)) continue
-          options.onEvent?.({ ...publicEvent(event), late }, late ? `[late] ${event.text}` : event.text)
-          if (sinks.length) record.outbox.push({ event, late, sinks: sinks.map((sink) => sink.id) })
-        }
-        record.log = record.log.slice(-NOTIFY_LOG_SIZE)
-        save()
-        await deliverOutbox()
-        return false as const
-      }
-      try {
-        // Not faster than ten looks a second, whatever --interval says.
-        const intervalMs = Math.max(100, (options.intervalSeconds ?? DEFAULTS.notifyIntervalSeconds) * 1000)
-        await withFileCache(() => poll(look, { intervalMs, signal }))
-      } catch (error) {
-        if (!signal.aborted) throw error
-      }
-      save()
-      return result
-    },
-    0,
-    unlocked,
-  )
+      save: recordSaver(root, files.record, record, warn),
+      result: { project: root, looks: 0, events: 0, delivered: 0, failed: 0 },
+      cache: new Map(),
+      failing: '',
+    }
+    keepOutbox(watcher)
+    try {
+      // Not faster than ten looks a second, whatever --interval says.
+      const intervalMs = Math.max(100, (options.intervalSeconds ?? DEFAULTS.notifyIntervalSeconds) * 1000)
+      await withFileCache(() => poll(() => watchOnce(watcher), { intervalMs, signal }))
+    } catch (error) {
+      if (!signal.aborted) throw error
+    }
+    watcher.save()
+    return watcher.result
+  }
+  return withToolLock(root, files.lock, busy, watch, 0, unlocked)
+}
+
+/** A running watcher: what it was asked, its record (saved as it changes) and what it has done. */
+interface Watcher {
+  options: NotifyOptions
+  root: string
+  signal: AbortSignal
+  warn: (text: string) => void
+  sinks: Sink[]
+  byId: Map<string, Sink>
+  kinds: Set<EventKind>
+  record: NotifyRecord
+  save: () => void
+  result: NotifyResult
+  cache: FactsCache
+  /** The last failed look's reason: said once, not at every tick. */
+  failing: string
+}
+
+/** What an earlier watcher left undelivered goes to the sinks still asked for, marked late. */
+function keepOutbox(watcher: Watcher): void {
+  const { record, byId } = watcher
+  // Said in the record, so that list can tell where this watcher delivers.
+  record.sinks = watcher.sinks.map((sink) => sink.label)
+  for (const item of record.outbox) {
+    item.late = true
+    item.sinks = item.sinks.filter((id) => byId.has(id))
+  }
+  record.outbox = record.outbox.filter((item) => item.sinks.length)
+  watcher.save()
+}
+
+/** One tick: a look at the project, its news to the outbox, the outbox delivered. Never ends the poll. */
+async function watchOnce(watcher: Watcher): Promise<false> {
+  const { record, options, warn } = watcher
+  const first = record.marks === null
+  const late = watcher.result.looks === 0 && !first
+  let seen: Awaited<ReturnType<typeof lookAtProject>>
+  try {
+    // The first look ever takes what it sees as known, as the files tell it (an end that only a look
+    // sees is not held back for a second look: it would then be reported as news).
+    const marks = first ? null : new Map(record.marks!.map((mark) => [mark.session, mark]))
+    seen = await lookAtProject(options, marks, !first, watcher.cache)
+  } catch (error) {
+    // A look that fails (tmux busy, a file system hiccup) is said once and tried again at the next tick.
+    if (!(error instanceof SessionsError) || error instanceof UsageError) throw error
+    if (error.message !== watcher.failing) warn(`a look at the project failed (${error.message}); trying again every interval`)
+    watcher.failing = error.message
+    return false
+  }
+  if (watcher.failing) warn('looking again works')
+  watcher.failing = ''
+  watcher.result.looks++
+  record.marks = [...seen.marks.values()]
+  // A first look ever only marks where things stand: nothing before now is news.
+  const fresh = first ? [] : seen.events
+  if (watcher.result.looks === 1)
+    options.onStart?.({
+      project: watcher.root,
+      sessions: seen.names.length,
+      sinks: watcher.sinks.map((sink) => sink.label),
+      kinds: [...watcher.kinds],
+      first,
+      late: (late ? fresh.filter((event) => watcher.kinds.has(event.event)).length : 0) + record.outbox.length,
+    })
+  takeNews(watcher, fresh, late)
+  watcher.save()
+  await deliverOutbox(watcher)
+  return false
+}
+
+/** News into the log (what the files do not keep) and, of the kinds asked for, into the outbox. */
+function takeNews(watcher: Watcher, fresh: TrackedEvent[], late: boolean): void {
+  const { record, kinds, sinks } = watcher
+  const logged = new Set(record.log.map((event) => event.id))
+  for (const event of fresh) {
+    // Reported before (the log has it): never again, whatever a look's marks came to.
+    if (logged.has(event.id)) continue
+    watcher.result.events++
+    // The files keep starts, resumes, iterations and stage moves; the log keeps what they do not (as seen).
+    if (!FILED_KINDS.has(event.event)) record.log.push({ ...event, late })
+    if (!kinds.has(event.event)) continue
+    watcher.options.onEvent?.({ ...publicEvent(event), late }, late ? `[late] ${event.text}` : event.text)
+    if (sinks.length) record.outbox.push({ event, late, sinks: sinks.map((sink) => sink.id) })
+  }
+  record.log = record.log.slice(-NOTIFY_LOG_SIZE)
+}
+
+/** Delivers the outbox in order, each event to its sinks at once, saving after every delivery. */
+async function deliverOutbox(watcher: Watcher): Promise<void> {
+  const { record, byId, signal, result } = watcher
+  while (record.outbox.length && !signal.aborted) {
+    const item = record.outbox[0]
+    const event = { ...publicEvent(item.event), late: item.late }
+    const text = item.late ? `[late] ${item.event.text}` : item.event.text
+    await Promise.all(
+      item.sinks.map(async (id) => {
+        const outcome = await deliverTo(byId.get(id)!, event, text, signal)
+        item.sinks = item.sinks.filter((other) => other !== id)
+        record.deliveries.push({ id: item.event.id, sink: id, at: isoOrNull(Date.now())!, ...outcome })
+        if (outcome.ok) result.delivered++
+        else result.failed++
+        // At once: a watcher killed while another sink of this event still works must not repeat this one.
+        watcher.save()
+        watcher.options.onDelivery?.(event, byId.get(id)!.label, outcome)
+      }),
+    )
+    record.outbox.shift()
+    record.deliveries = record.deliveries.slice(-NOTIFY_LOG_SIZE)
+    watcher.save()
+  }
 }
 
 // ── notify --detach and --stop: the watcher in its own tmux session ──
@@ -7644,8 +7754,11 @@ function localTime(iso: string | null): string {
   return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`
 }
 
+/** Labelled values; a null value is not shown. */
+type Pairs = [string, string | null][]
+
 /** A titled block of `key  value` lines; a value too long for `width` wraps under itself. */
-function section(p: Palette, title: string, pairs: [string, string | null][], width?: number): string[] {
+function section(p: Palette, title: string, pairs: Pairs, width?: number): string[] {
   const shown = pairs.filter((pair): pair is [string, string] => pair[1] !== null)
   if (!shown.length) return []
   const keys = largest(shown.map(([key]) => key.length))
@@ -7655,177 +7768,160 @@ function section(p: Palette, title: string, pairs: [string, string | null][], wi
 
 function renderStatus(result: StatusResult, view: View = plainView()): string {
   const p = palette(view.color)
-  const now = view.now
-  const lines = wrapWords(`${p.bold(result.name)}: ${p.health(result.health)}  ${p.dim(result.why)}`, view.width, '  ')
-  const ended = result.ended_at
-  lines.push(
-    ...section(
-      p,
-      'Overview',
-      [
-        ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : (result.mode ?? 'unknown')],
-        ['started', result.started_at ? `${localTime(result.started_at)} (${ago(result.started_at, now)})` : null],
-        ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
-        [
-          'runtime',
-          result.runtime_seconds !== null
-            ? `${formatDuration(result.runtime_seconds * 1000)}${result.total_runtime_seconds !== null && result.total_runtime_seconds !== result.runtime_seconds ? ` this run (since its resume), ${formatDuration(result.total_runtime_seconds * 1000)} in all` : ''}`
-            : null,
-        ],
-        ['ended', ended ? localTime(ended) : null],
-        [
-          'last seen',
-          !ended && livenessOf(result.health) === 'ended' && result.last_activity_at
-            ? `${localTime(result.last_activity_at)} (${ago(result.last_activity_at, now)})`
-            : null,
-        ],
-        ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
-        [
-          'error',
-          result.error_detail?.message
-            ? `${result.error_detail.message}${result.error_detail.type ? ` (${result.error_detail.type})` : ''}`
-            : null,
-        ],
-      ],
-      view.width,
-    ),
-  )
-  lines.push(
-    ...section(
-      p,
-      'Progress',
-      [
-        [
-          'stage',
-          result.stage_index !== null
-            ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${result.stage_kind === 'parallel' ? ' (parallel block)' : ''}`
-            : null,
-        ],
-        [
-          'iteration',
-          result.stage_kind !== 'parallel' && (result.iteration !== null || result.max_iterations !== null)
-            ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}`
-            : null,
-        ],
-        [
-          'running',
-          result.current_iteration
-            ? `iteration ${result.current_iteration.iteration ?? '?'} for ${formatDuration(now - Date.parse(result.current_iteration.started_at))}`
-            : null,
-        ],
-        [
-          'completed',
-          result.stage_kind !== 'parallel' && result.iteration_completed !== null
-            ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage`
-            : null,
-        ],
-        ['last event', result.last_event ? `${result.last_event.type} ${ago(result.last_event.ts, now)}` : null],
-      ],
-      view.width,
-    ),
-  )
-  const lock = result.lock
-  lines.push(
-    ...section(
-      p,
-      'Resources',
-      [
-        [
-          'tmux',
-          result.tmux
-            ? `${result.tmux.session} · pane PID ${result.tmux.pane_pid ?? '?'}${result.tmux.pane_dead ? ` · dead (exit ${result.tmux.exit_status ?? '?'})` : ''} · ${result.tmux.attached} attached`
-            : 'none',
-        ],
-        [
-          'lock',
-          !lock
-            ? 'none'
-            : lock.problem
-              ? `corrupt: ${lock.problem}`
-              : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? (lock.proof ? ` · the engine (${lock.proof === 'flock' ? 'kernel flock' : 'command line'})` : ' · not the engine') : ''} · since ${localTime(lock.started_at)}`,
-        ],
-        ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
-      ],
-      view.width,
-    ),
-  )
-  lines.push(
+  const { now, width } = view
+  // Evidence holds ISO times (data); on screen they read as the rest of the screen does, "2m 17s ago".
+  const inWords = (e: string) => e.replace(/\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\b/g, (iso) => ago(iso, now))
+  return `${[
+    ...wrapWords(`${p.bold(result.name)}: ${p.health(result.health)}  ${p.dim(result.why)}`, width, '  '),
+    ...section(p, 'Overview', statusOverview(result, now), width),
+    ...section(p, 'Progress', statusProgress(result, now), width),
+    ...section(p, 'Resources', statusResources(result), width),
     ...section(
       p,
       'Files',
-      [
-        ['state', result.files.state],
-        ['progress', result.files.progress],
-        ['run folder', result.files.run_dir],
-        ['lock', result.files.lock],
-        ['events', result.files.events],
-        ['plan', result.files.plan],
-      ],
-      view.width,
+      Object.entries(STATUS_FILES).map(([key, label]) => [label, result.files[key as keyof typeof STATUS_FILES]]),
+      width,
     ),
-  )
-  if (result.recent_iterations.length) {
-    lines.push('', p.bold(result.recent_iterations.length === 1 ? 'Last iteration' : `Last ${result.recent_iterations.length} iterations`))
-    lines.push(
-      ...table(
-        p,
-        ['#', 'STAGE', 'DECISION', 'WHEN', 'SUMMARY'],
-        result.recent_iterations.map((it) => [
-          String(it.iteration ?? '?'),
-          it.stage ?? '?',
-          it.decision ?? '-',
-          it.timestamp ? ago(it.timestamp, now) : '?',
-          (it.summary ?? it.reason ?? '').split('\n')[0],
-        ]),
-        { width: view.width && view.width - 2, shrink: [4, 1] },
-      ).map((line) => `  ${line}`),
-    )
+    ...statusIterations(p, result, view),
+    ...statusProviders(p, result, view),
+    ...(result.beads ? section(p, 'Beads', beadsPairs(result.beads), width) : []),
+    '',
+    p.bold('Evidence'),
+    ...result.evidence.flatMap((e) => wrapWords(`  - ${inWords(e)}`, width, '    ')),
+    ...nextLines(p, result.next, width),
+  ].join('\n')}\n`
+}
+
+const STATUS_FILES = { state: 'state', progress: 'progress', run_dir: 'run folder', lock: 'lock', events: 'events', plan: 'plan' } as const
+
+function statusOverview(result: StatusResult, now: number): Pairs {
+  const ended = result.ended_at
+  const total = result.total_runtime_seconds
+  const since = (iso: string) => `${localTime(iso)} (${ago(iso, now)})`
+  const error = result.error_detail
+  return [
+    ['type', result.type ? `${result.type} (${result.mode ?? '?'})` : (result.mode ?? 'unknown')],
+    ['started', result.started_at ? since(result.started_at) : null],
+    ['resumed', result.resumed_at ? localTime(result.resumed_at) : null],
+    [
+      'runtime',
+      result.runtime_seconds === null
+        ? null
+        : total !== null && total !== result.runtime_seconds
+          ? `${formatDuration(result.runtime_seconds * 1000)} this run (since its resume), ${formatDuration(total * 1000)} in all`
+          : formatDuration(result.runtime_seconds * 1000),
+    ],
+    ['ended', ended ? localTime(ended) : null],
+    ['last seen', !ended && livenessOf(result.health) === 'ended' && result.last_activity_at ? since(result.last_activity_at) : null],
+    ['reason', result.completion_reason ? result.completion_reason.split('\n')[0] : null],
+    ['error', error?.message ? `${error.message}${error.type ? ` (${error.type})` : ''}` : null],
+  ]
+}
+
+function statusProgress(result: StatusResult, now: number): Pairs {
+  const parallel = result.stage_kind === 'parallel'
+  const current = result.current_iteration
+  return [
+    [
+      'stage',
+      result.stage_index !== null
+        ? `${result.stage_index + 1} of ${result.stage_count ?? '?'}: ${result.stage_name ?? '?'}${parallel ? ' (parallel block)' : ''}`
+        : null,
+    ],
+    [
+      'iteration',
+      !parallel && (result.iteration !== null || result.max_iterations !== null)
+        ? `${result.iteration ?? '?'} of ${result.max_iterations ?? '?'}`
+        : null,
+    ],
+    ['running', current ? `iteration ${current.iteration ?? '?'} for ${formatDuration(now - Date.parse(current.started_at))}` : null],
+    [
+      'completed',
+      !parallel && result.iteration_completed !== null
+        ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage`
+        : null,
+    ],
+    ['last event', result.last_event ? `${result.last_event.type} ${ago(result.last_event.ts, now)}` : null],
+  ]
+}
+
+function statusResources(result: StatusResult): Pairs {
+  const { tmux, lock } = result
+  const pane = tmux
+    ? `${tmux.session} · pane PID ${tmux.pane_pid ?? '?'}${tmux.pane_dead ? ` · dead (exit ${tmux.exit_status ?? '?'})` : ''}`
+    : null
+  const proof = lock?.proof ? ` · the engine (${lock.proof === 'flock' ? 'kernel flock' : 'command line'})` : ' · not the engine'
+  return [
+    ['tmux', tmux ? `${pane} · ${tmux.attached} attached` : 'none'],
+    [
+      'lock',
+      !lock
+        ? 'none'
+        : lock.problem
+          ? `corrupt: ${lock.problem}`
+          : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? proof : ''} · since ${localTime(lock.started_at)}`,
+    ],
+    ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
+  ]
+}
+
+/** The last iterations, as a table cut to the width (the summary gives way first). */
+function statusIterations(p: Palette, result: StatusResult, view: View): string[] {
+  const recent = result.recent_iterations
+  if (!recent.length) return []
+  const rows = recent.map((it) => [
+    String(it.iteration ?? '?'),
+    it.stage ?? '?',
+    it.decision ?? '-',
+    it.timestamp ? ago(it.timestamp, view.now) : '?',
+    (it.summary ?? it.reason ?? '').split('\n')[0],
+  ])
+  return [
+    '',
+    p.bold(recent.length === 1 ? 'Last iteration' : `Last ${recent.length} iterations`),
+    ...table(p, ['#', 'STAGE', 'DECISION', 'WHEN', 'SUMMARY'], rows, { width: view.width && view.width - 2, shrink: [4, 1] }).map(
+      (line) => `  ${line}`,
+    ),
+  ]
+}
+
+/** A parallel block's providers: a table, then each one's last summary and error. */
+function statusProviders(p: Palette, result: StatusResult, view: View): string[] {
+  if (!result.providers.length) return []
+  const stages = (provider: ProviderSummary) =>
+    provider.stages.length
+      ? provider.stages.map((s) => `${s.name ?? '?'} ${s.iterations ?? '?'} it (${s.termination_reason ?? '?'})`).join(', ')
+      : provider.current_stage_name
+        ? `${provider.current_stage_name} iteration ${provider.iteration ?? '?'}`
+        : '-'
+  const rows = result.providers.map((provider) => [
+    provider.block,
+    provider.provider,
+    provider.problem ? `corrupt: ${provider.problem}` : (provider.status ?? '?'),
+    stages(provider),
+  ])
+  const lines = [
+    '',
+    p.bold('Parallel providers'),
+    ...table(p, ['BLOCK', 'PROVIDER', 'STATUS', 'STAGES'], rows, { width: view.width && view.width - 2, shrink: [3] }).map(
+      (line) => `  ${line}`,
+    ),
+  ]
+  for (const provider of result.providers) {
+    if (provider.last_summary)
+      lines.push(...wrapWords(`  ${provider.provider}, last: ${provider.last_summary.split('\n')[0]}`, view.width, '    '))
+    if (provider.error) lines.push(...wrapWords(`  ${p.red('!')} ${provider.provider}: ${provider.error}`, view.width, '    '))
   }
-  if (result.providers.length) {
-    lines.push('', p.bold('Parallel providers'))
-    lines.push(
-      ...table(
-        p,
-        ['BLOCK', 'PROVIDER', 'STATUS', 'STAGES'],
-        result.providers.map((p) => [
-          p.block,
-          p.provider,
-          p.problem ? `corrupt: ${p.problem}` : (p.status ?? '?'),
-          p.stages.length
-            ? p.stages.map((s) => `${s.name ?? '?'} ${s.iterations ?? '?'} it (${s.termination_reason ?? '?'})`).join(', ')
-            : p.current_stage_name
-              ? `${p.current_stage_name} iteration ${p.iteration ?? '?'}`
-              : '-',
-        ]),
-        { width: view.width && view.width - 2, shrink: [3] },
-      ).map((line) => `  ${line}`),
-    )
-    for (const provider of result.providers) {
-      if (provider.last_summary)
-        lines.push(...wrapWords(`  ${provider.provider}, last: ${provider.last_summary.split('\n')[0]}`, view.width, '    '))
-      if (provider.error) lines.push(...wrapWords(`  ${p.red('!')} ${provider.provider}: ${provider.error}`, view.width, '    '))
-    }
-  }
-  if (result.beads) {
-    lines.push(
-      ...section(
-        p,
-        'Beads',
-        [
-          ['done', String(result.beads.done)],
-          ['in progress', result.beads.in_progress.join(', ') || 'none'],
-          ['ready', result.beads.ready.join(', ') || 'none'],
-          ['remaining', String(result.beads.remaining)],
-        ],
-        view.width,
-      ),
-    )
-  }
-  // Evidence holds ISO times (data); on screen they read as the rest of the screen does, "2m 17s ago".
-  const inWords = (e: string) => e.replace(/\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\b/g, (iso) => ago(iso, now))
-  lines.push('', p.bold('Evidence'), ...result.evidence.flatMap((e) => wrapWords(`  - ${inWords(e)}`, view.width, '    ')))
-  lines.push(...nextLines(p, result.next, view.width))
-  return `${lines.join('\n')}\n`
+  return lines
+}
+
+function beadsPairs(beads: BeadsSummary): Pairs {
+  return [
+    ['done', String(beads.done)],
+    ['in progress', beads.in_progress.join(', ') || 'none'],
+    ['ready', beads.ready.join(', ') || 'none'],
+    ['remaining', String(beads.remaining)],
+  ]
 }
 
 function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
@@ -9847,7 +9943,7 @@ if (import.meta.vitest) {
   const stateOk = (status: string) => ({ kind: 'ok' as const, status })
   const noState = { kind: 'missing' as const, runDirExists: false }
 
-  describe('classifyHealth: each row of the health table', () => {
+  describe('classifyHealth: what is alive, or was', () => {
     test('running: lock PID alive and genuine, with a tmux session', () => {
       const v = classifyHealth({ now, name, tmux: liveTmux(60 * minute), lock: lockOk(true), state: stateOk('running') })
       expect(v.health).toBe('running')
@@ -9917,6 +10013,9 @@ if (import.meta.vitest) {
       expect(v.health).toBe('crashed')
       expect(v.evidence).toContain('tmux session pipeline-x has a dead pane (exit status 137)')
     })
+  })
+
+  describe('classifyHealth: what nothing alive leaves behind', () => {
     test('zombie: no engine, no lock, no tmux, state says running', () => {
       const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk('running') })
       expect(v).toMatchObject({ health: 'zombie', resumable: true })
@@ -10075,7 +10174,7 @@ if (import.meta.vitest) {
     })
   })
 
-  describe('names and parsing', () => {
+  describe('names and tmux records', () => {
     test('session names', () => {
       for (const good of ['auth', 'auth-v2', 'A_b-9', 'x'.repeat(64)]) expect(isValidName(good)).toBe(true)
       for (const bad of ['', '../x', 'a:b', 'a.b', 'a b', 'x'.repeat(65), 'a/b', '$(id)', 'a\nb', "a'b"])
@@ -10153,6 +10252,75 @@ if (import.meta.vitest) {
       // A mark that does not name a run folder of its project is no mark: the name and directory decide.
       expect(own.get('c')?.tmuxName).toBe('pipeline-c')
     })
+  })
+
+  describe("a look's steps: marks, runs, refusals, text that fits", () => {
+    const mark = (over: Partial<SessionMark> = {}): SessionMark => ({
+      session: 'x',
+      run: '2026-11-25T09:00:00Z',
+      events_at: { ino: 7, size: 100 },
+      history: 3,
+      stage_index: 1,
+      ended: true,
+      orphaned: true,
+      stalled_since: '2026-11-25T09:30:00Z',
+      pending: 'zombie',
+      failure: { ts: '2026-11-25T09:40:00Z', iteration: 2, stage: null, why: 'boom' },
+      ...over,
+    })
+    test("nextMark: the last look's run keeps what it saw; a new run starts clean but keeps where the files were read", () => {
+      expect(nextMark('x', '2026-11-25T09:00:00Z', false, mark())).toMatchObject({
+        ended: true,
+        orphaned: true,
+        stage_index: 1,
+        pending: null,
+      })
+      expect(nextMark('x', '2026-11-25T10:00:00Z', true, mark())).toEqual({
+        session: 'x',
+        run: '2026-11-25T10:00:00Z',
+        events_at: { ino: 7, size: 100 },
+        history: 3,
+        stage_index: null,
+        ended: false,
+        orphaned: false,
+        stalled_since: null,
+        pending: null,
+        failure: null,
+      })
+    })
+    test('earlierRun: a run the last look saw, resumed since without its end seen; read without a mark, the first run', () => {
+      const source = { row: { resumed_at: '2026-11-25T10:00:00Z' }, startedAt: '2026-11-25T08:00:00Z' } as unknown as EventSource
+      const look = (m: SessionMark | undefined, run: string, fresh: boolean) =>
+        ({ source, row: source.row, mark: m, run, fresh }) as unknown as Look
+      expect(earlierRun(look(mark({ ended: false }), '2026-11-25T10:00:00Z', true))).toMatchObject({
+        run: '2026-11-25T09:00:00Z',
+        most: Number.POSITIVE_INFINITY,
+      })
+      expect(earlierRun(look(mark({ ended: true }), '2026-11-25T10:00:00Z', true))).toBeNull()
+      expect(earlierRun(look(undefined, '2026-11-25T10:00:00Z', true))).toMatchObject({ run: '2026-11-25T08:00:00Z', most: 1 })
+      expect(earlierRun(look(undefined, '2026-11-25T08:00:00Z', true))).toBeNull()
+    })
+    test("killRefusal: another session's engine in the pane, or an engine this tool cannot prove", () => {
+      const facts = (paneEngine: SessionFacts['paneEngine']) =>
+        ({ paneEngine, tmux: { tmuxName: 'pipeline-x' }, engine: null }) as unknown as SessionFacts
+      const row = (health: Health) => ({ health, why: 'held by PID 9 in a container' }) as SessionRow
+      expect(killRefusal('x', facts({ pid: 5, session: 'y', proof: 'flock' }), row('running'))).toMatch(
+        /runs the engine of y \(PID 5\), not x's; not killed \(kill y instead\)/,
+      )
+      expect(killRefusal('x', facts(null), row('unknown'))).toBe('x is not killed: held by PID 9 in a container; stop it where it runs')
+      expect(killRefusal('x', facts({ pid: 5, session: 'x', proof: 'flock' }), row('running'))).toBeNull()
+    })
+    test('text that fits: an indent kept, names in columns down then across, the width off a terminal', () => {
+      expect(wrapWords('  ! one two three', 10, '    ')).toEqual(['  ! one', '    two', '    three'])
+      expect(inColumns(['a', 'b', 'c', 'd', 'e'], 9)).toEqual(['  a  c  e', '  b  d'])
+      expect(inColumns([], 80)).toEqual([])
+      expect([textWidth(120, '40'), textWidth(undefined, '200'), textWidth(undefined, 'wide'), textWidth(undefined, undefined)]).toEqual([
+        120, 200, 80, 80,
+      ])
+    })
+  })
+
+  describe('files, paths, durations and command lines', () => {
     test('bad JSON is a fact with the file named', () => {
       expect(parseJsonText('/x/state.json', '{"a":', StateSchema)).toMatchObject({
         kind: 'corrupt',
