@@ -16,7 +16,7 @@
  * their formats, and the engine's flaws that this tool must not inherit, are described in docs/formats.md.
  */
 import { readdir } from 'node:fs/promises'
-import { execFile, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import {
   closeSync,
@@ -325,37 +325,110 @@ function trimOutput(lines: string[]): string[] {
   return lines.slice(0, end)
 }
 
+interface RunOptions {
+  env?: NodeJS.ProcessEnv
+  cwd?: string
+  /** Written to its stdin, which is then closed (closed at once without it). */
+  input?: string
+  /** Past this, SIGTERM, then SIGKILL a second later: `timedOut`. */
+  timeoutMs?: number
+  /** Stops it as a timeout does, when it aborts. */
+  signal?: AbortSignal
+  /** In a process group of its own, signalled whole (a user's `sh -c` command and what it starts). */
+  group?: boolean
+  /**
+   * Done when it exits, not when its output pipes close: a child it leaves behind (a background job, ssh's
+   * shared connection) may hold them open for as long as it runs.
+   */
+  untilExit?: boolean
+  /** Output kept, at most (default 256 MiB); past it the rest is dropped, or with `stopPastMax` it is stopped: `tooLong`. */
+  maxBytes?: number
+  stopPastMax?: boolean
+  /** Its stdout not kept (nor read): it goes nowhere. */
+  ignoreStdout?: boolean
+  /** Its output as it comes, decoded across chunks, instead of kept. */
+  onStdout?: (text: string) => void
+  onStderr?: (text: string) => void
+}
+
+interface RunResult {
+  /** Its exit status; 128 when a signal ended it, 127 when the program is missing. */
+  code: number
+  stdout: string
+  stderr: string
+  missing: boolean
+  timedOut: boolean
+  tooLong: boolean
+}
+
 /**
  * The one way a program is run: by argument array, never through a shell (nothing from a file or a user
- * becomes shell code). It never throws: the exit status, the output, and whether the program is missing
- * or ran out of time (`timeoutMs`: SIGTERM, then SIGKILL a second later). `input` is written to its stdin.
+ * becomes shell code; `sh -c` runs only a command the user gave as one). It never throws: the exit
+ * status, the output, and whether the program is missing, ran out of time or printed too much.
  */
-function run(
-  file: string,
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {},
-): Promise<{ code: number; stdout: string; stderr: string; missing: boolean; timedOut: boolean }> {
+function run(file: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    let timedOut = false
-    const child = execFile(
-      file,
-      args,
-      { env: options.env, cwd: options.cwd, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
-      (error, stdout, stderr) => {
-        clearTimeout(timer)
-        const missing = (error as NodeJS.ErrnoException | null)?.code === 'ENOENT'
-        const code = !error ? 0 : typeof error.code === 'number' ? error.code : missing ? 127 : 1
-        resolve({ code, stdout, stderr: missing ? `${file}: not found` : stderr, missing, timedOut })
-      },
-    )
-    const timer =
-      options.timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            timedOut = true
-            child.kill('SIGTERM')
-            setTimeout(() => child.kill('SIGKILL'), 1000).unref()
-          }, options.timeoutMs)
+    const child = spawn(file, args, {
+      env: options.env,
+      cwd: options.cwd,
+      detached: options.group,
+      stdio: ['pipe', options.ignoreStdout ? 'ignore' : 'pipe', 'pipe'],
+    })
+    const kept = { stdout: [] as Buffer[], stderr: [] as Buffer[] }
+    const max = options.maxBytes ?? 256 * 1024 * 1024
+    let collected = 0
+    const outcome = { timedOut: false, tooLong: false, missing: false }
+    const signal = (name: NodeJS.Signals) => {
+      try {
+        if (options.group) process.kill(-child.pid!, name)
+        else child.kill(name)
+      } catch {
+        /* gone */
+      }
+    }
+    const stop = () => {
+      signal('SIGTERM')
+      setTimeout(() => signal('SIGKILL'), 1000).unref()
+    }
+    for (const name of ['stdout', 'stderr'] as const) {
+      const stream = child[name]
+      const pass = name === 'stdout' ? options.onStdout : options.onStderr
+      if (!stream) continue
+      if (pass) stream.setEncoding('utf8').on('data', pass)
+      else
+        stream.on('data', (chunk: Buffer) => {
+          collected += chunk.length
+          if (collected <= max) return void kept[name].push(chunk)
+          if (options.stopPastMax && !outcome.tooLong) stop()
+          outcome.tooLong = true
+        })
+    }
+    const timeout = () => {
+      outcome.timedOut = true
+      stop()
+    }
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(timeout, options.timeoutMs)
+    options.signal?.addEventListener('abort', stop, { once: true })
+    let settled = false
+    const settle = (code: number, said?: string) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', stop)
+      child.stdout?.destroy()
+      child.stderr?.destroy()
+      const text = (chunks: Buffer[]) => Buffer.concat(chunks).toString()
+      resolve({ code, stdout: text(kept.stdout), stderr: said ?? text(kept.stderr), ...outcome })
+    }
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      outcome.missing = error.code === 'ENOENT'
+      settle(outcome.missing ? 127 : 1, outcome.missing ? `${file}: not found` : oneLine(errorMessage(error)))
+    })
+    child.on('exit', (code, signal) => {
+      const status = code ?? (signal ? 128 : 1)
+      child.on('close', () => settle(status))
+      if (options.untilExit) setTimeout(() => settle(status), 500).unref()
+    })
     // A program that does not read its input (or is missing) closes the pipe: that is not an error here.
     child.stdin?.on('error', () => {})
     child.stdin?.end(options.input ?? '')
@@ -525,6 +598,25 @@ type State = z.infer<typeof StateSchema>
 type Context = z.infer<typeof ContextSchema>
 type Plan = z.infer<typeof PlanSchema>
 type EngineEvent = z.infer<typeof EventSchema>
+
+/**
+ * When the current run ended, from its state. The engine keeps an earlier end's killed_at/terminated_at
+ * when it resumes (docs/formats.md §2): an end older than resumed_at belongs to an earlier run, and is history.
+ */
+function endedAt(state: State | null): number | null {
+  if (!state) return null
+  const resumed = parseTime(state.resumed_at)
+  const ends = [state.completed_at, state.failed_at, state.killed_at, state.terminated_at]
+    .map(parseTime)
+    // resumed_at has whole seconds: an end within that second is taken for the earlier run's.
+    .filter((t): t is number => t !== null && (resumed === null || t >= resumed + 1000))
+  return ends.length ? largest(ends) : null
+}
+
+/** The state records an end: nothing to mark. */
+function stateHasEnded(state: State): boolean {
+  return ENDED_STATUSES.has(state.status) || endedAt(state) !== null
+}
 
 // ───────────────────────── reading files: a bad file is a fact, not a crash ─────────────────────────
 
@@ -1106,11 +1198,6 @@ function withTopLevelKeys(text: string, patch: Record<string, string | null>): s
   return result.endsWith('\n') ? result : `${result}\n`
 }
 
-/** The state records an end: nothing to mark. */
-function stateHasEnded(state: State): boolean {
-  return ENDED_STATUSES.has(state.status) || endedAt(state) !== null
-}
-
 // ───────────────────────── project layout ─────────────────────────
 
 /** Where each file of a session lives under the project root (docs/formats.md §0). */
@@ -1333,6 +1420,8 @@ function checkNewName(name: string): string {
   return name
 }
 
+// ───────────────────────── how this tool is invoked, and how its hints say it ─────────────────────────
+
 /** An executable's path on the PATH, found without spawning a process. */
 function onPath(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
   for (const dir of (env.PATH ?? '').split(path.delimiter)) {
@@ -1475,6 +1564,59 @@ function viaOf(env: NodeJS.ProcessEnv = process.env): { dest: string; runner: st
   const runner = env[VIA_RUNNER]
   if (!dest || !runner || !DEST_PATTERN.test(dest)) return null
   return { dest, runner: terminalSafe(runner), ssh: terminalSafe(env[VIA_SSH] || 'ssh') }
+}
+
+/** What `sessions` must be: a link to this file, or (where this Node cannot run it) a wrapper through tsx. */
+function shellCommandOf(): { kind: 'link' | 'wrapper'; text: string } {
+  const script = fileURLToPath(import.meta.url)
+  if (nodeRunsThisFile()) return { kind: 'link', text: script }
+  const tsx = tsxFor(script, process.env)
+  return {
+    kind: 'wrapper',
+    text: `#!/bin/sh\n# The sessions command: sessions.ts through tsx (written by sessions.ts setup shell).\nSESSIONS_COMMAND="\${SESSIONS_COMMAND:-sessions}" exec ${shellQuote(tsx)} ${shellQuote(script)} "$@"\n`,
+  }
+}
+
+/**
+ * How another program (Claude Code, an MCP client) should run this tool so that a Node upgrade does not
+ * break it: the sessions command of setup shell when it is this file's; else this file itself (its
+ * shebang finds the PATH's node) where Node runs it; else the tsx beside it. Absolute paths only.
+ */
+function durableArgv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const script = fileURLToPath(import.meta.url)
+  const bin = shellBinFolder(env)
+  const command = bin && path.join(bin, 'sessions')
+  if (command && isShellCommand(command)) return [command]
+  return nodeRunsThisFile() ? [script] : [tsxFor(script, env), script]
+}
+
+/** Whether `file` is the sessions command setup shell makes on this Node: a link to this file, or its wrapper. */
+function isShellCommand(file: string): boolean {
+  const want = shellCommandOf()
+  try {
+    if (want.kind === 'link') return lstatSync(file).isSymbolicLink() && realpathSync(file) === realpathSync(want.text)
+    const read = readRegularFile(file)
+    return read.kind === 'ok' && read.text === want.text
+  } catch {
+    return false // missing, or a dangling link
+  }
+}
+
+/** This Node runs this file itself (it strips types, and no loader such as tsx runs it). */
+function nodeRunsThisFile(): boolean {
+  return Boolean((process.features as { typescript?: unknown }).typescript) && !process.execArgv.some((arg) => arg.includes('tsx'))
+}
+
+/** The tsx beside this file, else on the PATH, else this process's own runner. */
+function tsxFor(script: string, env: NodeJS.ProcessEnv): string {
+  const beside = path.join(path.dirname(script), 'node_modules', '.bin', 'tsx')
+  return existsSync(beside) ? beside : (onPath('tsx', env) ?? selfArgv().slice(0, -1).join(' '))
+}
+
+/** $XDG_BIN_HOME, else ~/.local/bin; null without either. */
+function shellBinFolder(env: NodeJS.ProcessEnv): string | null {
+  const given = env.XDG_BIN_HOME
+  return given && path.isAbsolute(given) ? given : env.HOME && path.isAbsolute(env.HOME) ? path.join(env.HOME, '.local', 'bin') : null
 }
 
 // ───────────────────────── tmux ─────────────────────────
@@ -2953,20 +3095,6 @@ function resumeCommand(name: string, stage: ReturnType<typeof describeStage>, op
   return known ? hint(options, root, `resume ${name}`) : null
 }
 
-/**
- * When the current run ended, from its state. The engine keeps an earlier end's killed_at/terminated_at
- * when it resumes (docs/formats.md §2): an end older than resumed_at belongs to an earlier run, and is history.
- */
-function endedAt(state: State | null): number | null {
-  if (!state) return null
-  const resumed = parseTime(state.resumed_at)
-  const ends = [state.completed_at, state.failed_at, state.killed_at, state.terminated_at]
-    .map(parseTime)
-    // resumed_at has whole seconds: an end within that second is taken for the earlier run's.
-    .filter((t): t is number => t !== null && (resumed === null || t >= resumed + 1000))
-  return ends.length ? largest(ends) : null
-}
-
 function lastActivity(state: State | null, tmux: TmuxSession | null): number | null {
   const times = [state?.started_at, state?.resumed_at, state?.iteration_started, state?.history?.at(-1)?.timestamp]
     .map(parseTime)
@@ -3398,90 +3526,19 @@ function hostCommandLine(
 /** The most of another machine's answer this tool collects (a list of thousands of sessions is far less). */
 const HOST_ANSWER_MAX_BYTES = 64 * 1024 * 1024
 
-/**
- * ssh, its output collected: done when ssh exits. A shared connection's master holds ssh's output pipes
- * as long as the far command runs, so waiting for them to close (as execFile does) would outlast a
- * timeout: after the exit, what is left in the pipes is read for a moment, then they are let go.
- */
-function runSsh(
-  file: string,
-  args: string[],
-  options: {
-    env: NodeJS.ProcessEnv
-    timeoutMs?: number
-    /** Stops it (SIGTERM to ssh). */
-    signal?: AbortSignal
-    /** Its output as it comes, instead of collected. */
-    onStdout?: (text: string) => void
-    onStderr?: (text: string) => void
-  },
-): Promise<{ code: number; stdout: string; stderr: string; missing: boolean; timedOut: boolean; tooLong: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn(file, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    // Collected output is bounded: an answer past HOST_ANSWER_MAX_BYTES stops ssh (a far side that prints
-    // without end never takes this process's memory).
-    let tooLong = false
-    let collected = 0
-    // Passed on as it comes, decoded across chunks (a character split between two reads stays whole).
-    for (const [stream, pass, kept] of [
-      [child.stdout, options.onStdout, out],
-      [child.stderr, options.onStderr, err],
-    ] as const) {
-      if (pass) stream.setEncoding('utf8').on('data', pass)
-      else
-        stream.on('data', (chunk: Buffer) => {
-          collected += chunk.length
-          if (collected > HOST_ANSWER_MAX_BYTES) {
-            if (!tooLong) stop()
-            tooLong = true
-            return
-          }
-          kept.push(chunk)
-        })
-    }
-    let timedOut = false
-    let missing = false
-    let settled = false
-    const stop = () => child.kill('SIGTERM')
-    const timer =
-      options.timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            timedOut = true
-            stop()
-          }, options.timeoutMs)
-    options.signal?.addEventListener('abort', stop, { once: true })
-    const settle = (code: number) => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      options.signal?.removeEventListener('abort', stop)
-      child.stdout.destroy()
-      child.stderr.destroy()
-      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), missing, timedOut, tooLong })
-    }
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      missing = error.code === 'ENOENT'
-      if (!missing) options.onStderr?.(`sessions: ${oneLine(errorMessage(error))}\n`)
-      settle(missing ? 127 : 1)
-    })
-    child.on('exit', (code, signal) => {
-      const status = code ?? (signal ? 128 : 1)
-      child.on('close', () => settle(status))
-      setTimeout(() => settle(status), 500).unref()
-    })
-  })
-}
-
 /** This tool's command line run on a host, its output collected (for --json answers). */
 async function runRemote(host: Host, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}) {
   const env = options.env ?? process.env
   const [ssh, ...argv] = hostCommandLine(host, args, { env, cwd: options.cwd })
-  const result = await runSsh(ssh, argv, {
+  // Done when ssh exits: a shared connection's master holds ssh's pipes for as long as the far command runs.
+  // An answer past HOST_ANSWER_MAX_BYTES stops ssh: a far side that prints without end never takes this
+  // process's memory.
+  const result = await run(ssh, argv, {
     env,
     timeoutMs: options.timeoutMs ?? DEFAULTS.sshCallSeconds * 1000,
+    untilExit: true,
+    maxBytes: HOST_ANSWER_MAX_BYTES,
+    stopPastMax: true,
   })
   const said = oneLine(result.stderr.trim().split('\n').filter(Boolean).at(-1) ?? '').replace(/^(sessions|ssh): /, '')
   return { ...result, said }
@@ -3580,12 +3637,15 @@ async function passToHost(host: Host, args: string[], io: Io, options: { tty?: b
   // output; a follower there ends at its next line.
   // Words from another machine are sanitized here too (--json is passed exact, as this tool prints it).
   const json = options.json === true
-  const result = await runSsh(ssh, argv, {
+  const result = await run(ssh, argv, {
     env: io.env,
     signal: stopSignal(io),
+    untilExit: true,
     onStdout: (text) => io.stdout(json ? text : terminalSafe(text)),
     onStderr: (text) => io.stderr(terminalSafe(text)),
   })
+  // Passed on as it came; what is left is ssh not starting at all.
+  if (!result.missing && result.stderr) io.stderr(`sessions: ${result.stderr}\n`)
   // ssh's own failure (255: no connection), and ssh missing, are said in this tool's words too.
   if (result.missing) {
     io.stderr(`sessions: ${ssh} not found\n`)
@@ -6227,55 +6287,6 @@ function webhooksOf(values: Values, env: NodeJS.ProcessEnv): string[] {
   return [...((values.webhook as string[] | undefined) ?? []), ...fromEnv]
 }
 
-/**
- * A --exec command: `sh -c COMMAND` in a process group of its own, `input` on its stdin. Done when sh
- * exits (a background child it leaves, holding a pipe, is not waited for); past `timeoutMs`, or when
- * `signal` aborts, its whole group is sent SIGTERM, then SIGKILL a second later.
- */
-function runShell(
-  command: string,
-  options: { input: string; env: NodeJS.ProcessEnv; timeoutMs: number; signal?: AbortSignal },
-): Promise<{ code: number; stderr: string; timedOut: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn('sh', ['-c', command], { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env: options.env })
-    let stderr = ''
-    let timedOut = false
-    child.stderr.on('data', (chunk: Buffer) => {
-      if (stderr.length < 65_536) stderr += chunk.toString()
-    })
-    const stopGroup = () => {
-      for (const [signal, delayMs] of [
-        ['SIGTERM', 0],
-        ['SIGKILL', 1000],
-      ] as const)
-        setTimeout(() => {
-          try {
-            process.kill(-child.pid!, signal)
-          } catch {
-            /* gone */
-          }
-        }, delayMs).unref()
-    }
-    const timer = setTimeout(() => {
-      timedOut = true
-      stopGroup()
-    }, options.timeoutMs)
-    options.signal?.addEventListener('abort', stopGroup, { once: true })
-    child.stdin.on('error', () => {})
-    child.stdin.end(options.input)
-    child.on('error', (error) => {
-      clearTimeout(timer)
-      resolve({ code: 127, stderr: errorMessage(error), timedOut })
-    })
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer)
-      options.signal?.removeEventListener('abort', stopGroup)
-      child.stderr.destroy()
-      resolve({ code: code ?? (signal ? 128 : 1), stderr, timedOut })
-    })
-  })
-}
-
 /** The sinks asked for; a desktop without a notifier is a warning, not an error. */
 function makeSinks(options: SinkOptions, warn: (text: string) => void): Sink[] {
   const timeoutMs = (options.timeoutSeconds ?? DEFAULTS.notifyTimeoutSeconds) * 1000
@@ -6334,10 +6345,16 @@ function execSink(command: string, timeoutMs: number, env: NodeJS.ProcessEnv): S
     label: `exec ${command}`,
     retries: 0,
     deliver: async (event, text, signal) => {
-      const result = await runShell(command, {
+      // sh in a process group of its own, signalled whole past the timeout; done when sh exits (a background
+      // child it leaves, holding a pipe, is not waited for).
+      const result = await run('sh', ['-c', command], {
         input: `${JSON.stringify({ ...event })}\n`,
         timeoutMs,
         signal,
+        group: true,
+        untilExit: true,
+        ignoreStdout: true,
+        maxBytes: 65_536,
         env: {
           ...env,
           SESSIONS_EVENT: event.event,
@@ -7232,6 +7249,8 @@ async function serveMcp(options: McpOptions): Promise<void> {
   if (overflow) throw new SessionsError(`a message from the client was too large (${overflow}); the connection is closed`)
 }
 
+// ───────────────────────── setup: a /sessions command for Claude Code, a sessions command for the shell ─────────────────────────
+
 // ── setup claude: the /sessions command for Claude Code, and how to register the server ──
 
 interface SetupResult {
@@ -7355,17 +7374,6 @@ interface ShellSetupResult {
   add_to_path: string | null
 }
 
-/** What `sessions` must be: a link to this file, or (where this Node cannot run it) a wrapper through tsx. */
-function shellCommandOf(): { kind: 'link' | 'wrapper'; text: string } {
-  const script = fileURLToPath(import.meta.url)
-  if (nodeRunsThisFile()) return { kind: 'link', text: script }
-  const tsx = tsxFor(script, process.env)
-  return {
-    kind: 'wrapper',
-    text: `#!/bin/sh\n# The sessions command: sessions.ts through tsx (written by sessions.ts setup shell).\nSESSIONS_COMMAND="\${SESSIONS_COMMAND:-sessions}" exec ${shellQuote(tsx)} ${shellQuote(script)} "$@"\n`,
-  }
-}
-
 /** Puts a `sessions` command in $XDG_BIN_HOME (else ~/.local/bin); another file there is replaced only with force. */
 async function setupShell(options: CommonOptions & { force?: boolean } = {}): Promise<ShellSetupResult> {
   const env = options.env ?? process.env
@@ -7391,48 +7399,6 @@ async function setupShell(options: CommonOptions & { force?: boolean } = {}): Pr
   const onThePath = (env.PATH ?? '').split(path.delimiter).some((dir) => dir && path.resolve(dir) === path.resolve(bin))
   const shown = env.HOME && isInside(bin, env.HOME) ? `$HOME/${path.relative(env.HOME, bin)}` : bin
   return { file, kind: want.kind, action, on_path: onThePath, add_to_path: onThePath ? null : `export PATH="${shown}:$PATH"` }
-}
-
-/** The tsx beside this file, else on the PATH, else this process's own runner. */
-function tsxFor(script: string, env: NodeJS.ProcessEnv): string {
-  const beside = path.join(path.dirname(script), 'node_modules', '.bin', 'tsx')
-  return existsSync(beside) ? beside : (onPath('tsx', env) ?? selfArgv().slice(0, -1).join(' '))
-}
-
-/**
- * How another program (Claude Code, an MCP client) should run this tool so that a Node upgrade does not
- * break it: the sessions command of setup shell when it is this file's; else this file itself (its
- * shebang finds the PATH's node) where Node runs it; else the tsx beside it. Absolute paths only.
- */
-function durableArgv(env: NodeJS.ProcessEnv = process.env): string[] {
-  const script = fileURLToPath(import.meta.url)
-  const bin = shellBinFolder(env)
-  const command = bin && path.join(bin, 'sessions')
-  if (command && isShellCommand(command)) return [command]
-  return nodeRunsThisFile() ? [script] : [tsxFor(script, env), script]
-}
-
-/** Whether `file` is the sessions command setup shell makes on this Node: a link to this file, or its wrapper. */
-function isShellCommand(file: string): boolean {
-  const want = shellCommandOf()
-  try {
-    if (want.kind === 'link') return lstatSync(file).isSymbolicLink() && realpathSync(file) === realpathSync(want.text)
-    const read = readRegularFile(file)
-    return read.kind === 'ok' && read.text === want.text
-  } catch {
-    return false // missing, or a dangling link
-  }
-}
-
-/** This Node runs this file itself (it strips types, and no loader such as tsx runs it). */
-function nodeRunsThisFile(): boolean {
-  return Boolean((process.features as { typescript?: unknown }).typescript) && !process.execArgv.some((arg) => arg.includes('tsx'))
-}
-
-/** $XDG_BIN_HOME, else ~/.local/bin; null without either. */
-function shellBinFolder(env: NodeJS.ProcessEnv): string | null {
-  const given = env.XDG_BIN_HOME
-  return given && path.isAbsolute(given) ? given : env.HOME && path.isAbsolute(env.HOME) ? path.join(env.HOME, '.local', 'bin') : null
 }
 
 // ───────────────────────── rendering text ─────────────────────────
@@ -10408,6 +10374,7 @@ export {
   renderEvents,
   SessionsError,
   UsageError,
+  StartError,
   StateSchema,
   LockSchema,
   EventSchema,
@@ -10459,6 +10426,7 @@ export type {
   NotifyControlResult,
   SetupResult,
   ShellSetupResult,
+  McpOptions,
   State,
   Lock,
   EngineEvent,
