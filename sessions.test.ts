@@ -70,11 +70,47 @@ function startSleeper(): number {
   return child.pid!
 }
 
-/** A stand-in for a live engine, as the kernel sees one: flock(1) holds the lock file's flock and runs sleep below it. */
-function startLockHolder(lockFile: string): number {
-  const child = spawn('flock', ['-n', lockFile, 'sleep', '3600'], { stdio: 'ignore' })
-  children.push(child)
+/** Process groups this file started: each ended whole after its test (flock's sleep outlives a flock killed alone). */
+const groups: number[] = []
+
+/**
+ * A stand-in for a live engine, as the kernel sees one: flock(1) holds the lock file's flock and runs sleep
+ * below it, in a process group of their own.
+ */
+function startLockHolder(lockFile: string, env: NodeJS.ProcessEnv = process.env): number {
+  const child = spawn('flock', ['-n', lockFile, 'sleep', '3600'], { stdio: 'ignore', detached: true, env })
+  groups.push(child.pid!)
   return child.pid!
+}
+
+/** Ends every process group started by the last test, and every child, at once (SIGKILL). */
+function endChildren(): void {
+  for (const group of groups.splice(0))
+    try {
+      process.kill(-group, 'SIGKILL')
+    } catch {
+      /* gone */
+    }
+  for (const child of children.splice(0)) child.kill('SIGKILL')
+}
+
+/**
+ * Processes of this suite still alive: every process this file starts (tmux and what runs in it included)
+ * carries its TMUX_TMPDIR in the environment it was started with.
+ */
+function processesOfThisSuite(): { pid: number; command: string }[] {
+  const found: { pid: number; command: string }[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    try {
+      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0')
+      if (!environ.includes(`TMUX_TMPDIR=${BASE}`)) continue
+      found.push({ pid: Number(entry), command: readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim() })
+    } catch {
+      /* gone, or another user's */
+    }
+  }
+  return found
 }
 
 /** Until the kernel lists a flock on the file (the holder has taken it). */
@@ -278,7 +314,7 @@ function killServer() {
 
 afterEach(() => {
   killServer()
-  for (const child of children.splice(0)) child.kill('SIGKILL')
+  endChildren()
 })
 
 afterAll(() => {
@@ -295,14 +331,14 @@ describe('the module', () => {
     expect(result.stdout).toBe('')
     expect(result.stderr).toBe('')
     // Imported by a script that Node was given this file's path as its first argument (node -e … sessions.ts):
-    // Node itself says this file is not the main module.
+    // Node itself says this file is not the main module. (41: the 40 promised values and `internals`.)
     if (NATIVE) {
       const imported = spawnSync(
         process.execPath,
         ['-e', 'import(process.argv[1]).then((m) => console.log(Object.keys(m).length))', SESSIONS, 'list'],
         { env: ENV, encoding: 'utf8' },
       )
-      expect([imported.status, imported.stdout, imported.stderr]).toEqual([0, '40\n', ''])
+      expect([imported.status, imported.stdout, imported.stderr]).toEqual([0, '41\n', ''])
     }
   })
 
@@ -4140,11 +4176,7 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
     const lock = path.join(root, '.claude/locks/left.lock')
     mkdirSync(path.dirname(lock), { recursive: true })
     writeFileSync(lock, JSON.stringify({ session: 'left', pid: dead, started_at: isoSeconds(Date.now()) }))
-    const leftover = spawn('flock', ['-n', lock, 'sleep', '3600'], {
-      env: { ...ENV, SESSIONS_TS_RUN: `${runDir}:${dead}` },
-      stdio: 'ignore',
-    })
-    children.push(leftover)
+    const leftover = startLockHolder(lock, { ...ENV, SESSIONS_TS_RUN: `${runDir}:${dead}` })
     await flockTaken(lock)
     const row = rowOf((await listJson(root)).sessions, 'left')
     expect(row.health).toBe('crashed')
@@ -4159,7 +4191,7 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
       ['stale_lock', 'fixed'],
       ['zombie_state', 'fixed'],
     ])
-    await waitFor('the leftover gone', () => leftover.exitCode !== null || leftover.signalCode !== null)
+    await waitFor('the leftover gone', () => !isPidAlive(leftover))
 
     // An event whose time is a number or null is kept, dated when read.
     const events = path.join(root, '.claude/pipeline-runs/done-loop/events.jsonl')
@@ -5003,5 +5035,23 @@ exit 3
       expect(refused.code, args.join(' ')).toBe(2)
       expect(refused.stderr).toMatch(message)
     }
+  })
+})
+
+describe('the suite itself', () => {
+  // Last in the file, so last to run: what every test before it started must be gone by now.
+  test('leaves no process of its own behind', async () => {
+    killServer()
+    endChildren()
+    // A pane's process ends moments after its server; give what is ending a few seconds.
+    const gone = await waitFor('the suite’s processes to end', () => processesOfThisSuite().length === 0, 5_000).catch(() => false)
+    const left = gone ? [] : processesOfThisSuite()
+    for (const { pid } of left)
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        /* gone */
+      }
+    expect(left).toEqual([])
   })
 })
