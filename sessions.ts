@@ -366,7 +366,7 @@ interface RunResult {
  * becomes shell code; `sh -c` runs only a command the user gave as one). It never throws: the exit
  * status, the output, and whether the program is missing, ran out of time or printed too much.
  */
-function run(file: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+function runProgram(file: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve) => {
     const child = spawn(file, args, {
       env: options.env,
@@ -425,9 +425,9 @@ function run(file: string, args: string[], options: RunOptions = {}): Promise<Ru
       settle(outcome.missing ? 127 : 1, outcome.missing ? `${file}: not found` : oneLine(errorMessage(error)))
     })
     child.on('exit', (code, signal) => {
-      const status = code ?? (signal ? 128 : 1)
-      child.on('close', () => settle(status))
-      if (options.untilExit) setTimeout(() => settle(status), 500).unref()
+      const exitStatus = code ?? (signal ? 128 : 1)
+      child.on('close', () => settle(exitStatus))
+      if (options.untilExit) setTimeout(() => settle(exitStatus), 500).unref()
     })
     // A program that does not read its input (or is missing) closes the pipe: that is not an error here.
     child.stdin?.on('error', () => {})
@@ -792,12 +792,12 @@ function readRegularFile(
   try {
     const st = fstatSync(fd)
     if (!st.isFile()) return { kind: 'bad', problem: notRegular(st) }
-    const start = from < 0 ? Math.max(0, st.size + from) : Math.min(from, st.size)
-    const length = Math.min(st.size - start, limit)
+    const offset = from < 0 ? Math.max(0, st.size + from) : Math.min(from, st.size)
+    const length = Math.min(st.size - offset, limit)
     if (length > max) return { kind: 'bad', problem: `is ${byteSize(st.size)}, more than the ${byteSize(max)} this tool reads` }
     const buffer = Buffer.alloc(length)
-    const read = buffer.length ? readSync(fd, buffer, 0, buffer.length, start) : 0
-    return { kind: 'ok', text: buffer.toString('utf8', 0, read), from: start, size: start + read }
+    const read = buffer.length ? readSync(fd, buffer, 0, buffer.length, offset) : 0
+    return { kind: 'ok', text: buffer.toString('utf8', 0, read), from: offset, size: offset + read }
   } catch (error) {
     return { kind: 'bad', problem: ioProblem(error as NodeJS.ErrnoException) }
   } finally {
@@ -818,9 +818,9 @@ async function listDir(dir: string): Promise<string[]> {
  * A file from byte `start` to its end (a negative start counts from the end), with where that was and
  * the file's size; null when it cannot be read. For the tails of files that grow for hours.
  */
-async function readFileFrom(file: string, start: number): Promise<{ text: string; from: number; size: number } | null> {
+async function readFileFrom(file: string, offset: number): Promise<{ text: string; from: number; size: number } | null> {
   // A few MiB at a time: a log that grew by gigabytes is read on over several calls.
-  const read = readRegularFile(file, { from: start, limit: EVENTS_READ_BYTES })
+  const read = readRegularFile(file, { from: offset, limit: EVENTS_READ_BYTES })
   return read.kind === 'ok' ? read : null
 }
 
@@ -1002,16 +1002,16 @@ async function toolLockHolder(file: string): Promise<{ pid: number; start: numbe
     /* unreadable: a stale lock */
   }
   const pid = typeof record.pid === 'number' && Number.isInteger(record.pid) && record.pid > 0 ? record.pid : 0
-  const start = typeof record.start === 'number' ? record.start : null
+  const startStamp = typeof record.start === 'number' ? record.start : null
   const live =
     record.tool === 'sessions.ts' &&
     (record.project === undefined || record.project === toolLockProject(file)) &&
     pid > 0 &&
     isPidAlive(pid) &&
-    start !== null &&
-    (await processStartStamp(pid)) === start &&
+    startStamp !== null &&
+    (await processStartStamp(pid)) === startStamp &&
     isNodeProcess(pid)
-  return { pid, start, live }
+  return { pid, start: startStamp, live }
 }
 
 /**
@@ -1111,19 +1111,19 @@ async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Prom
   if (!tail) return null
   // A tail that starts mid-line: drop the partial first line.
   const text = tail.from > 0 ? tail.text.slice(tail.text.indexOf('\n') + 1) : tail.text
-  const events: EngineEvent[] = []
+  const kept: EngineEvent[] = []
   let invalid = 0
   for (const line of text.split('\n')) {
     if (!line.trim()) continue
     try {
       const parsed = EventSchema.safeParse(JSON.parse(line))
-      if (parsed.success) events.push(parsed.data)
+      if (parsed.success) kept.push(parsed.data)
       else invalid++
     } catch {
       invalid++
     }
   }
-  return { events, invalid }
+  return { events: kept, invalid }
 }
 
 /**
@@ -1244,7 +1244,7 @@ async function findProjectRoot(options: { root?: string; cwd?: string; env?: Nod
     if (dir !== home && isDirectory(path.join(dir, '.claude'))) return realpathSync(dir)
     if (path.dirname(dir) === dir) break
   }
-  const git = await run('git', ['rev-parse', '--show-toplevel'], { cwd, env: options.env })
+  const git = await runProgram('git', ['rev-parse', '--show-toplevel'], { cwd, env: options.env })
   if (git.code === 0 && git.stdout.trim()) return realpathSync(git.stdout.trim())
   return realpathSync(cwd)
 }
@@ -1694,7 +1694,7 @@ class TmuxMissingError extends SessionsError {}
  */
 async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   for (let attempt = 1; ; attempt++) {
-    const result = await run('tmux', tmuxArgv(options, ...command), { env: tmuxEnvironment(options.env) })
+    const result = await runProgram('tmux', tmuxArgv(options, ...command), { env: tmuxEnvironment(options.env) })
     if (result.missing) throw new TmuxMissingError(TMUX_MISSING)
     // A server whose last session just ended exits; a command that reached it meanwhile was not run (CI saw
     // a start's new-session fail so, right after a short run's session was removed). Asked again, it finds
@@ -1708,7 +1708,7 @@ async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ 
 }
 
 /** The one way tmux is run (argv from tmuxArgv, no shell); a failure is a SessionsError in tmux's own words. */
-async function tmux(options: TmuxOptions, ...command: string[]): Promise<string> {
+async function runTmux(options: TmuxOptions, ...command: string[]): Promise<string> {
   const result = await tmuxProbe(options, ...command)
   if (!result.ok) throw new SessionsError(`tmux ${command[0]} failed: ${result.stderr}`)
   return result.stdout
@@ -1828,7 +1828,7 @@ const TMUX_COMMAND_BYTES = 15_000
  * variable is set on the session, and the server's other global variables are marked for removal.
  */
 async function setSessionEnvironment(options: TmuxOptions, target: string, variables: [string, string][]): Promise<string[]> {
-  const global = await tmux(options, 'show-environment', '-g')
+  const global = await runTmux(options, 'show-environment', '-g')
   const mine = new Set(variables.map(([key]) => key))
   const stale = global
     .split('\n')
@@ -1846,7 +1846,7 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
   let size = 0
   const flush = async () => {
     if (!batch.length) return
-    await tmux(options, ...batch)
+    await runTmux(options, ...batch)
     batch = []
     size = 0
   }
@@ -1888,8 +1888,8 @@ async function paneState(options: TmuxOptions, tmuxName: string): Promise<PaneSt
     '#{pane_dead} #{pane_dead_status} #{pane_pid}',
   )
   if (!result.ok) return gone
-  const [dead, status, pid] = result.stdout.trim().split(' ')
-  return { exists: true, dead: dead === '1', status: status ? Number(status) : null, pid: pid ? Number(pid) : null }
+  const [dead, exitStatus, pid] = result.stdout.trim().split(' ')
+  return { exists: true, dead: dead === '1', status: exitStatus ? Number(exitStatus) : null, pid: pid ? Number(pid) : null }
 }
 
 /** The pane's text, joined and with trailing blank lines (and tmux's "Pane is dead" line) trimmed. */
@@ -1958,7 +1958,7 @@ async function processStartStamp(pid: number): Promise<number | null> {
     const ticks = fields ? Number(fields[22 - 3]) : Number.NaN
     return Number.isFinite(ticks) ? ticks : null
   }
-  const ps = await run('ps', ['-o', 'lstart=', '-p', String(pid)])
+  const ps = await runProgram('ps', ['-o', 'lstart=', '-p', String(pid)])
   const time = Date.parse(ps.stdout.trim())
   return ps.code === 0 && Number.isFinite(time) ? time : null
 }
@@ -1983,7 +1983,7 @@ async function processParents(): Promise<Map<number, number>> {
     }
     return parents
   }
-  const ps = await run('ps', ['-A', '-o', 'pid=,ppid='])
+  const ps = await runProgram('ps', ['-A', '-o', 'pid=,ppid='])
   for (const line of ps.stdout.split('\n')) {
     const [pid, ppid] = line.trim().split(/\s+/).map(Number)
     if (pid) parents.set(pid, ppid)
@@ -2112,7 +2112,7 @@ async function processTree(roots: number[]): Promise<Map<number, number | null>>
   return tree
 }
 
-function signal(pid: number, name: NodeJS.Signals): void {
+function sendSignal(pid: number, name: NodeJS.Signals): void {
   try {
     process.kill(pid, name)
   } catch {
@@ -2130,7 +2130,7 @@ async function stopProcessTree(
   onWaiting?: (what: string) => void,
 ): Promise<{ terminated: number[]; forceKilled: number[] }> {
   const tree = await processTree(roots)
-  for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) signal(pid, 'SIGTERM')
+  for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) sendSignal(pid, 'SIGTERM')
   const alive = async () => {
     const left: number[] = []
     for (const [pid, stamp] of tree) if (await isSameProcess(pid, stamp)) left.push(pid)
@@ -2156,7 +2156,7 @@ async function stopProcessTree(
     for (const [pid, stamp] of await processTree(await alive())) if (!tree.has(pid)) tree.set(pid, stamp)
     for (const [pid, stamp] of tree) {
       if (await isSameProcess(pid, stamp)) {
-        signal(pid, 'SIGKILL')
+        sendSignal(pid, 'SIGKILL')
         forceKilled.push(pid)
       }
     }
@@ -3261,7 +3261,7 @@ function findBd(env: NodeJS.ProcessEnv = process.env): string | null {
 async function runBd(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
   const bd = findBd(env)
   if (!bd) return null
-  const result = await run(bd, args, { env })
+  const result = await runProgram(bd, args, { env })
   return result.code === 0 ? result.stdout : null
 }
 
@@ -3533,7 +3533,7 @@ async function runRemote(host: Host, args: string[], options: { env?: NodeJS.Pro
   // Done when ssh exits: a shared connection's master holds ssh's pipes for as long as the far command runs.
   // An answer past HOST_ANSWER_MAX_BYTES stops ssh: a far side that prints without end never takes this
   // process's memory.
-  const result = await run(ssh, argv, {
+  const result = await runProgram(ssh, argv, {
     env,
     timeoutMs: options.timeoutMs ?? DEFAULTS.sshCallSeconds * 1000,
     untilExit: true,
@@ -3637,7 +3637,7 @@ async function passToHost(host: Host, args: string[], io: Io, options: { tty?: b
   // output; a follower there ends at its next line.
   // Words from another machine are sanitized here too (--json is passed exact, as this tool prints it).
   const json = options.json === true
-  const result = await run(ssh, argv, {
+  const result = await runProgram(ssh, argv, {
     env: io.env,
     signal: stopSignal(io),
     untilExit: true,
@@ -4062,7 +4062,7 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const live = livenessOf(row.health) === 'engine'
   const progress = progressFile(facts)
-  const [providers, events, recent] = await Promise.all([
+  const [providers, tail, recent] = await Promise.all([
     readProviders(paths.runDir, facts.runEntries),
     facts.runEntries.includes('events.jsonl') ? readEventsTail(paths.events) : Promise.resolve(null),
     recentIterations(state, paths.runDir, facts.runEntries),
@@ -4076,7 +4076,7 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
     events: facts.runEntries.includes('events.jsonl') ? relative(root, paths.events) : null,
     plan: facts.plan && facts.plan.kind !== 'missing' ? relative(root, paths.plan) : null,
   }
-  const lastEvent = events?.events.at(-1)
+  const lastEvent = tail?.events.at(-1)
   const error = state?.error
   return {
     tmux_available: tmuxAvailable,
@@ -4518,10 +4518,10 @@ async function spawnEngine(plan: StartPlan, made: Made, options: StartOptions): 
   appendTargetInside(root, paths.output)
   const tmuxName = plan.tmux_session
   // tmux expands formats (#{…}, #(…)) in a start directory and a pipe-pane command: every # is doubled.
-  await tmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
+  await runTmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
   made.tmuxName = tmuxName
   const pane = tmuxTarget.pane(tmuxName)
-  await tmux(
+  await runTmux(
     options,
     // Marks that keep it this session's across a rename (ownTmuxSessions).
     ...markCommands(pane, [
@@ -4540,7 +4540,7 @@ async function spawnEngine(plan: StartPlan, made: Made, options: StartOptions): 
   const stateBefore = fileSignature(paths.state)
   // A run this start began cannot have started before this second (the engine's times are to the second).
   const launched = Math.floor(Date.now() / 1000) * 1000
-  await tmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
+  await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
   return { launched, stateBefore, skipped }
 }
 
@@ -4577,8 +4577,8 @@ async function lookAtStart(plan: StartPlan, began: Began, options: StartOptions)
   if (lockPid === null && written && stateNow.status !== 'running') return { kind: 'ended', phase: 'ended', status: stateNow.status }
   // What it printed; then the start is undone like any failed start (startLocked).
   const captured = (await capturePane(options, plan.tmux_session, 200)) ?? (await readOutputLog(paths.output, 40)) ?? []
-  const { output, status } = splitEngineExit(captured)
-  const how = status !== null ? `exit status ${status}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
+  const { output, status: exitStatus } = splitEngineExit(captured)
+  const how = exitStatus !== null ? `exit status ${exitStatus}` : paneNow.exists ? 'exit status unknown' : 'its tmux session vanished'
   const what =
     lockPid !== null
       ? `ended (${how}) while another engine of ${plan.name} holds its lock (PID ${lockPid})`
@@ -4593,8 +4593,8 @@ function startPhase(plan: StartPlan, holdsLock: boolean, paths: ReturnType<typeo
   if (holdsLock) return plan.mode === 'pipeline' ? 'compiling the pipeline' : 'writing its state'
   if (!plan.resume) return 'taking its lock'
   // A resumed engine first folds its events into its state (10–20 s for the real one), then takes its lock.
-  const events = readRegularFile(paths.events, { limit: EVENTS_READ_BYTES })
-  const count = events.kind === 'ok' ? events.text.split('\n').filter((line) => line.trim()).length : 0
+  const eventsRead = readRegularFile(paths.events, { limit: EVENTS_READ_BYTES })
+  const count = eventsRead.kind === 'ok' ? eventsRead.text.split('\n').filter((line) => line.trim()).length : 0
   return count ? `reconciling its ${count} events, then taking its lock` : 'taking its lock'
 }
 
@@ -5236,8 +5236,8 @@ async function howStarted(
   name = facts.name
   const stage = describeStage(facts)
   // The engine records the provider and model of each stage and iteration in its events.
-  const events = await readEventsTail(sessionPaths(root, name).events)
-  const chosen = events?.events.filter((e) => e.type === 'node_start' || e.type === 'iteration_start').at(-1)?.data as
+  const tail = await readEventsTail(sessionPaths(root, name).events)
+  const chosen = tail?.events.filter((e) => e.type === 'node_start' || e.type === 'iteration_start').at(-1)?.data as
     | { provider?: unknown; model?: unknown }
     | undefined
   return {
@@ -5468,7 +5468,7 @@ async function attach(name: string, options: AttachOptions & { terminal?: boolea
     const ours = await serverSocketPath(options)
     if (ours && callerTmux.split(',')[0] === ours) {
       const switchArgs = ['switch-client', '-t', target, ...(options.readOnly ? ['-r'] : [])]
-      await tmux(options, ...switchArgs)
+      await runTmux(options, ...switchArgs)
       return { preview, action: 'switched', command: ['tmux', ...tmuxArgv(options, ...switchArgs)], exit_code: 0 }
     }
   }
@@ -5645,17 +5645,17 @@ function readNewEvents(file: string, at: SessionMark['events_at']): { events: En
   // A "line" longer than a whole read is not an event (an engine's lines are short): it is passed over.
   if (!read.text.includes('\n') && read.size - read.from >= EVENTS_READ_BYTES) return { events: [], at: { ino, size: read.size } }
   const whole = read.text.slice(0, read.text.lastIndexOf('\n') + 1)
-  const events: EngineEvent[] = []
+  const kept: EngineEvent[] = []
   for (const line of whole.split('\n')) {
     if (!line.trim()) continue
     try {
       const parsed = EventSchema.safeParse(JSON.parse(line))
-      if (parsed.success) events.push(parsed.data)
+      if (parsed.success) kept.push(parsed.data)
     } catch {
       /* a line that is not JSON (a crash mid-write): skipped, as the engine skips it */
     }
   }
-  return { events, at: { ino, size: read.from + Buffer.byteLength(whole) } }
+  return { events: kept, at: { ino, size: read.from + Buffer.byteLength(whole) } }
 }
 
 /** One look at one session: what it reads, the mark it is making, and the events it has found so far. */
@@ -6080,15 +6080,15 @@ async function lookAtProject(
     (facts) => eventSourceOf(facts, describeSession(facts, now, options), killing),
   )
   if (cache) for (const name of cache.keys()) if (!project.sessions.some((source) => source.row.name === name)) cache.delete(name)
-  const events: TrackedEvent[] = []
+  const news: TrackedEvent[] = []
   const next = new Map<string, SessionMark>()
   for (const source of project.sessions) {
     const changes = sessionChanges(source, marks?.get(source.row.name), { now, stallMs, project: project.root, observed })
-    events.push(...changes.events)
+    news.push(...changes.events)
     next.set(source.row.name, changes.mark)
   }
-  oldestFirst(events)
-  return { root: project.root, tmuxAvailable: tmux.available, events, marks: next, names: project.sessions.map((s) => s.row.name) }
+  oldestFirst(news)
+  return { root: project.root, tmuxAvailable: tmux.available, events: news, marks: next, names: project.sessions.map((s) => s.row.name) }
 }
 
 /**
@@ -6153,8 +6153,8 @@ function cachedGather(cache: FactsCache, root: string): typeof gatherSession {
 }
 
 /** Events oldest first, in place; those of one second keep the order they were found in (sort is stable). */
-function oldestFirst<T extends { ts: string }>(events: T[]): T[] {
-  return events.sort((a, b) => (parseTime(a.ts) ?? 0) - (parseTime(b.ts) ?? 0))
+function oldestFirst<T extends { ts: string }>(items: T[]): T[] {
+  return items.sort((a, b) => (parseTime(a.ts) ?? 0) - (parseTime(b.ts) ?? 0))
 }
 
 /** An event as printed and delivered: without what only the watcher uses. */
@@ -6202,11 +6202,11 @@ async function eventsWithMarks(given: string[], options: EventsOptions) {
  */
 async function followEvents(
   names: string[],
-  start: Map<string, SessionMark>,
+  marksAtStart: Map<string, SessionMark>,
   onEvent: (event: SessionEvent) => void,
   options: EventsOptions & { intervalMs?: number; signal?: AbortSignal },
 ): Promise<void> {
-  let marks = start
+  let marks = marksAtStart
   const cache: FactsCache = new Map()
   try {
     await withFileCache(() =>
@@ -6347,7 +6347,7 @@ function execSink(command: string, timeoutMs: number, env: NodeJS.ProcessEnv): S
     deliver: async (event, text, signal) => {
       // sh in a process group of its own, signalled whole past the timeout; done when sh exits (a background
       // child it leaves, holding a pipe, is not waited for).
-      const result = await run('sh', ['-c', command], {
+      const result = await runProgram('sh', ['-c', command], {
         input: `${JSON.stringify({ ...event })}\n`,
         timeoutMs,
         signal,
@@ -6392,7 +6392,7 @@ function desktopSink(options: SinkOptions, timeoutMs: number, env: NodeJS.Proces
         if (!notifier) return
         const title = `sessions: ${event.session} ${event.event}`
         const args = path.basename(notifier) === 'osascript' ? [...osascript, title, text] : ['--app-name=sessions.ts', '--', title, text]
-        const result = await run(notifier, args, { env, timeoutMs })
+        const result = await runProgram(notifier, args, { env, timeoutMs })
         if (result.code !== 0)
           throw new Error(`${path.basename(notifier)}: ${oneLine(result.stderr.trim()) || `exit status ${result.code}`}`)
       },
@@ -6659,10 +6659,10 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
   // sessions-notify, unless another project's watcher has that name on this server.
   let name = NOTIFY_TMUX_NAME
   for (let n = 2; taken.has(name); n++) name = `${NOTIFY_TMUX_NAME}-${n}`
-  await tmux(options, 'new-session', '-d', '-s', name, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
+  await runTmux(options, 'new-session', '-d', '-s', name, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
   const pane = tmuxTarget.pane(name)
   try {
-    await tmux(
+    await runTmux(
       options,
       ...markCommands(pane, [
         ['@sessions-role', 'notify'],
@@ -6672,7 +6672,7 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
     await setSessionEnvironment(options, tmuxTarget.session(name), engineEnvironment(options.env))
     const socket = tmuxSocket(options)
     const command = [...selfArgv(), 'notify', ...args, '--root', root, ...(socket ? ['--socket', socket] : [])]
-    await tmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...command)
+    await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...command)
     const started = await pollFor(
       async () => {
         const held = await toolLockHolder(files.lock)
@@ -6754,12 +6754,12 @@ async function stopNotify(options: CommonOptions & { graceSeconds?: number } = {
       `${relative(root, files.lock)} names PID ${holder.pid}, which does not run sessions.ts notify for this project: not signalled (stop it where it runs)`,
     )
   if (holder.live && !protectedReason(holder.pid)) {
-    signal(holder.pid, 'SIGTERM')
+    sendSignal(holder.pid, 'SIGTERM')
     const gone = await pollFor(async () => !(await isSameProcess(holder.pid, holder.start)) || false, {
       intervalMs: 100,
       timeoutMs: (options.graceSeconds ?? DEFAULTS.killGraceSeconds) * 1000,
     })
-    if (!gone && (await isSameProcess(holder.pid, holder.start))) signal(holder.pid, 'SIGKILL')
+    if (!gone && (await isSameProcess(holder.pid, holder.start))) sendSignal(holder.pid, 'SIGKILL')
     stopped = holder.pid
   }
   let tmuxName: string | null = null
@@ -6852,12 +6852,12 @@ function fitForAgent(data: Record<string, unknown>, max: number): Record<string,
   for (let size = JSON.stringify(fitted).length; size > max; size = JSON.stringify({ ...fitted, cut }).length) {
     const longest = longestList(fitted)
     if (!longest || longest.list.length <= 1) break
-    const { owner, key, list, where } = longest
-    const kept = Math.floor(list.length / 2)
-    owner[key] = key === 'lines' || key === 'events' ? list.slice(-kept) : list.slice(0, kept)
+    const { owner, key, list: items, where } = longest
+    const kept = Math.floor(items.length / 2)
+    owner[key] = key === 'lines' || key === 'events' ? items.slice(-kept) : items.slice(0, kept)
     const note = cut.find((c) => c.list === where)
     if (note) note.kept = kept
-    else cut.push({ list: where, kept, total: list.length })
+    else cut.push({ list: where, kept, total: items.length })
   }
   return cut.length ? { ...fitted, cut } : fitted
 }
@@ -7030,7 +7030,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
             // A page: the oldest of what is new, within what an answer may hold; the cursor marks only what
             // this answer held, so the rest comes next.
             let page = after.slice(0, limit ?? MCP_EVENTS_LIMIT)
-            const answer = (events: TrackedEvent[]) => ({ ...result, events: events.map(publicEvent) })
+            const answer = (page: TrackedEvent[]) => ({ ...result, events: page.map(publicEvent) })
             while (page.length > 1 && JSON.stringify(fitForAgent(answer(page), Infinity)).length > MCP_RESULT_CHARS * 0.9)
               page = page.slice(0, Math.ceil(page.length / 2))
             const next = cursors.make(result.project, cursors.held(cursor), page)
@@ -7192,19 +7192,19 @@ function eventCursors() {
   const kept = new Map<string, Set<string>>()
   const key = (project: string, event: TrackedEvent) => `${project}\t${event.id}`
   return {
-    after(project: string, list: TrackedEvent[], cursor: string | null | undefined): TrackedEvent[] {
-      if (!cursor) return list
+    after(project: string, tracked: TrackedEvent[], cursor: string | null | undefined): TrackedEvent[] {
+      if (!cursor) return tracked
       const seen = kept.get(cursor)
       if (!seen) throw new UsageError(`unknown cursor "${cursor}": pass back the cursor of an earlier answer of this server, or none`)
-      return list.filter((event) => !seen.has(key(project, event)))
+      return tracked.filter((event) => !seen.has(key(project, event)))
     },
     /** What an earlier cursor held (nothing for none). */
     held(cursor: string | null | undefined): Set<string> {
       return (cursor && kept.get(cursor)) || new Set()
     },
-    make(project: string, before: Set<string>, list: TrackedEvent[]): string {
+    make(project: string, before: Set<string>, tracked: TrackedEvent[]): string {
       const cursor = randomBytes(8).toString('hex')
-      kept.set(cursor, new Set([...before, ...list.map((event) => key(project, event))]))
+      kept.set(cursor, new Set([...before, ...tracked.map((event) => key(project, event))]))
       for (const old of kept.keys()) if (kept.size > 100) kept.delete(old)
       return cursor
     },
@@ -8008,8 +8008,8 @@ function renderMonitor(result: MonitorResult, view: View = plainView()): string 
  */
 function normalExit(lines: string[], health: string): string | null {
   const last = [...lines].reverse().find((line) => line.trim() !== '')
-  const status = last ? ENGINE_EXIT_LINE.exec(last)?.[1] : undefined
-  return status === '1' && health === 'complete'
+  const exitStatus = last ? ENGINE_EXIT_LINE.exec(last)?.[1] : undefined
+  return exitStatus === '1' && health === 'complete'
     ? '(status 1 is normal here: the engine exits 1 when a loop stops at its max iterations)'
     : null
 }
@@ -8039,10 +8039,10 @@ const EVENT_STYLE: Record<EventKind, 'green' | 'yellow' | 'red' | 'dim' | null> 
 }
 
 /** One event a line: time, session, what, and its details. */
-function renderEventLines(events: SessionEvent[], view: View = plainView(), nameWidth = 0): string {
+function renderEventLines(shown: SessionEvent[], view: View = plainView(), nameWidth = 0): string {
   const p = palette(view.color)
-  const width = Math.max(nameWidth, largest(events.map((event) => event.session.length)))
-  return events
+  const width = Math.max(nameWidth, largest(shown.map((event) => event.session.length)))
+  return shown
     .map((event) => {
       const style = EVENT_STYLE[event.event]
       const kind = event.event.padEnd(9)
@@ -8778,7 +8778,7 @@ function checked<T>(schema: z.ZodType<T>, raw: string): T {
 /** A validator of an option's value: the value must match `pattern`; `message` says what it must be. */
 const matching = (pattern: RegExp, message: (raw: string) => string) => (raw: string) =>
   checked(z.string().regex(pattern, message(raw)), raw)
-const number = (pattern: RegExp, message: (raw: string) => string) => (raw: string) => Number(matching(pattern, message)(raw))
+const numberParser = (pattern: RegExp, message: (raw: string) => string) => (raw: string) => Number(matching(pattern, message)(raw))
 /** The longest wait a timer holds (2^31 - 1 ms, about 24 days): a longer --timeout would fire at once. */
 const LONGEST_WAIT_MS = 2 ** 31 - 1
 /** A value within what a timer holds, else a usage error naming the bound. */
@@ -8793,11 +8793,11 @@ const measured = (unit: string, msPerUnit: number) => (flag: string) =>
     flag,
     msPerUnit,
     unit,
-    number(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of ${unit}, got "${raw}"`),
+    numberParser(/^\d+(\.\d+)?$/, (raw) => `--${flag} needs a number of ${unit}, got "${raw}"`),
   )
-const seconds = measured('seconds', 1000)
-const minutes = measured('minutes', 60_000)
-const count = (label: string) => number(/^[1-9]\d{0,8}$/, (raw) => `${label} must be a positive integer, got "${raw}"`)
+const secondsParser = measured('seconds', 1000)
+const minutesParser = measured('minutes', 60_000)
+const countParser = (label: string) => numberParser(/^[1-9]\d{0,8}$/, (raw) => `${label} must be a positive integer, got "${raw}"`)
 const engineValue = (flag: string) => matching(ENGINE_VALUE_PATTERN, (raw) => `--${flag}: invalid value "${raw}"`)
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
@@ -8825,7 +8825,7 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     type: 'string',
     arg: 'SECONDS',
     help: `a tmux session without a lock is "starting" this long (default ${DEFAULTS.startGraceSeconds})`,
-    parse: seconds('start-grace'),
+    parse: secondsParser('start-grace'),
   },
   help: { type: 'boolean', short: 'h', help: 'help (of a command: COMMAND --help)' },
   version: { type: 'boolean', help: 'the version' },
@@ -8853,7 +8853,7 @@ const LAUNCH_OPTIONS: Record<string, OptionSpec> = {
     type: 'string',
     arg: 'SECONDS',
     help: `how long to wait for the engine to settle (default ${DEFAULTS.waitStartSeconds}); one that holds its lock by then runs on`,
-    parse: seconds('wait-start'),
+    parse: secondsParser('wait-start'),
   },
 }
 
@@ -8861,14 +8861,14 @@ const killGrace: OptionSpec = {
   type: 'string',
   arg: 'SECONDS',
   help: `between SIGTERM and SIGKILL (default ${DEFAULTS.killGraceSeconds})`,
-  parse: seconds('grace'),
+  parse: secondsParser('grace'),
 }
 
 /**
  * What a command that only reads answers: its data, and without tmux a warning that it comes from the
  * files alone (on stderr, so that --json stays whole).
  */
-function answer<T extends { tmux_available: boolean }>(
+function readAnswer<T extends { tmux_available: boolean }>(
   io: Io,
   data: T,
   render: (safe: T, view: View) => string,
@@ -8907,10 +8907,15 @@ function startRequestOf(args: string[], values: Values): StartRequest {
   const checkStartName = flags.resume ? checkName : checkNewName
   if (args[0] === 'pipeline') {
     if (args.length < 3) throw new UsageError('start pipeline: missing arguments: start pipeline FILE NAME [RUNS]')
-    return { pipeline: args[1], name: checkStartName(args[2]), runs: args[3] === undefined ? undefined : count('RUNS')(args[3]), ...flags }
+    return {
+      pipeline: args[1],
+      name: checkStartName(args[2]),
+      runs: args[3] === undefined ? undefined : countParser('RUNS')(args[3]),
+      ...flags,
+    }
   }
   if (args.length > 3) throw new UsageError(`start: unexpected argument "${args[3]}"`)
-  return { type: args[0], name: checkStartName(args[1]), max: args[2] === undefined ? undefined : count('MAX')(args[2]), ...flags }
+  return { type: args[0], name: checkStartName(args[1]), max: args[2] === undefined ? undefined : countParser('MAX')(args[2]), ...flags }
 }
 
 /** --interval, --timeout: a number of seconds above 0. */
@@ -8919,14 +8924,14 @@ const positiveSeconds = (flag: string) =>
     flag,
     1000,
     'seconds',
-    number(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--${flag} needs a number of seconds above 0, got "${raw}"`),
+    numberParser(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--${flag} needs a number of seconds above 0, got "${raw}"`),
   )
 
 const stallOption: OptionSpec = {
   type: 'string',
   arg: 'MINUTES',
   help: `a running session is stalled when no iteration started or finished for this long (default ${DEFAULTS.stallMinutes})`,
-  parse: minutes('stall'),
+  parse: minutesParser('stall'),
 }
 
 /** --on: event kinds, comma-separated, or all. */
@@ -9001,7 +9006,7 @@ const COMMANDS = {
         type: 'string',
         arg: 'MINUTES',
         help: `warn when a running session's iteration is older (default ${DEFAULTS.stallMinutes})`,
-        parse: minutes('stall'),
+        parse: minutesParser('stall'),
       },
     },
     examples: ['list', 'list --watch --interval 5'],
@@ -9026,7 +9031,7 @@ const COMMANDS = {
         io.stdout(result.sessions.map((row) => `${row.name}\n`).join(''))
         return { exit: 0 }
       }
-      return answer(io, result, renderList)
+      return readAnswer(io, result, renderList)
     },
   },
   status: {
@@ -9041,7 +9046,7 @@ const COMMANDS = {
     options: {},
     examples: ['status auth', 'status auth --json'],
     run: async ({ args, common, io }) => {
-      return answer(io, await status(checkName(args[0]), common), renderStatus)
+      return readAnswer(io, await status(checkName(args[0]), common), renderStatus)
     },
   },
   monitor: {
@@ -9055,7 +9060,13 @@ const COMMANDS = {
     aliases: ['logs'],
     menu: 'its last output, without attaching',
     options: {
-      lines: { type: 'string', short: 'n', arg: 'N', help: `how many lines (default ${DEFAULTS.monitorLines})`, parse: count('--lines') },
+      lines: {
+        type: 'string',
+        short: 'n',
+        arg: 'N',
+        help: `how many lines (default ${DEFAULTS.monitorLines})`,
+        parse: countParser('--lines'),
+      },
       follow: { type: 'boolean', short: 'f', help: 'print new output until the session ends', notJson: 'prints a stream' },
     },
     examples: ['monitor auth', 'monitor auth --follow'],
@@ -9069,7 +9080,7 @@ const COMMANDS = {
         io.stdout(`${'─'.repeat(40)}\n${ended.name} ended: ${ended.health} (${ended.why})\n`)
         return 0
       }
-      return answer(io, result, renderMonitor, {
+      return readAnswer(io, result, renderMonitor, {
         follow: values.follow && livenessOf(result.session.health) !== 'ended' ? follow : undefined,
       })
     },
@@ -9178,7 +9189,7 @@ const COMMANDS = {
     pick: 'Resume which session',
     menu: 'continue a stopped session as it was started',
     options: {
-      max: { type: 'string', arg: 'N', help: 'a new max for a loop', parse: count('--max') },
+      max: { type: 'string', arg: 'N', help: 'a new max for a loop', parse: countParser('--max') },
       ...ENGINE_OPTIONS,
       ...LAUNCH_OPTIONS,
     },
@@ -9204,7 +9215,7 @@ const COMMANDS = {
     sessions: 'live',
     pick: 'Wait for which session',
     menu: 'block until sessions end',
-    options: { timeout: { type: 'string', arg: 'SECONDS', help: 'give up (exit 124)', parse: seconds('timeout') } },
+    options: { timeout: { type: 'string', arg: 'SECONDS', help: 'give up (exit 124)', parse: secondsParser('timeout') } },
     examples: ['wait auth docs', 'wait auth --timeout 3600 && echo done'],
     run: async ({ args, values, common, io, json }) => {
       args.forEach(checkName)
@@ -9261,8 +9272,10 @@ const COMMANDS = {
       if (!result.tmux_available)
         io.stderr(`sessions: warning: ${TMUX_MISSING}; live tmux sessions cannot be seen, so this is from the files alone\n`)
       // --json is NDJSON, one event a line, so that a follower can read it line by line.
-      const print = (list: SessionEvent[]) =>
-        io.stdout(json ? list.map((event) => `${JSON.stringify(event)}\n`).join('') : renderEventLines(terminalSafeDeep(list), viewOf(io)))
+      const print = (shown: SessionEvent[]) =>
+        io.stdout(
+          json ? shown.map((event) => `${JSON.stringify(event)}\n`).join('') : renderEventLines(terminalSafeDeep(shown), viewOf(io)),
+        )
       if (json || result.events.length) print(result.events)
       else if (!values.follow) io.stdout(renderEvents(result))
       if (!values.follow) return { exit: 0 }
@@ -9316,7 +9329,7 @@ const COMMANDS = {
         type: 'string',
         arg: 'N',
         help: `retries of a failed webhook, 1 s, 2 s, 4 s… apart (default ${DEFAULTS.notifyRetries})`,
-        parse: number(/^\d{1,2}$/, (raw) => `--retries needs a number from 0 to 99, got "${raw}"`),
+        parse: numberParser(/^\d{1,2}$/, (raw) => `--retries needs a number from 0 to 99, got "${raw}"`),
       },
       detach: { type: 'boolean', help: `run the watcher in a tmux session of its own (${NOTIFY_TMUX_NAME})` },
       stop: { type: 'boolean', help: "stop this project's watcher" },
@@ -9906,7 +9919,7 @@ if (import.meta.vitest) {
         ? `lock PID 4242 holds the kernel flock on .claude/locks/x.lock`
         : 'lock PID 4242 is alive but is `sleep 900` in /home/x, not the engine of x',
   })
-  const stateOk = (status: string) => ({ kind: 'ok' as const, status })
+  const stateOk = (value: string) => ({ kind: 'ok' as const, status: value })
   const noState = { kind: 'missing' as const, runDirExists: false }
 
   describe('classifyHealth: what is alive, or was', () => {
@@ -9993,10 +10006,10 @@ if (import.meta.vitest) {
       ['killed', 'killed'],
       ['unknown_termination', 'unknown_termination'],
       ['paused', 'paused'],
-    ] as const)('state %s, nothing alive: %s', (status, health) => {
-      const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk(status) })
+    ] as const)('state %s, nothing alive: %s', (value, health) => {
+      const v = classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk(value) })
       expect(v.health).toBe(health)
-      expect(v.why).toBe(`state says ${status}`)
+      expect(v.why).toBe(`state says ${value}`)
     })
     test('an ended state with a stale lock keeps its end, and says so', () => {
       const v = classifyHealth({ now, name, tmux: null, lock: lockOk(false), state: stateOk('complete') })
@@ -10034,8 +10047,8 @@ if (import.meta.vitest) {
       expect(v.health).toBe('corrupt')
     })
     test('an unknown status is corrupt, also the names of Object.prototype', () => {
-      for (const status of ['weird', 'constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
-        expect(classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk(status) }).health, status).toBe('corrupt')
+      for (const value of ['weird', 'constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+        expect(classifyHealth({ now, name, tmux: null, lock: { kind: 'missing' }, state: stateOk(value) }).health, value).toBe('corrupt')
       }
     })
     test('a legacy loop- session without locks is running while its pane lives', () => {
