@@ -1283,8 +1283,9 @@ describe('a start that follows the engine (part 15)', () => {
     })
     expect(slow.code).toBe(0)
     expect(JSON.parse(slow.stdout)).toMatchObject({ settled: true, engine_pid: expect.any(Number), ended: null })
-    // Off a terminal: a line once the wait has lasted a second, saying what it waits for and where the engine is.
-    expect(slow.stderr).toMatch(/^sessions: waiting for docs to start: compiling the pipeline \(1s\)\n$/)
+    // Off a terminal: a line once the wait has lasted a second, saying what it waits for and where the engine is
+    // (on a loaded machine it may not have taken its lock yet by then).
+    expect(slow.stderr).toMatch(/^sessions: waiting for docs to start: (compiling the pipeline|taking its lock) \(1s\)\n$/)
     const bounded = await cli(['start', 'pipeline', 'refine.yaml', 'late', '--yes', '--wait-start', '1', '-C', root], {
       env: { MOCK_COMPILE: '3', MOCK_PACE: '0.1' },
     })
@@ -4808,6 +4809,15 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
         /* gone */
       }
     }
+    // The shared connections (ControlPersist keeps their masters a minute) and the sshd sessions serving
+    // them: this suite's, by the environment they were started with; they go now, not a minute after the suite.
+    for (const { pid, command } of processesOfThisSuite())
+      if (/^sshd?[: ]/.test(command))
+        try {
+          process.kill(pid, 'SIGTERM')
+        } catch {
+          /* gone */
+        }
   })
 
   test('list merges a remote project with this one (host on every row); status, monitor, attach (ssh -t), start and kill act there; an unreachable host is one line', async () => {
@@ -5052,6 +5062,6 @@ describe('the suite itself', () => {
       } catch {
         /* gone */
       }
-    expect(left).toEqual([])
+    expect(left.map(({ command }) => command)).toEqual([])
   })
 })
