@@ -312,9 +312,24 @@ function killServer() {
   }
 }
 
-afterEach(() => {
+/** Processes a test left behind (after its tmux server and its children were ended): ended, and failed at the end. */
+const leaks: string[] = []
+
+afterEach(async (context) => {
   killServer()
   endChildren()
+  // A pane's process ends moments after its server. What outlives that was left by this test: an agent of a
+  // hung engine, say. (ssh's shared connections serve every test of their block, which ends them.)
+  const left = () => processesOfThisSuite().filter(({ command }) => !/^sshd?[: ]/.test(command))
+  if (await waitFor('the test’s processes to end', () => left().length === 0, 2_000).catch(() => false)) return
+  const stray = left()
+  for (const { pid } of stray)
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      /* gone */
+    }
+  if (stray.length) leaks.push(`${context.task.name}: ${stray.map(({ command }) => command).join(', ')}`)
 })
 
 afterAll(() => {
@@ -1285,7 +1300,9 @@ describe('a start that follows the engine (part 15)', () => {
     expect(JSON.parse(slow.stdout)).toMatchObject({ settled: true, engine_pid: expect.any(Number), ended: null })
     // Off a terminal: a line once the wait has lasted a second, saying what it waits for and where the engine is
     // (on a loaded machine it may not have taken its lock yet by then).
-    expect(slow.stderr).toMatch(/^sessions: waiting for docs to start: (compiling the pipeline|taking its lock) \(1s\)\n$/)
+    const [first, ...later] = slow.stderr.trimEnd().split('\n')
+    expect(first).toMatch(/^sessions: waiting for docs to start: (compiling the pipeline|taking its lock) \(\d+s\)$/)
+    for (const line of later) expect(line).toMatch(/^sessions: still waiting for docs to start: .* \(\d+s\)$/)
     const bounded = await cli(['start', 'pipeline', 'refine.yaml', 'late', '--yes', '--wait-start', '1', '-C', root], {
       env: { MOCK_COMPILE: '3', MOCK_PACE: '0.1' },
     })
@@ -5063,5 +5080,7 @@ describe('the suite itself', () => {
         /* gone */
       }
     expect(left.map(({ command }) => command)).toEqual([])
+    // And none was left by a test on its way, to be ended after it.
+    expect(leaks).toEqual([])
   })
 })

@@ -1689,16 +1689,16 @@ const TMUX_MISSING = 'tmux not found on PATH: install tmux 3.x (Debian/Ubuntu: a
 class TmuxMissingError extends SessionsError {}
 
 /**
- * A tmux command whose failure is an answer, not an error (has-session, a session that may be gone):
- * it never throws, but when tmux itself is missing.
+ * A tmux command whose failure is an answer, not an error (has-session, a session that may be gone).
+ * It throws only when tmux itself is missing.
  */
 async function tmuxProbe(options: TmuxOptions, ...command: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   for (let attempt = 1; ; attempt++) {
     const result = await runProgram('tmux', tmuxArgv(options, ...command), { env: tmuxEnvironment(options.env) })
     if (result.missing) throw new TmuxMissingError(TMUX_MISSING)
-    // A server whose last session just ended exits; a command that reached it meanwhile was not run (CI saw
-    // a start's new-session fail so, right after a short run's session was removed). Asked again, it finds
-    // no server, or starts one.
+    // A server whose last session just ended exits; a command that reached it meanwhile was not run (a
+    // start's new-session, right after a short run's session was removed). Asked again, it finds no
+    // server, or starts one.
     if (result.code !== 0 && /server exited unexpectedly/.test(result.stderr) && attempt < 4) {
       await sleep(25 * attempt)
       continue
@@ -1864,6 +1864,38 @@ async function setSessionEnvironment(options: TmuxOptions, target: string, varia
     size += bytes + 2
   }
   await flush()
+  return skipped
+}
+
+/**
+ * A tmux session running `command` in `root`, made in two steps so that nothing of it runs before it is
+ * marked and has its environment: a placeholder pane first, then the command in its place. `made` is
+ * called once the session exists (this caller's to remove), `justBefore` just before the command starts.
+ * Returns the variables too large for tmux to pass. tmux expands formats (#{…}, #(…)) in a start
+ * directory and a pipe-pane command: every # is doubled (tmuxLiteral).
+ */
+async function launchInPane(
+  options: TmuxOptions,
+  pane: {
+    name: string
+    root: string
+    marks: [string, string][]
+    /** More tmux commands, run with the marks (pipe-pane, say). */
+    also?: string[]
+    env: [string, string][]
+    command: string[]
+    made?: () => void
+    justBefore?: () => void
+  },
+): Promise<string[]> {
+  const { name, root } = pane
+  await runTmux(options, 'new-session', '-d', '-s', name, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
+  pane.made?.()
+  const target = tmuxTarget.pane(name)
+  await runTmux(options, ...markCommands(target, pane.marks), ...(pane.also ? [';', ...pane.also] : []))
+  const skipped = await setSessionEnvironment(options, tmuxTarget.session(name), pane.env)
+  pane.justBefore?.()
+  await runTmux(options, 'respawn-pane', '-k', '-t', target, '-c', tmuxLiteral(root), '--', ...pane.command)
   return skipped
 }
 
@@ -2648,7 +2680,10 @@ function iterationDir(stageDir: string, iteration: number): string {
   return path.join(stageDir, 'iterations', String(iteration).padStart(3, '0'))
 }
 
-/** Everything a classifier and a list row need about one session; files are read concurrently. */
+/**
+ * Everything a classifier and a list row need about one session. Its files are small and read synchronously
+ * (async wrappers, so that a reader may become asynchronous without changing its callers).
+ */
 async function gatherSession(
   name: string,
   root: string,
@@ -2789,7 +2824,7 @@ interface ProjectFacts {
   foreign: (TmuxSession & { name: string })[]
 }
 
-/** One tmux call, one listing per folder, then every session's files read concurrently. */
+/** One tmux call, one listing per folder, one scan of the process table, then every session's files. */
 async function gatherProject(options: GatherOptions = {}): Promise<ProjectFacts> {
   return mapProject(options, (facts) => facts)
 }
@@ -4516,32 +4551,29 @@ async function spawnEngine(plan: StartPlan, made: Made, options: StartOptions): 
   const root = plan.project
   const paths = sessionPaths(root, plan.name)
   appendTargetInside(root, paths.output)
-  const tmuxName = plan.tmux_session
-  // tmux expands formats (#{…}, #(…)) in a start directory and a pipe-pane command: every # is doubled.
-  await runTmux(options, 'new-session', '-d', '-s', tmuxName, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
-  made.tmuxName = tmuxName
-  const pane = tmuxTarget.pane(tmuxName)
-  await runTmux(
-    options,
+  const began = { launched: 0, stateBefore: null as string | null }
+  const skipped = await launchInPane(options, {
+    name: plan.tmux_session,
+    root,
     // Marks that keep it this session's across a rename (ownTmuxSessions).
-    ...markCommands(pane, [
+    marks: [
       ['@sessions-run', paths.runDir],
       ['@sessions-project', root],
-    ]),
-    ';',
-    'pipe-pane',
-    '-o',
-    '-t',
-    pane,
-    tmuxLiteral(appendCommand(paths.output)),
-  )
-  const skipped = await setSessionEnvironment(options, tmuxTarget.session(tmuxName), engineEnvironment(options.env))
-  // The state as it was before the engine ran: the engine of this run has written it once it differs.
-  const stateBefore = fileSignature(paths.state)
-  // A run this start began cannot have started before this second (the engine's times are to the second).
-  const launched = Math.floor(Date.now() / 1000) * 1000
-  await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...engineWrapper(plan.command, paths.runDir))
-  return { launched, stateBefore, skipped }
+    ],
+    also: ['pipe-pane', '-o', '-t', tmuxTarget.pane(plan.tmux_session), tmuxLiteral(appendCommand(paths.output))],
+    env: engineEnvironment(options.env),
+    command: engineWrapper(plan.command, paths.runDir),
+    made: () => {
+      made.tmuxName = plan.tmux_session
+    },
+    justBefore: () => {
+      // The state as it was before the engine ran: the engine of this run has written it once it differs.
+      began.stateBefore = fileSignature(paths.state)
+      // A run this start began cannot have started before this second (the engine's times are to the second).
+      began.launched = Math.floor(Date.now() / 1000) * 1000
+    },
+  })
+  return { ...began, skipped }
 }
 
 /**
@@ -6659,20 +6691,22 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
   // sessions-notify, unless another project's watcher has that name on this server.
   let name = NOTIFY_TMUX_NAME
   for (let n = 2; taken.has(name); n++) name = `${NOTIFY_TMUX_NAME}-${n}`
-  await runTmux(options, 'new-session', '-d', '-s', name, '-c', tmuxLiteral(root), '-x', '160', '-y', '50', '--', 'sleep', '600')
-  const pane = tmuxTarget.pane(name)
+  const socket = tmuxSocket(options)
+  let made = false
   try {
-    await runTmux(
-      options,
-      ...markCommands(pane, [
+    await launchInPane(options, {
+      name,
+      root,
+      marks: [
         ['@sessions-role', 'notify'],
         ['@sessions-project', root],
-      ]),
-    )
-    await setSessionEnvironment(options, tmuxTarget.session(name), engineEnvironment(options.env))
-    const socket = tmuxSocket(options)
-    const command = [...selfArgv(), 'notify', ...args, '--root', root, ...(socket ? ['--socket', socket] : [])]
-    await runTmux(options, 'respawn-pane', '-k', '-t', pane, '-c', tmuxLiteral(root), '--', ...command)
+      ],
+      env: engineEnvironment(options.env),
+      command: [...selfArgv(), 'notify', ...args, '--root', root, ...(socket ? ['--socket', socket] : [])],
+      made: () => {
+        made = true
+      },
+    })
     const started = await pollFor(
       async () => {
         const held = await toolLockHolder(files.lock)
@@ -6696,7 +6730,7 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
     ]
     return { project: root, action: 'detached', pid: started, tmux_session: name, next }
   } catch (error) {
-    await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(name))
+    if (made) await tmuxProbe(options, 'kill-session', '-t', tmuxTarget.session(name))
     throw error
   }
 }
