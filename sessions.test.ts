@@ -83,6 +83,13 @@ function startLockHolder(lockFile: string, env: NodeJS.ProcessEnv = process.env)
   return child.pid!
 }
 
+/** A child in a process group of its own (an engine and its agents, say), ended whole after its test. */
+function spawnGroup(file: string, args: string[], options: Parameters<typeof spawn>[2]): ChildProcess {
+  const child = spawn(file, args, { ...options, detached: true })
+  groups.push(child.pid!)
+  return child
+}
+
 /** Ends every process group started by the last test, and every child, at once (SIGKILL). */
 function endChildren(): void {
   for (const group of groups.splice(0))
@@ -1228,7 +1235,7 @@ describe('start', () => {
     expect(byHand.code).toBe(0)
     const resumed = cli(['resume', 'twin', '--yes', '-C', root], { env: { MOCK_RECONCILE: '1.5', MOCK_PACE: '0.2' } })
     await new Promise((resolve) => setTimeout(resolve, 300))
-    const beside = spawn(path.join(root, 'scripts/run.sh'), ['ralph', 'twin', '3', '--resume', '--foreground'], {
+    const beside = spawnGroup(path.join(root, 'scripts/run.sh'), ['ralph', 'twin', '3', '--resume', '--foreground'], {
       cwd: root,
       env: { ...ENV, MOCK_END: 'hang:1' },
       stdio: 'ignore',
@@ -1241,7 +1248,8 @@ describe('start', () => {
         new RegExp(`the engine of twin ended \\(exit status 1\\) while another engine of twin holds its lock \\(PID ${beside.pid}\\)\\n$`),
       )
     } finally {
-      beside.kill('SIGTERM')
+      // The engine and its agents: SIGTERM to the engine alone would leave its hung agent running.
+      process.kill(-beside.pid!, 'SIGTERM')
     }
   })
 
@@ -1284,7 +1292,7 @@ describe('start', () => {
   })
 })
 
-describe('a start that follows the engine (part 15)', () => {
+describe('a start follows the engine; every wait speaks in one line; every line fits', () => {
   const abortAfter = (ms: number) => {
     const controller = new AbortController()
     setTimeout(() => controller.abort(), ms)
@@ -1465,7 +1473,7 @@ describe('a start that follows the engine (part 15)', () => {
   })
 })
 
-describe("setup shell: hints in the user's own words (part 15)", () => {
+describe("setup shell: hints in the user's own words", () => {
   test('a sessions command on the PATH; run through it, every hint reads "sessions …" and runs as printed; SESSIONS_COMMAND sets the words', async () => {
     const root = await makeEngineProject('crashed-loop')
     const home = mkdtempSync(path.join(BASE, 'home-'))
@@ -1525,12 +1533,11 @@ describe('the mock engine behaves like the engine', () => {
   test('refuses a live lock, releases its lock on SIGTERM, resumes from iteration_completed + 1', async () => {
     const root = await makeEngineProject()
     const engine = path.join(root, 'scripts', 'run.sh')
-    const first = spawn(engine, ['ralph', 'mock', '5', '--foreground'], {
+    const first = spawnGroup(engine, ['ralph', 'mock', '5', '--foreground'], {
       cwd: root,
       env: { ...ENV, MOCK_END: 'hang:2', MOCK_PACE: '0.1' },
       stdio: 'ignore',
     })
-    children.push(first)
     const lock = path.join(root, '.claude/locks/mock.lock')
     await waitFor(
       'iteration 2',
@@ -1540,7 +1547,8 @@ describe('the mock engine behaves like the engine', () => {
     const second = spawnSync(engine, ['ralph', 'mock', '5'], { cwd: root, env: ENV, encoding: 'utf8' })
     expect(second.status).toBe(1)
     expect(second.stderr).toContain(`Session 'mock' is already running (PID ${first.pid})`)
-    first.kill('SIGTERM')
+    // The engine and its hung agent, as a terminal's Ctrl-C or a closed pane signals them all.
+    process.kill(-first.pid!, 'SIGTERM')
     await waitFor('the lock released', () => !existsSync(lock))
     const resumed = spawnSync(engine, ['ralph', 'mock', '5', '--resume'], { cwd: root, env: { ...ENV, MOCK_PACE: '0' }, encoding: 'utf8' })
     // Like the engine: a loop that reached its max exits 1, its state complete.
@@ -2843,7 +2851,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
   })
 })
 
-describe('what a hostile tester found, inflicted again', () => {
+describe('links, copies and odd arguments: nothing is taken for what it is not (faults inflicted for real)', () => {
   test("a lock linked (symbolic or hard) to another engine's lock, or copied from it, proves nothing: never running, never its kill", async () => {
     const other = await makeEngineProject()
     const { enginePid } = await startHungAgent(other, 'theirs')
@@ -3131,7 +3139,7 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
   })
 })
 
-describe("a newcomer's first hour", () => {
+describe('slow engines, one name rule, no tmux, a narrow terminal', () => {
   test('a start whose engine takes its lock and dies on its own checks (an unknown provider) fails, shows why, leaves nothing', async () => {
     const root = await makeEngineProject()
     const before = snapshot(root)
@@ -3696,7 +3704,7 @@ describe('events and notify', () => {
   })
 })
 
-describe('notify, as a hostile tester tried it', () => {
+describe('notify under faults: nothing twice, nothing lost, nothing held up', () => {
   test('a state unreadable for a while, and a kill under way, are not news: nothing twice, no false zombie', async () => {
     const root = await makeEngineProject()
     const out = path.join(root, 'exec.ndjson')
@@ -3994,7 +4002,7 @@ describe.skipIf(!CAN_MOUNT)('a full or read-only disk never stops a kill, a clea
   })
 })
 
-describe('part 14: locks judged by their holders, names never ignored, sizes bounded (faults inflicted for real)', () => {
+describe('locks judged by their holders, names never ignored, sizes bounded (faults inflicted for real)', () => {
   test("a kill's lock left by a kill that died silences nothing; cleanup removes stale tool locks; a watcher lock copied from another project never blocks", async () => {
     const root = await makeEngineProject()
     const other = await makeEngineProject()
@@ -4036,7 +4044,8 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
     'an engine in its own PID namespace (a container), its lock saying PID 1: running, proven by the flock it holds; never cleaned or resumed over; kill stops it',
     async () => {
       const root = await makeEngineProject()
-      const boxed = spawn(
+      // Its own process group: killing unshare alone would leave the namespace's init, the engine, running.
+      const boxed = spawnGroup(
         'unshare',
         ['--pid', '--fork', '--mount-proc', 'bash', 'scripts/run.sh', 'ralph', 'boxed', '50', '--foreground'],
         {
@@ -4045,7 +4054,7 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
           stdio: 'ignore',
         },
       )
-      children.push(boxed)
+
       const lock = path.join(root, '.claude/locks/boxed.lock')
       await waitFor('the boxed engine took its lock', () => readJson(lock).pid === 1)
       // Then it hangs in its first iteration, writing nothing more.
@@ -4174,7 +4183,7 @@ describe('part 14: locks judged by their holders, names never ignored, sizes bou
     expect(mcp.stderr).toMatch(/^sessions: a message from the client was too large \(.*\); the connection is closed\n$/)
   })
 
-  test('a second hostile round: a linked log is never read, a lock held only by what a dead engine left is a crash, events with odd times kept, timers stay in range', async () => {
+  test('a linked log is never read, a lock held only by what a dead engine left is a crash, events with odd times kept, timers stay in range', async () => {
     const root = await makeEngineProject('complete-loop')
     // A log linked to a secret: monitor (and so session_output) never reads through it.
     const secret = path.join(BASE, `secret-${projects}`)
@@ -5079,8 +5088,8 @@ describe('the suite itself', () => {
       } catch {
         /* gone */
       }
-    expect(left.map(({ command }) => command)).toEqual([])
+    expect(left.map(({ command }) => command).join('\n')).toBe('')
     // And none was left by a test on its way, to be ended after it.
-    expect(leaks).toEqual([])
+    expect(leaks.join('\n')).toBe('')
   })
 })
