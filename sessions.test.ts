@@ -1526,6 +1526,20 @@ describe("setup shell: hints in the user's own words", () => {
     expect(forced.stdout).toMatch(
       /^Replaced .*sessions \(a (link to|wrapper that runs) this sessions\.ts.*\)\.\nIts folder is on your PATH/,
     )
+    // The command it made for another Node (a wrapper for Node 20, a link for a Node that runs the file) is
+    // its own: replaced without --force after a Node upgrade or downgrade.
+    const command = path.join(bin, 'sessions')
+    rmSync(command)
+    if (NATIVE)
+      writeFileSync(
+        command,
+        `#!/bin/sh\n# The sessions command: sessions.ts through tsx (written by sessions.ts setup shell).\nSESSIONS_COMMAND="\${SESSIONS_COMMAND:-sessions}" exec '/old/tsx' '${SESSIONS}' "$@"\n`,
+        { mode: 0o755 },
+      )
+    else symlinkSync(SESSIONS, command)
+    const upgraded = await cli(['setup', 'shell', '--json'], { env, cwd: root })
+    expect(upgraded.stderr).toBe('')
+    expect(JSON.parse(upgraded.stdout)).toMatchObject({ kind: NATIVE ? 'link' : 'wrapper', action: 'replaced' })
   })
 })
 
@@ -2193,7 +2207,7 @@ describe('cleanup', () => {
     const again = JSON.parse((await cli(['cleanup', '--json', '-C', root])).stdout)
     expect(again.problems).toEqual([])
     expect((await cli(['cleanup', '-C', root])).stdout).toMatch(
-      /No problems\.\nHealthy: busy \(unknown_termination\), done-loop \(complete\), hup \(unknown_termination\)/,
+      /No problems\.\nNothing to repair in: busy \(unknown_termination\), done-loop \(complete\), hup \(unknown_termination\)/,
     )
   })
 
@@ -3178,9 +3192,11 @@ describe('slow engines, one name rule, no tmux, a narrow terminal', () => {
       expect((await cli(['wait', given, '--json', '-C', root])).code).toBe(0)
       const events = (await cli(['events', given, '--json', '-C', root])).stdout.trim().split('\n')
       expect(events.map((line) => JSON.parse(line).session)).toEqual(events.map(() => 'done-loop'))
+      // Complete: nothing to resume, so no resume command (resume would refuse it).
       expect(JSON.parse((await cli(['kill', given, '--json', '-C', root])).stdout)[0]).toMatchObject({
         name: 'done-loop',
         outcome: 'not_running',
+        resume_command: null,
       })
     }
     // A resume under the tmux session's name resumes the session itself.

@@ -1573,7 +1573,24 @@ function shellCommandOf(): { kind: 'link' | 'wrapper'; text: string } {
   const tsx = tsxFor(script, process.env)
   return {
     kind: 'wrapper',
-    text: `#!/bin/sh\n# The sessions command: sessions.ts through tsx (written by sessions.ts setup shell).\nSESSIONS_COMMAND="\${SESSIONS_COMMAND:-sessions}" exec ${shellQuote(tsx)} ${shellQuote(script)} "$@"\n`,
+    text: `${WRAPPER_HEAD}SESSIONS_COMMAND="\${SESSIONS_COMMAND:-sessions}" exec ${shellQuote(tsx)} ${shellQuote(script)} "$@"\n`,
+  }
+}
+
+const WRAPPER_HEAD = '#!/bin/sh\n# The sessions command: sessions.ts through tsx (written by sessions.ts setup shell).\n'
+
+/**
+ * Whether `file` is a sessions command setup shell made for this file, on any Node: a link to it, or a
+ * wrapper that runs it. (After a Node upgrade the one wanted changes; the other is still this tool's.)
+ */
+function isOwnShellCommand(file: string): boolean {
+  const script = fileURLToPath(import.meta.url)
+  try {
+    if (lstatSync(file).isSymbolicLink()) return realpathSync(file) === realpathSync(script)
+    const read = readRegularFile(file, { max: 4096 })
+    return read.kind === 'ok' && read.text.startsWith(WRAPPER_HEAD) && read.text.includes(` ${shellQuote(script)} "$@"`)
+  } catch {
+    return false // missing, or a dangling link
   }
 }
 
@@ -4754,11 +4771,12 @@ async function killOne(name: string, options: KillOptions, all: TmuxSession[], r
   const { facts, projectRoot } = found
   const row = describeSession(facts, Date.now(), options)
   report.health_before = row.health
+  // What resumes it once killed (its row has none while it runs); a session not running keeps its row's own.
   report.resume_command = row.resume_command ?? resumeCommand(name, describeStage(facts), options, projectRoot)
   const refused = killRefusal(name, facts, row)
   if (refused) return { ...report, outcome: 'refused', reason: refused }
   const enginePid = facts.engine?.proof ? facts.engine.pid : (facts.paneEngine?.pid ?? null)
-  if (enginePid === null && !facts.tmux) return { ...report, outcome: 'not_running', reason: row.why }
+  if (enginePid === null && !facts.tmux) return { ...report, outcome: 'not_running', reason: row.why, resume_command: row.resume_command }
   await stopSession(report, facts, enginePid, options)
   await recordKill(report, facts, projectRoot)
   if (row.type === 'ralph') report.beads_reopened = await reopenBeads(name, options.env)
@@ -7419,7 +7437,7 @@ async function setupShell(options: CommonOptions & { force?: boolean } = {}): Pr
   const there = lstatSync(file, { throwIfNoEntry: false })
   let action: ShellSetupResult['action'] = there ? 'replaced' : 'written'
   if (there && isShellCommand(file)) action = 'unchanged'
-  else if (there && !options.force)
+  else if (there && !options.force && !isOwnShellCommand(file))
     throw new SessionsError(
       `${file} exists and is not this tool's command; keep it, or replace it with: ${runnerOf(options)} setup shell --force`,
     )
@@ -7631,10 +7649,22 @@ function inColumns(names: string[], width: number, indent = '  '): string[] {
   )
 }
 
-function countsLine(counts: Partial<Record<Health, number>>): string {
-  return Object.entries(counts)
-    .map(([health, n]) => `${n} ${health.replace('_', ' ')}`)
-    .join(' · ')
+function countsLine(counts: Partial<Record<Health, number>>, width?: number): string {
+  return joinWithin(
+    Object.entries(counts).map(([health, n]) => `${n} ${health.replace('_', ' ')}`),
+    width,
+  )
+}
+
+/** Parts joined with " · ", on as many lines as `width` takes: a part is never broken. */
+function joinWithin(parts: string[], width: number | undefined): string {
+  const lines: string[] = []
+  for (const part of parts) {
+    const last = lines.at(-1)
+    if (last !== undefined && (!width || last.length + 3 + part.length <= width)) lines[lines.length - 1] = `${last} · ${part}`
+    else lines.push(part)
+  }
+  return lines.join('\n')
 }
 
 function nextLines(p: Palette, next: NextAction[], width?: number): string[] {
@@ -7726,7 +7756,14 @@ function renderList(result: ListResult, view: View = plainView()): string {
     const where = `${group.project}${host ? ` on ${host}` : ''}`
     if (i > 0) lines.push('')
     if (rows.length === 0) lines.push(`No pipeline sessions in ${where}.`)
-    else lines.push(`${p.bold('Sessions')} in ${where}`, '', ...sessionTable(p, rows, view, undefined, hosts), '', countsLine(group.counts))
+    else
+      lines.push(
+        `${p.bold('Sessions')} in ${where}`,
+        '',
+        ...sessionTable(p, rows, view, undefined, hosts),
+        '',
+        countsLine(group.counts, view.width),
+      )
   })
   if (result.projects && result.projects.length === 1 && !hosts) lines.push('', p.dim('No other project has sessions on this machine.'))
   if (result.hosts?.length)
@@ -8017,21 +8054,26 @@ function monitorHeader(p: Palette, row: SessionRow): string {
 function renderMonitor(result: MonitorResult, view: View = plainView()): string {
   const p = palette(view.color)
   const lines = [...wrapWords(monitorHeader(p, result.session), view.width, '  ')]
-  if (result.beads)
+  const wrapped = (text: string) => wrapWords(text, view.width, '  ')
+  const beads = result.beads
+  if (beads)
     lines.push(
-      `beads: ${result.beads.done} done · ${result.beads.in_progress.length} in progress · ${result.beads.ready.length} ready · ${result.beads.remaining} left`,
+      joinWithin(
+        [`beads: ${beads.done} done`, `${beads.in_progress.length} in progress`, `${beads.ready.length} ready`, `${beads.remaining} left`],
+        view.width,
+      ),
     )
-  if (result.source === 'log') lines.push(p.dim(`(tmux session gone; from the kept copy ${result.log})`))
+  if (result.source === 'log') lines.push(...wrapped(`(tmux session gone; from the kept copy ${result.log})`).map(p.dim))
   if (result.source === 'none') {
-    lines.push(
-      `${result.session.name} ${livenessOf(result.session.health) !== 'ended' ? 'has no output to show' : `ended (${result.session.health}: ${result.session.why})`}; no output was kept.`,
-    )
-    if (result.progress) lines.push(`Its progress notes: ${result.progress}`)
-    else if (result.session.run_dir) lines.push(`Its files: ${result.session.run_dir}`)
+    const session = result.session
+    const said = livenessOf(session.health) !== 'ended' ? 'has no output to show' : `ended (${session.health}: ${session.why})`
+    lines.push(...wrapped(`${session.name} ${said}; no output was kept.`))
+    if (result.progress) lines.push(...wrapped(`Its progress notes: ${result.progress}`))
+    else if (session.run_dir) lines.push(...wrapped(`Its files: ${session.run_dir}`))
   } else {
     lines.push(p.dim('─'.repeat(40)), ...result.lines)
     const exit = normalExit(result.lines, result.session.health)
-    if (exit) lines.push(p.dim(exit))
+    if (exit) lines.push(...wrapped(exit).map(p.dim))
   }
   return `${lines.join('\n')}\n`
 }
@@ -8128,15 +8170,17 @@ function renderShellSetup(result: ShellSetupResult): string {
 }
 
 /** setup claude: what was written, and the lines that register the server. */
-function renderSetup(result: SetupResult): string {
+function renderSetup(result: SetupResult, view: View = plainView()): string {
   const did = { written: 'Wrote', unchanged: 'Already up to date:', replaced: 'Replaced' }[result.action]
+  const wrapped = (text: string) => wrapWords(text, view.width, '  ')
   return [
-    `${did} ${result.file}: in Claude Code, /sessions now runs this tool for what you ask.`,
-    `Claude runs these without asking: ${result.pre_approved.join(', ')}.`,
-    `It asks you first for: ${result.asks_first.join(', ')}.`,
+    ...wrapped(`${did} ${result.file}: in Claude Code, /sessions now runs this tool for what you ask.`),
+    ...wrapped(`Claude runs these without asking: ${result.pre_approved.join(', ')}.`),
+    ...wrapped(`It asks you first for: ${result.asks_first.join(', ')}.`),
     '',
-    'The MCP server, read-only (list_sessions, session_status, session_output, session_events,',
-    'wait_for_sessions), for Claude Code (local scope: this project, on this machine):',
+    ...wrapped(
+      'The MCP server, read-only (list_sessions, session_status, session_output, session_events, wait_for_sessions), for Claude Code (local scope: this project, on this machine):',
+    ),
     `  ${result.claude_mcp_add}`,
     'with the tools that start, resume, kill and clean up as well:',
     `  ${result.claude_mcp_add_actions}`,
@@ -8212,7 +8256,8 @@ function renderProblems(result: CleanupScan, view: View = plainView()): string[]
   const lines = [`${p.bold('Cleanup')} of ${result.project}`]
   if (!result.problems.length) {
     lines.push('', 'No problems.')
-    if (result.healthy.length) lines.push(`Healthy: ${result.healthy.map((h) => `${h.name} (${h.health})`).join(', ')}`)
+    const fine = result.healthy.map((h) => `${h.name} (${h.health})`).join(', ')
+    if (fine) lines.push(...wrapWords(`Nothing to repair in: ${fine}`, view.width, '  '))
   }
   for (const [problem, title] of Object.entries(PROBLEM_TITLES)) {
     const found = result.problems.filter((found) => found.problem === problem)
@@ -8340,7 +8385,7 @@ function renderDashboard(
     lines.push('', p.bold('Last output:'))
     for (const row of live) lines.push(`  ${row.name}: ${p.dim(lastLines.get(row.name)!)}`)
   }
-  if (result.sessions.length) lines.push('', countsLine(result.counts))
+  if (result.sessions.length) lines.push('', countsLine(result.counts, view.width))
   if (result.warnings.length) lines.push('', ...result.warnings.flatMap((w) => warningLines(w, now, `${p.yellow('!')} `, view.width)))
   return lines.join('\n')
 }
@@ -8839,7 +8884,7 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     type: 'string',
     short: 'C',
     arg: 'DIR',
-    help: 'the project root (default: nearest folder with .claude/, else the git top level)',
+    help: 'the project root (default: nearest folder with .claude/, else the git top level, else here)',
   },
   socket: {
     type: 'string',
@@ -8999,7 +9044,7 @@ const COMMANDS = {
     menu: 'start a new session',
     options: {
       ...ENGINE_OPTIONS,
-      resume: { type: 'boolean', help: 'continue a crashed, zombie, failed or killed session' },
+      resume: { type: 'boolean', help: 'continue a crashed, zombie, failed, killed or unknown_termination session' },
       force: { type: 'boolean', help: 'start afresh: the old run folder is kept as NAME.replaced-<time>' },
       runner: { type: 'string', arg: 'PATH', help: "the engine's run.sh (default SESSIONS_RUNNER, else ./scripts/run.sh)" },
       ...LAUNCH_OPTIONS,
@@ -9026,7 +9071,7 @@ const COMMANDS = {
     aliases: ['ls'],
     menu: 'every session and its health',
     options: {
-      all: { type: 'boolean', help: 'also sessions of other projects on the same tmux server' },
+      all: { type: 'boolean', help: 'every project of this machine (those it remembers, and those on the tmux server)' },
       names: { type: 'boolean', help: 'only the session names, one per line', notJson: 'prints names, one per line' },
       resumable: { type: 'boolean', help: 'only sessions that can be resumed (with --names: what completion offers for resume)' },
       watch: { type: 'boolean', short: 'w', help: 'a live dashboard, redrawn every --interval seconds; q quits' },
@@ -9480,7 +9525,7 @@ const COMMANDS = {
   },
   completion: {
     usage: 'completion bash|zsh|fish',
-    summary: 'a shell completion script (for an alias named "sessions")',
+    summary: 'a shell completion script for the sessions command',
     positionals: [0, 1],
     notJson: 'prints text',
     options: {
@@ -9736,7 +9781,7 @@ function startWords(kind: string, root: string, options: CommonOptions): string[
 
 /**
  * A completion script for a shell, completing commands, flags, session names and the values that have a
- * fixed set. It completes the command `sessions`, meant as an alias: alias sessions='npx --prefix /path/to/repo tsx /path/to/repo/sessions.ts'.
+ * fixed set. It completes the command `sessions`, the name setup shell gives this tool.
  */
 function completionScript(shell: string): string {
   const commands = Object.keys(COMMANDS) as CommandName[]
@@ -9759,7 +9804,7 @@ function completionScript(shell: string): string {
     const values = valued
       .map(({ name, flag, values }) => `    ${name}:--${flag}) COMPREPLY=($(compgen -W "${values.join(' ')}" -- "$cur")); return ;;`)
       .join('\n')
-    return `${shell === 'zsh' ? 'autoload -U +X bashcompinit && bashcompinit\n' : ''}# sessions.ts completion: alias sessions='npx --prefix /path/to/repo tsx /path/to/repo/sessions.ts'
+    return `${shell === 'zsh' ? 'autoload -U +X bashcompinit && bashcompinit\n' : ''}# sessions.ts completion of the sessions command (sessions.ts setup shell makes it)
 _sessions() {
   local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} command=\${COMP_WORDS[1]} flags=""
   if [ "$COMP_CWORD" -eq 1 ]; then
@@ -9796,7 +9841,7 @@ complete -F _sessions sessions
   }
   if (shell === 'fish') {
     const lines = [
-      "# sessions.ts completion: alias sessions='npx --prefix /path/to/repo tsx /path/to/repo/sessions.ts'",
+      '# sessions.ts completion of the sessions command (sessions.ts setup shell makes it)',
       'complete -c sessions -f',
       `complete -c sessions -n __fish_use_subcommand -a '${commands.join(' ')}'`,
       `complete -c sessions -n '__fish_seen_subcommand_from ${named.join(' ')}' -a "(${names.replace(/"/g, '\\"')} 2>/dev/null)"`,
