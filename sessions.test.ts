@@ -325,10 +325,11 @@ const leaks: string[] = []
 afterEach(async (context) => {
   killServer()
   endChildren()
-  // A pane's process ends moments after its server. What outlives that was left by this test: an agent of a
-  // hung engine, say. (ssh's shared connections serve every test of their block, which ends them.)
+  // A pane's process ends moments after its server (seconds, on a loaded machine). What outlives that was
+  // left by this test: an agent of a hung engine, say. (ssh's shared connections serve every test of their
+  // block, which ends them.)
   const left = () => processesOfThisSuite().filter(({ command }) => !/^sshd?[: ]/.test(command))
-  if (await waitFor('the test’s processes to end', () => left().length === 0, 2_000).catch(() => false)) return
+  if (await waitFor('the test’s processes to end', () => left().length === 0, 5_000).catch(() => false)) return
   const stray = left()
   for (const { pid } of stray)
     try {
@@ -1161,6 +1162,8 @@ describe('start', () => {
     const row = rowOf((await listJson(root)).sessions, 'busy')
     expect(row).toMatchObject({ health: 'running', max_iterations: 3 })
     expect((await listJson(root)).sessions.map((s) => s.name)).toEqual(['busy'])
+    // Its engine outlives its tmux server (it is not the pane's foreground): this test ends it.
+    expect((await cli(['kill', 'busy', '-C', root])).code).toBe(0)
   })
 
   test('a run over before start first sees its engine (MOCK_PACE=0) is a start that worked: said so, its output kept, no tmux session left', async () => {
