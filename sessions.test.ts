@@ -3783,6 +3783,11 @@ describe('notify under faults: nothing twice, nothing lost, nothing held up', ()
     expect(await slow.stop()).toBe(0)
     expect(Date.now() - began).toBeLessThan(5000)
     expect(readJson(path.join(root, '.claude/sessions-notify.json')).outbox).toHaveLength(1)
+    // The background child the first command left is the command's own (a watcher never waits for it, nor
+    // ends it): this test ends the ones it made.
+    const left = processesOfThisSuite().filter(({ command }) => command === 'sleep 30')
+    expect(left.length).toBeGreaterThan(0)
+    for (const { pid } of left) process.kill(pid, 'SIGKILL')
   })
 
   test('the first watcher ever reports nothing of the past: not even an end that only a look sees (a crash)', async () => {
@@ -5107,8 +5112,8 @@ describe('the suite itself', () => {
       } catch {
         /* gone */
       }
-    expect(left.map(({ command }) => command).join('\n')).toBe('')
+    expect(left, `still running: ${left.map(({ command }) => command).join(' | ')}`).toEqual([])
     // And none was left by a test on its way, to be ended after it.
-    expect(leaks.join('\n')).toBe('')
+    expect(leaks, `left by tests: ${leaks.join(' | ')}`).toEqual([])
   })
 })
