@@ -7694,8 +7694,9 @@ function warningLines(warning: ListWarning, now: number, lead: string, width: nu
   const indent = ' '.repeat(stripVTControlCharacters(lead).length)
   const line = `${lead}${warningWords(warning, now)}`
   const command = warning.resume_command
-  if (!command || !width || stripVTControlCharacters(line).length <= width) return wrapWords(line, width, indent)
-  const said = line.slice(0, line.lastIndexOf(`; resume: ${command}`))
+  const at = command ? line.lastIndexOf(`; resume: ${command}`) : -1
+  if (at < 0 || !width || stripVTControlCharacters(line).length <= width) return wrapWords(line, width, indent)
+  const said = line.slice(0, at)
   return [...wrapWords(`${said};`, width, indent), `${indent}resume: ${command}`]
 }
 
