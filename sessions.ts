@@ -1588,7 +1588,9 @@ function isOwnShellCommand(file: string): boolean {
   try {
     if (lstatSync(file).isSymbolicLink()) return realpathSync(file) === realpathSync(script)
     const read = readRegularFile(file, { max: 4096 })
-    return read.kind === 'ok' && read.text.startsWith(WRAPPER_HEAD) && read.text.includes(` ${shellQuote(script)} "$@"`)
+    // The script as this tool quotes it, or quoted whole (an older wrapper, or one written by hand alike).
+    const runs = [shellQuote(script), `'${script}'`].map((quoted) => ` ${quoted} "$@"`)
+    return read.kind === 'ok' && read.text.startsWith(WRAPPER_HEAD) && runs.some((line) => read.text.includes(line))
   } catch {
     return false // missing, or a dangling link
   }
