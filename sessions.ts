@@ -409,6 +409,8 @@ function runProgram(file: string, args: string[], options: RunOptions = {}): Pro
     }
     const timer = options.timeoutMs === undefined ? undefined : setTimeout(timeout, options.timeoutMs)
     options.signal?.addEventListener('abort', stop, { once: true })
+    // A signal that aborted before the program started never fires again: stopped at once.
+    if (options.signal?.aborted) stop()
     let settled = false
     const settle = (code: number, said?: string) => {
       if (settled) return
@@ -424,8 +426,8 @@ function runProgram(file: string, args: string[], options: RunOptions = {}): Pro
       outcome.missing = error.code === 'ENOENT'
       settle(outcome.missing ? 127 : 1, outcome.missing ? `${file}: not found` : oneLine(errorMessage(error)))
     })
-    child.on('exit', (code, signal) => {
-      const exitStatus = code ?? (signal ? 128 : 1)
+    child.on('exit', (code, bySignal) => {
+      const exitStatus = code ?? (bySignal ? 128 : 1)
       child.on('close', () => settle(exitStatus))
       if (options.untilExit) setTimeout(() => settle(exitStatus), 500).unref()
     })
