@@ -1112,20 +1112,27 @@ async function readEventsTail(file: string, tailBytes = EVENTS_TAIL_BYTES): Prom
   const tail = await readFileFrom(file, -tailBytes)
   if (!tail) return null
   // A tail that starts mid-line: drop the partial first line.
-  const text = tail.from > 0 ? tail.text.slice(tail.text.indexOf('\n') + 1) : tail.text
-  const kept: EngineEvent[] = []
+  return parseEventLines(tail.from > 0 ? tail.text.slice(tail.text.indexOf('\n') + 1) : tail.text)
+}
+
+/**
+ * The events of events.jsonl text, one a line; a line that is not a valid event (a crash mid-write, a
+ * line of another format) is skipped and counted, as the engine skips it.
+ */
+function parseEventLines(text: string): { events: EngineEvent[]; invalid: number } {
+  const events: EngineEvent[] = []
   let invalid = 0
   for (const line of text.split('\n')) {
     if (!line.trim()) continue
     try {
       const parsed = EventSchema.safeParse(JSON.parse(line))
-      if (parsed.success) kept.push(parsed.data)
+      if (parsed.success) events.push(parsed.data)
       else invalid++
     } catch {
       invalid++
     }
   }
-  return { events: kept, invalid }
+  return { events, invalid }
 }
 
 /**
@@ -1582,19 +1589,21 @@ function shellCommandOf(): { kind: 'link' | 'wrapper'; text: string } {
 const WRAPPER_HEAD = '#!/bin/sh\n# The sessions command: sessions.ts through tsx (written by sessions.ts setup shell).\n'
 
 /**
- * Whether `file` is a sessions command setup shell made for this file, on any Node: a link to it, or a
- * wrapper that runs it. (After a Node upgrade the one wanted changes; the other is still this tool's.)
+ * The sessions command setup shell made for this file that `file` is, on any Node: a link to this file,
+ * or a wrapper that runs it (its text); null for anything else. After a Node upgrade the kind wanted
+ * changes, and the other kind is still this tool's.
  */
-function isOwnShellCommand(file: string): boolean {
+function ownShellCommand(file: string): { kind: 'link' | 'wrapper'; text: string } | null {
   const script = fileURLToPath(import.meta.url)
   try {
-    if (lstatSync(file).isSymbolicLink()) return realpathSync(file) === realpathSync(script)
+    if (lstatSync(file).isSymbolicLink()) return realpathSync(file) === realpathSync(script) ? { kind: 'link', text: script } : null
     const read = readRegularFile(file, { max: 4096 })
     // The script as this tool quotes it, or quoted whole (an older wrapper, or one written by hand alike).
     const runs = [shellQuote(script), `'${script}'`].map((quoted) => ` ${quoted} "$@"`)
-    return read.kind === 'ok' && read.text.startsWith(WRAPPER_HEAD) && runs.some((line) => read.text.includes(line))
+    const ours = read.kind === 'ok' && read.text.startsWith(WRAPPER_HEAD) && runs.some((line) => read.text.includes(line))
+    return ours ? { kind: 'wrapper', text: read.text } : null
   } catch {
-    return false // missing, or a dangling link
+    return null // missing, or a dangling link
   }
 }
 
@@ -1614,13 +1623,8 @@ function durableArgv(env: NodeJS.ProcessEnv = process.env): string[] {
 /** Whether `file` is the sessions command setup shell makes on this Node: a link to this file, or its wrapper. */
 function isShellCommand(file: string): boolean {
   const want = shellCommandOf()
-  try {
-    if (want.kind === 'link') return lstatSync(file).isSymbolicLink() && realpathSync(file) === realpathSync(want.text)
-    const read = readRegularFile(file)
-    return read.kind === 'ok' && read.text === want.text
-  } catch {
-    return false // missing, or a dangling link
-  }
+  const own = ownShellCommand(file)
+  return own?.kind === want.kind && (own.kind === 'link' || own.text === want.text)
 }
 
 /** This Node runs this file itself (it strips types, and no loader such as tsx runs it). */
@@ -5699,23 +5703,13 @@ function readNewEvents(file: string, at: SessionMark['events_at']): { events: En
   // A "line" longer than a whole read is not an event (an engine's lines are short): it is passed over.
   if (!read.text.includes('\n') && read.size - read.from >= EVENTS_READ_BYTES) return { events: [], at: { ino, size: read.size } }
   const whole = read.text.slice(0, read.text.lastIndexOf('\n') + 1)
-  const kept: EngineEvent[] = []
-  for (const line of whole.split('\n')) {
-    if (!line.trim()) continue
-    try {
-      const parsed = EventSchema.safeParse(JSON.parse(line))
-      if (parsed.success) kept.push(parsed.data)
-    } catch {
-      /* a line that is not JSON (a crash mid-write): skipped, as the engine skips it */
-    }
-  }
-  return { events: kept, at: { ino, size: read.from + Buffer.byteLength(whole) } }
+  return { events: parseEventLines(whole).events, at: { ino, size: read.from + Buffer.byteLength(whole) } }
 }
 
 /** One look at one session: what it reads, the mark it is making, and the events it has found so far. */
 interface Look {
+  /** What it reads; its row is the session as the classifier sees it now. */
   source: EventSource
-  row: SessionRow
   /** The last look's mark, if any. */
   mark: SessionMark | undefined
   /** The mark this look leaves. */
@@ -5742,14 +5736,14 @@ function sessionChanges(
   // A state that cannot be read for a look (written half, or by hand) is not a new run: the mark's stays.
   const run = source.run ?? mark?.run ?? null
   const fresh = !mark || mark.run !== run
-  const look: Look = { source, row: source.row, mark, next: nextMark(source.row.name, run, fresh, mark), run, fresh, options, events: [] }
+  const look: Look = { source, mark, next: nextMark(source.row.name, run, fresh, mark), run, fresh, options, events: [] }
   runStartEvents(look)
   const earlier = earlierRun(look)
   if (mark?.failure) reportEarlier(look, earlier, mark.failure)
   if (source.eventsFile) engineEvents(look, earlier)
   else historyEvents(look)
   look.next.history = source.history.length
-  if (look.row.stage_index !== null) look.next.stage_index = look.row.stage_index
+  if (source.row.stage_index !== null) look.next.stage_index = source.row.stage_index
   stallEvents(look)
   endEvents(look)
   return { events: look.events, mark: look.next }
@@ -5773,7 +5767,8 @@ function nextMark(session: string, run: string | null, fresh: boolean, mark: Ses
 
 /** Adds one event to the look; its health, iteration, stage and why default to the row's. */
 function addEvent(look: Look, event: EventKind, ts: string | null, id: string, more: EventDetails = {}): void {
-  const { row, options } = look
+  const { options } = look
+  const { row } = look.source
   // A time from a file that is not a time becomes when it was read, and says so (never 1970, never "soon").
   const at = ts === null ? null : parseTime(ts)
   const why = more.why !== undefined ? more.why : row.why
@@ -5796,7 +5791,8 @@ function addEvent(look: Look, event: EventKind, ts: string | null, id: string, m
 
 /** A new run: a resume, or a (fresh) start. */
 function runStartEvents(look: Look): void {
-  const { row, run, source } = look
+  const { run, source } = look
+  const { row } = source
   if (!look.fresh || run === null) return
   if (run !== row.resumed_at) {
     addEvent(look, 'started', source.startedAt, run, { health: 'running', iteration: null, why: startedWhy(row) })
@@ -5827,7 +5823,8 @@ interface EarlierRun {
  * run. Read without a mark, the first run's failure (the runs between are not known by their starts).
  */
 function earlierRun(look: Look): EarlierRun | null {
-  const { mark, run, row, source } = look
+  const { mark, run, source } = look
+  const { row } = source
   if (mark && look.fresh && !mark.ended && mark.run !== null && run !== null)
     return { run: mark.run, from: parseTime(mark.run) ?? 0, until: parseTime(run) ?? 0, reported: 0, most: Infinity }
   if (!mark && run !== null && run === row.resumed_at && source.startedAt !== null)
@@ -5871,14 +5868,14 @@ function engineEvents(look: Look, earlier: EarlierRun | null): void {
       const at = parseTime(event.ts)
       if (earlier && at !== null && at >= earlier.from && at <= earlier.until) {
         // Of the resume's own second: the new run's, if it is the last error and the new run failed too.
-        if (!(at === earlier.until && i === lastError && look.row.health === 'failed')) reportEarlier(look, earlier, failure)
-      } else if (!END_EVENTS.has(look.row.health)) look.next.failure = failure // its end not seen yet: kept for the next look
+        if (!(at === earlier.until && i === lastError && look.source.row.health === 'failed')) reportEarlier(look, earlier, failure)
+      } else if (!END_EVENTS.has(look.source.row.health)) look.next.failure = failure // its end not seen yet: kept for the next look
     } else if (event.type === 'node_start' && stageIndex !== null && stageIndex > 0 && !event.cursor?.provider)
       addEvent(look, 'stage', event.ts, `${stageIndex}\t${event.ts}`, {
         health: 'running',
         iteration: null,
         stage: text('name') ?? stageNameAt(look, stageIndex),
-        why: `stage ${stageIndex + 1}${look.row.stage_count ? `/${look.row.stage_count}` : ''}`,
+        why: `stage ${stageIndex + 1}${look.source.row.stage_count ? `/${look.source.row.stage_count}` : ''}`,
       })
   }
 }
@@ -5906,7 +5903,8 @@ function iterationEvent(look: Look, event: EngineEvent, stageIndex: number | nul
 
 /** Without events.jsonl: finished iterations from the state's history, and a stage move from the state. */
 function historyEvents(look: Look): void {
-  const { row, source, next } = look
+  const { source, next } = look
+  const { row } = source
   // A fresh start may begin a new history: what is there now is read from its start.
   const seen = next.history <= source.history.length ? next.history : 0
   for (const entry of source.history.slice(seen))
@@ -5927,7 +5925,8 @@ function historyEvents(look: Look): void {
 
 /** A stall, and its end: by the same rule as list's warning. */
 function stallEvents(look: Look): void {
-  const { row, options, next } = look
+  const { options, next } = look
+  const { row } = look.source
   const stalled = stalledSince(row, options.now, options.stallMs)
   if (stalled && next.stalled_since !== stalled) {
     const since = parseTime(stalled)!
@@ -5950,7 +5949,8 @@ function stallEvents(look: Look): void {
  * "zombie" (the engine gone, the state not yet marked) for a moment.
  */
 function endEvents(look: Look): void {
-  const { row, options, next, mark } = look
+  const { options, next, mark } = look
+  const { row } = look.source
   let held = false
   const seenTwice = (kind: string) => {
     if (!options.observed || !LOOK_ONLY.has(kind)) return true
@@ -7441,7 +7441,7 @@ async function setupShell(options: CommonOptions & { force?: boolean } = {}): Pr
   const there = lstatSync(file, { throwIfNoEntry: false })
   let action: ShellSetupResult['action'] = there ? 'replaced' : 'written'
   if (there && isShellCommand(file)) action = 'unchanged'
-  else if (there && !options.force && !isOwnShellCommand(file))
+  else if (there && !options.force && !ownShellCommand(file))
     throw new SessionsError(
       `${file} exists and is not this tool's command; keep it, or replace it with: ${runnerOf(options)} setup shell --force`,
     )
@@ -8675,8 +8675,9 @@ async function searchPrompt<T>(message: string, choices: { value: T; name: strin
     pageSize: 12,
     // A number typed is that row (the labels are numbered), never a filter that every label with a 2 passes.
     source: (term) => {
-      const number = /^\s*(\d+)\s*$/.exec(term ?? '')
-      if (number) return choices.slice(Number(number[1]) - 1, Number(number[1])).filter(() => Number(number[1]) >= 1)
+      const typed = /^\s*(\d+)\s*$/.exec(term ?? '')
+      const row = typed ? Number(typed[1]) : null
+      if (row !== null) return row >= 1 ? choices.slice(row - 1, row) : []
       return choices.filter((choice) => !term || choice.name.toLowerCase().includes(term.toLowerCase()))
     },
   })
@@ -10353,8 +10354,7 @@ if (import.meta.vitest) {
     })
     test('earlierRun: a run the last look saw, resumed since without its end seen; read without a mark, the first run', () => {
       const source = { row: { resumed_at: '2026-11-25T10:00:00Z' }, startedAt: '2026-11-25T08:00:00Z' } as unknown as EventSource
-      const look = (m: SessionMark | undefined, run: string, fresh: boolean) =>
-        ({ source, row: source.row, mark: m, run, fresh }) as unknown as Look
+      const look = (m: SessionMark | undefined, run: string, fresh: boolean) => ({ source, mark: m, run, fresh }) as unknown as Look
       expect(earlierRun(look(mark({ ended: false }), '2026-11-25T10:00:00Z', true))).toMatchObject({
         run: '2026-11-25T09:00:00Z',
         most: Number.POSITIVE_INFINITY,
