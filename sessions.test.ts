@@ -1427,6 +1427,11 @@ describe('a start follows the engine; every wait speaks in one line; every line 
     )
     for (const line of help.stdout.split('\n')) expect([...line].length, line).toBeLessThanOrEqual(80)
     expect(help.stdout).toMatch(/Pipelines in [\s\S]*pipelines:\n {2}refine\.yaml\n/)
+    // A stage folder of a cloned repository named to drive the terminal is listed as text, on its one line.
+    mkdirSync(path.join(root, 'scripts', 'stages', 'evil\x1b]0;pwned\x07\nnext'))
+    const hostile = await cli(['help', 'start'], { cwd: root, env, columns: 80 })
+    expect(hostile.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/)
+    expect(hostile.stdout).toMatch(/evil\S*next/)
   })
 
   test("in an 80-column terminal, monitor's header and kill's result wrap with words whole: no line is wider", async () => {

@@ -8447,8 +8447,9 @@ function processIo(): Io {
  */
 function textWidth(terminal: number | undefined, columns: string | undefined): number {
   if (terminal) return terminal
-  const given = Number(columns)
-  return Number.isSafeInteger(given) && given > 0 ? given : 80
+  // Digits only, as a shell sets it (not 0x10 or 1e3, which Number would take).
+  const given = /^\d{1,6}$/.test(columns ?? '') ? Number(columns) : 0
+  return given > 0 ? given : 80
 }
 
 /** What ends a command that runs until stopped: the caller's signal, else SIGINT, SIGTERM or SIGHUP (once: a second one kills as usual). */
@@ -9675,15 +9676,21 @@ async function helpText(command: CommandName | null, io: Io, root?: string): Pro
   const project = await findProjectRoot({ root, cwd: io.cwd, env: io.env }).catch(() => null)
   const runner = project && runnerIfAny(project, { cwd: io.cwd, env: io.env })
   if (!project || !runner) return text
-  const stages = stageTypes(runner)
-  const pipelines = pipelineFiles(project, runner)
+  // Names and folders from disk (a cloned repository's) reach the terminal only made safe, one line each.
+  const stages = stageTypes(runner).map(oneLine)
+  const pipelines = pipelineFiles(project, runner).map(oneLine)
+  const stagesAt = oneLine(stagesFolder(runner))
   return [
     text.trimEnd(),
     '',
-    ...wrapWords(stages.length ? `Stage types in ${stagesFolder(runner)}:` : `No stage types in ${stagesFolder(runner)}.`, width, '  '),
+    ...wrapWords(stages.length ? `Stage types in ${stagesAt}:` : `No stage types in ${stagesAt}.`, width, '  '),
     ...inColumns(stages, width),
     ...(pipelines.length
-      ? ['', ...wrapWords(`Pipelines in ${pipelineFolders(project, runner).join(' and ')}:`, width, '  '), ...inColumns(pipelines, width)]
+      ? [
+          '',
+          ...wrapWords(`Pipelines in ${pipelineFolders(project, runner).map(oneLine).join(' and ')}:`, width, '  '),
+          ...inColumns(pipelines, width),
+        ]
       : []),
     '',
   ].join('\n')
@@ -10377,9 +10384,13 @@ if (import.meta.vitest) {
       expect(wrapWords('  ! one two three', 10, '    ')).toEqual(['  ! one', '    two', '    three'])
       expect(inColumns(['a', 'b', 'c', 'd', 'e'], 9)).toEqual(['  a  c  e', '  b  d'])
       expect(inColumns([], 80)).toEqual([])
-      expect([textWidth(120, '40'), textWidth(undefined, '200'), textWidth(undefined, 'wide'), textWidth(undefined, undefined)]).toEqual([
-        120, 200, 80, 80,
-      ])
+      expect([
+        textWidth(120, '40'),
+        textWidth(undefined, '200'),
+        textWidth(undefined, 'wide'),
+        textWidth(undefined, '0x10'),
+        textWidth(undefined, undefined),
+      ]).toEqual([120, 200, 80, 80, 80])
     })
   })
 
