@@ -8713,8 +8713,8 @@ async function menuStartArgs(common: CommonOptions): Promise<string[]> {
   const stages = stageTypes(runner)
   const pipelines = pipelineFiles(root, runner)
   const choices = [
-    ...stages.map((stage) => ({ value: ['stage', stage], label: `${stage} (stage)${stageDescription(stagesDir, stage)}` })),
-    ...pipelines.map((file) => ({ value: ['pipeline', file], label: `${file} (pipeline)` })),
+    ...stages.map((stage) => ({ value: ['stage', stage], label: `${oneLine(stage)} (stage)${stageDescription(stagesDir, stage)}` })),
+    ...pipelines.map((file) => ({ value: ['pipeline', file], label: `${oneLine(file)} (pipeline)` })),
   ]
   const what = await searchPrompt('What to run', numbered(choices))
   // The name is checked as it is typed: its form, and that no session has it yet.
