@@ -3553,6 +3553,12 @@ describe('events and notify', () => {
     // Iteration 2 fails 1.5 s into it: the watcher has seen the run start long before, then stops.
     await startOk(['start', 'ralph', 'phoenix', '3', '--yes', '-C', root], { env: { MOCK_PACE: '3', MOCK_END: 'fail:2' } })
     await waitFor('the start seen', () => count(got(), 'phoenix', 'started') === 1)
+    // Stopped once it has recorded that delivery (stopped before, it could not know it arrived: at least once).
+    await waitFor('the delivery recorded', () =>
+      readJson(path.join(root, '.claude/sessions-notify.json')).deliveries.some(
+        (d: { id: string; ok: boolean }) => d.ok && d.id.startsWith('started\tphoenix\t'),
+      ),
+    )
     expect(await first.stop()).toBe(0)
     await waitFor('the failure', async () => rowOf((await listJson(root)).sessions, 'phoenix').health === 'failed', 20_000)
     expect(count(got(), 'phoenix', 'failed')).toBe(0)

@@ -11,8 +11,9 @@ const PARTS = Number(process.env.SESSIONS_TEST_PARTS || 8)
 
 export default defineConfig({
   test: {
-    // Tests drive a real tmux server and real child processes.
-    testTimeout: 30_000,
+    // Tests drive a real tmux server and real child processes, eight parts at once on a small machine:
+    // a timeout catches a hang, never measures speed (npm run bench does).
+    testTimeout: 60_000,
     hookTimeout: 30_000,
     maxWorkers: availableParallelism() + 1,
     // A part may hold no test of a block: that block is then empty there, not failed.
