@@ -2565,8 +2565,8 @@ describe("identity: nothing is signalled, killed or misplaced that is not the se
     expect(rowOf((await listJson(root)).sessions, 'moved')).toMatchObject({ health: 'running', tmux: { session: 'my-work' } })
     // An engine launched by hand in a tmux session whose name is another session's (no mark).
     tmux('new-session', '-d', '-s', 'pipeline-other', '-c', root, '-e', 'MOCK_END=hang:1', './scripts/run.sh ralph real 5 --foreground')
-    await waitFor('the hand-started engine', () => existsSync(path.join(root, '.claude/locks/real.lock')))
-    const handPid = readJson(path.join(root, '.claude/locks/real.lock')).pid
+    // (Its lock is created, then written: its PID once it is there.)
+    const handPid: number = await waitFor('the hand-started engine', () => readJson(path.join(root, '.claude/locks/real.lock')).pid)
     const clean = JSON.parse((await cli(['cleanup', '--yes', '--start-grace', '0', '--json', '-C', root])).stdout)
     expect(clean.problems).toEqual([])
     expect(isPidAlive(enginePid) && isPidAlive(handPid)).toBe(true)
@@ -5146,6 +5146,124 @@ exit 3
       expect(refused.code, args.join(' ')).toBe(2)
       expect(refused.stderr).toMatch(message)
     }
+  })
+})
+
+describe('where each session is going: its stop rule, its progress, its end', () => {
+  test('a judgment loop: its votes counted as the agents give them, a range for its end, stopped by consensus', async () => {
+    const root = await makeEngineProject()
+    // improve-plan: judgment, at least 2 iterations, 2 agents in a row. The agents say continue, stop, then stop.
+    await startOk(['start', 'improve-plan', 'plan', '6', '--yes', '-C', root], {
+      env: { MOCK_PACE: '1.5', MOCK_DECISIONS: 'continue,stop,stop' },
+    })
+    const voted = await waitFor('one stop vote', async () => {
+      const row = rowOf((await listJson(root)).sessions, 'plan')
+      return row.iteration_completed === 2 && row.health === 'running' ? row : null
+    })
+    expect(voted.stop_rule).toMatchObject({ type: 'judgment', min_iterations: 2, consensus: 2, stop_votes: 1 })
+    expect(voted.stop_rule!.text).toContain('— 1 so far —')
+    expect(voted.progress).toEqual({ done: 2, total: 6 })
+    expect(voted.iteration_seconds).toMatchObject({ count: 2 })
+    // The earliest stop is the next iteration; the latest, four more.
+    const eta = voted.eta!
+    expect(eta.low_seconds).toBeLessThan(eta.high_seconds)
+    expect(eta.basis).toMatch(/^1–4 iterations left at a median of \d+s each; the fewest if/)
+    const ended = await waitFor('the consensus', async () => {
+      const row = rowOf((await listJson(root)).sessions, 'plan')
+      return row.health === 'complete' ? row : null
+    })
+    expect(ended).toMatchObject({ iteration_completed: 3, progress: { done: 3, total: 3 }, eta: null })
+    expect(ended.stop_rule?.stop_votes).toBe(2)
+    const status = await cli(['status', 'plan', '-C', root], { columns: 80 })
+    expect(status.stdout).toMatch(/\nCourse\n {2}stops {7}stops when the judge and 2 agents in a row find it has stopped\n/)
+    expect(status.stdout).toContain('  done        [####################] 3 of 3 iterations\n')
+    expect(JSON.parse((await cli(['status', 'plan', '--json', '-C', root])).stdout).completion_reason).toBe(
+      'Consensus reached: 2 consecutive agents agree to stop',
+    )
+  })
+
+  test('a pipeline past its stage switch: the new stage’s counts, the whole run’s progress, an ENDS column that fits', async () => {
+    const root = await makeEngineProject()
+    writeFileSync(
+      path.join(root, 'scripts', 'pipelines', 'long.yaml'),
+      'name: long\nnodes:\n  - id: plan\n    stage: improve-plan\n    runs: 4\n\n  - id: tasks\n    stage: ralph\n    runs: 3\n',
+    )
+    // The plan stage stops after 2 of its 4 (two agents say stop); the tasks stage runs its 3.
+    await startOk(['start', 'pipeline', 'long.yaml', 'docs', '--yes', '-C', root], {
+      env: { MOCK_PACE: '1.5', MOCK_DECISIONS: 'stop,stop' },
+    })
+    const seen: string[] = []
+    const second = await waitFor('the second stage, one iteration in', async () => {
+      const row = rowOf((await listJson(root)).sessions, 'docs')
+      seen.push(`${row.stage_index}:${row.iteration_completed}/${row.max_iterations}`)
+      return row.stage_index === 1 && row.iteration_completed === 1 ? row : null
+    })
+    // Never the plan stage's count under the tasks stage's name.
+    expect(
+      seen.filter((s) => s.startsWith('1:')).every((s) => /^1:[01]\/3$/.test(s)),
+      seen.join(' '),
+    ).toBe(true)
+    expect(second).toMatchObject({ stage_name: 'tasks', max_iterations: 3, progress: { done: 3, total: 5 } })
+    expect(second.stop_rule).toMatchObject({ type: 'fixed', stop_votes: null })
+    expect(second.eta!.basis).toMatch(/^2 iterations left at a median of \d+s each$/)
+    const wide = await cli(['list', '-C', root], { columns: 120 })
+    expect(wide.stdout).toMatch(/ {2}ENDS\n/)
+    expect(wide.stdout).toMatch(/\n(docs .*)\s(~\d+m|<1m)\n/)
+    // Where it does not fit whole, no ENDS column, and nothing wider than the terminal.
+    const narrow = await cli(['list', '-C', root], { columns: 44 })
+    expect(narrow.stdout).not.toContain('ENDS')
+    // (The table's lines: a command to copy below it is never broken.)
+    for (const line of narrow.stdout.split('\n').filter((l) => /^(NAME|docs) /.test(l))) expect(line.length).toBeLessThanOrEqual(44)
+  })
+
+  test('a queue stage: its tasks from bd, asked once per look; emptied, the stage stops', async () => {
+    const root = await makeEngineProject()
+    mkdirSync(path.join(root, 'scripts', 'stages', 'tasks'))
+    writeFileSync(path.join(root, 'scripts', 'stages', 'tasks', 'stage.yaml'), 'name: tasks\ntermination:\n  type: queue\n')
+    const data = path.join(BASE, `queue-${++projects}.json`)
+    const log = path.join(BASE, `queue-${projects}.log`)
+    const beads = [1, 2, 3].map((n) => ({ id: `bd-${n}`, title: `task ${n}`, status: n === 1 ? 'closed' : 'open', labels: ['pipeline/q'] }))
+    writeFileSync(data, JSON.stringify(beads))
+    const env = { PATH: `${path.join(HERE, 'fixtures', 'bd')}:${process.env.PATH}`, BD_DATA: data, BD_LOG: log }
+    await startOk(['start', 'tasks', 'q', '8', '--yes', '-C', root], { env: { ...env, MOCK_PACE: '1.5' } })
+    const look = async () => rowOf(JSON.parse((await cli(['list', '--json', '-C', root], { env })).stdout).sessions, 'q')
+    const running = await waitFor('an iteration done', async () => {
+      const row = await look()
+      return row.iteration_completed === 1 ? row : null
+    })
+    expect(running.stop_rule).toMatchObject({ type: 'queue', stop_votes: null })
+    expect(running.stop_rule!.text).toBe(
+      'stops when no task labelled pipeline/q is ready (2 tasks left), or when an agent reports an error, at the latest after 8 iterations',
+    )
+    // One task closed in one iteration: the two left take two more.
+    expect(running.eta).toMatchObject({ low_seconds: running.eta!.high_seconds })
+    expect(running.eta!.basis).toMatch(/^2 iterations left at a median of \d+s each; 2 tasks left$/)
+    writeFileSync(log, '')
+    await look()
+    expect(readFileSync(log, 'utf8')).toBe('list --json\n')
+    // The agents close the rest: at its next check the queue is empty.
+    writeFileSync(data, JSON.stringify(beads.map((bead) => ({ ...bead, status: 'closed' }))))
+    const done = await waitFor('the queue empty', async () => {
+      const row = await look()
+      return row.health === 'complete' ? row : null
+    })
+    expect(done.iteration_completed).toBeLessThan(8)
+    expect(JSON.parse((await cli(['status', 'q', '--json', '-C', root], { env })).stdout).completion_reason).toBe('All beads complete')
+  })
+
+  test('the reference layouts: a course that adds up for each, an end only for what runs', async () => {
+    const rows: SessionRow[] = []
+    for (const fixture of readdirSync(LAYOUTS).filter((entry) => existsSync(path.join(LAYOUTS, entry, 'FACTS.json')))) {
+      const root = await makeProject(fixture)
+      for (const row of (await listJson(root)).sessions) {
+        rows.push(row)
+        const where = `${fixture}/${row.name}`
+        if (row.progress?.total != null) expect(row.progress.done, where).toBeLessThanOrEqual(row.progress.total)
+        if (row.eta) expect(row.health, where).toBe('running')
+        if (row.stop_rule) expect(['fixed', 'judgment', 'queue'], where).toContain(row.stop_rule.type)
+      }
+    }
+    expect(rowOf(rows, 'multi').progress?.done).toBeGreaterThan(0)
   })
 })
 

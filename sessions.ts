@@ -120,6 +120,8 @@ const EVENTS_READ_BYTES = 4 * 1024 * 1024
 const JSON_FILE_MAX_BYTES = 8 * 1024 * 1024
 /** The largest file read whole for any other reason (a registry, a stage.yaml, a pipeline file). */
 const FILE_MAX_BYTES = 64 * 1024 * 1024
+/** A stage.yaml read on every look at a loop: a few hundred bytes, a larger one says nothing here. */
+const STAGE_FILE_MAX_BYTES = 1024 * 1024
 
 const HEALTHS = [
   'running',
@@ -238,6 +240,10 @@ function parseTime(value: string | null | undefined): number | null {
   return Number.isFinite(ms) ? ms : null
 }
 
+function wholeSecond(ms: number): number {
+  return Math.round(ms / 1000) * 1000
+}
+
 function isoOrNull(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString().replace('.000Z', 'Z')
 }
@@ -260,6 +266,11 @@ function formatDuration(ms: number, compact = false): string {
   if (h) return compact ? `${h}h` : `${h}h ${m}m`
   if (m) return compact ? `${m}m` : `${m}m ${s}s`
   return `${s}s`
+}
+
+/** "1 iteration", "3 iterations". */
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
 }
 
 /** "4m 3s ago": how long before `now` a time was (a renderer's word, never data). */
@@ -542,7 +553,7 @@ const PlanStageSchema = z.looseObject({
   id: str,
   kind: str,
   ref: str,
-  termination: z.looseObject({ type: str, max: int }).nullish(),
+  termination: z.looseObject({ type: str, max: int, min_iterations: int, consensus: int }).nullish(),
 })
 const PlanSchema = z.looseObject({
   version: int,
@@ -2597,6 +2608,8 @@ interface SessionFacts {
   /** The newest readable iterations/NNN/context.json of the current stage, and the iteration it is of. */
   context: FileRead<Context> | null
   contextIteration: number | null
+  /** A loop's stop rule, from its stage type's stage.yaml in the project (a pipeline's is in its plan). */
+  loopRule: StageRule | null
   /** The current stage's folder name, e.g. stage-01-refine-tasks. */
   stageDir: string | null
   newestIteration: number | null
@@ -2764,8 +2777,37 @@ async function gatherSession(
     plan,
     context: newest?.read ?? null,
     contextIteration: newest?.read.kind === 'ok' ? newest.iteration : null,
+    loopRule: isPipeline ? null : loopRuleOf(root, stageDir),
     stageDir,
     newestIteration,
+  }
+}
+
+/** A loop's stop rule: its folder stage-00-TYPE names the stage type, whose stage.yaml says the rule. */
+function loopRuleOf(root: string, stageDir: string | null): StageRule | null {
+  const type = stageDir?.replace(/^stage-\d+-/, '') ?? ''
+  if (!isValidName(type)) return null
+  // Followed where it is a link, as the engine follows it (scripts/ may be a link to its checkout).
+  const read = readRegularFile(path.join(root, 'scripts', 'stages', type, 'stage.yaml'), { max: STAGE_FILE_MAX_BYTES, follow: true })
+  return read.kind === 'ok' ? stageRuleOf(read.text) : null
+}
+
+/**
+ * The rule of a stage.yaml: its `termination:` block (type, min_iterations, consensus), or the older
+ * top-level `completion:` and `min_iterations:`. Read by lines, as the engine's own files are written; the
+ * max of a loop is its command line's, never the file's.
+ */
+function stageRuleOf(text: string): StageRule {
+  const block = /^termination:[ \t]*\n((?:[ \t]+.*\n?)*)/m.exec(text)?.[1] ?? ''
+  const field = (source: string, key: string) => new RegExp(`^[ \\t]*${key}:[ \\t]*["']?([\\w-]+)`, 'm').exec(source)?.[1] ?? null
+  const count = (value: string | null) => (value !== null && /^\d{1,6}$/.test(value) ? Number(value) : null)
+  const type = field(block, 'type') ?? /^completion:[ \t]*["']?([\w-]+)/m.exec(text)?.[1] ?? 'fixed'
+  return {
+    name: /^name:[ \t]*["']?([\w-]+)/m.exec(text)?.[1] ?? null,
+    type: STOP_TYPES.get(type) ?? null,
+    min_iterations: count(field(block, 'min_iterations') ?? /^min_iterations:[ \t]*(\d+)/m.exec(text)?.[1] ?? null),
+    consensus: count(field(block, 'consensus')),
+    max: null,
   }
 }
 
@@ -3025,6 +3067,228 @@ function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number): Heal
   }
 }
 
+// ───────────────────────── the course: how a session stops, how far along it is, when it ends ─────────────────────────
+// The classifier's neighbour, and pure like it: from a session's stages (each one's stop rule and max),
+// its history and a clock, the rule its current stage stops by, its progress over the whole run and a
+// range for its end. The engine's rules, as its completion scripts apply them, are in docs/formats.md §10.
+
+/** How a stage stops (the engine's termination types: fixed-n, plateau, beads-empty). */
+type StopType = 'fixed' | 'judgment' | 'queue'
+const STOP_TYPES: ReadonlyMap<string, StopType> = new Map([
+  ['fixed', 'fixed'],
+  ['fixed-n', 'fixed'],
+  ['judgment', 'judgment'],
+  ['plateau', 'judgment'],
+  ['queue', 'queue'],
+  ['beads-empty', 'queue'],
+])
+/** The engine's own defaults for a judgment stage that does not say. */
+const JUDGMENT_DEFAULTS = { minIterations: 1, consensus: 2 }
+
+/** One stage's rule, as its stage.yaml (a loop) or the pipeline's plan.json says. */
+interface StageRule {
+  /** The name the engine's history gives the stage's iterations (the node id; a loop's stage name). */
+  name: string | null
+  type: StopType | null
+  min_iterations: number | null
+  consensus: number | null
+  max: number | null
+}
+
+interface StopRule {
+  type: StopType
+  min_iterations: number | null
+  consensus: number | null
+  /** judgment: the current stage's `stop` decisions in a row, newest back; null for the other types. */
+  stop_votes: number | null
+  text: string
+}
+
+interface Course {
+  stop_rule: StopRule | null
+  progress: { done: number; total: number | null } | null
+  /** Over this run's iterations of the current stage (of every stage while it has none); `recent` the last 12, oldest first. */
+  iteration_seconds: { median: number; last: number; count: number; recent: number[] } | null
+  eta: { low_seconds: number; high_seconds: number; low_at: string; high_at: string; basis: string } | null
+}
+
+interface CourseFacts {
+  /** Every stage in order (a loop has one), and the current one's index. */
+  stages: StageRule[]
+  stageIndex: number
+  /** The pipeline's mode: only a pipeline's history is filtered by stage (a loop's stage names vary). */
+  pipeline: boolean
+  /** The current stage's completed iterations. */
+  completed: number
+  /** When the iteration under way started, where one is. */
+  iterationStarted: number | null
+  history: { stage: string | null; iteration: number | null; decision: string | null; at: number | null }[]
+  /** When this run started (its resume, for a resumed session). */
+  runStarted: number | null
+  /** Only a running session has an ETA. */
+  running: boolean
+  complete: boolean
+  /** A queue's tasks: left, and closed so far (from bd, where it is on the PATH). */
+  tasks: { remaining: number; closed: number } | null
+  /** The queue's label, for the rule's words. */
+  label: string
+  now: number
+}
+
+const EMPTY_COURSE: Course = { stop_rule: null, progress: null, iteration_seconds: null, eta: null }
+
+function courseOf(facts: CourseFacts): Course {
+  const stage = facts.stages[facts.stageIndex]
+  if (!stage) return EMPTY_COURSE
+  const votes = stage.type === 'judgment' ? stopVotes(facts, stage) : null
+  const seconds = iterationSeconds(facts)
+  const typed = stage.type ? { ...stage, type: stage.type } : null
+  return {
+    stop_rule: typed && { ...ruleNumbers(typed), stop_votes: votes, text: ruleText(typed, votes, facts) },
+    progress: courseProgress(facts),
+    iteration_seconds: seconds,
+    eta: facts.running && seconds ? etaOf(facts, votes ?? 0, seconds.median) : null,
+  }
+}
+
+function ruleNumbers(stage: StageRule & { type: StopType }) {
+  const judgment = stage.type === 'judgment'
+  return {
+    type: stage.type,
+    min_iterations: judgment ? (stage.min_iterations ?? JUDGMENT_DEFAULTS.minIterations) : null,
+    consensus: judgment ? (stage.consensus ?? JUDGMENT_DEFAULTS.consensus) : null,
+  }
+}
+
+/**
+ * A judgment stage's `stop` decisions in a row, newest back, as the engine counts them: a pipeline's
+ * entries of other stages are passed over, any other decision ends the run.
+ */
+function stopVotes(facts: CourseFacts, stage: StageRule): number {
+  let votes = 0
+  for (let i = facts.history.length - 1; i >= 0; i--) {
+    const entry = facts.history[i]
+    if (facts.pipeline && entry.stage !== stage.name) continue
+    if (entry.decision !== 'stop') break
+    votes++
+  }
+  return votes
+}
+
+/** The rule in words: "stops when the judge and 2 agents in a row …". */
+function ruleText(stage: StageRule & { type: StopType }, votes: number | null, facts: CourseFacts): string {
+  const latest = stage.max === null ? '' : `, at the latest after ${plural(stage.max, 'iteration')}`
+  if (stage.type === 'fixed')
+    return `${stage.max === null ? 'stops at its max' : `stops after ${plural(stage.max, 'iteration')}`}, or earlier when an agent decides stop or reports an error`
+  if (stage.type === 'queue') {
+    const left = facts.tasks ? ` (${plural(facts.tasks.remaining, 'task')} left)` : ''
+    return `stops when no task labelled ${facts.label} is ready${left}, or when an agent reports an error${latest}`
+  }
+  const { min_iterations: min, consensus } = ruleNumbers(stage)
+  return `stops when the judge and ${consensus} agents in a row find it has stopped improving — ${votes ?? 0} so far — after at least ${plural(min ?? 1, 'iteration')}${latest}`
+}
+
+/** Iterations done of at most how many, over every stage: a stage that ended counts what it ran. */
+function courseProgress(facts: CourseFacts): { done: number; total: number | null } {
+  let done = 0
+  let total: number | null = 0
+  facts.stages.forEach((stage, index) => {
+    const ran = index < facts.stageIndex ? stageIterations(facts, stage) : index === facts.stageIndex ? facts.completed : 0
+    done += ran
+    const most = index < facts.stageIndex || (index === facts.stageIndex && facts.complete) ? ran : stage.max
+    total = total === null || most === null ? null : total + most
+  })
+  return { done, total: facts.complete ? done : total }
+}
+
+/** The iterations an ended stage ran, by its history (each iteration once, a resume's repeats too). */
+function stageIterations(facts: CourseFacts, stage: StageRule): number {
+  const seen = new Set(facts.history.filter((entry) => entry.stage === stage.name).map((entry) => entry.iteration))
+  return seen.size
+}
+
+/**
+ * How long this run's iterations took, each from the end of the one before (the run's start for its
+ * first): the current stage's, else every stage's. Only this run's, so that a night stopped is no iteration.
+ */
+function iterationSeconds(facts: CourseFacts): Course['iteration_seconds'] {
+  const stage = facts.stages[facts.stageIndex]
+  const ends = facts.history
+    .filter((entry) => entry.at !== null && facts.runStarted !== null && entry.at >= facts.runStarted)
+    .sort((a, b) => a.at! - b.at!)
+  const spans = ends.map((entry, i) => ({ stage: entry.stage, seconds: (entry.at! - (i ? ends[i - 1].at! : facts.runStarted!)) / 1000 }))
+  const own = facts.pipeline ? spans.filter((span) => span.stage === stage?.name) : spans
+  const chosen = (own.length ? own : spans).map((span) => Math.round(span.seconds))
+  return chosen.length ? { median: median(chosen), last: chosen.at(-1)!, count: chosen.length, recent: chosen.slice(-RECENT_SPANS) } : null
+}
+
+/** How many of the last iterations' times a session's course carries (a sparkline's worth). */
+const RECENT_SPANS = 12
+
+function median(numbers: number[]): number {
+  const sorted = [...numbers].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 ? sorted[middle] : Math.round((sorted[middle - 1] + sorted[middle]) / 2)
+}
+
+/** The fewest and most iterations a stage may still run from `done`, by its rule; null when its max is unknown. */
+function iterationsLeft(stage: StageRule, done: number, votes: number, facts: CourseFacts) {
+  if (stage.max === null) return null
+  const most = Math.max(0, stage.max - done)
+  if (stage.type === 'judgment') {
+    const { min_iterations: min, consensus } = ruleNumbers({ ...stage, type: 'judgment' })
+    const earliest = Math.max(done + 1, min ?? 1, done + (consensus ?? 2) - votes)
+    return { fewest: Math.min(most, earliest - done), most }
+  }
+  if (stage.type === 'queue') {
+    // Tasks closed per iteration so far (one a time when nothing says otherwise), the queue's end at that pace.
+    const ran = courseProgress(facts).done
+    const pace = facts.tasks?.closed && ran ? facts.tasks.closed / ran : 1
+    const tasks = facts.tasks ? Math.max(1, Math.ceil(facts.tasks.remaining / pace)) : 1
+    return { fewest: Math.min(most, tasks), most: facts.tasks ? Math.min(most, tasks) : most }
+  }
+  return { fewest: most, most }
+}
+
+/** The end as a range: the iterations left (this stage's by its rule, then every later stage's) at the median. */
+function etaOf(facts: CourseFacts, votes: number, medianSeconds: number): Course['eta'] {
+  let fewest = 0
+  let most = 0
+  for (let index = facts.stageIndex; index < facts.stages.length; index++) {
+    const current = index === facts.stageIndex
+    const left = iterationsLeft(facts.stages[index], current ? facts.completed : 0, current ? votes : 0, facts)
+    if (!left) return null
+    fewest += left.fewest
+    most += left.most
+  }
+  // The iteration under way is partly done.
+  const under = facts.iterationStarted === null ? 0 : Math.min(medianSeconds, Math.max(0, (facts.now - facts.iterationStarted) / 1000))
+  const low = Math.max(0, Math.round(fewest * medianSeconds - under))
+  const high = Math.max(low, Math.round(most * medianSeconds - under))
+  return {
+    low_seconds: low,
+    high_seconds: high,
+    low_at: isoOrNull(wholeSecond(facts.now + low * 1000))!,
+    high_at: isoOrNull(wholeSecond(facts.now + high * 1000))!,
+    basis: etaBasis(facts, fewest, most, medianSeconds),
+  }
+}
+
+/** What an ETA rests on, in words: "2–4 iterations left (this stage and 1 after it) at a median of 3m 10s". */
+function etaBasis(facts: CourseFacts, fewest: number, most: number, medianSeconds: number): string {
+  const later = facts.stages.length - facts.stageIndex - 1
+  const count = fewest === most ? plural(most, 'iteration') : `${fewest}–${most} iterations`
+  const where = later ? ` (this stage and ${plural(later, 'stage')} after it)` : ''
+  const stage = facts.stages[facts.stageIndex]
+  const rule =
+    stage.type === 'judgment'
+      ? '; the fewest if the judge and the agents agree it has stopped improving as soon as the rule allows'
+      : stage.type === 'queue' && facts.tasks
+        ? `; ${plural(facts.tasks.remaining, 'task')} left`
+        : ''
+  return `${count} left${where} at a median of ${formatDuration(medianSeconds * 1000)} each${rule}`
+}
+
 // ───────────────────────── describing a session ─────────────────────────
 
 /** One session as `list` shows it and `--json` carries it; names in snake_case like the engine's files. */
@@ -3086,6 +3350,11 @@ interface SessionRow {
   error: string | null
   /** Only with bd on the PATH, for ralph sessions: beads labelled pipeline/NAME not closed yet. */
   beads_remaining?: number | null
+  /** How the current stage stops, how far the run is, how long its iterations take, when it may end (courseOf). */
+  stop_rule: StopRule | null
+  progress: Course['progress']
+  iteration_seconds: Course['iteration_seconds']
+  eta: Course['eta']
 }
 
 /** Mode, type, stage and max: from state, plan and the newest context (docs/formats.md §8). */
@@ -3163,7 +3432,70 @@ function lastActivity(state: State | null, tmux: TmuxSession | null): number | n
   return times.length ? largest(times) : (tmux?.createdMs ?? null)
 }
 
-function describeSession(facts: SessionFacts, now: number, options: CommonOptions = {}): SessionRow {
+/**
+ * The current stage's iteration and completed count. Just after a pipeline's switch to its next stage, its
+ * state may still hold the stage before's counts (current_stage written, counters not yet reset): while the
+ * history's newest entry is another stage's and none is this one's, this stage has completed none.
+ */
+function stageCounters(state: State | null, stage: ReturnType<typeof describeStage>) {
+  const said = { iteration: state?.iteration ?? null, iteration_completed: state?.iteration_completed ?? null }
+  const entries = state?.history ?? []
+  const newest = entries.at(-1)?.stage
+  if (stage.mode !== 'pipeline' || stage.stageKind !== 'stage' || !newest || newest === stage.stageName) return said
+  if (entries.some((entry) => entry.stage === stage.stageName)) return said
+  return { iteration_completed: 0, iteration: said.iteration === null ? null : state?.iteration_started ? 1 : 0 }
+}
+
+/** A queue's tasks (bd's beads labelled pipeline/NAME): left, and closed so far. */
+interface QueueTasks {
+  remaining: number
+  closed: number
+}
+
+/** The facts of a session's course: its stages' rules (from its plan, else its stage.yaml) and its history. */
+function courseFactsOf(
+  facts: SessionFacts,
+  stage: ReturnType<typeof describeStage>,
+  health: Health,
+  runStarted: number | null,
+  now: number,
+  tasks: QueueTasks | null,
+): CourseFacts {
+  const state = facts.state.kind === 'ok' ? facts.state.value : null
+  const plan = facts.plan?.kind === 'ok' ? facts.plan.value : null
+  const pipeline = stage.mode === 'pipeline'
+  const stages: StageRule[] = pipeline
+    ? (plan?.nodes ?? []).map((node) => ({
+        name: node.id ?? null,
+        // The engine compiles a node without a type as fixed.
+        type: node.termination ? (STOP_TYPES.get(node.termination.type ?? 'fixed') ?? null) : null,
+        min_iterations: node.termination?.min_iterations ?? null,
+        consensus: node.termination?.consensus ?? null,
+        max: node.termination?.max ?? null,
+      }))
+    : [{ ...(facts.loopRule ?? { name: null, type: null, min_iterations: null, consensus: null }), max: stage.maxIterations }]
+  return {
+    stages,
+    stageIndex: pipeline ? (stage.stageIndex ?? 0) : 0,
+    pipeline,
+    completed: stageCounters(state, stage).iteration_completed ?? 0,
+    iterationStarted: parseTime(state?.iteration_started),
+    history: (state?.history ?? []).map((entry) => ({
+      stage: entry.stage ?? null,
+      iteration: entry.iteration ?? null,
+      decision: entry.decision ?? null,
+      at: parseTime(entry.timestamp),
+    })),
+    runStarted,
+    running: health === 'running',
+    complete: health === 'complete',
+    tasks,
+    label: beadsLabel(facts.name),
+    now,
+  }
+}
+
+function describeSession(facts: SessionFacts, now: number, options: CommonOptions = {}, tasks: QueueTasks | null = null): SessionRow {
   const verdict = classifyHealth(healthFactsOf(facts, now, startGraceMs(options)))
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const stage = describeStage(facts)
@@ -3191,8 +3523,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
     stage_count: stage.stageCount,
     stage_name: stage.stageName,
     stage_kind: stage.stageKind,
-    iteration: state?.iteration ?? null,
-    iteration_completed: state?.iteration_completed ?? null,
+    ...stageCounters(state, stage),
     max_iterations: stage.maxIterations,
     state_status: state?.status ?? null,
     started_at: isoOrNull(started),
@@ -3229,6 +3560,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
     resume_from: verdict.resumable && state ? (state.iteration_completed ?? 0) + 1 : null,
     resume_command: verdict.resumable || verdict.health === 'orphaned' ? resumeCommand(facts.name, stage, options, facts.root) : null,
     error: verdict.health === 'failed' ? errorMessage : null,
+    ...(state ? courseOf(courseFactsOf(facts, stage, verdict.health, runStarted, now, tasks)) : EMPTY_COURSE),
   }
 }
 
@@ -3366,21 +3698,26 @@ async function reopenBeads(name: string, env?: NodeJS.ProcessEnv): Promise<strin
   return reopened
 }
 
-/** Beads left per ralph session, from one bd call for the whole project (null without bd). */
-async function beadsRemainingBySession(rows: SessionRow[], env?: NodeJS.ProcessEnv): Promise<Map<string, number> | null> {
-  if (!rows.some((row) => row.type === 'ralph') || !findBd(env)) return null
+/** Whether a session works a queue of beads: a ralph loop, or a stage that stops when its queue is empty. */
+function worksQueue(row: SessionRow): boolean {
+  return row.type === 'ralph' || row.stop_rule?.type === 'queue'
+}
+
+/** Beads left and closed per session that works a queue, from one bd call for the whole project (null without bd). */
+async function tasksBySession(rows: SessionRow[], env?: NodeJS.ProcessEnv): Promise<Map<string, QueueTasks> | null> {
+  if (!rows.some(worksQueue) || !findBd(env)) return null
   const all = await readBeads('list', undefined, env)
   if (!all) return null
-  const left = new Map<string, number>()
-  for (const row of rows) if (row.type === 'ralph') left.set(row.name, 0)
+  const tasks = new Map<string, QueueTasks>()
+  for (const row of rows) if (worksQueue(row)) tasks.set(row.name, { remaining: 0, closed: 0 })
   for (const bead of all) {
-    if (bead.status === 'closed') continue
     for (const label of bead.labels) {
-      const name = label.startsWith('pipeline/') ? label.slice('pipeline/'.length) : null
-      if (name !== null && left.has(name)) left.set(name, left.get(name)! + 1)
+      const counts = label.startsWith('pipeline/') ? tasks.get(label.slice('pipeline/'.length)) : undefined
+      if (counts && bead.status === 'closed') counts.closed++
+      else if (counts) counts.remaining++
     }
   }
-  return left
+  return tasks
 }
 
 // ───────────────────────── the projects of this machine ─────────────────────────
@@ -3853,11 +4190,19 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
   // Other machines are asked first, so that they work while this one is listed.
   const remote = options.hosts?.length ? listHosts(options.hosts, hostListArgs(options), options) : null
   const tmux = options.tmuxSessions ? { sessions: options.tmuxSessions, available: true } : await tmuxSessionsIfAny(options)
-  const project = await mapProject({ ...options, tmuxSessions: tmux.sessions }, (facts) => describeSession(facts, now, options))
-  const remaining = await beadsRemainingBySession(project.sessions, options.env)
-  const sessions = remaining
-    ? project.sessions.map((row) => ({ ...row, beads_remaining: remaining.get(row.name) ?? null }))
-    : project.sessions
+  const project = await mapProject({ ...options, tmuxSessions: tmux.sessions }, (facts) => ({
+    facts,
+    row: describeSession(facts, now, options),
+  }))
+  // A queue's course depends on its tasks: its rows are described again with them, bd asked once.
+  const tasks = await tasksBySession(
+    project.sessions.map(({ row }) => row),
+    options.env,
+  )
+  const sessions = project.sessions.map(({ facts, row }) => {
+    const queue = tasks?.get(row.name)
+    return queue ? { ...describeSession(facts, now, options, queue), beads_remaining: queue.remaining } : row
+  })
   const odd = (await unacceptedNames(project.root, tmux.sessions)).map(
     ({ name, where }): ListWarning => ({
       session: name,
@@ -4115,19 +4460,22 @@ function statusNext(
 
 /** Everything about one named session; an unknown name is refused with the names that do exist. */
 async function status(name: string, options: CommonOptions = {}): Promise<StatusResult> {
-  const { root, facts, row, tmuxAvailable } = await sessionFactsFor(name, options)
+  const loaded = await sessionFactsFor(name, options)
+  const { root, facts, tmuxAvailable } = loaded
   // pipeline-NAME, the tmux name, stands for NAME.
   name = facts.name
   const paths = sessionPaths(root, name)
   const state = facts.state.kind === 'ok' ? facts.state.value : null
-  const live = livenessOf(row.health) === 'engine'
+  const live = livenessOf(loaded.row.health) === 'engine'
   const progress = progressFile(facts)
   const [providers, tail, recent] = await Promise.all([
     readProviders(paths.runDir, facts.runEntries),
     facts.runEntries.includes('events.jsonl') ? readEventsTail(paths.events) : Promise.resolve(null),
     recentIterations(state, paths.runDir, facts.runEntries),
   ])
-  const beads = row.type === 'ralph' ? await sessionBeads(name, options.env) : null
+  const beads = worksQueue(loaded.row) ? await sessionBeads(name, options.env) : null
+  // A queue's course depends on its tasks.
+  const row = beads ? describeSession(facts, Date.now(), options, { remaining: beads.remaining, closed: beads.done }) : loaded.row
   const files = {
     state: row.state_file,
     progress: progress && relative(root, progress),
@@ -7570,6 +7918,43 @@ function table(
   return [p.dim(line(header)), ...rows.map(line)]
 }
 
+/** A bar of 20: "[#####---------------]". */
+function bar(done: number, total: number): string {
+  const filled = total > 0 ? Math.min(20, Math.round((done / total) * 20)) : 0
+  return `[${'#'.repeat(filled)}${'-'.repeat(20 - filled)}]`
+}
+
+/** Numbers as a line of block characters, lowest to highest: "▁▃█▂". */
+function sparkline(numbers: number[]): string {
+  const low = Math.min(...numbers)
+  const span = Math.max(...numbers) - low
+  return numbers.map((n) => '▁▂▃▄▅▆▇█'[span ? Math.round(((n - low) / span) * 7) : 3]).join('')
+}
+
+/** Seconds as a reader estimates them: "<1m", "40m", "1h 20m". */
+function roughDuration(seconds: number): string {
+  const minutes = Math.round(seconds / 60)
+  if (minutes < 1) return '<1m'
+  const h = Math.floor(minutes / 60)
+  const m = minutes % 60
+  return h ? (m ? `${h}h ${m}m` : `${h}h`) : `${m}m`
+}
+
+/** An ETA in a few characters: "~40m", "40m–55m", or "-". */
+function etaCell(eta: SessionRow['eta']): string {
+  if (!eta) return '-'
+  const [low, high] = [roughDuration(eta.low_seconds), roughDuration(eta.high_seconds)]
+  return low !== high ? `${low}–${high}` : low === '<1m' ? low : `~${low}`
+}
+
+/** "about 40m–55m, by 14:20" (the day too when it is not today's). */
+function etaWords(eta: NonNullable<SessionRow['eta']>, now: number): string {
+  const by = localTime(eta.high_at).slice(0, 16)
+  const today = localTime(isoOrNull(now)).slice(0, 10)
+  const cell = etaCell(eta)
+  return `${cell === '<1m' ? 'in under a minute' : `about ${cell.replace(/^~/, '')}`}, by ${by.startsWith(today) ? by.slice(11) : by}`
+}
+
 function stageCell(row: SessionRow): string {
   if (row.mode !== 'pipeline' || row.stage_index === null) return '-'
   const kind = row.stage_kind === 'parallel' ? ' (parallel)' : ''
@@ -7731,21 +8116,26 @@ function sessionTable(p: Palette, rows: SessionRow[], view: View, marks?: string
   const narrow = (view.width ?? Infinity) < NARROW
   // The marks column, and the HOST column (only where other machines are listed), come before NAME.
   const front = (marks ? 1 : 0) + (hosts ? 1 : 0)
-  return table(
-    p,
-    [...(marks ? [' '] : []), ...(hosts ? ['HOST'] : []), 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME'],
-    rows.map((row, i) => [
-      ...(marks ? [marks[i]] : []),
-      ...(hosts ? [row.host ?? 'here'] : []),
-      row.name,
-      row.type ?? '?',
-      stageCell(row),
-      iterationCell(row),
-      p.health(row.health),
-      timeCell(row, view.now, narrow),
-    ]),
-    { width: view.width, shrink: [1, 2, 5, 3].map((i) => i + front), last: [front] },
-  )
+  const header = [...(marks ? [' '] : []), ...(hosts ? ['HOST'] : []), 'NAME', 'TYPE', 'STAGE', 'ITER', 'HEALTH', 'TIME']
+  const cells = rows.map((row, i) => [
+    ...(marks ? [marks[i]] : []),
+    ...(hosts ? [row.host ?? 'here'] : []),
+    row.name,
+    row.type ?? '?',
+    stageCell(row),
+    iterationCell(row),
+    p.health(row.health),
+    timeCell(row, view.now, narrow),
+  ])
+  // When running sessions may end, an ENDS column: only where the table fits the width whole with it.
+  const withEnds = [[...header, 'ENDS'], ...cells.map((row, i) => [...row, etaCell(rows[i].eta)])]
+  const natural = withEnds[0].map((_, i) => largest(withEnds.map((row) => visibleLength(row[i])))).reduce((sum, w) => sum + w + 2, -2)
+  const endsShown = rows.some((row) => row.eta) && natural <= (view.width ?? Infinity)
+  return table(p, endsShown ? withEnds[0] : header, endsShown ? withEnds.slice(1) : cells, {
+    width: view.width,
+    shrink: [1, 2, 5, 3].map((i) => i + front),
+    last: [front],
+  })
 }
 
 function renderList(result: ListResult, view: View = plainView()): string {
@@ -7817,6 +8207,7 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
     ...wrapWords(`${p.bold(result.name)}: ${p.health(result.health)}  ${p.dim(result.why)}`, width, '  '),
     ...section(p, 'Overview', statusOverview(result, now), width),
     ...section(p, 'Progress', statusProgress(result, now), width),
+    ...section(p, 'Course', statusCourse(result, now), width),
     ...section(p, 'Resources', statusResources(result), width),
     ...section(
       p,
@@ -7884,6 +8275,28 @@ function statusProgress(result: StatusResult, now: number): Pairs {
         : null,
     ],
     ['last event', result.last_event ? `${result.last_event.type} ${ago(result.last_event.ts, now)}` : null],
+  ]
+}
+
+/** How it stops, how far along the whole run is, how long its iterations take, when it may end. */
+function statusCourse(result: StatusResult, now: number): Pairs {
+  const { progress, iteration_seconds: times, eta } = result
+  const most = progress?.total ?? null
+  return [
+    ['stops', result.stop_rule?.text ?? null],
+    [
+      'done',
+      progress
+        ? `${most === null ? '' : `${bar(progress.done, most)} `}${progress.done} of ${most === null ? '?' : most > progress.done ? `at most ${most}` : most} iterations`
+        : null,
+    ],
+    [
+      'iterations',
+      times
+        ? `median ${formatDuration(times.median * 1000)} · last ${formatDuration(times.last * 1000)} · ${times.count} timed${times.recent.length > 1 ? `  ${sparkline(times.recent)}` : ''}`
+        : null,
+    ],
+    ['ends', eta ? `${etaWords(eta, now)} (${eta.basis})` : null],
   ]
 }
 
@@ -8333,10 +8746,8 @@ function renderWaitProgress(rows: SessionRow[], view: View = plainView()): strin
     .map((row) => {
       const done = row.iteration_completed ?? 0
       const max = row.max_iterations ?? 0
-      const filled = max > 0 ? Math.min(20, Math.round((done / max) * 20)) : 0
-      const bar = `[${'#'.repeat(filled)}${'-'.repeat(20 - filled)}]`
       const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
-      return `${pad(row.name, width)}  ${bar} ${done}/${max || '?'}${stage} · ${p.health(row.health)} · ${timeCell(row, now)}`
+      return `${pad(row.name, width)}  ${bar(done, max)} ${done}/${max || '?'}${stage} · ${p.health(row.health)} · ${timeCell(row, now)}`
     })
     .join('\n')}\n`
 }
@@ -10153,6 +10564,162 @@ if (import.meta.vitest) {
         state: stateOk('running'),
       })
       expect(v.health).toBe('running')
+    })
+  })
+
+  describe('the course: stop rule, progress, iteration times, ETA', () => {
+    const t = (seconds: number) => now + seconds * 1000
+    const stage = (over: Partial<StageRule> = {}): StageRule => ({
+      name: 'work',
+      type: 'fixed',
+      min_iterations: null,
+      consensus: null,
+      max: 5,
+      ...over,
+    })
+    /** Iterations of one stage ending at the times given (seconds after `now`), with their decisions. */
+    const ends = (name: string, ...runs: [number, string?][]) =>
+      runs.map(([seconds, decision = 'continue'], i) => ({ stage: name, iteration: i + 1, decision, at: t(seconds) }))
+    const course = (over: Partial<CourseFacts>) =>
+      courseOf({
+        stages: [stage()],
+        stageIndex: 0,
+        pipeline: false,
+        completed: 0,
+        iterationStarted: null,
+        history: [],
+        runStarted: now,
+        running: true,
+        complete: false,
+        tasks: null,
+        label: 'pipeline/x',
+        now,
+        ...over,
+      })
+
+    test('fixed: the iterations left at the median, less what the one under way has done', () => {
+      const c = course({ completed: 2, history: ends('work', [60], [120]), iterationStarted: t(120), now: t(150) })
+      expect(c.stop_rule).toEqual({
+        type: 'fixed',
+        min_iterations: null,
+        consensus: null,
+        stop_votes: null,
+        text: 'stops after 5 iterations, or earlier when an agent decides stop or reports an error',
+      })
+      expect(c.progress).toEqual({ done: 2, total: 5 })
+      expect(c.iteration_seconds).toEqual({ median: 60, last: 60, count: 2, recent: [60, 60] })
+      expect(c.eta).toEqual({
+        low_seconds: 150,
+        high_seconds: 150,
+        low_at: isoOrNull(t(300)),
+        high_at: isoOrNull(t(300)),
+        basis: '3 iterations left at a median of 1m 0s each',
+      })
+    })
+
+    test('nothing to base an ETA on: no iteration done yet, or not running', () => {
+      const first = course({ iterationStarted: now })
+      expect([first.progress, first.iteration_seconds, first.eta]).toEqual([{ done: 0, total: 5 }, null, null])
+      const crashed = course({ completed: 1, history: ends('work', [30]), running: false })
+      expect([crashed.iteration_seconds, crashed.eta]).toEqual([{ median: 30, last: 30, count: 1, recent: [30] }, null])
+      const unknown = course({ stages: [stage({ type: null, max: null })], completed: 1, history: ends('work', [30]) })
+      expect([unknown.stop_rule, unknown.progress, unknown.eta]).toEqual([null, { done: 1, total: null }, null])
+    })
+
+    test('judgment: the earliest the rule allows (min iterations, consensus still to reach) to the max', () => {
+      const judged = stage({ type: 'judgment', min_iterations: 2, consensus: 2 })
+      const at = (completed: number, decisions: string[]) =>
+        course({
+          stages: [judged],
+          completed,
+          history: ends('work', ...decisions.map((d, i): [number, string] => [(i + 1) * 10, d])),
+          now: t(completed * 10),
+        })
+      // Below min: at least iteration 3 (two stops in a row after the first), at most 5.
+      expect(at(1, ['continue']).eta).toMatchObject({ low_seconds: 20, high_seconds: 40 })
+      const one = at(2, ['continue', 'stop'])
+      expect(one.stop_rule).toMatchObject({ type: 'judgment', min_iterations: 2, consensus: 2, stop_votes: 1 })
+      expect(one.stop_rule?.text).toBe(
+        'stops when the judge and 2 agents in a row find it has stopped improving — 1 so far — after at least 2 iterations, at the latest after 5 iterations',
+      )
+      expect(one.eta).toMatchObject({ low_seconds: 10, high_seconds: 30 })
+      expect(at(3, ['continue', 'stop', 'stop']).stop_rule?.stop_votes).toBe(2)
+      expect(at(3, ['continue', 'stop', 'stop']).eta).toMatchObject({ low_seconds: 10, high_seconds: 20 })
+      // Agents that fail never stop a judgment stage: no vote, so it may run to its max.
+      const failing = at(2, ['error', 'error'])
+      expect(failing.stop_rule?.stop_votes).toBe(0)
+      expect(failing.eta).toMatchObject({ low_seconds: 20, high_seconds: 30 })
+      // The engine's defaults where the stage says nothing: at least 1 iteration, 2 agents.
+      expect(course({ stages: [stage({ type: 'judgment' })] }).stop_rule).toMatchObject({ min_iterations: 1, consensus: 2, stop_votes: 0 })
+    })
+
+    test('queue: the tasks left at the pace they were closed, bounded by the max; without bd, one to the max', () => {
+      const queue = stage({ type: 'queue', max: 10 })
+      const two = ends('work', [60], [120])
+      const known = course({ stages: [queue], completed: 2, history: two, now: t(120), tasks: { remaining: 3, closed: 4 } })
+      expect(known.stop_rule?.text).toBe(
+        'stops when no task labelled pipeline/x is ready (3 tasks left), or when an agent reports an error, at the latest after 10 iterations',
+      )
+      // Two tasks an iteration: 3 left take 2 iterations.
+      expect(known.eta).toMatchObject({
+        low_seconds: 120,
+        high_seconds: 120,
+        basis: '2 iterations left at a median of 1m 0s each; 3 tasks left',
+      })
+      expect(course({ stages: [queue], completed: 2, history: two, now: t(120), tasks: { remaining: 50, closed: 2 } }).eta).toMatchObject({
+        high_seconds: 480,
+      })
+      expect(course({ stages: [queue], completed: 2, history: two, now: t(120) }).eta).toMatchObject({ low_seconds: 60, high_seconds: 480 })
+    })
+
+    test('a pipeline just past its stage switch: the new stage, the whole run, every stage timed until the new one has an iteration', () => {
+      const c = course({
+        pipeline: true,
+        stages: [stage({ name: 'plan', type: 'judgment', max: 5 }), stage({ name: 'tasks', max: 4 }), stage({ name: 'last', max: 2 })],
+        stageIndex: 1,
+        completed: 0,
+        history: ends('plan', [100], [200, 'stop'], [300, 'stop']),
+        now: t(300),
+      })
+      expect(c.stop_rule?.type).toBe('fixed')
+      // The stage that stopped early counts what it ran: 3 done of at most 3 + 4 + 2.
+      expect(c.progress).toEqual({ done: 3, total: 9 })
+      expect(c.iteration_seconds).toEqual({ median: 100, last: 100, count: 3, recent: [100, 100, 100] })
+      expect(c.eta).toMatchObject({
+        low_seconds: 600,
+        high_seconds: 600,
+        basis: '6 iterations left (this stage and 1 stage after it) at a median of 1m 40s each',
+      })
+      // A later stage whose max is unknown: no total, no ETA.
+      const open = course({ pipeline: true, stages: [stage(), stage({ name: 'b', max: null })], completed: 1, history: ends('work', [10]) })
+      expect([open.progress, open.eta]).toEqual([{ done: 1, total: null }, null])
+    })
+
+    test('a resumed run is timed from its resume; iterations of very different lengths give their median', () => {
+      const history = [...ends('work', [10], [20]), ...ends('work', [5000], [5600], [5620]).map((e, i) => ({ ...e, iteration: i + 3 }))]
+      const c = course({ completed: 5, history, runStarted: t(4990), now: t(5620), stages: [stage({ max: 8 })] })
+      expect(c.iteration_seconds).toEqual({ median: 20, last: 20, count: 3, recent: [10, 600, 20] })
+      expect(c.progress).toEqual({ done: 5, total: 8 })
+      // Complete: the run did what it did.
+      expect(course({ completed: 3, history: ends('work', [10], [20], [30]), running: false, complete: true }).progress).toEqual({
+        done: 3,
+        total: 3,
+      })
+    })
+
+    test('a stage.yaml says its rule in its termination block, or in the older completion field', () => {
+      expect(stageRuleOf('name: improve-plan\ntermination:\n  type: judgment\n  min_iterations: 2\n  consensus: 3\n')).toEqual({
+        name: 'improve-plan',
+        type: 'judgment',
+        min_iterations: 2,
+        consensus: 3,
+        max: null,
+      })
+      expect(stageRuleOf('name: work\ncompletion: beads-empty\n')).toMatchObject({ type: 'queue' })
+      expect(stageRuleOf('name: w\ncompletion: plateau\nmin_iterations: 4\n')).toMatchObject({ type: 'judgment', min_iterations: 4 })
+      // Nothing said: the engine's default, fixed; a type it has no rule for, none.
+      expect(stageRuleOf('name: w\n').type).toBe('fixed')
+      expect(stageRuleOf('termination:\n  type: __proto__\n').type).toBe(null)
     })
   })
 
