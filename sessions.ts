@@ -10567,36 +10567,37 @@ if (import.meta.vitest) {
     })
   })
 
-  describe('the course: stop rule, progress, iteration times, ETA', () => {
-    const t = (seconds: number) => now + seconds * 1000
-    const stage = (over: Partial<StageRule> = {}): StageRule => ({
-      name: 'work',
-      type: 'fixed',
-      min_iterations: null,
-      consensus: null,
-      max: 5,
+  // The course: stages, histories and a clock made up for each case.
+  const t = (seconds: number) => now + seconds * 1000
+  const stage = (over: Partial<StageRule> = {}): StageRule => ({
+    name: 'work',
+    type: 'fixed',
+    min_iterations: null,
+    consensus: null,
+    max: 5,
+    ...over,
+  })
+  /** Iterations of one stage ending at the times given (seconds after `now`), with their decisions. */
+  const ends = (name: string, ...runs: [number, string?][]) =>
+    runs.map(([seconds, decision = 'continue'], i) => ({ stage: name, iteration: i + 1, decision, at: t(seconds) }))
+  const course = (over: Partial<CourseFacts>) =>
+    courseOf({
+      stages: [stage()],
+      stageIndex: 0,
+      pipeline: false,
+      completed: 0,
+      iterationStarted: null,
+      history: [],
+      runStarted: now,
+      running: true,
+      complete: false,
+      tasks: null,
+      label: 'pipeline/x',
+      now,
       ...over,
     })
-    /** Iterations of one stage ending at the times given (seconds after `now`), with their decisions. */
-    const ends = (name: string, ...runs: [number, string?][]) =>
-      runs.map(([seconds, decision = 'continue'], i) => ({ stage: name, iteration: i + 1, decision, at: t(seconds) }))
-    const course = (over: Partial<CourseFacts>) =>
-      courseOf({
-        stages: [stage()],
-        stageIndex: 0,
-        pipeline: false,
-        completed: 0,
-        iterationStarted: null,
-        history: [],
-        runStarted: now,
-        running: true,
-        complete: false,
-        tasks: null,
-        label: 'pipeline/x',
-        now,
-        ...over,
-      })
 
+  describe('the course: each stop rule, its progress and its end', () => {
     test('fixed: the iterations left at the median, less what the one under way has done', () => {
       const c = course({ completed: 2, history: ends('work', [60], [120]), iterationStarted: t(120), now: t(150) })
       expect(c.stop_rule).toEqual({
@@ -10671,7 +10672,9 @@ if (import.meta.vitest) {
       })
       expect(course({ stages: [queue], completed: 2, history: two, now: t(120) }).eta).toMatchObject({ low_seconds: 60, high_seconds: 480 })
     })
+  })
 
+  describe('the course: pipelines, resumed runs, stage.yaml', () => {
     test('a pipeline just past its stage switch: the new stage, the whole run, every stage timed until the new one has an iteration', () => {
       const c = course({
         pipeline: true,
