@@ -2078,7 +2078,8 @@ describe('monitor', () => {
     const run = await cli(['monitor', 'watched', '-n', '3', '-C', root])
     expect(run.code).toBe(0)
     const lines = run.stdout.trimEnd().split('\n')
-    expect(lines[0]).toMatch(/^watched: running · ralph · iteration 3\/9 · started .* · runtime \d+s$/)
+    // Its end, from the two iterations done: about seven more of theirs.
+    expect(lines[0]).toMatch(/^watched: running · ralph · iteration 3\/9 · started .* · runtime \d+s · ends in (<1m|~\dm)$/)
     expect(lines.slice(-3)).toEqual(['Iteration 2 of 9', '  Mock iteration 2 completed', 'Iteration 3 of 9'])
     const json = JSON.parse((await cli(['monitor', 'watched', '--json', '-C', root])).stdout)
     expect(json).toMatchObject({ source: 'tmux', session: { name: 'watched', health: 'running' } })
@@ -3438,6 +3439,10 @@ describe('events and notify', () => {
         'stage',
         'why',
         'summary',
+        'decision',
+        'stop_votes',
+        'progress',
+        'eta',
       ])
     const of = (name: string) =>
       lines.filter((line) => line.session === name).map((line) => `${line.event}${line.event === 'iteration' ? line.iteration : ''}`)
@@ -5180,6 +5185,23 @@ describe('where each session is going: its stop rule, its progress, its end', ()
     expect(JSON.parse((await cli(['status', 'plan', '--json', '-C', root])).stdout).completion_reason).toBe(
       'Consensus reached: 2 consecutive agents agree to stop',
     )
+    // Its events: each iteration with its decision and the course it left; the first stop vote as news.
+    const told = (await cli(['events', 'plan', '--json', '-C', root])).stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    expect(told.map((e) => [e.event, e.iteration, e.decision, e.stop_votes, e.progress?.done ?? null])).toEqual([
+      ['started', null, null, null, null],
+      ['iteration', 1, 'continue', 0, 1],
+      ['iteration', 2, 'stop', 1, 2],
+      ['stopping', 2, null, null, null],
+      ['iteration', 3, 'stop', 2, 3],
+      ['complete', 3, null, null, null],
+    ])
+    expect(told[0].why).toBe('improve-plan loop, max 6')
+    expect(told[3].why).toBe('1 of 2 agents judge it done')
+    // The ETA as each iteration left it: after iteration 2, the earliest stop was the next.
+    expect(told[2].eta).toMatchObject({ basis: expect.stringMatching(/^1–4 iterations left/) })
   })
 
   test('a pipeline past its stage switch: the new stage’s counts, the whole run’s progress, an ENDS column that fits', async () => {
@@ -5206,6 +5228,8 @@ describe('where each session is going: its stop rule, its progress, its end', ()
     expect(second).toMatchObject({ stage_name: 'tasks', max_iterations: 3, progress: { done: 3, total: 5 } })
     expect(second.stop_rule).toMatchObject({ type: 'fixed', stop_votes: null })
     expect(second.eta!.basis).toMatch(/^2 iterations left at a median of \d+s each$/)
+    const started = JSON.parse((await cli(['events', 'docs', '--json', '-C', root])).stdout.split('\n')[0])
+    expect(started).toMatchObject({ event: 'started', why: 'pipeline long: plan × 4, tasks × 3' })
     const wide = await cli(['list', '-C', root], { columns: 120 })
     expect(wide.stdout).toMatch(/ {2}ENDS\n/)
     expect(wide.stdout).toMatch(/\n(docs .*)\s(~\d+m|<1m)\n/)

@@ -5754,27 +5754,34 @@ interface MonitorResult {
 
 async function monitor(name: string, options: MonitorOptions = {}): Promise<MonitorResult> {
   const lines = options.lines ?? DEFAULTS.monitorLines
-  const { root, facts, row, tmuxAvailable } = await sessionFactsFor(name, options)
+  const { root, facts, tmuxAvailable } = await sessionFactsFor(name, options)
   // pipeline-NAME, the tmux name, stands for NAME.
   name = facts.name
   const paths = sessionPaths(root, name)
   const log = paths.output
   const progress = progressFile(facts)
-  const beads = row.type === 'ralph' ? await sessionBeads(name, options.env) : null
-  const base = {
+  const output = await monitorOutput(facts, log, lines, options)
+  // The session as it is once its output was read: a header never behind the lines under it.
+  const { row } = await sessionFactsFor(name, options)
+  const beads = worksQueue(row) ? await sessionBeads(name, options.env) : null
+  return {
     session: row,
     tmux_available: tmuxAvailable,
     log: existsSync(log) ? relative(root, log) : null,
     progress: progress && relative(root, progress),
     beads,
+    ...output,
   }
+}
+
+/** The last lines of a session's output: its pane's, else its kept log's. */
+async function monitorOutput(facts: SessionFacts, log: string, lines: number, options: TmuxOptions) {
   if (facts.tmux) {
     const captured = await capturePane(options, facts.tmux.tmuxName, Math.max(lines * 4, 200))
-    if (captured) return { ...base, source: 'tmux', lines: captured.slice(-lines) }
+    if (captured) return { source: 'tmux' as const, lines: captured.slice(-lines) }
   }
   const kept = await readOutputLog(log, lines)
-  if (kept) return { ...base, source: 'log', lines: kept }
-  return { ...base, source: 'none', lines: [] }
+  return kept ? { source: 'log' as const, lines: kept } : { source: 'none' as const, lines: [] }
 }
 
 /** The last line a session printed, from the kept copy of its output (null when nothing was kept). */
@@ -5896,6 +5903,7 @@ const EVENT_KINDS = [
   'started',
   'resumed',
   'iteration',
+  'stopping',
   'stage',
   'stalled',
   'unstalled',
@@ -5912,7 +5920,7 @@ const EXEC_TEXT_CHARS = 8192
 /** What `notify` delivers unless --on says otherwise: ends that need a person, and stalls. */
 const NOTIFY_KINDS: readonly EventKind[] = ['complete', 'failed', 'crashed', 'stalled', 'orphaned', 'zombie']
 /** Kinds that a session's files keep for good, one event each iteration: a watcher's log does not keep them. */
-const FILED_KINDS: ReadonlySet<EventKind> = new Set(['iteration', 'stage'])
+const FILED_KINDS: ReadonlySet<EventKind> = new Set(['iteration', 'stopping', 'stage'])
 /** What no file records and only a look sees: reported when two looks in a row see it. */
 const LOOK_ONLY: ReadonlySet<string> = new Set(['crashed', 'zombie', 'orphaned'])
 /** Healths that are the end of a run and an event of their own name. */
@@ -5937,6 +5945,11 @@ interface SessionEvent {
   stage: string | null
   why: string | null
   summary: string | null
+  /** An iteration's: the agent's decision, and the session's course as that iteration left it (courseOf). */
+  decision: string | null
+  stop_votes: number | null
+  progress: Course['progress']
+  eta: Course['eta']
 }
 
 /** An event with what names it across looks (the same event seen twice is one), and its line for people. */
@@ -6008,9 +6021,11 @@ interface EventSource {
   /** Stage names by index (plan nodes, state stages, or the loop's type). */
   stageNames: (string | null)[]
   eventsFile: string | null
+  /** The facts of its course, from which each iteration's is told. */
+  course: CourseFacts | null
 }
 
-function eventSourceOf(facts: SessionFacts, row: SessionRow, killing: ReadonlySet<string>): EventSource {
+function eventSourceOf(facts: SessionFacts, row: SessionRow, killing: ReadonlySet<string>, now: number): EventSource {
   const state = facts.state.kind === 'ok' ? facts.state.value : null
   const plan = facts.plan?.kind === 'ok' ? facts.plan.value : null
   const names: (string | null)[] = plan?.nodes.map((node) => node.id ?? null) ?? []
@@ -6027,6 +6042,46 @@ function eventSourceOf(facts: SessionFacts, row: SessionRow, killing: ReadonlySe
     history: state?.history ?? [],
     stageNames: names,
     eventsFile: facts.runEntries.includes('events.jsonl') ? sessionPaths(facts.root, facts.name).events : null,
+    course: state ? courseFactsOf(facts, describeStage(facts), row.health, parseTime(row.resumed_at ?? row.started_at), now, null) : null,
+  }
+}
+
+/**
+ * The course as an iteration left it: the history up to its entry, its stage current, the clock at its
+ * end. Null where the history holds no such entry.
+ */
+function courseAfter(source: EventSource, stage: string | null, iteration: number | null): Course | null {
+  const course = source.course
+  if (!course || iteration === null) return null
+  const index = course.history.findLastIndex((entry) => entry.iteration === iteration && (!course.pipeline || entry.stage === stage))
+  const stageIndex = course.pipeline ? course.stages.findIndex((rule) => rule.name === stage) : 0
+  if (index < 0 || stageIndex < 0) return null
+  return courseOf({
+    ...course,
+    history: course.history.slice(0, index + 1),
+    stageIndex,
+    completed: iteration,
+    iterationStarted: null,
+    running: true,
+    complete: false,
+    now: course.history[index].at ?? course.now,
+  })
+}
+
+/** An iteration's event details from its course; a judgment stage's first stop vote is news of its own. */
+function iterationDetails(look: Look, stage: string | null, iteration: number | null, decision: string | null) {
+  const course = courseAfter(look.source, stage, iteration)
+  const votes = course?.stop_rule?.stop_votes ?? null
+  const rule = look.source.course?.stages.find((s) => !look.source.course?.pipeline || s.name === stage)
+  return {
+    details: {
+      decision,
+      stop_votes: votes,
+      progress: course?.progress ?? null,
+      eta: course?.eta ?? null,
+      ...(rule?.max != null ? { max_iterations: rule.max } : {}),
+    },
+    stopping: votes === 1 && decision === 'stop' ? `1 of ${course?.stop_rule?.consensus ?? 2} agents judge it done` : null,
   }
 }
 
@@ -6069,7 +6124,12 @@ interface Look {
   events: TrackedEvent[]
 }
 
-type EventDetails = Partial<Pick<SessionEvent, 'iteration' | 'stage' | 'why' | 'summary' | 'health'>>
+type EventDetails = Partial<
+  Pick<
+    SessionEvent,
+    'iteration' | 'stage' | 'why' | 'summary' | 'health' | 'decision' | 'stop_votes' | 'progress' | 'eta' | 'max_iterations'
+  >
+>
 
 /**
  * What is new for one session since `mark` (everything its files say, without one), and its new mark.
@@ -6129,10 +6189,14 @@ function addEvent(look: Look, event: EventKind, ts: string | null, id: string, m
     event,
     health: more.health ?? (END_EVENTS.has(row.health) || row.health === 'orphaned' ? row.health : 'running'),
     iteration: more.iteration !== undefined ? more.iteration : (row.iteration ?? null),
-    max_iterations: row.max_iterations,
+    max_iterations: more.max_iterations !== undefined ? more.max_iterations : row.max_iterations,
     stage: more.stage !== undefined ? more.stage : row.stage_name,
     why: unreadable ? [why, unreadable].filter(Boolean).join('; ') : why,
     summary: more.summary ?? null,
+    decision: more.decision ?? null,
+    stop_votes: more.stop_votes ?? null,
+    progress: more.progress ?? null,
+    eta: more.eta ?? null,
   }
   look.events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
 }
@@ -6143,12 +6207,16 @@ function runStartEvents(look: Look): void {
   const { row } = source
   if (!look.fresh || run === null) return
   if (run !== row.resumed_at) {
-    addEvent(look, 'started', source.startedAt, run, { health: 'running', iteration: null, why: startedWhy(row) })
+    addEvent(look, 'started', source.startedAt, run, { health: 'running', iteration: null, why: startedWhy(row, source.course) })
     return
   }
   // Read from the files: the first start of a resumed session happened too.
   if (!look.mark && source.startedAt !== null)
-    addEvent(look, 'started', source.startedAt, source.startedAt, { health: 'running', iteration: null, why: startedWhy(row) })
+    addEvent(look, 'started', source.startedAt, source.startedAt, {
+      health: 'running',
+      iteration: null,
+      why: startedWhy(row, source.course),
+    })
   // Where it resumed: the first iteration finished since (the state's own counts have moved on).
   const resumed = parseTime(row.resumed_at)!
   const first = source.history.find((entry) => (parseTime(entry.timestamp) ?? 0) >= resumed)?.iteration
@@ -6240,13 +6308,20 @@ function iterationEvent(look: Look, event: EngineEvent, stageIndex: number | nul
   const decision = text('decision') ?? entry?.decision ?? null
   const reason = text('reason') ?? entry?.reason ?? null
   const provider = event.cursor?.provider ? ` (${event.cursor.provider})` : ''
-  addEvent(look, 'iteration', event.ts, `${stageIndex ?? ''}\t${iteration ?? ''}\t${event.cursor?.provider ?? ''}\t${event.ts}`, {
+  const id = `${stageIndex ?? ''}\t${iteration ?? ''}\t${event.cursor?.provider ?? ''}\t${event.ts}`
+  // A parallel block's provider keeps a history of its own: no course of the session's.
+  const { details, stopping } = event.cursor?.provider
+    ? { details: { decision }, stopping: null }
+    : iterationDetails(look, stage, iteration, decision)
+  addEvent(look, 'iteration', event.ts, id, {
     health: 'running',
     iteration,
     stage,
     why: decision ? `${decision}${reason ? `: ${reason}` : ''}${provider}` : null,
     summary: text('summary') ?? entry?.summary ?? null,
+    ...details,
   })
+  if (stopping) addEvent(look, 'stopping', event.ts, id, { health: 'running', iteration, stage, why: stopping })
 }
 
 /** Without events.jsonl: finished iterations from the state's history, and a stage move from the state. */
@@ -6255,14 +6330,20 @@ function historyEvents(look: Look): void {
   const { row } = source
   // A fresh start may begin a new history: what is there now is read from its start.
   const seen = next.history <= source.history.length ? next.history : 0
-  for (const entry of source.history.slice(seen))
-    addEvent(look, 'iteration', entry.timestamp ?? null, `${entry.stage ?? ''}\t${entry.iteration ?? ''}\t${entry.timestamp ?? ''}`, {
+  for (const entry of source.history.slice(seen)) {
+    const id = `${entry.stage ?? ''}\t${entry.iteration ?? ''}\t${entry.timestamp ?? ''}`
+    const { details, stopping } = iterationDetails(look, entry.stage ?? null, entry.iteration ?? null, entry.decision ?? null)
+    addEvent(look, 'iteration', entry.timestamp ?? null, id, {
       health: 'running',
       iteration: entry.iteration ?? null,
       stage: entry.stage ?? null,
       why: entry.decision ? `${entry.decision}${entry.reason ? `: ${entry.reason}` : ''}` : null,
       summary: entry.summary ?? null,
+      ...details,
     })
+    if (stopping)
+      addEvent(look, 'stopping', entry.timestamp ?? null, id, { health: 'running', iteration: entry.iteration ?? null, why: stopping })
+  }
   if (row.mode === 'pipeline' && row.stage_index !== null && next.stage_index !== null && row.stage_index > next.stage_index)
     addEvent(look, 'stage', null, `${row.stage_index}\t${look.run}`, {
       health: 'running',
@@ -6325,9 +6406,21 @@ function endEvents(look: Look): void {
 }
 
 /** "ralph loop, max 25" or "pipeline refine". */
-function startedWhy(row: SessionRow): string {
+/** "pipeline refine: improve-plan × 5, refine-tasks × 5", "ralph loop, max 25". */
+function startedWhy(row: SessionRow, course: CourseFacts | null): string {
+  const stages = course?.pipeline ? course.stages.map((stage) => `${stage.name ?? '?'} × ${stage.max ?? '?'}`) : []
+  if (stages.length) return `pipeline ${row.type ?? '?'}: ${stages.join(', ')}`
   const what = row.mode === 'pipeline' ? `pipeline ${row.type ?? '?'}` : `${row.type ?? '?'} loop`
   return row.max_iterations ? `${what}, max ${row.max_iterations}` : what
+}
+
+/** " (4 of at most 10 done, ends in ~12m)": the course an iteration left, for its line. */
+function courseWords(event: SessionEvent): string {
+  const done = event.progress
+    ? `${event.progress.done} of ${event.progress.total === null ? '?' : `at most ${event.progress.total}`} done`
+    : null
+  const parts = [done, event.eta ? `ends in ${etaCell(event.eta)}` : null].filter(Boolean)
+  return parts.length ? ` (${parts.join(', ')})` : ''
 }
 
 /** One human line: "auth crashed at iteration 12/25 in /home/me/repo: lock left with dead PID 4242 — resume: …". */
@@ -6338,7 +6431,8 @@ function eventText(event: SessionEvent, resume: string | null): string {
   const says: Record<EventKind, string> = {
     started: `${event.session} started${where}${why}`,
     resumed: `${event.session} resumed${where}${why}`,
-    iteration: `${event.session} finished iteration ${event.iteration ?? '?'}${event.max_iterations ? `/${event.max_iterations}` : ''}${event.stage ? ` (${event.stage})` : ''}${where}${why}${event.summary ? ` — ${event.summary}` : ''}`,
+    stopping: `${event.session} may stop soon${at}${event.stage ? ` (${event.stage})` : ''}${where}${why}`,
+    iteration: `${event.session} finished iteration ${event.iteration ?? '?'}${event.max_iterations ? `/${event.max_iterations}` : ''}${event.stage ? ` (${event.stage})` : ''}${where}${why}${event.summary ? ` — ${event.summary}` : ''}${courseWords(event)}`,
     stage: `${event.session} moved to stage ${event.stage ?? '?'}${event.why ? ` (${event.why})` : ''}${where}`,
     stalled: `${event.session} stalled${at}${where}${why}`,
     unstalled: `${event.session} is moving again${at}${where}`,
@@ -6373,6 +6467,14 @@ const TrackedEventSchema = z.object({
   stage: z.string().nullable(),
   why: z.string().nullable(),
   summary: z.string().nullable(),
+  // Added in a later version: a record saved before has none.
+  decision: z.string().nullable().default(null),
+  stop_votes: z.number().int().nullable().default(null),
+  progress: z.object({ done: z.number().int(), total: z.number().int().nullable() }).nullable().default(null),
+  eta: z
+    .object({ low_seconds: z.number(), high_seconds: z.number(), low_at: z.string(), high_at: z.string(), basis: z.string() })
+    .nullable()
+    .default(null),
 })
 
 const NotifyRecordSchema = z.object({
@@ -6479,7 +6581,7 @@ async function lookAtProject(
   for (const lock of await toolLocks(root)) if (lock.kind === 'kill' && (await toolLockHolder(lock.file)).live) killing.add(lock.name)
   const project = await mapProject(
     { ...options, root, tmuxSessions: tmux.sessions, gather: cache ? cachedGather(cache, root) : undefined },
-    (facts) => eventSourceOf(facts, describeSession(facts, now, options), killing),
+    (facts) => eventSourceOf(facts, describeSession(facts, now, options), killing, now),
   )
   if (cache) for (const name of cache.keys()) if (!project.sessions.some((source) => source.row.name === name)) cache.delete(name)
   const news: TrackedEvent[] = []
@@ -7396,7 +7498,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
     session_events: {
       grant: 'read',
       description:
-        'What happened to the sessions, oldest first: started, resumed, iteration, stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie. Pass the returned `cursor` back to get only what is new since.',
+        'What happened to the sessions, oldest first: started, resumed, iteration, stopping (the first stop vote of a judgment stage), stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie. Pass the returned `cursor` back to get only what is new since.',
       inputSchema: {
         names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
         since: toolText(64).optional().describe('only since: 30m, 2h, 1d, or an ISO time'),
@@ -7947,6 +8049,11 @@ function etaCell(eta: SessionRow['eta']): string {
   return low !== high ? `${low}–${high}` : low === '<1m' ? low : `~${low}`
 }
 
+/** "ends in ~40m", for a header or a label; null when there is no ETA. */
+function endsIn(row: SessionRow): string | null {
+  return row.eta ? `ends in ${etaCell(row.eta)}` : null
+}
+
 /** "about 40m–55m, by 14:20" (the day too when it is not today's). */
 function etaWords(eta: NonNullable<SessionRow['eta']>, now: number): string {
   const by = localTime(eta.high_at).slice(0, 16)
@@ -8465,6 +8572,7 @@ function monitorHeader(p: Palette, row: SessionRow): string {
     row.iteration !== null || row.max_iterations !== null ? `iteration ${iterationCell(row)}` : null,
     row.started_at ? `started ${localTime(row.started_at)}` : null,
     row.runtime_seconds !== null ? `runtime ${formatDuration(row.runtime_seconds * 1000)}` : null,
+    endsIn(row),
   ].filter(Boolean)
   return parts.join(' · ')
 }
@@ -8521,6 +8629,7 @@ const EVENT_STYLE: Record<EventKind, 'green' | 'yellow' | 'red' | 'dim' | null> 
   started: 'green',
   resumed: 'green',
   iteration: 'dim',
+  stopping: 'green',
   stage: null,
   stalled: 'yellow',
   unstalled: 'green',
@@ -9063,7 +9172,8 @@ async function watchList(options: ListOptions, intervalMs: number, io: Io): Prom
 
 /** "auth — ralph · iteration 5/25 · running 2h 15m": a session as the menu offers it. */
 function describeForMenu(row: SessionRow, now = Date.now()): string {
-  return `${row.name} — ${[row.type ?? '?', `iteration ${iterationCell(row)}`, `${row.health} ${timeCell(row, now).replace(/^up /, '')}`].join(' · ')}`
+  const parts = [row.type ?? '?', `iteration ${iterationCell(row)}`, `${row.health} ${timeCell(row, now).replace(/^up /, '')}`, endsIn(row)]
+  return `${row.name} — ${parts.filter(Boolean).join(' · ')}`
 }
 
 /** Which sessions a command takes, as the menu and completion offer them. */
