@@ -10808,6 +10808,24 @@ if (import.meta.vitest) {
       expect([open.progress, open.eta]).toEqual([{ done: 1, total: null }, null])
     })
 
+    test("just past a stage switch, the stage before's counters left in the state are not the new stage's", () => {
+      const stageOf = (stageName: string) => ({ mode: 'pipeline', stageKind: 'stage', stageName }) as Parameters<typeof stageCounters>[1]
+      const history = [
+        { stage: 'plan', iteration: 1 },
+        { stage: 'plan', iteration: 2 },
+      ]
+      const state = { status: 'running', iteration: 2, iteration_completed: 2, history } as State
+      expect(stageCounters(state, stageOf('tasks'))).toEqual({ iteration: 0, iteration_completed: 0 })
+      expect(stageCounters({ ...state, iteration_started: '2026-01-01T00:00:00Z' }, stageOf('tasks'))).toEqual({
+        iteration: 1,
+        iteration_completed: 0,
+      })
+      // Once the new stage has an iteration of its own, or in the stage itself, the state's counters stand.
+      expect(stageCounters(state, stageOf('plan'))).toEqual({ iteration: 2, iteration_completed: 2 })
+      const onward = { ...state, iteration: 2, iteration_completed: 1, history: [...history, { stage: 'tasks', iteration: 1 }] }
+      expect(stageCounters(onward, stageOf('tasks'))).toEqual({ iteration: 2, iteration_completed: 1 })
+    })
+
     test('a resumed run is timed from its resume; iterations of very different lengths give their median', () => {
       const history = [...ends('work', [10], [20]), ...ends('work', [5000], [5600], [5620]).map((e, i) => ({ ...e, iteration: i + 3 }))]
       const c = course({ completed: 5, history, runStarted: t(4990), now: t(5620), stages: [stage({ max: 8 })] })
