@@ -6046,6 +6046,9 @@ function eventSourceOf(facts: SessionFacts, row: SessionRow, killing: ReadonlySe
   }
 }
 
+/** How many of a session's newest iterations an event tells the course of. */
+const COURSE_EVENTS_MAX = 200
+
 /**
  * The course as an iteration left it: the history up to its entry, its stage current, the clock at its
  * end. Null where the history holds no such entry.
@@ -6053,7 +6056,11 @@ function eventSourceOf(facts: SessionFacts, row: SessionRow, killing: ReadonlySe
 function courseAfter(source: EventSource, stage: string | null, iteration: number | null): Course | null {
   const course = source.course
   if (!course || iteration === null) return null
-  const index = course.history.findLastIndex((entry) => entry.iteration === iteration && (!course.pipeline || entry.stage === stage))
+  // Each costs a pass over the history before it: only the newest are told, so that a state of tens of
+  // thousands of entries (written by hand, or by a runaway) cannot make a look take minutes.
+  const newest = course.history.slice(-COURSE_EVENTS_MAX)
+  const found = newest.findLastIndex((entry) => entry.iteration === iteration && (!course.pipeline || entry.stage === stage))
+  const index = found < 0 ? -1 : course.history.length - newest.length + found
   const stageIndex = course.pipeline ? course.stages.findIndex((rule) => rule.name === stage) : 0
   if (index < 0 || stageIndex < 0) return null
   return courseOf({
@@ -10808,24 +10815,6 @@ if (import.meta.vitest) {
       expect([open.progress, open.eta]).toEqual([{ done: 1, total: null }, null])
     })
 
-    test("just past a stage switch, the stage before's counters left in the state are not the new stage's", () => {
-      const stageOf = (stageName: string) => ({ mode: 'pipeline', stageKind: 'stage', stageName }) as Parameters<typeof stageCounters>[1]
-      const history = [
-        { stage: 'plan', iteration: 1 },
-        { stage: 'plan', iteration: 2 },
-      ]
-      const state = { status: 'running', iteration: 2, iteration_completed: 2, history } as State
-      expect(stageCounters(state, stageOf('tasks'))).toEqual({ iteration: 0, iteration_completed: 0 })
-      expect(stageCounters({ ...state, iteration_started: '2026-01-01T00:00:00Z' }, stageOf('tasks'))).toEqual({
-        iteration: 1,
-        iteration_completed: 0,
-      })
-      // Once the new stage has an iteration of its own, or in the stage itself, the state's counters stand.
-      expect(stageCounters(state, stageOf('plan'))).toEqual({ iteration: 2, iteration_completed: 2 })
-      const onward = { ...state, iteration: 2, iteration_completed: 1, history: [...history, { stage: 'tasks', iteration: 1 }] }
-      expect(stageCounters(onward, stageOf('tasks'))).toEqual({ iteration: 2, iteration_completed: 1 })
-    })
-
     test('a resumed run is timed from its resume; iterations of very different lengths give their median', () => {
       const history = [...ends('work', [10], [20]), ...ends('work', [5000], [5600], [5620]).map((e, i) => ({ ...e, iteration: i + 3 }))]
       const c = course({ completed: 5, history, runStarted: t(4990), now: t(5620), stages: [stage({ max: 8 })] })
@@ -10851,6 +10840,48 @@ if (import.meta.vitest) {
       // Nothing said: the engine's default, fixed; a type it has no rule for, none.
       expect(stageRuleOf('name: w\n').type).toBe('fixed')
       expect(stageRuleOf('termination:\n  type: __proto__\n').type).toBe(null)
+    })
+  })
+
+  describe('the course: a stage switch in the state, a long history', () => {
+    test('an event tells the course of the newest 200 iterations only: a history of 50,000 costs no more than 200', () => {
+      const history = Array.from({ length: 50_000 }, (_, i) => ({ stage: 'work', iteration: i + 1, decision: 'continue', at: t(i + 1) }))
+      const facts: CourseFacts = {
+        stages: [stage({ max: 50_000 })],
+        stageIndex: 0,
+        pipeline: false,
+        completed: 50_000,
+        iterationStarted: null,
+        history,
+        runStarted: now,
+        running: false,
+        complete: true,
+        tasks: null,
+        label: 'pipeline/x',
+        now: t(50_000),
+      }
+      const source = { course: facts } as EventSource
+      expect(courseAfter(source, 'work', 50_000)?.progress).toEqual({ done: 50_000, total: 50_000 })
+      expect(courseAfter(source, 'work', 49_801)?.progress).toEqual({ done: 49_801, total: 50_000 })
+      expect(courseAfter(source, 'work', 49_800)).toBe(null)
+    })
+
+    test("just past a stage switch, the stage before's counters left in the state are not the new stage's", () => {
+      const stageOf = (stageName: string) => ({ mode: 'pipeline', stageKind: 'stage', stageName }) as Parameters<typeof stageCounters>[1]
+      const history = [
+        { stage: 'plan', iteration: 1 },
+        { stage: 'plan', iteration: 2 },
+      ]
+      const state = { status: 'running', iteration: 2, iteration_completed: 2, history } as State
+      expect(stageCounters(state, stageOf('tasks'))).toEqual({ iteration: 0, iteration_completed: 0 })
+      expect(stageCounters({ ...state, iteration_started: '2026-01-01T00:00:00Z' }, stageOf('tasks'))).toEqual({
+        iteration: 1,
+        iteration_completed: 0,
+      })
+      // Once the new stage has an iteration of its own, or in the stage itself, the state's counters stand.
+      expect(stageCounters(state, stageOf('plan'))).toEqual({ iteration: 2, iteration_completed: 2 })
+      const onward = { ...state, iteration: 2, iteration_completed: 1, history: [...history, { stage: 'tasks', iteration: 1 }] }
+      expect(stageCounters(onward, stageOf('tasks'))).toEqual({ iteration: 2, iteration_completed: 1 })
     })
   })
 
