@@ -1267,7 +1267,8 @@ describe('start', () => {
     const byHand = await cli(['start', 'ralph', 'twin', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })
     expect(byHand.code).toBe(0)
     const resumed = cli(['resume', 'twin', '--yes', '-C', root], { env: { MOCK_RECONCILE: '1.5', MOCK_PACE: '0.2' } })
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Once the resume has launched its engine (past its own checks, which a lock being written would fail).
+    await waitFor('the resumed engine reconciling', () => paneText('=pipeline-twin:').includes('Reconciling'))
     const beside = spawnGroup(path.join(root, 'scripts/run.sh'), ['ralph', 'twin', '3', '--resume', '--foreground'], {
       cwd: root,
       env: { ...ENV, MOCK_END: 'hang:1' },

@@ -292,11 +292,11 @@ function shellQuote(text: string): string {
 
 /**
  * The one place text from a file, a pane, tmux or bd is made safe for a terminal: every escape sequence
- * (colours, titles, cursor moves, OSC 52 clipboard writes) and every C0 and C1 control character is
- * removed, but tab and newline. Renderers only ever see text that went through here.
+ * (colours, titles, cursor moves, OSC 52 clipboard writes), every C0 and C1 control character but tab and
+ * newline, and the bidirectional overrides that make a line read other than it is, are removed. Renderers only ever see text that went through here.
  */
 function terminalSafe(text: string): string {
-  return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '')
+  return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '')
 }
 
 /** Text cut to `max` characters, saying so. */
@@ -2797,16 +2797,22 @@ function loopRuleOf(root: string, stageDir: string | null): StageRule | null {
  * top-level `completion:` and `min_iterations:`. Read by lines, as the engine's own files are written; the
  * max of a loop is its command line's, never the file's.
  */
-function stageRuleOf(text: string): StageRule {
-  const block = /^termination:[ \t]*\n((?:[ \t]+.*\n?)*)/m.exec(text)?.[1] ?? ''
+function stageRuleOf(raw: string): StageRule {
+  const text = raw.replace(/\r\n?/g, '\n')
+  // The block: indented lines after `termination:` (blank and comment lines among them), or a flow map.
+  const flow = /^termination:[ \t]*\{([^}\n]*)\}/m.exec(text)?.[1]
+  const block =
+    flow !== undefined
+      ? flow.replace(/,/g, '\n')
+      : (/^termination:[ \t]*(?:#.*)?\n((?:(?:[ \t]+.*|[ \t]*(?:#.*)?)\n?)*)/m.exec(text)?.[1] ?? '')
   const field = (source: string, key: string) => new RegExp(`^[ \\t]*${key}:[ \\t]*["']?([\\w-]+)`, 'm').exec(source)?.[1] ?? null
   const count = (value: string | null) => (value !== null && /^\d{1,6}$/.test(value) ? Number(value) : null)
   const type = field(block, 'type') ?? /^completion:[ \t]*["']?([\w-]+)/m.exec(text)?.[1] ?? 'fixed'
   return {
     name: /^name:[ \t]*["']?([\w-]+)/m.exec(text)?.[1] ?? null,
     type: STOP_TYPES.get(type) ?? null,
-    min_iterations: count(field(block, 'min_iterations') ?? /^min_iterations:[ \t]*(\d+)/m.exec(text)?.[1] ?? null),
-    consensus: count(field(block, 'consensus')),
+    min_iterations: countOf(count(field(block, 'min_iterations') ?? /^min_iterations:[ \t]*(\d+)/m.exec(text)?.[1] ?? null)),
+    consensus: countOf(count(field(block, 'consensus'))),
     max: null,
   }
 }
@@ -3195,7 +3201,13 @@ function courseProgress(facts: CourseFacts): { done: number; total: number | nul
   facts.stages.forEach((stage, index) => {
     const ran = index < facts.stageIndex ? stageIterations(facts, stage) : index === facts.stageIndex ? facts.completed : 0
     done += ran
-    const most = index < facts.stageIndex || (index === facts.stageIndex && facts.complete) ? ran : stage.max
+    // A state that says more than the max (edited, or a max changed on resume) is believed: never less than done.
+    const most =
+      index < facts.stageIndex || (index === facts.stageIndex && facts.complete)
+        ? ran
+        : stage.max === null
+          ? null
+          : Math.max(ran, stage.max)
     total = total === null || most === null ? null : total + most
   })
   return { done, total: facts.complete ? done : total }
@@ -3214,7 +3226,7 @@ function stageIterations(facts: CourseFacts, stage: StageRule): number {
 function iterationSeconds(facts: CourseFacts): Course['iteration_seconds'] {
   const stage = facts.stages[facts.stageIndex]
   const ends = facts.history
-    .filter((entry) => entry.at !== null && facts.runStarted !== null && entry.at >= facts.runStarted)
+    .filter((entry) => entry.at !== null && facts.runStarted !== null && entry.at >= facts.runStarted && entry.at <= facts.now)
     .sort((a, b) => a.at! - b.at!)
   const spans = ends.map((entry, i) => ({ stage: entry.stage, seconds: (entry.at! - (i ? ends[i - 1].at! : facts.runStarted!)) / 1000 }))
   const own = facts.pipeline ? spans.filter((span) => span.stage === stage?.name) : spans
@@ -3232,14 +3244,18 @@ function median(numbers: number[]): number {
 }
 
 /** The fewest and most iterations a stage may still run from `done`, by its rule; null when its max is unknown. */
-function iterationsLeft(stage: StageRule, done: number, votes: number, facts: CourseFacts) {
+function iterationsLeft(stage: StageRule, done: number, votes: number, facts: CourseFacts, current: boolean) {
   if (stage.max === null) return null
   const most = Math.max(0, stage.max - done)
+  // Between iterations, a decision that meets the rule ends the stage now (judgment: if the judge agrees).
+  const last = current && facts.iterationStarted === null ? lastDecision(facts, stage) : null
   if (stage.type === 'judgment') {
     const { min_iterations: min, consensus } = ruleNumbers({ ...stage, type: 'judgment' })
+    if (last === 'stop' && votes >= (consensus ?? 2) && done >= (min ?? 1)) return { fewest: 0, most }
     const earliest = Math.max(done + 1, min ?? 1, done + (consensus ?? 2) - votes)
     return { fewest: Math.min(most, earliest - done), most }
   }
+  if (last === 'error' || (last === 'stop' && stage.type !== 'queue')) return { fewest: 0, most: 0 }
   if (stage.type === 'queue') {
     // Tasks closed per iteration so far (one a time when nothing says otherwise), the queue's end at that pace.
     const ran = courseProgress(facts).done
@@ -3250,19 +3266,26 @@ function iterationsLeft(stage: StageRule, done: number, votes: number, facts: Co
   return { fewest: most, most }
 }
 
+/** The newest decision of a stage's history (a loop's history is all its own). */
+function lastDecision(facts: CourseFacts, stage: StageRule): string | null {
+  const entry = facts.pipeline ? facts.history.findLast((e) => e.stage === stage.name) : facts.history.at(-1)
+  return entry?.decision ?? null
+}
+
 /** The end as a range: the iterations left (this stage's by its rule, then every later stage's) at the median. */
 function etaOf(facts: CourseFacts, votes: number, medianSeconds: number): Course['eta'] {
   let fewest = 0
   let most = 0
   for (let index = facts.stageIndex; index < facts.stages.length; index++) {
     const current = index === facts.stageIndex
-    const left = iterationsLeft(facts.stages[index], current ? facts.completed : 0, current ? votes : 0, facts)
+    const left = iterationsLeft(facts.stages[index], current ? facts.completed : 0, current ? votes : 0, facts, current)
     if (!left) return null
     fewest += left.fewest
     most += left.most
   }
-  // The iteration under way is partly done.
-  const under = facts.iterationStarted === null ? 0 : Math.min(medianSeconds, Math.max(0, (facts.now - facts.iterationStarted) / 1000))
+  // The iteration under way is partly done (past the median, it is taken as ending now, and said).
+  const running = facts.iterationStarted === null ? 0 : Math.max(0, (facts.now - facts.iterationStarted) / 1000)
+  const under = Math.min(medianSeconds, running)
   const low = Math.max(0, Math.round(fewest * medianSeconds - under))
   const high = Math.max(low, Math.round(most * medianSeconds - under))
   return {
@@ -3270,7 +3293,7 @@ function etaOf(facts: CourseFacts, votes: number, medianSeconds: number): Course
     high_seconds: high,
     low_at: isoOrNull(wholeSecond(facts.now + low * 1000))!,
     high_at: isoOrNull(wholeSecond(facts.now + high * 1000))!,
-    basis: etaBasis(facts, fewest, most, medianSeconds),
+    basis: `${etaBasis(facts, fewest, most, medianSeconds)}${running > 2 * medianSeconds ? `; the iteration under way has run ${formatDuration(running * 1000)}, past the median` : ''}`,
   }
 }
 
@@ -3441,9 +3464,16 @@ function stageCounters(state: State | null, stage: ReturnType<typeof describeSta
   const said = { iteration: state?.iteration ?? null, iteration_completed: state?.iteration_completed ?? null }
   const entries = state?.history ?? []
   const newest = entries.at(-1)?.stage
-  if (stage.mode !== 'pipeline' || stage.stageKind !== 'stage' || !newest || newest === stage.stageName) return said
+  // The stage before, as the state names it: a history of other names (written by hand) is left alone.
+  const before = state?.stages?.find((s) => s.index === (state.current_stage ?? 0) - 1)?.name
+  if (stage.mode !== 'pipeline' || stage.stageKind !== 'stage' || !newest || newest !== before) return said
   if (entries.some((entry) => entry.stage === stage.stageName)) return said
   return { iteration_completed: 0, iteration: said.iteration === null ? null : state?.iteration_started ? 1 : 0 }
+}
+
+/** A count from a file, 1 to a million; anything else (0, negative, a huge or unsafe number) unknown. */
+function countOf(value: number | null | undefined): number | null {
+  return value != null && value >= 1 && value <= 1_000_000 ? value : null
 }
 
 /** A queue's tasks (bd's beads labelled pipeline/NAME): left, and closed so far. */
@@ -3469,16 +3499,16 @@ function courseFactsOf(
         name: node.id ?? null,
         // The engine compiles a node without a type as fixed.
         type: node.termination ? (STOP_TYPES.get(node.termination.type ?? 'fixed') ?? null) : null,
-        min_iterations: node.termination?.min_iterations ?? null,
-        consensus: node.termination?.consensus ?? null,
-        max: node.termination?.max ?? null,
+        min_iterations: countOf(node.termination?.min_iterations),
+        consensus: countOf(node.termination?.consensus),
+        max: countOf(node.termination?.max),
       }))
-    : [{ ...(facts.loopRule ?? { name: null, type: null, min_iterations: null, consensus: null }), max: stage.maxIterations }]
+    : [{ ...(facts.loopRule ?? { name: null, type: null, min_iterations: null, consensus: null }), max: countOf(stage.maxIterations) }]
   return {
     stages,
     stageIndex: pipeline ? (stage.stageIndex ?? 0) : 0,
     pipeline,
-    completed: stageCounters(state, stage).iteration_completed ?? 0,
+    completed: Math.max(0, stageCounters(state, stage).iteration_completed ?? 0),
     iterationStarted: parseTime(state?.iteration_started),
     history: (state?.history ?? []).map((entry) => ({
       stage: entry.stage ?? null,
@@ -10738,7 +10768,7 @@ if (import.meta.vitest) {
     test('nothing to base an ETA on: no iteration done yet, or not running', () => {
       const first = course({ iterationStarted: now })
       expect([first.progress, first.iteration_seconds, first.eta]).toEqual([{ done: 0, total: 5 }, null, null])
-      const crashed = course({ completed: 1, history: ends('work', [30]), running: false })
+      const crashed = course({ completed: 1, history: ends('work', [30]), running: false, now: t(40) })
       expect([crashed.iteration_seconds, crashed.eta]).toEqual([{ median: 30, last: 30, count: 1, recent: [30] }, null])
       const unknown = course({ stages: [stage({ type: null, max: null })], completed: 1, history: ends('work', [30]) })
       expect([unknown.stop_rule, unknown.progress, unknown.eta]).toEqual([null, { done: 1, total: null }, null])
@@ -10762,7 +10792,8 @@ if (import.meta.vitest) {
       )
       expect(one.eta).toMatchObject({ low_seconds: 10, high_seconds: 30 })
       expect(at(3, ['continue', 'stop', 'stop']).stop_rule?.stop_votes).toBe(2)
-      expect(at(3, ['continue', 'stop', 'stop']).eta).toMatchObject({ low_seconds: 10, high_seconds: 20 })
+      // Consensus reached between iterations: the judge may stop it now.
+      expect(at(3, ['continue', 'stop', 'stop']).eta).toMatchObject({ low_seconds: 0, high_seconds: 20 })
       // Agents that fail never stop a judgment stage: no vote, so it may run to its max.
       const failing = at(2, ['error', 'error'])
       expect(failing.stop_rule?.stop_votes).toBe(0)
@@ -10827,6 +10858,20 @@ if (import.meta.vitest) {
       })
     })
 
+    test('a stage.yaml written by other hands: CRLF, blank and comment lines, a flow map; out of range is unknown', () => {
+      expect(stageRuleOf('name: w\r\ntermination:\r\n  type: judgment\r\n  consensus: 4\r\n')).toMatchObject({
+        type: 'judgment',
+        consensus: 4,
+      })
+      expect(stageRuleOf('termination:  # how it stops\n\n  # the type\n  type: queue\ndelay: 3\n').type).toBe('queue')
+      expect(stageRuleOf('termination: {type: judgment, min_iterations: 3}\n')).toMatchObject({ type: 'judgment', min_iterations: 3 })
+      expect(stageRuleOf('termination:\n  type: judgment\n  consensus: 0\n  min_iterations: 9999999\n')).toMatchObject({
+        consensus: null,
+        min_iterations: null,
+      })
+      expect(terminalSafe('RED X\u202eevil\u2066')).toBe('RED Xevil')
+    })
+
     test('a stage.yaml says its rule in its termination block, or in the older completion field', () => {
       expect(stageRuleOf('name: improve-plan\ntermination:\n  type: judgment\n  min_iterations: 2\n  consensus: 3\n')).toEqual({
         name: 'improve-plan',
@@ -10843,7 +10888,15 @@ if (import.meta.vitest) {
     })
   })
 
-  describe('the course: a stage switch in the state, a long history', () => {
+  describe('the course past its rules: a decided stop, a stage switch, a long history', () => {
+    test('an agent that decided stop ends a fixed stage now; a time in the future times nothing', () => {
+      expect(course({ completed: 2, history: ends('work', [60], [120, 'stop']), now: t(120) }).eta).toMatchObject({
+        low_seconds: 0,
+        high_seconds: 0,
+      })
+      expect(course({ completed: 1, history: ends('work', [1e9]), now: t(60) }).iteration_seconds).toBe(null)
+    })
+
     test('an event tells the course of the newest 200 iterations only: a history of 50,000 costs no more than 200', () => {
       const history = Array.from({ length: 50_000 }, (_, i) => ({ stage: 'work', iteration: i + 1, decision: 'continue', at: t(i + 1) }))
       const facts: CourseFacts = {
@@ -10872,14 +10925,20 @@ if (import.meta.vitest) {
         { stage: 'plan', iteration: 1 },
         { stage: 'plan', iteration: 2 },
       ]
-      const state = { status: 'running', iteration: 2, iteration_completed: 2, history } as State
+      const stages = [
+        { index: 0, name: 'plan' },
+        { index: 1, name: 'tasks' },
+      ]
+      const state = { status: 'running', current_stage: 1, stages, iteration: 2, iteration_completed: 2, history } as State
       expect(stageCounters(state, stageOf('tasks'))).toEqual({ iteration: 0, iteration_completed: 0 })
       expect(stageCounters({ ...state, iteration_started: '2026-01-01T00:00:00Z' }, stageOf('tasks'))).toEqual({
         iteration: 1,
         iteration_completed: 0,
       })
       // Once the new stage has an iteration of its own, or in the stage itself, the state's counters stand.
-      expect(stageCounters(state, stageOf('plan'))).toEqual({ iteration: 2, iteration_completed: 2 })
+      expect(stageCounters({ ...state, current_stage: 0 }, stageOf('plan'))).toEqual({ iteration: 2, iteration_completed: 2 })
+      // A history whose names are not the stage before's (written by hand): the state's counters stand.
+      expect(stageCounters({ ...state, stages: [] }, stageOf('tasks'))).toEqual({ iteration: 2, iteration_completed: 2 })
       const onward = { ...state, iteration: 2, iteration_completed: 1, history: [...history, { stage: 'tasks', iteration: 1 }] }
       expect(stageCounters(onward, stageOf('tasks'))).toEqual({ iteration: 2, iteration_completed: 1 })
     })
