@@ -8883,19 +8883,24 @@ function renderCleanup(result: CleanupResult, view: View = plainView()): string 
   return `${lines.join('\n')}\n`
 }
 
-/** One progress line per session: a bar of iteration of max, and the stage of stages. */
+/**
+ * One progress line per session: a bar of iteration of max, the stage of stages, its health, its time and
+ * when it may end. A line is redrawn in place, so it never wraps: what does not fit is left off, last first.
+ */
 function renderWaitProgress(rows: SessionRow[], view: View = plainView()): string {
   const p = palette(view.color)
-  const now = view.now
   const width = largest(rows.map((row) => row.name.length))
-  return `${rows
-    .map((row) => {
-      const done = row.iteration_completed ?? 0
-      const max = row.max_iterations ?? 0
-      const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
-      return `${pad(row.name, width)}  ${bar(done, max)} ${done}/${max || '?'}${stage} · ${p.health(row.health)} · ${timeCell(row, now)}`
-    })
-    .join('\n')}\n`
+  const lineOf = (row: SessionRow) => {
+    const done = row.iteration_completed ?? 0
+    const max = row.max_iterations ?? 0
+    const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
+    const head = `${pad(row.name, width)}  ${bar(done, max)} ${done}/${max || '?'}${stage}`
+    const tail = [row.health, timeCell(row, view.now), endsIn(row)].filter((part): part is string => Boolean(part))
+    while (tail.length && view.width && [head, ...tail].join(' · ').length > view.width) tail.pop()
+    const line = [view.width ? fitWidth(head, view.width) : head, ...tail].join(' · ')
+    return tail.length ? line.replace(` · ${row.health}`, ` · ${p.health(row.health)}`) : line
+  }
+  return `${rows.map(lineOf).join('\n')}\n`
 }
 
 function renderWaitResult(result: WaitResult, view: View = plainView()): string {
@@ -11110,6 +11115,29 @@ if (import.meta.vitest) {
       expect(foreign.map((f) => f.tmuxName)).toEqual(['pipeline-b'])
       // A mark that does not name a run folder of its project is no mark: the name and directory decide.
       expect(own.get('c')?.tmuxName).toBe('pipeline-c')
+    })
+  })
+
+  describe("wait's progress lines", () => {
+    test("wait's progress lines are redrawn in place: never wider than the terminal, the end said where it fits", () => {
+      const eta = { low_seconds: 300, high_seconds: 300, low_at: '', high_at: '', basis: '' }
+      const row = {
+        name: 'a-long-session-name',
+        health: 'running',
+        iteration_completed: 2,
+        max_iterations: 5,
+        mode: 'loop',
+        started_at: '2026-11-25T09:00:00Z',
+        eta,
+      } as SessionRow
+      const wide = renderWaitProgress([row], { now, color: false, width: 120 })
+      expect(wide).toBe('a-long-session-name  [########------------] 2/5 · running · up 1h 0m · ends in ~5m\n')
+      for (const width of [70, 50, 30])
+        for (const line of renderWaitProgress([row], { now, color: false, width }).trimEnd().split('\n'))
+          expect(line.length).toBeLessThanOrEqual(width)
+      expect(renderWaitProgress([row], { now, color: false, width: 70 })).toBe(
+        'a-long-session-name  [########------------] 2/5 · running · up 1h 0m\n',
+      )
     })
   })
 
