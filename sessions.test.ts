@@ -5273,6 +5273,18 @@ describe('where each session is going: its stop rule, its progress, its end', ()
       return row.health === 'complete' ? row : null
     })
     expect(done.iteration_completed).toBeLessThan(8)
+    // Its events, with bd asked once for the look: the newest iteration's end reckoned on the empty queue.
+    writeFileSync(log, '')
+    const told = (await cli(['events', 'q', '--json', '-C', root], { env })).stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    expect(readFileSync(log, 'utf8')).toBe('list --json\n')
+    expect(told.filter((e) => e.event === 'iteration').at(-1).eta).toMatchObject({
+      low_seconds: 0,
+      high_seconds: 0,
+      basis: expect.stringMatching(/; 0 tasks left$/),
+    })
     expect(JSON.parse((await cli(['status', 'q', '--json', '-C', root], { env })).stdout).completion_reason).toBe('All beads complete')
   })
 

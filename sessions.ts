@@ -3257,7 +3257,9 @@ function iterationsLeft(stage: StageRule, done: number, votes: number, facts: Co
   }
   if (last === 'error' || (last === 'stop' && stage.type !== 'queue')) return { fewest: 0, most: 0 }
   if (stage.type === 'queue') {
-    // Tasks closed per iteration so far (one a time when nothing says otherwise), the queue's end at that pace.
+    // An empty queue ends the stage at its next check; else the tasks left at the pace they were closed so
+    // far (one an iteration when nothing says otherwise).
+    if (current && facts.tasks?.remaining === 0) return { fewest: 0, most: 0 }
     const ran = courseProgress(facts).done
     const pace = facts.tasks?.closed && ran ? facts.tasks.closed / ran : 1
     const tasks = facts.tasks ? Math.max(1, Math.ceil(facts.tasks.remaining / pace)) : 1
@@ -6101,6 +6103,8 @@ function courseAfter(source: EventSource, stage: string | null, iteration: numbe
     iterationStarted: null,
     running: true,
     complete: false,
+    // The tasks bd counts are today's: they belong to the newest iteration only.
+    tasks: index === course.history.length - 1 ? course.tasks : null,
     now: course.history[index].at ?? course.now,
   })
 }
@@ -6621,6 +6625,15 @@ async function lookAtProject(
     (facts) => eventSourceOf(facts, describeSession(facts, now, options), killing, now),
   )
   if (cache) for (const name of cache.keys()) if (!project.sessions.some((source) => source.row.name === name)) cache.delete(name)
+  // A queue's course depends on its tasks: bd asked once for the look, as list asks it.
+  const tasks = await tasksBySession(
+    project.sessions.map((source) => source.row),
+    options.env,
+  )
+  for (const source of project.sessions) {
+    const queue = tasks?.get(source.row.name)
+    if (queue && source.course) source.course = { ...source.course, tasks: queue }
+  }
   const news: TrackedEvent[] = []
   const next = new Map<string, SessionMark>()
   for (const source of project.sessions) {
