@@ -7491,7 +7491,6 @@ async function servedRoots(options: McpOptions): Promise<(given: string | undefi
 function mcpTools(base: CommonOptions, served: (given: string | undefined) => string = (given) => given ?? base.root ?? '.') {
   const cursors = eventCursors()
   const at = (root: string | undefined): CommonOptions => ({ ...base, root: served(root) })
-  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`
   const readOnly = { readOnlyHint: true, openWorldHint: false }
   return {
     list_sessions: {
@@ -7542,7 +7541,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
         toolAnswer(
           async () => ({ ...(await monitor(name, { ...at(root), lines })) }),
           (data: MonitorResult) =>
-            `${data.session.name} (${data.session.health}), ${count(data.lines.length, 'line')}:\n${data.lines.join('\n')}`,
+            `${data.session.name} (${data.session.health}), ${plural(data.lines.length, 'line')}:\n${data.lines.join('\n')}`,
         ),
     },
     session_events: {
@@ -7693,7 +7692,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
         toolAnswer(
           async () => ({ ...(await cleanup({ ...at(root), mode: fix ? 'fix' : 'report', only })) }),
           (data: CleanupResult) =>
-            `${count(data.problems.length, 'problem')}${fix ? `, ${data.problems.filter((p) => p.fixed).length} fixed` : ''}`,
+            `${plural(data.problems.length, 'problem')}${fix ? `, ${data.problems.filter((p) => p.fixed).length} fixed` : ''}`,
         ),
     },
     wait_for_sessions: {
@@ -8121,7 +8120,7 @@ function stageCell(row: SessionRow): string {
 function iterationCell(row: SessionRow): string {
   if (row.stage_kind === 'parallel') return '-'
   if (row.iteration === null && row.max_iterations === null) return '-'
-  const beads = typeof row.beads_remaining === 'number' ? ` · ${row.beads_remaining} bead${row.beads_remaining === 1 ? '' : 's'} left` : ''
+  const beads = typeof row.beads_remaining === 'number' ? ` · ${plural(row.beads_remaining, 'bead')} left` : ''
   return `${row.iteration ?? '?'}/${row.max_iterations ?? '?'}${beads}`
 }
 
@@ -8427,9 +8426,7 @@ function statusProgress(result: StatusResult, now: number): Pairs {
     ['running', current ? `iteration ${current.iteration ?? '?'} for ${formatDuration(now - Date.parse(current.started_at))}` : null],
     [
       'completed',
-      !parallel && result.iteration_completed !== null
-        ? `${result.iteration_completed} iteration${result.iteration_completed === 1 ? '' : 's'} in this stage`
-        : null,
+      !parallel && result.iteration_completed !== null ? `${plural(result.iteration_completed, 'iteration')} in this stage` : null,
     ],
     ['last event', result.last_event ? `${result.last_event.type} ${ago(result.last_event.ts, now)}` : null],
   ]
@@ -8866,9 +8863,8 @@ function renderCleanup(result: CleanupResult, view: View = plainView()): string 
   const p = palette(view.color)
   const lines = renderProblems(result, view)
   if (result.mode === 'fixed') {
-    const counts = PROBLEM_KINDS.filter((k) => result.fixed[k]).map(
-      (k) =>
-        `${result.fixed[k]} ${k === 'locks' ? 'stale lock' : k === 'tmux' ? 'tmux/process' : 'state'}${result.fixed[k] === 1 ? '' : 's'}`,
+    const counts = PROBLEM_KINDS.filter((k) => result.fixed[k]).map((k) =>
+      plural(result.fixed[k], k === 'locks' ? 'stale lock' : k === 'tmux' ? 'tmux/process' : 'state'),
     )
     lines.push('', counts.length ? `Fixed: ${counts.join(' · ')}` : 'Nothing was fixed.')
   } else if (result.mode === 'report' && result.problems.length) {
