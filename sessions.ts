@@ -2806,13 +2806,13 @@ function stageRuleOf(raw: string): StageRule {
       ? flow.replace(/,/g, '\n')
       : (/^termination:[ \t]*(?:#.*)?\n((?:(?:[ \t]+.*|[ \t]*(?:#.*)?)\n?)*)/m.exec(text)?.[1] ?? '')
   const field = (source: string, key: string) => new RegExp(`^[ \\t]*${key}:[ \\t]*["']?([\\w-]+)`, 'm').exec(source)?.[1] ?? null
-  const count = (value: string | null) => (value !== null && /^\d{1,6}$/.test(value) ? Number(value) : null)
+  const count = (value: string | null) => (value !== null && /^\d{1,7}$/.test(value) ? countOf(Number(value)) : null)
   const type = field(block, 'type') ?? /^completion:[ \t]*["']?([\w-]+)/m.exec(text)?.[1] ?? 'fixed'
   return {
     name: /^name:[ \t]*["']?([\w-]+)/m.exec(text)?.[1] ?? null,
     type: STOP_TYPES.get(type) ?? null,
-    min_iterations: countOf(count(field(block, 'min_iterations') ?? /^min_iterations:[ \t]*(\d+)/m.exec(text)?.[1] ?? null)),
-    consensus: countOf(count(field(block, 'consensus'))),
+    min_iterations: count(field(block, 'min_iterations') ?? /^min_iterations:[ \t]*(\d+)/m.exec(text)?.[1] ?? null),
+    consensus: count(field(block, 'consensus')),
     max: null,
   }
 }
@@ -3149,21 +3149,23 @@ function courseOf(facts: CourseFacts): Course {
   const votes = stage.type === 'judgment' ? stopVotes(facts, stage) : null
   const seconds = iterationSeconds(facts)
   const typed = stage.type ? { ...stage, type: stage.type } : null
+  const progress = courseProgress(facts)
   return {
     stop_rule: typed && { ...ruleNumbers(typed), stop_votes: votes, text: ruleText(typed, votes, facts) },
-    progress: courseProgress(facts),
+    progress,
     iteration_seconds: seconds,
-    eta: facts.running && seconds ? etaOf(facts, votes ?? 0, seconds.median) : null,
+    eta: facts.running && seconds ? etaOf(facts, votes ?? 0, seconds.median, progress.done) : null,
   }
 }
 
 function ruleNumbers(stage: StageRule & { type: StopType }) {
-  const judgment = stage.type === 'judgment'
-  return {
-    type: stage.type,
-    min_iterations: judgment ? (stage.min_iterations ?? JUDGMENT_DEFAULTS.minIterations) : null,
-    consensus: judgment ? (stage.consensus ?? JUDGMENT_DEFAULTS.consensus) : null,
-  }
+  const judged = stage.type === 'judgment' ? judgmentOf(stage) : null
+  return { type: stage.type, min_iterations: judged?.least ?? null, consensus: judged?.consensus ?? null }
+}
+
+/** A judgment stage's minimum and consensus, the engine's defaults where it says none. */
+function judgmentOf(stage: StageRule): { least: number; consensus: number } {
+  return { least: stage.min_iterations ?? JUDGMENT_DEFAULTS.minIterations, consensus: stage.consensus ?? JUDGMENT_DEFAULTS.consensus }
 }
 
 /**
@@ -3190,8 +3192,8 @@ function ruleText(stage: StageRule & { type: StopType }, votes: number | null, f
     const left = facts.tasks ? ` (${plural(facts.tasks.remaining, 'task')} left)` : ''
     return `stops when no task labelled ${facts.label} is ready${left}, or when an agent reports an error${latest}`
   }
-  const { min_iterations: min, consensus } = ruleNumbers(stage)
-  return `stops when the judge and ${consensus} agents in a row find it has stopped improving — ${votes ?? 0} so far — after at least ${plural(min ?? 1, 'iteration')}${latest}`
+  const { least, consensus } = judgmentOf(stage)
+  return `stops when the judge and ${consensus} agents in a row find it has stopped improving — ${votes ?? 0} so far — after at least ${plural(least, 'iteration')}${latest}`
 }
 
 /** Iterations done of at most how many, over every stage: a stage that ended counts what it ran. */
@@ -3244,15 +3246,15 @@ function median(numbers: number[]): number {
 }
 
 /** The fewest and most iterations a stage may still run from `done`, by its rule; null when its max is unknown. */
-function iterationsLeft(stage: StageRule, done: number, votes: number, facts: CourseFacts, current: boolean) {
+function iterationsLeft(stage: StageRule, done: number, votes: number, facts: CourseFacts, current: boolean, ran: number) {
   if (stage.max === null) return null
   const most = Math.max(0, stage.max - done)
   // Between iterations, a decision that meets the rule ends the stage now (judgment: if the judge agrees).
   const last = current && facts.iterationStarted === null ? lastDecision(facts, stage) : null
   if (stage.type === 'judgment') {
-    const { min_iterations: min, consensus } = ruleNumbers({ ...stage, type: 'judgment' })
-    if (last === 'stop' && votes >= (consensus ?? 2) && done >= (min ?? 1)) return { fewest: 0, most }
-    const earliest = Math.max(done + 1, min ?? 1, done + (consensus ?? 2) - votes)
+    const { least, consensus } = judgmentOf(stage)
+    if (last === 'stop' && votes >= consensus && done >= least) return { fewest: 0, most }
+    const earliest = Math.max(done + 1, least, done + consensus - votes)
     return { fewest: Math.min(most, earliest - done), most }
   }
   if (last === 'error' || (last === 'stop' && stage.type !== 'queue')) return { fewest: 0, most: 0 }
@@ -3260,7 +3262,6 @@ function iterationsLeft(stage: StageRule, done: number, votes: number, facts: Co
     // An empty queue ends the stage at its next check; else the tasks left at the pace they were closed so
     // far (one an iteration when nothing says otherwise).
     if (current && facts.tasks?.remaining === 0) return { fewest: 0, most: 0 }
-    const ran = courseProgress(facts).done
     const pace = facts.tasks?.closed && ran ? facts.tasks.closed / ran : 1
     const tasks = facts.tasks ? Math.max(1, Math.ceil(facts.tasks.remaining / pace)) : 1
     return { fewest: Math.min(most, tasks), most: facts.tasks ? Math.min(most, tasks) : most }
@@ -3274,13 +3275,16 @@ function lastDecision(facts: CourseFacts, stage: StageRule): string | null {
   return entry?.decision ?? null
 }
 
-/** The end as a range: the iterations left (this stage's by its rule, then every later stage's) at the median. */
-function etaOf(facts: CourseFacts, votes: number, medianSeconds: number): Course['eta'] {
+/**
+ * The end as a range: the iterations left (this stage's by its rule, then every later stage's) at the median;
+ * `ran`, the iterations the whole run has done, sets a queue's pace.
+ */
+function etaOf(facts: CourseFacts, votes: number, medianSeconds: number, ran: number): Course['eta'] {
   let fewest = 0
   let most = 0
   for (let index = facts.stageIndex; index < facts.stages.length; index++) {
     const current = index === facts.stageIndex
-    const left = iterationsLeft(facts.stages[index], current ? facts.completed : 0, current ? votes : 0, facts, current)
+    const left = iterationsLeft(facts.stages[index], current ? facts.completed : 0, current ? votes : 0, facts, current, ran)
     if (!left) return null
     fewest += left.fewest
     most += left.most
