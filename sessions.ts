@@ -8032,6 +8032,16 @@ function pad(text: string, width: number): string {
   return text + ' '.repeat(Math.max(0, width - visibleLength(text)))
 }
 
+/** Each column's width: its widest cell (header included), as it shows. */
+function columnWidths(lines: string[][]): number[] {
+  return lines[0].map((_, i) => largest(lines.map((line) => visibleLength(line[i]))))
+}
+
+/** A table line's width: its columns and the two spaces between each. */
+function lineWidth(widths: number[]): number {
+  return widths.reduce((sum, w) => sum + w, 0) + 2 * (widths.length - 1)
+}
+
 /**
  * Columns padded to line up. With `fit`, the plain-text columns named in `shrink` (first the widest of
  * them) are cut with … until a line fits the terminal's width.
@@ -8042,9 +8052,9 @@ function table(
   rows: string[][],
   fit?: { width: number | undefined; shrink: number[]; last?: number[] },
 ): string[] {
-  const widths = header.map((h, i) => largest([h.length, ...rows.map((row) => visibleLength(row[i]))]))
+  const widths = columnWidths([header, ...rows])
   if (fit?.width) {
-    const total = () => widths.reduce((sum, w) => sum + w, 0) + 2 * (widths.length - 1)
+    const total = () => lineWidth(widths)
     // The `shrink` columns give way first (the widest of them each time), then, only if that was not
     // enough, the `last` ones (the name).
     for (const columns of [fit.shrink, fit.last ?? []]) {
@@ -8289,8 +8299,7 @@ function sessionTable(p: Palette, rows: SessionRow[], view: View, marks?: string
   ])
   // When running sessions may end, an ENDS column: only where the table fits the width whole with it.
   const withEnds = [[...header, 'ENDS'], ...cells.map((row, i) => [...row, etaCell(rows[i].eta)])]
-  const natural = withEnds[0].map((_, i) => largest(withEnds.map((row) => visibleLength(row[i])))).reduce((sum, w) => sum + w + 2, -2)
-  const endsShown = rows.some((row) => row.eta) && natural <= (view.width ?? Infinity)
+  const endsShown = rows.some((row) => row.eta) && lineWidth(columnWidths(withEnds)) <= (view.width ?? Infinity)
   return table(p, endsShown ? withEnds[0] : header, endsShown ? withEnds.slice(1) : cells, {
     width: view.width,
     shrink: [1, 2, 5, 3].map((i) => i + front),
@@ -8908,10 +8917,9 @@ function renderWaitProgress(rows: SessionRow[], view: View = plainView()): strin
     const max = row.max_iterations ?? 0
     const stage = row.mode === 'pipeline' && row.stage_index !== null ? ` · stage ${row.stage_index + 1}/${row.stage_count ?? '?'}` : ''
     const head = `${pad(row.name, width)}  ${bar(done, max)} ${done}/${max || '?'}${stage}`
-    const tail = [row.health, timeCell(row, view.now), endsIn(row)].filter((part): part is string => Boolean(part))
-    while (tail.length && view.width && [head, ...tail].join(' · ').length > view.width) tail.pop()
-    const line = [view.width ? fitWidth(head, view.width) : head, ...tail].join(' · ')
-    return tail.length ? line.replace(` · ${row.health}`, ` · ${p.health(row.health)}`) : line
+    const tail = [p.health(row.health), timeCell(row, view.now), endsIn(row)].filter((part): part is string => Boolean(part))
+    while (tail.length && view.width && visibleLength([head, ...tail].join(' · ')) > view.width) tail.pop()
+    return [view.width ? fitWidth(head, view.width) : head, ...tail].join(' · ')
   }
   return `${rows.map(lineOf).join('\n')}\n`
 }
