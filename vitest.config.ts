@@ -7,11 +7,11 @@ const results = process.env.SESSIONS_TEST_RESULTS
 // sessions.test.ts is run as PARTS processes, each declaring every PARTS-th test (see its top). Its tests
 // mostly wait on real processes (engines, tmux, sshd), so more parts than cores are run at once; more parts
 // than workers let a worker that finishes early take the next part. SESSIONS_TEST_PARTS=1 runs it in one.
-const PARTS = Number(process.env.SESSIONS_TEST_PARTS || 8)
+const PARTS = Math.max(1, Math.trunc(Number(process.env.SESSIONS_TEST_PARTS)) || 8)
 
 export default defineConfig({
   test: {
-    // Tests drive a real tmux server and real child processes, eight parts at once on a small machine:
+    // Tests drive a real tmux server and real child processes, several parts at once on a small machine:
     // a timeout catches a hang, never measures speed (npm run bench does).
     testTimeout: 60_000,
     hookTimeout: 30_000,
