@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test as vitestTest } from 'vitest'
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import {
@@ -29,7 +29,20 @@ import {
 } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { list, status, main, scanCleanup, applyCleanup, SessionsError, internals, type SessionRow } from './sessions.ts'
+import {
+  list,
+  status,
+  main,
+  scanCleanup,
+  applyCleanup,
+  SessionsError,
+  internals,
+  type SessionRow,
+  type ListResult,
+  type StatusResult,
+  type CostResult,
+  type UsageTotals,
+} from './sessions.ts'
 
 const { listTmuxSessions, processDescendants, isPidAlive, processStartTime, taggedProcesses } = internals
 
@@ -72,6 +85,10 @@ process.env.TMUX_TMPDIR = BASE
 process.env.SESSIONS_TMUX_SOCKET = SOCKET
 // The registry of projects (list --all) lives here, never in the machine's own state folder.
 process.env.XDG_STATE_HOME = path.join(BASE, 'state')
+// The agents' transcripts (cost) and this tool's prices are looked for here, never in the user's own folders.
+process.env.CLAUDE_CONFIG_DIR = path.join(BASE, 'claude')
+process.env.CODEX_HOME = path.join(BASE, 'codex')
+process.env.XDG_CONFIG_HOME = path.join(BASE, 'config')
 delete process.env.TMUX
 const ENV: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
 
@@ -5301,6 +5318,254 @@ describe('where each session is going: its stop rule, its progress, its end', ()
       }
     }
     expect(rowOf(rows, 'multi').progress?.done).toBeGreaterThan(0)
+  })
+})
+
+describe("what each session costs, from the agents' own transcripts", () => {
+  const TRANSCRIPTS = path.join(HERE, 'fixtures', 'transcripts')
+  const CCUSAGE = path.join(HERE, 'node_modules', 'ccusage', 'src', 'cli.js')
+  /** The fixture's transcript ids (file names), by whose they are. */
+  const ID = {
+    alpha1: '0b1d8f52-5a4c-4c11-9a0e-1f6a8d7c0a01',
+    alpha2: '0b1d8f52-5a4c-4c11-9a0e-1f6a8d7c0a02',
+    beta1: '6c2e9b1a-3d4f-4e5a-8b7c-2d1e0f9a0b01',
+    betaClaude: '6c2e9b1a-3d4f-4e5a-8b7c-2d1e0f9a0b02',
+    betaCodex: '019e3bb1-e75b-7423-b373-f8b8d573b201',
+    judgeBeta: '9a8b7c6d-0000-4e5a-8b7c-2d1e0f9a0c01',
+    judgeOfTwo: '9a8b7c6d-0000-4e5a-8b7c-2d1e0f9a0c02',
+  }
+
+  /**
+   * Three sessions of one project that ran at the same time (alpha, resumed; beta, a judgment stage then
+   * a parallel block of claude and codex; gamma, whose judge overlapped beta's), and their agents'
+   * transcripts in their own homes, with the project's real path where the engine's prompts name it.
+   */
+  function costProject() {
+    const root = path.join(BASE, `cost-${++projects}`)
+    cpSync(path.join(TRANSCRIPTS, 'project'), root, { recursive: true })
+    const claude = path.join(BASE, `claude-${projects}`)
+    const codex = path.join(BASE, `codex-${projects}`)
+    const folder = path.join(claude, 'projects', root.replace(/[^a-zA-Z0-9]/g, '-'))
+    cpSync(path.join(TRANSCRIPTS, 'claude'), folder, { recursive: true })
+    cpSync(path.join(TRANSCRIPTS, 'codex'), codex, { recursive: true })
+    for (const dir of [folder, codex])
+      for (const file of readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.jsonl')))
+        writeFileSync(path.join(dir, file), readFileSync(path.join(dir, file), 'utf8').replaceAll('@ROOT@', root))
+    return {
+      root,
+      folder,
+      codexDay: path.join(codex, 'sessions', '2026', '12', '01'),
+      env: { CLAUDE_CONFIG_DIR: claude, CODEX_HOME: codex },
+    }
+  }
+
+  async function usages(root: string, env: NodeJS.ProcessEnv) {
+    const run = await cli(['list', '--json', '-C', root], { env })
+    expect(run.code, run.stderr).toBe(0)
+    return JSON.parse(run.stdout) as ListResult
+  }
+
+  /** ccusage's report of the same transcripts, offline (its own prices), by transcript id. */
+  function ccusage(env: NodeJS.ProcessEnv) {
+    const home = mkdtempSync(path.join(BASE, 'ccusage-home-'))
+    const report = (args: string[]) => {
+      const result = spawnSync(process.execPath, [CCUSAGE, ...args, '--json', '--offline'], {
+        cwd: home,
+        env: { PATH: ENV.PATH, HOME: home, ...env },
+        encoding: 'utf8',
+      })
+      expect(result.status, result.stderr).toBe(0)
+      return JSON.parse(result.stdout).sessions as Record<string, unknown>[]
+    }
+    const sessions = new Map<string, { tokens: number[]; cost: number }>()
+    for (const s of report(['claude', 'session', '--mode', 'calculate']))
+      sessions.set(String(s.sessionId), {
+        tokens: [s.inputTokens, s.outputTokens, s.cacheCreationTokens, s.cacheReadTokens] as number[],
+        cost: s.totalCost as number,
+      })
+    for (const s of report(['codex', 'session', '--speed', 'standard']))
+      sessions.set(
+        String(s.sessionId)
+          .replace(/.*-(?=[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$)/, '')
+          .replace(/^rollout-.*?-(?=[0-9a-f]{8}-)/, ''),
+        {
+          tokens: [s.inputTokens, s.outputTokens, s.cacheCreationTokens, s.cacheReadTokens] as number[],
+          cost: s.costUSD as number,
+        },
+      )
+    return sessions
+  }
+
+  function expectSameAs(usage: UsageTotals | null | undefined, reference: Map<string, { tokens: number[]; cost: number }>, ids: string[]) {
+    const found = ids.map((id) => {
+      const one = [...reference].find(([key]) => key.endsWith(id))
+      expect(one, `ccusage reports ${id}`).toBeDefined()
+      return one![1]
+    })
+    const sum = (i: number) => found.reduce((all, one) => all + one.tokens[i], 0)
+    expect([usage?.input_tokens, usage?.output_tokens, usage?.cache_creation_input_tokens, usage?.cache_read_input_tokens]).toEqual(
+      [0, 1, 2, 3].map(sum),
+    )
+    const cost = found.reduce((all, one) => all + one.cost, 0)
+    expect(Math.abs((usage?.cost_usd ?? Number.NaN) - cost)).toBeLessThanOrEqual(cost * 0.01)
+  }
+
+  test('two sessions at once, a resumed one, a parallel block of both agents, judges: each counted as ccusage counts it, none guessed', async () => {
+    const { root, env } = costProject()
+    const reference = ccusage(env)
+    const listed = await usages(root, env)
+    const alpha = rowOf(listed.sessions, 'alpha').usage
+    const beta = rowOf(listed.sessions, 'beta').usage
+    // alpha's two iterations, one before and one after its resume; a streamed message counted once, at its largest.
+    expectSameAs(alpha, reference, [ID.alpha1, ID.alpha2])
+    expect(alpha).toMatchObject({ iterations_counted: 2, iterations_missing: 0, transcripts: 2, judge_calls: 0, lines_skipped: 0 })
+    // beta: its judgment stage (with a subagent's transcript), its judge's call within its window alone,
+    // and its parallel block's claude and codex providers.
+    expectSameAs(beta, reference, [ID.beta1, ID.betaClaude, ID.judgeBeta, ID.betaCodex])
+    expect(beta).toMatchObject({ iterations_counted: 3, judge_calls: 1, prices: expect.stringMatching(/^built-in \d{4}-\d\d-\d\d$/) })
+    expect(beta?.models).toEqual(['claude-haiku-4-5-20251001', 'claude-opus-4-5-20251101', 'claude-sonnet-4-5-20250929', 'gpt-5.1-codex'])
+    // gamma ran two iterations elsewhere: nothing found is said as nothing, never as zero.
+    expect(rowOf(listed.sessions, 'gamma').usage).toMatchObject({
+      input_tokens: null,
+      cost_usd: null,
+      iterations_counted: 0,
+      iterations_missing: 2,
+    })
+    // The judge call that beta's and gamma's judges could both have made is the project's, not a session's.
+    expectSameAs(listed.usage_unattributed, reference, [ID.judgeOfTwo])
+    // An interactive session, another project's iteration (Claude Code and Codex): in no usage.
+    const all = listed.sessions.reduce((n, row) => n + (row.usage?.transcripts ?? 0), 0)
+    expect(all + (listed.usage_unattributed?.transcripts ?? 0)).toBe(8)
+
+    const status = await cli(['status', 'beta', '--json', '-C', root], { env })
+    const detail = JSON.parse(status.stdout) as StatusResult
+    expect(detail.by_stage.map((one) => [one.stage_index, one.stage, one.transcripts])).toEqual([
+      [0, 'improve-plan', 3],
+      [1, 'review', 2],
+    ])
+    expect(detail.by_iteration.map((one) => [one.stage, one.provider, one.iteration, one.judge_calls])).toEqual([
+      ['improve-plan', null, 1, 1],
+      ['review', 'claude', 1, 0],
+      ['review', 'codex', 1, 0],
+    ])
+    const text = await cli(['status', 'beta', '-C', root], { env, columns: 80 })
+    expect(text.stdout).toMatch(/Cost\n {2}cost +\$0\.39 · 375k tokens/)
+  })
+
+  test('cost: by session, stage, iteration, day and model, totals last, at 80 columns; kept when the agent deletes its transcripts', async () => {
+    const { root, folder, env } = costProject()
+    const bySession = JSON.parse((await cli(['cost', '--json', '-C', root], { env })).stdout) as CostResult
+    expect(bySession.lines.map((line) => [line.label, line.transcripts])).toEqual([
+      ['alpha', 2],
+      ['beta', 5],
+      ['judge calls of several sessions', 1],
+    ])
+    const byModel = JSON.parse((await cli(['cost', '--by', 'model', '--json', '-C', root], { env })).stdout) as CostResult
+    // However it is cut, the total is the same.
+    expect(byModel.total).toEqual(bySession.total)
+    expect(byModel.lines.reduce((all, line) => all + (line.cost_usd ?? 0), 0)).toBeCloseTo(bySession.total.cost_usd!, 5)
+    const byDay = JSON.parse((await cli(['cost', 'alpha', '--by', 'day', '--json', '-C', root], { env })).stdout) as CostResult
+    expect(byDay.lines.map((line) => line.label)).toEqual([
+      new Date(Date.parse('2026-12-01T10:00:05Z') - new Date('2026-12-01T10:00:05Z').getTimezoneOffset() * 60_000)
+        .toISOString()
+        .slice(0, 10),
+    ])
+    const since = JSON.parse((await cli(['cost', '--since', '2026-12-01T10:39:00Z', '--json', '-C', root], { env })).stdout) as CostResult
+    expect(since.lines.map((line) => line.label)).toEqual(['alpha', 'beta', 'judge calls of several sessions'])
+    expect(since.lines[0].transcripts).toBe(1)
+    for (const by of ['session', 'stage', 'iteration', 'day', 'model']) {
+      const shown = await cli(['cost', '--by', by, '-C', root], { env, columns: 80 })
+      expect(shown.code).toBe(0)
+      expect(shown.stdout.split('\n').filter((line) => line.length > 80)).toEqual([])
+      expect(shown.stdout).toMatch(/^total +\S/m)
+    }
+    // Claude Code deletes a transcript after a month: what it counted stays.
+    rmSync(path.join(folder, `${ID.alpha1}.jsonl`))
+    const after = rowOf((await usages(root, env)).sessions, 'alpha').usage
+    expect(after).toMatchObject({ transcripts: 2, transcripts_gone: 1, input_tokens: 20, output_tokens: 1488 })
+    // A transcript that grows is read on from where the last look stopped.
+    appendFileSync(
+      path.join(folder, `${ID.alpha2}.jsonl`),
+      `${JSON.stringify({ type: 'assistant', sessionId: ID.alpha2, requestId: 'req_more', timestamp: '2026-12-01T10:40:30.000Z', message: { id: 'msg_more', model: 'claude-opus-4-5-20251101', usage: { input_tokens: 7, output_tokens: 11 } } })}\n`,
+    )
+    expect(rowOf((await usages(root, env)).sessions, 'alpha').usage).toMatchObject({ input_tokens: 27, output_tokens: 1499 })
+    expect((await cli(['cost', '--by', 'week', '-C', root], { env })).code).toBe(2)
+    expect((await cli(['cost', 'nope', '-C', root], { env })).stderr).toMatch(/no session nope/)
+  })
+
+  test('hostile transcripts: bad lines skipped and counted, a huge line, links, another project, __proto__, a bad cache or price file', async () => {
+    const { root, folder, codexDay, env } = costProject()
+    const context = `${root}/.claude/pipeline-runs/gamma/stage-00-improve-plan/iterations/001/context.json`
+    const line = (usage: unknown, model = 'claude-sonnet-4-6', id = randomUUID()) =>
+      JSON.stringify({
+        type: 'assistant',
+        sessionId: 'h',
+        requestId: id,
+        timestamp: '2026-12-01T10:35:01.000Z',
+        message: { id, model, usage },
+      })
+    writeFileSync(
+      path.join(folder, 'hostile.jsonl'),
+      [
+        JSON.stringify({
+          type: 'user',
+          sessionId: 'h',
+          timestamp: '2026-12-01T10:35:00.000Z',
+          message: { role: 'user', content: `Read context from: ${context}` },
+        }),
+        '{"type":"assistant","message":{"usage":', // not JSON (a truncated line)
+        line({ input_tokens: -5, output_tokens: 1 }),
+        line({ input_tokens: '12', output_tokens: 1 }),
+        '{"type":"assistant","requestId":"r","message":{"id":"m","model":"claude-sonnet-4-6","usage":{"input_tokens":1e400,"output_tokens":1}}}',
+        `{"type":"assistant","requestId":"big","message":{"id":"big","model":"claude-sonnet-4-6","usage":{"input_tokens":1,"output_tokens":1}},"pad":"${'x'.repeat(5 * 1024 * 1024)}"}`,
+        line({ input_tokens: 100, output_tokens: 10 }, '__proto__'),
+        line({ input_tokens: 1000, output_tokens: 100 }),
+        '',
+      ].join('\n'),
+    )
+    // A folder linked into the agent's folder, a FIFO named like a transcript: neither is read.
+    const elsewhere = path.join(BASE, `elsewhere-${projects}`)
+    mkdirSync(elsewhere)
+    writeFileSync(path.join(elsewhere, 'linked.jsonl'), readFileSync(path.join(folder, 'hostile.jsonl')))
+    symlinkSync(elsewhere, path.join(folder, 'linked'))
+    symlinkSync(path.join(elsewhere, 'linked.jsonl'), path.join(folder, 'linked-file.jsonl'))
+    execFileSync('mkfifo', [path.join(codexDay, 'rollout-fifo.jsonl')])
+    const gamma = rowOf((await usages(root, env)).sessions, 'gamma').usage
+    expect(gamma).toMatchObject({
+      input_tokens: 1100,
+      output_tokens: 110,
+      lines_skipped: 5,
+      cost_usd: null,
+      unpriced_models: ['__proto__'],
+    })
+    // A price for it in the config folder: then priced, and the cost says where its prices come from.
+    const prices = path.join(env.CLAUDE_CONFIG_DIR, '..', 'config', 'sessions-ts')
+    mkdirSync(prices, { recursive: true })
+    writeFileSync(path.join(prices, 'prices.json'), '{"date": "2027-01-15", "models": {"__proto__": {"input": 1, "output": 2}}}')
+    const priced = rowOf((await usages(root, { ...env, XDG_CONFIG_HOME: path.dirname(prices) })).sessions, 'gamma').usage
+    expect(priced?.cost_usd).toBeCloseTo((1000 * 3 + 100 * 15 + 100 * 1 + 10 * 2) / 1e6, 9)
+    expect(priced?.prices).toBe('prices.json 2027-01-15 over built-in 2026-12-01')
+    writeFileSync(path.join(prices, 'prices.json'), '{"models": {"x": {"input": -1}}}')
+    const bad = await cli(['cost', '-C', root], { env: { ...env, XDG_CONFIG_HOME: path.dirname(prices) } })
+    expect(bad.stdout).toMatch(/prices\.json: .*the built-in prices are used/s)
+    // A cache that is not JSON, or names a file outside the agents' folders, is started afresh.
+    const cache = path.join(root, '.claude', 'sessions-usage.json')
+    const kept = JSON.parse(readFileSync(cache, 'utf8'))
+    kept.records.push({
+      ...kept.records[0],
+      file: '/etc/passwd',
+      owner: { kind: 'iteration', session: 'alpha', stage_index: 0, stage: 'x', provider: null, iteration: 9 },
+    })
+    writeFileSync(cache, JSON.stringify(kept))
+    expect(rowOf((await usages(root, env)).sessions, 'alpha').usage?.transcripts).toBe(2)
+    writeFileSync(cache, '{"version":1,"rec')
+    expect(rowOf((await usages(root, env)).sessions, 'alpha').usage?.transcripts).toBe(2)
+    // A cache linked elsewhere is never written through.
+    rmSync(cache)
+    symlinkSync(path.join(elsewhere, 'linked.jsonl'), cache)
+    const before = readFileSync(path.join(elsewhere, 'linked.jsonl'), 'utf8')
+    expect(rowOf((await usages(root, env)).sessions, 'alpha').usage?.transcripts).toBe(2)
+    expect(readFileSync(path.join(elsewhere, 'linked.jsonl'), 'utf8')).toBe(before)
   })
 })
 

@@ -3384,6 +3384,8 @@ interface SessionRow {
   progress: Course['progress']
   iteration_seconds: Course['iteration_seconds']
   eta: Course['eta']
+  /** Tokens and dollars from the agents' own transcripts (docs/cost.md); null until they were looked for (events, --host rows of an older tool). */
+  usage: Usage | null
 }
 
 /** Mode, type, stage and max: from state, plan and the newest context (docs/formats.md §8). */
@@ -3597,6 +3599,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
     resume_command: verdict.resumable || verdict.health === 'orphaned' ? resumeCommand(facts.name, stage, options, facts.root) : null,
     error: verdict.health === 'failed' ? errorMessage : null,
     ...(state ? courseOf(courseFactsOf(facts, stage, verdict.health, runStarted, now, tasks)) : EMPTY_COURSE),
+    usage: null,
   }
 }
 
@@ -3754,6 +3757,866 @@ async function tasksBySession(rows: SessionRow[], env?: NodeJS.ProcessEnv): Prom
     }
   }
   return tasks
+}
+
+// ───────────────────────── cost: what the agents' own transcripts say ─────────────────────────
+// The engine runs each iteration as one headless agent in the project's folder, and the prompt it sends
+// names that iteration's context.json. Claude Code and Codex keep a transcript of every agent session with
+// the tokens of every model call: a transcript whose first prompt names an iteration of this project is
+// that iteration's, exactly; a judge's call is its session's when exactly one session's judge was at work
+// when it began (docs/cost.md). What was counted is kept in .claude/sessions-usage.json, read on from where
+// the last look stopped, and outlives the transcripts the agents delete after a month.
+
+/** Tokens of five kinds, as they are priced: input, output, cache write (5 minutes), cache write (1 hour), cache read. */
+type Tokens = [number, number, number, number, number]
+const NO_TOKENS: Tokens = [0, 0, 0, 0, 0]
+
+/**
+ * Whose a transcript is: an iteration (its prompt names the iteration's context.json), a judge's call
+ * of one session, a judge's call that more than one session's judge could have made (the project's,
+ * never guessed into a session), or nobody's (an interactive session: not counted).
+ */
+type TranscriptOwner =
+  | { kind: 'iteration'; session: string; stage_index: number; stage: string; provider: string | null; iteration: number }
+  | { kind: 'judge'; session: string; stage_index: number | null; iteration: number | null }
+  | { kind: 'project_judge' }
+  | { kind: 'nobody' }
+
+const TokensSchema = z.tuple([z.number(), z.number(), z.number(), z.number(), z.number()])
+const OwnerSchema = z.union([
+  z.object({
+    kind: z.literal('iteration'),
+    session: z.string(),
+    stage_index: z.number(),
+    stage: z.string(),
+    provider: z.string().nullable(),
+    iteration: z.number(),
+  }),
+  z.object({ kind: z.literal('judge'), session: z.string(), stage_index: z.number().nullable(), iteration: z.number().nullable() }),
+  z.object({ kind: z.literal('project_judge') }),
+  z.object({ kind: z.literal('nobody') }),
+])
+/** One transcript as counted so far; `models` holds each model's tokens below and above its long-context threshold. */
+const TranscriptRecordSchema = z.object({
+  file: z.string(),
+  agent: z.enum(['claude', 'codex']),
+  ino: z.number(),
+  size: z.number(),
+  mtime: z.number(),
+  /** Bytes read, up to the end of the last whole line. */
+  offset: z.number(),
+  /** The time of its first line, epoch ms. */
+  start: z.number().nullable(),
+  /** Null until its first prompt has been read. */
+  owner: OwnerSchema.nullable(),
+  /** A subagent's transcript: its parent's, whose owner it shares. */
+  parent: z.string().nullable(),
+  models: z.array(z.tuple([z.string(), TokensSchema, TokensSchema])),
+  /** Lines passed over: not JSON, too long, numbers that are not counts. */
+  skipped: z.number(),
+  /** Claude: the last message ids counted (a message streamed over several lines is counted once, at its largest). */
+  recent: z.array(z.tuple([z.string(), z.string(), TokensSchema, TokensSchema])),
+  /** Codex: the running total of its last token count, and the model of its last turn. */
+  total: TokensSchema.nullable(),
+  model: z.string().nullable(),
+  /** The transcript is gone (deleted by its agent): what it counted is kept. */
+  gone: z.boolean(),
+})
+type TranscriptRecord = z.infer<typeof TranscriptRecordSchema>
+const UsageCacheSchema = z.object({ version: z.literal(1), records: z.array(TranscriptRecordSchema) })
+
+const USAGE_CACHE = 'sessions-usage.json'
+/** A message's size above which Claude's long-context rates apply, per kind of token (as ccusage prices it). */
+const CLAUDE_LONG_TOKENS = 200_000
+/** A Codex call's input above which the whole call is priced at the long-context rates. */
+const CODEX_LONG_TOKENS = 272_000
+/** Message ids kept per transcript while it grows: a streamed message's lines follow each other. */
+const RECENT_MESSAGES = 64
+/** A transcript unchanged for this long is settled: its message ids are no longer kept. */
+const TRANSCRIPT_SETTLED_MS = 10 * 60_000
+
+/** Where the agents keep transcripts: Claude Code's config folders, Codex's homes (each a comma-separated list). */
+function transcriptHomes(env: NodeJS.ProcessEnv): { claude: string[]; codex: string[] } {
+  const list = (value: string | undefined) =>
+    (value ?? '')
+      .split(',')
+      .map((one) => one.trim())
+      .filter((one) => path.isAbsolute(one))
+  const home = env.HOME && path.isAbsolute(env.HOME) ? env.HOME : null
+  const claudeGiven = list(env.CLAUDE_CONFIG_DIR).map((dir) => (path.basename(dir) === 'projects' ? path.dirname(dir) : dir))
+  const xdg = env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : home && path.join(home, '.config')
+  const claude = claudeGiven.length ? claudeGiven : [xdg && path.join(xdg, 'claude'), home && path.join(home, '.claude')]
+  const codexGiven = list(env.CODEX_HOME)
+  const codex = codexGiven.length ? codexGiven : [home && path.join(home, '.codex')]
+  const unique = (dirs: (string | null)[]) => [...new Set(dirs.filter((dir): dir is string => dir !== null))]
+  return { claude: unique(claude), codex: unique(codex) }
+}
+
+/** Entries of a folder that are folders themselves, never links (a linked transcript folder is not followed). */
+function subfolders(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name)
+  } catch {
+    return []
+  }
+}
+
+/** Entries of a folder that are regular files ending in .jsonl. */
+function jsonlFiles(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => entry.isFile() && entry.name.endsWith('.jsonl'))
+      .map((entry) => path.join(dir, entry.name))
+  } catch {
+    return []
+  }
+}
+
+/**
+ * Claude Code's folder for a working directory: the path with every character but letters and digits
+ * made `-`; one over 200 characters is cut there and given a hash, so such a folder is matched by its start.
+ */
+function isClaudeProjectFolder(folder: string, root: string): boolean {
+  const name = root.replace(/[^a-zA-Z0-9]/g, '-')
+  return name.length <= 200 ? folder === name : folder.startsWith(`${name.slice(0, 200)}-`)
+}
+
+/**
+ * The transcripts that may be this project's: Claude Code's of the project's own folder (with their
+ * subagents'), and Codex's written since `since` (its folders are by day; every project's are there).
+ */
+function transcriptFiles(root: string, env: NodeJS.ProcessEnv, since: number | null): { file: string; agent: 'claude' | 'codex' }[] {
+  const homes = transcriptHomes(env)
+  const found: { file: string; agent: 'claude' | 'codex' }[] = []
+  for (const home of homes.claude) {
+    const projects = path.join(home, 'projects')
+    for (const folder of subfolders(projects).filter((name) => isClaudeProjectFolder(name, root))) {
+      const dir = path.join(projects, folder)
+      for (const file of jsonlFiles(dir)) found.push({ file, agent: 'claude' })
+      for (const sub of subfolders(dir))
+        for (const file of jsonlFiles(path.join(dir, sub, 'subagents'))) found.push({ file, agent: 'claude' })
+    }
+  }
+  // A day folder older than the project's first session by more than a day holds none of its transcripts.
+  const first = since === null ? '' : new Date(since - 86_400_000).toISOString().slice(0, 10)
+  for (const home of homes.codex) {
+    const sessions = path.join(home, 'sessions')
+    for (const year of subfolders(sessions))
+      for (const month of subfolders(path.join(sessions, year)))
+        for (const day of subfolders(path.join(sessions, year, month)))
+          if (`${year}-${month}-${day}` >= first)
+            for (const file of jsonlFiles(path.join(sessions, year, month, day))) found.push({ file, agent: 'codex' })
+    for (const file of jsonlFiles(path.join(home, 'archived_sessions'))) found.push({ file, agent: 'codex' })
+  }
+  return found
+}
+
+/** A subagent's transcript (`ID/subagents/agent-X.jsonl`) names its parent `ID.jsonl`; others have none. */
+function parentTranscript(file: string): string | null {
+  const subagents = path.dirname(file)
+  if (path.basename(subagents) !== 'subagents') return null
+  const id = path.dirname(subagents)
+  return `${id}.jsonl`
+}
+
+/**
+ * The iteration whose context.json a prompt names, in this project only:
+ * ROOT/.claude/pipeline-runs/NAME/stage-NN-STAGE/iterations/NNN/context.json, or inside a parallel
+ * block, …/parallel-NN-BLOCK/providers/P/stage-NN-STAGE/iterations/NNN/context.json.
+ */
+function iterationNamedIn(prompt: string, root: string): TranscriptOwner | null {
+  const runs = `${path.join(root, '.claude', 'pipeline-runs')}/`
+  const shape =
+    /^([A-Za-z0-9_-]{1,64})\/(?:parallel-(\d{2,})-[A-Za-z0-9_.-]+\/providers\/([A-Za-z0-9_-]+)\/)?stage-(\d{2,})-([A-Za-z0-9_.-]+)\/iterations\/(\d{3,})\/context\.json/
+  for (let at = prompt.indexOf(runs); at !== -1; at = prompt.indexOf(runs, at + 1)) {
+    const match = shape.exec(prompt.slice(at + runs.length, at + runs.length + 512))
+    if (!match) continue
+    const [, session, block, provider, stage, stageName, iteration] = match
+    return {
+      kind: 'iteration',
+      session,
+      // A parallel block's stages are the block's: the run's stage index is the block's.
+      stage_index: Number(block ?? stage),
+      stage: stageName,
+      provider: provider ?? null,
+      iteration: Number(iteration),
+    }
+  }
+  return null
+}
+
+/** A count of tokens as a transcript gives it: a whole number from 0 up, else null (the line is passed over). */
+function tokenCount(value: unknown, absent: number | null = 0): number | null {
+  if (value === undefined) return absent
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null
+}
+
+/** The five kinds of a usage, or null when a count is not a count. */
+function tokensOf(counts: (number | null)[]): Tokens | null {
+  return counts.every((n): n is number => n !== null) ? (counts as Tokens) : null
+}
+
+function addTokens(to: Tokens, from: Tokens, sign = 1): Tokens {
+  return to.map((n, i) => n + sign * from[i]) as Tokens
+}
+
+function sumTokens(tokens: Tokens): number {
+  return tokens.reduce((a, b) => a + b, 0)
+}
+
+/** What one line of a transcript says, once parsed: a prompt, a model's usage, the model of what follows. */
+type TranscriptLine =
+  | { kind: 'prompt'; text: string; at: number | null }
+  | { kind: 'usage'; key: string | null; model: string; base: Tokens; long: Tokens; at: number | null }
+  | { kind: 'model'; model: string; at: number | null }
+  | { kind: 'other'; at: number | null }
+  | { kind: 'bad' }
+
+type JsonObject = Record<string, unknown>
+const objectOf = (value: unknown): JsonObject | null =>
+  typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as JsonObject) : null
+const stringOf = (value: unknown): string | null => (typeof value === 'string' && value !== '' ? value : null)
+
+/** A Claude Code line (docs/cost.md): the first user message's text; an assistant message's usage. */
+function claudeLine(line: JsonObject): TranscriptLine {
+  const at = parseTime(stringOf(line.timestamp))
+  const message = objectOf(line.message)
+  const usage = objectOf(message?.usage)
+  if (usage) {
+    // The nested cache_creation splits cache writes by how long they are kept; it wins over the flat count.
+    const nested = objectOf(usage.cache_creation)
+    const fiveMinutes = nested ? tokenCount(nested.ephemeral_5m_input_tokens) : tokenCount(usage.cache_creation_input_tokens)
+    const oneHour = nested ? tokenCount(nested.ephemeral_1h_input_tokens) : 0
+    const tokens = tokensOf([
+      tokenCount(usage.input_tokens, null),
+      tokenCount(usage.output_tokens, null),
+      fiveMinutes,
+      oneHour,
+      tokenCount(usage.cache_read_input_tokens),
+    ])
+    if (!tokens) return { kind: 'bad' }
+    // Long-context rates apply per kind of token, to what one message has above the threshold.
+    const base = tokens.map((n) => Math.min(n, CLAUDE_LONG_TOKENS)) as Tokens
+    const id = stringOf(message?.id)
+    const key = id && `${id}:${stringOf(line.requestId) ?? ''}`
+    return { kind: 'usage', key, model: stringOf(message?.model) ?? 'unknown', base, long: addTokens(tokens, base, -1), at }
+  }
+  if (line.type === 'user' && line.isSidechain !== true && message) {
+    const content = message.content
+    const text =
+      typeof content === 'string'
+        ? content
+        : Array.isArray(content)
+          ? content
+              .map(objectOf)
+              .filter((block) => block?.type === 'text' && typeof block.text === 'string')
+              .map((block) => block!.text as string)
+              .join('\n')
+          : ''
+    if (text) return { kind: 'prompt', text, at }
+  }
+  return { kind: 'other', at }
+}
+
+/**
+ * A Codex line (docs/cost.md): `{timestamp, type, payload}`. Its token counts are running totals whose
+ * input includes the cached input: a count's usage is what its total added, input without the cached
+ * part, and a total that did not advance (a count written again) adds nothing.
+ */
+function codexLine(line: JsonObject, previous: Tokens | null): TranscriptLine & { total?: Tokens } {
+  const at = parseTime(stringOf(line.timestamp))
+  const payload = objectOf(line.payload)
+  if (line.type === 'turn_context' && stringOf(payload?.model)) return { kind: 'model', model: payload!.model as string, at }
+  if (line.type !== 'event_msg' || !payload) return { kind: 'other', at }
+  if (payload.type === 'user_message' && typeof payload.message === 'string') return { kind: 'prompt', text: payload.message, at }
+  const item = objectOf(payload.item)
+  if (payload.type === 'item_completed' && item?.type === 'UserMessage' && Array.isArray(item.content)) {
+    const text = item.content.map((part) => stringOf(objectOf(part)?.text) ?? '').join('\n')
+    return text ? { kind: 'prompt', text, at } : { kind: 'other', at }
+  }
+  if (payload.type !== 'token_count') return { kind: 'other', at }
+  const info = objectOf(payload.info)
+  if (!info) return { kind: 'other', at }
+  const read = (usage: unknown) => {
+    const u = objectOf(usage)
+    return u
+      ? tokensOf([
+          tokenCount(u.input_tokens, null),
+          tokenCount(u.output_tokens, null),
+          tokenCount(u.cached_input_tokens),
+          tokenCount(u.cache_write_input_tokens),
+          0,
+        ])
+      : null
+  }
+  const total = read(info.total_token_usage)
+  const last = read(info.last_token_usage)
+  if (info.total_token_usage !== undefined && !total) return { kind: 'bad' }
+  const added = total ? addTokens(total, previous ?? NO_TOKENS, -1) : last
+  if (!added || (total && total[0] + total[1] <= (previous ? previous[0] + previous[1] : 0)))
+    return { kind: 'other', at, total: total ?? undefined }
+  if (added.some((n) => n < 0)) return { kind: 'bad' }
+  const [input, output, cached, written] = added
+  const fromCache = Math.min(cached, input)
+  const tokens: Tokens = [Math.max(0, input - fromCache - written), output, written, 0, fromCache]
+  const model = stringOf(info.model) ?? stringOf(payload.model) ?? 'unknown'
+  // The long-context rates apply to a whole call whose input is over the threshold.
+  const long = (last?.[0] ?? input) > CODEX_LONG_TOKENS
+  return {
+    kind: 'usage',
+    key: null,
+    model,
+    base: long ? NO_TOKENS : tokens,
+    long: long ? tokens : NO_TOKENS,
+    at,
+    total: total ?? undefined,
+  }
+}
+
+/** Markers of the lines worth parsing: the rest of a transcript (tool output, mostly) is passed over unparsed. */
+const TRANSCRIPT_MARKERS = { claude: ['"usage"', '"user"'], codex: ['"token_count"', '"turn_context"', '"user_message"', '"UserMessage"'] }
+/** At most this much of one transcript is read in one look; the rest the next time. */
+const TRANSCRIPT_READ_MAX = 64 * 1024 * 1024
+
+function newRecord(file: string, agent: 'claude' | 'codex', st: Stats): TranscriptRecord {
+  return {
+    file,
+    agent,
+    ino: st.ino,
+    size: st.size,
+    mtime: st.mtimeMs,
+    offset: 0,
+    start: null,
+    owner: null,
+    parent: agent === 'claude' ? parentTranscript(file) : null,
+    models: [],
+    skipped: 0,
+    recent: [],
+    total: null,
+    model: null,
+    gone: false,
+  }
+}
+
+/** What counting a transcript's lines needs: its record's counts as maps, and who decides a judge's call. */
+interface Counting {
+  record: TranscriptRecord
+  models: Map<string, [Tokens, Tokens]>
+  recent: Map<string, [string, Tokens, Tokens]>
+  root: string
+  /** Whose a transcript is that names no iteration, by when it began. */
+  judgeOf: (start: number | null) => TranscriptOwner
+}
+
+/** One line into the counts; false once the transcript turns out to be nobody's (no need to read on). */
+function countLine(counting: Counting, text: string): boolean {
+  const { record } = counting
+  if (!TRANSCRIPT_MARKERS[record.agent].some((marker) => text.includes(marker))) return true
+  let parsed: JsonObject | null
+  try {
+    parsed = objectOf(JSON.parse(text))
+  } catch {
+    parsed = null
+  }
+  const line = !parsed ? ({ kind: 'bad' } as const) : record.agent === 'claude' ? claudeLine(parsed) : codexLine(parsed, record.total)
+  if (line.kind === 'bad') {
+    record.skipped++
+    return true
+  }
+  record.start ??= line.at
+  const total = (line as { total?: Tokens }).total
+  if (total) record.total = total
+  if (line.kind === 'model') record.model = line.model
+  if (line.kind === 'prompt' && !record.owner && !record.parent) {
+    record.owner = iterationNamedIn(line.text, counting.root) ?? counting.judgeOf(record.start)
+    return record.owner.kind !== 'nobody'
+  }
+  if (line.kind === 'usage') countUsage(counting, line)
+  return true
+}
+
+/** A model's usage into the counts; a message seen before is counted once, at the largest it was. */
+function countUsage(counting: Counting, line: Extract<TranscriptLine, { kind: 'usage' }>): void {
+  const model = line.model === 'unknown' && counting.record.agent === 'codex' ? (counting.record.model ?? 'gpt-5') : line.model
+  const add = (name: string, base: Tokens, long: Tokens, sign: number) => {
+    const [b, l] = counting.models.get(name) ?? [NO_TOKENS, NO_TOKENS]
+    counting.models.set(name, [addTokens(b, base, sign), addTokens(l, long, sign)])
+  }
+  const seen = line.key === null ? undefined : counting.recent.get(line.key)
+  if (seen) {
+    if (sumTokens(addTokens(line.base, line.long)) <= sumTokens(addTokens(seen[1], seen[2]))) return
+    add(seen[0], seen[1], seen[2], -1)
+    counting.recent.delete(line.key!)
+  }
+  add(model, line.base, line.long, 1)
+  if (line.key === null) return
+  counting.recent.set(line.key, [model, line.base, line.long])
+  if (counting.recent.size > RECENT_MESSAGES) counting.recent.delete(counting.recent.keys().next().value!)
+}
+
+/**
+ * A transcript's record brought up to date: its new whole lines counted (all of them when the file is
+ * new or was replaced). A line too long to be read whole, or not JSON, is passed over and counted as skipped.
+ */
+function readTranscript(
+  old: TranscriptRecord | null,
+  file: string,
+  agent: 'claude' | 'codex',
+  st: Stats,
+  counting: Omit<Counting, 'record' | 'models' | 'recent'>,
+  now: number,
+): TranscriptRecord {
+  const replaced = !old || old.ino !== st.ino || st.size < old.offset
+  const record: TranscriptRecord = replaced ? newRecord(file, agent, st) : { ...old, size: st.size, mtime: st.mtimeMs, gone: false }
+  const state: Counting = {
+    ...counting,
+    record,
+    models: new Map(record.models.map(([model, base, long]) => [model, [base, long]])),
+    recent: new Map(record.recent.map(([key, ...rest]) => [key, rest])),
+  }
+  let reading = record.owner?.kind !== 'nobody'
+  while (reading && record.offset < st.size && record.offset - (old?.offset ?? 0) < TRANSCRIPT_READ_MAX) {
+    const read = readRegularFile(file, { from: record.offset, limit: EVENTS_READ_BYTES })
+    if (read.kind !== 'ok' || read.size <= read.from) break
+    const end = read.text.lastIndexOf('\n')
+    if (end === -1) {
+      // No whole line in a full read: one line longer than this tool reads; passed over to its end.
+      if (read.size - read.from < EVENTS_READ_BYTES) break
+      record.skipped++
+      record.offset = skipLongLine(file, read.size)
+      continue
+    }
+    const whole = read.text.slice(0, end + 1)
+    record.offset = read.from + Buffer.byteLength(whole)
+    for (const text of whole.split('\n')) if (text && !countLine(state, text)) reading = false
+  }
+  if (!reading) record.offset = st.size
+  record.models = [...state.models].map(([model, [base, long]]) => [model, base, long])
+  record.recent = now - st.mtimeMs < TRANSCRIPT_SETTLED_MS ? [...state.recent].map(([key, rest]) => [key, ...rest]) : []
+  return record
+}
+
+/** Where the line that runs past `from` ends: the byte after its newline (or the file's end). */
+function skipLongLine(file: string, from: number): number {
+  for (let at = from; ; ) {
+    const read = readRegularFile(file, { from: at, limit: EVENTS_READ_BYTES })
+    if (read.kind !== 'ok' || read.size <= read.from) return at
+    const newline = read.text.indexOf('\n')
+    if (newline !== -1) return read.from + Buffer.byteLength(read.text.slice(0, newline + 1))
+    at = read.size
+  }
+}
+
+/** When a session's judge was at work: from its judge_start to its judge_complete (whole seconds), open while it runs. */
+interface JudgeWindow {
+  session: string
+  from: number
+  to: number
+  stage_index: number | null
+  iteration: number | null
+}
+
+/** Every judge window of the project's sessions, from their events.jsonl. */
+function judgeWindows(root: string): JudgeWindow[] {
+  const runs = path.join(root, '.claude', 'pipeline-runs')
+  const windows: JudgeWindow[] = []
+  for (const session of subfolders(runs).filter(isValidName)) {
+    const read = readRegularFile(path.join(runs, session, 'events.jsonl'), { max: FILE_MAX_BYTES })
+    if (read.kind !== 'ok') continue
+    const { events } = parseEventLines(
+      read.text
+        .split('\n')
+        .filter((line) => line.includes('"judge_'))
+        .join('\n'),
+    )
+    let open: JudgeWindow | null = null
+    for (const event of events) {
+      const at = parseTime(event.ts)
+      if (at === null) continue
+      if (event.type === 'judge_start') {
+        const stage = event.cursor?.node_path
+        open = {
+          session,
+          from: at,
+          to: Number.POSITIVE_INFINITY,
+          stage_index: stage && /^\d+$/.test(stage) ? Number(stage) : null,
+          iteration: event.cursor?.iteration ?? null,
+        }
+        windows.push(open)
+      } else if (event.type === 'judge_complete' && open) {
+        // The engine's times have whole seconds: the second of the end is the window's.
+        open.to = at + 1000
+        open = null
+      }
+    }
+  }
+  return windows
+}
+
+/** Whose a transcript is that names no iteration: the one session whose judge was at work when it began. */
+function judgeOwner(windows: JudgeWindow[], start: number | null): TranscriptOwner {
+  if (start === null) return { kind: 'nobody' }
+  const holding = windows.filter((window) => window.from <= start && start < window.to)
+  const sessions = new Set(holding.map((window) => window.session))
+  if (sessions.size > 1) return { kind: 'project_judge' }
+  const [one] = holding
+  return one ? { kind: 'judge', session: one.session, stage_index: one.stage_index, iteration: one.iteration } : { kind: 'nobody' }
+}
+
+/** The counts kept so far; a cache that cannot be read is started afresh (what is still on disk is counted again). */
+function readUsageCache(root: string, homes: string[]): TranscriptRecord[] {
+  const read = readRegularFile(path.join(root, '.claude', USAGE_CACHE), { max: JSON_FILE_MAX_BYTES })
+  if (read.kind !== 'ok') return []
+  const parsed = parseJsonText('cache', read.text, UsageCacheSchema)
+  // A record naming a file outside the agents' folders is not this tool's: it is never read.
+  return parsed.kind === 'ok' ? parsed.value.records.filter((record) => homes.some((home) => isInside(record.file, home))) : []
+}
+
+/**
+ * Every transcript of this project, counted up to now: new lines of known transcripts, new transcripts
+ * whole, those deleted kept as they were counted. Written back only when something changed.
+ */
+function projectTranscripts(root: string, env: NodeJS.ProcessEnv, since: number | null, now = Date.now()): TranscriptRecord[] {
+  const homes = transcriptHomes(env)
+  const kept = new Map(readUsageCache(root, [...homes.claude, ...homes.codex]).map((record) => [record.file, record]))
+  // The judges' windows are read only if a transcript names no iteration, once.
+  let windows: JudgeWindow[] | null = null
+  const judgeOf = (start: number | null) => {
+    windows ??= judgeWindows(root)
+    return judgeOwner(windows, start)
+  }
+  const counting = { root, judgeOf }
+  const records = new Map<string, TranscriptRecord>()
+  let changed = false
+  // Parents first: a subagent's transcript is its parent's.
+  const files = transcriptFiles(root, env, since).sort(
+    (a, b) => Number(parentTranscript(a.file) !== null) - Number(parentTranscript(b.file) !== null),
+  )
+  for (const { file, agent } of files) {
+    const old = kept.get(file) ?? null
+    const st = lstatIfAny(file)
+    if (!st?.isFile()) continue
+    const parent = old?.parent ?? parentTranscript(file)
+    if (parent && records.get(parent)?.owner?.kind === 'nobody') continue
+    // Nobody's (an interactive session): however it grows, it is not read again.
+    if (
+      old &&
+      old.ino === st.ino &&
+      (old.owner?.kind === 'nobody' ||
+        (old.size === st.size && old.mtime === st.mtimeMs && !(old.recent.length && now - st.mtimeMs >= TRANSCRIPT_SETTLED_MS)))
+    ) {
+      records.set(file, old)
+      continue
+    }
+    records.set(file, readTranscript(old, file, agent, st, counting, now))
+    changed = true
+  }
+  // One not looked at this time (a Codex day before `since`) stays as it was. One its agent deleted: what
+  // it counted stays; one that was nobody's is forgotten.
+  for (const [file, record] of kept) {
+    if (records.has(file)) continue
+    if (lstatIfAny(file)) records.set(file, record)
+    else if (record.owner?.kind !== 'nobody' && (record.owner || record.parent)) {
+      records.set(file, record.gone ? record : { ...record, gone: true })
+      changed ||= !record.gone
+    }
+  }
+  if (changed || records.size !== kept.size) saveUsageCache(root, [...records.values()])
+  return [...records.values()]
+}
+
+function lstatIfAny(file: string): Stats | null {
+  try {
+    return lstatSync(file, { throwIfNoEntry: false }) ?? null
+  } catch {
+    return null
+  }
+}
+
+/** Counts that cannot be kept (a full disk, a read-only project) are counted again the next time: said nowhere. */
+function saveUsageCache(root: string, records: TranscriptRecord[]): void {
+  // A project without .claude/ is given none for this.
+  if (!isDirectory(path.join(root, '.claude'))) return
+  try {
+    writeFileInside(root, path.join(root, '.claude', USAGE_CACHE), `${JSON.stringify({ version: 1, records })}\n`)
+  } catch {
+    /* counted again next time */
+  }
+}
+
+/** Dollars per million tokens of each kind (as Tokens), and above the long-context threshold where a model has other rates. */
+interface Price {
+  rates: Tokens
+  long: Tokens | null
+}
+
+/**
+ * The models the engine runs (Claude's opus, sonnet and haiku of the current generations; the Codex
+ * models it validates), at their providers' list prices of this date. A cache write kept an hour costs
+ * twice the input, one kept five minutes 1.25 times; a cache read a tenth. Overridable (docs/cost.md).
+ */
+const PRICES_DATE = '2026-12-01'
+const claudePrice = (input: number, output: number, long?: [number, number]): Price => ({
+  rates: [input, output, input * 1.25, input * 2, input / 10],
+  long: long ? [long[0], long[1], long[0] * 1.25, long[0] * 2, long[0] / 10] : null,
+})
+const codexPrice = (input: number, output: number, long = false): Price => ({
+  rates: [input, output, input * 1.25, input * 2, input / 10],
+  long: long ? [input * 2, output * 1.5, input * 2.5, input * 4, input / 5] : null,
+})
+const PRICES: ReadonlyMap<string, Price> = new Map([
+  ['claude-opus-4-8', claudePrice(5, 25)],
+  ['claude-opus-4-7', claudePrice(5, 25)],
+  ['claude-opus-4-6', claudePrice(5, 25)],
+  ['claude-opus-4-5', claudePrice(5, 25)],
+  ['claude-opus-4-1', claudePrice(15, 75)],
+  ['claude-opus-4', claudePrice(15, 75)],
+  ['claude-sonnet-4-6', claudePrice(3, 15)],
+  ['claude-sonnet-4-5', claudePrice(3, 15, [6, 22.5])],
+  ['claude-sonnet-4', claudePrice(3, 15, [6, 22.5])],
+  ['claude-haiku-4-5', claudePrice(1, 5)],
+  ['claude-3-5-haiku', claudePrice(0.8, 4)],
+  ['gpt-5', codexPrice(1.25, 10)],
+  ['gpt-5-codex', codexPrice(1.25, 10)],
+  ['gpt-5-mini', codexPrice(0.25, 2)],
+  ['gpt-5.1', codexPrice(1.25, 10)],
+  ['gpt-5.1-codex', codexPrice(1.25, 10)],
+  ['gpt-5.1-codex-max', codexPrice(1.25, 10)],
+  ['gpt-5.1-codex-mini', codexPrice(0.25, 2)],
+  ['gpt-5.2', codexPrice(1.75, 14)],
+  ['gpt-5.2-codex', codexPrice(1.75, 14)],
+  ['gpt-5.3-codex', codexPrice(1.75, 14)],
+  ['gpt-5.4', codexPrice(2.5, 15, true)],
+  ['gpt-5.4-mini', codexPrice(0.75, 4.5)],
+  ['gpt-5.5', codexPrice(5, 30, true)],
+  ['gpt-5.5-codex', codexPrice(5, 30, true)],
+])
+
+/** The prices in use: the table above, with the models of the config folder's prices.json over it. */
+interface PriceTable {
+  prices: ReadonlyMap<string, Price>
+  /** Where they come from, as a cost says it: "built-in 2026-12-01", or with "prices.json 2027-01-15 over" before it. */
+  source: string
+  /** A prices.json that could not be used, in words. */
+  problem: string | null
+}
+
+const RatesSchema = z.object({
+  input: z.number().nonnegative(),
+  output: z.number().nonnegative(),
+  cache_write_5m: z.number().nonnegative().optional(),
+  cache_write_1h: z.number().nonnegative().optional(),
+  cache_read: z.number().nonnegative().optional(),
+})
+const ModelPriceSchema = RatesSchema.extend({ long: RatesSchema.nullish() })
+// Models are checked one by one below: a record schema would rebuild the object, and a model named
+// __proto__ would vanish into its prototype.
+const PriceFileSchema = z.object({
+  date: z.string().max(64).optional(),
+  models: z.custom<Record<string, unknown>>((value) => objectOf(value) !== null, 'models must be an object of model names'),
+})
+
+function priceTable(env: NodeJS.ProcessEnv = process.env): PriceTable {
+  const builtIn = `built-in ${PRICES_DATE}`
+  const folder = xdgFolder(env, 'XDG_CONFIG_HOME', '.config')
+  const file = folder && path.join(folder, 'prices.json')
+  const read = file ? readRegularFile(file, { max: JSON_FILE_MAX_BYTES, follow: true }) : ({ kind: 'missing' } as const)
+  if (read.kind === 'missing') return { prices: PRICES, source: builtIn, problem: null }
+  const parsed = read.kind === 'ok' ? parseJsonText('prices.json', read.text, PriceFileSchema) : read
+  if (parsed.kind !== 'ok')
+    return { prices: PRICES, source: builtIn, problem: `${file}: ${parsed.kind === 'bad' ? parsed.problem : 'unreadable'}` }
+  const rates = (r: z.infer<typeof RatesSchema>): Tokens => [
+    r.input,
+    r.output,
+    r.cache_write_5m ?? r.input * 1.25,
+    r.cache_write_1h ?? r.input * 2,
+    r.cache_read ?? r.input / 10,
+  ]
+  const prices = new Map(PRICES)
+  for (const [model, value] of Object.entries(parsed.value.models)) {
+    const given = ModelPriceSchema.safeParse(value)
+    if (!given.success) return { prices: PRICES, source: builtIn, problem: `${file}: ${cutText(model, 80)}: ${schemaProblem(given.error)}` }
+    prices.set(model, { rates: rates(given.data), long: given.data.long ? rates(given.data.long) : null })
+  }
+  return { prices, source: `prices.json ${parsed.value.date ?? '(undated)'} over ${builtIn}`, problem: null }
+}
+
+/** A model's price: its name as the transcript gives it, else without a date or a context suffix ("-20251101", "[1m]"). */
+function priceOf(model: string, table: PriceTable): Price | null {
+  const plain = model.replace(/\[[^\]]*\]$/, '').replace(/^(anthropic|openai)\//, '')
+  return table.prices.get(model) ?? table.prices.get(plain) ?? table.prices.get(plain.replace(/-\d{8}$/, '')) ?? null
+}
+
+/** Dollars for a model's tokens; null without a price. Claude's own placeholder for messages it made up costs nothing. */
+function costOf(model: string, base: Tokens, long: Tokens, table: PriceTable): number | null {
+  if (model === '<synthetic>') return 0
+  const price = priceOf(model, table)
+  if (!price) return null
+  const dollars = (tokens: Tokens, rates: Tokens) => tokens.reduce((sum, n, i) => sum + n * rates[i], 0) / 1e6
+  return dollars(base, price.rates) + dollars(long, price.long ?? price.rates)
+}
+
+/** Tokens and dollars of some transcripts; the token fields null where none was found (never a made-up 0). */
+interface UsageTotals {
+  input_tokens: number | null
+  output_tokens: number | null
+  /** Cache writes of both lifetimes (5 minutes and 1 hour). */
+  cache_creation_input_tokens: number | null
+  cache_read_input_tokens: number | null
+  /** Null where no transcript was found, or where a model has no price (then unpriced_models names it). */
+  cost_usd: number | null
+  models: string[]
+  unpriced_models: string[]
+  /** Transcripts counted; those among them that their agent has deleted since (their counts kept). */
+  transcripts: number
+  transcripts_gone: number
+  /** Of them, calls of a judgment stage's judge. */
+  judge_calls: number
+  /** Lines passed over: not JSON, too long, counts that are not counts. */
+  lines_skipped: number
+}
+
+/** A session's usage: a top-level field of its JSON (docs/json.md). */
+interface Usage extends UsageTotals {
+  /** Which prices the cost is of: "built-in 2026-12-01", or a prices.json over them. */
+  prices: string
+  /** Iterations with a transcript, and those the session ran without one found (run elsewhere, deleted). */
+  iterations_counted: number
+  iterations_missing: number | null
+}
+
+interface StageUsage extends UsageTotals {
+  stage_index: number | null
+  stage: string | null
+}
+
+interface IterationUsage extends UsageTotals {
+  stage_index: number | null
+  stage: string | null
+  provider: string | null
+  iteration: number | null
+}
+
+/** Whose a record's counts are: its own owner's, or a subagent's parent's. */
+function ownerOf(record: TranscriptRecord, byFile: ReadonlyMap<string, TranscriptRecord>): TranscriptOwner | null {
+  return record.owner ?? (record.parent ? (byFile.get(record.parent)?.owner ?? null) : null)
+}
+
+function totalsOf(records: TranscriptRecord[], table: PriceTable): UsageTotals {
+  const models = new Map<string, [Tokens, Tokens]>()
+  for (const record of records)
+    for (const [model, base, long] of record.models) {
+      const [b, l] = models.get(model) ?? [NO_TOKENS, NO_TOKENS]
+      models.set(model, [addTokens(b, base), addTokens(l, long)])
+    }
+  const sum = [...models.values()].reduce((all, [base, long]) => addTokens(all, addTokens(base, long)), NO_TOKENS)
+  const costs = [...models].map(([model, [base, long]]) => ({ model, cost: costOf(model, base, long, table) }))
+  const unpriced = costs.filter((one) => one.cost === null).map((one) => one.model)
+  const found = models.size > 0
+  return {
+    input_tokens: found ? sum[0] : null,
+    output_tokens: found ? sum[1] : null,
+    cache_creation_input_tokens: found ? sum[2] + sum[3] : null,
+    cache_read_input_tokens: found ? sum[4] : null,
+    cost_usd: found && !unpriced.length ? Math.round(costs.reduce((all, one) => all + one.cost!, 0) * 1e6) / 1e6 : null,
+    models: [...models.keys()].filter((model) => model !== '<synthetic>').sort(),
+    unpriced_models: unpriced.sort(),
+    transcripts: records.length,
+    transcripts_gone: records.filter((record) => record.gone).length,
+    judge_calls: records.filter((record) => record.owner?.kind === 'judge' || record.owner?.kind === 'project_judge').length,
+    lines_skipped: records.reduce((all, record) => all + record.skipped, 0),
+  }
+}
+
+/** Records grouped by a key of their owner's (null leaves a record out), in the order the keys first come. */
+function groupByOwner(records: TranscriptRecord[], key: (owner: TranscriptOwner) => string | null): Map<string, TranscriptRecord[]> {
+  const byFile = new Map(records.map((record) => [record.file, record]))
+  const groups = new Map<string, TranscriptRecord[]>()
+  for (const record of records) {
+    const owner = ownerOf(record, byFile)
+    const name = owner && key(owner)
+    if (name !== null && name !== undefined) groups.set(name, [...(groups.get(name) ?? []), record])
+  }
+  return groups
+}
+
+/** The session an owner counts toward, if any. */
+const sessionOfOwner = (owner: TranscriptOwner): string | null =>
+  owner.kind === 'iteration' || owner.kind === 'judge' ? owner.session : null
+
+/** Each session's transcripts, and those of judge calls no single session can claim. */
+interface ProjectUsage {
+  bySession: Map<string, TranscriptRecord[]>
+  unattributed: TranscriptRecord[]
+  all: TranscriptRecord[]
+  table: PriceTable
+}
+
+/** Usage for one look at a project: its transcripts brought up to date once, grouped by session. */
+function projectUsage(root: string, env: NodeJS.ProcessEnv, since: number | null): ProjectUsage {
+  const all = projectTranscripts(root, env, since)
+  const byFile = new Map(all.map((record) => [record.file, record]))
+  return {
+    bySession: groupByOwner(all, sessionOfOwner),
+    unattributed: all.filter((record) => ownerOf(record, byFile)?.kind === 'project_judge'),
+    all,
+    table: priceTable(env),
+  }
+}
+
+/** A row's usage: its transcripts' totals, and how many of the iterations it ran have none. */
+function usageOfRow(row: SessionRow, records: TranscriptRecord[], table: PriceTable): Usage {
+  const iterations = new Set(
+    records.flatMap((record) =>
+      record.owner?.kind === 'iteration' ? [`${record.owner.stage_index}/${record.owner.provider}/${record.owner.iteration}`] : [],
+    ),
+  )
+  const underWay = row.health === 'running' && (row.iteration ?? 0) > (row.iteration_completed ?? 0) ? 1 : 0
+  const ran = row.progress ? row.progress.done + underWay : row.iteration_completed !== null ? row.iteration_completed + underWay : null
+  return {
+    ...totalsOf(records, table),
+    prices: table.source,
+    iterations_counted: iterations.size,
+    iterations_missing: ran === null ? null : Math.max(0, ran - iterations.size),
+  }
+}
+
+/** status: the usage of each stage, and of each iteration (a judge's call counted with the iteration it judged). */
+function usageBreakdown(records: TranscriptRecord[], table: PriceTable) {
+  // A stage's name, as its iterations' context paths give it (a judge's call names none).
+  const names = new Map(
+    records.flatMap((record) => (record.owner?.kind === 'iteration' ? [[record.owner.stage_index, record.owner.stage] as const] : [])),
+  )
+  const stageName = (index: number | null) => (index === null ? null : (names.get(index) ?? null))
+  const stageOf = (owner: TranscriptOwner) => (owner.kind === 'iteration' || owner.kind === 'judge' ? owner.stage_index : null)
+  const by_stage: StageUsage[] = [...groupByOwner(records, (owner) => String(stageOf(owner)))].map(([key, group]) => {
+    const index = key === 'null' ? null : Number(key)
+    return { stage_index: index, stage: stageName(index), ...totalsOf(group, table) }
+  })
+  const iterationKey = (owner: TranscriptOwner) =>
+    owner.kind === 'iteration'
+      ? `${owner.stage_index}/${owner.provider}/${owner.iteration}`
+      : owner.kind === 'judge'
+        ? `${owner.stage_index}/null/${owner.iteration}`
+        : null
+  const by_iteration: IterationUsage[] = [...groupByOwner(records, iterationKey)].map(([key, group]) => {
+    const [stage, provider, iteration] = key.split('/')
+    const index = stage === 'null' ? null : Number(stage)
+    return {
+      stage_index: index,
+      stage: stageName(index),
+      provider: provider === 'null' ? null : provider,
+      iteration: iteration === 'null' ? null : Number(iteration),
+      ...totalsOf(group, table),
+    }
+  })
+  const order = (a: { stage_index: number | null }, b: { stage_index: number | null }) => (a.stage_index ?? -1) - (b.stage_index ?? -1)
+  return {
+    by_stage: by_stage.sort(order),
+    by_iteration: by_iteration.sort((a, b) => order(a, b) || (a.iteration ?? 0) - (b.iteration ?? 0)),
+  }
 }
 
 // ───────────────────────── the projects of this machine ─────────────────────────
@@ -4136,6 +4999,14 @@ interface ListResult {
   version: string
   /** Only with --host: each host that gave no answer (unreachable, no Node, no tool, another version), and why. */
   hosts?: HostFailure[]
+  /** Judge calls that more than one session's judge could have made (docs/cost.md): the project's, in no session's usage. */
+  usage_unattributed?: UsageTotals | null
+}
+
+/** When the first of these sessions started (its transcripts are not older than that); null when none says. */
+function earliestStart(rows: SessionRow[]): number | null {
+  const starts = rows.map((row) => parseTime(row.started_at)).filter((t): t is number => t !== null)
+  return starts.length ? Math.min(...starts) : null
 }
 
 /** What a list on another machine is asked for: the same flags as this one's. */
@@ -4235,9 +5106,12 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     project.sessions.map(({ row }) => row),
     options.env,
   )
+  // The agents' transcripts: brought up to date once for the project, then each session's own.
+  const usage = projectUsage(project.root, options.env ?? process.env, earliestStart(project.sessions.map(({ row }) => row)))
   const sessions = project.sessions.map(({ facts, row }) => {
     const queue = tasks?.get(row.name)
-    return queue ? { ...describeSession(facts, now, options, queue), beads_remaining: queue.remaining } : row
+    const described = queue ? { ...describeSession(facts, now, options, queue), beads_remaining: queue.remaining } : row
+    return { ...described, usage: usageOfRow(described, usage.bySession.get(row.name) ?? [], usage.table) }
   })
   const odd = (await unacceptedNames(project.root, tmux.sessions)).map(
     ({ name, where }): ListWarning => ({
@@ -4259,6 +5133,7 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     tmux_available: tmux.available,
     version: VERSION,
     watcher: await watcherOf(project.root),
+    usage_unattributed: usage.unattributed.length ? totalsOf(usage.unattributed, usage.table) : null,
   }
   if (options.all) {
     // Every other project: those of the server's pipeline sessions, and those remembered; each listed whole.
@@ -4345,6 +5220,9 @@ interface StatusResult extends SessionRow {
   last_event: { type: string; ts: string } | null
   /** Only with bd on the PATH, for ralph sessions. */
   beads: BeadsSummary | null
+  /** The usage of each stage and of each iteration (a judge's call with the iteration it judged). */
+  by_stage: StageUsage[]
+  by_iteration: IterationUsage[]
   next: NextAction[]
 }
 
@@ -4511,7 +5389,10 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
   ])
   const beads = worksQueue(loaded.row) ? await sessionBeads(name, options.env) : null
   // A queue's course depends on its tasks.
-  const row = beads ? describeSession(facts, Date.now(), options, { remaining: beads.remaining, closed: beads.done }) : loaded.row
+  const described = beads ? describeSession(facts, Date.now(), options, { remaining: beads.remaining, closed: beads.done }) : loaded.row
+  const usage = projectUsage(root, options.env ?? process.env, parseTime(described.started_at))
+  const transcripts = usage.bySession.get(name) ?? []
+  const row = { ...described, usage: usageOfRow(described, transcripts, usage.table) }
   const files = {
     state: row.state_file,
     progress: progress && relative(root, progress),
@@ -4539,6 +5420,7 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
     providers,
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
     beads,
+    ...usageBreakdown(transcripts, usage.table),
     next: statusNext(
       row,
       files,
@@ -4553,6 +5435,141 @@ function progressFile(facts: SessionFacts): string | null {
   const paths = sessionPaths(facts.root, facts.name)
   const stageProgress = facts.stageDir ? [path.join(paths.runDir, facts.stageDir, 'progress.md')] : []
   return [paths.progress, ...stageProgress, paths.legacyProgress].find(isFile) ?? null
+}
+
+// ───────────────────────── cost ─────────────────────────
+
+const COST_GROUPS = ['session', 'iteration', 'stage', 'day', 'model'] as const
+type CostGroup = (typeof COST_GROUPS)[number]
+
+interface CostOptions extends CommonOptions {
+  /** Only these sessions (their judge calls included). */
+  names?: string[]
+  /** Only transcripts begun since (epoch ms). */
+  since?: number
+  by?: CostGroup
+  /** Every project of this machine (as list --all finds them). */
+  all?: boolean
+}
+
+interface CostLine extends UsageTotals {
+  project: string
+  /** The session, or null for a day's or a model's line and for judge calls no single session can claim. */
+  session: string | null
+  /** What the line is of, as the table shows it: a session, "session stage", "session stage #iteration", a day, a model. */
+  label: string
+}
+
+interface CostResult {
+  project: string
+  by: CostGroup
+  since: string | null
+  lines: CostLine[]
+  total: UsageTotals
+  /** Judge calls that more than one session's judge could have made: in the total, never in a session's line. */
+  unattributed: UsageTotals | null
+  prices: string
+  /** A prices.json that could not be used. */
+  price_problem: string | null
+  /** Iterations the sessions ran for which no transcript was found. */
+  iterations_missing: number
+  version: string
+}
+
+/** A record cut down to one model's counts (for a table by model). */
+const onlyModel = (record: TranscriptRecord, model: string): TranscriptRecord => ({
+  ...record,
+  models: record.models.filter(([name]) => name === model),
+})
+
+/** The local day a transcript began on (YYYY-MM-DD): a transcript is one agent's call, minutes long. */
+const dayOf = (at: number | null) =>
+  at === null ? 'unknown' : new Date(at - new Date(at).getTimezoneOffset() * 60_000).toISOString().slice(0, 10)
+
+/** One project's lines, grouped as asked. */
+function costLines(project: string, records: TranscriptRecord[], by: CostGroup, table: PriceTable): CostLine[] {
+  const line = (session: string | null, label: string, group: TranscriptRecord[]): CostLine => ({
+    project,
+    session,
+    label,
+    ...totalsOf(group, table),
+  })
+  if (by === 'day') {
+    const days = new Map<string, TranscriptRecord[]>()
+    for (const record of records) days.set(dayOf(record.start), [...(days.get(dayOf(record.start)) ?? []), record])
+    return [...days].sort(([a], [b]) => a.localeCompare(b)).map(([day, group]) => line(null, day, group))
+  }
+  if (by === 'model') {
+    const models = [...new Set(records.flatMap((record) => record.models.map(([model]) => model)))].sort()
+    return models.map((model) =>
+      line(
+        null,
+        model,
+        records.map((record) => onlyModel(record, model)),
+      ),
+    )
+  }
+  const sessions = groupByOwner(records, sessionOfOwner)
+  return [...sessions]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .flatMap(([session, group]) => {
+      if (by === 'session') return [line(session, session, group)]
+      const { by_stage, by_iteration } = usageBreakdown(group, table)
+      const stage = (one: { stage_index: number | null; stage: string | null }) =>
+        one.stage ?? (one.stage_index === null ? 'judge' : `stage ${one.stage_index + 1}`)
+      if (by === 'stage') return by_stage.map((one) => ({ ...one, project, session, label: `${session} ${stage(one)}` }))
+      return by_iteration.map((one) => ({
+        ...one,
+        project,
+        session,
+        label: `${session} ${stage(one)}${one.provider ? `/${one.provider}` : ''} #${one.iteration ?? '?'}`,
+      }))
+    })
+}
+
+/** Tokens and dollars of this project's sessions (or every project's), from the agents' transcripts. */
+async function cost(options: CostOptions = {}): Promise<CostResult> {
+  const listed = await list({ ...options, hosts: undefined })
+  const names = options.names?.length ? new Set(options.names.map((name) => checkName(name.replace(/^(pipeline|loop)-/, '')))) : null
+  if (names)
+    for (const name of names)
+      if (!listed.sessions.some((row) => row.name === name && row.project === listed.project))
+        throw new UsageError(`no session ${name} in ${listed.project}`)
+  const env = options.env ?? process.env
+  const table = priceTable(env)
+  const by = options.by ?? 'session'
+  const lines: CostLine[] = []
+  const counted: TranscriptRecord[] = []
+  let unattributed: TranscriptRecord[] = []
+  for (const project of [...new Set(listed.sessions.map((row) => row.project).concat(listed.project))]) {
+    const usage = projectUsage(project, env, null)
+    const wanted = (record: TranscriptRecord) => options.since === undefined || (record.start ?? 0) >= options.since
+    const byFile = new Map(usage.all.map((record) => [record.file, record]))
+    const mine = usage.all.filter((record) => {
+      const owner = ownerOf(record, byFile)
+      const session = owner && sessionOfOwner(owner)
+      return wanted(record) && session !== null && (!names || (project === listed.project && names.has(session)))
+    })
+    const judges = names ? [] : usage.unattributed.filter(wanted)
+    lines.push(...costLines(project, by === 'day' || by === 'model' ? [...mine, ...judges] : mine, by, table))
+    if (judges.length && by !== 'day' && by !== 'model')
+      lines.push({ project, session: null, label: 'judge calls of several sessions', ...totalsOf(judges, table) })
+    counted.push(...mine)
+    unattributed = [...unattributed, ...judges]
+  }
+  const rows = listed.sessions.filter((row) => !names || names.has(row.name))
+  return {
+    project: listed.project,
+    by,
+    since: options.since === undefined ? null : new Date(options.since).toISOString(),
+    lines,
+    total: totalsOf([...counted, ...unattributed], table),
+    unattributed: unattributed.length ? totalsOf(unattributed, table) : null,
+    prices: table.source,
+    price_problem: table.problem,
+    iterations_missing: rows.reduce((all, row) => all + (row.usage?.iterations_missing ?? 0), 0),
+    version: VERSION,
+  }
 }
 
 // ───────────────────────── start ─────────────────────────
@@ -8297,10 +9314,18 @@ function sessionTable(p: Palette, rows: SessionRow[], view: View, marks?: string
     p.health(row.health),
     timeCell(row, view.now, narrow),
   ])
-  // When running sessions may end, an ENDS column: only where the table fits the width whole with it.
-  const withEnds = [[...header, 'ENDS'], ...cells.map((row, i) => [...row, etaCell(rows[i].eta)])]
-  const endsShown = rows.some((row) => row.eta) && lineWidth(columnWidths(withEnds)) <= (view.width ?? Infinity)
-  return table(p, endsShown ? withEnds[0] : header, endsShown ? withEnds.slice(1) : cells, {
+  // When running sessions may end, an ENDS column, and where transcripts were found a COST column: each
+  // only where the table fits the width whole with it.
+  const extra: [string, string[], boolean][] = [
+    ['ENDS', rows.map((row) => etaCell(row.eta)), rows.some((row) => row.eta)],
+    ['COST', rows.map((row) => costCell(row.usage)), rows.some((row) => row.usage?.input_tokens != null)],
+  ]
+  let shown = [header, ...cells]
+  for (const [title, column, wanted] of extra) {
+    const wider = shown.map((line, i) => [...line, i ? column[i - 1] : title])
+    if (wanted && lineWidth(columnWidths(wider)) <= (view.width ?? Infinity)) shown = wider
+  }
+  return table(p, shown[0], shown.slice(1), {
     width: view.width,
     shrink: [1, 2, 5, 3].map((i) => i + front),
     last: [front],
@@ -8377,6 +9402,7 @@ function renderStatus(result: StatusResult, view: View = plainView()): string {
     ...section(p, 'Overview', statusOverview(result, now), width),
     ...section(p, 'Progress', statusProgress(result, now), width),
     ...section(p, 'Course', statusCourse(result, now), width),
+    ...section(p, 'Cost', statusCost(result), width),
     ...section(p, 'Resources', statusResources(result), width),
     ...section(
       p,
@@ -8465,6 +9491,107 @@ function statusCourse(result: StatusResult, now: number): Pairs {
     ],
     ['ends', eta ? `${etaWords(eta, now)} (${eta.basis})` : null],
   ]
+}
+
+/** Dollars as a table shows them: $0.42, $12.30, $1,234; under a cent "<$0.01". */
+function money(dollars: number): string {
+  if (dollars > 0 && dollars < 0.005) return '<$0.01'
+  return dollars < 1000 ? `$${dollars.toFixed(2)}` : `$${Math.round(dollars).toLocaleString('en-US')}`
+}
+
+/** A count of tokens in a few characters: 950, 12.3k, 4.5M. */
+function tokenWords(n: number): string {
+  if (n < 1000) return String(n)
+  if (n < 999_500) return `${(n / 1000).toFixed(n < 9_950 ? 1 : 0)}k`
+  return `${(n / 1e6).toFixed(n < 9_950_000 ? 1 : 0)}M`
+}
+
+/** All tokens of a usage (input, output, cache writes and reads), or null where no transcript was found. */
+function allTokens(usage: UsageTotals): number | null {
+  if (usage.input_tokens === null) return null
+  return usage.input_tokens + (usage.output_tokens ?? 0) + (usage.cache_creation_input_tokens ?? 0) + (usage.cache_read_input_tokens ?? 0)
+}
+
+/** A usage in one short cell: its dollars, else (a model without a price) its tokens; empty without transcripts. */
+function costCell(usage: UsageTotals | null): string {
+  const tokens = usage && allTokens(usage)
+  if (!usage || tokens === null) return ''
+  return usage.cost_usd !== null ? money(usage.cost_usd) : `${tokenWords(tokens)} tok`
+}
+
+/** A usage in words: dollars and tokens, both (subscription users count tokens against their limits). */
+function usageWords(usage: UsageTotals): string {
+  const tokens = allTokens(usage)
+  if (tokens === null) return 'no transcript found'
+  const dollars = usage.cost_usd !== null ? money(usage.cost_usd) : `no price for ${usage.unpriced_models.join(', ')}`
+  return `${dollars} · ${tokenWords(tokens)} tokens (${tokenWords(usage.input_tokens ?? 0)} in, ${tokenWords(usage.output_tokens ?? 0)} out, ${tokenWords(usage.cache_creation_input_tokens ?? 0)} cache write, ${tokenWords(usage.cache_read_input_tokens ?? 0)} cache read)`
+}
+
+function statusCost(result: StatusResult): Pairs {
+  const usage = result.usage
+  if (!usage) return []
+  const counted = usage.iterations_missing
+    ? `${usage.iterations_counted} of ${usage.iterations_counted + usage.iterations_missing} iterations (${usage.iterations_missing} without a transcript: run elsewhere, or deleted before it was counted)`
+    : `${usage.iterations_counted} iterations${usage.judge_calls ? `, ${plural(usage.judge_calls, 'judge call')}` : ''}`
+  const stages = result.by_stage.length > 1 ? result.by_stage.map((one) => `${one.stage ?? 'judge'} ${costCell(one)}`).join(' · ') : null
+  return [
+    ['cost', usageWords(usage)],
+    ['models', usage.models.length ? usage.models.join(', ') : null],
+    ['counted', allTokens(usage) === null ? null : counted],
+    ['stages', stages],
+    ['prices', allTokens(usage) === null ? null : usage.prices],
+    [
+      'skipped',
+      usage.lines_skipped
+        ? `${plural(usage.lines_skipped, 'line')} of its transcripts (not JSON, too long, or counts that are not counts)`
+        : null,
+    ],
+  ]
+}
+
+const COST_TITLES: Record<CostGroup, string> = { session: 'SESSION', iteration: 'ITERATION', stage: 'STAGE', day: 'DAY', model: 'MODEL' }
+
+/** cost: a line of tokens and dollars per session (stage, iteration, day, model), the totals last, then where the numbers come from. */
+function renderCost(result: CostResult, view: View = plainView()): string {
+  const p = palette(view.color)
+  const several = new Set(result.lines.map((line) => line.project)).size > 1
+  const cells = (label: string, usage: UsageTotals) => {
+    const none = allTokens(usage) === null
+    const n = (count: number | null) => (none || count === null ? '-' : tokenWords(count))
+    return [
+      label,
+      n(usage.input_tokens),
+      n(usage.output_tokens),
+      n(usage.cache_creation_input_tokens),
+      n(usage.cache_read_input_tokens),
+      none ? '-' : costCell(usage) || '-',
+    ]
+  }
+  const rows = result.lines.map((line) =>
+    cells(several && line.session ? `${path.basename(line.project)}/${line.label}` : line.label, line),
+  )
+  const lines = result.lines.length
+    ? table(p, [COST_TITLES[result.by], 'IN', 'OUT', 'CACHE W', 'CACHE R', 'COST'], [...rows, cells('total', result.total)], {
+        width: view.width,
+        shrink: [],
+        last: [0],
+      })
+    : [`No transcript of an iteration found for ${result.project}${result.since ? ` since ${localTime(result.since)}` : ''}.`]
+  const notes = [
+    result.total.input_tokens !== null ? `${usageWords(result.total)}.` : null,
+    result.total.unpriced_models.length
+      ? `No price for ${result.total.unpriced_models.join(', ')}: add it to prices.json (docs/cost.md).`
+      : null,
+    result.unattributed
+      ? `Judge calls that several sessions' judges could have made: ${usageWords(result.unattributed)}; in the total only.`
+      : null,
+    result.iterations_missing
+      ? `${plural(result.iterations_missing, 'iteration')} ran without a transcript found (run elsewhere, or deleted before it was counted).`
+      : null,
+    `Prices: ${result.prices}.`,
+    result.price_problem ? `${p.yellow('!')} ${result.price_problem}: the built-in prices are used.` : null,
+  ]
+  return `${[...lines, '', ...notes.filter((note): note is string => note !== null).flatMap((note) => wrapWords(note, view.width, '  '))].join('\n')}\n`
 }
 
 function statusResources(result: StatusResult): Pairs {
@@ -9717,6 +10844,41 @@ const COMMANDS = {
     examples: ['status auth', 'status auth --json'],
     run: async ({ args, common, io }) => {
       return readAnswer(io, await status(checkName(args[0]), common), renderStatus)
+    },
+  },
+  cost: {
+    usage: 'cost [NAME...]',
+    agent: 'read',
+    summary: "tokens and dollars per session, stage, iteration, day or model, from the agents' own transcripts",
+    positionals: [0, Infinity],
+    sessions: 'any',
+    menu: 'what the sessions cost',
+    options: {
+      since: {
+        type: 'string',
+        arg: 'DURATION|TIME',
+        help: 'only agent calls begun since: 30m, 2h, 1d, or a time (2026-11-26T10:00:00Z)',
+        parse: (raw) => parseSince(raw),
+      },
+      by: {
+        type: 'string',
+        arg: COST_GROUPS.join('|'),
+        help: 'one line per session (the default), stage, iteration, day or model',
+        complete: COST_GROUPS,
+        parse: (raw) => checked(z.enum(COST_GROUPS, { error: `--by takes ${COST_GROUPS.join(', ')}, got "${raw}"` }), raw),
+      },
+      all: { type: 'boolean', help: 'every project of this machine (as list --all finds them)' },
+    },
+    examples: ['cost', 'cost auth --by iteration', 'cost --all --by day --since 7d'],
+    run: async ({ args, values, common }) => {
+      const result = await cost({
+        ...common,
+        names: args,
+        since: values.since as number | undefined,
+        by: values.by as CostGroup | undefined,
+        all: Boolean(values.all),
+      })
+      return { data: result, render: renderCost as Outcome['render'], exit: 0 }
     },
   },
   monitor: {
@@ -11297,6 +12459,7 @@ export {
   monitor,
   attach,
   wait,
+  cost,
   events,
   followEvents,
   notify,
@@ -11316,6 +12479,7 @@ export {
   plainView,
   renderList,
   renderStatus,
+  renderCost,
   renderEvents,
   SessionsError,
   UsageError,
@@ -11357,6 +12521,14 @@ export type {
   AttachResult,
   WaitOptions,
   WaitResult,
+  CostOptions,
+  CostResult,
+  CostLine,
+  CostGroup,
+  Usage,
+  UsageTotals,
+  StageUsage,
+  IterationUsage,
   CommonOptions,
   Io,
   View,
