@@ -12076,6 +12076,113 @@ if (import.meta.vitest) {
     })
   })
 
+  describe("cost: lines of the agents' transcripts, whose they are, what they cost", () => {
+    const root = '/home/me/project'
+    test('a prompt names an iteration of this project only', () => {
+      const runs = `${root}/.claude/pipeline-runs`
+      expect(iterationNamedIn(`# Ralph\n\nRead context from: ${runs}/auth/stage-00-ralph/iterations/012/context.json\n`, root)).toEqual({
+        kind: 'iteration',
+        session: 'auth',
+        stage_index: 0,
+        stage: 'ralph',
+        provider: null,
+        iteration: 12,
+      })
+      expect(
+        iterationNamedIn(`\`${runs}/p/parallel-02-cmp/providers/codex/stage-01-review/iterations/003/context.json\``, root),
+      ).toMatchObject({
+        session: 'p',
+        stage_index: 2,
+        stage: 'review',
+        provider: 'codex',
+        iteration: 3,
+      })
+      for (const other of [
+        `/home/me/project2/.claude/pipeline-runs/auth/stage-00-ralph/iterations/001/context.json`,
+        `${runs}/auth/stage-00-ralph/iterations/001/output.md`,
+        `${runs}/a b/stage-00-x/iterations/001/context.json`,
+      ])
+        expect(iterationNamedIn(other, root)).toBeNull()
+    })
+    test('Codex totals: what each count added, input without the cached part; a total written again adds nothing', () => {
+      const count = (total: number[], last?: number[]) => ({
+        type: 'event_msg',
+        payload: {
+          type: 'token_count',
+          info: {
+            total_token_usage: { input_tokens: total[0], cached_input_tokens: total[1], output_tokens: total[2] },
+            ...(last ? { last_token_usage: { input_tokens: last[0], cached_input_tokens: last[1], output_tokens: last[2] } } : {}),
+          },
+        },
+      })
+      expect(codexLine(count([1000, 250, 125]), null)).toMatchObject({
+        kind: 'usage',
+        base: [750, 125, 0, 0, 250],
+        total: [1000, 125, 250, 0, 0],
+      })
+      expect(codexLine(count([1000, 250, 125]), [1000, 125, 250, 0, 0])).toMatchObject({ kind: 'other' })
+      expect(codexLine(count([3500, 750, 425]), [1000, 125, 250, 0, 0])).toMatchObject({ base: [2000, 300, 0, 0, 500] })
+      // A call over 272,000 input tokens is priced whole at the long-context rates.
+      expect(codexLine(count([300_000, 0, 10], [300_000, 0, 10]), null)).toMatchObject({ base: NO_TOKENS, long: [300_000, 10, 0, 0, 0] })
+      expect(codexLine({ type: 'event_msg', payload: { type: 'token_count', info: null } }, null)).toMatchObject({ kind: 'other' })
+      expect(codexLine(count([-1, 0, 0]), null)).toEqual({ kind: 'bad' })
+    })
+    test('Claude usage: the nested cache split wins; the part of a message over 200,000 is long-context', () => {
+      const line = (usage: unknown) =>
+        claudeLine({ type: 'assistant', requestId: 'r', message: { id: 'm', model: 'claude-sonnet-4-5', usage } })
+      expect(
+        line({
+          input_tokens: 1,
+          output_tokens: 2,
+          cache_creation_input_tokens: 30,
+          cache_creation: { ephemeral_5m_input_tokens: 10, ephemeral_1h_input_tokens: 20 },
+        }),
+      ).toMatchObject({ key: 'm:r', base: [1, 2, 10, 20, 0] })
+      expect(line({ input_tokens: 1, output_tokens: 2, cache_read_input_tokens: 250_000 })).toMatchObject({
+        base: [1, 2, 0, 0, 200_000],
+        long: [0, 0, 0, 0, 50_000],
+      })
+      for (const bad of [
+        { input_tokens: 1 },
+        { input_tokens: 1.5, output_tokens: 1 },
+        { input_tokens: 1, output_tokens: 1, cache_read_input_tokens: null },
+      ])
+        expect(line(bad)).toEqual({ kind: 'bad' })
+      expect(claudeLine({ type: 'user', isSidechain: true, message: { content: 'x' } })).toMatchObject({ kind: 'other' })
+      expect(claudeLine({ type: 'user', message: { content: [{ type: 'tool_result', content: 'x' }] } })).toMatchObject({ kind: 'other' })
+      expect(claudeLine({ type: 'user', message: { content: [{ type: 'text', text: 'go' }] } })).toMatchObject({
+        kind: 'prompt',
+        text: 'go',
+      })
+    })
+    test("a judge call is the one session's whose judge was at work then; several: the project's; none: nobody's", () => {
+      const windows = [
+        { session: 'a', from: 1000, to: 5000, stage_index: 0, iteration: 1 },
+        { session: 'b', from: 4000, to: 9000, stage_index: 1, iteration: 2 },
+      ]
+      expect(judgeOwner(windows, 2000)).toEqual({ kind: 'judge', session: 'a', stage_index: 0, iteration: 1 })
+      expect(judgeOwner(windows, 4500)).toEqual({ kind: 'project_judge' })
+      expect(judgeOwner(windows, 9000)).toEqual({ kind: 'nobody' })
+      expect(judgeOwner(windows, null)).toEqual({ kind: 'nobody' })
+    })
+    test('prices: by name, without its date or context suffix; none for a model not in the table', () => {
+      const table = { prices: PRICES, source: 'built-in', problem: null }
+      expect(costOf('claude-opus-4-5-20251101', [1e6, 1e6, 0, 0, 1e6], NO_TOKENS, table)).toBeCloseTo(5 + 25 + 0.5, 9)
+      expect(costOf('claude-sonnet-4-5[1m]', NO_TOKENS, [0, 0, 0, 0, 1e6], table)).toBeCloseTo(0.6, 9)
+      expect(costOf('gpt-5.1-codex', [1e6, 0, 0, 0, 1e6], NO_TOKENS, table)).toBeCloseTo(1.375, 9)
+      expect(costOf('<synthetic>', [5, 5, 5, 5, 5], NO_TOKENS, table)).toBe(0)
+      expect(costOf('claude-sonnet-5', [1, 1, 1, 1, 1], NO_TOKENS, table)).toBeNull()
+      expect([money(0.004), money(0.42), money(1234.4), tokenWords(950), tokenWords(12_345), tokenWords(4_560_000)]).toEqual([
+        '<$0.01',
+        '$0.42',
+        '$1,234',
+        '950',
+        '12k',
+        '4.6M',
+      ])
+    })
+  })
+
   describe('the course past its rules: a decided stop, a stage switch, a long history', () => {
     test('an agent that decided stop ends a fixed stage now; a time in the future times nothing', () => {
       expect(course({ completed: 2, history: ends('work', [60], [120, 'stop']), now: t(120) }).eta).toMatchObject({
