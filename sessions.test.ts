@@ -246,7 +246,7 @@ function allowedCommands(text: string): string[] {
 }
 
 /** The commands that change nothing and run nothing but this tool: all an agent may run unasked. */
-const READ_ONLY_COMMANDS = ['list', 'status', 'monitor', 'wait', 'events', 'help', 'version']
+const READ_ONLY_COMMANDS = ['list', 'status', 'cost', 'monitor', 'wait', 'events', 'help', 'version']
 /** Flags that run a program, send something out, or change files or processes. */
 const RUNS_OR_CHANGES = /^--(runner|exec|webhook|desktop|detach|stop|yes|force|fix|only|grace|allow-actions)$/
 
@@ -2077,7 +2077,7 @@ describe('shell completion', () => {
     expect((await cli(['completion', 'zsh'])).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
     const fish = (await cli(['completion', 'fish'])).stdout
     expect(fish).toContain(
-      "complete -c sessions -n __fish_use_subcommand -a 'start list status monitor attach kill cleanup resume wait events notify mcp setup completion help version'",
+      "complete -c sessions -n __fish_use_subcommand -a 'start list status cost monitor attach kill cleanup resume wait events notify mcp setup completion help version'",
     )
     expect(fish).toContain("complete -c sessions -n '__fish_seen_subcommand_from cleanup' -l dry-run")
     const bad = await cli(['completion', 'csh'])
@@ -4667,6 +4667,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
         ['list', '--resumable', '--names'],
       ],
       status: [['status', 'loop-auth']],
+      cost: [['cost'], ['cost', '--by', 'iteration', '--since', '1d']],
       monitor: [['monitor', 'loop-auth', '-n', '5']],
       events: [['events'], ['events', 'loop-auth', '--since', '1d']],
       wait: [['wait', 'busy', '--timeout', '0.5', '-C', other]],
@@ -4689,10 +4690,13 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
     // --allow-actions: kill and resume too, and neither can be made to run a program of the agent's choice.
     const actions = await cli(['setup', 'claude', '--allow-actions', '--force', '-C', root])
     expect(actions.code).toBe(0)
-    expect(actions.stdout).toMatch(/Claude runs these without asking: list, status, monitor, kill, resume, wait, events, help, version\./)
+    expect(actions.stdout).toMatch(
+      /Claude runs these without asking: list, status, cost, monitor, kill, resume, wait, events, help, version\./,
+    )
     expect(allowedCommands(readFileSync(file, 'utf8'))).toEqual([
       'list',
       'status',
+      'cost',
       'monitor',
       'kill',
       'resume',

@@ -4554,9 +4554,19 @@ interface ProjectUsage {
   table: PriceTable
 }
 
+/** A project without sessions: no transcript is looked for. */
+const NO_USAGE: ProjectUsage = {
+  bySession: new Map(),
+  unattributed: [],
+  all: [],
+  table: { prices: PRICES, source: `built-in ${PRICES_DATE}`, problem: null },
+}
+/** Where no session says when it started, Codex's folders of this many days are looked at (Claude Code keeps 30). */
+const USAGE_DAYS_UNKNOWN = 31
+
 /** Usage for one look at a project: its transcripts brought up to date once, grouped by session. */
 function projectUsage(root: string, env: NodeJS.ProcessEnv, since: number | null): ProjectUsage {
-  const all = projectTranscripts(root, env, since)
+  const all = projectTranscripts(root, env, since ?? Date.now() - USAGE_DAYS_UNKNOWN * 86_400_000)
   const byFile = new Map(all.map((record) => [record.file, record]))
   return {
     bySession: groupByOwner(all, sessionOfOwner),
@@ -5107,7 +5117,9 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     options.env,
   )
   // The agents' transcripts: brought up to date once for the project, then each session's own.
-  const usage = projectUsage(project.root, options.env ?? process.env, earliestStart(project.sessions.map(({ row }) => row)))
+  const usage = project.sessions.length
+    ? projectUsage(project.root, options.env ?? process.env, earliestStart(project.sessions.map(({ row }) => row)))
+    : NO_USAGE
   const sessions = project.sessions.map(({ facts, row }) => {
     const queue = tasks?.get(row.name)
     const described = queue ? { ...describeSession(facts, now, options, queue), beads_remaining: queue.remaining } : row
