@@ -5327,7 +5327,9 @@ describe('where each session is going: its stop rule, its progress, its end', ()
 
 describe("what each session costs, from the agents' own transcripts", () => {
   const TRANSCRIPTS = path.join(HERE, 'fixtures', 'transcripts')
-  const CCUSAGE = path.join(HERE, 'node_modules', 'ccusage', 'src', 'cli.js')
+  // ccusage's native binary (an optional dependency, for Linux x64: the registry serves no other platform's
+  // build of this version here); run from a copy in the tests' folder, made executable there.
+  const CCUSAGE = path.join(HERE, 'node_modules', '@ccusage', 'ccusage-linux-x64', 'bin', 'ccusage')
   /** The fixture's transcript ids (file names), by whose they are. */
   const ID = {
     alpha1: '0b1d8f52-5a4c-4c11-9a0e-1f6a8d7c0a01',
@@ -5372,8 +5374,11 @@ describe("what each session costs, from the agents' own transcripts", () => {
   /** ccusage's report of the same transcripts, offline (its own prices), by transcript id. */
   function ccusage(env: NodeJS.ProcessEnv) {
     const home = mkdtempSync(path.join(BASE, 'ccusage-home-'))
+    const binary = path.join(home, 'ccusage')
+    cpSync(CCUSAGE, binary)
+    chmodSync(binary, 0o755)
     const report = (args: string[]) => {
-      const result = spawnSync(process.execPath, [CCUSAGE, ...args, '--json', '--offline'], {
+      const result = spawnSync(binary, [...args, '--json', '--offline'], {
         cwd: home,
         env: { PATH: ENV.PATH, HOME: home, ...env },
         encoding: 'utf8',
@@ -5414,47 +5419,50 @@ describe("what each session costs, from the agents' own transcripts", () => {
     expect(Math.abs((usage?.cost_usd ?? Number.NaN) - cost)).toBeLessThanOrEqual(cost * 0.01)
   }
 
-  test('two sessions at once, a resumed one, a parallel block of both agents, judges: each counted as ccusage counts it, none guessed', async () => {
-    const { root, env } = costProject()
-    const reference = ccusage(env)
-    const listed = await usages(root, env)
-    const alpha = rowOf(listed.sessions, 'alpha').usage
-    const beta = rowOf(listed.sessions, 'beta').usage
-    // alpha's two iterations, one before and one after its resume; a streamed message counted once, at its largest.
-    expectSameAs(alpha, reference, [ID.alpha1, ID.alpha2])
-    expect(alpha).toMatchObject({ iterations_counted: 2, iterations_missing: 0, transcripts: 2, judge_calls: 0, lines_skipped: 0 })
-    // beta: its judgment stage (with a subagent's transcript), its judge's call within its window alone,
-    // and its parallel block's claude and codex providers.
-    expectSameAs(beta, reference, [ID.beta1, ID.betaClaude, ID.judgeBeta, ID.betaCodex])
-    expect(beta).toMatchObject({ iterations_counted: 3, judge_calls: 1, prices: expect.stringMatching(/^built-in \d{4}-\d\d-\d\d$/) })
-    expect(beta?.models).toEqual(['claude-haiku-4-5-20251001', 'claude-opus-4-5-20251101', 'claude-sonnet-4-5-20250929', 'gpt-5.1-codex'])
-    // gamma ran two iterations elsewhere: nothing found is said as nothing, never as zero.
-    expect(rowOf(listed.sessions, 'gamma').usage).toMatchObject({
-      input_tokens: null,
-      cost_usd: null,
-      iterations_counted: 0,
-      iterations_missing: 2,
-    })
-    // The judge call that beta's and gamma's judges could both have made is the project's, not a session's.
-    expectSameAs(listed.usage_unattributed, reference, [ID.judgeOfTwo])
-    // An interactive session, another project's iteration (Claude Code and Codex): in no usage.
-    const all = listed.sessions.reduce((n, row) => n + (row.usage?.transcripts ?? 0), 0)
-    expect(all + (listed.usage_unattributed?.transcripts ?? 0)).toBe(8)
+  test.skipIf(!existsSync(CCUSAGE))(
+    'two sessions at once, a resumed one, a parallel block of both agents, judges: each counted as ccusage counts it, none guessed',
+    async () => {
+      const { root, env } = costProject()
+      const reference = ccusage(env)
+      const listed = await usages(root, env)
+      const alpha = rowOf(listed.sessions, 'alpha').usage
+      const beta = rowOf(listed.sessions, 'beta').usage
+      // alpha's two iterations, one before and one after its resume; a streamed message counted once, at its largest.
+      expectSameAs(alpha, reference, [ID.alpha1, ID.alpha2])
+      expect(alpha).toMatchObject({ iterations_counted: 2, iterations_missing: 0, transcripts: 2, judge_calls: 0, lines_skipped: 0 })
+      // beta: its judgment stage (with a subagent's transcript), its judge's call within its window alone,
+      // and its parallel block's claude and codex providers.
+      expectSameAs(beta, reference, [ID.beta1, ID.betaClaude, ID.judgeBeta, ID.betaCodex])
+      expect(beta).toMatchObject({ iterations_counted: 3, judge_calls: 1, prices: expect.stringMatching(/^built-in \d{4}-\d\d-\d\d$/) })
+      expect(beta?.models).toEqual(['claude-haiku-4-5-20251001', 'claude-opus-4-5-20251101', 'claude-sonnet-4-5-20250929', 'gpt-5.1-codex'])
+      // gamma ran two iterations elsewhere: nothing found is said as nothing, never as zero.
+      expect(rowOf(listed.sessions, 'gamma').usage).toMatchObject({
+        input_tokens: null,
+        cost_usd: null,
+        iterations_counted: 0,
+        iterations_missing: 2,
+      })
+      // The judge call that beta's and gamma's judges could both have made is the project's, not a session's.
+      expectSameAs(listed.usage_unattributed, reference, [ID.judgeOfTwo])
+      // An interactive session, another project's iteration (Claude Code and Codex): in no usage.
+      const all = listed.sessions.reduce((n, row) => n + (row.usage?.transcripts ?? 0), 0)
+      expect(all + (listed.usage_unattributed?.transcripts ?? 0)).toBe(8)
 
-    const status = await cli(['status', 'beta', '--json', '-C', root], { env })
-    const detail = JSON.parse(status.stdout) as StatusResult
-    expect(detail.by_stage.map((one) => [one.stage_index, one.stage, one.transcripts])).toEqual([
-      [0, 'improve-plan', 3],
-      [1, 'review', 2],
-    ])
-    expect(detail.by_iteration.map((one) => [one.stage, one.provider, one.iteration, one.judge_calls])).toEqual([
-      ['improve-plan', null, 1, 1],
-      ['review', 'claude', 1, 0],
-      ['review', 'codex', 1, 0],
-    ])
-    const text = await cli(['status', 'beta', '-C', root], { env, columns: 80 })
-    expect(text.stdout).toMatch(/Cost\n {2}cost +\$0\.39 · 375k tokens/)
-  })
+      const status = await cli(['status', 'beta', '--json', '-C', root], { env })
+      const detail = JSON.parse(status.stdout) as StatusResult
+      expect(detail.by_stage.map((one) => [one.stage_index, one.stage, one.transcripts])).toEqual([
+        [0, 'improve-plan', 3],
+        [1, 'review', 2],
+      ])
+      expect(detail.by_iteration.map((one) => [one.stage, one.provider, one.iteration, one.judge_calls])).toEqual([
+        ['improve-plan', null, 1, 1],
+        ['review', 'claude', 1, 0],
+        ['review', 'codex', 1, 0],
+      ])
+      const text = await cli(['status', 'beta', '-C', root], { env, columns: 80 })
+      expect(text.stdout).toMatch(/Cost\n {2}cost +\$0\.39 · 375k tokens/)
+    },
+  )
 
   test('cost: by session, stage, iteration, day and model, totals last, at 80 columns; kept when the agent deletes its transcripts', async () => {
     const { root, folder, env } = costProject()
