@@ -408,7 +408,7 @@ describe('the module', () => {
         ['-e', 'import(process.argv[1]).then((m) => console.log(Object.keys(m).length))', SESSIONS, 'list'],
         { env: ENV, encoding: 'utf8' },
       )
-      expect([imported.status, imported.stdout, imported.stderr]).toEqual([0, '41\n', ''])
+      expect([imported.status, imported.stdout, imported.stderr]).toEqual([0, '43\n', ''])
     }
   })
 
