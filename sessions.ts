@@ -4576,13 +4576,15 @@ function projectUsage(root: string, env: NodeJS.ProcessEnv, since: number | null
   }
 }
 
+/** Which iteration an owner's counts are of ("STAGE/PROVIDER/ITERATION"; a judge's call: its judged iteration's, no provider). */
+function iterationKey(owner: TranscriptOwner): string | null {
+  if (owner.kind === 'iteration') return `${owner.stage_index}/${owner.provider}/${owner.iteration}`
+  return owner.kind === 'judge' ? `${owner.stage_index}/null/${owner.iteration}` : null
+}
+
 /** A row's usage: its transcripts' totals, and how many of the iterations it ran have none. */
 function usageOfRow(row: SessionRow, records: TranscriptRecord[], table: PriceTable): Usage {
-  const iterations = new Set(
-    records.flatMap((record) =>
-      record.owner?.kind === 'iteration' ? [`${record.owner.stage_index}/${record.owner.provider}/${record.owner.iteration}`] : [],
-    ),
-  )
+  const iterations = new Set(records.flatMap((record) => (record.owner?.kind === 'iteration' ? [iterationKey(record.owner)] : [])))
   const underWay = row.health === 'running' && (row.iteration ?? 0) > (row.iteration_completed ?? 0) ? 1 : 0
   const ran = row.progress ? row.progress.done + underWay : row.iteration_completed !== null ? row.iteration_completed + underWay : null
   return {
@@ -4605,12 +4607,6 @@ function usageBreakdown(records: TranscriptRecord[], table: PriceTable) {
     const index = key === 'null' ? null : Number(key)
     return { stage_index: index, stage: stageName(index), ...totalsOf(group, table) }
   })
-  const iterationKey = (owner: TranscriptOwner) =>
-    owner.kind === 'iteration'
-      ? `${owner.stage_index}/${owner.provider}/${owner.iteration}`
-      : owner.kind === 'judge'
-        ? `${owner.stage_index}/null/${owner.iteration}`
-        : null
   const by_iteration: IterationUsage[] = [...groupByOwner(records, iterationKey)].map(([key, group]) => {
     const [stage, provider, iteration] = key.split('/')
     const index = stage === 'null' ? null : Number(stage)
