@@ -3740,6 +3740,7 @@ describe('events and notify', () => {
       pid,
       since: expect.any(String),
       sinks: [`exec cat >> ${execOut}`],
+      budgets: null,
       policy: null,
     })
     expect((await cli(['list', '-C', root])).stdout).toMatch(new RegExp(`\\nA watcher runs \\(PID ${pid}, since [^)]+\\) → exec cat >> `))
@@ -4449,6 +4450,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
         'list_sessions',
         'session_status',
         'session_output',
+        'session_cost',
         'session_events',
         'start_session',
         'resume_session',
@@ -4456,7 +4458,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
         'cleanup',
         'wait_for_sessions',
       ])
-      for (const name of ['list_sessions', 'session_status', 'session_output', 'session_events', 'wait_for_sessions'])
+      for (const name of ['list_sessions', 'session_status', 'session_output', 'session_cost', 'session_events', 'wait_for_sessions'])
         expect(byName.get(name)!.annotations, name).toMatchObject({ readOnlyHint: true })
       for (const name of ['kill_session', 'cleanup']) expect(byName.get(name)!.annotations, name).toMatchObject({ destructiveHint: true })
       // A start may move a run aside and launches agents that change the repository and reach the network.
@@ -4529,6 +4531,10 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
       expect(progress[0]).toMatchObject({ progress: 0, total: 1, message: 'agent-run: running' })
       const output = await call('session_output', { name: 'agent-run', lines: 5 })
       expect(output.structuredContent).toMatchObject({ source: 'tmux', session: expect.objectContaining({ health: 'running' }) })
+      // The mock agent keeps no transcript: nothing counted is said as unknown, never as $0.
+      const spent = await call('session_cost', { by: 'iteration' })
+      expect(spent.structuredContent).toMatchObject({ by: 'iteration', lines: [], total: { cost_usd: null, input_tokens: null } })
+      expect(spent.content[0].text).toMatch(/^cost unknown in 0 lines, prices built-in \d{4}-/)
       const events = await call('session_events', { names: ['agent-run'] })
       expect((events.structuredContent!.events as { event: string }[])[0].event).toBe('started')
       const cursor = events.structuredContent!.cursor as string
@@ -4545,6 +4551,8 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
       const bad: [string, Record<string, unknown>, RegExp][] = [
         ['list_sessions', { stall_minutes: -1 }, /Input validation error/],
         ['session_output', { name: 'busy', lines: 0 }, /Input validation error/],
+        ['session_cost', { by: 'week' }, /Input validation error/],
+        ['session_cost', { names: ['nobody'] }, /no session nobody/],
         ['session_events', { cursor: 'yesterday' }, /^unknown cursor "yesterday"/],
         ['session_events', { since: 'soon' }, /^--since needs a duration/],
         ['start_session', { name: 'x' }, /^give either type \(a loop\) or pipeline$/],
@@ -4744,6 +4752,7 @@ describe('mcp: the commands as tools, over a real stdio transport', () => {
         'list_sessions',
         'session_status',
         'session_output',
+        'session_cost',
         'session_events',
         'wait_for_sessions',
       ])
@@ -5503,6 +5512,90 @@ describe("what each session costs, from the agents' own transcripts", () => {
     expect(rowOf((await usages(root, env)).sessions, 'alpha').usage).toMatchObject({ input_tokens: 27, output_tokens: 1499 })
     expect((await cli(['cost', '--by', 'week', '-C', root], { env })).code).toBe(2)
     expect((await cli(['cost', 'nope', '-C', root], { env })).stderr).toMatch(/no session nope/)
+  })
+
+  test('budgets: over_budget through a loopback webhook, once a session and budget, across restarts; a bad budget changes nothing', async () => {
+    const { root, folder, env } = costProject()
+    const hook = await hookServer()
+    const alphaFile = path.join(folder, `${ID.alpha2}.jsonl`)
+    const betaFile = path.join(folder, `${ID.beta1}.jsonl`)
+    const spend = (file: string, outputTokens: number) =>
+      appendFileSync(
+        file,
+        `${JSON.stringify({ type: 'assistant', sessionId: 'x', requestId: randomUUID(), timestamp: '2026-12-01T10:40:40.000Z', message: { id: randomUUID(), model: 'claude-opus-4-5-20251101', usage: { input_tokens: 1, output_tokens: outputTokens } } })}\n`,
+      )
+    // The watcher has read a transcript to its end: a look after the last append has been made.
+    const counted = (file: string) => () => {
+      const cache = path.join(root, '.claude', 'sessions-usage.json')
+      if (!existsSync(cache)) return false
+      const record = JSON.parse(readFileSync(cache, 'utf8')).records.find((one: { file: string }) => one.file === file)
+      return record?.offset === statSync(file).size
+    }
+    const settled = async () => {
+      for (const n of [1, 2]) {
+        spend(betaFile, 1)
+        await waitFor(`look ${n} after the news`, counted(betaFile))
+      }
+    }
+    const overBudget = () => hook.received.map((r) => r.event).filter((event) => event.event === 'over_budget')
+    for (const bad of [
+      ['--budget', '0'],
+      ['--budget', 'ten'],
+      ['--project-budget', '-3'],
+      ['--on', 'over_budget'],
+    ]) {
+      const run = await cli(['notify', '--exec', 'true', ...bad, '-C', root], { env })
+      expect([run.code, run.stderr], bad.join(' ')).toEqual([2, expect.stringMatching(/^sessions: .*(budget|dollars).*\n$/)])
+    }
+    expect(existsSync(path.join(root, '.claude', 'sessions-notify.json'))).toBe(false)
+
+    // alpha $0.09, beta $0.39, all $0.49: beta is over $0.20 already, and a first look says so.
+    const budgets = ['--budget', '0.2', '--project-budget', '$1']
+    const first = watcher(['--webhook', hook.url, ...budgets, '--interval', '0.2', '-C', root], env)
+    await waitFor("beta's budget", () => overBudget().length === 1)
+    expect(overBudget()[0]).toMatchObject({ session: 'beta', cost_usd: expect.closeTo(0.389, 3), budget_usd: 0.2, late: false })
+    expect(hook.received[0].text).toMatch(/^beta is over its budget in .*: \$0\.39 spent, budget \$0\.20 \(prices: built-in /)
+    expect((await usages(root, env)).watcher?.budgets).toEqual({ session_usd: 0.2, project_usd: 1 })
+    // alpha's agent spends $0.75 more: alpha is over, and so is the project, each once.
+    spend(alphaFile, 30_000)
+    await waitFor('alpha and the project', () => overBudget().length === 3)
+    await settled()
+    expect(overBudget().map((event) => [event.session, event.budget_usd])).toEqual([
+      ['beta', 0.2],
+      ['alpha', 0.2],
+      [null, 1],
+    ])
+    expect(overBudget()[2]).toMatchObject({ health: null, cost_usd: expect.closeTo(1.236, 3) })
+    expect(hook.received[2].text).toMatch(/^the sessions of .* are over their budget: \$1\.24 spent, budget \$1\.00/)
+    expect(await first.stop()).toBe(0)
+    // events shows them after the watcher, the project's own only when no session is named.
+    const shown = async (...names: string[]) =>
+      (await cli(['events', ...names, '--json', '-C', root], { env })).stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line))
+        .filter((event) => event.event === 'over_budget')
+        .map((event) => [event.session, event.budget_usd])
+    expect(await shown()).toEqual([
+      ['beta', 0.2],
+      ['alpha', 0.2],
+      [null, 1],
+    ])
+    expect(await shown('alpha')).toEqual([['alpha', 0.2]])
+    // A watcher started again with the same budgets reports none of them again, even once its log (the
+    // newest 1,000 events) has moved past them; a higher budget is news of its own.
+    const recordFile = path.join(root, '.claude', 'sessions-notify.json')
+    writeFileSync(recordFile, JSON.stringify({ ...JSON.parse(readFileSync(recordFile, 'utf8')), log: [] }))
+    const second = watcher(['--webhook', hook.url, '--budget', '0.5', '--project-budget', '1', '--interval', '0.2', '-C', root], env)
+    await waitFor('alpha over $0.50', () => overBudget().length === 4)
+    await settled()
+    expect(overBudget().map((event) => [event.session, event.budget_usd])).toEqual([
+      ['beta', 0.2],
+      ['alpha', 0.2],
+      [null, 1],
+      ['alpha', 0.5],
+    ])
+    expect(await second.stop()).toBe(0)
   })
 
   test('hostile transcripts: bad lines skipped and counted, a huge line, links, another project, __proto__, a bad cache or price file', async () => {

@@ -4276,11 +4276,14 @@ function readUsageCache(root: string, homes: string[]): TranscriptRecord[] {
 
 /**
  * Every transcript of this project, counted up to now: new lines of known transcripts, new transcripts
- * whole, those deleted kept as they were counted. Written back only when something changed.
+ * whole, those deleted kept as they were counted. Written back only when something changed. A process
+ * that counts again and again (the watcher) keeps the counts in `memo` instead of reading them back.
  */
-function projectTranscripts(root: string, env: NodeJS.ProcessEnv, since: number | null, now = Date.now()): TranscriptRecord[] {
+function projectTranscripts(root: string, env: NodeJS.ProcessEnv, since: number | null, memo?: UsageMemo): TranscriptRecord[] {
+  const now = Date.now()
   const homes = transcriptHomes(env)
-  const kept = new Map(readUsageCache(root, [...homes.claude, ...homes.codex]).map((record) => [record.file, record]))
+  const known = memo?.records ?? readUsageCache(root, [...homes.claude, ...homes.codex])
+  const kept = new Map(known.map((record) => [record.file, record]))
   // The judges' windows are read only if a transcript names no iteration, once.
   let windows: JudgeWindow[] | null = null
   const judgeOf = (start: number | null) => {
@@ -4323,8 +4326,15 @@ function projectTranscripts(root: string, env: NodeJS.ProcessEnv, since: number 
       changed ||= !record.gone
     }
   }
-  if (changed || records.size !== kept.size) saveUsageCache(root, [...records.values()])
-  return [...records.values()]
+  const all = [...records.values()]
+  if (changed || records.size !== kept.size) saveUsageCache(root, all)
+  if (memo) memo.records = all
+  return all
+}
+
+/** Counts kept in memory between two counts of one process. */
+interface UsageMemo {
+  records: TranscriptRecord[] | null
 }
 
 function lstatIfAny(file: string): Stats | null {
@@ -4565,8 +4575,8 @@ const NO_USAGE: ProjectUsage = {
 const USAGE_DAYS_UNKNOWN = 31
 
 /** Usage for one look at a project: its transcripts brought up to date once, grouped by session. */
-function projectUsage(root: string, env: NodeJS.ProcessEnv, since: number | null): ProjectUsage {
-  const all = projectTranscripts(root, env, since ?? Date.now() - USAGE_DAYS_UNKNOWN * 86_400_000)
+function projectUsage(root: string, env: NodeJS.ProcessEnv, since: number | null, memo?: UsageMemo): ProjectUsage {
+  const all = projectTranscripts(root, env, since ?? Date.now() - USAGE_DAYS_UNKNOWN * 86_400_000, memo)
   const byFile = new Map(all.map((record) => [record.file, record]))
   return {
     bySession: groupByOwner(all, sessionOfOwner),
@@ -5098,6 +5108,19 @@ function listNext(rows: SessionRow[], say: (command: string) => string, runner: 
   return next.filter((action, i) => next.findIndex((other) => other.command === action.command) === i)
 }
 
+/** What looks like a session but has a name this tool does not take: said, never listed or touched. */
+async function badNameWarnings(root: string, tmuxSessions: TmuxSession[]): Promise<ListWarning[]> {
+  return (await unacceptedNames(root, tmuxSessions)).map(({ name, where }) => ({
+    session: name,
+    project: root,
+    kind: 'bad_name',
+    why: `${where}: not a name this tool takes (letters, digits, _ and -, at most 64: a lookalike or too long); not listed, never touched`,
+    since: null,
+    iteration: null,
+    resume_command: null,
+  }))
+}
+
 async function list(options: ListOptions = {}): Promise<ListResult> {
   const now = Date.now()
   // Other machines are asked first, so that they work while this one is listed.
@@ -5121,17 +5144,7 @@ async function list(options: ListOptions = {}): Promise<ListResult> {
     const described = queue ? { ...describeSession(facts, now, options, queue), beads_remaining: queue.remaining } : row
     return { ...described, usage: usageOfRow(described, usage.bySession.get(row.name) ?? [], usage.table) }
   })
-  const odd = (await unacceptedNames(project.root, tmux.sessions)).map(
-    ({ name, where }): ListWarning => ({
-      session: name,
-      project: project.root,
-      kind: 'bad_name',
-      why: `${where}: not a name this tool takes (letters, digits, _ and -, at most 64: a lookalike or too long); not listed, never touched`,
-      since: null,
-      iteration: null,
-      resume_command: null,
-    }),
-  )
+  const odd = await badNameWarnings(project.root, tmux.sessions)
   const result: ListResult = {
     project: project.root,
     sessions,
@@ -6974,6 +6987,7 @@ const EVENT_KINDS = [
   'killed',
   'orphaned',
   'zombie',
+  'over_budget',
 ] as const
 type EventKind = (typeof EVENT_KINDS)[number]
 /** How much of an event's line an --exec command gets in SESSIONS_TEXT (the whole event is on its stdin). */
@@ -6997,10 +7011,11 @@ const END_EVENTS: ReadonlyMap<Health, EventKind> = new Map([
 interface SessionEvent {
   ts: string
   project: string
-  session: string
+  /** Null only for the project's own over_budget (its sessions together over --project-budget). */
+  session: string | null
   event: EventKind
-  /** The session's health as this event left it. */
-  health: Health
+  /** The session's health as this event left it (null with the session). */
+  health: Health | null
   iteration: number | null
   max_iterations: number | null
   stage: string | null
@@ -7011,7 +7026,13 @@ interface SessionEvent {
   stop_votes: number | null
   progress: Course['progress']
   eta: Course['eta']
+  /** over_budget's: what was spent when the watcher saw it, and the budget it reached. */
+  cost_usd: number | null
+  budget_usd: number | null
 }
+
+/** The name an event shows: its session's, or the project's own. */
+const eventSubject = (event: SessionEvent) => event.session ?? '(project)'
 
 /** An event with what names it across looks (the same event seen twice is one), and its line for people. */
 interface TrackedEvent extends SessionEvent {
@@ -7267,6 +7288,8 @@ function addEvent(look: Look, event: EventKind, ts: string | null, id: string, m
     stop_votes: more.stop_votes ?? null,
     progress: more.progress ?? null,
     eta: more.eta ?? null,
+    cost_usd: null,
+    budget_usd: null,
   }
   look.events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
 }
@@ -7512,6 +7535,9 @@ function eventText(event: SessionEvent, resume: string | null): string {
     killed: `${event.session} was killed${at}${where}`,
     orphaned: `${event.session} is orphaned${where}${why}`,
     zombie: `${event.session} is a zombie${at}${where}${why}`,
+    over_budget: event.session
+      ? `${event.session} is over its budget${where}${why}`
+      : `the sessions of ${event.project} are over their budget${why}`,
   }
   const needsResume = event.event === 'crashed' || event.event === 'zombie' || event.event === 'failed' || event.event === 'orphaned'
   return oneLine(`${says[event.event]}${needsResume && resume ? ` — resume: ${resume}` : ''}`)
@@ -7529,9 +7555,9 @@ const TrackedEventSchema = z.object({
   text: z.string(),
   ts: z.string(),
   project: z.string(),
-  session: z.string().regex(NAME_PATTERN),
+  session: z.string().regex(NAME_PATTERN).nullable(),
   event: z.enum(EVENT_KINDS),
-  health: z.enum(HEALTHS),
+  health: z.enum(HEALTHS).nullable(),
   iteration: z.number().int().nullable(),
   max_iterations: z.number().int().nullable(),
   stage: z.string().nullable(),
@@ -7545,6 +7571,8 @@ const TrackedEventSchema = z.object({
     .object({ low_seconds: z.number(), high_seconds: z.number(), low_at: z.string(), high_at: z.string(), basis: z.string() })
     .nullable()
     .default(null),
+  cost_usd: z.number().nullable().default(null),
+  budget_usd: z.number().nullable().default(null),
 })
 
 const NotifyRecordSchema = z.object({
@@ -7556,8 +7584,13 @@ const NotifyRecordSchema = z.object({
   log: z.array(TrackedEventSchema.extend({ late: z.boolean() })),
   /** Events not yet delivered to every sink they are for (a watcher stopped mid-way). */
   outbox: z.array(z.object({ event: TrackedEventSchema, late: z.boolean(), sinks: z.array(z.string()) })),
-  /** What the watcher that wrote it delivers to (labels: never a webhook's whole URL). */
+  /** What the watcher that wrote it delivers to (labels: never a webhook's whole URL), and the budgets it checks. */
   sinks: z.array(z.string()).optional(),
+  budgets: z.object({ session_usd: z.number().nullable(), project_usd: z.number().nullable() }).nullable().optional(),
+  /** Each budget reached, once: a session's (null: the project's) and the budget. */
+  over_budget: z
+    .array(z.object({ session: z.string().regex(NAME_PATTERN).nullable(), budget_usd: z.number(), at: z.string() }))
+    .default([]),
   /** The outcome of each delivery, newest last. */
   deliveries: z.array(
     z.object({ id: z.string(), sink: z.string(), ok: z.boolean(), at: z.string(), attempts: z.number(), error: z.string().nullable() }),
@@ -7572,7 +7605,7 @@ function notifyFiles(root: string) {
 
 /** The record, or a new one (with a warning) when there is none, it cannot be read, or it is another project's. */
 async function readNotifyRecord(root: string, warn: (text: string) => void = () => {}): Promise<NotifyRecord> {
-  const fresh: NotifyRecord = { version: 1, project: root, marks: null, log: [], outbox: [], deliveries: [] }
+  const fresh: NotifyRecord = { version: 1, project: root, marks: null, log: [], outbox: [], deliveries: [], over_budget: [] }
   const file = notifyFiles(root).record
   // A link in its place is someone else's file: neither read nor written.
   const linked = linkedFile(file)
@@ -7640,7 +7673,14 @@ async function lookAtProject(
   marks: Map<string, SessionMark> | null,
   observed: boolean,
   cache?: FactsCache,
-): Promise<{ root: string; tmuxAvailable: boolean; events: TrackedEvent[]; marks: Map<string, SessionMark>; names: string[] }> {
+): Promise<{
+  root: string
+  tmuxAvailable: boolean
+  events: TrackedEvent[]
+  marks: Map<string, SessionMark>
+  names: string[]
+  rows: SessionRow[]
+}> {
   const now = Date.now()
   const stallMs = (options.stallMinutes ?? DEFAULTS.stallMinutes) * 60_000
   const tmux = await tmuxSessionsIfAny(options)
@@ -7671,7 +7711,8 @@ async function lookAtProject(
     next.set(source.row.name, changes.mark)
   }
   oldestFirst(news)
-  return { root: project.root, tmuxAvailable: tmux.available, events: news, marks: next, names: project.sessions.map((s) => s.row.name) }
+  const rows = project.sessions.map((source) => source.row)
+  return { root: project.root, tmuxAvailable: tmux.available, events: news, marks: next, names: rows.map((row) => row.name), rows }
 }
 
 /**
@@ -7761,8 +7802,10 @@ async function eventsWithMarks(given: string[], options: EventsOptions) {
   const names = given.map((name) => nameAmong(name, look.names))
   for (const name of names) if (!look.names.includes(name)) throw sessionNotFound(name, look.root, look.names)
   const record = await readNotifyRecord(look.root)
-  const wanted = (event: { session: string; ts: string }) =>
-    (names.length === 0 || names.includes(event.session)) && (options.since === undefined || (parseTime(event.ts) ?? 0) >= options.since)
+  // The project's own events (a project budget) are of no one session: shown when all are asked for.
+  const wanted = (event: { session: string | null; ts: string }) =>
+    (names.length === 0 || (event.session !== null && names.includes(event.session))) &&
+    (options.since === undefined || (parseTime(event.ts) ?? 0) >= options.since)
   // The watcher's own sighting wins over an estimate from the files (same event, same id).
   const byId = new Map<string, TrackedEvent>()
   for (const event of look.events) byId.set(event.id, event)
@@ -7797,7 +7840,8 @@ async function followEvents(
         async () => {
           const look = await lookAtProject(options, marks, true, cache)
           marks = look.marks
-          for (const event of look.events) if (names.length === 0 || names.includes(event.session)) onEvent(publicEvent(event))
+          for (const event of look.events)
+            if (names.length === 0 || (event.session !== null && names.includes(event.session))) onEvent(publicEvent(event))
           return false
         },
         { intervalMs: options.intervalMs ?? DEFAULTS.notifyIntervalSeconds * 1000, signal: options.signal },
@@ -7941,7 +7985,7 @@ function execSink(command: string, timeoutMs: number, env: NodeJS.ProcessEnv): S
         env: {
           ...env,
           SESSIONS_EVENT: event.event,
-          SESSIONS_SESSION: event.session,
+          SESSIONS_SESSION: event.session ?? '',
           // An environment holds ~128 kB a value (E2BIG past it): the line cut, the whole event on stdin.
           SESSIONS_TEXT: text.length > EXEC_TEXT_CHARS ? `${text.slice(0, EXEC_TEXT_CHARS - 1)}…` : text,
           SESSIONS_PROJECT: event.project,
@@ -7973,7 +8017,7 @@ function desktopSink(options: SinkOptions, timeoutMs: number, env: NodeJS.Proces
       deliver: async (event, text) => {
         options.bell?.()
         if (!notifier) return
-        const title = `sessions: ${event.session} ${event.event}`
+        const title = `sessions: ${eventSubject(event)} ${event.event}`
         const args = path.basename(notifier) === 'osascript' ? [...osascript, title, text] : ['--app-name=sessions.ts', '--', title, text]
         const result = await runProgram(notifier, args, { env, timeoutMs })
         if (result.code !== 0)
@@ -8012,6 +8056,10 @@ interface NotifyOptions extends CommonOptions, SinkOptions {
   /** Seconds between looks (default 5). */
   intervalSeconds?: number
   stallMinutes?: number
+  /** over_budget, once, when a session's cost reaches this many dollars (--budget)... */
+  budgetUsd?: number
+  /** ...or all of the project's sessions' together, as `cost` totals them (--project-budget). */
+  projectBudgetUsd?: number
   /** Ends the watcher (it saves its record first). */
   signal?: AbortSignal
   /** Each event of the kinds asked for, as it is reported; then each sink's outcome. */
@@ -8049,6 +8097,7 @@ interface NotifyResult {
  */
 async function notify(options: NotifyOptions): Promise<NotifyResult> {
   const warn = options.onWarning ?? (() => {})
+  const kinds = watchedKinds(options)
   const sinks = makeSinks(options, warn)
   if (sinks.length === 0 && !options.desktop)
     throw new UsageError('notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop')
@@ -8068,12 +8117,14 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
       warn,
       sinks,
       byId: new Map(sinks.map((sink) => [sink.id, sink])),
-      kinds: new Set(options.on ?? NOTIFY_KINDS),
+      kinds,
       record,
       // Written at once: a record that cannot be written (a link in its place) stops the watcher before it looks.
       save: recordSaver(root, files.record, record, warn),
       result: { project: root, looks: 0, events: 0, delivered: 0, failed: 0 },
       cache: new Map(),
+      usage: { records: null },
+      warned: new Set(),
       failing: '',
     }
     keepOutbox(watcher)
@@ -8103,15 +8154,36 @@ interface Watcher {
   save: () => void
   result: NotifyResult
   cache: FactsCache
+  /** The transcripts' counts, for budgets: only new lines are read at each look. */
+  usage: UsageMemo
+  /** What was said once and is not said again (a budget that cannot be told). */
+  warned: Set<string>
   /** The last failed look's reason: said once, not at every tick. */
   failing: string
+}
+
+/** The kinds delivered: --on's, or the default; a budget's own event with a budget, and only with one. */
+function watchedKinds(options: NotifyOptions): Set<EventKind> {
+  const budgets = [options.budgetUsd, options.projectBudgetUsd].filter((budget) => budget !== undefined)
+  for (const budget of budgets)
+    if (!Number.isFinite(budget) || budget! <= 0) throw new UsageError(`a budget needs a number of dollars above 0, got ${budget}`)
+  const kinds = new Set(options.on ?? NOTIFY_KINDS)
+  if (budgets.length) kinds.add('over_budget')
+  else if (kinds.has('over_budget') && kinds.size < EVENT_KINDS.length)
+    throw new UsageError('--on over_budget needs a budget: --budget USD (a session) or --project-budget USD (the project)')
+  return kinds
 }
 
 /** What an earlier watcher left undelivered goes to the sinks still asked for, marked late. */
 function keepOutbox(watcher: Watcher): void {
   const { record, byId } = watcher
-  // Said in the record, so that list can tell where this watcher delivers.
+  // Said in the record, so that list can tell where this watcher delivers, and what it spends.
   record.sinks = watcher.sinks.map((sink) => sink.label)
+  const { budgetUsd, projectBudgetUsd } = watcher.options
+  record.budgets =
+    budgetUsd === undefined && projectBudgetUsd === undefined
+      ? null
+      : { session_usd: budgetUsd ?? null, project_usd: projectBudgetUsd ?? null }
   for (const item of record.outbox) {
     item.late = true
     item.sinks = item.sinks.filter((id) => byId.has(id))
@@ -8154,6 +8226,7 @@ async function watchOnce(watcher: Watcher): Promise<false> {
       late: (late ? fresh.filter((event) => watcher.kinds.has(event.event)).length : 0) + record.outbox.length,
     })
   takeNews(watcher, fresh, late)
+  takeNews(watcher, budgetNews(watcher, seen.rows), false)
   watcher.save()
   await deliverOutbox(watcher)
   return false
@@ -8174,6 +8247,71 @@ function takeNews(watcher: Watcher, fresh: TrackedEvent[], late: boolean): void 
     if (sinks.length) record.outbox.push({ event, late, sinks: sinks.map((sink) => sink.id) })
   }
   record.log = record.log.slice(-NOTIFY_LOG_SIZE)
+}
+
+/**
+ * Budgets reached: a session's cost (or all of the project's, as `cost` totals it) at or over its
+ * budget, reported once for each session and budget when a look first sees it. A watcher's first look
+ * reports one too: a budget already spent is news to whoever set it.
+ */
+function budgetNews(watcher: Watcher, rows: SessionRow[]): TrackedEvent[] {
+  const { options, record, root } = watcher
+  const budgets = { session: options.budgetUsd ?? null, project: options.projectBudgetUsd ?? null }
+  if (budgets.session === null && budgets.project === null) return []
+  const usage = projectUsage(root, options.env ?? process.env, earliestStart(rows), watcher.usage)
+  if (usage.table.problem) warnOnce(watcher, `prices: ${usage.table.problem}; using the built-in prices`)
+  const reported = new Set(record.over_budget.map((one) => `${one.session ?? ''}\t${one.budget_usd}`))
+  const at = isoOrNull(Date.now())!
+  const news: TrackedEvent[] = []
+  const check = (row: SessionRow | null, records: TranscriptRecord[], budget: number) => {
+    const totals = totalsOf(records, usage.table)
+    const key = `${row?.name ?? ''}\t${budget}`
+    if (totals.cost_usd === null) {
+      if (totals.unpriced_models.length)
+        warnOnce(
+          watcher,
+          `${row ? `${row.name}'s` : "the project's"} cost cannot be told (no price for ${totals.unpriced_models.join(', ')}): no budget is checked for it until prices.json has one`,
+        )
+      return
+    }
+    if (totals.cost_usd < budget || reported.has(key)) return
+    reported.add(key)
+    record.over_budget.push({ session: row?.name ?? null, budget_usd: budget, at })
+    news.push(budgetEvent(root, row, totals.cost_usd, budget, usage.table.source, at))
+  }
+  if (budgets.session !== null) for (const row of rows) check(row, usage.bySession.get(row.name) ?? [], budgets.session)
+  if (budgets.project !== null) check(null, [...[...usage.bySession.values()].flat(), ...usage.unattributed], budgets.project)
+  record.over_budget = record.over_budget.slice(-NOTIFY_LOG_SIZE)
+  return news
+}
+
+function warnOnce(watcher: Watcher, text: string): void {
+  if (watcher.warned.has(text)) return
+  watcher.warned.add(text)
+  watcher.warn(text)
+}
+
+/** over_budget of a session (as its row is now), or of the project (no row). */
+function budgetEvent(root: string, row: SessionRow | null, spent: number, budget: number, prices: string, at: string): TrackedEvent {
+  const event: SessionEvent = {
+    ts: at,
+    project: root,
+    session: row?.name ?? null,
+    event: 'over_budget',
+    health: row?.health ?? null,
+    iteration: row?.iteration ?? null,
+    max_iterations: row?.max_iterations ?? null,
+    stage: row?.stage_name ?? null,
+    why: `$${spent.toFixed(2)} spent, budget $${budget.toFixed(2)} (prices: ${prices})`,
+    summary: null,
+    decision: null,
+    stop_votes: null,
+    progress: row?.progress ?? null,
+    eta: null,
+    cost_usd: spent,
+    budget_usd: budget,
+  }
+  return { ...event, id: `over_budget\t${row?.name ?? ''}\t${budget}`, text: eventText(event, null) }
 }
 
 /** Delivers the outbox in order, each event to its sinks at once, saving after every delivery. */
@@ -8311,6 +8449,8 @@ interface WatcherInfo {
   pid: number
   since: string | null
   sinks: string[]
+  /** The budgets it checks (notify --budget, --project-budget), or null. */
+  budgets: { session_usd: number | null; project_usd: number | null } | null
   policy: null
 }
 
@@ -8324,6 +8464,7 @@ async function watcherOf(root: string): Promise<WatcherInfo | null> {
     pid: holder.pid,
     since: isoOrNull(await processStartTime(holder.pid)),
     sinks: record.kind === 'ok' ? (record.value.sinks ?? []) : [],
+    budgets: record.kind === 'ok' ? (record.value.budgets ?? null) : null,
     policy: null,
   }
 }
@@ -8573,10 +8714,30 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
             `${data.session.name} (${data.session.health}), ${plural(data.lines.length, 'line')}:\n${data.lines.join('\n')}`,
         ),
     },
+    session_cost: {
+      grant: 'read',
+      description:
+        "Tokens and dollars the sessions' agents used, counted from the agents' own transcripts (Claude Code, Codex), per session, stage, iteration, day or model, totals included; what `cost --json` prints.",
+      inputSchema: {
+        names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
+        since: toolText(64).optional().describe('only transcripts begun since: 30m, 2h, 1d, or an ISO time'),
+        by: z.enum(COST_GROUPS).optional().describe('what each line is of (default session)'),
+        root: TOOL_VALUES.root,
+      },
+      annotations: { title: 'Session cost', ...readOnly },
+      call: ({ names, since, by, root }: { names?: string[]; since?: string; by?: CostGroup; root?: string }) =>
+        toolAnswer(
+          async () => ({
+            ...(await cost({ ...at(root), names, by, since: since === undefined ? undefined : parseSince(since) })),
+          }),
+          (data: CostResult) =>
+            `${data.total.cost_usd === null ? 'cost unknown' : `$${data.total.cost_usd.toFixed(2)}`} in ${plural(data.lines.length, 'line')}, prices ${data.prices}`,
+        ),
+    },
     session_events: {
       grant: 'read',
       description:
-        'What happened to the sessions, oldest first: started, resumed, iteration, stopping (the first stop vote of a judgment stage), stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie. Pass the returned `cursor` back to get only what is new since.',
+        "What happened to the sessions, oldest first: started, resumed, iteration, stopping (the first stop vote of a judgment stage), stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie, over_budget (a watcher's budget reached). Pass the returned `cursor` back to get only what is new since.",
       inputSchema: {
         names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
         since: toolText(64).optional().describe('only since: 30m, 2h, 1d, or an ISO time'),
@@ -8621,7 +8782,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
             return { ...answer(page), more: after.length - page.length, cursor: next }
           },
           (data: EventsResult) =>
-            data.events.length ? data.events.map((event) => `${event.ts} ${event.session} ${event.event}`).join('; ') : 'no events',
+            data.events.length ? data.events.map((event) => `${event.ts} ${eventSubject(event)} ${event.event}`).join('; ') : 'no events',
         ),
     },
     start_session: {
@@ -9370,8 +9531,12 @@ function renderList(result: ListResult, view: View = plainView()): string {
       ...result.hosts.flatMap((h) => wrapWords(`  ${p.red('!')} ${h.host}:${h.root}: ${h.error}`, view.width, '    ')),
     )
   if (result.watcher) {
-    const { pid, since, sinks } = result.watcher
-    const said = `A watcher runs (PID ${pid}${since ? `, since ${localTime(since)}` : ''}) → ${sinks.join(', ') || 'nowhere'}`
+    const { pid, since, sinks, budgets } = result.watcher
+    const spend = [
+      budgets?.session_usd != null ? `${money(budgets.session_usd)} a session` : null,
+      budgets?.project_usd != null ? `${money(budgets.project_usd)} the project` : null,
+    ].filter(Boolean)
+    const said = `A watcher runs (PID ${pid}${since ? `, since ${localTime(since)}` : ''}) → ${sinks.join(', ') || 'nowhere'}${spend.length ? `; budget ${spend.join(', ')}` : ''}`
     lines.push('', ...wrapWords(said, view.width, '  '))
   }
   if (result.warnings.length) {
@@ -9834,12 +9999,13 @@ const EVENT_STYLE: Record<EventKind, 'green' | 'yellow' | 'red' | 'dim' | null> 
   killed: 'yellow',
   orphaned: 'yellow',
   zombie: 'red',
+  over_budget: 'red',
 }
 
 /** One event a line: time, session, what, and its details. */
 function renderEventLines(shown: SessionEvent[], view: View = plainView(), nameWidth = 0): string {
   const p = palette(view.color)
-  const width = Math.max(nameWidth, largest(shown.map((event) => event.session.length)))
+  const width = Math.max(nameWidth, largest(shown.map((event) => eventSubject(event).length)))
   return shown
     .map((event) => {
       const style = EVENT_STYLE[event.event]
@@ -9856,7 +10022,7 @@ function renderEventLines(shown: SessionEvent[], view: View = plainView(), nameW
         .join(' · ')
         // One event, one line: a newline in a summary cannot make what looks like another event.
         .replace(/\s*\n\s*/g, ' ')
-      const line = `${p.dim(eventTime(event.ts, view.now))}  ${event.session.padEnd(width)}  ${style ? p[style](kind) : kind}  ${detail}`
+      const line = `${p.dim(eventTime(event.ts, view.now))}  ${eventSubject(event).padEnd(width)}  ${style ? p[style](kind) : kind}  ${detail}`
       return wrapWords(line.trimEnd(), view.width, ' '.repeat(Math.min(24, width + 12)))
         .map((part) => `${part}\n`)
         .join('')
@@ -9901,7 +10067,7 @@ function renderSetup(result: SetupResult, view: View = plainView()): string {
     ...wrapped(`It asks you first for: ${result.asks_first.join(', ')}.`),
     '',
     ...wrapped(
-      'The MCP server, read-only (list_sessions, session_status, session_output, session_events, wait_for_sessions), for Claude Code (local scope: this project, on this machine):',
+      'The MCP server, read-only (list_sessions, session_status, session_output, session_cost, session_events, wait_for_sessions), for Claude Code (local scope: this project, on this machine):',
     ),
     `  ${result.claude_mcp_add}`,
     'with the tools that start, resume, kill and clean up as well:',
@@ -10732,6 +10898,13 @@ const positiveSeconds = (flag: string) =>
     numberParser(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--${flag} needs a number of seconds above 0, got "${raw}"`),
   )
 
+/** --budget: dollars above 0 (12, 12.50, $12.50). */
+const dollars = (flag: string) => (raw: string) => {
+  const value = Number(/^\$?(\d{1,9}(\.\d{1,6})?)$/.exec(raw)?.[1] ?? Number.NaN)
+  if (!(value > 0)) throw new UsageError(`--${flag} needs a number of dollars above 0 (12.50), got "${raw}"`)
+  return value
+}
+
 const stallOption: OptionSpec = {
   type: 'string',
   arg: 'MINUTES',
@@ -10755,7 +10928,7 @@ function notifyArgs(values: Values): string[] {
   for (const command of (values.exec as string[] | undefined) ?? []) args.push('--exec', command)
   if (values.desktop) args.push('--desktop')
   if (values.on) args.push('--on', (values.on as string[]).join(','))
-  for (const flag of ['interval', 'stall', 'timeout', 'retries', 'start-grace'])
+  for (const flag of ['interval', 'stall', 'budget', 'project-budget', 'timeout', 'retries', 'start-grace'])
     if (values[flag] !== undefined) args.push(`--${flag}`, String(values[flag]))
   return args
 }
@@ -11159,6 +11332,18 @@ const COMMANDS = {
         parse: positiveSeconds('interval'),
       },
       stall: stallOption,
+      budget: {
+        type: 'string',
+        arg: 'USD',
+        help: "over_budget once a session's cost (from its agents' transcripts) reaches USD dollars",
+        parse: dollars('budget'),
+      },
+      'project-budget': {
+        type: 'string',
+        arg: 'USD',
+        help: "over_budget once the cost of all the project's sessions reaches USD dollars",
+        parse: dollars('project-budget'),
+      },
       timeout: {
         type: 'string',
         arg: 'SECONDS',
@@ -11206,6 +11391,8 @@ const COMMANDS = {
         on: values.on as EventKind[] | undefined,
         intervalSeconds: values.interval as number | undefined,
         stallMinutes: values.stall as number | undefined,
+        budgetUsd: values.budget as number | undefined,
+        projectBudgetUsd: values['project-budget'] as number | undefined,
         timeoutSeconds: values.timeout as number | undefined,
         retries: values.retries as number | undefined,
         signal: stopSignal(io),
@@ -11222,7 +11409,7 @@ const COMMANDS = {
         onDelivery: (event, sink, outcome) => {
           if (!outcome.ok)
             io.stderr(
-              `sessions: ${terminalSafe(sink)}: ${event.session} ${event.event} not delivered after ${outcome.attempts} attempt(s): ${oneLine(outcome.error ?? '')}\n`,
+              `sessions: ${terminalSafe(sink)}: ${eventSubject(event)} ${event.event} not delivered after ${outcome.attempts} attempt(s): ${oneLine(outcome.error ?? '')}\n`,
             )
         },
       })
@@ -12084,7 +12271,7 @@ if (import.meta.vitest) {
     })
   })
 
-  describe("cost: lines of the agents' transcripts, whose they are, what they cost", () => {
+  describe("cost: lines of the agents' transcripts, whose iteration they are", () => {
     const root = '/home/me/project'
     test('a prompt names an iteration of this project only', () => {
       const runs = `${root}/.claude/pipeline-runs`
@@ -12135,6 +12322,9 @@ if (import.meta.vitest) {
       expect(codexLine({ type: 'event_msg', payload: { type: 'token_count', info: null } }, null)).toMatchObject({ kind: 'other' })
       expect(codexLine(count([-1, 0, 0]), null)).toEqual({ kind: 'bad' })
     })
+  })
+
+  describe("cost: what the agents' lines count, whose a judge call is, what a model costs", () => {
     test('Claude usage: the nested cache split wins; the part of a message over 200,000 is long-context', () => {
       const line = (usage: unknown) =>
         claudeLine({ type: 'assistant', requestId: 'r', message: { id: 'm', model: 'claude-sonnet-4-5', usage } })
