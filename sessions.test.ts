@@ -3461,6 +3461,8 @@ describe('events and notify', () => {
         'stop_votes',
         'progress',
         'eta',
+        'cost_usd',
+        'budget_usd',
       ])
     const of = (name: string) =>
       lines.filter((line) => line.session === name).map((line) => `${line.event}${line.event === 'iteration' ? line.iteration : ''}`)
