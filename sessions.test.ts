@@ -3429,6 +3429,90 @@ async function startOk(args: string[], options: { env?: NodeJS.ProcessEnv } = {}
   return run
 }
 
+describe("an agent's failure is not a completion, and a resume redoes what failed", () => {
+  /** An engine run that ended, as list sees it, once it has. */
+  async function ended(root: string, name: string) {
+    return waitFor(`${name} to end`, async () => {
+      const row = rowOf((await listJson(root)).sessions, name)
+      return row.health !== 'running' && row.health !== 'starting' ? row : null
+    })
+  }
+  const runDir = (root: string, name: string) => path.join(root, '.claude', 'pipeline-runs', name)
+
+  test('a loop whose agent failed is failed, with its words; resume goes back to that iteration and completes', async () => {
+    const root = await makeEngineProject()
+    const says = 'Claude AI usage limit reached|1750003200'
+    await startOk(['start', 'ralph', 'limited', '3', '--yes', '-C', root], {
+      env: { MOCK_PACE: '0.1', MOCK_END: 'agent-fail:2', MOCK_AGENT_SAYS: says },
+    })
+    const row = await ended(root, 'limited')
+    // The engine wrote "complete": its agent's failure is what ended the run.
+    expect(readJson(path.join(runDir(root, 'limited'), 'state.json'))).toMatchObject({
+      status: 'complete',
+      completion_reason: 'Agent reported error at iteration 2',
+    })
+    expect(row).toMatchObject({
+      health: 'failed',
+      why: 'its agent failed at iteration 2 of ralph: Iteration failed: Agent did not write result.json',
+      error: 'Iteration failed: Agent did not write result.json',
+      resumable: true,
+      resume_from: 2,
+    })
+    expect(row.evidence).toContain(`the agent's last words: "${says}"`)
+    const shown = await cli(['status', 'limited', '-C', root], { columns: 80 })
+    expect(shown.stdout.replace(/\s+/g, ' ')).toMatch(
+      /^limited: failed its agent failed at iteration 2 of ralph: Iteration failed: Agent did not write result\.json /,
+    )
+    expect(shown.stdout.replace(/\s+/g, ' ')).toContain(`the agent's last words: "${says}"`)
+    // Resumed as it was started: the state goes back to before iteration 2, kept as it was beside it.
+    const resumed = await startOk(['resume', 'limited', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
+    expect(resumed.stdout).toMatch(
+      /back to iteration 2 of ralph, where its agent failed \(Iteration failed: Agent did not write\s+result\.json\); the state as it was is kept as\s+\.claude\/pipeline-runs\/limited\/state\.before-resume-\d{8}T\d{6}Z\.json/,
+    )
+    const kept = readdirSync(runDir(root, 'limited')).filter((name) => name.startsWith('state.before-resume-'))
+    expect(kept).toHaveLength(1)
+    expect(readJson(path.join(runDir(root, 'limited'), kept[0]))).toMatchObject({ status: 'complete' })
+    expect(await ended(root, 'limited')).toMatchObject({ health: 'complete' })
+    const state = readJson(path.join(runDir(root, 'limited'), 'state.json'))
+    expect(state.history.map((entry: { iteration: number; decision: string }) => `${entry.iteration} ${entry.decision}`)).toEqual([
+      '1 continue',
+      '2 continue',
+      '3 continue',
+    ])
+    // What happened: its failure, then its resume from iteration 2.
+    const events = (await cli(['events', 'limited', '--json', '-C', root])).stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    expect(events.filter((event) => event.event !== 'iteration').map((event) => `${event.event} ${event.why ?? ''}`)).toEqual([
+      expect.stringMatching(/^started /),
+      expect.stringMatching(/^resumed resumed from iteration 2$/),
+      expect.stringMatching(/^complete /),
+    ])
+  })
+
+  test('a pipeline whose failing stage let the next one through: resumed at the failure, the later stage run again', async () => {
+    const root = await makeEngineProject()
+    await startOk(['start', 'pipeline', 'refine.yaml', 'pipe', '--yes', '-C', root], {
+      env: { MOCK_PACE: '0.1', MOCK_END: 'agent-fail:2' },
+    })
+    const row = await ended(root, 'pipe')
+    expect(row).toMatchObject({ health: 'failed', resume_from: 2 })
+    expect(row.why).toBe('its agent failed at iteration 2 of improve-plan: Iteration failed: Agent did not write result.json')
+    // A killed or a complete session is not touched: only this one is rewound.
+    const plan = await cli(['resume', 'pipe', '--json', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
+    expect(plan.code, plan.stderr).toBe(0)
+    expect(JSON.parse(plan.stdout).rewinds).toMatchObject({ stage: 'improve-plan', stage_index: 0, iteration: 2 })
+    expect(await ended(root, 'pipe')).toMatchObject({ health: 'complete' })
+    const state = readJson(path.join(runDir(root, 'pipe'), 'state.json'))
+    expect(
+      state.history.map(
+        (entry: { stage: string; iteration: number; decision: string }) => `${entry.stage} ${entry.iteration} ${entry.decision}`,
+      ),
+    ).toEqual(['improve-plan 1 continue', 'improve-plan 2 continue', 'refine-tasks 1 continue', 'refine-tasks 2 continue'])
+  })
+})
+
 describe('events and notify', () => {
   test('events: what happened, from the files, oldest first; --json is NDJSON with the documented fields; --since filters', async () => {
     const root = await makeEngineProject()

@@ -1171,7 +1171,7 @@ async function updateStateFile(
  * was: a value JSON.parse would round (a 2^53+1 counter, 1e400, 1.10) or a duplicate key is another
  * program's, and a state is rewritten keeping every field this tool does not know, exactly.
  */
-function withTopLevelKeys(text: string, patch: Record<string, string | null>): string {
+function withTopLevelKeys(text: string, patch: Record<string, unknown>): string {
   const edits: { from: number; to: number; value: string }[] = []
   const found = new Set<string>()
   let depth = 0
@@ -2613,6 +2613,9 @@ interface SessionFacts {
   /** The current stage's folder name, e.g. stage-01-refine-tasks. */
   stageDir: string | null
   newestIteration: number | null
+  /** A run its state calls complete that its agent's failure ended, and the agent's last lines then. */
+  agentFailure: AgentFailure | null
+  agentSaid: string[]
 }
 
 interface GatherOptions extends TmuxOptions {
@@ -2762,6 +2765,7 @@ async function gatherSession(
   // lock removed or rewritten by hand, or a renamed session that holds another session's engine).
   const paneEngine =
     tmux && !tmux.paneDead && tmux.panePid && !engine?.proof ? await engineInPane(tmux.panePid, root, await parents()) : null
+  const agentFailure = state.kind === 'ok' ? agentFailureOf(state.value) : null
   return {
     name,
     root,
@@ -2780,7 +2784,24 @@ async function gatherSession(
     loopRule: isPipeline ? null : loopRuleOf(root, stageDir),
     stageDir,
     newestIteration,
+    agentFailure,
+    agentSaid: agentFailure ? agentLastLines(paths.runDir, runEntries, agentFailure) : [],
   }
+}
+
+/** The last lines the failed iteration's agent printed (its output.md), for a person to see why. */
+function agentLastLines(runDir: string, runEntries: string[], failure: AgentFailure): string[] {
+  const stageDir = stageFolder(runEntries, failure.stage_index)
+  if (!stageDir) return []
+  const file = path.join(runDir, stageDir, 'iterations', String(failure.iteration).padStart(3, '0'), 'output.md')
+  const size = lstatIfAny(file)?.size ?? 0
+  const read = readRegularFile(file, { from: Math.max(0, size - 4096), limit: 4096 })
+  if (read.kind !== 'ok') return []
+  const lines = read.text
+    .split('\n')
+    .map((line) => oneLine(line).trim())
+    .filter(Boolean)
+  return lines.slice(-3).map((line) => cutText(line, 200))
 }
 
 /** A loop's stop rule: its folder stage-00-TYPE names the stage type, whose stage.yaml says the rule. */
@@ -2944,7 +2965,10 @@ interface HealthFacts {
     paneEngine?: { pid: number; session: string | null; proof: EngineProof } | null
   } | null
   lock: { kind: 'missing' } | { kind: 'corrupt'; problem: string } | ({ kind: 'ok' } & EngineIdentity)
-  state: { kind: 'missing'; runDirExists: boolean } | { kind: 'corrupt'; problem: string } | { kind: 'ok'; status: string }
+  state:
+    | { kind: 'missing'; runDirExists: boolean }
+    | { kind: 'corrupt'; problem: string }
+    | { kind: 'ok'; status: string; agentFailure?: AgentFailure | null; agentSaid?: string[] }
   /** A pre-lock (loop-) session: a live pane is its only sign of life. */
   legacy?: boolean
   /** Its run folder, the locks folder or .claude/ is a link out of the project. */
@@ -3027,6 +3051,8 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
   if (state.kind === 'corrupt') return verdict('corrupt', `corrupt: ${state.problem}`)
   if (endedHealth) {
     if (staleLock) evidence.push('the lock was left behind although the state records an end')
+    const failure = state.kind === 'ok' && endedHealth === 'complete' ? state.agentFailure : null
+    if (failure) return agentFailedVerdict(failure, (state as { agentSaid?: string[] }).agentSaid ?? [], verdict, evidence)
     return verdict(endedHealth, `state says ${state.kind === 'ok' ? state.status : ''}`)
   }
   if (staleLock) {
@@ -3036,6 +3062,59 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
   if (state.kind === 'missing') return verdict('corrupt', state.runDirExists ? 'run folder has no state.json' : 'nothing left but its name')
   if (state.status === 'running') return verdict('zombie', 'state says running, but no engine, lock or tmux session is alive')
   return verdict('corrupt', `state.json has an unknown status "${state.status}"`)
+}
+
+/**
+ * Where a run its state calls complete ended on its agent's failure (docs/formats.md §9): the engine cannot
+ * see an agent exit non-zero (a usage limit, a crash of its CLI), writes an error result, and a fixed or
+ * queue stage stops "complete" on it (a pipeline moves on to its next stage) while a judgment stage calls
+ * the failing agent until its max. A stage whose last iteration is an error ended so; the failure begins
+ * at the first of that last run of errors, in the stage where it came first.
+ */
+interface AgentFailure {
+  stage: string | null
+  stage_index: number
+  iteration: number
+  at: string | null
+  /** The engine's words: the error result's summary (or reason). */
+  words: string
+}
+
+function agentFailureOf(state: State): AgentFailure | null {
+  if (state.status !== 'complete' && state.status !== 'completed') return null
+  const history = state.history ?? []
+  const byStage = new Map<string, number[]>()
+  for (const [at, entry] of history.entries()) byStage.set(entry.stage ?? '', [...(byStage.get(entry.stage ?? '') ?? []), at])
+  let first: number | null = null
+  for (const positions of byStage.values()) {
+    let k = positions.length - 1
+    if (history[positions[k]].decision !== 'error') continue
+    while (k > 0 && history[positions[k - 1]].decision === 'error') k--
+    if (history[positions[k]].iteration != null && (first === null || positions[k] < first)) first = positions[k]
+  }
+  if (first === null) return null
+  const entry = history[first]
+  const named = state.stages?.find((stage) => stage.name != null && stage.name === entry.stage)?.index
+  return {
+    stage: entry.stage ?? null,
+    stage_index: named ?? (state.type === 'pipeline' ? (state.current_stage ?? 0) : 0),
+    iteration: entry.iteration!,
+    at: entry.timestamp ?? null,
+    words: oneLine(entry.summary || entry.reason || 'the agent reported an error'),
+  }
+}
+
+/** failed, whatever the state says: the engine's words and the agent's own last lines as evidence. */
+function agentFailedVerdict(
+  failure: AgentFailure,
+  said: string[],
+  verdict: (health: Health, why: string) => HealthVerdict,
+  evidence: string[],
+): HealthVerdict {
+  const where = `iteration ${failure.iteration}${failure.stage ? ` of ${failure.stage}` : ''}`
+  evidence.push(`its agent failed at ${where}: "${failure.words}"; the engine, which cannot see an agent fail, marked the run complete`)
+  if (said.length) evidence.push(`the agent's last words: ${said.map((line) => `"${line}"`).join(' ')}`)
+  return verdict('failed', `its agent failed at ${where}: ${failure.words}`)
 }
 
 /** The classifier's view of gathered facts. */
@@ -3066,7 +3145,7 @@ function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number): Heal
           : { kind: 'missing' },
     state:
       state.kind === 'ok'
-        ? { kind: 'ok', status: state.value.status }
+        ? { kind: 'ok', status: state.value.status, agentFailure: facts.agentFailure, agentSaid: facts.agentSaid }
         : state.kind === 'corrupt'
           ? { kind: 'corrupt', problem: state.problem }
           : { kind: 'missing', runDirExists: facts.runDirExists },
@@ -3547,7 +3626,9 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
   const resumed = parseTime(state?.resumed_at)
   const runStarted = started === null ? null : resumed !== null && resumed > started ? resumed : started
   const lock = facts.lock
-  const errorMessage = typeof state?.error === 'string' ? state.error : (state?.error?.message ?? null)
+  // A run its agent's failure ended is resumed at that failure (resume rewinds it there), not after it.
+  const failure = verdict.health === 'failed' && state?.status !== 'failed' ? facts.agentFailure : null
+  const errorMessage = failure ? failure.words : typeof state?.error === 'string' ? state.error : (state?.error?.message ?? null)
   return {
     name: facts.name,
     project: facts.root,
@@ -3595,7 +3676,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
     state_file: facts.state.kind === 'missing' ? null : relative(facts.root, facts.state.path),
     run_dir: facts.runDirExists ? relative(facts.root, sessionPaths(facts.root, facts.name).runDir) : null,
     resumable: verdict.resumable,
-    resume_from: verdict.resumable && state ? (state.iteration_completed ?? 0) + 1 : null,
+    resume_from: verdict.resumable && state ? (failure?.iteration ?? (state.iteration_completed ?? 0) + 1) : null,
     resume_command: verdict.resumable || verdict.health === 'orphaned' ? resumeCommand(facts.name, stage, options, facts.root) : null,
     error: verdict.health === 'failed' ? errorMessage : null,
     ...(state ? courseOf(courseFactsOf(facts, stage, verdict.health, runStarted, now, tasks)) : EMPTY_COURSE),
@@ -5649,6 +5730,8 @@ interface StartPlan {
   resume: boolean
   /** With --force: where the old run folder is moved. */
   replaces: string | null
+  /** A resume of a run its agent's failure ended: the iteration it goes back to (its failure and what came after are redone). */
+  rewinds: (AgentFailure & { kept_as: string }) | null
   runner: string
   command: string[]
   /** Said before asking to confirm, e.g. a ralph session with no ready beads. */
@@ -5805,6 +5888,10 @@ async function planStart(
     inputs,
     resume: Boolean(request.resume),
     replaces: request.force && facts.runDirExists ? relative(root, replacedFolder(sessionPaths(root, request.name).runDir)) : null,
+    rewinds:
+      request.resume && row?.health === 'failed' && facts.agentFailure && facts.state.kind === 'ok' && facts.state.value.status !== 'failed'
+        ? { ...facts.agentFailure, kept_as: relative(root, path.join(sessionPaths(root, request.name).runDir, keptStateName())) }
+        : null,
     runner,
     command: engineCommand(runner, { ...request, inputs }, pipelineArg, max),
     warnings: [],
@@ -5883,22 +5970,14 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
     // A lock whose PID is not proven to be the engine is stale, whoever that PID is now.
     if (again.lock.kind === 'ok') removeInside(root, paths.lock)
   }
-  // The engine resumes only what it sees as failed (get_session_status); a stop recorded by a session
-  // manager reads to it as "no previous session". Every other field stays; a start undone puts it back.
-  const stopped = request.resume && facts.state.kind === 'ok' ? facts.state.value.status : null
-  let rewritten: string | null = null
-  if (stopped && ['killed', 'unknown_termination', 'paused'].includes(stopped)) {
-    if (await updateStateFile(root, paths.state, () => ({ status: 'failed' }))) rewritten = fileSignature(paths.state)
-  }
+  const restore = request.resume ? stateForResume(root, plan, facts) : null
 
   const made: Made = { folders: mkdirInside(root, paths.runDir), tmuxName: null }
   try {
     return await launch(plan, made, options)
   } catch (error) {
     await undoStart(made, root, paths.runDir, options)
-    // The status this start rewrote, back as it was, unless an engine wrote the state since.
-    if (rewritten && stopped && !made.leftRunning && fileSignature(paths.state) === rewritten)
-      await updateStateFile(root, paths.state, (state) => (state.status === 'failed' ? { status: stopped } : null))
+    if (!made.leftRunning) restore?.()
     // The old run folder that --force set aside goes back where it was, unless this start's run holds that place.
     if (plan.replaces && error instanceof Error) {
       let back = false
@@ -5914,6 +5993,89 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
     }
     throw error
   }
+}
+
+/** Where a resume keeps the state it rewrote, beside it in the run folder. */
+const keptStateName = (now = Date.now()) =>
+  `state.before-resume-${new Date(now)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z')}.json`
+
+/**
+ * The engine resumes only what it sees as failed (get_session_status), at iteration_completed + 1 of
+ * current_stage: a stop recorded by a session manager reads to it as "no previous session", and so does a
+ * run its agent's failure ended "complete". The state is rewritten for it, every other field kept: status
+ * failed, and for an agent's failure, back to just before that iteration (plan.rewinds). The state as it
+ * was is kept beside it; the returned undo puts it back, unless an engine has written the state since.
+ */
+function stateForResume(root: string, plan: StartPlan, facts: SessionFacts): (() => void) | null {
+  const file = sessionPaths(root, plan.name).state
+  const status = facts.state.kind === 'ok' ? facts.state.value.status : null
+  if (!plan.rewinds && !(status && ['killed', 'unknown_termination', 'paused'].includes(status))) return null
+  const read = readRegularFile(file, { max: JSON_FILE_MAX_BYTES })
+  const parsed = read.kind === 'ok' ? parseJsonText(file, read.text, StateSchema) : null
+  if (read.kind !== 'ok' || parsed?.kind !== 'ok') return null
+  const patch = plan.rewinds
+    ? rewindPatch(parsed.value, plan.rewinds, eventCount(sessionPaths(root, plan.name).events))
+    : { status: 'failed' }
+  if (plan.rewinds) writeFileInside(root, path.join(root, plan.rewinds.kept_as), read.text)
+  writeFileInside(root, file, withTopLevelKeys(read.text, patch))
+  const written = fileSignature(file)
+  return () => {
+    if (fileSignature(file) === written) writeFileInside(root, file, read.text)
+  }
+}
+
+/**
+ * The state as it stood just before the agent's failure: failed there, that stage current and its
+ * iterations from the failed one on undone (history, counters), the stages after it reopened, and the
+ * engine's events up to now marked as folded in, so that its reconcile does not replay the "complete".
+ */
+function rewindPatch(state: State, failure: AgentFailure, events: number | null): Record<string, unknown> {
+  const history = state.history ?? []
+  const at = history.findIndex((entry) => entry.iteration === failure.iteration && (entry.stage ?? null) === failure.stage)
+  const now = isoOrNull(Date.now())
+  const where = `iteration ${failure.iteration}${failure.stage ? ` of ${failure.stage}` : ''}`
+  return {
+    status: 'failed',
+    failed_at: failure.at ?? now,
+    error: {
+      type: 'unknown',
+      message: `the agent failed at ${where}: ${failure.words} (rewound there by sessions.ts resume)`,
+      timestamp: now,
+    },
+    completed_at: null,
+    completion_reason: null,
+    current_stage: failure.stage_index,
+    iteration: failure.iteration - 1,
+    iteration_completed: failure.iteration - 1,
+    iteration_started: null,
+    history: at < 0 ? history : history.slice(0, at),
+    ...(state.stages?.length
+      ? { stages: state.stages.map((stage) => ((stage.index ?? -1) >= failure.stage_index ? { ...stage, status: 'failed' } : stage)) }
+      : {}),
+    ...(events !== null ? { event_offset: events } : {}),
+  }
+}
+
+/** The engine's count of its events (lines that are JSON, as its reconcile counts them), or null if they cannot be read. */
+function eventCount(file: string): number | null {
+  const read = readRegularFile(file, { max: FILE_MAX_BYTES })
+  if (read.kind === 'missing') return 0
+  if (read.kind !== 'ok') return null
+  let count = 0
+  for (const line of read.text.split('\n')) {
+    if (!line.trim()) continue
+    try {
+      // jq -e: a line that is JSON and not null or false.
+      const value = JSON.parse(line)
+      if (value !== null && value !== false) count++
+    } catch {
+      /* not counted by the engine either */
+    }
+  }
+  return count
 }
 
 /**
@@ -9864,12 +10026,19 @@ function renderStartPlan(plan: StartPlan, view: View = plainView()): string {
         ['context', plan.context],
         ['inputs', plan.inputs.length ? plan.inputs.join(', ') : null],
         ['replaces', plan.replaces ? `the old run folder is kept as ${plan.replaces}` : null],
+        ['rewinds', plan.rewinds ? rewindWords(plan.rewinds) : null],
         ['command', plan.command.map(shellQuote).join(' ')],
       ],
       view.width,
     ).slice(1),
   )
   return `${lines.join('\n')}\n`
+}
+
+/** "back to iteration 2 of ralph, where its agent failed (…); the state as it was is kept as …". */
+function rewindWords(rewinds: NonNullable<StartPlan['rewinds']>): string {
+  const where = `iteration ${rewinds.iteration}${rewinds.stage ? ` of ${rewinds.stage}` : ''}`
+  return `back to ${where}, where its agent failed (${rewinds.words}); the state as it was is kept as ${rewinds.kept_as}`
 }
 
 /** The engine of a start that worked: its PID, or how the run ended when it was over before start looked. */
@@ -9886,6 +10055,7 @@ function renderStart(result: StartResult, view: View = plainView()): string {
     `  output kept in ${result.log}`,
   ]
   if (result.replaces) said.push(`  the old run folder is kept as ${result.replaces}`)
+  if (result.rewinds) said.push(`  ${rewindWords(result.rewinds)}`)
   for (const warning of result.warnings) said.push(`  ${p.yellow('!')} ${warning}`)
   if (result.skipped_environment?.length)
     said.push(`  ${p.yellow('!')} not passed (too large for tmux): ${result.skipped_environment.join(', ')}`)
@@ -12378,6 +12548,40 @@ if (import.meta.vitest) {
         '12k',
         '4.6M',
       ])
+    })
+  })
+
+  describe("an agent's failure under a state that says complete", () => {
+    const entry = (stage: string, iteration: number, decision: string) => ({ stage, iteration, decision, summary: `${stage} ${iteration}` })
+    test('the last run of errors of the stage where one came first; none where a stage ended well or the run goes on', () => {
+      const loop = { status: 'complete', history: [entry('ralph', 1, 'continue'), entry('ralph', 2, 'error')] }
+      expect(agentFailureOf(loop)).toMatchObject({ stage: 'ralph', stage_index: 0, iteration: 2, words: 'ralph 2' })
+      // A judgment stage that burned its iterations: from the first of its last errors.
+      const burned = {
+        status: 'completed',
+        history: [entry('p', 1, 'error'), entry('p', 2, 'continue'), entry('p', 3, 'error'), entry('p', 4, 'error')],
+      }
+      expect(agentFailureOf(burned)?.iteration).toBe(3)
+      // A pipeline that moved on: the earlier stage's failure, by its index in the state.
+      const stages = [
+        { index: 0, name: 'plan', status: 'complete' },
+        { index: 1, name: 'tasks', status: 'complete' },
+      ]
+      const moved = {
+        status: 'complete',
+        type: 'pipeline',
+        stages,
+        history: [entry('plan', 1, 'continue'), entry('plan', 2, 'error'), entry('tasks', 1, 'error'), entry('tasks', 2, 'error')],
+      }
+      expect(agentFailureOf(moved)).toMatchObject({ stage: 'plan', stage_index: 0, iteration: 2 })
+      expect(agentFailureOf({ ...moved, history: [entry('plan', 1, 'continue'), entry('tasks', 1, 'error')] })).toMatchObject({
+        stage: 'tasks',
+        stage_index: 1,
+        iteration: 1,
+      })
+      expect(agentFailureOf({ status: 'complete', history: [entry('ralph', 1, 'error'), entry('ralph', 2, 'stop')] })).toBeNull()
+      expect(agentFailureOf({ ...loop, status: 'running' })).toBeNull()
+      expect(agentFailureOf({ ...loop, status: 'failed' })).toBeNull()
     })
   })
 
