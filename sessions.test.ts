@@ -1809,7 +1809,7 @@ describe('the demo', () => {
     expect(result.status).toBe(0)
     expect(result.stdout).toContain('gamma: complete (state says complete)')
     // (The whole output said when it does not match: a demo that failed under load shows why.)
-    expect(result.stdout, result.stdout).toMatch(/beta\s+improve-plan\s+-\s+\d+\/30\s+killed/)
+    expect(result.stdout, result.stdout).toMatch(/beta\s+improve-plan\s+-\s+\d+\/90\s+killed/)
     expect(result.stdout).toMatch(/✓ gamma — lock PID \d+ is dead/)
     expect(result.stdout).toContain(`A temporary project with a mock engine: ${BASE}/sessions-demo-`)
     expect(readdirSync(BASE).filter((entry) => entry.startsWith('sessions-demo-'))).toEqual([])
@@ -2077,7 +2077,7 @@ describe('shell completion', () => {
     expect((await cli(['completion', 'zsh'])).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
     const fish = (await cli(['completion', 'fish'])).stdout
     expect(fish).toContain(
-      "complete -c sessions -n __fish_use_subcommand -a 'start list status cost monitor attach kill cleanup resume wait events notify mcp setup completion help version'",
+      "complete -c sessions -n __fish_use_subcommand -a 'start list status cost monitor attach kill cleanup resume wait events notify supervise mcp setup completion help version'",
     )
     expect(fish).toContain("complete -c sessions -n '__fish_seen_subcommand_from cleanup' -l dry-run")
     const bad = await cli(['completion', 'csh'])
@@ -3375,11 +3375,11 @@ afterEach(() => {
   }
 })
 
-/** notify, in-process, until `stop()`: its stdout and stderr so far, and its exit status once stopped. */
-function watcher(args: string[], env: NodeJS.ProcessEnv = {}) {
+/** notify (or supervise), in-process, until `stop()`: its stdout and stderr so far, and its exit status once stopped. */
+function watcher(args: string[], env: NodeJS.ProcessEnv = {}, command: 'notify' | 'supervise' = 'notify') {
   const controller = new AbortController()
   const out = { stdout: '', stderr: '' }
-  const done = main(['notify', ...args], {
+  const done = main([command, ...args], {
     stdout: (text) => {
       out.stdout += text
     },
@@ -3510,6 +3510,94 @@ describe("an agent's failure is not a completion, and a resume redoes what faile
         (entry: { stage: string; iteration: number; decision: string }) => `${entry.stage} ${entry.iteration} ${entry.decision}`,
       ),
     ).toEqual(['improve-plan 1 continue', 'improve-plan 2 continue', 'refine-tasks 1 continue', 'refine-tasks 2 continue'])
+  })
+})
+
+describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
+  /** Events the supervisor delivered to its command, as `session kind` lines. */
+  const delivered = (file: string, kinds = ['auto_resumed', 'auto_resume_failed', 'gave_up', 'complete']) =>
+    ndjson(file)
+      .filter((event) => kinds.includes(String(event.event)))
+      .map((event) => `${event.session} ${event.event}`)
+
+  test('a crash is resumed after its backoff, once, and said; a complete or killed session never is', async () => {
+    const root = await makeEngineProject()
+    const out = path.join(root, 'events.ndjson')
+    await startOk(['start', 'ralph', 'done', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
+    await startOk(['start', 'ralph', 'stopped', '50', '--yes', '-C', root], { env: { MOCK_PACE: '0.5' } })
+    expect((await cli(['kill', 'stopped', '--grace', '2', '-C', root])).code).toBe(0)
+    const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.3s..1s', '--interval', '0.2', '-C', root], {}, 'supervise')
+    await waitFor('the first look', () => sup.out.stdout.includes('watching'))
+    await startOk(['start', 'ralph', 'boom', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'crash:2' } })
+    await waitFor('boom resumed and complete', () => delivered(out).includes('boom complete'), 30_000)
+    // Looks are in order: once a session started now is reported complete, boom has been looked at since.
+    await startOk(['start', 'ralph', 'later', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
+    await waitFor('the later session', () => delivered(out).includes('later complete'))
+    expect(delivered(out)).toEqual(['boom auto_resumed', 'boom complete', 'later complete'])
+    const resumed = ndjson(out).find((event) => event.event === 'auto_resumed')!
+    expect(resumed.why).toMatch(
+      /^attempt 1 of 5, after 0\.3s of backoff, from iteration 2: it was crashed: lock left with dead PID \d+; engine PID \d+$/,
+    )
+    const listed = JSON.parse((await cli(['list', '--json', '-C', root])).stdout)
+    expect(listed.watcher.policy).toEqual({
+      names: [],
+      resume_on: ['crashed', 'zombie'],
+      max_resumes: 5,
+      within_seconds: 21600,
+      backoff_seconds: [0.3, 1],
+    })
+    expect((await cli(['list', '-C', root], { columns: 200 })).stdout).toMatch(
+      /A supervisor runs \(PID \d+, since [^)]+\) → exec cat >> .*; resumes every session when crashed, zombie \(at most 5 in 6h, after 0\.3s\.\.1s\)/,
+    )
+    expect(rowOf(listed.sessions, 'stopped').health).toBe('killed')
+    expect(await sup.stop()).toBe(0)
+  })
+
+  test('crashing again and again: given up after the cap, still after a restart; a bad policy is refused', async () => {
+    const root = await makeEngineProject()
+    const out = path.join(root, 'events.ndjson')
+    for (const bad of [
+      ['--backoff', '5m..1m'],
+      ['--backoff', '30s'],
+      ['--resume-on', 'killed'],
+      ['--within', '0'],
+      ['--max-resumes', '0'],
+    ]) {
+      const run = await cli(['supervise', ...bad, '-C', root])
+      expect([run.code, run.stderr.split('\n').length], bad.join(' ')).toEqual([2, 2])
+    }
+    expect(existsSync(path.join(root, '.claude', 'sessions-notify.json'))).toBe(false)
+    // Every engine this supervisor resumes settles, then crashes in its second iteration.
+    const crashing = { MOCK_PACE: '0.2', MOCK_END: 'crash:2' }
+    const args = ['--exec', `cat >> ${out}`, '--max-resumes', '2', '--backoff', '0.2s..0.4s', '--interval', '0.2', '-C', root]
+    const first = watcher(args, crashing, 'supervise')
+    await waitFor('the first look', () => first.out.stdout.includes('watching'))
+    await startOk(['start', 'ralph', 'boom', '20', '--yes', '-C', root], { env: crashing })
+    await waitFor('the supervisor to give up', () => delivered(out).includes('boom gave_up'), 30_000)
+    expect(delivered(out)).toEqual(['boom auto_resumed', 'boom auto_resumed', 'boom gave_up'])
+    expect(ndjson(out).at(-1)!.why).toMatch(
+      /^2 resumes within 6h, the most allowed: crashed \(.*\); resume it yourself once its cause is fixed$/,
+    )
+    expect(await first.stop()).toBe(0)
+    // A supervisor started again keeps what the first one did: it does not try again.
+    const second = watcher(args, crashing, 'supervise')
+    await waitFor('the second first look', () => second.out.stdout.includes('watching'))
+    await startOk(['start', 'ralph', 'marker', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
+    await waitFor('the marker', () => delivered(out).includes('marker complete'))
+    expect(delivered(out)).toEqual(['boom auto_resumed', 'boom auto_resumed', 'boom gave_up', 'marker complete'])
+    expect(await second.stop()).toBe(0)
+    const record = readJson(path.join(root, '.claude', 'sessions-notify.json'))
+    expect(record.supervision.find((one: { session: string }) => one.session === 'boom')).toMatchObject({
+      attempts: [expect.objectContaining({ ok: true }), expect.objectContaining({ ok: true })],
+      gave_up_at: expect.any(String),
+    })
+    // events tells it afterwards.
+    const told = (await cli(['events', 'boom', '--json', '-C', root])).stdout
+    expect(told.match(/"event":"(auto_resumed|gave_up)"/g)).toEqual([
+      '"event":"auto_resumed"',
+      '"event":"auto_resumed"',
+      '"event":"gave_up"',
+    ])
   })
 })
 

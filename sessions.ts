@@ -91,6 +91,10 @@ const DEFAULTS = {
   sshConnectSeconds: 5,
   sshCallSeconds: 30,
   sshPersistSeconds: 60,
+  /** supervise: resumes of one session within a window, and the backoff before each (doubling). */
+  maxResumes: 5,
+  resumeWindowSeconds: 6 * 3600,
+  backoffSeconds: [30, 900] as const,
 } as const
 
 /** What the environment may set: the tmux socket, the engine's runner, no colour, stack traces. */
@@ -256,6 +260,13 @@ function utcStamp(ms = Date.now()): string {
 }
 
 /** "2h 15m", "4m 3s", "12s". */
+/** A setting's span as it would be typed: 0.3s, 30s, 15m, 6h (else formatDuration's words). */
+function spanWords(seconds: number): string {
+  if (seconds < 60) return `${Number(seconds.toFixed(1))}s`
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`
+  return seconds % 60 === 0 ? `${seconds / 60}m` : formatDuration(seconds * 1000)
+}
+
 function formatDuration(ms: number, compact = false): string {
   const seconds = Math.max(0, Math.round(ms / 1000))
   const d = Math.floor(seconds / 86400),
@@ -7150,6 +7161,9 @@ const EVENT_KINDS = [
   'orphaned',
   'zombie',
   'over_budget',
+  'auto_resumed',
+  'auto_resume_failed',
+  'gave_up',
 ] as const
 type EventKind = (typeof EVENT_KINDS)[number]
 /** How much of an event's line an --exec command gets in SESSIONS_TEXT (the whole event is on its stdin). */
@@ -7700,8 +7714,11 @@ function eventText(event: SessionEvent, resume: string | null): string {
     over_budget: event.session
       ? `${event.session} is over its budget${where}${why}`
       : `the sessions of ${event.project} are over their budget${why}`,
+    auto_resumed: `${event.session} was resumed by its supervisor${where}${why}`,
+    auto_resume_failed: `${event.session} could not be resumed by its supervisor${where}${why}`,
+    gave_up: `${event.session}'s supervisor gave up on it${where}${why}`,
   }
-  const needsResume = event.event === 'crashed' || event.event === 'zombie' || event.event === 'failed' || event.event === 'orphaned'
+  const needsResume = ['crashed', 'zombie', 'failed', 'orphaned', 'gave_up', 'auto_resume_failed'].includes(event.event)
   return oneLine(`${says[event.event]}${needsResume && resume ? ` — resume: ${resume}` : ''}`)
 }
 
@@ -7749,6 +7766,27 @@ const NotifyRecordSchema = z.object({
   /** What the watcher that wrote it delivers to (labels: never a webhook's whole URL), and the budgets it checks. */
   sinks: z.array(z.string()).optional(),
   budgets: z.object({ session_usd: z.number().nullable(), project_usd: z.number().nullable() }).nullable().optional(),
+  /** The supervisor's policy (supervise), for list; and what it did for each session. */
+  policy: z
+    .object({
+      names: z.array(z.string()),
+      resume_on: z.array(z.string()),
+      max_resumes: z.number(),
+      within_seconds: z.number(),
+      backoff_seconds: z.tuple([z.number(), z.number()]),
+    })
+    .nullable()
+    .optional(),
+  supervision: z
+    .array(
+      z.object({
+        session: z.string().regex(NAME_PATTERN),
+        attempts: z.array(z.object({ at: z.string(), ok: z.boolean(), why: z.string() })),
+        next_at: z.string().nullable(),
+        gave_up_at: z.string().nullable(),
+      }),
+    )
+    .default([]),
   /** Each budget reached, once: a session's (null: the project's) and the budget. */
   over_budget: z
     .array(z.object({ session: z.string().regex(NAME_PATTERN).nullable(), budget_usd: z.number(), at: z.string() }))
@@ -7767,7 +7805,16 @@ function notifyFiles(root: string) {
 
 /** The record, or a new one (with a warning) when there is none, it cannot be read, or it is another project's. */
 async function readNotifyRecord(root: string, warn: (text: string) => void = () => {}): Promise<NotifyRecord> {
-  const fresh: NotifyRecord = { version: 1, project: root, marks: null, log: [], outbox: [], deliveries: [], over_budget: [] }
+  const fresh: NotifyRecord = {
+    version: 1,
+    project: root,
+    marks: null,
+    log: [],
+    outbox: [],
+    deliveries: [],
+    over_budget: [],
+    supervision: [],
+  }
   const file = notifyFiles(root).record
   // A link in its place is someone else's file: neither read nor written.
   const linked = linkedFile(file)
@@ -8222,6 +8269,8 @@ interface NotifyOptions extends CommonOptions, SinkOptions {
   budgetUsd?: number
   /** ...or all of the project's sessions' together, as `cost` totals them (--project-budget). */
   projectBudgetUsd?: number
+  /** supervise: resume the sessions it names (all without names) when they crash, by this policy. */
+  policy?: SupervisePolicy
   /** Ends the watcher (it saves its record first). */
   signal?: AbortSignal
   /** Each event of the kinds asked for, as it is reported; then each sink's outcome. */
@@ -8261,7 +8310,7 @@ async function notify(options: NotifyOptions): Promise<NotifyResult> {
   const warn = options.onWarning ?? (() => {})
   const kinds = watchedKinds(options)
   const sinks = makeSinks(options, warn)
-  if (sinks.length === 0 && !options.desktop)
+  if (sinks.length === 0 && !options.desktop && !options.policy)
     throw new UsageError('notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop')
   const signal = options.signal ?? new AbortController().signal
   const root = await findProjectRoot(options)
@@ -8331,6 +8380,7 @@ function watchedKinds(options: NotifyOptions): Set<EventKind> {
     if (!Number.isFinite(budget) || budget! <= 0) throw new UsageError(`a budget needs a number of dollars above 0, got ${budget}`)
   const kinds = new Set(options.on ?? NOTIFY_KINDS)
   if (budgets.length) kinds.add('over_budget')
+  if (options.policy) for (const kind of SUPERVISE_KINDS) kinds.add(kind)
   else if (kinds.has('over_budget') && kinds.size < EVENT_KINDS.length)
     throw new UsageError('--on over_budget needs a budget: --budget USD (a session) or --project-budget USD (the project)')
   return kinds
@@ -8341,6 +8391,7 @@ function keepOutbox(watcher: Watcher): void {
   const { record, byId } = watcher
   // Said in the record, so that list can tell where this watcher delivers, and what it spends.
   record.sinks = watcher.sinks.map((sink) => sink.label)
+  record.policy = watcher.options.policy ? policyRecord(watcher.options.policy) : null
   const { budgetUsd, projectBudgetUsd } = watcher.options
   record.budgets =
     budgetUsd === undefined && projectBudgetUsd === undefined
@@ -8389,6 +8440,7 @@ async function watchOnce(watcher: Watcher): Promise<false> {
     })
   takeNews(watcher, fresh, late)
   takeNews(watcher, budgetNews(watcher, seen.rows), false)
+  if (watcher.options.policy) takeNews(watcher, await superviseLook(watcher, seen), false)
   watcher.save()
   await deliverOutbox(watcher)
   return false
@@ -8501,6 +8553,137 @@ async function deliverOutbox(watcher: Watcher): Promise<void> {
   }
 }
 
+// ── supervise: the watcher that resumes what crashed ──
+// A session that crashed (its engine or its tmux server died: an OOM, a reboot) is resumed as a person
+// would resume it, after a backoff that doubles with each resume within a window, up to a cap; then the
+// watcher gives up on it until a person resumes it. Only an end that the watcher itself has reported (two
+// looks in a row, never during a kill) is acted on; a killed or complete session never is.
+
+const SUPERVISE_KINDS: readonly EventKind[] = ['auto_resumed', 'auto_resume_failed', 'gave_up']
+/** What a supervisor may resume (--resume-on): crashed and zombie by default; failed only when asked. */
+const RESUME_ON = ['crashed', 'zombie', 'failed'] as const
+type ResumeOn = (typeof RESUME_ON)[number]
+
+interface SupervisePolicy {
+  /** The sessions it resumes; empty: every session of the project. */
+  names: string[]
+  resumeOn: readonly ResumeOn[]
+  maxResumes: number
+  withinSeconds: number
+  /** The first resume's wait, and the most any wait grows to (doubling with each resume in the window). */
+  backoffSeconds: readonly [number, number]
+}
+
+type Supervision = NotifyRecord['supervision'][number]
+
+function policyRecord(policy: SupervisePolicy): NonNullable<NotifyRecord['policy']> {
+  return {
+    names: policy.names,
+    resume_on: [...policy.resumeOn],
+    max_resumes: policy.maxResumes,
+    within_seconds: policy.withinSeconds,
+    backoff_seconds: [...policy.backoffSeconds],
+  }
+}
+
+/** The wait before the resume that follows `done` resumes within the window. */
+const backoffMs = (policy: SupervisePolicy, done: number) => Math.min(policy.backoffSeconds[1], policy.backoffSeconds[0] * 2 ** done) * 1000
+
+/** Each session the policy covers, once its end is reported: resumed when its backoff is over, or given up on. */
+async function superviseLook(watcher: Watcher, seen: { rows: SessionRow[]; marks: Map<string, SessionMark> }): Promise<TrackedEvent[]> {
+  const policy = watcher.options.policy!
+  const news: TrackedEvent[] = []
+  const now = Date.now()
+  for (const row of seen.rows) {
+    if (policy.names.length && !policy.names.includes(row.name)) continue
+    const entry = supervisionOf(watcher.record, row.name)
+    const due = (policy.resumeOn as readonly string[]).includes(row.health) && seen.marks.get(row.name)?.ended === true
+    if (!due) {
+      // Going again (a person resumed it, or our resume took): the next end waits its backoff afresh.
+      if (livenessOf(row.health) === 'engine') Object.assign(entry, { next_at: null, gave_up_at: null })
+      continue
+    }
+    if (entry.gave_up_at) continue
+    // An end older than the window (found at a first look) is a person's to resume, not the supervisor's.
+    if (!entry.next_at && now - (parseTime(row.ended_at ?? row.last_activity_at) ?? now) > policy.withinSeconds * 1000) continue
+    const recent = entry.attempts.filter((attempt) => now - (parseTime(attempt.at) ?? 0) < policy.withinSeconds * 1000)
+    if (recent.length >= policy.maxResumes) {
+      entry.gave_up_at = isoOrNull(now)
+      const why = `${recent.length} resumes within ${spanWords(policy.withinSeconds)}, the most allowed: ${row.health} (${row.why}); resume it yourself once its cause is fixed`
+      news.push(supervisorEvent(watcher.root, row, 'gave_up', `${entry.gave_up_at}`, why))
+      continue
+    }
+    if (!entry.next_at) entry.next_at = isoOrNull(now + backoffMs(policy, recent.length))
+    if (now < (parseTime(entry.next_at) ?? 0)) continue
+    news.push(await resumeNow(watcher, row, entry, recent.length + 1))
+  }
+  return news
+}
+
+function supervisionOf(record: NotifyRecord, session: string): Supervision {
+  const found = record.supervision.find((one) => one.session === session)
+  if (found) return found
+  const entry: Supervision = { session, attempts: [], next_at: null, gave_up_at: null }
+  record.supervision.push(entry)
+  return entry
+}
+
+/** One resume by the supervisor, as `resume NAME` does it; its outcome an event, never a throw. */
+async function resumeNow(watcher: Watcher, row: SessionRow, entry: Supervision, attempt: number): Promise<TrackedEvent> {
+  const policy = watcher.options.policy!
+  const waited = spanWords(backoffMs(policy, attempt - 1) / 1000)
+  const at = isoOrNull(Date.now())!
+  const cause = `${row.health}: ${row.why}`
+  entry.next_at = null
+  try {
+    const result = await resume(row.name, {}, { ...watcher.options, root: watcher.root, signal: watcher.signal })
+    entry.attempts.push({ at, ok: true, why: cause })
+    const why = `attempt ${attempt} of ${policy.maxResumes}, after ${waited} of backoff, from iteration ${row.resume_from ?? '?'}: it was ${cause}`
+    return supervisorEvent(
+      watcher.root,
+      { ...row, health: 'running' },
+      'auto_resumed',
+      at,
+      `${why}; engine PID ${result.engine_pid ?? '?'}`,
+    )
+  } catch (error) {
+    if (watcher.signal.aborted) throw error
+    entry.attempts.push({ at, ok: false, why: errorMessage(error) })
+    return supervisorEvent(
+      watcher.root,
+      row,
+      'auto_resume_failed',
+      at,
+      `attempt ${attempt} of ${policy.maxResumes}: ${oneLine(errorMessage(error))}`,
+    )
+  } finally {
+    entry.attempts = entry.attempts.slice(-100)
+    watcher.save()
+  }
+}
+
+function supervisorEvent(root: string, row: SessionRow, kind: EventKind, at: string, why: string): TrackedEvent {
+  const event: SessionEvent = {
+    ts: at,
+    project: root,
+    session: row.name,
+    event: kind,
+    health: row.health,
+    iteration: row.iteration ?? null,
+    max_iterations: row.max_iterations,
+    stage: row.stage_name,
+    why,
+    summary: null,
+    decision: null,
+    stop_votes: null,
+    progress: null,
+    eta: null,
+    cost_usd: null,
+    budget_usd: null,
+  }
+  return { ...event, id: `${kind}\t${row.name}\t${at}`, text: eventText(event, row.resume_command) }
+}
+
 // ── notify --detach and --stop: the watcher in its own tmux session ──
 
 const NOTIFY_TMUX_NAME = 'sessions-notify'
@@ -8529,7 +8712,11 @@ function selfArgv(): string[] {
  * Starts the watcher (`notify ARGS`) in a tmux session of its own, marked as this project's watcher, with
  * the caller's environment; returns once it holds its lock (or says why it could not start).
  */
-async function detachNotify(args: string[], options: CommonOptions & { waitSeconds?: number } = {}): Promise<NotifyControlResult> {
+async function detachNotify(
+  args: string[],
+  options: CommonOptions & { waitSeconds?: number; command?: 'notify' | 'supervise' } = {},
+): Promise<NotifyControlResult> {
+  const command = options.command ?? 'notify'
   const root = await findProjectRoot(options)
   const files = notifyFiles(root)
   const holder = await toolLockHolder(files.lock)
@@ -8553,7 +8740,7 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
         ['@sessions-project', root],
       ],
       env: engineEnvironment(options.env),
-      command: [...selfArgv(), 'notify', ...args, '--root', root, ...(socket ? ['--socket', socket] : [])],
+      command: [...selfArgv(), command, ...args, '--root', root, ...(socket ? ['--socket', socket] : [])],
       made: () => {
         made = true
       },
@@ -8572,7 +8759,7 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
       throw new SessionsError(`the watcher did not start${said ? `: ${said.replace(/^sessions: /, '')}` : ''}`)
     }
     const next: NextAction[] = [
-      { command: hint(options, root, 'notify --stop'), why: 'stop the watcher' },
+      { command: hint(options, root, `${command} --stop`), why: 'stop the watcher' },
       {
         command: `tmux${socket ? ` -L ${shellQuote(socket)}` : ''} attach -r -t =${name}`,
         why: 'read what it delivers, live (Ctrl-b d to leave)',
@@ -8593,7 +8780,8 @@ async function detachNotify(args: string[], options: CommonOptions & { waitSecon
  */
 function isWatcherOf(pid: number, root: string): boolean {
   const command = processCommandLine(pid)
-  if (!command?.some((arg) => path.basename(arg) === 'sessions.ts') || !command.includes('notify')) return false
+  if (!command?.some((arg) => path.basename(arg) === 'sessions.ts') || !(command.includes('notify') || command.includes('supervise')))
+    return false
   const given = command.findIndex((arg, i) => (arg === '--root' || arg === '-C') && i + 1 < command.length)
   const named = given >= 0 ? command[given + 1] : command.find((arg) => arg.startsWith('--root='))?.slice('--root='.length)
   if (named !== undefined) {
@@ -8613,7 +8801,8 @@ interface WatcherInfo {
   sinks: string[]
   /** The budgets it checks (notify --budget, --project-budget), or null. */
   budgets: { session_usd: number | null; project_usd: number | null } | null
-  policy: null
+  /** A supervisor's policy (supervise), or null for a watcher that only delivers. */
+  policy: NotifyRecord['policy'] | null
 }
 
 /** The project's running watcher (its lock held by a live watcher of this project), or null. */
@@ -8627,7 +8816,7 @@ async function watcherOf(root: string): Promise<WatcherInfo | null> {
     since: isoOrNull(await processStartTime(holder.pid)),
     sinks: record.kind === 'ok' ? (record.value.sinks ?? []) : [],
     budgets: record.kind === 'ok' ? (record.value.budgets ?? null) : null,
-    policy: null,
+    policy: record.kind === 'ok' ? (record.value.policy ?? null) : null,
   }
 }
 
@@ -9698,7 +9887,11 @@ function renderList(result: ListResult, view: View = plainView()): string {
       budgets?.session_usd != null ? `${money(budgets.session_usd)} a session` : null,
       budgets?.project_usd != null ? `${money(budgets.project_usd)} the project` : null,
     ].filter(Boolean)
-    const said = `A watcher runs (PID ${pid}${since ? `, since ${localTime(since)}` : ''}) → ${sinks.join(', ') || 'nowhere'}${spend.length ? `; budget ${spend.join(', ')}` : ''}`
+    const policy = result.watcher.policy
+    const resumes = policy
+      ? `; resumes ${policy.names.length ? policy.names.join(', ') : 'every session'} when ${policy.resume_on.join(', ')} (at most ${policy.max_resumes} in ${spanWords(policy.within_seconds)}, after ${spanWords(policy.backoff_seconds[0])}..${spanWords(policy.backoff_seconds[1])})`
+      : ''
+    const said = `A ${policy ? 'supervisor' : 'watcher'} runs (PID ${pid}${since ? `, since ${localTime(since)}` : ''}) → ${sinks.join(', ') || 'nowhere'}${spend.length ? `; budget ${spend.join(', ')}` : ''}${resumes}`
     lines.push('', ...wrapWords(said, view.width, '  '))
   }
   if (result.warnings.length) {
@@ -10170,6 +10363,9 @@ const EVENT_STYLE: Record<EventKind, 'green' | 'yellow' | 'red' | 'dim' | null> 
   orphaned: 'yellow',
   zombie: 'red',
   over_budget: 'red',
+  auto_resumed: 'green',
+  auto_resume_failed: 'red',
+  gave_up: 'red',
 }
 
 /** One event a line: time, session, what, and its details. */
@@ -11068,6 +11264,32 @@ const positiveSeconds = (flag: string) =>
     numberParser(/^(\d*[1-9]\d*(\.\d+)?|0?\.0*[1-9]\d*)$/, (raw) => `--${flag} needs a number of seconds above 0, got "${raw}"`),
   )
 
+/** A duration: 90, 90s, 15m, 6h, 1d (decimals allowed), in seconds above 0. */
+function durationSeconds(flag: string, raw: string): number {
+  const match = /^(\d+(?:\.\d+)?)([smhd]?)$/.exec(raw)
+  const seconds = match ? Number(match[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'] : 0
+  if (!(seconds > 0) || seconds * 1000 > LONGEST_WAIT_MS)
+    throw new UsageError(`--${flag} needs a duration above 0 and within 24 days (90s, 15m, 6h), got "${raw}"`)
+  return seconds
+}
+
+/** --backoff MIN..MAX: the first wait and the longest. */
+function backoffRange(raw: string): [number, number] {
+  const [low, high, ...rest] = raw.split('..')
+  if (high === undefined || rest.length) throw new UsageError(`--backoff needs MIN..MAX (30s..15m), got "${raw}"`)
+  const range: [number, number] = [durationSeconds('backoff', low), durationSeconds('backoff', high)]
+  if (range[0] > range[1]) throw new UsageError(`--backoff: its MIN is above its MAX, got "${raw}"`)
+  return range
+}
+
+/** --resume-on: healths a supervisor resumes. */
+function resumeOnList(raw: string): ResumeOn[] {
+  const given = raw.split(',').map((one) => one.trim())
+  const unknown = given.find((one) => !(RESUME_ON as readonly string[]).includes(one))
+  if (unknown !== undefined) throw new UsageError(`--resume-on: "${unknown}" is not one of ${RESUME_ON.join(', ')}`)
+  return given as ResumeOn[]
+}
+
 /** --budget: dollars above 0 (12, 12.50, $12.50). */
 const dollars = (flag: string) => (raw: string) => {
   const value = Number(/^\$?(\d{1,9}(\.\d{1,6})?)$/.exec(raw)?.[1] ?? Number.NaN)
@@ -11098,9 +11320,137 @@ function notifyArgs(values: Values): string[] {
   for (const command of (values.exec as string[] | undefined) ?? []) args.push('--exec', command)
   if (values.desktop) args.push('--desktop')
   if (values.on) args.push('--on', (values.on as string[]).join(','))
-  for (const flag of ['interval', 'stall', 'budget', 'project-budget', 'timeout', 'retries', 'start-grace'])
+  for (const flag of ['interval', 'stall', 'budget', 'project-budget', 'timeout', 'retries', 'start-grace', 'max-resumes'])
     if (values[flag] !== undefined) args.push(`--${flag}`, String(values[flag]))
+  if (values['resume-on']) args.push('--resume-on', (values['resume-on'] as string[]).join(','))
+  if (values.within !== undefined) args.push('--within', `${values.within}s`)
+  if (values.backoff) args.push('--backoff', (values.backoff as unknown as number[]).map((n) => `${n}s`).join('..'))
   return args
+}
+
+/** The watcher's options, shared by notify and supervise. */
+const WATCHER_OPTIONS = {
+  webhook: {
+    type: 'string',
+    multiple: true,
+    arg: 'URL',
+    help: 'POST {"text", "event"} as JSON: Slack, Mattermost, Discord (/slack) incoming webhooks (repeatable)',
+  },
+  exec: {
+    type: 'string',
+    multiple: true,
+    arg: 'CMD',
+    help: 'run CMD (with sh): the event as JSON on stdin; SESSIONS_EVENT, SESSIONS_SESSION, SESSIONS_TEXT, SESSIONS_PROJECT set (repeatable)',
+  },
+  desktop: { type: 'boolean', help: 'a desktop notification (notify-send or osascript), and a bell on a terminal' },
+  on: {
+    type: 'string',
+    arg: 'KINDS',
+    help: `which events, comma-separated, or all (default ${NOTIFY_KINDS.join(',')})`,
+    parse: eventKinds,
+    complete: ['all', ...EVENT_KINDS],
+  },
+  interval: {
+    type: 'string',
+    arg: 'SECONDS',
+    help: `between two looks (default ${DEFAULTS.notifyIntervalSeconds})`,
+    parse: positiveSeconds('interval'),
+  },
+  stall: stallOption,
+  budget: {
+    type: 'string',
+    arg: 'USD',
+    help: "over_budget once a session's cost (from its agents' transcripts) reaches USD dollars",
+    parse: dollars('budget'),
+  },
+  'project-budget': {
+    type: 'string',
+    arg: 'USD',
+    help: "over_budget once the cost of all the project's sessions reaches USD dollars",
+    parse: dollars('project-budget'),
+  },
+  timeout: {
+    type: 'string',
+    arg: 'SECONDS',
+    help: `one delivery's limit (default ${DEFAULTS.notifyTimeoutSeconds})`,
+    parse: positiveSeconds('timeout'),
+  },
+  retries: {
+    type: 'string',
+    arg: 'N',
+    help: `retries of a failed webhook, 1 s, 2 s, 4 s… apart (default ${DEFAULTS.notifyRetries})`,
+    parse: numberParser(/^\d{1,2}$/, (raw) => `--retries needs a number from 0 to 99, got "${raw}"`),
+  },
+} as const satisfies Record<string, OptionSpec>
+
+/** supervise's policy from its command line. */
+function supervisePolicy({ args, values }: Invocation): SupervisePolicy {
+  args.forEach(checkName)
+  return {
+    names: args,
+    resumeOn: (values['resume-on'] as ResumeOn[] | undefined) ?? ['crashed', 'zombie'],
+    maxResumes: (values['max-resumes'] as number | undefined) ?? DEFAULTS.maxResumes,
+    withinSeconds: (values.within as number | undefined) ?? DEFAULTS.resumeWindowSeconds,
+    backoffSeconds: (values.backoff as [number, number] | undefined) ?? DEFAULTS.backoffSeconds,
+  }
+}
+
+/** notify and supervise: the watcher in the foreground, --detach'ed into tmux, or --stop'ped. */
+async function runWatcher({ args, values, common, io, json }: Invocation, policy: SupervisePolicy | null): Promise<Outcome> {
+  const command = policy ? 'supervise' : 'notify'
+  if (values.stop) {
+    const given = Object.keys(values).filter((flag) => !(flag in GLOBAL_OPTIONS) && flag !== 'stop' && values[flag] !== undefined)
+    if (given.length) throw new UsageError(`${command} --stop takes no --${given[0]}`)
+    if (args.length) throw new UsageError(`${command} --stop takes no NAME: it stops the project's one watcher`)
+    return { data: await stopNotify(common), render: renderNotifyControl as Outcome['render'], exit: 0 }
+  }
+  const webhooks = webhooksOf(values, io.env)
+  const sinks = { webhooks, execs: values.exec as string[] | undefined, desktop: Boolean(values.desktop) }
+  if (!policy && !webhooks.length && !sinks.execs && !sinks.desktop)
+    throw new UsageError('notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop')
+  for (const url of webhooks) webhookUrl(url)
+  if (values.detach) {
+    const env = { ...io.env, SESSIONS_NOTIFY_WEBHOOKS: webhooks.join('\n') }
+    return {
+      data: await detachNotify([...args, ...notifyArgs(values)], { ...common, env, command }),
+      render: renderNotifyControl as Outcome['render'],
+      exit: 0,
+    }
+  }
+  if (json)
+    throw new UsageError(`${command} prints a stream; --json goes with --detach or --stop (events --follow --json prints events as JSON)`)
+  const clock = () => eventTime(isoOrNull(Date.now())!, Date.now())
+  const result = await notify({
+    ...common,
+    ...sinks,
+    on: values.on as EventKind[] | undefined,
+    intervalSeconds: values.interval as number | undefined,
+    stallMinutes: values.stall as number | undefined,
+    budgetUsd: values.budget as number | undefined,
+    projectBudgetUsd: values['project-budget'] as number | undefined,
+    timeoutSeconds: values.timeout as number | undefined,
+    retries: values.retries as number | undefined,
+    policy: policy ?? undefined,
+    signal: stopSignal(io),
+    bell: io.terminal ? () => io.stdout('\x07') : undefined,
+    onWarning: (text) => io.stderr(`sessions: warning: ${oneLine(text)}\n`),
+    onStart: (info) => {
+      io.stdout(
+        `${clock()}  watching ${terminalSafe(info.project)}: ${info.sessions} session(s); ${info.kinds.join(', ')} → ${info.sinks.map(terminalSafe).join(', ') || 'nowhere'}\n`,
+      )
+      if (info.first) io.stdout(`${clock()}  first look: what happens from now on is delivered\n`)
+      if (info.late) io.stdout(`${clock()}  ${info.late} event(s) happened while no watcher ran: delivered now, marked late\n`)
+    },
+    onEvent: (event, text) => io.stdout(`${eventTime(event.ts, Date.now())}  ${terminalSafe(text)}\n`),
+    onDelivery: (event, sink, outcome) => {
+      if (!outcome.ok)
+        io.stderr(
+          `sessions: ${terminalSafe(sink)}: ${eventSubject(event)} ${event.event} not delivered after ${outcome.attempts} attempt(s): ${oneLine(outcome.error ?? '')}\n`,
+        )
+    },
+  })
+  io.stdout(`${clock()}  stopped: ${result.events} event(s), ${result.delivered} delivered, ${result.failed} failed\n`)
+  return { exit: 0 }
 }
 
 const COMMANDS = {
@@ -11475,57 +11825,7 @@ const COMMANDS = {
     summary: 'a watcher that delivers events, once each, to webhooks, commands and the desktop',
     positionals: [0, 0],
     options: {
-      webhook: {
-        type: 'string',
-        multiple: true,
-        arg: 'URL',
-        help: 'POST {"text", "event"} as JSON: Slack, Mattermost, Discord (/slack) incoming webhooks (repeatable)',
-      },
-      exec: {
-        type: 'string',
-        multiple: true,
-        arg: 'CMD',
-        help: 'run CMD (with sh): the event as JSON on stdin; SESSIONS_EVENT, SESSIONS_SESSION, SESSIONS_TEXT, SESSIONS_PROJECT set (repeatable)',
-      },
-      desktop: { type: 'boolean', help: 'a desktop notification (notify-send or osascript), and a bell on a terminal' },
-      on: {
-        type: 'string',
-        arg: 'KINDS',
-        help: `which events, comma-separated, or all (default ${NOTIFY_KINDS.join(',')})`,
-        parse: eventKinds,
-        complete: ['all', ...EVENT_KINDS],
-      },
-      interval: {
-        type: 'string',
-        arg: 'SECONDS',
-        help: `between two looks (default ${DEFAULTS.notifyIntervalSeconds})`,
-        parse: positiveSeconds('interval'),
-      },
-      stall: stallOption,
-      budget: {
-        type: 'string',
-        arg: 'USD',
-        help: "over_budget once a session's cost (from its agents' transcripts) reaches USD dollars",
-        parse: dollars('budget'),
-      },
-      'project-budget': {
-        type: 'string',
-        arg: 'USD',
-        help: "over_budget once the cost of all the project's sessions reaches USD dollars",
-        parse: dollars('project-budget'),
-      },
-      timeout: {
-        type: 'string',
-        arg: 'SECONDS',
-        help: `one delivery's limit (default ${DEFAULTS.notifyTimeoutSeconds})`,
-        parse: positiveSeconds('timeout'),
-      },
-      retries: {
-        type: 'string',
-        arg: 'N',
-        help: `retries of a failed webhook, 1 s, 2 s, 4 s… apart (default ${DEFAULTS.notifyRetries})`,
-        parse: numberParser(/^\d{1,2}$/, (raw) => `--retries needs a number from 0 to 99, got "${raw}"`),
-      },
+      ...WATCHER_OPTIONS,
       detach: { type: 'boolean', help: `run the watcher in a tmux session of its own (${NOTIFY_TMUX_NAME})` },
       stop: { type: 'boolean', help: "stop this project's watcher" },
     },
@@ -11533,59 +11833,48 @@ const COMMANDS = {
       'notify --webhook https://hooks.slack.com/services/T000/B000/XXXX --detach',
       "notify --exec 'cat >> events.ndjson' --on all",
     ],
-    run: async ({ values, common, io, json }) => {
-      if (values.stop) {
-        const given = Object.keys(values).filter((flag) => !(flag in GLOBAL_OPTIONS) && flag !== 'stop' && values[flag] !== undefined)
-        if (given.length) throw new UsageError(`notify --stop takes no --${given[0]}`)
-        return { data: await stopNotify(common), render: renderNotifyControl as Outcome['render'], exit: 0 }
-      }
-      const webhooks = webhooksOf(values, io.env)
-      const sinks = { webhooks, execs: values.exec as string[] | undefined, desktop: Boolean(values.desktop) }
-      if (!webhooks.length && !sinks.execs && !sinks.desktop)
-        throw new UsageError('notify: nothing to deliver to: give --webhook URL, --exec CMD or --desktop')
-      for (const url of webhooks) webhookUrl(url)
-      if (values.detach) {
-        const env = { ...io.env, SESSIONS_NOTIFY_WEBHOOKS: webhooks.join('\n') }
-        return {
-          data: await detachNotify(notifyArgs(values), { ...common, env }),
-          render: renderNotifyControl as Outcome['render'],
-          exit: 0,
-        }
-      }
-      if (json)
-        throw new UsageError('notify prints a stream; --json goes with --detach or --stop (events --follow --json prints events as JSON)')
-      const clock = () => eventTime(isoOrNull(Date.now())!, Date.now())
-      const result = await notify({
-        ...common,
-        ...sinks,
-        on: values.on as EventKind[] | undefined,
-        intervalSeconds: values.interval as number | undefined,
-        stallMinutes: values.stall as number | undefined,
-        budgetUsd: values.budget as number | undefined,
-        projectBudgetUsd: values['project-budget'] as number | undefined,
-        timeoutSeconds: values.timeout as number | undefined,
-        retries: values.retries as number | undefined,
-        signal: stopSignal(io),
-        bell: io.terminal ? () => io.stdout('\x07') : undefined,
-        onWarning: (text) => io.stderr(`sessions: warning: ${oneLine(text)}\n`),
-        onStart: (info) => {
-          io.stdout(
-            `${clock()}  watching ${terminalSafe(info.project)}: ${info.sessions} session(s); ${info.kinds.join(', ')} → ${info.sinks.map(terminalSafe).join(', ') || 'nowhere'}\n`,
-          )
-          if (info.first) io.stdout(`${clock()}  first look: what happens from now on is delivered\n`)
-          if (info.late) io.stdout(`${clock()}  ${info.late} event(s) happened while no watcher ran: delivered now, marked late\n`)
-        },
-        onEvent: (event, text) => io.stdout(`${eventTime(event.ts, Date.now())}  ${terminalSafe(text)}\n`),
-        onDelivery: (event, sink, outcome) => {
-          if (!outcome.ok)
-            io.stderr(
-              `sessions: ${terminalSafe(sink)}: ${eventSubject(event)} ${event.event} not delivered after ${outcome.attempts} attempt(s): ${oneLine(outcome.error ?? '')}\n`,
-            )
-        },
-      })
-      io.stdout(`${clock()}  stopped: ${result.events} event(s), ${result.delivered} delivered, ${result.failed} failed\n`)
-      return { exit: 0 }
+    run: (invocation) => runWatcher(invocation, null),
+  },
+  supervise: {
+    usage: 'supervise [NAME…] [--resume-on HEALTHS] [--backoff MIN..MAX]',
+    summary: "the watcher, resuming the project's sessions (or those named) when they crash; events delivered as notify does",
+    positionals: [0, Number.POSITIVE_INFINITY],
+    sessions: 'any',
+    options: {
+      'resume-on': {
+        type: 'string',
+        arg: 'HEALTHS',
+        help: `which ends it resumes, comma-separated: ${RESUME_ON.join(', ')} (default crashed,zombie)`,
+        parse: resumeOnList,
+        complete: [...RESUME_ON],
+      },
+      'max-resumes': {
+        type: 'string',
+        arg: 'N',
+        help: `resumes of one session within --within, then it gives up on it (default ${DEFAULTS.maxResumes})`,
+        parse: numberParser(/^[1-9]\d{0,2}$/, (raw) => `--max-resumes needs a number from 1 to 999, got "${raw}"`),
+      },
+      within: {
+        type: 'string',
+        arg: 'DURATION',
+        help: `the window --max-resumes counts in; an end older than it is not resumed (default ${spanWords(DEFAULTS.resumeWindowSeconds)})`,
+        parse: (raw: string) => durationSeconds('within', raw),
+      },
+      backoff: {
+        type: 'string',
+        arg: 'MIN..MAX',
+        help: `the wait before a resume, doubling with each resume in the window (default ${spanWords(DEFAULTS.backoffSeconds[0])}..${spanWords(DEFAULTS.backoffSeconds[1])})`,
+        parse: backoffRange,
+      },
+      ...WATCHER_OPTIONS,
+      detach: { type: 'boolean', help: `run the watcher in a tmux session of its own (${NOTIFY_TMUX_NAME})` },
+      stop: { type: 'boolean', help: "stop this project's watcher" },
     },
+    examples: [
+      'supervise --detach',
+      'supervise auth api --resume-on crashed,zombie,failed --webhook https://hooks.slack.com/services/T0/B0/X',
+    ],
+    run: (invocation) => runWatcher(invocation, supervisePolicy(invocation)),
   },
   mcp: {
     usage: 'mcp',
