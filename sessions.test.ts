@@ -3441,7 +3441,7 @@ describe("an agent's failure is not a completion, and a resume redoes what faile
 
   test('a loop whose agent failed is failed, with its words; resume goes back to that iteration and completes', async () => {
     const root = await makeEngineProject()
-    const says = 'Claude AI usage limit reached|1750003200'
+    const says = 'API Error: Connection error (ECONNRESET)'
     await startOk(['start', 'ralph', 'limited', '3', '--yes', '-C', root], {
       env: { MOCK_PACE: '0.1', MOCK_END: 'agent-fail:2', MOCK_AGENT_SAYS: says },
     })
@@ -3464,8 +3464,12 @@ describe("an agent's failure is not a completion, and a resume redoes what faile
       /^limited: failed its agent failed at iteration 2 of ralph: Iteration failed: Agent did not write result\.json /,
     )
     expect(shown.stdout.replace(/\s+/g, ' ')).toContain(`the agent's last words: "${says}"`)
-    // Resumed as it was started: the state goes back to before iteration 2, kept as it was beside it.
-    const resumed = await startOk(['resume', 'limited', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
+    // Resumed as it was started: the state goes back to before iteration 2, kept as it was beside it. The
+    // engine's times are whole seconds: the resume and its first iteration come in seconds of their own, so
+    // that events can tell where it resumed.
+    const last = Date.parse(readJson(path.join(runDir(root, 'limited'), 'state.json')).history.at(-1).timestamp)
+    await waitFor('a second after the failed run', () => Date.now() >= last + 1000)
+    const resumed = await startOk(['resume', 'limited', '--yes', '-C', root], { env: { MOCK_PACE: '1.1' } })
     expect(resumed.stdout).toMatch(
       /back to iteration 2 of ralph, where its agent failed \(Iteration failed: Agent did not write\s+result\.json\); the state as it was is kept as\s+\.claude\/pipeline-runs\/limited\/state\.before-resume-\d{8}T\d{6}Z\.json/,
     )
@@ -3541,15 +3545,55 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
     const listed = JSON.parse((await cli(['list', '--json', '-C', root])).stdout)
     expect(listed.watcher.policy).toEqual({
       names: [],
-      resume_on: ['crashed', 'zombie'],
+      resume_on: ['crashed', 'zombie', 'limit'],
       max_resumes: 5,
       within_seconds: 21600,
       backoff_seconds: [0.3, 1],
     })
     expect((await cli(['list', '-C', root], { columns: 200 })).stdout).toMatch(
-      /A supervisor runs \(PID \d+, since [^)]+\) → exec cat >> .*; resumes every session when crashed, zombie \(at most 5 in 6h, after 0\.3s\.\.1s\)/,
+      /A supervisor runs \(PID \d+, since [^)]+\) → exec cat >> .*; resumes every session when crashed, zombie, limit \(at most 5 in 6h, after\s+0\.3s\.\.1s\)/,
     )
     expect(rowOf(listed.sessions, 'stopped').health).toBe('killed')
+    expect(await sup.stop()).toBe(0)
+  })
+
+  test('a usage limit: told with its reset, not resumed before it, resumed after it at the iteration that failed', async () => {
+    const root = await makeEngineProject()
+    const out = path.join(root, 'events.ndjson')
+    const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.2s..0.5s', '--interval', '0.2', '-C', root], {}, 'supervise')
+    await waitFor('the first look', () => sup.out.stdout.includes('watching'))
+    const resets = (Math.floor(Date.now() / 1000) + 5) * 1000
+    await startOk(['start', 'ralph', 'limited', '3', '--yes', '-C', root], {
+      env: { MOCK_PACE: '0.1', MOCK_END: 'agent-fail:2', MOCK_AGENT_SAYS: `Claude AI usage limit reached|${resets / 1000}` },
+    })
+    await waitFor('the limit told', () => delivered(out, ['limited']).length === 1)
+    const row = rowOf((await listJson(root)).sessions, 'limited')
+    expect(row).toMatchObject({
+      health: 'failed',
+      limit: { agent: 'claude', source_line: `Claude AI usage limit reached|${resets / 1000}` },
+    })
+    expect(Date.parse(row.limit!.resets_at!)).toBe(resets)
+    expect(row.why).toMatch(
+      /^its agent hit its usage limit at iteration 2 of ralph: waiting for the usage limit to reset at \d\d:\d\d \(in \ds\)$/,
+    )
+    await waitFor('resumed after the reset, and complete', () => delivered(out).includes('limited complete'), 30_000)
+    const told = ndjson(out)
+    const limited = told.find((event) => event.event === 'limited')!
+    expect(Date.parse(String(limited.resets_at))).toBe(resets)
+    const resumed = told.find((event) => event.event === 'auto_resumed')!
+    expect(Date.parse(String(resumed.ts))).toBeGreaterThanOrEqual(resets)
+    expect(delivered(out, ['limited', 'auto_resumed', 'complete', 'failed'])).toEqual([
+      'limited failed',
+      'limited limited',
+      'limited auto_resumed',
+      'limited complete',
+    ])
+    const state = readJson(path.join(root, '.claude', 'pipeline-runs', 'limited', 'state.json'))
+    expect(state.history.map((entry: { iteration: number; decision: string }) => `${entry.iteration} ${entry.decision}`)).toEqual([
+      '1 continue',
+      '2 continue',
+      '3 continue',
+    ])
     expect(await sup.stop()).toBe(0)
   })
 

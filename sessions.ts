@@ -2624,9 +2624,10 @@ interface SessionFacts {
   /** The current stage's folder name, e.g. stage-01-refine-tasks. */
   stageDir: string | null
   newestIteration: number | null
-  /** A run its state calls complete that its agent's failure ended, and the agent's last lines then. */
+  /** A run its state calls complete that its agent's failure ended, the agent's last lines then, and the usage limit they name. */
   agentFailure: AgentFailure | null
   agentSaid: string[]
+  limit: UsageLimit | null
 }
 
 interface GatherOptions extends TmuxOptions {
@@ -2777,6 +2778,7 @@ async function gatherSession(
   const paneEngine =
     tmux && !tmux.paneDead && tmux.panePid && !engine?.proof ? await engineInPane(tmux.panePid, root, await parents()) : null
   const agentFailure = state.kind === 'ok' ? agentFailureOf(state.value) : null
+  const said = agentFailure ? agentOutput(paths.runDir, runEntries, agentFailure) : null
   return {
     name,
     root,
@@ -2796,23 +2798,26 @@ async function gatherSession(
     stageDir,
     newestIteration,
     agentFailure,
-    agentSaid: agentFailure ? agentLastLines(paths.runDir, runEntries, agentFailure) : [],
+    agentSaid: said ? said.lines.slice(-3).map((line) => cutText(line, 200)) : [],
+    limit: said && agentFailure ? usageLimitIn(said.lines, parseTime(agentFailure.at) ?? said.at) : null,
   }
 }
 
-/** The last lines the failed iteration's agent printed (its output.md), for a person to see why. */
-function agentLastLines(runDir: string, runEntries: string[], failure: AgentFailure): string[] {
+/** The last lines (4 KiB) the failed iteration's agent printed (its output.md), and when it was written. */
+function agentOutput(runDir: string, runEntries: string[], failure: AgentFailure): { lines: string[]; at: number } | null {
   const stageDir = stageFolder(runEntries, failure.stage_index)
-  if (!stageDir) return []
+  if (!stageDir) return null
   const file = path.join(runDir, stageDir, 'iterations', String(failure.iteration).padStart(3, '0'), 'output.md')
-  const size = lstatIfAny(file)?.size ?? 0
-  const read = readRegularFile(file, { from: Math.max(0, size - 4096), limit: 4096 })
-  if (read.kind !== 'ok') return []
-  const lines = read.text
-    .split('\n')
-    .map((line) => oneLine(line).trim())
-    .filter(Boolean)
-  return lines.slice(-3).map((line) => cutText(line, 200))
+  const st = lstatIfAny(file)
+  const read = readRegularFile(file, { from: Math.max(0, (st?.size ?? 0) - 4096), limit: 4096 })
+  if (read.kind !== 'ok') return null
+  return {
+    lines: read.text
+      .split('\n')
+      .map((line) => oneLine(line).trim())
+      .filter(Boolean),
+    at: st?.mtimeMs ?? Date.now(),
+  }
 }
 
 /** A loop's stop rule: its folder stage-00-TYPE names the stage type, whose stage.yaml says the rule. */
@@ -2979,7 +2984,7 @@ interface HealthFacts {
   state:
     | { kind: 'missing'; runDirExists: boolean }
     | { kind: 'corrupt'; problem: string }
-    | { kind: 'ok'; status: string; agentFailure?: AgentFailure | null; agentSaid?: string[] }
+    | { kind: 'ok'; status: string; agentFailure?: AgentFailure | null; agentSaid?: string[]; limit?: UsageLimit | null }
   /** A pre-lock (loop-) session: a live pane is its only sign of life. */
   legacy?: boolean
   /** Its run folder, the locks folder or .claude/ is a link out of the project. */
@@ -3063,7 +3068,8 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
   if (endedHealth) {
     if (staleLock) evidence.push('the lock was left behind although the state records an end')
     const failure = state.kind === 'ok' && endedHealth === 'complete' ? state.agentFailure : null
-    if (failure) return agentFailedVerdict(failure, (state as { agentSaid?: string[] }).agentSaid ?? [], verdict, evidence)
+    if (failure)
+      return agentFailedVerdict(failure, state as { agentSaid?: string[]; limit?: UsageLimit | null }, facts.now, verdict, evidence)
     return verdict(endedHealth, `state says ${state.kind === 'ok' ? state.status : ''}`)
   }
   if (staleLock) {
@@ -3115,17 +3121,145 @@ function agentFailureOf(state: State): AgentFailure | null {
   }
 }
 
+/**
+ * What the agent CLIs print when their plan's usage limit is reached, each form with a public report of it
+ * (docs/formats.md §9). A limit makes a run's failure a matter of time: when it resets is parsed from the
+ * line where it says (an epoch; a clock time, with or without a date and a zone; "in 2 days 3 hours").
+ */
+const LIMIT_FORMS: { agent: 'claude' | 'codex'; pattern: RegExp; source: string }[] = [
+  { agent: 'claude', pattern: /Claude AI usage limit reached\|(?<epoch>\d{9,11})/, source: 'anthropics/claude-code#2087' },
+  {
+    agent: 'claude',
+    pattern: /Claude usage limit reached\.? Your limit will reset at (?<at>[^(\n]+?)\s*(?:\((?<zone>[^)]+)\))?\.?\s*$/i,
+    source: 'anthropics/claude-code#9236',
+  },
+  {
+    agent: 'claude',
+    pattern: /You['’]ve hit your (?:\w+ )?limit\s*[·∙•]\s*resets (?<at>[^(\n]+?)\s*(?:\((?<zone>[^)]+)\))?\s*$/i,
+    source: 'anthropics/claude-code#74079, #92834',
+  },
+  {
+    agent: 'claude',
+    pattern: /\d+-hour limit reached\s*[·∙•]\s*resets (?<at>[^(\n]+?)\s*(?:\((?<zone>[^)]+)\))?\s*$/i,
+    source: 'the 5-hour form of earlier versions',
+  },
+  {
+    agent: 'codex',
+    pattern: /You['’]ve hit your usage limit\..*?try again in (?<in>(?:\d+ (?:days?|hours?|minutes?|seconds?)\s*)+)/i,
+    source: 'openai/codex#3899, #3257',
+  },
+  { agent: 'codex', pattern: /You['’]ve hit your usage limit\..*?try again at (?<at>.+?)\.?\s*$/i, source: 'openai/codex#26668' },
+]
+
+interface UsageLimit {
+  agent: 'claude' | 'codex'
+  /** When the agent said it resets; null where its words could not be read as a time. */
+  resets_at: string | null
+  source_line: string
+  /** Where that form of the line is reported. */
+  source: string
+}
+
+/** The last line of an agent's output that says it hit its usage limit, and when that resets (`said`: when it was printed). */
+function usageLimitIn(lines: string[], said: number): UsageLimit | null {
+  for (const line of [...lines].reverse())
+    for (const form of LIMIT_FORMS) {
+      const found = form.pattern.exec(line)?.groups
+      if (!found) continue
+      const resets = found.epoch
+        ? Number(found.epoch) * 1000
+        : found.in
+          ? said + spanIn(found.in)
+          : clockTimeAfter(found.at ?? '', found.zone ?? null, said)
+      return { agent: form.agent, resets_at: isoOrNull(resets), source_line: cutText(line.trim(), 300), source: form.source }
+    }
+  return null
+}
+
+/** "2 days 17 hours 14 minutes" in milliseconds. */
+function spanIn(words: string): number {
+  const unit: Record<string, number> = { day: 86_400_000, hour: 3_600_000, minute: 60_000, second: 1000 }
+  return [...words.matchAll(/(\d+) (day|hour|minute|second)s?/g)].reduce((all, [, n, u]) => all + Number(n) * unit[u], 0)
+}
+
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
+
+/**
+ * A clock time as the agents print it ("3pm", "12:50am", "9:30 AM", "Sep 15 at 7pm", "Jul 31, 2am", "Jul 5th,
+ * 2026 8:19 PM") in an IANA zone (else this machine's): the first such time after `after`. Null when unread.
+ */
+function clockTimeAfter(text: string, zone: string | null, after: number): number | null {
+  const clock = /(\d{1,2})(?::(\d{2}))?\s*([ap])\.?m\.?$/i.exec(text.trim())
+  if (!clock) return null
+  const hour = (Number(clock[1]) % 12) + (clock[3].toLowerCase() === 'p' ? 12 : 0)
+  const minute = Number(clock[2] ?? 0)
+  const date = /\b([a-z]{3})[a-z]*\.? (\d{1,2})(?:st|nd|rd|th)?,?(?: (\d{4}))?/i.exec(text)
+  const month = date ? MONTHS.indexOf(date[1].toLowerCase()) : -1
+  if (date && month < 0) return null
+  try {
+    const local = (ms: number) => wallClock(ms, zone)
+    const now = local(after)
+    const year = date?.[3] ? Number(date[3]) : now.getUTCFullYear()
+    let guess = Date.UTC(year, date ? month : now.getUTCMonth(), date ? Number(date[2]) : now.getUTCDate(), hour, minute)
+    // A time without a date is the next one; a date without a year, this year's or else next year's.
+    if (guess <= now.getTime())
+      guess = date ? (date[3] ? guess : Date.UTC(year + 1, month, Number(date[2]), hour, minute)) : guess + 86_400_000
+    return guess - (local(guess).getTime() - guess)
+  } catch {
+    return null // an unknown zone
+  }
+}
+
+/** The wall clock of a zone at `ms`, as a Date whose UTC fields are that clock's. */
+function wallClock(ms: number, zone: string | null): Date {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-US', {
+      timeZone: zone ?? undefined,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    })
+      .formatToParts(new Date(ms))
+      .map((part) => [part.type, part.value]),
+  )
+  return new Date(Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour, +parts.minute, +parts.second))
+}
+
 /** failed, whatever the state says: the engine's words and the agent's own last lines as evidence. */
 function agentFailedVerdict(
   failure: AgentFailure,
-  said: string[],
+  { agentSaid: said = [], limit = null }: { agentSaid?: string[]; limit?: UsageLimit | null },
+  now: number,
   verdict: (health: Health, why: string) => HealthVerdict,
   evidence: string[],
 ): HealthVerdict {
   const where = `iteration ${failure.iteration}${failure.stage ? ` of ${failure.stage}` : ''}`
   evidence.push(`its agent failed at ${where}: "${failure.words}"; the engine, which cannot see an agent fail, marked the run complete`)
   if (said.length) evidence.push(`the agent's last words: ${said.map((line) => `"${line}"`).join(' ')}`)
-  return verdict('failed', `its agent failed at ${where}: ${failure.words}`)
+  if (!limit) return verdict('failed', `its agent failed at ${where}: ${failure.words}`)
+  evidence.push(`"${limit.source_line}" is ${limit.agent === 'claude' ? 'Claude Code' : 'Codex'}'s usage limit (${limit.source})`)
+  return verdict('failed', `its agent hit its usage limit at ${where}: ${limitWords(limit, now)}`)
+}
+
+/** "waiting for the usage limit to reset at 15:00 (in 2h 5m)", or that its time could not be read. */
+function limitWords(limit: UsageLimit, now: number): string {
+  const at = parseTime(limit.resets_at)
+  if (at === null) return 'its reset time could not be read from its words'
+  if (at <= now) return `the usage limit reset at ${clockWords(at, now)}`
+  return `waiting for the usage limit to reset at ${clockWords(at, now)} (in ${formatDuration(at - now)})`
+}
+
+/** A time of this machine's clock: 15:00, or Sep 15 19:00 when it is not within a day. */
+function clockWords(at: number, now: number): string {
+  const date = new Date(at)
+  const time = `${String(date.getHours()).padStart(2, '0')}:${String(date.getMinutes()).padStart(2, '0')}`
+  return Math.abs(at - now) < 86_400_000
+    ? time
+    : `${MONTHS[date.getMonth()].replace(/^./, (c) => c.toUpperCase())} ${date.getDate()} ${time}`
 }
 
 /** The classifier's view of gathered facts. */
@@ -3156,7 +3290,7 @@ function healthFactsOf(facts: SessionFacts, now: number, graceMs?: number): Heal
           : { kind: 'missing' },
     state:
       state.kind === 'ok'
-        ? { kind: 'ok', status: state.value.status, agentFailure: facts.agentFailure, agentSaid: facts.agentSaid }
+        ? { kind: 'ok', status: state.value.status, agentFailure: facts.agentFailure, agentSaid: facts.agentSaid, limit: facts.limit }
         : state.kind === 'corrupt'
           ? { kind: 'corrupt', problem: state.problem }
           : { kind: 'missing', runDirExists: facts.runDirExists },
@@ -3467,6 +3601,8 @@ interface SessionRow {
   resume_from: number | null
   resume_command: string | null
   error: string | null
+  /** The usage limit its agent hit, where that ended the run (docs/formats.md §9). */
+  limit: UsageLimit | null
   /** Only with bd on the PATH, for ralph sessions: beads labelled pipeline/NAME not closed yet. */
   beads_remaining?: number | null
   /** How the current stage stops, how far the run is, how long its iterations take, when it may end (courseOf). */
@@ -3690,6 +3826,7 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
     resume_from: verdict.resumable && state ? (failure?.iteration ?? (state.iteration_completed ?? 0) + 1) : null,
     resume_command: verdict.resumable || verdict.health === 'orphaned' ? resumeCommand(facts.name, stage, options, facts.root) : null,
     error: verdict.health === 'failed' ? errorMessage : null,
+    limit: failure ? facts.limit : null,
     ...(state ? courseOf(courseFactsOf(facts, stage, verdict.health, runStarted, now, tasks)) : EMPTY_COURSE),
     usage: null,
   }
@@ -7164,6 +7301,7 @@ const EVENT_KINDS = [
   'auto_resumed',
   'auto_resume_failed',
   'gave_up',
+  'limited',
 ] as const
 type EventKind = (typeof EVENT_KINDS)[number]
 /** How much of an event's line an --exec command gets in SESSIONS_TEXT (the whole event is on its stdin). */
@@ -7205,6 +7343,8 @@ interface SessionEvent {
   /** over_budget's: what was spent when the watcher saw it, and the budget it reached. */
   cost_usd: number | null
   budget_usd: number | null
+  /** limited's: when the agent's usage limit resets (null: its words could not be read as a time). */
+  resets_at: string | null
 }
 
 /** The name an event shows: its session's, or the project's own. */
@@ -7466,6 +7606,7 @@ function addEvent(look: Look, event: EventKind, ts: string | null, id: string, m
     eta: more.eta ?? null,
     cost_usd: null,
     budget_usd: null,
+    resets_at: null,
   }
   look.events.push({ ...base, id: `${event}\t${row.name}\t${id}`, text: eventText(base, row.resume_command) })
 }
@@ -7717,6 +7858,7 @@ function eventText(event: SessionEvent, resume: string | null): string {
     auto_resumed: `${event.session} was resumed by its supervisor${where}${why}`,
     auto_resume_failed: `${event.session} could not be resumed by its supervisor${where}${why}`,
     gave_up: `${event.session}'s supervisor gave up on it${where}${why}`,
+    limited: `${event.session} hit its agent's usage limit${at}${where}${why}`,
   }
   const needsResume = ['crashed', 'zombie', 'failed', 'orphaned', 'gave_up', 'auto_resume_failed'].includes(event.event)
   return oneLine(`${says[event.event]}${needsResume && resume ? ` — resume: ${resume}` : ''}`)
@@ -7752,6 +7894,7 @@ const TrackedEventSchema = z.object({
     .default(null),
   cost_usd: z.number().nullable().default(null),
   budget_usd: z.number().nullable().default(null),
+  resets_at: z.string().nullable().default(null),
 })
 
 const NotifyRecordSchema = z.object({
@@ -7784,6 +7927,8 @@ const NotifyRecordSchema = z.object({
         attempts: z.array(z.object({ at: z.string(), ok: z.boolean(), why: z.string() })),
         next_at: z.string().nullable(),
         gave_up_at: z.string().nullable(),
+        /** The reset a limited event was told for: told once. */
+        limited: z.string().nullable().default(null),
       }),
     )
     .default([]),
@@ -8379,10 +8524,11 @@ function watchedKinds(options: NotifyOptions): Set<EventKind> {
   for (const budget of budgets)
     if (!Number.isFinite(budget) || budget! <= 0) throw new UsageError(`a budget needs a number of dollars above 0, got ${budget}`)
   const kinds = new Set(options.on ?? NOTIFY_KINDS)
+  const all = kinds.size === EVENT_KINDS.length
+  if (kinds.has('over_budget') && !budgets.length && !all)
+    throw new UsageError('--on over_budget needs a budget: --budget USD (a session) or --project-budget USD (the project)')
   if (budgets.length) kinds.add('over_budget')
   if (options.policy) for (const kind of SUPERVISE_KINDS) kinds.add(kind)
-  else if (kinds.has('over_budget') && kinds.size < EVENT_KINDS.length)
-    throw new UsageError('--on over_budget needs a budget: --budget USD (a session) or --project-budget USD (the project)')
   return kinds
 }
 
@@ -8524,6 +8670,7 @@ function budgetEvent(root: string, row: SessionRow | null, spent: number, budget
     eta: null,
     cost_usd: spent,
     budget_usd: budget,
+    resets_at: null,
   }
   return { ...event, id: `over_budget\t${row?.name ?? ''}\t${budget}`, text: eventText(event, null) }
 }
@@ -8559,9 +8706,12 @@ async function deliverOutbox(watcher: Watcher): Promise<void> {
 // watcher gives up on it until a person resumes it. Only an end that the watcher itself has reported (two
 // looks in a row, never during a kill) is acted on; a killed or complete session never is.
 
-const SUPERVISE_KINDS: readonly EventKind[] = ['auto_resumed', 'auto_resume_failed', 'gave_up']
-/** What a supervisor may resume (--resume-on): crashed and zombie by default; failed only when asked. */
-const RESUME_ON = ['crashed', 'zombie', 'failed'] as const
+const SUPERVISE_KINDS: readonly EventKind[] = ['auto_resumed', 'auto_resume_failed', 'gave_up', 'limited']
+/**
+ * What a supervisor may resume (--resume-on): by default crashed, zombie, and a run its agent's usage limit
+ * ended (after the reset); any other failure only when asked.
+ */
+const RESUME_ON = ['crashed', 'zombie', 'limit', 'failed'] as const
 type ResumeOn = (typeof RESUME_ON)[number]
 
 interface SupervisePolicy {
@@ -8597,7 +8747,8 @@ async function superviseLook(watcher: Watcher, seen: { rows: SessionRow[]; marks
   for (const row of seen.rows) {
     if (policy.names.length && !policy.names.includes(row.name)) continue
     const entry = supervisionOf(watcher.record, row.name)
-    const due = (policy.resumeOn as readonly string[]).includes(row.health) && seen.marks.get(row.name)?.ended === true
+    const why = row.limit ? 'limit' : row.health
+    const due = (policy.resumeOn as readonly string[]).includes(why) && seen.marks.get(row.name)?.ended === true
     if (!due) {
       // Going again (a person resumed it, or our resume took): the next end waits its backoff afresh.
       if (livenessOf(row.health) === 'engine') Object.assign(entry, { next_at: null, gave_up_at: null })
@@ -8613,17 +8764,35 @@ async function superviseLook(watcher: Watcher, seen: { rows: SessionRow[]; marks
       news.push(supervisorEvent(watcher.root, row, 'gave_up', `${entry.gave_up_at}`, why))
       continue
     }
-    if (!entry.next_at) entry.next_at = isoOrNull(now + backoffMs(policy, recent.length))
+    if (row.limit) news.push(...limitWait(row, row.limit, entry, policy, now))
+    else if (!entry.next_at) entry.next_at = isoOrNull(now + backoffMs(policy, recent.length))
     if (now < (parseTime(entry.next_at) ?? 0)) continue
     news.push(await resumeNow(watcher, row, entry, recent.length + 1))
   }
   return news
 }
 
+/**
+ * A run its agent's usage limit ended is resumed just after the reset (the backoff's MIN after it); a reset
+ * its words did not give, after the backoff's MAX. Told once, as a limited event with when it resets.
+ */
+function limitWait(row: SessionRow, limit: UsageLimit, entry: Supervision, policy: SupervisePolicy, now: number): TrackedEvent[] {
+  const reset = parseTime(limit.resets_at)
+  entry.next_at ??= isoOrNull(
+    reset === null ? now + policy.backoffSeconds[1] * 1000 : Math.max(now, reset) + policy.backoffSeconds[0] * 1000,
+  )
+  const told = `${row.resumed_at ?? row.started_at}\t${limit.resets_at}`
+  if (entry.limited === told) return []
+  entry.limited = told
+  const when = reset === null ? `its reset time could not be read: trying again at ${entry.next_at}` : `resuming it at ${entry.next_at}`
+  const event = supervisorEvent(row.project, row, 'limited', isoOrNull(now)!, `"${limit.source_line}": ${when}`)
+  return [{ ...event, resets_at: limit.resets_at, id: `limited\t${row.name}\t${told}` }]
+}
+
 function supervisionOf(record: NotifyRecord, session: string): Supervision {
   const found = record.supervision.find((one) => one.session === session)
   if (found) return found
-  const entry: Supervision = { session, attempts: [], next_at: null, gave_up_at: null }
+  const entry: Supervision = { session, attempts: [], next_at: null, gave_up_at: null, limited: null }
   record.supervision.push(entry)
   return entry
 }
@@ -8680,6 +8849,7 @@ function supervisorEvent(root: string, row: SessionRow, kind: EventKind, at: str
     eta: null,
     cost_usd: null,
     budget_usd: null,
+    resets_at: null,
   }
   return { ...event, id: `${kind}\t${row.name}\t${at}`, text: eventText(event, row.resume_command) }
 }
@@ -10366,6 +10536,7 @@ const EVENT_STYLE: Record<EventKind, 'green' | 'yellow' | 'red' | 'dim' | null> 
   auto_resumed: 'green',
   auto_resume_failed: 'red',
   gave_up: 'red',
+  limited: 'yellow',
 }
 
 /** One event a line: time, session, what, and its details. */
@@ -11388,7 +11559,7 @@ function supervisePolicy({ args, values }: Invocation): SupervisePolicy {
   args.forEach(checkName)
   return {
     names: args,
-    resumeOn: (values['resume-on'] as ResumeOn[] | undefined) ?? ['crashed', 'zombie'],
+    resumeOn: (values['resume-on'] as ResumeOn[] | undefined) ?? ['crashed', 'zombie', 'limit'],
     maxResumes: (values['max-resumes'] as number | undefined) ?? DEFAULTS.maxResumes,
     withinSeconds: (values.within as number | undefined) ?? DEFAULTS.resumeWindowSeconds,
     backoffSeconds: (values.backoff as [number, number] | undefined) ?? DEFAULTS.backoffSeconds,
@@ -11844,7 +12015,7 @@ const COMMANDS = {
       'resume-on': {
         type: 'string',
         arg: 'HEALTHS',
-        help: `which ends it resumes, comma-separated: ${RESUME_ON.join(', ')} (default crashed,zombie)`,
+        help: `which ends it resumes, comma-separated: ${RESUME_ON.join(', ')} (default crashed,zombie,limit)`,
         parse: resumeOnList,
         complete: [...RESUME_ON],
       },
@@ -12837,6 +13008,50 @@ if (import.meta.vitest) {
         '12k',
         '4.6M',
       ])
+    })
+  })
+
+  describe("usage limits: the agents' own words, and when they reset", () => {
+    const said = Date.parse('2026-07-04T05:00:00Z')
+    const reset = (line: string, at = said) => {
+      const resets = usageLimitIn(['working...', line], at)?.resets_at
+      return resets ? new Date(resets).toISOString() : null
+    }
+    test("each known form, with its reset time read in its zone, or this machine's", () => {
+      expect(reset('Claude AI usage limit reached|1762952400')).toBe('2025-11-12T13:00:00.000Z')
+      // 05:00Z is 22:00 the day before in Los Angeles: the next 12:50am there.
+      expect(reset("You've hit your session limit · resets 12:50am (America/Los_Angeles)")).toBe('2026-07-04T07:50:00.000Z')
+      expect(reset('You’ve hit your limit · resets 11pm (America/Anchorage)')).toBe('2026-07-04T07:00:00.000Z')
+      expect(reset("You've hit your weekly limit · resets Jul 31, 2am (UTC)")).toBe('2026-07-31T02:00:00.000Z')
+      expect(reset("You've hit your weekly limit · resets Jul 27 at 4:30am (Asia/Calcutta)")).toBe('2026-07-26T23:00:00.000Z')
+      expect(reset("You've hit your weekly limit · resets Sep 15 at 7pm")).toBe(new Date(2026, 8, 15, 19).toISOString())
+      expect(reset('5-hour limit reached ∙ resets 3pm')).toBe(
+        new Date(
+          new Date(said).setHours(15, 0, 0, 0) <= said ? new Date(said).setHours(39, 0, 0, 0) : new Date(said).setHours(15, 0, 0, 0),
+        ).toISOString(),
+      )
+      expect(
+        reset('Claude usage limit reached. Your limit will reset at 3pm (America/Santiago).', Date.parse('2025-10-09T12:00:00Z')),
+      ).toBe('2025-10-09T18:00:00.000Z')
+      expect(
+        reset(
+          "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) or try again in 5 days 22 hours 11 minutes.",
+        ),
+      ).toBe(new Date(said + ((5 * 24 + 22) * 60 + 11) * 60_000).toISOString())
+      expect(
+        reset(
+          "You've hit your usage limit. Upgrade to Plus to continue using Codex (https://chatgpt.com/explore/plus), or try again at Jul 5th, 2026 8:19 PM.",
+        ),
+      ).toBe(new Date(2026, 6, 5, 20, 19).toISOString())
+      expect(usageLimitIn(["You've hit your usage limit. Try again in 4 days 20 hours 9 minutes."], said)).toMatchObject({ agent: 'codex' })
+    })
+    test('a limit whose time cannot be read keeps its words; other errors are no limit', () => {
+      expect(usageLimitIn(["You've hit your session limit · resets soon (Mars/Olympus)"], said)).toMatchObject({
+        resets_at: null,
+        agent: 'claude',
+      })
+      expect(usageLimitIn(["You've hit your session limit · resets 3pm (Mars/Olympus)"], said)?.resets_at).toBeNull()
+      expect(usageLimitIn(['Error: 500 Internal Server Error', 'rate limit of the API reached'], said)).toBeNull()
     })
   })
 
