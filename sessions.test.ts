@@ -3635,6 +3635,12 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
       attempts: [expect.objectContaining({ ok: true }), expect.objectContaining({ ok: true })],
       gave_up_at: expect.any(String),
     })
+    // status says what the supervisor did for it.
+    const status = JSON.parse((await cli(['status', 'boom', '--json', '-C', root])).stdout)
+    expect(status.supervision).toMatchObject({ attempts: [{ ok: true }, { ok: true }], next_at: null, gave_up_at: expect.any(String) })
+    expect((await cli(['status', 'boom', '-C', root], { columns: 200 })).stdout).toMatch(
+      /supervisor +resumed 2 times, last at [\d:-]+ [\d:]+; gave up at [\d:-]+ [\d:]+: resume it yourself/,
+    )
     // events tells it afterwards.
     const told = (await cli(['events', 'boom', '--json', '-C', root])).stdout
     expect(told.match(/"event":"(auto_resumed|gave_up)"/g)).toEqual([
@@ -3679,6 +3685,7 @@ describe('events and notify', () => {
         'eta',
         'cost_usd',
         'budget_usd',
+        'resets_at',
       ])
     const of = (name: string) =>
       lines.filter((line) => line.session === name).map((line) => `${line.event}${line.event === 'iteration' ? line.iteration : ''}`)

@@ -5473,6 +5473,8 @@ interface StatusResult extends SessionRow {
   /** The usage of each stage and of each iteration (a judge's call with the iteration it judged). */
   by_stage: StageUsage[]
   by_iteration: IterationUsage[]
+  /** What a supervisor (supervise) did for it: its resumes, when the next is due, whether it gave up. */
+  supervision: { attempts: { at: string; ok: boolean; why: string }[]; next_at: string | null; gave_up_at: string | null } | null
   next: NextAction[]
 }
 
@@ -5653,6 +5655,8 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
   }
   const lastEvent = tail?.events.at(-1)
   const error = state?.error
+  const record = await readJsonFile(notifyFiles(root).record, NotifyRecordSchema)
+  const supervised = record.kind === 'ok' ? record.value.supervision.find((one) => one.session === name) : undefined
   return {
     tmux_available: tmuxAvailable,
     ...row,
@@ -5671,6 +5675,7 @@ async function status(name: string, options: CommonOptions = {}): Promise<Status
     last_event: lastEvent ? { type: lastEvent.type, ts: lastEvent.ts } : null,
     beads,
     ...usageBreakdown(transcripts, usage.table),
+    supervision: supervised ? { attempts: supervised.attempts, next_at: supervised.next_at, gave_up_at: supervised.gave_up_at } : null,
     next: statusNext(
       row,
       files,
@@ -10309,7 +10314,19 @@ function statusResources(result: StatusResult): Pairs {
           : `PID ${lock.pid} · ${lock.alive ? 'alive' : 'dead'}${lock.alive ? proof : ''} · since ${localTime(lock.started_at)}`,
     ],
     ['state', result.state_status ?? (result.state_file ? 'unreadable' : 'none')],
+    ['supervisor', supervisionWords(result.supervision)],
   ]
+}
+
+/** "resumed 2 times, last at 10:05; next resume at 10:30", or that it gave up. */
+function supervisionWords(supervision: StatusResult['supervision']): string | null {
+  if (!supervision) return null
+  const { attempts, next_at, gave_up_at } = supervision
+  const done = attempts.length
+    ? `resumed ${attempts.length} time${attempts.length === 1 ? '' : 's'}${attempts.some((a) => !a.ok) ? ` (${attempts.filter((a) => !a.ok).length} failed)` : ''}, last at ${localTime(attempts.at(-1)!.at)}`
+    : 'no resume yet'
+  if (gave_up_at) return `${done}; gave up at ${localTime(gave_up_at)}: resume it yourself`
+  return next_at ? `${done}; next resume at ${localTime(next_at)}` : done
 }
 
 /** The last iterations, as a table cut to the width (the summary gives way first). */
