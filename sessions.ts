@@ -9263,7 +9263,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
     session_events: {
       grant: 'read',
       description:
-        "What happened to the sessions, oldest first: started, resumed, iteration, stopping (the first stop vote of a judgment stage), stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie, over_budget (a watcher's budget reached). Pass the returned `cursor` back to get only what is new since.",
+        "What happened to the sessions, oldest first: started, resumed, iteration, stopping (the first stop vote of a judgment stage), stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie; and what a watcher did: over_budget, limited, auto_resumed, auto_resume_failed, gave_up. Pass the returned `cursor` back to get only what is new since.",
       inputSchema: {
         names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
         since: toolText(64).optional().describe('only since: 30m, 2h, 1d, or an ISO time'),
@@ -11569,6 +11569,8 @@ const WATCHER_OPTIONS = {
     help: `retries of a failed webhook, 1 s, 2 s, 4 s… apart (default ${DEFAULTS.notifyRetries})`,
     parse: numberParser(/^\d{1,2}$/, (raw) => `--retries needs a number from 0 to 99, got "${raw}"`),
   },
+  detach: { type: 'boolean', help: `run the watcher in a tmux session of its own (${NOTIFY_TMUX_NAME})` },
+  stop: { type: 'boolean', help: "stop this project's watcher" },
 } as const satisfies Record<string, OptionSpec>
 
 /** supervise's policy from its command line. */
@@ -12014,8 +12016,6 @@ const COMMANDS = {
     positionals: [0, 0],
     options: {
       ...WATCHER_OPTIONS,
-      detach: { type: 'boolean', help: `run the watcher in a tmux session of its own (${NOTIFY_TMUX_NAME})` },
-      stop: { type: 'boolean', help: "stop this project's watcher" },
     },
     examples: [
       'notify --webhook https://hooks.slack.com/services/T000/B000/XXXX --detach',
@@ -12055,8 +12055,6 @@ const COMMANDS = {
         parse: backoffRange,
       },
       ...WATCHER_OPTIONS,
-      detach: { type: 'boolean', help: `run the watcher in a tmux session of its own (${NOTIFY_TMUX_NAME})` },
-      stop: { type: 'boolean', help: "stop this project's watcher" },
     },
     examples: [
       'supervise --detach',
