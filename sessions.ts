@@ -943,7 +943,14 @@ function writeTemporaryBeside(file: string, text: string): string {
 function writeFileInside(root: string, file: string, text: string): void {
   checkFoldersInside(root, path.dirname(file))
   checkTarget(root, file)
-  renameSync(writeTemporaryBeside(file, text), file)
+  const temporary = writeTemporaryBeside(file, text)
+  try {
+    renameSync(temporary, file)
+  } catch (error) {
+    // Refused (an immutable file, a full disk): the copy made for it is not left behind.
+    rmSync(temporary, { force: true })
+    throw error
+  }
 }
 
 /** Creates `file` with `text` only if nothing is there (not even a dangling link); false when something is. */
@@ -2807,7 +2814,11 @@ async function gatherSession(
 function agentOutput(runDir: string, runEntries: string[], failure: AgentFailure): { lines: string[]; at: number } | null {
   const stageDir = stageFolder(runEntries, failure.stage_index)
   if (!stageDir) return null
-  const file = path.join(runDir, stageDir, 'iterations', String(failure.iteration).padStart(3, '0'), 'output.md')
+  const iterations = path.join(runDir, stageDir, 'iterations')
+  const dir = path.join(iterations, String(failure.iteration).padStart(3, '0'))
+  const file = path.join(dir, 'output.md')
+  // A folder on the way that is a link is someone else's files: its words are not this agent's.
+  if ([path.join(runDir, stageDir), iterations, dir].some((one) => lstatIfAny(one)?.isSymbolicLink())) return null
   const st = lstatIfAny(file)
   const read = readRegularFile(file, { from: Math.max(0, (st?.size ?? 0) - 4096), limit: 4096 })
   if (read.kind !== 'ok') return null
@@ -3088,6 +3099,10 @@ function classifyHealth(facts: HealthFacts): HealthVerdict {
  * the failing agent until its max. A stage whose last iteration is an error ended so; the failure begins
  * at the first of that last run of errors, in the stage where it came first.
  */
+/** Bounds of what an engine runs: an iteration or a stage past them was written by something else. */
+const MAX_ITERATION = 100_000
+const MAX_STAGES = 1000
+
 interface AgentFailure {
   stage: string | null
   stage_index: number
@@ -3101,20 +3116,28 @@ function agentFailureOf(state: State): AgentFailure | null {
   if (state.status !== 'complete' && state.status !== 'completed') return null
   const history = state.history ?? []
   const byStage = new Map<string, number[]>()
-  for (const [at, entry] of history.entries()) byStage.set(entry.stage ?? '', [...(byStage.get(entry.stage ?? '') ?? []), at])
+  for (const [at, entry] of history.entries()) {
+    const positions = byStage.get(entry.stage ?? '')
+    if (positions) positions.push(at)
+    else byStage.set(entry.stage ?? '', [at])
+  }
   let first: number | null = null
   for (const positions of byStage.values()) {
     let k = positions.length - 1
     if (history[positions[k]].decision !== 'error') continue
     while (k > 0 && history[positions[k - 1]].decision === 'error') k--
-    if (history[positions[k]].iteration != null && (first === null || positions[k] < first)) first = positions[k]
+    // An iteration the engine could not have run (0, negative, past any max) is no place to resume at.
+    const iteration = history[positions[k]].iteration
+    if (iteration != null && iteration >= 1 && iteration <= MAX_ITERATION && (first === null || positions[k] < first)) first = positions[k]
   }
   if (first === null) return null
   const entry = history[first]
   const named = state.stages?.find((stage) => stage.name != null && stage.name === entry.stage)?.index
+  const stageIndex = named ?? (state.type === 'pipeline' ? (state.current_stage ?? 0) : 0)
+  if (stageIndex < 0 || stageIndex >= MAX_STAGES) return null
   return {
     stage: entry.stage ?? null,
-    stage_index: named ?? (state.type === 'pipeline' ? (state.current_stage ?? 0) : 0),
+    stage_index: stageIndex,
     iteration: entry.iteration!,
     at: entry.timestamp ?? null,
     words: oneLine(entry.summary || entry.reason || 'the agent reported an error'),
@@ -3126,60 +3149,71 @@ function agentFailureOf(state: State): AgentFailure | null {
  * (docs/formats.md §9). A limit makes a run's failure a matter of time: when it resets is parsed from the
  * line where it says (an epoch; a clock time, with or without a date and a zone; "in 2 days 3 hours").
  */
-const LIMIT_FORMS: { agent: 'claude' | 'codex'; pattern: RegExp; source: string }[] = [
-  { agent: 'claude', pattern: /Claude AI usage limit reached\|(?<epoch>\d{9,11})/, source: 'anthropics/claude-code#2087' },
+const LIMIT_FORMS: { agent: 'claude' | 'codex'; pattern: RegExp; reset: 'epoch' | 'in' | 'at'; source: string }[] = [
+  { agent: 'claude', pattern: /Claude AI usage limit reached\|(?=\d{9,11}\b)/, reset: 'epoch', source: 'anthropics/claude-code#2087' },
   {
     agent: 'claude',
-    pattern: /Claude usage limit reached\.? Your limit will reset at (?<at>[^(\n]+?)\s*(?:\((?<zone>[^)]+)\))?\.?\s*$/i,
+    pattern: /Claude usage limit reached\.? Your limit will reset at /i,
+    reset: 'at',
     source: 'anthropics/claude-code#9236',
   },
   {
     agent: 'claude',
-    pattern: /You['’]ve hit your (?:\w+ )?limit\s*[·∙•]\s*resets (?<at>[^(\n]+?)\s*(?:\((?<zone>[^)]+)\))?\s*$/i,
+    pattern: /You['’]ve hit your (?:\w+ )?limit\s?[·∙•]\s?resets /i,
+    reset: 'at',
     source: 'anthropics/claude-code#74079, #92834',
   },
-  {
-    agent: 'claude',
-    pattern: /\d+-hour limit reached\s*[·∙•]\s*resets (?<at>[^(\n]+?)\s*(?:\((?<zone>[^)]+)\))?\s*$/i,
-    source: 'the 5-hour form of earlier versions',
-  },
-  {
-    agent: 'codex',
-    pattern: /You['’]ve hit your usage limit\..*?try again in (?<in>(?:\d+ (?:days?|hours?|minutes?|seconds?)\s*)+)/i,
-    source: 'openai/codex#3899, #3257',
-  },
-  { agent: 'codex', pattern: /You['’]ve hit your usage limit\..*?try again at (?<at>.+?)\.?\s*$/i, source: 'openai/codex#26668' },
+  { agent: 'claude', pattern: /\d+-hour limit reached\s?[·∙•]\s?resets /i, reset: 'at', source: 'the 5-hour form of earlier versions' },
+  { agent: 'codex', pattern: /You['’]ve hit your usage limit\..{0,200}?try again in /i, reset: 'in', source: 'openai/codex#3899, #3257' },
+  { agent: 'codex', pattern: /You['’]ve hit your usage limit\..{0,200}?try again at /i, reset: 'at', source: 'openai/codex#26668' },
 ]
 
 interface UsageLimit {
   agent: 'claude' | 'codex'
-  /** When the agent said it resets; null where its words could not be read as a time. */
+  /** When the agent said it resets; null where its words could not be read as a time within 60 days. */
   resets_at: string | null
   source_line: string
   /** Where that form of the line is reported. */
   source: string
 }
 
-/** The last line of an agent's output that says it hit its usage limit, and when that resets (`said`: when it was printed). */
+/** A reset further than this from when the line was printed is not believed. */
+const LIMIT_HORIZON_MS = 60 * 86_400_000
+
+/**
+ * The last line of an agent's output that says it hit its usage limit, and when that resets (`said`: when
+ * it was printed). Each form is found by its fixed words; what follows them is read without a pattern
+ * that could backtrack, so a hostile line costs its length.
+ */
 function usageLimitIn(lines: string[], said: number): UsageLimit | null {
-  for (const line of [...lines].reverse())
+  for (const whole of [...lines].reverse()) {
+    const line = whole.slice(0, 500)
     for (const form of LIMIT_FORMS) {
-      const found = form.pattern.exec(line)?.groups
+      const found = form.pattern.exec(line)
       if (!found) continue
-      const resets = found.epoch
-        ? Number(found.epoch) * 1000
-        : found.in
-          ? said + spanIn(found.in)
-          : clockTimeAfter(found.at ?? '', found.zone ?? null, said)
-      return { agent: form.agent, resets_at: isoOrNull(resets), source_line: cutText(line.trim(), 300), source: form.source }
+      const rest = line.slice(found.index + found[0].length).trim()
+      const resets =
+        form.reset === 'epoch'
+          ? Number(/^\d+/.exec(rest)?.[0]) * 1000
+          : form.reset === 'in'
+            ? said + (spanIn(rest) || Number.NaN)
+            : clockTimeAfter(rest.replace(/\s*\([^()]*\)\.?$/, '').replace(/\.$/, ''), /\(([^()]*)\)\.?$/.exec(rest)?.[1] ?? null, said)
+      const believed = resets !== null && Number.isFinite(resets) && Math.abs(resets - said) <= LIMIT_HORIZON_MS
+      return {
+        agent: form.agent,
+        resets_at: believed ? isoOrNull(resets) : null,
+        source_line: cutText(line.trim(), 300),
+        source: form.source,
+      }
     }
+  }
   return null
 }
 
 /** "2 days 17 hours 14 minutes" in milliseconds. */
 function spanIn(words: string): number {
   const unit: Record<string, number> = { day: 86_400_000, hour: 3_600_000, minute: 60_000, second: 1000 }
-  return [...words.matchAll(/(\d+) (day|hour|minute|second)s?/g)].reduce((all, [, n, u]) => all + Number(n) * unit[u], 0)
+  return [...words.slice(0, 200).matchAll(/(\d{1,6}) (day|hour|minute|second)s?/g)].reduce((all, [, n, u]) => all + Number(n) * unit[u], 0)
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
@@ -3189,13 +3223,15 @@ const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', '
  * 2026 8:19 PM") in an IANA zone (else this machine's): the first such time after `after`. Null when unread.
  */
 function clockTimeAfter(text: string, zone: string | null, after: number): number | null {
-  const clock = /(\d{1,2})(?::(\d{2}))?\s*([ap])\.?m\.?$/i.exec(text.trim())
-  if (!clock) return null
+  const clock = /(?:^|\s)(\d{1,2})(?::(\d{2}))? ?([ap])\.?m\.?$/i.exec(text.trim())
+  if (!clock || Number(clock[1]) < 1 || Number(clock[1]) > 12 || Number(clock[2] ?? 0) > 59) return null
   const hour = (Number(clock[1]) % 12) + (clock[3].toLowerCase() === 'p' ? 12 : 0)
   const minute = Number(clock[2] ?? 0)
-  const date = /\b([a-z]{3})[a-z]*\.? (\d{1,2})(?:st|nd|rd|th)?,?(?: (\d{4}))?/i.exec(text)
+  const date = /\b([a-z]{3})[a-z]*\.? (\d{1,2})(?!\d)(?:st|nd|rd|th)?,?(?: (\d{4}))?/i.exec(text)
   const month = date ? MONTHS.indexOf(date[1].toLowerCase()) : -1
-  if (date && month < 0) return null
+  if (date && (month < 0 || Number(date[2]) < 1 || new Date(Date.UTC(2000, month, Number(date[2]))).getUTCMonth() !== month)) return null
+  // Words before the time that are not a date ("soon 3pm", "Jul 2026 8:19 PM") are not read.
+  if (!date && text.trim().length > clock[0].trim().length) return null
   try {
     const local = (ms: number) => wallClock(ms, zone)
     const now = local(after)
@@ -6172,8 +6208,23 @@ function stateForResume(root: string, plan: StartPlan, facts: SessionFacts): (()
   const patch = plan.rewinds
     ? rewindPatch(parsed.value, plan.rewinds, eventCount(sessionPaths(root, plan.name).events))
     : { status: 'failed' }
-  if (plan.rewinds) writeFileInside(root, path.join(root, plan.rewinds.kept_as), read.text)
-  writeFileInside(root, file, withTopLevelKeys(read.text, patch))
+  const kept = plan.rewinds ? path.join(root, plan.rewinds.kept_as) : null
+  try {
+    if (kept) writeFileInside(root, kept, read.text)
+    writeFileInside(root, file, withTopLevelKeys(read.text, patch))
+  } catch (error) {
+    // Nothing half done: no copy kept of a state that was not rewritten.
+    if (kept && lstatIfAny(kept)?.isFile())
+      try {
+        removeInside(root, kept)
+      } catch {
+        /* left: it is a copy, nothing reads it */
+      }
+    if (error instanceof SessionsError) throw error
+    throw new SessionsError(
+      `cannot rewrite ${relative(root, file)} for the resume (${diskProblem(error) ?? oneLine(errorMessage(error))}); nothing was resumed`,
+    )
+  }
   const written = fileSignature(file)
   return () => {
     if (fileSignature(file) === written) writeFileInside(root, file, read.text)
@@ -8762,7 +8813,11 @@ async function superviseLook(watcher: Watcher, seen: { rows: SessionRow[]; marks
     if (entry.gave_up_at) continue
     // An end older than the window (found at a first look) is a person's to resume, not the supervisor's.
     if (!entry.next_at && now - (parseTime(row.ended_at ?? row.last_activity_at) ?? now) > policy.withinSeconds * 1000) continue
-    const recent = entry.attempts.filter((attempt) => now - (parseTime(attempt.at) ?? 0) < policy.withinSeconds * 1000)
+    // An attempt whose time is no time, or in the future (a record edited by hand), counts for nothing.
+    const recent = entry.attempts.filter((attempt) => {
+      const at = parseTime(attempt.at)
+      return at !== null && at <= now && now - at < policy.withinSeconds * 1000
+    })
     if (recent.length >= policy.maxResumes) {
       entry.gave_up_at = isoOrNull(now)
       const why = `${recent.length} resumes within ${spanWords(policy.withinSeconds)}, the most allowed: ${row.health} (${row.why}); resume it yourself once its cause is fixed`
@@ -8805,14 +8860,19 @@ function supervisionOf(record: NotifyRecord, session: string): Supervision {
 /** One resume by the supervisor, as `resume NAME` does it; its outcome an event, never a throw. */
 async function resumeNow(watcher: Watcher, row: SessionRow, entry: Supervision, attempt: number): Promise<TrackedEvent> {
   const policy = watcher.options.policy!
-  const waited = spanWords(backoffMs(policy, attempt - 1) / 1000)
+  const reset = row.limit ? parseTime(row.limit.resets_at) : null
+  const waited = !row.limit
+    ? `after ${spanWords(backoffMs(policy, attempt - 1) / 1000)} of backoff`
+    : reset !== null
+      ? `after the usage limit's reset at ${clockWords(reset, Date.now())}`
+      : `after ${spanWords(policy.backoffSeconds[1])}, its limit's reset time unknown`
   const at = isoOrNull(Date.now())!
   const cause = `${row.health}: ${row.why}`
   entry.next_at = null
   try {
     const result = await resume(row.name, {}, { ...watcher.options, root: watcher.root, signal: watcher.signal })
     entry.attempts.push({ at, ok: true, why: cause })
-    const why = `attempt ${attempt} of ${policy.maxResumes}, after ${waited} of backoff, from iteration ${row.resume_from ?? '?'}: it was ${cause}`
+    const why = `attempt ${attempt} of ${policy.maxResumes}, ${waited}, from iteration ${row.resume_from ?? '?'}: it was ${cause}`
     return supervisorEvent(
       watcher.root,
       { ...row, health: 'running' },
@@ -9263,7 +9323,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
     session_events: {
       grant: 'read',
       description:
-        "What happened to the sessions, oldest first: started, resumed, iteration, stopping (the first stop vote of a judgment stage), stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie; and what a watcher did: over_budget, limited, auto_resumed, auto_resume_failed, gave_up. Pass the returned `cursor` back to get only what is new since.",
+        'What happened to the sessions, oldest first: started, resumed, iteration, stopping (the first stop vote of a judgment stage), stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie; and what a watcher did: over_budget, limited, auto_resumed, auto_resume_failed, gave_up. Pass the returned `cursor` back to get only what is new since.',
       inputSchema: {
         names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
         since: toolText(64).optional().describe('only since: 30m, 2h, 1d, or an ISO time'),
@@ -10322,11 +10382,14 @@ function statusResources(result: StatusResult): Pairs {
 function supervisionWords(supervision: StatusResult['supervision']): string | null {
   if (!supervision) return null
   const { attempts, next_at, gave_up_at } = supervision
+  // The record is a file: a time in it that is no time is said as such.
+  const when = (iso: string) => (parseTime(iso) === null ? 'an unknown time' : localTime(iso))
+  const failed = attempts.filter((attempt) => !attempt.ok).length
   const done = attempts.length
-    ? `resumed ${attempts.length} time${attempts.length === 1 ? '' : 's'}${attempts.some((a) => !a.ok) ? ` (${attempts.filter((a) => !a.ok).length} failed)` : ''}, last at ${localTime(attempts.at(-1)!.at)}`
+    ? `resumed ${attempts.length} time${attempts.length === 1 ? '' : 's'}${failed ? ` (${failed} failed)` : ''}, last at ${when(attempts.at(-1)!.at)}`
     : 'no resume yet'
-  if (gave_up_at) return `${done}; gave up at ${localTime(gave_up_at)}: resume it yourself`
-  return next_at ? `${done}; next resume at ${localTime(next_at)}` : done
+  if (gave_up_at) return `${done}; gave up at ${when(gave_up_at)}: resume it yourself`
+  return next_at ? `${done}; next resume at ${when(next_at)}` : done
 }
 
 /** The last iterations, as a table cut to the width (the summary gives way first). */
@@ -13033,13 +13096,15 @@ if (import.meta.vitest) {
       return resets ? new Date(resets).toISOString() : null
     }
     test("each known form, with its reset time read in its zone, or this machine's", () => {
-      expect(reset('Claude AI usage limit reached|1762952400')).toBe('2025-11-12T13:00:00.000Z')
+      expect(reset('Claude AI usage limit reached|1762952400', Date.parse('2025-11-12T08:00:00Z'))).toBe('2025-11-12T13:00:00.000Z')
       // 05:00Z is 22:00 the day before in Los Angeles: the next 12:50am there.
       expect(reset("You've hit your session limit · resets 12:50am (America/Los_Angeles)")).toBe('2026-07-04T07:50:00.000Z')
       expect(reset('You’ve hit your limit · resets 11pm (America/Anchorage)')).toBe('2026-07-04T07:00:00.000Z')
       expect(reset("You've hit your weekly limit · resets Jul 31, 2am (UTC)")).toBe('2026-07-31T02:00:00.000Z')
       expect(reset("You've hit your weekly limit · resets Jul 27 at 4:30am (Asia/Calcutta)")).toBe('2026-07-26T23:00:00.000Z')
-      expect(reset("You've hit your weekly limit · resets Sep 15 at 7pm")).toBe(new Date(2026, 8, 15, 19).toISOString())
+      expect(reset("You've hit your weekly limit · resets Sep 15 at 7pm", Date.parse('2026-09-10T00:00:00Z'))).toBe(
+        new Date(2026, 8, 15, 19).toISOString(),
+      )
       expect(reset('5-hour limit reached ∙ resets 3pm')).toBe(
         new Date(
           new Date(said).setHours(15, 0, 0, 0) <= said ? new Date(said).setHours(39, 0, 0, 0) : new Date(said).setHours(15, 0, 0, 0),
@@ -13067,6 +13132,15 @@ if (import.meta.vitest) {
       })
       expect(usageLimitIn(["You've hit your session limit · resets 3pm (Mars/Olympus)"], said)?.resets_at).toBeNull()
       expect(usageLimitIn(['Error: 500 Internal Server Error', 'rate limit of the API reached'], said)).toBeNull()
+      // Times that are no times, or too far to believe: the limit kept, its reset unknown.
+      for (const when of ['Feb 30 at 11pm', '99pm', '13:99pm', 'Dec 99 at 1pm', '0am', 'soon 3pm'])
+        expect(reset(`You've hit your weekly limit · resets ${when} (UTC)`), when).toBeNull()
+      expect(reset("You've hit your usage limit. Upgrade to Plus (x), or try again at Jul 2026 8:19 PM.")).toBeNull()
+      expect(reset('Claude AI usage limit reached|99999999999')).toBeNull()
+      expect(reset("You've hit your usage limit. Upgrade to Pro (x) or try again in 99999999999999 days.")).toBeNull()
+      expect(reset("You've hit your usage limit. Upgrade to Pro (x) or try again in a while.")).toBeNull()
+      // A line built to make a pattern backtrack is read in one pass.
+      expect(usageLimitIn([`You've hit your limit · resets ${' '.repeat(100_000)}(x`], said)).toMatchObject({ resets_at: null })
     })
   })
 
