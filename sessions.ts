@@ -853,6 +853,15 @@ async function readOutputLog(file: string, lines: number): Promise<string[] | nu
   return tail && trimOutput(plainText(tail.text)).slice(-lines)
 }
 
+/** A file's own entry (a link is not followed), or null where there is none or it cannot be looked at. */
+function lstatIfAny(file: string): Stats | null {
+  try {
+    return lstatSync(file, { throwIfNoEntry: false }) ?? null
+  } catch {
+    return null
+  }
+}
+
 // ───────────────────────── changing files under .claude/: the only ways ─────────────────────────
 // Every write, append, move and removal under the project goes through these. They never follow a
 // symlink out of the project: every folder between the root and the target is checked (a link is
@@ -4600,14 +4609,6 @@ function projectTranscripts(root: string, env: NodeJS.ProcessEnv, since: number 
 /** Counts kept in memory between two counts of one process. */
 interface UsageMemo {
   records: TranscriptRecord[] | null
-}
-
-function lstatIfAny(file: string): Stats | null {
-  try {
-    return lstatSync(file, { throwIfNoEntry: false }) ?? null
-  } catch {
-    return null
-  }
 }
 
 /** Counts that cannot be kept (a full disk, a read-only project) are counted again the next time: said nowhere. */
