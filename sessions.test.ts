@@ -1529,6 +1529,55 @@ describe('a start follows the engine; every wait speaks in one line; every line 
   })
 })
 
+describe('setup service: the supervisor as a systemd user service', () => {
+  const ANALYZE = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find((file) => existsSync(file))
+
+  test('--print shows a unit systemd accepts; written, its webhooks only in a file only the user reads; bad flags exit 2', async () => {
+    const root = await makeEngineProject()
+    const config = path.join(BASE, `service-config-${path.basename(root)}`)
+    // A systemctl of the test's own, first and alone on the PATH with node and git: nothing here may reach
+    // the machine's own user manager.
+    const bin = path.join(BASE, `service-bin-${path.basename(root)}`)
+    mkdirSync(bin)
+    for (const tool of ['node', 'git'])
+      symlinkSync(execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), path.join(bin, tool))
+    const calls = path.join(bin, 'calls')
+    writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> ${calls}\n`, { mode: 0o755 })
+    const env = { XDG_CONFIG_HOME: config, PATH: bin }
+    const hook = 'https://hooks.slack.com/services/T0/B0/secret-part'
+    const flags = ['--', '--webhook', hook, '--max-resumes', '3', '--backoff', '10s..5m', 'auth']
+    const printed = await cli(['setup', 'service', '--print', '-C', root, ...flags], { env })
+    expect([printed.code, printed.stderr]).toEqual([0, ''])
+    const unit = printed.stdout
+    expect(unit).toMatch(/^\[Unit\]\nDescription=sessions\.ts supervise for /)
+    expect(unit).toContain('KillMode=process\n')
+    expect(unit).toContain(`Environment=PATH=${env.PATH}\n`)
+    expect(unit).toMatch(/\nExecStart=\S+ .*sessions\.ts supervise auth --max-resumes 3 --backoff 10s\.\.300s --root \S+\n/)
+    expect(unit).not.toContain('secret-part')
+    expect(existsSync(config)).toBe(false)
+    if (ANALYZE) {
+      const file = path.join(BASE, `verify-${path.basename(root)}.service`)
+      writeFileSync(file, unit)
+      const verified = spawnSync(ANALYZE, ['verify', file], { encoding: 'utf8' })
+      expect([verified.status, verified.stderr]).toEqual([0, ''])
+    }
+    const written = await cli(['setup', 'service', '-C', root, ...flags], { env })
+    expect(written.code, written.stderr).toBe(0)
+    expect(written.stdout).toMatch(/enabled and started sessions-supervise-/)
+    expect(readFileSync(calls, 'utf8')).toMatch(/^--user daemon-reload\n--user enable --now sessions-supervise-\S+\.service\n$/)
+    const unitFile = readdirSync(path.join(config, 'systemd', 'user'))
+    expect(unitFile).toEqual([expect.stringMatching(/^sessions-supervise-.*\.service$/)])
+    expect(readFileSync(path.join(config, 'systemd', 'user', unitFile[0]), 'utf8')).toBe(unit)
+    const envFile = path.join(config, 'sessions-ts', `${unitFile[0]}.env`)
+    expect(readFileSync(envFile, 'utf8')).toBe(`SESSIONS_NOTIFY_WEBHOOKS=${hook}\n`)
+    expect(statSync(envFile).mode & 0o777).toBe(0o600)
+    for (const bad of [['--', '--max-resumes', 'x'], ['--', '--detach'], ['--', '--webhook', 'ftp://x'], ['--force']]) {
+      const run = await cli(['setup', 'service', '-C', root, ...bad], { env })
+      expect([run.code, run.stderr.split('\n').length], bad.join(' ')).toEqual([2, 2])
+    }
+  })
+})
+
 describe("setup shell: hints in the user's own words", () => {
   test('a sessions command on the PATH; run through it, every hint reads "sessions …" and runs as printed; SESSIONS_COMMAND sets the words', async () => {
     const root = await makeEngineProject('crashed-loop')
@@ -3145,8 +3194,8 @@ describe('bad command lines: one line on stderr, exit 2, nothing changed', () =>
     ['events --interval without --follow', ['events', '--interval', '1'], /^sessions: events: --interval goes with --follow\n$/],
     ['events of a bad name', ['events', '../x'], /^sessions: invalid session name "\.\.\/x"/],
     ['mcp --json', ['mcp', '--json'], /^sessions: mcp speaks the MCP protocol on stdout; it takes no --json\n$/],
-    ['setup without a target', ['setup'], /^sessions: setup: missing what to set up: setup claude, or setup shell\n$/],
-    ['setup of something else', ['setup', 'vim'], /^sessions: setup: unknown target "vim"; targets: claude, shell\n$/],
+    ['setup without a target', ['setup'], /^sessions: setup: missing what to set up: setup claude, setup shell, or setup service\n$/],
+    ['setup of something else', ['setup', 'vim'], /^sessions: setup: unknown target "vim"; targets: claude, shell, service\n$/],
   ]
   test.each(cases)('%s', async (_label, args, message) => {
     const root = await makeProject('running-loop')

@@ -9733,6 +9733,101 @@ async function setupShell(options: CommonOptions & { force?: boolean } = {}): Pr
   return { file, kind: want.kind, action, on_path: onThePath, add_to_path: onThePath ? null : `export PATH="${shown}:$PATH"` }
 }
 
+// ── setup service: the supervisor as a systemd user service, to outlive the tmux server ──
+
+interface ServiceSetupResult {
+  project: string
+  unit: string
+  unit_file: string
+  /** Where the webhook URLs are kept (mode 0600), out of the unit's command line; null without webhooks. */
+  environment_file: string | null
+  text: string
+  /** False with --print: nothing was written. */
+  written: boolean
+  /** Whether `systemctl --user enable --now` took it; null when not tried. */
+  enabled: boolean | null
+  problem: string | null
+  next: NextAction[]
+}
+
+/** One word of a unit's ExecStart: quoted where it must be, its % and $ as systemd reads them. */
+function systemdWord(word: string): string {
+  const escaped = word.replaceAll('%', '%%').replaceAll('$', '$$$$')
+  return /^[A-Za-z0-9_@+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replace(/["\\]/g, '\\$&')}"`
+}
+
+/**
+ * A systemd user unit that runs `supervise ARGS` for this project at login (and at boot with linger): the
+ * watcher outside tmux, so that a dead tmux server (a reboot) leaves a supervisor to resume its sessions.
+ * KillMode=process: stopping the service never takes the tmux server it may have started. Its PATH is
+ * this one's (agents often live in ~/.local/bin); webhook URLs go to an environment file only the user reads.
+ */
+async function setupService(args: string[], webhooks: string[], options: CommonOptions & { print?: boolean }): Promise<ServiceSetupResult> {
+  if (process.platform !== 'linux') throw new SessionsError('setup service writes a systemd user unit: Linux only for now')
+  const env = options.env ?? process.env
+  const root = await findProjectRoot(options)
+  const config = env.XDG_CONFIG_HOME || (env.HOME ? path.join(env.HOME, '.config') : null)
+  if (!config) throw new SessionsError('setup service: neither $XDG_CONFIG_HOME nor $HOME names a folder for the unit')
+  const unit = `sessions-supervise-${path
+    .basename(root)
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .slice(0, 40)}-${digest(root).slice(0, 8)}.service`
+  const unitFile = path.join(config, 'systemd', 'user', unit)
+  const envFile = webhooks.length ? path.join(config, 'sessions-ts', `${unit}.env`) : null
+  const command = [...selfArgv(), 'supervise', ...args, '--root', root]
+  const text = [
+    '[Unit]',
+    `Description=sessions.ts supervise for ${root.replace(/[\n%]/g, '_')}`,
+    '',
+    '[Service]',
+    `WorkingDirectory=${systemdWord(root)}`,
+    ...(envFile ? [`EnvironmentFile=${systemdWord(envFile)}`] : []),
+    `Environment=${systemdWord(`PATH=${env.PATH ?? '/usr/bin:/bin'}`)}`,
+    `ExecStart=${command.map(systemdWord).join(' ')}`,
+    'Restart=on-failure',
+    'RestartSec=30',
+    'KillMode=process',
+    '',
+    '[Install]',
+    'WantedBy=default.target',
+    '',
+  ].join('\n')
+  const systemctl = `systemctl --user`
+  const next: NextAction[] = [
+    { command: `${systemctl} status ${unit}`, why: 'is it running' },
+    { command: `journalctl --user -u ${unit}`, why: 'what it did' },
+    { command: `${systemctl} disable --now ${unit} && rm ${shellQuote(unitFile)}`, why: 'stop and remove it' },
+    { command: 'loginctl enable-linger "$USER"', why: 'start it at boot, before you log in' },
+  ]
+  const result = { project: root, unit, unit_file: unitFile, environment_file: envFile, text, next }
+  if (options.print) return { ...result, written: false, enabled: null, problem: null }
+  writePrivately(unitFile, text, 0o644)
+  if (envFile) writePrivately(envFile, `SESSIONS_NOTIFY_WEBHOOKS=${systemdWord(webhooks.join(' '))}\n`, 0o600)
+  return { ...result, written: true, ...(await enableService(unit, env)) }
+}
+
+/** A file of the user's config, written aside and renamed into place (never through a link), with its mode. */
+function writePrivately(file: string, text: string, mode: number): void {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+  const aside = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`)
+  writeFileSync(aside, text, { mode, flag: 'wx' })
+  renameSync(aside, file)
+}
+
+/** systemctl --user daemon-reload, then enable --now; where there is no user manager, why not. */
+async function enableService(unit: string, env: NodeJS.ProcessEnv): Promise<{ enabled: boolean | null; problem: string | null }> {
+  if (!onPath('systemctl', env)) return { enabled: null, problem: 'systemctl is not on the PATH: enable it where systemd runs' }
+  for (const args of [
+    ['--user', 'daemon-reload'],
+    ['--user', 'enable', '--now', unit],
+  ]) {
+    const run = await runProgram('systemctl', args, { env, timeoutMs: 30_000 })
+    if (run.code !== 0)
+      return { enabled: false, problem: `systemctl ${args.join(' ')}: ${oneLine(run.stderr.trim()) || `exit status ${run.code}`}` }
+  }
+  return { enabled: true, problem: null }
+}
+
 // ───────────────────────── rendering text ─────────────────────────
 
 /**
@@ -10666,6 +10761,19 @@ function renderNotifyControl(result: NotifyControlResult, view: View = plainView
 }
 
 /** setup shell: where the command is, and whether the PATH finds it. */
+/** --print: the unit itself; else where it went, whether systemd took it, and how to look after it. */
+function renderServiceSetup(result: ServiceSetupResult, view: View = plainView()): string {
+  if (!result.written) return result.text
+  const p = palette(view.color)
+  const said = [
+    `${p.green('✓')} wrote ${result.unit_file}${result.environment_file ? ` and ${result.environment_file} (its webhooks; only you can read it)` : ''}`,
+    result.enabled ? `enabled and started ${result.unit}` : `not enabled: ${result.problem ?? 'not tried'}`,
+  ]
+  const lines = said.flatMap((line) => wrapWords(line, view.width, '  '))
+  lines.push(...nextLines(p, result.next, view.width))
+  return `${lines.join('\n')}\n`
+}
+
 function renderShellSetup(result: ShellSetupResult): string {
   const did = { written: 'Wrote', unchanged: 'Already there:', replaced: 'Replaced' }[result.action]
   const what = result.kind === 'link' ? 'a link to this sessions.ts' : 'a wrapper that runs this sessions.ts through tsx'
@@ -11649,6 +11757,19 @@ function supervisePolicy({ args, values }: Invocation): SupervisePolicy {
   }
 }
 
+/** setup service -- FLAGS: the flags read as supervise reads them (a wrong one is a usage error), then the unit. */
+async function serviceCommand(rest: string[], values: Values, common: CommonOptions, io: Io): Promise<Outcome> {
+  if (values.force || values['allow-actions']) throw new UsageError('setup service takes no --force or --allow-actions')
+  const parsed = parseCommandLine(['supervise', ...rest])
+  for (const flag of ['detach', 'stop', 'json', 'root', 'socket'])
+    if (parsed.values[flag] !== undefined) throw new UsageError(`setup service: --${flag} goes before --, not among the supervisor's flags`)
+  const policy = supervisePolicy({ args: parsed.args, values: parsed.values } as Invocation)
+  const webhooks = ((parsed.values.webhook as string[] | undefined) ?? []).map((url) => webhookUrl(url).href)
+  const flags = [...policy.names, ...notifyArgs(parsed.values)]
+  const data = await setupService(flags, webhooks, { ...common, env: io.env, print: Boolean(values.print) })
+  return { data, render: renderServiceSetup as Outcome['render'], exit: 0 }
+}
+
 /** notify and supervise: the watcher in the foreground, --detach'ed into tmux, or --stop'ped. */
 async function runWatcher({ args, values, common, io, json }: Invocation, policy: SupervisePolicy | null): Promise<Outcome> {
   const command = policy ? 'supervise' : 'notify'
@@ -12154,19 +12275,29 @@ const COMMANDS = {
     },
   },
   setup: {
-    usage: 'setup claude|shell',
-    summary: 'claude: the /sessions command for Claude Code, and how to register the MCP server; shell: a sessions command on the PATH',
-    positionals: [1, 1],
-    missing: 'setup: missing what to set up: setup claude, or setup shell',
+    usage: 'setup claude|shell|service [-- SUPERVISE-FLAGS…]',
+    summary:
+      'claude: the /sessions command for Claude Code, and how to register the MCP server; shell: a sessions command on the PATH; service: supervise as a systemd user service',
+    positionals: [1, Number.POSITIVE_INFINITY],
+    missing: 'setup: missing what to set up: setup claude, setup shell, or setup service',
     options: {
       force: { type: 'boolean', help: 'replace a .claude/commands/sessions.md, or a sessions command, that differs' },
       'allow-actions': {
         type: 'boolean',
         help: 'also let Claude kill and resume without asking (never start, cleanup --yes or notify)',
       },
+      print: { type: 'boolean', help: 'service: print the unit, write and enable nothing' },
     },
-    examples: ['setup shell', 'setup claude', 'setup claude --allow-actions --force'],
-    run: async ({ args, values, common }) => {
+    examples: [
+      'setup shell',
+      'setup claude',
+      'setup claude --allow-actions --force',
+      'setup service -- --webhook https://hooks.slack.com/services/T0/B0/X',
+    ],
+    run: async ({ args, values, common, io }) => {
+      if (args[0] === 'service') return serviceCommand(args.slice(1), values, common, io)
+      if (args.length > 1) throw new UsageError(`setup ${args[0]} takes no ${args[1]}`)
+      if (values.print) throw new UsageError(`setup ${args[0]} takes no --print`)
       if (args[0] === 'shell') {
         if (values['allow-actions']) throw new UsageError('setup shell takes no --allow-actions')
         return {
@@ -12175,7 +12306,7 @@ const COMMANDS = {
           exit: 0,
         }
       }
-      if (args[0] !== 'claude') throw new UsageError(`setup: unknown target "${args[0]}"; targets: claude, shell`)
+      if (args[0] !== 'claude') throw new UsageError(`setup: unknown target "${args[0]}"; targets: claude, shell, service`)
       const options = { ...common, force: Boolean(values.force), allowActions: Boolean(values['allow-actions']) }
       return { data: await setupClaude(options), render: renderSetup as Outcome['render'], exit: 0 }
     },
