@@ -3581,7 +3581,8 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
     expect((await cli(['kill', 'stopped', '--grace', '2', '-C', root])).code).toBe(0)
     const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.3s..1s', '--interval', '0.2', '-C', root], {}, 'supervise')
     await waitFor('the first look', () => sup.out.stdout.includes('watching'))
-    await startOk(['start', 'ralph', 'boom', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'crash:2' } })
+    // Its engine settles (start sees iteration 1 run), then dies in its second iteration.
+    await startOk(['start', 'ralph', 'boom', '3', '--yes', '-C', root], { env: { MOCK_PACE: '1', MOCK_END: 'crash:2' } })
     await waitFor('boom resumed and complete', () => delivered(out).includes('boom complete'), 30_000)
     // Looks are in order: once a session started now is reported complete, boom has been looked at since.
     await startOk(['start', 'ralph', 'later', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
@@ -3660,14 +3661,16 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
       expect([run.code, run.stderr.split('\n').length], bad.join(' ')).toEqual([2, 2])
     }
     expect(existsSync(path.join(root, '.claude', 'sessions-notify.json'))).toBe(false)
-    // Every engine this supervisor resumes settles, then crashes in its second iteration.
-    const crashing = { MOCK_PACE: '0.2', MOCK_END: 'crash:2' }
+    // Every engine this supervisor resumes crashes in its second iteration: on a loaded machine, before its
+    // resume has seen it settle (auto_resume_failed) or after (auto_resumed); either is an attempt.
+    const crashing = { MOCK_PACE: '0.6', MOCK_END: 'crash:2' }
+    const attempts = () => delivered(out).filter((line) => /^boom auto_resume(d|_failed)$/.test(line)).length
     const args = ['--exec', `cat >> ${out}`, '--max-resumes', '2', '--backoff', '0.2s..0.4s', '--interval', '0.2', '-C', root]
     const first = watcher(args, crashing, 'supervise')
     await waitFor('the first look', () => first.out.stdout.includes('watching'))
     await startOk(['start', 'ralph', 'boom', '20', '--yes', '-C', root], { env: crashing })
     await waitFor('the supervisor to give up', () => delivered(out).includes('boom gave_up'), 30_000)
-    expect(delivered(out)).toEqual(['boom auto_resumed', 'boom auto_resumed', 'boom gave_up'])
+    expect([attempts(), delivered(out).at(-1)]).toEqual([2, 'boom gave_up'])
     expect(ndjson(out).at(-1)!.why).toMatch(
       /^2 resumes within 6h, the most allowed: crashed \(.*\); resume it yourself once its cause is fixed$/,
     )
@@ -3677,26 +3680,22 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
     await waitFor('the second first look', () => second.out.stdout.includes('watching'))
     await startOk(['start', 'ralph', 'marker', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('the marker', () => delivered(out).includes('marker complete'))
-    expect(delivered(out)).toEqual(['boom auto_resumed', 'boom auto_resumed', 'boom gave_up', 'marker complete'])
+    expect([attempts(), delivered(out).slice(-2)]).toEqual([2, ['boom gave_up', 'marker complete']])
     expect(await second.stop()).toBe(0)
     const record = readJson(path.join(root, '.claude', 'sessions-notify.json'))
     expect(record.supervision.find((one: { session: string }) => one.session === 'boom')).toMatchObject({
-      attempts: [expect.objectContaining({ ok: true }), expect.objectContaining({ ok: true })],
+      attempts: [expect.any(Object), expect.any(Object)],
       gave_up_at: expect.any(String),
     })
     // status says what the supervisor did for it.
     const status = JSON.parse((await cli(['status', 'boom', '--json', '-C', root])).stdout)
-    expect(status.supervision).toMatchObject({ attempts: [{ ok: true }, { ok: true }], next_at: null, gave_up_at: expect.any(String) })
+    expect(status.supervision).toMatchObject({ attempts: [{}, {}], next_at: null, gave_up_at: expect.any(String) })
     expect((await cli(['status', 'boom', '-C', root], { columns: 200 })).stdout).toMatch(
-      /supervisor +resumed 2 times, last at [\d:-]+ [\d:]+; gave up at [\d:-]+ [\d:]+: resume it yourself/,
+      /supervisor +resumed 2 times(?: \(\d failed\))?, last at [\d:-]+ [\d:]+; gave up at [\d:-]+ [\d:]+: resume it yourself/,
     )
     // events tells it afterwards.
     const told = (await cli(['events', 'boom', '--json', '-C', root])).stdout
-    expect(told.match(/"event":"(auto_resumed|gave_up)"/g)).toEqual([
-      '"event":"auto_resumed"',
-      '"event":"auto_resumed"',
-      '"event":"gave_up"',
-    ])
+    expect(told.match(/"event":"(auto_resumed|auto_resume_failed|gave_up)"/g)?.length).toBe(3)
   })
 })
 
