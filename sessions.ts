@@ -260,6 +260,9 @@ function utcStamp(ms = Date.now()): string {
 }
 
 /** "2h 15m", "4m 3s", "12s". */
+/** Seconds in each unit a span is written in: by this tool's flags (90s, 15m, 6h, 1d) and by the agents (2 days 3 hours). */
+const SECONDS_IN: Readonly<Record<string, number>> = { s: 1, second: 1, m: 60, minute: 60, h: 3600, hour: 3600, d: 86_400, day: 86_400 }
+
 /** A setting's span as it would be typed: 0.3s, 30s, 15m, 6h (else formatDuration's words). */
 function spanWords(seconds: number): string {
   if (seconds < 60) return `${Number(seconds.toFixed(1))}s`
@@ -935,9 +938,9 @@ function mkdirInside(root: string, dir: string): string[] {
  * `text` written whole into a new file beside `file`, under a random name nobody else can have made
  * (exclusive, never through a link); gone again if the write fails. Its path.
  */
-function writeTemporaryBeside(file: string, text: string): string {
+function writeTemporaryBeside(file: string, text: string, mode = 0o644): string {
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`)
-  const fd = openSync(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o644)
+  const fd = openSync(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, mode)
   try {
     writeSync(fd, text)
   } catch (error) {
@@ -949,10 +952,10 @@ function writeTemporaryBeside(file: string, text: string): string {
   return temporary
 }
 
-function writeFileInside(root: string, file: string, text: string): void {
+function writeFileInside(root: string, file: string, text: string, mode?: number): void {
   checkFoldersInside(root, path.dirname(file))
   checkTarget(root, file)
-  const temporary = writeTemporaryBeside(file, text)
+  const temporary = writeTemporaryBeside(file, text, mode)
   try {
     renameSync(temporary, file)
   } catch (error) {
@@ -3221,8 +3224,10 @@ function usageLimitIn(lines: string[], said: number): UsageLimit | null {
 
 /** "2 days 17 hours 14 minutes" in milliseconds. */
 function spanIn(words: string): number {
-  const unit: Record<string, number> = { day: 86_400_000, hour: 3_600_000, minute: 60_000, second: 1000 }
-  return [...words.slice(0, 200).matchAll(/(\d{1,6}) (day|hour|minute|second)s?/g)].reduce((all, [, n, u]) => all + Number(n) * unit[u], 0)
+  return [...words.slice(0, 200).matchAll(/(\d{1,6}) (day|hour|minute|second)s?/g)].reduce(
+    (all, [, n, u]) => all + Number(n) * SECONDS_IN[u] * 1000,
+    0,
+  )
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
@@ -8266,7 +8271,7 @@ async function followEvents(
 /** --since: a duration back from now (90s, 30m, 2h, 1d) or a time (2026-11-26T10:00:00Z, 2026-11-26). */
 function parseSince(raw: string, now = Date.now()): number {
   const duration = /^(\d+(?:\.\d+)?)([smhd])$/.exec(raw)
-  if (duration) return now - Number(duration[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[duration[2] as 's' | 'm' | 'h' | 'd']
+  if (duration) return now - Number(duration[1]) * SECONDS_IN[duration[2]] * 1000
   const time = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(raw) ? parseTime(raw) : null
   if (time === null) throw new UsageError(`--since needs a duration (30m, 2h, 1d) or a time (2026-11-26T10:00:00Z), got "${raw}"`)
   return time
@@ -8694,7 +8699,14 @@ function budgetNews(watcher: Watcher, rows: SessionRow[]): TrackedEvent[] {
     if (totals.cost_usd < budget || reported.has(key)) return
     reported.add(key)
     record.over_budget.push({ session: row?.name ?? null, budget_usd: budget, at })
-    news.push(budgetEvent(root, row, totals.cost_usd, budget, usage.table.source, at))
+    const why = `$${totals.cost_usd.toFixed(2)} spent, budget $${budget.toFixed(2)} (prices: ${usage.table.source})`
+    news.push(
+      watcherEvent(root, row, 'over_budget', at, why, String(budget), {
+        progress: row?.progress ?? null,
+        cost_usd: totals.cost_usd,
+        budget_usd: budget,
+      }),
+    )
   }
   if (budgets.session !== null) for (const row of rows) check(row, usage.bySession.get(row.name) ?? [], budgets.session)
   if (budgets.project !== null) check(null, [...[...usage.bySession.values()].flat(), ...usage.unattributed], budgets.project)
@@ -8708,28 +8720,41 @@ function warnOnce(watcher: Watcher, text: string): void {
   watcher.warn(text)
 }
 
-/** over_budget of a session (as its row is now), or of the project (no row). */
-function budgetEvent(root: string, row: SessionRow | null, spent: number, budget: number, prices: string, at: string): TrackedEvent {
+/**
+ * An event a watcher makes itself (a budget reached, a resume, a limit): of a session as its row is now,
+ * or of the project (no row). `id` is what makes it the same event at a later look; `more` sets the
+ * fields of its kind.
+ */
+function watcherEvent(
+  root: string,
+  row: SessionRow | null,
+  kind: EventKind,
+  at: string,
+  why: string,
+  id: string,
+  more: Partial<SessionEvent> = {},
+): TrackedEvent {
   const event: SessionEvent = {
     ts: at,
     project: root,
     session: row?.name ?? null,
-    event: 'over_budget',
+    event: kind,
     health: row?.health ?? null,
     iteration: row?.iteration ?? null,
     max_iterations: row?.max_iterations ?? null,
     stage: row?.stage_name ?? null,
-    why: `$${spent.toFixed(2)} spent, budget $${budget.toFixed(2)} (prices: ${prices})`,
+    why,
     summary: null,
     decision: null,
     stop_votes: null,
-    progress: row?.progress ?? null,
+    progress: null,
     eta: null,
-    cost_usd: spent,
-    budget_usd: budget,
+    cost_usd: null,
+    budget_usd: null,
     resets_at: null,
+    ...more,
   }
-  return { ...event, id: `over_budget\t${row?.name ?? ''}\t${budget}`, text: eventText(event, null) }
+  return { ...event, id: `${kind}\t${row?.name ?? ''}\t${id}`, text: eventText(event, row?.resume_command ?? null) }
 }
 
 /** Delivers the outbox in order, each event to its sinks at once, saving after every delivery. */
@@ -8803,17 +8828,19 @@ async function superviseLook(watcher: Watcher, seen: { rows: SessionRow[]; marks
   const now = Date.now()
   for (const row of seen.rows) {
     if (policy.names.length && !policy.names.includes(row.name)) continue
-    const entry = supervisionOf(watcher.record, row.name)
     const why = row.limit ? 'limit' : row.health
     const due = (policy.resumeOn as readonly string[]).includes(why) && seen.marks.get(row.name)?.ended === true
+    // Only a session the supervisor acts on gets an entry in its record.
+    const known = watcher.record.supervision.find((one) => one.session === row.name)
     if (!due) {
       // Going again (a person resumed it, or our resume took): the next end waits its backoff afresh.
-      if (livenessOf(row.health) === 'engine') Object.assign(entry, { next_at: null, gave_up_at: null })
+      if (known && livenessOf(row.health) === 'engine') Object.assign(known, { next_at: null, gave_up_at: null })
       continue
     }
-    if (entry.gave_up_at) continue
+    if (known?.gave_up_at) continue
     // An end older than the window (found at a first look) is a person's to resume, not the supervisor's.
-    if (!entry.next_at && now - (parseTime(row.ended_at ?? row.last_activity_at) ?? now) > policy.withinSeconds * 1000) continue
+    if (!known?.next_at && now - (parseTime(row.ended_at ?? row.last_activity_at) ?? now) > policy.withinSeconds * 1000) continue
+    const entry = known ?? newSupervision(watcher.record, row.name)
     // An attempt whose time is no time, or in the future (a record edited by hand), counts for nothing.
     const recent = entry.attempts.filter((attempt) => {
       const at = parseTime(attempt.at)
@@ -8822,7 +8849,7 @@ async function superviseLook(watcher: Watcher, seen: { rows: SessionRow[]; marks
     if (recent.length >= policy.maxResumes) {
       entry.gave_up_at = isoOrNull(now)
       const why = `${recent.length} resumes within ${spanWords(policy.withinSeconds)}, the most allowed: ${row.health} (${row.why}); resume it yourself once its cause is fixed`
-      news.push(supervisorEvent(watcher.root, row, 'gave_up', `${entry.gave_up_at}`, why))
+      news.push(watcherEvent(watcher.root, row, 'gave_up', entry.gave_up_at!, why, entry.gave_up_at!))
       continue
     }
     if (row.limit) news.push(...limitWait(row, row.limit, entry, policy, now))
@@ -8846,13 +8873,12 @@ function limitWait(row: SessionRow, limit: UsageLimit, entry: Supervision, polic
   if (entry.limited === told) return []
   entry.limited = told
   const when = reset === null ? `its reset time could not be read: trying again at ${entry.next_at}` : `resuming it at ${entry.next_at}`
-  const event = supervisorEvent(row.project, row, 'limited', isoOrNull(now)!, `"${limit.source_line}": ${when}`)
-  return [{ ...event, resets_at: limit.resets_at, id: `limited\t${row.name}\t${told}` }]
+  return [
+    watcherEvent(row.project, row, 'limited', isoOrNull(now)!, `"${limit.source_line}": ${when}`, told, { resets_at: limit.resets_at }),
+  ]
 }
 
-function supervisionOf(record: NotifyRecord, session: string): Supervision {
-  const found = record.supervision.find((one) => one.session === session)
-  if (found) return found
+function newSupervision(record: NotifyRecord, session: string): Supervision {
   const entry: Supervision = { session, attempts: [], next_at: null, gave_up_at: null, limited: null }
   record.supervision.push(entry)
   return entry
@@ -8874,50 +8900,23 @@ async function resumeNow(watcher: Watcher, row: SessionRow, entry: Supervision, 
     const result = await resume(row.name, {}, { ...watcher.options, root: watcher.root, signal: watcher.signal })
     entry.attempts.push({ at, ok: true, why: cause })
     const why = `attempt ${attempt} of ${policy.maxResumes}, ${waited}, from iteration ${row.resume_from ?? '?'}: it was ${cause}`
-    return supervisorEvent(
+    return watcherEvent(
       watcher.root,
       { ...row, health: 'running' },
       'auto_resumed',
       at,
       `${why}; engine PID ${result.engine_pid ?? '?'}`,
+      at,
     )
   } catch (error) {
     if (watcher.signal.aborted) throw error
     entry.attempts.push({ at, ok: false, why: errorMessage(error) })
-    return supervisorEvent(
-      watcher.root,
-      row,
-      'auto_resume_failed',
-      at,
-      `attempt ${attempt} of ${policy.maxResumes}: ${oneLine(errorMessage(error))}`,
-    )
+    const why = `attempt ${attempt} of ${policy.maxResumes}: ${oneLine(errorMessage(error))}`
+    return watcherEvent(watcher.root, row, 'auto_resume_failed', at, why, at)
   } finally {
     entry.attempts = entry.attempts.slice(-100)
     watcher.save()
   }
-}
-
-function supervisorEvent(root: string, row: SessionRow, kind: EventKind, at: string, why: string): TrackedEvent {
-  const event: SessionEvent = {
-    ts: at,
-    project: root,
-    session: row.name,
-    event: kind,
-    health: row.health,
-    iteration: row.iteration ?? null,
-    max_iterations: row.max_iterations,
-    stage: row.stage_name,
-    why,
-    summary: null,
-    decision: null,
-    stop_votes: null,
-    progress: null,
-    eta: null,
-    cost_usd: null,
-    budget_usd: null,
-    resets_at: null,
-  }
-  return { ...event, id: `${kind}\t${row.name}\t${at}`, text: eventText(event, row.resume_command) }
 }
 
 // ── notify --detach and --stop: the watcher in its own tmux session ──
@@ -9100,11 +9099,13 @@ const toolText = (max: number) =>
     .refine((text) => !text.includes('\0'), 'no NUL character')
 
 /** The values tools and the command table agree on, as zod schemas (the CLI checks the same patterns). */
+const TOOL_NAME = z.string().regex(NAME_PATTERN, 'a session name: letters, digits, _ and -, at most 64')
 const TOOL_VALUES = {
-  name: z.string().regex(NAME_PATTERN, 'a session name: letters, digits, _ and -, at most 64'),
+  name: TOOL_NAME,
   newName: z.string().regex(NEW_NAME_PATTERN, 'a new session name: lowercase letters, digits and hyphens, not starting with a hyphen'),
   engineValue: z.string().regex(ENGINE_VALUE_PATTERN, 'letters, digits and . _ : / -'),
   root: toolText(4096).optional().describe('one of the projects this server serves (default: the first)'),
+  names: z.array(TOOL_NAME).optional().describe('only these sessions'),
   path: toolText(4096),
   // The engine passes it on in an environment variable, which holds about 128 kB.
   context: toolText(64 * 1024),
@@ -9306,7 +9307,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
       description:
         "Tokens and dollars the sessions' agents used, counted from the agents' own transcripts (Claude Code, Codex), per session, stage, iteration, day or model, totals included; what `cost --json` prints.",
       inputSchema: {
-        names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
+        names: TOOL_VALUES.names,
         since: toolText(64).optional().describe('only transcripts begun since: 30m, 2h, 1d, or an ISO time'),
         by: z.enum(COST_GROUPS).optional().describe('what each line is of (default session)'),
         root: TOOL_VALUES.root,
@@ -9326,7 +9327,7 @@ function mcpTools(base: CommonOptions, served: (given: string | undefined) => st
       description:
         'What happened to the sessions, oldest first: started, resumed, iteration, stopping (the first stop vote of a judgment stage), stage, stalled, unstalled, complete, failed, crashed, killed, orphaned, zombie; and what a watcher did: over_budget, limited, auto_resumed, auto_resume_failed, gave_up. Pass the returned `cursor` back to get only what is new since.',
       inputSchema: {
-        names: z.array(TOOL_VALUES.name).optional().describe('only these sessions'),
+        names: TOOL_VALUES.names,
         since: toolText(64).optional().describe('only since: 30m, 2h, 1d, or an ISO time'),
         cursor: toolText(64).nullish().describe('from an earlier answer: only the events it did not hold'),
         limit: z
@@ -9806,12 +9807,10 @@ async function setupService(args: string[], webhooks: string[], options: CommonO
   return { ...result, written: true, ...(await enableService(unit, env)) }
 }
 
-/** A file of the user's config, written aside and renamed into place (never through a link), with its mode. */
+/** A file of the user's config, through the safe writer with its own folder as the root (as the registry is written). */
 function writePrivately(file: string, text: string, mode: number): void {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
-  const aside = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`)
-  writeFileSync(aside, text, { mode, flag: 'wx' })
-  renameSync(aside, file)
+  writeFileInside(path.dirname(file), file, text, mode)
 }
 
 /** systemctl --user daemon-reload, then enable --now; where there is no user manager, why not. */
@@ -11627,7 +11626,7 @@ const positiveSeconds = (flag: string) =>
 /** A duration: 90, 90s, 15m, 6h, 1d (decimals allowed), in seconds above 0. */
 function durationSeconds(flag: string, raw: string): number {
   const match = /^(\d+(?:\.\d+)?)([smhd]?)$/.exec(raw)
-  const seconds = match ? Number(match[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'] : 0
+  const seconds = match ? Number(match[1]) * SECONDS_IN[match[2] || 's'] : 0
   if (!(seconds > 0) || seconds * 1000 > LONGEST_WAIT_MS)
     throw new UsageError(`--${flag} needs a duration above 0 and within 24 days (90s, 15m, 6h), got "${raw}"`)
   return seconds
