@@ -739,7 +739,8 @@ describe('list as a user runs it', () => {
     const root = await makeEngineProject()
     const sub = path.join(root, 'src')
     mkdirSync(sub)
-    const env = { MOCK_PACE: '0.3', MOCK_END: 'crash:2' }
+    // Each engine runs a second before it crashes: its start, on a loaded machine, must see it settle first.
+    const env = { MOCK_PACE: '1', MOCK_END: 'crash:2' }
     expect((await cli(['start', 'pipeline', 'refine', 'pc', '--yes', '-C', root], { env })).code).toBe(0)
     expect((await cli(['start', 'ralph', 'lc', '5', '--yes', '-C', root], { env })).code).toBe(0)
     await waitFor('the crashes', async () => {
@@ -3663,7 +3664,7 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
     expect(existsSync(path.join(root, '.claude', 'sessions-notify.json'))).toBe(false)
     // Every engine this supervisor resumes crashes in its second iteration: on a loaded machine, before its
     // resume has seen it settle (auto_resume_failed) or after (auto_resumed); either is an attempt.
-    const crashing = { MOCK_PACE: '0.6', MOCK_END: 'crash:2' }
+    const crashing = { MOCK_PACE: '1', MOCK_END: 'crash:2' }
     const attempts = () => delivered(out).filter((line) => /^boom auto_resume(d|_failed)$/.test(line)).length
     const args = ['--exec', `cat >> ${out}`, '--max-resumes', '2', '--backoff', '0.2s..0.4s', '--interval', '0.2', '-C', root]
     const first = watcher(args, crashing, 'supervise')
@@ -3703,9 +3704,8 @@ describe('events and notify', () => {
   test('events: what happened, from the files, oldest first; --json is NDJSON with the documented fields; --since filters', async () => {
     const root = await makeEngineProject()
     await startOk(['start', 'ralph', 'done', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
-    expect((await cli(['start', 'ralph', 'boom', '5', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'crash:2' } })).code).toBe(
-      0,
-    )
+    // boom runs a second before it crashes: its start, on a loaded machine, must see it settle first.
+    expect((await cli(['start', 'ralph', 'boom', '5', '--yes', '-C', root], { env: { MOCK_PACE: '1', MOCK_END: 'crash:2' } })).code).toBe(0)
     await startOk(['start', 'pipeline', 'refine.yaml', 'pipe', '--yes', '-C', root], { env: { MOCK_PACE: '0.1' } })
     await waitFor('all three ended', async () => (await listJson(root)).sessions.every((row) => row.health !== 'running'))
     const run = await cli(['events', '--json', '-C', root])
