@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test as vitestTest } from 'vitest'
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import {
   appendFileSync,
@@ -33,11 +33,13 @@ import {
   list,
   status,
   main,
+  serve,
   scanCleanup,
   applyCleanup,
   SessionsError,
   internals,
   type SessionRow,
+  type WebServer,
   type ListResult,
   type StatusResult,
   type CostResult,
@@ -306,6 +308,14 @@ function cliProcess(args: string[], options: { cwd?: string; env?: NodeJS.Proces
   const [file, ...pre] = NATIVE ? [process.execPath, SESSIONS] : [TSX, SESSIONS]
   const result = spawnSync(file, [...pre, ...args], { cwd: options.cwd ?? HERE, env: { ...ENV, ...options.env }, encoding: 'utf8' })
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+/**
+ * What a start or a resume said on stderr but the line of its wait, which a loaded machine may make last
+ * over a second (off a terminal, a wait says itself once it has).
+ */
+function withoutWaits(stderr: string): string {
+  return stderr.replace(/^sessions: (still )?waiting for \S+ to (start|resume): .* \(\d+[^)]*\)\n/gm, '')
 }
 
 async function listJson(root: string, ...flags: string[]) {
@@ -753,7 +763,7 @@ describe('list as a user runs it', () => {
     expect(existsSync(path.resolve(sub, '../.claude/pipeline-runs/lc/progress-lc.md'))).toBe(true)
     // The pipeline file the engine was given is found from the project root, not the subfolder.
     const resumed = await cli(['resume', 'pc', '--yes'], { cwd: sub, env: { MOCK_PACE: '5' } })
-    expect(resumed.stderr).toBe('')
+    expect(withoutWaits(resumed.stderr)).toBe('')
     expect(resumed.code).toBe(0)
   })
 
@@ -1073,7 +1083,7 @@ describe('start', () => {
       ],
       { cwd: root, env: { MOCK_PACE: '5', MOCK_RECORD: record } },
     )
-    expect(run.stderr).toBe('')
+    expect(withoutWaits(run.stderr)).toBe('')
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^✓ Started auth \(ralph, max 7\) in tmux session pipeline-auth, engine PID (\d+)\./)
     const pid = Number(/engine PID (\d+)/.exec(run.stdout)![1])
@@ -1219,8 +1229,7 @@ describe('start', () => {
     // outcome must be the truth (seen running: its PID; seen ended: how it ended), and the session ends the same.
     const root = await makeEngineProject()
     const run = await cli(['start', 'ralph', 'short', '1', '--yes', '--json', '-C', root], { env: { MOCK_PACE: '0' } })
-    // Nothing on stderr but, on a loaded machine, the line of a wait that lasted over a second.
-    expect(run.stderr).toMatch(/^(sessions: (still )?waiting for short to start:[^\n]*\n)*$/)
+    expect(withoutWaits(run.stderr)).toBe('')
     expect(run.code).toBe(0)
     const started = JSON.parse(run.stdout)
     expect(started).toMatchObject(
@@ -1233,7 +1242,7 @@ describe('start', () => {
     expect(rowOf((await listJson(root)).sessions, 'short').health).toBe('complete')
     // One that failed at once: started all the same (as one that fails a moment later); the text says how it ended.
     const failed = await cli(['start', 'ralph', 'brief', '1', '--yes', '-C', root], { env: { MOCK_PACE: '0', MOCK_END: 'fail:1' } })
-    expect(failed.stderr).toBe('')
+    expect(withoutWaits(failed.stderr)).toBe('')
     expect(failed.code).toBe(0)
     expect(failed.stdout).toMatch(
       /Started brief \(ralph, max 1\) in tmux session pipeline-brief, (already ended \(failed\)|engine PID \d+)\./,
@@ -1781,7 +1790,7 @@ describe('resume and wait', () => {
     await waitFor('iteration 2', () => readJson(path.join(root, '.claude/pipeline-runs/again/state.json')).iteration === 2)
     expect((await cli(['kill', 'again', '--grace', '1', '-C', root])).code).toBe(0)
     const run = await cli(['resume', 'again', '--yes', '-C', root], { env: { MOCK_PACE: '5', MOCK_RECORD: record } })
-    expect(run.stderr).toBe('')
+    expect(withoutWaits(run.stderr)).toBe('')
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^✓ Resumed again \(ralph, max 9\)/)
     expect(records(record)[0].argv).toEqual(['ralph', 'again', '9', '--provider=codex', '--model=o3', '--resume', '--foreground'])
@@ -1792,7 +1801,7 @@ describe('resume and wait', () => {
     const second = await cli(['resume', 'again', '--max', '12', '--model=sonnet', '--yes', '-C', root], {
       env: { MOCK_PACE: '5', MOCK_RECORD: record },
     })
-    expect(second.stderr).toBe('')
+    expect(withoutWaits(second.stderr)).toBe('')
     expect(second.code).toBe(0)
     expect(records(record)[1].argv).toEqual(['ralph', 'again', '12', '--provider=codex', '--model=sonnet', '--resume', '--foreground'])
   })
@@ -2967,7 +2976,7 @@ describe('nothing in .claude/ can make it write outside the project, hang, crash
     const row = rowOf((await listJson(root)).sessions, 'My_Sess')
     expect(row.resume_command).toBe(hinted('resume My_Sess', root))
     const run = await cli([...row.resume_command!.split(' ').slice(2), '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
-    expect(run.stderr).toBe('')
+    expect(withoutWaits(run.stderr)).toBe('')
     expect(run.code).toBe(0)
   })
 })
@@ -3071,8 +3080,8 @@ describe('links, copies and odd arguments: nothing is taken for what it is not (
     cpSync(path.join(ENGINE, 'pipelines/refine.yaml'), path.join(root, 'evil;'))
     const record = path.join(BASE, `record-${projects}.jsonl`)
     const env = { MOCK_PACE: '5', MOCK_RECORD: record }
-    expect((await cli(['start', 'ralph', 'semi', '--context=do A; then B;', '--yes', '-C', root], { env })).stderr).toBe('')
-    expect((await cli(['start', 'pipeline', 'evil;', 'piped', '--yes', '-C', root], { env, cwd: root })).stderr).toBe('')
+    expect(withoutWaits((await cli(['start', 'ralph', 'semi', '--context=do A; then B;', '--yes', '-C', root], { env })).stderr)).toBe('')
+    expect(withoutWaits((await cli(['start', 'pipeline', 'evil;', 'piped', '--yes', '-C', root], { env, cwd: root })).stderr)).toBe('')
     const [first, second] = records(record)
     expect(first.argv).toContain('--context=do A; then B;')
     expect(second.argv.slice(0, 3)).toEqual(['pipeline', 'evil;', 'piped'])
@@ -3315,7 +3324,7 @@ describe('slow engines, one name rule, no tmux, a narrow terminal', () => {
     await startOk(['start', 'ralph', 'named', '2', '--yes', '-C', engine], { env: { MOCK_PACE: '0.05', MOCK_END: 'fail:1' } })
     await waitFor('named failed', async () => rowOf((await listJson(engine)).sessions, 'named').health === 'failed')
     const resumed = await cli(['resume', 'pipeline-named', '--yes', '--json', '-C', engine], { env: { MOCK_PACE: '0.05' } })
-    expect(resumed.stderr).toBe('')
+    expect(withoutWaits(resumed.stderr)).toBe('')
     expect(JSON.parse(resumed.stdout)).toMatchObject({ name: 'named', resume: true })
     // A session really named pipeline-x is itself, never x.
     expect((await cli(['status', 'pipeline-nobody', '-C', root])).stderr).toMatch(/^sessions: no session pipeline-nobody in /)
@@ -3471,11 +3480,7 @@ const count = (events: { event: unknown; session: unknown }[], session: string, 
  */
 async function startOk(args: string[], options: { env?: NodeJS.ProcessEnv } = {}) {
   const run = await cli(args, options)
-  const waits = /^sessions: (still )?waiting for \S+ to (start|resume): .* \(\d+s\)$/
-  expect(
-    run.stderr.split('\n').filter((line) => line && !waits.test(line)),
-    args.join(' '),
-  ).toEqual([])
+  expect(withoutWaits(run.stderr), args.join(' ')).toBe('')
   expect(run.code).toBe(0)
   return run
 }
@@ -3527,6 +3532,14 @@ describe("an agent's failure is not a completion, and a resume redoes what faile
     const kept = readdirSync(runDir(root, 'limited')).filter((name) => name.startsWith('state.before-resume-'))
     expect(kept).toHaveLength(1)
     expect(readJson(path.join(runDir(root, 'limited'), kept[0]))).toMatchObject({ status: 'complete' })
+    // The failed iteration's error result, which the engine would read again before the agent's new
+    // words, set aside beside it with the same time; the iteration before it keeps its own.
+    const stamp = kept[0].replace(/^state\./, '')
+    const iterations = path.join(runDir(root, 'limited'), 'stage-00-ralph', 'iterations')
+    expect(readJson(path.join(iterations, '002', `result.${stamp}`))).toMatchObject({
+      summary: 'Iteration failed: Agent did not write result.json',
+    })
+    expect(readdirSync(path.join(iterations, '001')).filter((name) => name.includes('before-resume'))).toEqual([])
     expect(await ended(root, 'limited')).toMatchObject({ health: 'complete' })
     const state = readJson(path.join(runDir(root, 'limited'), 'state.json'))
     expect(state.history.map((entry: { iteration: number; decision: string }) => `${entry.iteration} ${entry.decision}`)).toEqual([
@@ -5239,7 +5252,7 @@ describe('other machines, over a real OpenSSH server on loopback', () => {
     const host = `remote-test:${there}`
     // start there: its output passes through, its exit status too.
     const started = await cli(['start', 'ralph', 'far', '5', '--yes', '--host', host], { env, cwd: here })
-    expect(started.stderr).toBe('')
+    expect(withoutWaits(started.stderr)).toBe('')
     expect(started.code).toBe(0)
     expect(started.stdout).toMatch(/^✓ Started far \(ralph, max 5\) in tmux session pipeline-far/)
     // Its hints are commands for this machine: through --host, not -C (a folder there).
@@ -5947,6 +5960,341 @@ describe("what each session costs, from the agents' own transcripts", () => {
     expect(rowOf((await usages(root, env)).sessions, 'alpha').usage?.transcripts).toBe(2)
     expect(readFileSync(path.join(elsewhere, 'linked.jsonl'), 'utf8')).toBe(before)
   })
+})
+
+describe('serve: the fleet in a browser, safe by default', () => {
+  const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((file) => existsSync(file))
+  /** Screenshots of the page (phone and desktop), kept after the run. */
+  const SHOTS = path.join(HERE, 'test-artifacts')
+
+  /** One HTTP request as a browser or an attacker would send it (any Host, any Origin), and its whole answer. */
+  function http(port: number, route: string, options: { method?: string; headers?: Record<string, string> } = {}) {
+    return new Promise<{ status: number; headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      // A connection of its own each time (no agent): a server closed and started again is asked afresh.
+      const request = httpRequest({
+        host: '127.0.0.1',
+        port,
+        path: route,
+        method: options.method ?? 'GET',
+        headers: options.headers,
+        agent: false,
+      })
+      request.on('response', (response) => {
+        let body = ''
+        response.setEncoding('utf8')
+        // A stream answers at once with its headers and a first line: enough to know it was let in.
+        if (String(response.headers['content-type']).startsWith('text/event-stream')) {
+          response.once('data', (chunk) => {
+            resolve({ status: response.statusCode!, headers: response.headers, body: chunk })
+            request.destroy()
+          })
+          return
+        }
+        response.on('data', (chunk) => {
+          body += chunk
+        })
+        response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body }))
+      })
+      request.on('error', reject)
+      request.end()
+    })
+  }
+
+  /** The cookie the token gives (Cookie header form), and the page's CSRF value. */
+  async function logIn(server: WebServer) {
+    const exchanged = await http(server.port, new URL(server.url).pathname + new URL(server.url).search)
+    const cookie = exchanged.headers['set-cookie']![0].split(';')[0]
+    const page = await http(server.port, '/', { headers: { cookie } })
+    return { cookie, csrf: /data-csrf="([^"]+)"/.exec(page.body)![1] }
+  }
+
+  test('without the token nothing answers; the token becomes a cookie and leaves the address bar; the page runs only its own script', async () => {
+    const root = await makeProject('crashed-loop')
+    const server = await serve({ root, port: undefined })
+    try {
+      const { port } = server
+      const token = new URL(server.url).searchParams.get('token')!
+      expect(server.url).toBe(`http://127.0.0.1:${port}/?token=${token}`)
+      const routes = [
+        'GET /',
+        'GET /session?name=busy',
+        'GET /api/fleet',
+        'GET /api/session?name=busy',
+        'GET /api/stream',
+        'POST /api/kill?name=busy',
+        'GET /favicon.ico',
+      ]
+      for (const route of routes) {
+        const [method, where] = route.split(' ')
+        expect((await http(port, where, { method })).status, route).toBe(401)
+      }
+      expect((await http(port, '/?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')).status).toBe(401)
+      const exchanged = await http(port, `/session?name=busy&token=${token}`)
+      expect(exchanged.status).toBe(303)
+      expect(exchanged.headers.location).toBe('/session?name=busy')
+      const set = exchanged.headers['set-cookie']![0]
+      expect(set).toMatch(new RegExp(`^sessions_${port}=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=/$`))
+      expect(set).not.toContain(token)
+      const cookie = set.split(';')[0]
+      const page = await http(port, '/', { headers: { cookie } })
+      expect(page.status).toBe(200)
+      const policy = String(page.headers['content-security-policy'])
+      const nonce = /script-src 'nonce-([A-Za-z0-9+/=]+)'/.exec(policy)![1]
+      expect(policy).toMatch(/^default-src 'none'; /)
+      expect(policy).not.toMatch(/unsafe|\*|http/)
+      expect([...page.body.matchAll(/<script([^>]*)>/g)].map((m) => m[1])).toEqual([` nonce="${nonce}"`])
+      // Nothing fetched from anywhere (the one URL in it is SVG's namespace, a name, not an address).
+      expect(page.body.replaceAll("'http://www.w3.org/2000/svg'", '')).not.toMatch(/https?:|src=|url\(|@import/)
+      // A new nonce for every answer.
+      expect((await http(port, '/', { headers: { cookie } })).headers['content-security-policy']).not.toBe(policy)
+      expect(page.headers['access-control-allow-origin']).toBeUndefined()
+      expect(page.headers['referrer-policy']).toBe('no-referrer')
+      const fleet = JSON.parse((await http(port, '/api/fleet', { headers: { cookie } })).body)
+      expect(fleet.sessions.map((s: SessionRow) => [s.name, s.health])).toEqual([['busy', 'crashed']])
+      const stream = await http(port, '/api/stream', { headers: { cookie } })
+      expect([stream.status, stream.body]).toEqual([200, 'retry: 2000\n\n'])
+      // A session outside the view (another project's path, a name it does not show) is not looked at.
+      const other = await makeProject('complete-loop')
+      for (const query of [`name=done-loop&project=${encodeURIComponent(other)}`, 'name=nobody', 'name=busy&project=%2Fetc'])
+        expect((await http(port, `/api/session?${query}`, { headers: { cookie } })).status, query).toBe(404)
+      expect((await http(port, '/api/session?name=busy', { headers: { cookie } })).status).toBe(200)
+    } finally {
+      await server.close()
+    }
+  })
+
+  test('only loopback and --allow-host names are answered (DNS rebinding); actions only with --allow-actions, same-origin and the CSRF value', async () => {
+    const root = await makeEngineProject()
+    await startOk(['start', 'ralph', 'target', '30', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
+    const readOnly = await serve({ root, allowHosts: ['devbox.tailnet.example'] })
+    let acting: WebServer | null = null
+    try {
+      const { port } = readOnly
+      const { cookie, csrf } = await logIn(readOnly)
+      const hosts: [string, number][] = [
+        ['evil.example', 403],
+        [`evil.example:${port}`, 403],
+        [`127.0.0.1.evil.example:${port}`, 403],
+        ['localhost:1', 200],
+        [`LocalHost:${port}`, 200],
+        [`[::1]:${port}`, 200],
+        ['127.0.0.1', 200],
+        ['devbox.tailnet.example', 200],
+        ['DEVBOX.tailnet.example:443', 200],
+        ['tailnet.example', 403],
+      ]
+      for (const [host, code] of hosts) expect((await http(port, '/api/fleet', { headers: { cookie, host } })).status, host).toBe(code)
+      // Not even the token is taken by a wrong name.
+      const token = new URL(readOnly.url).search
+      const rebound = await http(port, `/${token}`, { headers: { host: `evil.example:${port}` } })
+      expect([rebound.status, rebound.headers['set-cookie']]).toEqual([403, undefined])
+      // Read-only: no such route, whatever the request carries.
+      const post = (server: WebServer, what: string, headers: Record<string, string>) =>
+        http(server.port, `/api/${what}?name=target`, { method: 'POST', headers })
+      const same = { cookie, 'x-sessions-csrf': csrf, origin: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}` }
+      expect((await post(readOnly, 'kill', same)).status).toBe(404)
+      expect(readOnly.url).not.toContain('actions')
+      expect((await http(port, '/', { headers: { cookie } })).body).toContain('data-actions="no"')
+      acting = await serve({ root, allowActions: true })
+      const with2 = await logIn(acting)
+      // Two servers, two cookies: one never logs the other out.
+      expect(with2.cookie.split('=')[0]).toBe(`sessions_${acting.port}`)
+      expect(with2.cookie.split('=')[0]).not.toBe(cookie.split('=')[0])
+      const here = { cookie: with2.cookie, host: `127.0.0.1:${acting.port}` }
+      const refused = [
+        { ...here, origin: 'http://evil.example', 'x-sessions-csrf': with2.csrf },
+        { ...here, origin: `http://127.0.0.1:${acting.port}` },
+        { ...here, origin: `http://127.0.0.1:${acting.port}`, 'x-sessions-csrf': csrf.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) },
+        { ...here, 'x-sessions-csrf': with2.csrf },
+      ]
+      for (const headers of refused) expect((await post(acting, 'kill', headers)).status, JSON.stringify(headers)).toBe(403)
+      expect(rowOf((await listJson(root)).sessions, 'target').health).toBe('running')
+      const killed = await post(acting, 'kill', { ...here, origin: `http://127.0.0.1:${acting.port}`, 'x-sessions-csrf': with2.csrf })
+      expect(killed.status).toBe(200)
+      expect(JSON.parse(killed.body)).toMatchObject({ ok: true, result: [{ name: 'target' }] })
+      expect(rowOf((await listJson(root)).sessions, 'target').health).toBe('killed')
+    } finally {
+      await readOnly.close()
+      await acting?.close()
+    }
+  })
+
+  test('a restart keeps the URL (its token kept 0600); a token file others can read is not trusted', async () => {
+    const root = await makeProject('crashed-loop')
+    const first = await serve({ root })
+    const { cookie } = await logIn(first)
+    await first.close()
+    const file = first.token_file!
+    expect(path.dirname(file)).toBe(path.join(process.env.XDG_STATE_HOME!, 'sessions-ts', 'serve'))
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    const again = await serve({ root })
+    try {
+      expect(again.url).toBe(first.url)
+      // A page still open logged in before the restart goes on.
+      expect((await http(again.port, '/api/fleet', { headers: { cookie } })).status).toBe(200)
+    } finally {
+      await again.close()
+    }
+    // Its port taken meanwhile: another one, said.
+    const blocker = createServer()
+    await new Promise<void>((resolve) => blocker.listen(first.port, '127.0.0.1', resolve))
+    const moved = await serve({ root })
+    await moved.close()
+    await new Promise((resolve) => blocker.close(resolve))
+    expect(moved.port).not.toBe(first.port)
+    expect(moved.port_taken).toBe(first.port)
+    expect(new URL(moved.url).search).toBe(new URL(first.url).search)
+    chmodSync(file, 0o644)
+    const distrusted = await serve({ root })
+    try {
+      expect(distrusted.url).not.toBe(first.url)
+      expect((await http(distrusted.port, '/api/fleet', { headers: { cookie } })).status).toBe(401)
+      expect(statSync(file).mode & 0o777).toBe(0o600)
+    } finally {
+      await distrusted.close()
+    }
+    // Another project, another token.
+    const elsewhere = await serve({ root: await makeProject('complete-loop') })
+    await elsewhere.close()
+    expect(new URL(elsewhere.url).search).not.toBe(new URL(distrusted.url).search)
+  })
+
+  test('the serve command: one URL on its line, 80 columns, bad flags exit 2 with nothing written', async () => {
+    const root = await makeProject('crashed-loop')
+    const state = path.join(BASE, `state-${++projects}`)
+    for (const [args, message] of [
+      [['--port', '0'], /--port needs a port from 1 to 65535, got "0"/],
+      [['--port', '65536'], /--port needs a port from 1 to 65535/],
+      [['--allow-host', 'evil.example/x'], /--allow-host needs a host name/],
+      [['--allow-host=-x'], /--allow-host needs a host name/],
+      [['--json'], /serve serves a web page until stopped; it takes no --json/],
+    ] as [string[], RegExp][]) {
+      const run = await cli(['serve', ...args, '-C', root], { env: { XDG_STATE_HOME: state } })
+      expect([run.code, run.stdout]).toEqual([2, ''])
+      expect(run.stderr).toMatch(message)
+    }
+    expect(existsSync(state)).toBe(false)
+    const stop = new AbortController()
+    const said: string[] = []
+    const running = main(['serve', '-C', root], {
+      stdout: (text) => said.push(text),
+      stderr: (text) => said.push(text),
+      env: { ...ENV, XDG_STATE_HOME: state },
+      cwd: root,
+      terminal: false,
+      stderrTerminal: false,
+      columns: 80,
+      signal: stop.signal,
+    })
+    const text: string = await waitFor('its URL', () => (said.join('').includes('?token=') ? said.join('') : null))
+    const lines = text.trimEnd().split('\n')
+    const url = lines.find((line) => line.startsWith('  http://'))!.trim()
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=[A-Za-z0-9_-]{32}$/)
+    for (const line of lines) expect(line.length, line).toBeLessThanOrEqual(80)
+    expect(text).toContain('read-only')
+    stop.abort()
+    expect(await running).toBe(0)
+    // Stopped: nothing listens there.
+    await expect(http(Number(new URL(url).port), '/')).rejects.toThrow(/ECONNREFUSED/)
+  })
+
+  test.skipIf(!CHROMIUM)(
+    'in a real browser: the fleet with its healths, live after a real kill and a real crash, a timeline, text never markup, 360 px wide',
+    { timeout: 120_000 },
+    async () => {
+      const { chromium } = await import('playwright-core')
+      const root = await makeEngineProject()
+      const hostile = `<script>window.pwned=1</script>"><img src=x onerror="window.pwned=2">`
+      await startOk(['start', 'ralph', 'alpha', '30', '--yes', '-C', root], { env: { MOCK_PACE: '4', MOCK_SUMMARY: hostile } })
+      await startOk(['start', 'ralph', 'beta', '30', '--yes', '-C', root], { env: { MOCK_PACE: '0.7' } })
+      await startOk(['start', 'ralph', 'gamma', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.3' } })
+      await waitFor(
+        'gamma complete, alpha one iteration on and beta two',
+        async () => {
+          const rows = (await listJson(root)).sessions
+          const done = (name: string) => rowOf(rows, name).iteration_completed ?? 0
+          return rowOf(rows, 'gamma').health === 'complete' && done('alpha') >= 1 && done('beta') >= 2
+        },
+        30_000,
+      )
+      const server = await serve({ root, intervalMs: 1000 })
+      const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        // No sandbox (CI runs as root); no background traffic to hosts this machine cannot reach.
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
+      })
+      try {
+        mkdirSync(SHOTS, { recursive: true })
+        const page = await browser.newPage({ viewport: { width: 360, height: 740 }, colorScheme: 'dark' })
+        const problems: string[] = []
+        page.on('console', (message) => {
+          if (message.type() === 'error') problems.push(message.text())
+        })
+        page.on('pageerror', (error) => problems.push(String(error)))
+        page.on('request', (request) => {
+          if (!request.url().startsWith(`http://127.0.0.1:${server.port}/`)) problems.push(`a request elsewhere: ${request.url()}`)
+        })
+        await page.goto(server.url)
+        expect(page.url()).toBe(`http://127.0.0.1:${server.port}/`)
+        const health = (name: string) => page.locator('.card', { hasText: name }).locator('.badge')
+        await expectText(() => health('alpha').textContent(), 'running')
+        await expectText(() => health('beta').textContent(), 'running')
+        await expectText(() => health('gamma').textContent(), 'complete')
+        expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360)
+        await page.screenshot({ path: path.join(SHOTS, 'fleet-phone.png'), fullPage: true })
+        // A real kill, and a real crash (the engine and its node SIGKILLed): the page says so at its next look.
+        expect((await cli(['kill', 'alpha', '-C', root])).code).toBe(0)
+        const engine = readJson(path.join(root, '.claude/locks/beta.lock')).pid
+        for (const pid of [engine, ...(await processDescendants(engine))]) process.kill(pid, 'SIGKILL')
+        await expectText(() => health('alpha').textContent(), 'killed')
+        await expectText(() => health('beta').textContent(), 'crashed')
+        // beta's page, by keyboard: its evidence, a timeline bar per iteration, charts, the output.
+        await page.locator('a.card', { hasText: 'beta' }).focus()
+        await page.keyboard.press('Enter')
+        await page.waitForURL(/\/session\?/)
+        await page.locator('svg[aria-label="iterations along time"] rect').first().waitFor()
+        const done = rowOf((await listJson(root)).sessions, 'beta').iteration_completed!
+        expect(await page.locator('svg[aria-label="iterations along time"] rect').count()).toBe(done)
+        expect(await page.locator('ul.evidence li').count()).toBeGreaterThan(0)
+        expect(await page.locator('pre').textContent()).toContain('Mock iteration 1 completed')
+        expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360)
+        await page.screenshot({ path: path.join(SHOTS, 'session-phone.png'), fullPage: true })
+        // alpha's agents' summary, in its iterations and its output: shown as text, never as markup.
+        await page.goto(`http://127.0.0.1:${server.port}/session?name=alpha`)
+        await expectText(() => page.locator('ul.feed').first().textContent(), hostile)
+        expect(await page.locator('pre').textContent()).toContain(hostile)
+        expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined()
+        expect(await page.locator('main img, main script').count()).toBe(0)
+        await page.setViewportSize({ width: 1280, height: 900 })
+        await page.goto(`http://127.0.0.1:${server.port}/`)
+        await page.locator('.card').first().waitFor()
+        await page.screenshot({ path: path.join(SHOTS, 'fleet-desktop.png'), fullPage: true })
+        expect(problems).toEqual([])
+        await browser.close()
+        // No page open: no look is made (two and a half intervals without one).
+        await waitFor('the page gone', () => server.pages() === 0)
+        const looks = server.looks()
+        await new Promise((resolve) => setTimeout(resolve, 2500))
+        expect(server.looks()).toBe(looks)
+      } finally {
+        await browser.close()
+        await server.close()
+      }
+    },
+  )
+
+  /** Waits until a text read from the page contains what is expected (the page redraws at each look). */
+  async function expectText(read: () => Promise<string | null>, expected: string, timeoutMs = 10_000) {
+    await waitFor(`"${expected}" on the page`, async () => (await read())?.includes(expected), timeoutMs)
+  }
 })
 
 describe('the suite itself', () => {

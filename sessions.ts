@@ -17,7 +17,7 @@
  */
 import { readdir } from 'node:fs/promises'
 import { spawn, spawnSync } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import {
   closeSync,
   constants as fsConstants,
@@ -6232,8 +6232,53 @@ function stateForResume(root: string, plan: StartPlan, facts: SessionFacts): (()
     )
   }
   const written = fileSignature(file)
-  return () => {
+  const aside: [string, string][] = []
+  const restore = () => {
     if (fileSignature(file) === written) writeFileInside(root, file, read.text)
+    for (const [from, to] of aside) if (!lstatIfAny(from)) moveInside(root, to, from)
+  }
+  try {
+    if (plan.rewinds) setResultsAside(root, sessionPaths(root, plan.name).runDir, plan.rewinds, aside)
+  } catch (error) {
+    restore()
+    throw new SessionsError(`cannot set the undone iterations' results aside (${oneLine(errorMessage(error))}); nothing was resumed`)
+  }
+  return restore
+}
+
+/**
+ * The agents' results of the iterations a rewind undoes, set aside beside them (result.json as
+ * result.before-resume-TIME.json, status.json likewise): the engine reads a result.json already there
+ * before the status.json an agent writes, so the old error would be read again as the new iteration's
+ * outcome. Folders reached through a link are someone else's files: left alone. What it moved is added
+ * to `moved`, as it moves it (a failure halfway is undone from it).
+ */
+function setResultsAside(root: string, runDir: string, rewinds: AgentFailure & { kept_as: string }, moved: [string, string][]): void {
+  const suffix = path.basename(rewinds.kept_as).replace(/^state\./, '')
+  let entries: string[] = []
+  try {
+    entries = readdirSync(runDir)
+  } catch {
+    return
+  }
+  for (const stageDir of entries) {
+    const index = /^stage-(\d+)-/.exec(stageDir)
+    if (!index || Number(index[1]) < rewinds.stage_index) continue
+    const iterations = path.join(runDir, stageDir, 'iterations')
+    if ([path.join(runDir, stageDir), iterations].some((dir) => !lstatIfAny(dir)?.isDirectory())) continue
+    for (const folder of readdirSync(iterations)) {
+      if (!/^\d{1,6}$/.test(folder)) continue
+      if (Number(index[1]) === rewinds.stage_index && Number(folder) < rewinds.iteration) continue
+      const dir = path.join(iterations, folder)
+      if (!lstatIfAny(dir)?.isDirectory()) continue
+      for (const name of ['result', 'status']) {
+        const from = path.join(dir, `${name}.json`)
+        if (!lstatIfAny(from)?.isFile()) continue
+        const to = path.join(dir, `${name}.${suffix}`)
+        moveInside(root, from, to)
+        moved.push([from, to])
+      }
+    }
   }
 }
 
@@ -9582,6 +9627,864 @@ async function serveMcp(options: McpOptions): Promise<void> {
   if (overflow) throw new SessionsError(`a message from the client was too large (${overflow}); the connection is closed`)
 }
 
+// ───────────────────────── serve: the fleet in a browser ─────────────────────────
+// An HTTP server on 127.0.0.1 for a page that shows the sessions live. Safe by default: every request
+// needs a cookie that only the URL's token gives (kept 0600 in the state folder, so a restarted server
+// keeps its URL); the Host header must name loopback or a name given (DNS rebinding); no CORS; a
+// state-changing request is a POST with the page's CSRF value and a same-origin Origin, and exists only
+// with --allow-actions. Every text the page shows went through the one sanitizer and is put into the
+// page as text (textContent), never as markup; a Content-Security-Policy allows the page's own script
+// only. One look a interval, shared by every open page, and none while no page is open.
+
+interface ServeOptions extends ListOptions {
+  /** The port (default: the one this project's server had, when free, else one the system gives). */
+  port?: number
+  /** Host names the Host header may carry besides loopback (a reverse proxy's, a private network's). */
+  allowHosts?: string[]
+  /** Kill and resume buttons. */
+  allowActions?: boolean
+  /** Between two looks while a page is open (default 5 s). */
+  intervalMs?: number
+}
+
+/** A running web view. */
+interface WebServer {
+  /** The URL to open: it carries the token, once. */
+  url: string
+  port: number
+  project: string
+  /** Where the token and port are kept (null where there is no state folder: a new token each start). */
+  token_file: string | null
+  /** The port this view had last time, when it was taken this time (the URL changed), else null. */
+  port_taken: number | null
+  /** Pages connected now. */
+  pages: () => number
+  /** Looks made so far. */
+  looks: () => number
+  close: () => Promise<void>
+}
+
+/** What a page shows of a session in the fleet: the row's fields a card needs. */
+type FleetCard = Pick<
+  SessionRow,
+  | 'name'
+  | 'project'
+  | 'host'
+  | 'health'
+  | 'why'
+  | 'mode'
+  | 'type'
+  | 'stage_name'
+  | 'stage_index'
+  | 'stage_count'
+  | 'iteration'
+  | 'iteration_completed'
+  | 'max_iterations'
+  | 'progress'
+  | 'eta'
+  | 'resumable'
+> & { cost_usd: number | null; last_line: string | null }
+
+/** What every page is sent after each look. */
+interface FleetLook {
+  at: string
+  project: string
+  counts: Record<string, number>
+  sessions: FleetCard[]
+  /** What happened since the last look (on the first: what the files say happened, the newest 100). */
+  events: SessionEvent[]
+  hosts_failed: { host: string; root: string; error: string }[]
+}
+
+const SERVE_EVENTS_KEPT = 100
+const SERVE_SECRET = z.object({ port: z.number().int().min(1).max(65535), token: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/) })
+
+/** The token and port this view had (kept only while the file is the user's alone), and where they are kept. */
+function servedSecret(root: string, options: ServeOptions): { file: string | null; port: number | null; token: string } {
+  const folder = stateFolder(options.env)
+  const key = createHash('sha256')
+    .update(JSON.stringify([root, Boolean(options.all), (options.hosts ?? []).map(hostLabel)]))
+    .digest('hex')
+    .slice(0, 16)
+  const file = folder && path.join(folder, 'serve', `${key}.json`)
+  const read = file ? readRegularFile(file) : ({ kind: 'missing' } as const)
+  if (file && read.kind === 'ok') {
+    const st = lstatSync(file)
+    const parsed = SERVE_SECRET.safeParse(parseJsonOr(read.text))
+    // A token others could read is no secret: a new one.
+    if (parsed.success && (st.mode & 0o077) === 0 && st.uid === process.getuid?.()) return { file, ...parsed.data }
+  }
+  return { file, port: null, token: randomBytes(24).toString('base64url') }
+}
+
+function parseJsonOr(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return null
+  }
+}
+
+/** Keeps the token and port for the next start; a view that cannot keep them still serves (a new URL next time). */
+function keepSecret(file: string | null, port: number, token: string): string | null {
+  if (!file) return null
+  try {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+    writeFileInside(path.dirname(path.dirname(file)), file, `${JSON.stringify({ port, token })}\n`, 0o600)
+    return file
+  } catch {
+    return null
+  }
+}
+
+/** Listens on 127.0.0.1: the port asked for (taken: an error), else the kept one when free, else any. */
+async function listenLoopback(server: import('node:http').Server, port: number | null, asked: boolean): Promise<number> {
+  const attempt = (on: number) =>
+    new Promise<number>((resolve, reject) => {
+      const failed = (error: Error) => reject(error)
+      server.once('error', failed)
+      server.listen(on, '127.0.0.1', () => {
+        server.off('error', failed)
+        resolve((server.address() as import('node:net').AddressInfo).port)
+      })
+    })
+  try {
+    return await attempt(port ?? 0)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (asked || port === null) throw new SessionsError(`serve: cannot listen on 127.0.0.1:${port ?? 0} (${code ?? errorMessage(error)})`)
+    return await attempt(0)
+  }
+}
+
+/** A keyed hash of the token: the cookie's value and the page's CSRF value are derived, never the token itself. */
+function derivedSecret(token: string, purpose: 'cookie' | 'csrf'): string {
+  return createHmac('sha256', token).update(purpose).digest('base64url')
+}
+
+function sameSecret(given: string | null | undefined, expected: string): boolean {
+  if (typeof given !== 'string' || given.length !== expected.length) return false
+  return timingSafeEqual(Buffer.from(given), Buffer.from(expected))
+}
+
+/** The Host header's name, if it is one this view answers to: loopback (any port), or one given with --allow-host. */
+function allowedHost(header: string | undefined, allowed: string[]): boolean {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(header ?? '')
+  if (!match) return false
+  const name = match[1].toLowerCase()
+  return ['127.0.0.1', 'localhost', '[::1]'].includes(name) || allowed.some((one) => one.toLowerCase() === name)
+}
+
+/** A cookie's value from a Cookie header (the first of that name). */
+function cookieValue(header: string | undefined, name: string): string | null {
+  for (const part of (header ?? '').split(';')) {
+    const at = part.indexOf('=')
+    if (at > 0 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim()
+  }
+  return null
+}
+
+/**
+ * Each iteration of a session as a span of time, from its events: from the previous sign of the run (its
+ * start, resume, stage move or the iteration before) to the iteration's end; the stage moves as marks.
+ */
+function iterationTimeline(sessionEvents: SessionEvent[]): {
+  iterations: { stage: string | null; iteration: number | null; from: string; to: string; seconds: number; decision: string | null }[]
+  stages: { at: string; stage: string | null }[]
+} {
+  const iterations = []
+  const stages = []
+  let last: number | null = null
+  for (const event of sessionEvents) {
+    const at = parseTime(event.ts)
+    if (at === null) continue
+    if (event.event === 'stage') stages.push({ at: event.ts, stage: event.stage })
+    if (event.event === 'iteration' && last !== null && at >= last)
+      iterations.push({
+        stage: event.stage,
+        iteration: event.iteration,
+        from: new Date(last).toISOString(),
+        to: event.ts,
+        seconds: Math.round((at - last) / 1000),
+        decision: event.decision,
+      })
+    if (['started', 'resumed', 'stage', 'iteration'].includes(event.event)) last = at
+    else if (!['stalled', 'unstalled', 'stopping', 'over_budget'].includes(event.event)) last = null
+  }
+  return { iterations, stages }
+}
+
+/** The card of a row, for the fleet. */
+function fleetCard(row: SessionRow, lastLine: string | null): FleetCard {
+  return {
+    name: row.name,
+    project: row.project,
+    host: row.host,
+    health: row.health,
+    why: row.why,
+    mode: row.mode,
+    type: row.type,
+    stage_name: row.stage_name,
+    stage_index: row.stage_index,
+    stage_count: row.stage_count,
+    iteration: row.iteration,
+    iteration_completed: row.iteration_completed,
+    max_iterations: row.max_iterations,
+    progress: row.progress,
+    eta: row.eta,
+    resumable: row.resumable,
+    cost_usd: row.usage?.cost_usd ?? null,
+    last_line: lastLine,
+  }
+}
+
+/** The looks of a web view: made while a page is open, one a interval, each sent to every page. */
+class FleetLooks {
+  private marks: Map<string, SessionMark> | null = null
+  private readonly cache: FactsCache = new Map()
+  private readonly memo: UsageMemo = { records: null }
+  private timer: NodeJS.Timeout | null = null
+  private running: Promise<void> | null = null
+  readonly pages = new Set<import('node:http').ServerResponse>()
+  latest: FleetLook | null = null
+  recent: SessionEvent[] = []
+  looks = 0
+
+  private readonly root: string
+  private readonly options: ServeOptions
+
+  constructor(root: string, options: ServeOptions) {
+    this.root = root
+    this.options = options
+  }
+
+  /** A page joins: it is sent the latest look, and the looks start if they were not running. */
+  join(page: import('node:http').ServerResponse): void {
+    this.pages.add(page)
+    // What it missed is all it is sent first ('hello': the feed anew, not added to what a reconnected page shows).
+    if (this.latest) send(page, 'hello', { ...this.latest, events: this.recent })
+    if (!this.timer && !this.running) void this.tick()
+    page.on('close', () => {
+      this.pages.delete(page)
+      if (this.pages.size === 0 && this.timer) {
+        clearTimeout(this.timer)
+        this.timer = null
+      }
+    })
+  }
+
+  /** The latest look; one made now where there is none, or, with no page open to keep looking, an old one. */
+  async now(): Promise<FleetLook> {
+    const old = this.latest && this.pages.size === 0 && Date.parse(this.latest.at) < Date.now() - this.interval()
+    if (!this.latest || old) await (this.running ?? this.tick())
+    return this.latest!
+  }
+
+  private interval(): number {
+    return this.options.intervalMs ?? DEFAULTS.notifyIntervalSeconds * 1000
+  }
+
+  private tick(): Promise<void> {
+    this.timer = null
+    this.running = this.look()
+      .then((look) => {
+        this.latest = look
+        this.recent = [...this.recent, ...look.events].slice(-SERVE_EVENTS_KEPT)
+        for (const page of this.pages) send(page, 'look', look)
+      })
+      .catch((error) => {
+        for (const page of this.pages) send(page, 'problem', { why: errorMessage(error) })
+      })
+      .finally(() => {
+        this.running = null
+        if (this.pages.size) this.timer = setTimeout(() => void this.tick(), this.interval())
+      })
+    return this.running
+  }
+
+  private async look(): Promise<FleetLook> {
+    this.looks++
+    const options = { ...this.options, root: this.root }
+    const first = this.marks === null
+    // The first look: what the files say happened; the next ones: what changed since.
+    const seen = await withFileCache(() => lookAtProject(options, this.marks, !first, this.cache))
+    this.marks = seen.marks
+    const usage = seen.rows.length ? projectUsage(seen.root, options.env ?? process.env, earliestStart(seen.rows), this.memo) : null
+    let rows = seen.rows.map((row) => (usage ? { ...row, usage: usageOfRow(row, usage.bySession.get(row.name) ?? [], usage.table) } : row))
+    let failed: FleetLook['hosts_failed'] = []
+    // Other projects and machines: listed whole at each look (their own caches are theirs).
+    if (options.all || options.hosts?.length) {
+      const listed = await list(options)
+      rows = [...rows, ...listed.sessions.filter((row) => row.project !== seen.root || row.host !== null)]
+      failed = listed.hosts ?? []
+    }
+    const cards = await Promise.all(
+      rows.map(async (row) => fleetCard(row, row.host === null ? await lastOutputLine(row.project, row.name) : null)),
+    )
+    return terminalSafeDeep({
+      at: new Date().toISOString(),
+      project: seen.root,
+      counts: countHealths(rows),
+      sessions: cards,
+      events: (first ? seen.events.slice(-SERVE_EVENTS_KEPT) : seen.events).map(publicEvent),
+      hosts_failed: failed,
+    })
+  }
+}
+
+/** One Server-Sent Event. */
+function send(page: import('node:http').ServerResponse, event: string, data: unknown): void {
+  page.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+}
+
+/** A session page's data: its status, the timeline of its iterations, its events, its output's last lines. */
+async function sessionView(name: string, options: ServeOptions) {
+  const [shown, told, output] = await Promise.all([
+    status(name, options),
+    events([name], options),
+    monitor(name, { ...options, lines: 40 }),
+  ])
+  return terminalSafeDeep({
+    status: shown,
+    timeline: iterationTimeline(told.events),
+    events: told.events.slice(-SERVE_EVENTS_KEPT),
+    output: { source: output.source, lines: output.lines },
+  })
+}
+
+/** serve: the web view, until closed. */
+async function serve(options: ServeOptions = {}): Promise<WebServer> {
+  const { createServer } = await import('node:http')
+  const root = await findProjectRoot(options)
+  const secret = servedSecret(root, options)
+  const looks = new FleetLooks(root, options)
+  const web: WebContext = {
+    root,
+    options,
+    looks,
+    cookie: derivedSecret(secret.token, 'cookie'),
+    csrf: derivedSecret(secret.token, 'csrf'),
+    token: secret.token,
+    cookieName: '',
+  }
+  const server = createServer((request, response) => {
+    answerWeb(web, request, response).catch((error) => {
+      if (!response.headersSent) webAnswer(response, 500, 'text/plain', `sessions: ${oneLine(errorMessage(error))}\n`)
+      else response.end()
+    })
+  })
+  const port = await listenLoopback(server, options.port ?? secret.port, options.port !== undefined)
+  const kept = options.port === undefined ? secret.port : null
+  web.cookieName = `sessions_${port}`
+  const file = keepSecret(secret.file, port, secret.token)
+  return {
+    url: `http://127.0.0.1:${port}/?token=${secret.token}`,
+    port,
+    project: root,
+    token_file: file,
+    port_taken: kept !== null && kept !== port ? kept : null,
+    pages: () => looks.pages.size,
+    looks: () => looks.looks,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const page of looks.pages) page.end()
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}
+
+interface WebContext {
+  root: string
+  options: ServeOptions
+  looks: FleetLooks
+  token: string
+  cookie: string
+  csrf: string
+  cookieName: string
+}
+
+/** The headers of every answer: nothing cached, no referrer (the token never leaves in one), no framing, no sniffing. */
+const WEB_HEADERS = {
+  'Cache-Control': 'no-store',
+  'Referrer-Policy': 'no-referrer',
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+}
+
+function webAnswer(
+  response: import('node:http').ServerResponse,
+  code: number,
+  type: string,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
+  response.writeHead(code, { ...WEB_HEADERS, 'Content-Type': `${type}; charset=utf-8`, ...headers })
+  response.end(body)
+}
+
+/** Every request: the Host, then the token or the cookie, then the route. */
+async function answerWeb(web: WebContext, request: import('node:http').IncomingMessage, response: import('node:http').ServerResponse) {
+  if (!allowedHost(request.headers.host, web.options.allowHosts ?? []))
+    return webAnswer(
+      response,
+      403,
+      'text/plain',
+      'sessions: this server answers to 127.0.0.1, localhost, [::1] and --allow-host names only\n',
+    )
+  const url = new URL(request.url ?? '/', 'http://localhost')
+  const token = url.searchParams.get('token')
+  if (token !== null && request.method === 'GET') {
+    if (!sameSecret(token, web.token)) return webAnswer(response, 401, 'text/plain', 'sessions: this token is not the one serve printed\n')
+    // The token for a cookie, and the address bar without it.
+    url.searchParams.delete('token')
+    return webAnswer(response, 303, 'text/plain', '', {
+      Location: `${url.pathname}${url.search}`,
+      'Set-Cookie': `${web.cookieName}=${web.cookie}; HttpOnly; SameSite=Strict; Path=/`,
+    })
+  }
+  if (!sameSecret(cookieValue(request.headers.cookie, web.cookieName), web.cookie))
+    return webAnswer(response, 401, 'text/plain', 'sessions: open the URL that serve printed (it carries the token)\n')
+  const key = `${request.method} ${url.pathname}`
+  const route = Object.hasOwn(WEB_ROUTES, key) ? WEB_ROUTES[key] : null
+  if (!route || (route.action && !web.options.allowActions)) return webAnswer(response, 404, 'text/plain', 'sessions: no such page\n')
+  if (route.action) {
+    const origin = request.headers.origin
+    if (origin !== `http://${request.headers.host}` && origin !== `https://${request.headers.host}`)
+      return webAnswer(response, 403, 'text/plain', 'sessions: an action needs a same-origin request\n')
+    if (!sameSecret(firstHeader(request.headers['x-sessions-csrf']), web.csrf))
+      return webAnswer(response, 403, 'text/plain', 'sessions: an action needs the page’s CSRF value\n')
+  }
+  await route.answer(web, url, request, response)
+}
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value
+}
+
+/** A session the page may ask about: one of the fleet's sessions on this machine (never another path). */
+async function servedSession(web: WebContext, url: URL): Promise<{ name: string; root: string } | null> {
+  const name = url.searchParams.get('name') ?? ''
+  // No project (a page address typed by hand): this view's own.
+  const project = url.searchParams.get('project') || web.root
+  const fleet = await web.looks.now()
+  const card = fleet.sessions.find((one) => one.name === name && one.project === project && one.host === null)
+  return card ? { name: card.name, root: card.project } : null
+}
+
+function webJson(response: import('node:http').ServerResponse, code: number, data: unknown): void {
+  webAnswer(response, code, 'application/json', JSON.stringify(data))
+}
+
+/** The routes: "METHOD /path", each GET read-only; an action only with --allow-actions. */
+const WEB_ROUTES: Record<
+  string,
+  {
+    action?: boolean
+    answer: (
+      web: WebContext,
+      url: URL,
+      request: import('node:http').IncomingMessage,
+      response: import('node:http').ServerResponse,
+    ) => unknown
+  }
+> = {
+  'GET /': { answer: (web, _url, _request, response) => webPage(web, response) },
+  'GET /session': { answer: (web, _url, _request, response) => webPage(web, response) },
+  'GET /api/fleet': { answer: async (web, _url, _request, response) => webJson(response, 200, await web.looks.now()) },
+  'GET /api/session': {
+    answer: async (web, url, _request, response) => {
+      const session = await servedSession(web, url)
+      if (!session) return webJson(response, 404, { error: 'no such session in this view' })
+      webJson(response, 200, await sessionView(session.name, { ...web.options, root: session.root }))
+    },
+  },
+  'GET /api/stream': {
+    answer: (web, _url, request, response) => {
+      response.writeHead(200, { ...WEB_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive' })
+      // A page that lost the server asks again after 2 s (a restarted server keeps its port and cookie).
+      response.write('retry: 2000\n\n')
+      request.socket.setKeepAlive(true)
+      web.looks.join(response)
+    },
+  },
+  'POST /api/kill': { action: true, answer: (web, url, _request, response) => webAct(web, url, response, 'kill') },
+  'POST /api/resume': { action: true, answer: (web, url, _request, response) => webAct(web, url, response, 'resume') },
+}
+
+/** A kill or a resume asked for by a page (already checked: --allow-actions, the CSRF value, the origin). */
+async function webAct(web: WebContext, url: URL, response: import('node:http').ServerResponse, what: 'kill' | 'resume') {
+  const session = await servedSession(web, url)
+  if (!session) return webJson(response, 404, { error: 'no such session in this view' })
+  const options = { ...web.options, root: session.root }
+  try {
+    const result = what === 'kill' ? await kill([session.name], options) : await resume(session.name, {}, options)
+    webJson(response, 200, terminalSafeDeep({ ok: true, result }))
+  } catch (error) {
+    if (!(error instanceof SessionsError)) throw error
+    webJson(response, 409, { ok: false, error: oneLine(error.message) })
+  }
+}
+
+/** The page: its markup, its style and its script, both allowed by this answer's nonce alone. */
+function webPage(web: WebContext, response: import('node:http').ServerResponse): void {
+  const nonce = randomBytes(16).toString('base64')
+  const policy = [
+    "default-src 'none'",
+    `script-src 'nonce-${nonce}'`,
+    `style-src 'nonce-${nonce}'`,
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ')
+  // Replaced by functions: a project path's "$&" is text, not a pattern.
+  const fill: Record<string, string> = {
+    nonce,
+    csrf: htmlEscape(web.csrf),
+    actions: web.options.allowActions ? 'yes' : 'no',
+    project: htmlEscape(terminalSafe(web.root)),
+  }
+  const body = WEB_PAGE.replace(/\{\{(nonce|csrf|actions|project)\}\}/g, (_all, key: string) => fill[key])
+  webAnswer(response, 200, 'text/html', body, { 'Content-Security-Policy': policy })
+}
+
+/** Text for HTML, in an element or an attribute. */
+function htmlEscape(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+/**
+ * The page, whole: markup, style and script in one answer, nothing fetched from elsewhere. The script
+ * builds every element itself and puts text in with textContent (never markup made of data). Its
+ * placeholders ({{nonce}}, {{csrf}}, {{actions}}, {{project}}) are filled by webPage.
+ */
+const WEB_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>sessions</title>
+<link rel="icon" href="data:,">
+<style nonce="{{nonce}}">
+:root { --bg: #fff; --fg: #1f2328; --muted: #59636e; --card: #f6f8fa; --line: #d1d9e0;
+  --ok: #1a7f37; --done: #0969da; --bad: #cf222e; --warn: #9a6700; --idle: #6e7781; }
+@media (prefers-color-scheme: dark) {
+  :root { --bg: #0d1117; --fg: #e6edf3; --muted: #9198a1; --card: #151b23; --line: #3d444d;
+    --ok: #3fb950; --done: #4493f8; --bad: #f85149; --warn: #d29922; --idle: #8b949e; }
+}
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, sans-serif; background: var(--bg); color: var(--fg); }
+header { display: flex; flex-wrap: wrap; gap: .25rem 1rem; align-items: baseline; padding: .75rem 1rem; border-bottom: 1px solid var(--line); }
+header h1 { font-size: 1.1rem; margin: 0; }
+header h1 a { color: inherit; text-decoration: none; }
+#project { color: var(--muted); overflow-wrap: anywhere; min-width: 0; font-size: .9rem; }
+#live { margin-left: auto; color: var(--muted); font-size: .85rem; }
+main { padding: 1rem; max-width: 76rem; margin: 0 auto; }
+h2 { font-size: 1rem; margin: 1.25rem 0 .5rem; }
+.counts, .muted { color: var(--muted); }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(17rem, 1fr)); gap: .75rem; padding: 0; margin: 0; list-style: none; }
+.card { display: block; background: var(--card); border: 1px solid var(--line); border-left: 5px solid var(--idle); border-radius: 6px; padding: .6rem .75rem; color: inherit; text-decoration: none; min-width: 0; }
+a:focus-visible, button:focus-visible { outline: 3px solid var(--done); outline-offset: 2px; }
+.top { display: flex; gap: .5rem; align-items: baseline; justify-content: space-between; min-width: 0; }
+.name { font-weight: 600; overflow-wrap: anywhere; min-width: 0; }
+.badge { font-size: .8rem; font-weight: 600; white-space: nowrap; }
+.g-ok { border-left-color: var(--ok); } .g-ok .badge, .g-ok.badge { color: var(--ok); }
+.g-done { border-left-color: var(--done); } .g-done .badge, .g-done.badge { color: var(--done); }
+.g-bad { border-left-color: var(--bad); } .g-bad .badge, .g-bad.badge { color: var(--bad); }
+.g-warn { border-left-color: var(--warn); } .g-warn .badge, .g-warn.badge { color: var(--warn); }
+.meta { color: var(--muted); font-size: .85rem; overflow-wrap: anywhere; }
+.bar { height: 6px; background: var(--line); border-radius: 3px; overflow: hidden; margin: .4rem 0; }
+.bar > span { display: block; height: 100%; width: 0; background: var(--ok); }
+.last { font-family: ui-monospace, monospace; font-size: .8rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; color: var(--muted); }
+.feed { list-style: none; padding: 0; margin: 0; font-size: .85rem; }
+.feed li { padding: .25rem 0; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
+pre { background: var(--card); border: 1px solid var(--line); padding: .5rem; overflow: auto; font-size: .8rem; max-height: 24rem; margin: 0; }
+svg { width: 100%; height: auto; display: block; background: var(--card); border: 1px solid var(--line); border-radius: 6px; margin: 0 0 .5rem; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(16rem, 1fr)); gap: 0 .75rem; }
+figure { margin: 0 0 .75rem; min-width: 0; }
+figcaption { margin-top: .2rem; }
+.d-continue { fill: var(--ok); } .d-stop { fill: var(--done); } .d-error { fill: var(--bad); } .d-none { fill: var(--idle); }
+.cost { fill: var(--warn); }
+.stage-line { stroke: var(--fg); stroke-dasharray: 3 3; }
+dl { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .2rem .75rem; margin: 0; }
+dt { color: var(--muted); }
+dd { margin: 0; overflow-wrap: anywhere; }
+ul.evidence { padding-left: 1.2rem; margin: .25rem 0; overflow-wrap: anywhere; }
+.actions { display: flex; gap: .5rem; margin: .75rem 0; flex-wrap: wrap; }
+button { font: inherit; padding: .35rem .9rem; border-radius: 6px; border: 1px solid var(--line); background: var(--card); color: var(--fg); cursor: pointer; }
+button.danger { color: var(--bad); border-color: var(--bad); }
+#said { min-height: 1.2rem; }
+</style>
+</head>
+<body data-csrf="{{csrf}}" data-actions="{{actions}}">
+<header><h1><a href="/">sessions</a></h1><span id="project">{{project}}</span><span id="live" role="status">connecting…</span></header>
+<main id="main" tabindex="-1"></main>
+<script nonce="{{nonce}}">
+'use strict'
+var CSRF = document.body.dataset.csrf
+var ACTIONS = document.body.dataset.actions === 'yes'
+var GROUPS = { running: 'g-ok', starting: 'g-ok', complete: 'g-done', failed: 'g-bad', crashed: 'g-bad', zombie: 'g-bad',
+  corrupt: 'g-bad', orphaned: 'g-warn', killed: 'g-warn', unknown_termination: 'g-warn', paused: 'g-warn', unknown: 'g-warn' }
+var fleet = null
+var feed = []
+var viewing = null
+var shownCard = null
+
+function el(tag, cls, text) {
+  var node = document.createElement(tag)
+  if (cls) node.className = cls
+  if (text !== undefined && text !== null) node.textContent = String(text)
+  return node
+}
+function svgEl(tag, attrs, text) {
+  var node = document.createElementNS('http://www.w3.org/2000/svg', tag)
+  for (var key in attrs) node.setAttribute(key, String(attrs[key]))
+  if (text !== undefined) node.textContent = String(text)
+  return node
+}
+function span(seconds) {
+  if (seconds === null || seconds === undefined) return '?'
+  seconds = Math.max(0, Math.round(seconds))
+  if (seconds < 60) return seconds + 's'
+  var m = Math.floor(seconds / 60)
+  if (m < 60) return m + 'm'
+  var h = Math.floor(m / 60)
+  return h < 48 ? h + 'h ' + (m % 60) + 'm' : Math.floor(h / 24) + 'd ' + (h % 24) + 'h'
+}
+function clock(iso) {
+  var d = new Date(iso)
+  return isNaN(d) ? '?' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+}
+function dollars(usd) {
+  return usd === null || usd === undefined ? null : '$' + (usd < 10 ? usd.toFixed(2) : usd.toFixed(0))
+}
+function words(health) {
+  return String(health).replace(/_/g, ' ')
+}
+function where(s) {
+  var parts = []
+  if (s.stage_count && s.stage_count > 1) parts.push('stage ' + (s.stage_index + 1) + '/' + s.stage_count + ' ' + (s.stage_name || ''))
+  else if (s.type) parts.push(s.type)
+  if (s.iteration !== null && s.iteration !== undefined) parts.push('iteration ' + s.iteration + (s.max_iterations ? '/' + s.max_iterations : ''))
+  return parts.join(' · ')
+}
+function ends(s) {
+  if (!s.eta) return null
+  var low = span(s.eta.low_seconds), high = span(s.eta.high_seconds)
+  return 'ends in ' + (low === high ? low : low + '–' + high)
+}
+function sessionHref(s) {
+  return '/session?' + new URLSearchParams({ project: s.project, name: s.name }).toString()
+}
+function progressBar(progress) {
+  var bar = el('div', 'bar')
+  var fill = el('span')
+  if (progress && progress.total) fill.style.width = Math.min(100, (100 * progress.done) / progress.total) + '%'
+  bar.appendChild(fill)
+  bar.setAttribute('role', 'progressbar')
+  bar.setAttribute('aria-valuemin', '0')
+  bar.setAttribute('aria-valuemax', String(progress && progress.total ? progress.total : 0))
+  bar.setAttribute('aria-valuenow', String(progress ? progress.done : 0))
+  return bar
+}
+function card(s) {
+  var item = el('li')
+  var box = el(s.host === null ? 'a' : 'div', 'card ' + (GROUPS[s.health] || 'g-warn'))
+  if (s.host === null) box.href = sessionHref(s)
+  var top = el('div', 'top')
+  top.appendChild(el('span', 'name', s.name + (s.host ? ' @' + s.host : '')))
+  top.appendChild(el('span', 'badge', words(s.health)))
+  box.appendChild(top)
+  box.appendChild(el('div', 'meta', where(s)))
+  box.appendChild(progressBar(s.progress))
+  var facts = [s.progress ? s.progress.done + ' of ' + (s.progress.total === null ? '?' : s.progress.total) + ' iterations' : null, ends(s), dollars(s.cost_usd)]
+  box.appendChild(el('div', 'meta', facts.filter(Boolean).join(' · ') || s.why))
+  // An end is said in words: why it crashed, failed or stopped.
+  if (['running', 'starting'].indexOf(s.health) < 0 && facts.some(Boolean)) box.appendChild(el('div', 'meta', s.why))
+  if (s.last_line) box.appendChild(el('div', 'last', s.last_line))
+  item.appendChild(box)
+  return item
+}
+function eventLine(e) {
+  var text = clock(e.ts) + '  ' + (e.session || '(project)') + '  ' + e.event
+  if (e.iteration !== null && e.iteration !== undefined) text += ' ' + e.iteration
+  if (e.why) text += ': ' + e.why
+  return el('li', null, text)
+}
+function showFleet() {
+  var main = document.getElementById('main')
+  main.replaceChildren()
+  if (!fleet) return main.appendChild(el('p', 'muted', 'Looking at the sessions…'))
+  var counts = Object.keys(fleet.counts).map(function (h) { return fleet.counts[h] + ' ' + words(h) })
+  main.appendChild(el('p', 'counts', fleet.sessions.length ? counts.join(' · ') : 'No sessions in this project yet.'))
+  var grid = el('ul', 'grid')
+  grid.setAttribute('aria-label', 'sessions')
+  fleet.sessions.forEach(function (s) { grid.appendChild(card(s)) })
+  main.appendChild(grid)
+  fleet.hosts_failed.forEach(function (h) { main.appendChild(el('p', 'g-bad badge', h.host + ': ' + h.error)) })
+  main.appendChild(el('h2', null, 'Events'))
+  var list = el('ul', 'feed')
+  feed.slice().reverse().slice(0, 50).forEach(function (e) { list.appendChild(eventLine(e)) })
+  if (!feed.length) list.appendChild(el('li', 'muted', 'Nothing yet.'))
+  main.appendChild(list)
+}
+function figure(caption, picture) {
+  var box = el('figure')
+  box.appendChild(picture)
+  box.appendChild(el('figcaption', 'meta', caption))
+  return box
+}
+function chart(title, values, labelOf, cls) {
+  var width = 600, height = 120, pad = 4
+  var box = svgEl('svg', { viewBox: '0 0 ' + width + ' ' + height, role: 'img', 'aria-label': title })
+  box.appendChild(svgEl('title', {}, title))
+  var top = Math.max.apply(null, values.map(function (v) { return v.value || 0 }).concat([0]))
+  var step = (width - 2 * pad) / Math.max(1, values.length)
+  values.forEach(function (v, i) {
+    var h = top ? ((height - 2 * pad) * (v.value || 0)) / top : 0
+    var bar = svgEl('rect', { x: pad + i * step + 1, y: height - pad - h, width: Math.max(1, step - 2), height: Math.max(h, 0), class: cls(v) })
+    bar.appendChild(svgEl('title', {}, labelOf(v)))
+    box.appendChild(bar)
+  })
+  return figure(title + (values.length ? ' (highest ' + labelOf(values.reduce(function (a, b) { return (b.value || 0) > (a.value || 0) ? b : a })) + ')' : ': none yet'), box)
+}
+function timeline(t) {
+  var width = 1000, height = 60, pad = 4
+  var box = svgEl('svg', { viewBox: '0 0 ' + width + ' ' + height, role: 'img', 'aria-label': 'iterations along time' })
+  box.appendChild(svgEl('title', {}, 'iterations along time'))
+  if (!t.iterations.length) return figure('No iteration has ended yet.', box)
+  var from = Date.parse(t.iterations[0].from), to = Date.parse(t.iterations[t.iterations.length - 1].to)
+  var scale = function (ms) { return pad + ((width - 2 * pad) * (ms - from)) / Math.max(1, to - from) }
+  t.iterations.forEach(function (it) {
+    var x = scale(Date.parse(it.from)), w = Math.max(2, scale(Date.parse(it.to)) - x - 1)
+    var bar = svgEl('rect', { x: x, y: 8, width: w, height: height - 16, class: 'd-' + (it.decision || 'none') })
+    bar.appendChild(svgEl('title', {}, (it.stage || '') + ' iteration ' + it.iteration + ': ' + (it.decision || '?') + ', ' + span(it.seconds)))
+    box.appendChild(bar)
+  })
+  var marks = t.stages.filter(function (s) { var x = scale(Date.parse(s.at)); return x >= pad && x <= width - pad })
+  marks.forEach(function (s) {
+    var x = scale(Date.parse(s.at))
+    var line = box.appendChild(svgEl('line', { x1: x, x2: x, y1: 0, y2: height, class: 'stage-line' }))
+    line.appendChild(svgEl('title', {}, 'stage ' + (s.stage || '?') + ' from ' + clock(s.at)))
+  })
+  var said = t.iterations.length + ' iterations, ' + clock(t.iterations[0].from) + ' to ' + clock(t.iterations[t.iterations.length - 1].to) +
+    '; green continue, blue stop, red error' + (marks.length ? '; dashed: ' + marks.map(function (s) { return (s.stage || '?') + ' from ' + clock(s.at) }).join(', ') : '')
+  return figure(said, box)
+}
+function facts(st) {
+  var list = el('dl')
+  var rows = [['stage', where(st)], ['started', st.started_at ? new Date(st.started_at).toLocaleString() : null],
+    ['runtime', span(st.runtime_seconds)], ['ends', ends(st)], ['cost', st.usage ? dollars(st.usage.cost_usd) : null],
+    ['stop rule', st.stop_rule ? st.stop_rule.text : null], ['error', st.error], ['resume', st.resume_command]]
+  rows.forEach(function (r) {
+    if (r[1] === null || r[1] === undefined || r[1] === '') return
+    list.appendChild(el('dt', null, r[0]))
+    list.appendChild(el('dd', null, r[1]))
+  })
+  return list
+}
+function act(what, s) {
+  var button = el('button', what === 'kill' ? 'danger' : null, what === 'kill' ? 'Kill' : 'Resume')
+  button.type = 'button'
+  button.addEventListener('click', function () {
+    if (!window.confirm((what === 'kill' ? 'Kill' : 'Resume') + ' session ' + s.name + '?')) return
+    var said = document.getElementById('said')
+    said.textContent = (what === 'kill' ? 'Killing ' : 'Resuming ') + s.name + '…'
+    fetch('/api/' + what + '?' + new URLSearchParams({ project: s.project, name: s.name }).toString(), {
+      method: 'POST', headers: { 'X-Sessions-CSRF': CSRF }, credentials: 'same-origin' })
+      .then(function (r) { return r.json() })
+      .then(function (answer) { said.textContent = answer.ok ? 'Done: ' + what + ' ' + s.name : answer.error; loadSession() })
+      .catch(function (error) { said.textContent = String(error) })
+  })
+  return button
+}
+function showSession(data) {
+  var main = document.getElementById('main')
+  main.replaceChildren()
+  var st = data.status
+  var top = el('div', 'top')
+  top.appendChild(el('h2', 'name', st.name))
+  top.appendChild(el('span', 'badge ' + (GROUPS[st.health] || 'g-warn'), words(st.health)))
+  main.appendChild(top)
+  main.appendChild(el('p', null, st.why))
+  main.appendChild(progressBar(st.progress))
+  main.appendChild(facts(st))
+  if (ACTIONS) {
+    var row = el('div', 'actions')
+    if (['running', 'starting', 'orphaned', 'unknown'].indexOf(st.health) >= 0) row.appendChild(act('kill', st))
+    if (st.resumable) row.appendChild(act('resume', st))
+    main.appendChild(row)
+  }
+  main.appendChild(el('p', null)).id = 'said'
+  main.appendChild(el('h2', null, 'Evidence'))
+  var evidence = el('ul', 'evidence')
+  st.evidence.forEach(function (line) { evidence.appendChild(el('li', null, line)) })
+  main.appendChild(evidence)
+  main.appendChild(el('h2', null, 'Iterations'))
+  var recent = el('ul', 'feed')
+  ;(st.recent_iterations || []).forEach(function (it) {
+    recent.appendChild(el('li', null, 'iteration ' + it.iteration + (it.stage ? ' (' + it.stage + ')' : '') + ': ' + (it.decision || '?') + (it.summary ? ' · ' + it.summary : '')))
+  })
+  main.appendChild(recent)
+  main.appendChild(timeline(data.timeline))
+  var charts = main.appendChild(el('div', 'charts'))
+  charts.appendChild(chart('seconds per iteration', data.timeline.iterations.map(function (it) { return { value: it.seconds, it: it } }),
+    function (v) { return 'iteration ' + v.it.iteration + ': ' + span(v.value) }, function (v) { return 'd-' + (v.it.decision || 'none') }))
+  var costs = (st.by_iteration || []).map(function (it) { return { value: it.cost_usd, it: it } })
+  charts.appendChild(chart('cost per iteration', costs, function (v) { return 'iteration ' + v.it.iteration + ': ' + (dollars(v.value) || 'no price') }, function () { return 'cost' }))
+  main.appendChild(el('h2', null, 'Output'))
+  main.appendChild(el('pre', null, data.output.lines.join('\\n') || '(nothing yet)'))
+  main.appendChild(el('h2', null, 'Events'))
+  var list = el('ul', 'feed')
+  data.events.slice().reverse().forEach(function (e) { list.appendChild(eventLine(e)) })
+  main.appendChild(list)
+}
+function loadSession() {
+  var query = new URLSearchParams(location.search)
+  fetch('/api/session?' + new URLSearchParams({ project: query.get('project') || '', name: query.get('name') || '' }).toString(), { credentials: 'same-origin' })
+    .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body } }) })
+    .then(function (answer) {
+      if (answer.ok) showSession(answer.body)
+      else { var main = document.getElementById('main'); main.replaceChildren(el('p', 'g-bad badge', answer.body.error)) }
+    })
+}
+function connect() {
+  var live = document.getElementById('live')
+  var stream = new EventSource('/api/stream')
+  var seen = function (fresh) {
+    return function (message) {
+      var look = JSON.parse(message.data)
+      fleet = look
+      feed = (fresh ? [] : feed).concat(look.events).slice(-100)
+      live.textContent = 'live · ' + clock(look.at)
+      if (!viewing) return showFleet()
+      // The session's page is asked for again only when its card moved (its output, its iteration, its health).
+      var query = new URLSearchParams(location.search)
+      var mine = look.sessions.filter(function (s) { return s.name === query.get('name') && (!query.get('project') || s.project === query.get('project')) })
+      var now = JSON.stringify(mine)
+      if (now !== shownCard) loadSession()
+      shownCard = now
+    }
+  }
+  stream.addEventListener('hello', seen(true))
+  stream.addEventListener('look', seen(false))
+  stream.addEventListener('problem', function (message) { live.textContent = 'a look failed: ' + JSON.parse(message.data).why })
+  stream.addEventListener('error', function () { live.textContent = 'reconnecting…' })
+}
+viewing = location.pathname === '/session'
+if (!viewing) showFleet()
+else loadSession()
+connect()
+</script>
+</body>
+</html>
+`
+
 // ───────────────────────── setup: a /sessions command for Claude Code, a sessions command for the shell ─────────────────────────
 
 // ── setup claude: the /sessions command for Claude Code, and how to register the server ──
@@ -10759,7 +11662,6 @@ function renderNotifyControl(result: NotifyControlResult, view: View = plainView
   }
 }
 
-/** setup shell: where the command is, and whether the PATH finds it. */
 /** --print: the unit itself; else where it went, whether systemd took it, and how to look after it. */
 function renderServiceSetup(result: ServiceSetupResult, view: View = plainView()): string {
   if (!result.written) return result.text
@@ -10773,6 +11675,7 @@ function renderServiceSetup(result: ServiceSetupResult, view: View = plainView()
   return `${lines.join('\n')}\n`
 }
 
+/** setup shell: where the command is, and whether the PATH finds it. */
 function renderShellSetup(result: ShellSetupResult): string {
   const did = { written: 'Wrote', unchanged: 'Already there:', replaced: 'Replaced' }[result.action]
   const what = result.kind === 'link' ? 'a link to this sessions.ts' : 'a wrapper that runs this sessions.ts through tsx'
@@ -10780,6 +11683,19 @@ function renderShellSetup(result: ShellSetupResult): string {
   if (result.on_path) lines.push('Its folder is on your PATH: run "sessions" in any project; hints now read "sessions …".')
   else lines.push('Its folder is not on your PATH; add it (in ~/.bashrc, ~/.zshrc or ~/.profile):', `  ${result.add_to_path}`)
   return `${lines.join('\n')}\n`
+}
+
+/** serve: what it shows and the URL, alone on its line (copied whole, never wrapped). */
+function renderServing(server: WebServer, actions: boolean, view: View = plainView()): string {
+  const what = `Serving the sessions of ${server.project} (${actions ? 'with kill and resume' : 'read-only'}) at:`
+  const after = [
+    ...(server.port_taken ? [`Its port of last time (${server.port_taken}) is taken: this is a new URL; open pages need it.`] : []),
+    server.token_file
+      ? 'The URL carries its token (kept in a file only you can read): it stays the same when serve starts again.'
+      : 'The URL carries its token; with no state folder to keep it in, the next start has another.',
+    'Ctrl-C stops.',
+  ]
+  return `${[...wrapWords(what, view.width), `  ${server.url}`, ...after.flatMap((line) => wrapWords(line, view.width))].join('\n')}\n`
 }
 
 /** setup claude: what was written, and the lines that register the server. */
@@ -11073,6 +11989,17 @@ function stopSignal(io: Io): AbortSignal {
     for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(name, stopAll)
   }
   return controller.signal
+}
+
+/** serve --open: the system's opener, in the background; one that is missing or fails is said, not an error. */
+function openInBrowser(url: string, io: Io): void {
+  const opener = process.platform === 'darwin' ? 'open' : 'xdg-open'
+  const child = spawn(opener, [url], { stdio: 'ignore', detached: true, env: io.env })
+  child.on('error', () => io.stderr(`sessions: could not run ${opener} to open a browser; open the URL above\n`))
+  child.on('exit', (code) => {
+    if (code) io.stderr(`sessions: ${opener} ended with status ${code}; open the URL above\n`)
+  })
+  child.unref()
 }
 
 /** The view for what this command line prints: colour on a terminal unless NO_COLOR, its width. */
@@ -12245,6 +13172,63 @@ const COMMANDS = {
       'supervise auth api --resume-on crashed,zombie,failed --webhook https://hooks.slack.com/services/T0/B0/X',
     ],
     run: (invocation) => runWatcher(invocation, supervisePolicy(invocation)),
+  },
+  serve: {
+    usage: 'serve',
+    remote: 'merge',
+    summary: 'a live web view of the sessions, on 127.0.0.1, at the URL it prints (Ctrl-C stops)',
+    positionals: [0, 0],
+    notJson: 'serves a web page until stopped',
+    options: {
+      port: {
+        type: 'string',
+        arg: 'N',
+        help: "the port (default: this view's last one while free, else any free one)",
+        parse: numberParser(
+          /^([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d\d|655[0-2]\d|6553[0-5])$/,
+          (raw) => `--port needs a port from 1 to 65535, got "${raw}"`,
+        ),
+      },
+      'allow-host': {
+        type: 'string',
+        multiple: true,
+        arg: 'NAME',
+        help: 'a name the page may be reached by besides 127.0.0.1, localhost and [::1] (a reverse proxy, a private network name)',
+      },
+      all: { type: 'boolean', help: 'every project of this machine, as list --all' },
+      'allow-actions': { type: 'boolean', help: 'kill and resume buttons, each asking first (default: it only shows)' },
+      open: { type: 'boolean', help: 'open the URL in the browser too (xdg-open, open)' },
+      interval: {
+        type: 'string',
+        arg: 'SECONDS',
+        help: `between two looks while a page is open (default ${DEFAULTS.notifyIntervalSeconds})`,
+        parse: positiveSeconds('interval'),
+      },
+      stall: stallOption,
+    },
+    examples: ['serve', 'serve --all --open', 'serve --allow-actions --allow-host devbox.tailnet.example'],
+    run: async ({ values, common, io }) => {
+      const allowHosts = (values['allow-host'] as string[] | undefined) ?? []
+      for (const name of allowHosts)
+        if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name))
+          throw new UsageError(`serve: --allow-host needs a host name (letters, digits, . and -), got "${name}"`)
+      const server = await serve({
+        ...common,
+        port: values.port as number | undefined,
+        allowHosts,
+        all: Boolean(values.all),
+        hosts: hostsOf(values, io.env),
+        allowActions: Boolean(values['allow-actions']),
+        intervalMs: values.interval === undefined ? undefined : (values.interval as number) * 1000,
+        stallMinutes: values.stall as number | undefined,
+      })
+      io.stdout(renderServing(server, Boolean(values['allow-actions']), viewOf(io)))
+      if (values.open) openInBrowser(server.url, io)
+      const stop = stopSignal(io)
+      if (!stop.aborted) await new Promise((resolve) => stop.addEventListener('abort', resolve, { once: true }))
+      await server.close()
+      return { exit: 0 }
+    },
   },
   mcp: {
     usage: 'mcp',
@@ -13704,6 +14688,7 @@ export {
   setupClaude,
   setupShell,
   serveMcp,
+  serve,
   findProjectRoot,
   classifyHealth,
   livenessOf,
@@ -13777,6 +14762,9 @@ export type {
   SetupResult,
   ShellSetupResult,
   McpOptions,
+  ServeOptions,
+  WebServer,
+  FleetLook,
   State,
   Lock,
   EngineEvent,
