@@ -411,14 +411,14 @@ describe('the module', () => {
     expect(result.stdout).toBe('')
     expect(result.stderr).toBe('')
     // Imported by a script that Node was given this file's path as its first argument (node -e … sessions.ts):
-    // Node itself says this file is not the main module. (41: the 40 promised values and `internals`.)
+    // Node itself says this file is not the main module. (44: the 43 promised values and `internals`.)
     if (NATIVE) {
       const imported = spawnSync(
         process.execPath,
         ['-e', 'import(process.argv[1]).then((m) => console.log(Object.keys(m).length))', SESSIONS, 'list'],
         { env: ENV, encoding: 'utf8' },
       )
-      expect([imported.status, imported.stdout, imported.stderr]).toEqual([0, '43\n', ''])
+      expect([imported.status, imported.stdout, imported.stderr]).toEqual([0, '44\n', ''])
     }
   })
 
@@ -2137,7 +2137,7 @@ describe('shell completion', () => {
     expect((await cli(['completion', 'zsh'])).stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit\n/)
     const fish = (await cli(['completion', 'fish'])).stdout
     expect(fish).toContain(
-      "complete -c sessions -n __fish_use_subcommand -a 'start list status cost monitor attach kill cleanup resume wait events notify supervise mcp setup completion help version'",
+      "complete -c sessions -n __fish_use_subcommand -a 'start list status cost monitor attach kill cleanup resume wait events notify supervise serve mcp setup completion help version'",
     )
     expect(fish).toContain("complete -c sessions -n '__fish_seen_subcommand_from cleanup' -l dry-run")
     const bad = await cli(['completion', 'csh'])
@@ -3659,6 +3659,38 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
       '2 continue',
       '3 continue',
     ])
+    expect(await sup.stop()).toBe(0)
+  })
+
+  test('a judgment stage that goes on calling an agent at its limit: stopped at once, then resumed at the iteration that failed', async () => {
+    const root = await makeEngineProject()
+    const out = path.join(root, 'events.ndjson')
+    const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.2s..0.5s', '--interval', '0.2', '-C', root], {}, 'supervise')
+    await waitFor('the first look', () => sup.out.stdout.includes('watching'))
+    const resets = (Math.floor(Date.now() / 1000) + 8) * 1000
+    // Its judge never says stop: the engine calls the failing agent again at each of its 20 iterations.
+    await startOk(['start', 'improve-plan', 'judged', '20', '--yes', '-C', root], {
+      env: { MOCK_PACE: '0.5', MOCK_END: 'agent-fail:2', MOCK_AGENT_SAYS: `Claude AI usage limit reached|${resets / 1000}` },
+    })
+    await waitFor('the limit told', () => delivered(out, ['limited']).length === 1, 20_000)
+    const limited = ndjson(out).find((event) => event.event === 'limited')!
+    expect(limited.why).toMatch(/^stopped, its engine calling it again: "Claude AI usage limit reached\|\d+": resuming it at /)
+    expect(Date.parse(String(limited.resets_at))).toBe(resets)
+    await waitFor('resumed after the reset, and complete', () => delivered(out).includes('judged complete'), 40_000)
+    expect(delivered(out, ['limited', 'auto_resumed', 'complete'])).toEqual(['judged limited', 'judged auto_resumed', 'judged complete'])
+    const resumed = ndjson(out).find((event) => event.event === 'auto_resumed')!
+    expect(Date.parse(String(resumed.ts))).toBeGreaterThanOrEqual(resets)
+    // Stopped long before its max, killed; resumed at its first failed iteration, each one redone.
+    const kept = readdirSync(path.join(root, '.claude', 'pipeline-runs', 'judged')).filter((name) =>
+      name.startsWith('state.before-resume-'),
+    )
+    const before = readJson(path.join(path.join(root, '.claude', 'pipeline-runs', 'judged'), kept[0]))
+    expect(before.status).toBe('killed')
+    expect(before.history.length).toBeLessThan(15)
+    const state = readJson(path.join(path.join(root, '.claude', 'pipeline-runs', 'judged'), 'state.json'))
+    expect(state.history.map((entry: { iteration: number; decision: string }) => `${entry.iteration} ${entry.decision}`)).toEqual(
+      Array.from({ length: 20 }, (_, i) => `${i + 1} continue`),
+    )
     expect(await sup.stop()).toBe(0)
   })
 
@@ -6052,7 +6084,9 @@ describe('serve: the fleet in a browser, safe by default', () => {
       const fleet = JSON.parse((await http(port, '/api/fleet', { headers: { cookie } })).body)
       expect(fleet.sessions.map((s: SessionRow) => [s.name, s.health])).toEqual([['busy', 'crashed']])
       const stream = await http(port, '/api/stream', { headers: { cookie } })
-      expect([stream.status, stream.body]).toEqual([200, 'retry: 2000\n\n'])
+      // Its first line, and (the fleet just looked at) that look at once.
+      expect(stream.status).toBe(200)
+      expect(stream.body).toMatch(/^retry: 2000\n\n(event: hello\ndata: \{.*\}\n\n)?$/s)
       // A session outside the view (another project's path, a name it does not show) is not looked at.
       const other = await makeProject('complete-loop')
       for (const query of [`name=done-loop&project=${encodeURIComponent(other)}`, 'name=nobody', 'name=busy&project=%2Fetc'])
@@ -6174,12 +6208,16 @@ describe('serve: the fleet in a browser, safe by default', () => {
       expect(run.stderr).toMatch(message)
     }
     expect(existsSync(state)).toBe(false)
+    // --open runs the system's opener with the URL (here a stand-in on the PATH that records it).
+    const bin = path.join(BASE, `opener-${projects}`)
+    mkdirSync(bin)
+    writeFileSync(path.join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$*" > '${bin}/opened'\n`, { mode: 0o755 })
     const stop = new AbortController()
     const said: string[] = []
-    const running = main(['serve', '-C', root], {
+    const running = main(['serve', '--open', '-C', root], {
       stdout: (text) => said.push(text),
       stderr: (text) => said.push(text),
-      env: { ...ENV, XDG_STATE_HOME: state },
+      env: { ...ENV, XDG_STATE_HOME: state, PATH: `${bin}:${ENV.PATH}` },
       cwd: root,
       terminal: false,
       stderrTerminal: false,
@@ -6192,6 +6230,9 @@ describe('serve: the fleet in a browser, safe by default', () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=[A-Za-z0-9_-]{32}$/)
     for (const line of lines) expect(line.length, line).toBeLessThanOrEqual(80)
     expect(text).toContain('read-only')
+    expect(
+      await waitFor('the opener run', () => existsSync(path.join(bin, 'opened')) && readFileSync(path.join(bin, 'opened'), 'utf8')),
+    ).toBe(`${url}\n`)
     stop.abort()
     expect(await running).toBe(0)
     // Stopped: nothing listens there.
@@ -6217,7 +6258,7 @@ describe('serve: the fleet in a browser, safe by default', () => {
         },
         30_000,
       )
-      const server = await serve({ root, intervalMs: 1000 })
+      let server = await serve({ root, intervalMs: 1000 })
       const browser = await chromium.launch({
         executablePath: CHROMIUM,
         // No sandbox (CI runs as root); no background traffic to hosts this machine cannot reach.
@@ -6256,6 +6297,14 @@ describe('serve: the fleet in a browser, safe by default', () => {
         for (const pid of [engine, ...(await processDescendants(engine))]) process.kill(pid, 'SIGKILL')
         await expectText(() => health('alpha').textContent(), 'killed')
         await expectText(() => health('beta').textContent(), 'crashed')
+        // The server restarted: the open page reconnects by itself (same port, same cookie) and goes on.
+        await server.close()
+        await expectText(() => page.locator('#live').textContent(), 'reconnecting')
+        server = await serve({ root, intervalMs: 1000 })
+        expect(page.url()).toBe(`http://127.0.0.1:${server.port}/`)
+        await startOk(['start', 'ralph', 'delta', '30', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })
+        await expectText(() => health('delta').textContent(), 'running', 15_000)
+        expect((await cli(['kill', 'delta', '-C', root])).code).toBe(0)
         // beta's page, by keyboard: its evidence, a timeline bar per iteration, charts, the output.
         await page.locator('a.card', { hasText: 'beta' }).focus()
         await page.keyboard.press('Enter')

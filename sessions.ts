@@ -3125,7 +3125,9 @@ interface AgentFailure {
 }
 
 function agentFailureOf(state: State): AgentFailure | null {
-  if (state.status !== 'complete' && state.status !== 'completed') return null
+  // complete: the engine's flaw above. running: a judgment stage calling a failing agent again, a pipeline
+  // moved on past it. killed: stopped in either (by a supervisor at a usage limit, say).
+  if (!['complete', 'completed', 'running', 'killed'].includes(state.status ?? '')) return null
   const history = state.history ?? []
   const byStage = new Map<string, number[]>()
   for (const [at, entry] of history.entries()) {
@@ -3823,8 +3825,9 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
   const resumed = parseTime(state?.resumed_at)
   const runStarted = started === null ? null : resumed !== null && resumed > started ? resumed : started
   const lock = facts.lock
-  // A run its agent's failure ended is resumed at that failure (resume rewinds it there), not after it.
-  const failure = verdict.health === 'failed' && state?.status !== 'failed' ? facts.agentFailure : null
+  // A run its agent's failure ended (or that was killed while its agent failed) is resumed at that
+  // failure (resume rewinds it there), not after it.
+  const failure = (verdict.health === 'failed' && state?.status !== 'failed') || verdict.health === 'killed' ? facts.agentFailure : null
   const errorMessage = failure ? failure.words : typeof state?.error === 'string' ? state.error : (state?.error?.message ?? null)
   return {
     name: facts.name,
@@ -3876,7 +3879,8 @@ function describeSession(facts: SessionFacts, now: number, options: CommonOption
     resume_from: verdict.resumable && state ? (failure?.iteration ?? (state.iteration_completed ?? 0) + 1) : null,
     resume_command: verdict.resumable || verdict.health === 'orphaned' ? resumeCommand(facts.name, stage, options, facts.root) : null,
     error: verdict.health === 'failed' ? errorMessage : null,
-    limit: failure ? facts.limit : null,
+    // While the engine runs: the limit its agent hit at its last iteration (it will call it again).
+    limit: failure || liveness === 'engine' ? facts.limit : null,
     ...(state ? courseOf(courseFactsOf(facts, stage, verdict.health, runStarted, now, tasks)) : EMPTY_COURSE),
     usage: null,
   }
@@ -6083,10 +6087,7 @@ async function planStart(
     inputs,
     resume: Boolean(request.resume),
     replaces: request.force && facts.runDirExists ? relative(root, replacedFolder(sessionPaths(root, request.name).runDir)) : null,
-    rewinds:
-      request.resume && row?.health === 'failed' && facts.agentFailure && facts.state.kind === 'ok' && facts.state.value.status !== 'failed'
-        ? { ...facts.agentFailure, kept_as: relative(root, path.join(sessionPaths(root, request.name).runDir, keptStateName())) }
-        : null,
+    rewinds: request.resume ? rewindOf(root, facts, row) : null,
     runner,
     command: engineCommand(runner, { ...request, inputs }, pipelineArg, max),
     warnings: [],
@@ -6191,6 +6192,16 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
 }
 
 /** Where a resume keeps the state it rewrote, beside it in the run folder. */
+/**
+ * Where a resume goes back to: a run its agent's failure ended (or that was killed while its agent
+ * failed), unless its state was already rewound (failed).
+ */
+function rewindOf(root: string, facts: SessionFacts, row: SessionRow | null): StartPlan['rewinds'] {
+  if (!facts.agentFailure || facts.state.kind !== 'ok' || facts.state.value.status === 'failed') return null
+  if (row?.health !== 'failed' && row?.health !== 'killed') return null
+  return { ...facts.agentFailure, kept_as: relative(root, path.join(sessionPaths(root, facts.name).runDir, keptStateName())) }
+}
+
 const keptStateName = (now = Date.now()) =>
   `state.before-resume-${new Date(now)
     .toISOString()
@@ -8036,6 +8047,8 @@ const NotifyRecordSchema = z.object({
         gave_up_at: z.string().nullable(),
         /** The reset a limited event was told for: told once. */
         limited: z.string().nullable().default(null),
+        /** When this supervisor stopped the session at its agent's usage limit (a run that went on calling it). */
+        stopped_at: z.string().nullable().default(null),
       }),
     )
     .default([]),
@@ -8873,13 +8886,21 @@ async function superviseLook(watcher: Watcher, seen: { rows: SessionRow[]; marks
   const now = Date.now()
   for (const row of seen.rows) {
     if (policy.names.length && !policy.names.includes(row.name)) continue
-    const why = row.limit ? 'limit' : row.health
-    const due = (policy.resumeOn as readonly string[]).includes(why) && seen.marks.get(row.name)?.ended === true
     // Only a session the supervisor acts on gets an entry in its record.
     const known = watcher.record.supervision.find((one) => one.session === row.name)
+    const atLimit = row.limit !== null && policy.resumeOn.includes('limit')
+    // A run that goes on calling an agent at its usage limit (a judgment stage, a pipeline moving on) is
+    // stopped at once, then resumed as a run that limit ended.
+    if (atLimit && livenessOf(row.health) === 'engine') {
+      news.push(...(await stopAtLimit(watcher, row, known ?? newSupervision(watcher.record, row.name), now)))
+      continue
+    }
+    // A killed session is a person's, but for one this supervisor stopped at a limit.
+    const why = row.limit && (row.health !== 'killed' || known?.stopped_at) ? 'limit' : row.health
+    const due = (policy.resumeOn as readonly string[]).includes(why) && seen.marks.get(row.name)?.ended === true
     if (!due) {
       // Going again (a person resumed it, or our resume took): the next end waits its backoff afresh.
-      if (known && livenessOf(row.health) === 'engine') Object.assign(known, { next_at: null, gave_up_at: null })
+      if (known && livenessOf(row.health) === 'engine') Object.assign(known, { next_at: null, gave_up_at: null, stopped_at: null })
       continue
     }
     if (known?.gave_up_at) continue
@@ -8906,10 +8927,41 @@ async function superviseLook(watcher: Watcher, seen: { rows: SessionRow[]; marks
 }
 
 /**
+ * Stops a session whose agent is at its usage limit while its engine goes on (kill, with its proof of
+ * identity), and tells the wait for the reset. One that cannot be stopped is said once, and left.
+ */
+async function stopAtLimit(watcher: Watcher, row: SessionRow, entry: Supervision, now: number): Promise<TrackedEvent[]> {
+  const limit = row.limit!
+  let report: KillReport | undefined
+  try {
+    ;[report] = await kill([row.name], { ...watcher.options, root: watcher.root })
+  } catch (error) {
+    if (watcher.signal.aborted) throw error
+  }
+  if (report?.outcome !== 'killed') {
+    const said = `${row.name}\t${limit.source_line}`
+    if (!watcher.warned.has(said))
+      watcher.warn(`${row.name}: its agent is at its usage limit, but stopping it failed (${report?.reason ?? 'kill failed'})`)
+    watcher.warned.add(said)
+    return []
+  }
+  Object.assign(entry, { stopped_at: isoOrNull(Date.now()), next_at: null })
+  watcher.save()
+  return limitWait({ ...row, health: 'killed' }, limit, entry, watcher.options.policy!, now, 'stopped, its engine calling it again: ')
+}
+
+/**
  * A run its agent's usage limit ended is resumed just after the reset (the backoff's MIN after it); a reset
  * its words did not give, after the backoff's MAX. Told once, as a limited event with when it resets.
  */
-function limitWait(row: SessionRow, limit: UsageLimit, entry: Supervision, policy: SupervisePolicy, now: number): TrackedEvent[] {
+function limitWait(
+  row: SessionRow,
+  limit: UsageLimit,
+  entry: Supervision,
+  policy: SupervisePolicy,
+  now: number,
+  stopped = '',
+): TrackedEvent[] {
   const reset = parseTime(limit.resets_at)
   entry.next_at ??= isoOrNull(
     reset === null ? now + policy.backoffSeconds[1] * 1000 : Math.max(now, reset) + policy.backoffSeconds[0] * 1000,
@@ -8919,12 +8971,14 @@ function limitWait(row: SessionRow, limit: UsageLimit, entry: Supervision, polic
   entry.limited = told
   const when = reset === null ? `its reset time could not be read: trying again at ${entry.next_at}` : `resuming it at ${entry.next_at}`
   return [
-    watcherEvent(row.project, row, 'limited', isoOrNull(now)!, `"${limit.source_line}": ${when}`, told, { resets_at: limit.resets_at }),
+    watcherEvent(row.project, row, 'limited', isoOrNull(now)!, `${stopped}"${limit.source_line}": ${when}`, told, {
+      resets_at: limit.resets_at,
+    }),
   ]
 }
 
 function newSupervision(record: NotifyRecord, session: string): Supervision {
-  const entry: Supervision = { session, attempts: [], next_at: null, gave_up_at: null, limited: null }
+  const entry: Supervision = { session, attempts: [], next_at: null, gave_up_at: null, limited: null, stopped_at: null }
   record.supervision.push(entry)
   return entry
 }
@@ -14288,7 +14342,9 @@ if (import.meta.vitest) {
         iteration: 1,
       })
       expect(agentFailureOf({ status: 'complete', history: [entry('ralph', 1, 'error'), entry('ralph', 2, 'stop')] })).toBeNull()
-      expect(agentFailureOf({ ...loop, status: 'running' })).toBeNull()
+      // A run still going (a judgment stage calling it again) or killed while it failed: the same failure.
+      expect(agentFailureOf({ ...loop, status: 'running' })).toMatchObject({ iteration: 2 })
+      expect(agentFailureOf({ ...loop, status: 'killed' })).toMatchObject({ iteration: 2 })
       expect(agentFailureOf({ ...loop, status: 'failed' })).toBeNull()
     })
   })
