@@ -1589,6 +1589,60 @@ describe('setup service: the supervisor as a systemd user service', () => {
   })
 })
 
+describe('setup service --manager launchd: the supervisor as a launchd agent (macOS)', () => {
+  test('--print shows a property list with AbandonProcessGroup and the PATH, no webhook; written, the webhooks only in a file only the user reads, loaded by launchctl', async () => {
+    const root = await makeEngineProject()
+    const home = mkdtempSync(path.join(BASE, 'mac-home-'))
+    const bin = path.join(home, 'bin')
+    mkdirSync(bin)
+    for (const tool of ['node', 'git'])
+      symlinkSync(execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), path.join(bin, tool))
+    const calls = path.join(bin, 'calls')
+    // A launchctl of the test's own: the agent of this label not loaded yet (bootout fails), bootstrap works.
+    writeFileSync(path.join(bin, 'launchctl'), `#!/bin/sh\necho "$*" >> ${calls}\n[ "$1" = bootout ] && exit 3\nexit 0\n`, { mode: 0o755 })
+    const env = { HOME: home, PATH: bin }
+    const hook = 'https://hooks.slack.com/services/T0/B0/secret-part'
+    const flags = ['--manager', 'launchd', '-C', root, '--', '--webhook', hook, '--resume-on', 'crashed,limit', 'auth']
+    const printed = await cli(['setup', 'service', '--print', ...flags], { env })
+    expect([printed.code, printed.stderr]).toEqual([0, ''])
+    expect(printed.stdout).not.toContain('secret-part')
+    expect(readdirSync(home)).toEqual(['bin'])
+    // Read back by Python's plistlib, as launchd reads the format.
+    const parse = (text: string) =>
+      JSON.parse(
+        execFileSync('python3', ['-c', 'import json,plistlib,sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))'], {
+          input: text,
+          encoding: 'utf8',
+        }),
+      )
+    const agent = parse(printed.stdout)
+    expect(agent).toMatchObject({
+      Label: expect.stringMatching(/^com\.sessions-ts\.supervise\.[A-Za-z0-9_-]+-[0-9a-f]{8}$/),
+      WorkingDirectory: root,
+      EnvironmentVariables: { PATH: bin },
+      RunAtLoad: true,
+      KeepAlive: { SuccessfulExit: false },
+      AbandonProcessGroup: true,
+    })
+    const envFile = path.join(home, 'Library', 'Application Support', 'sessions-ts', `${agent.Label}.env`)
+    expect(agent.ProgramArguments.slice(0, 4)).toEqual(['/bin/sh', '-c', 'set -a; . "$0"; set +a; exec "$@"', envFile])
+    expect(agent.ProgramArguments.slice(-6)).toEqual(['supervise', 'auth', '--resume-on', 'crashed,limit', '--root', root])
+    const written = await cli(['setup', 'service', ...flags], { env })
+    expect(written.code, written.stderr).toBe(0)
+    const plist = path.join(home, 'Library', 'LaunchAgents', `${agent.Label}.plist`)
+    expect(readFileSync(plist, 'utf8')).toBe(printed.stdout)
+    expect(readFileSync(calls, 'utf8')).toBe(
+      `bootout gui/${process.getuid!()}/${agent.Label}\nbootstrap gui/${process.getuid!()} ${plist}\n`,
+    )
+    expect(statSync(envFile).mode & 0o777).toBe(0o600)
+    // The file sh reads gives the watcher its webhooks as one word, whatever they hold.
+    const said = execFileSync('sh', ['-c', 'set -a; . "$0"; printf %s "$SESSIONS_NOTIFY_WEBHOOKS"', envFile], { encoding: 'utf8' })
+    expect(said).toBe(hook)
+    const bad = await cli(['setup', 'service', '--manager', 'upstart', '-C', root], { env })
+    expect([bad.code, bad.stderr]).toEqual([2, 'sessions: --manager is systemd or launchd, got "upstart"\n'])
+  })
+})
+
 describe("setup shell: hints in the user's own words", () => {
   test('a sessions command on the PATH; run through it, every hint reads "sessions …" and runs as printed; SESSIONS_COMMAND sets the words', async () => {
     const root = await makeEngineProject('crashed-loop')

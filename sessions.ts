@@ -10695,6 +10695,9 @@ async function setupShell(options: CommonOptions & { force?: boolean } = {}): Pr
 
 interface ServiceSetupResult {
   project: string
+  /** systemd (a user unit) or launchd (an agent). */
+  manager: ServiceManager
+  /** The unit's name, or the agent's label. */
   unit: string
   unit_file: string
   /** Where the webhook URLs are kept (mode 0600), out of the unit's command line; null without webhooks. */
@@ -10702,7 +10705,7 @@ interface ServiceSetupResult {
   text: string
   /** False with --print: nothing was written. */
   written: boolean
-  /** Whether `systemctl --user enable --now` took it; null when not tried. */
+  /** Whether the manager took it (`systemctl --user enable --now`, `launchctl bootstrap`); null when not tried. */
   enabled: boolean | null
   problem: string | null
   next: NextAction[]
@@ -10714,25 +10717,48 @@ function systemdWord(word: string): string {
   return /^[A-Za-z0-9_@+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replace(/["\\]/g, '\\$&')}"`
 }
 
+/** The service managers `setup service` writes for: systemd (Linux) and launchd (macOS). */
+const SERVICE_MANAGERS = ['systemd', 'launchd'] as const
+type ServiceManager = (typeof SERVICE_MANAGERS)[number]
+
 /**
- * A systemd user unit that runs `supervise ARGS` for this project at login (and at boot with linger): the
- * watcher outside tmux, so that a dead tmux server (a reboot) leaves a supervisor to resume its sessions.
- * KillMode=process: stopping the service never takes the tmux server it may have started. Its PATH is
- * this one's (agents often live in ~/.local/bin); webhook URLs go to an environment file only the user reads.
+ * `supervise ARGS` for this project as a service of the user's service manager, started at login (and at
+ * boot with linger, for systemd): the watcher outside tmux, so that a dead tmux server (a reboot) leaves
+ * a supervisor to resume its sessions. Stopping the service never takes the tmux server it may have
+ * started (systemd KillMode=process, launchd AbandonProcessGroup). Its PATH is this one's (agents often
+ * live in ~/.local/bin); webhook URLs go to a file only the user reads, never a command line.
  */
-async function setupService(args: string[], webhooks: string[], options: CommonOptions & { print?: boolean }): Promise<ServiceSetupResult> {
-  if (process.platform !== 'linux') throw new SessionsError('setup service writes a systemd user unit: Linux only for now')
+async function setupService(
+  args: string[],
+  webhooks: string[],
+  options: CommonOptions & { print?: boolean; manager?: ServiceManager },
+): Promise<ServiceSetupResult> {
+  const manager = options.manager ?? (process.platform === 'darwin' ? 'launchd' : process.platform === 'linux' ? 'systemd' : null)
+  if (!manager) throw new SessionsError('setup service writes a systemd unit (Linux) or a launchd agent (macOS); --manager chooses one')
   const env = options.env ?? process.env
   const root = await findProjectRoot(options)
-  const config = env.XDG_CONFIG_HOME || (env.HOME ? path.join(env.HOME, '.config') : null)
-  if (!config) throw new SessionsError('setup service: neither $XDG_CONFIG_HOME nor $HOME names a folder for the unit')
-  const unit = `sessions-supervise-${path
+  const name = `${path
     .basename(root)
     .replace(/[^A-Za-z0-9_-]/g, '_')
-    .slice(0, 40)}-${digest(root).slice(0, 8)}.service`
+    .slice(0, 40)}-${digest(root).slice(0, 8)}`
+  const command = [...selfArgv(), 'supervise', ...args, '--root', root]
+  const service =
+    manager === 'systemd' ? systemdService(root, name, command, webhooks, env) : launchdService(root, name, command, webhooks, env)
+  const result = { project: root, manager, ...service.shown }
+  if (options.print) return { ...result, written: false, enabled: null, problem: null }
+  writePrivately(service.shown.unit_file, service.shown.text, 0o644)
+  if (service.shown.environment_file) writePrivately(service.shown.environment_file, service.environment, 0o600)
+  for (const folder of service.folders) mkdirSync(folder, { recursive: true, mode: 0o700 })
+  return { ...result, written: true, ...(await enableService(service.enable, env)) }
+}
+
+/** A systemd user unit, its environment file, and how to enable it. */
+function systemdService(root: string, name: string, command: string[], webhooks: string[], env: NodeJS.ProcessEnv) {
+  const config = env.XDG_CONFIG_HOME || (env.HOME ? path.join(env.HOME, '.config') : null)
+  if (!config) throw new SessionsError('setup service: neither $XDG_CONFIG_HOME nor $HOME names a folder for the unit')
+  const unit = `sessions-supervise-${name}.service`
   const unitFile = path.join(config, 'systemd', 'user', unit)
   const envFile = webhooks.length ? path.join(config, 'sessions-ts', `${unit}.env`) : null
-  const command = [...selfArgv(), 'supervise', ...args, '--root', root]
   const text = [
     '[Unit]',
     `Description=sessions.ts supervise for ${root.replace(/[\n%]/g, '_')}`,
@@ -10750,18 +10776,73 @@ async function setupService(args: string[], webhooks: string[], options: CommonO
     'WantedBy=default.target',
     '',
   ].join('\n')
-  const systemctl = `systemctl --user`
+  const systemctl = 'systemctl --user'
   const next: NextAction[] = [
     { command: `${systemctl} status ${unit}`, why: 'is it running' },
     { command: `journalctl --user -u ${unit}`, why: 'what it did' },
     { command: `${systemctl} disable --now ${unit} && rm ${shellQuote(unitFile)}`, why: 'stop and remove it' },
     { command: 'loginctl enable-linger "$USER"', why: 'start it at boot, before you log in' },
   ]
-  const result = { project: root, unit, unit_file: unitFile, environment_file: envFile, text, next }
-  if (options.print) return { ...result, written: false, enabled: null, problem: null }
-  writePrivately(unitFile, text, 0o644)
-  if (envFile) writePrivately(envFile, `SESSIONS_NOTIFY_WEBHOOKS=${systemdWord(webhooks.join(' '))}\n`, 0o600)
-  return { ...result, written: true, ...(await enableService(unit, env)) }
+  return {
+    shown: { unit, unit_file: unitFile, environment_file: envFile, text, next },
+    folders: [] as string[],
+    environment: `SESSIONS_NOTIFY_WEBHOOKS=${systemdWord(webhooks.join(' '))}\n`,
+    enable: [
+      ['systemctl', '--user', 'daemon-reload'],
+      ['systemctl', '--user', 'enable', '--now', unit],
+    ],
+  }
+}
+
+/**
+ * A launchd agent (~/Library/LaunchAgents), its environment file (read by sh before the watcher starts:
+ * launchd has no environment files, and a plist's own variables would show in `launchctl print`), and how
+ * to load it. KeepAlive on a failure only, 30 s apart, as the systemd unit restarts.
+ */
+function launchdService(root: string, name: string, command: string[], webhooks: string[], env: NodeJS.ProcessEnv) {
+  if (!env.HOME || !path.isAbsolute(env.HOME)) throw new SessionsError('setup service: $HOME names no folder for the launchd agent')
+  const label = `com.sessions-ts.supervise.${name}`
+  const unitFile = path.join(env.HOME, 'Library', 'LaunchAgents', `${label}.plist`)
+  const envFile = webhooks.length ? path.join(env.HOME, 'Library', 'Application Support', 'sessions-ts', `${label}.env`) : null
+  const log = path.join(env.HOME, 'Library', 'Logs', 'sessions-ts', `${label}.log`)
+  const argv = envFile ? ['/bin/sh', '-c', 'set -a; . "$0"; set +a; exec "$@"', envFile, ...command] : command
+  const item = (key: string, value: string) => `  <key>${htmlEscape(key)}</key>\n  ${value}`
+  const string = (value: string) => `<string>${htmlEscape(value)}</string>`
+  const text = [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">',
+    '<plist version="1.0">',
+    '<dict>',
+    item('Label', string(label)),
+    item('ProgramArguments', `<array>\n${argv.map((word) => `    ${string(word)}`).join('\n')}\n  </array>`),
+    item('WorkingDirectory', string(root)),
+    item('EnvironmentVariables', `<dict>\n    <key>PATH</key>\n    ${string(env.PATH ?? '/usr/bin:/bin')}\n  </dict>`),
+    item('RunAtLoad', '<true/>'),
+    item('KeepAlive', '<dict>\n    <key>SuccessfulExit</key>\n    <false/>\n  </dict>'),
+    item('ThrottleInterval', '<integer>30</integer>'),
+    item('AbandonProcessGroup', '<true/>'),
+    item('StandardOutPath', string(log)),
+    item('StandardErrorPath', string(log)),
+    '</dict>',
+    '</plist>',
+    '',
+  ].join('\n')
+  const domain = `gui/${process.getuid?.() ?? '$(id -u)'}`
+  const next: NextAction[] = [
+    { command: `launchctl print ${domain}/${label}`, why: 'is it running' },
+    { command: `tail -f ${shellQuote(log)}`, why: 'what it did' },
+    { command: `launchctl bootout ${domain}/${label} && rm ${shellQuote(unitFile)}`, why: 'stop and remove it' },
+  ]
+  return {
+    shown: { unit: label, unit_file: unitFile, environment_file: envFile, text, next },
+    folders: [path.dirname(log)],
+    environment: `SESSIONS_NOTIFY_WEBHOOKS=${shellQuote(webhooks.join(' '))}\n`,
+    // Loaded afresh: an agent of this label already loaded is taken out first (its failure is no problem).
+    enable: [
+      ['launchctl', 'bootout', `${domain}/${label}`, '?'],
+      ['launchctl', 'bootstrap', domain, unitFile],
+    ],
+  }
 }
 
 /** A file of the user's config, through the safe writer with its own folder as the root (as the registry is written). */
@@ -10770,16 +10851,16 @@ function writePrivately(file: string, text: string, mode: number): void {
   writeFileInside(path.dirname(file), file, text, mode)
 }
 
-/** systemctl --user daemon-reload, then enable --now; where there is no user manager, why not. */
-async function enableService(unit: string, env: NodeJS.ProcessEnv): Promise<{ enabled: boolean | null; problem: string | null }> {
-  if (!onPath('systemctl', env)) return { enabled: null, problem: 'systemctl is not on the PATH: enable it where systemd runs' }
-  for (const args of [
-    ['--user', 'daemon-reload'],
-    ['--user', 'enable', '--now', unit],
-  ]) {
-    const run = await runProgram('systemctl', args, { env, timeoutMs: 30_000 })
-    if (run.code !== 0)
-      return { enabled: false, problem: `systemctl ${args.join(' ')}: ${oneLine(run.stderr.trim()) || `exit status ${run.code}`}` }
+/** The manager's commands in order (a last word "?": its failure is no problem); where it is missing, why not. */
+async function enableService(commands: string[][], env: NodeJS.ProcessEnv): Promise<{ enabled: boolean | null; problem: string | null }> {
+  const tool = commands[0][0]
+  if (!onPath(tool, env)) return { enabled: null, problem: `${tool} is not on the PATH: enable it where the service manager runs` }
+  for (const [program, ...rest] of commands) {
+    const optional = rest.at(-1) === '?'
+    const args = optional ? rest.slice(0, -1) : rest
+    const run = await runProgram(program, args, { env, timeoutMs: 30_000 })
+    if (run.code !== 0 && !optional)
+      return { enabled: false, problem: `${program} ${args.join(' ')}: ${oneLine(run.stderr.trim()) || `exit status ${run.code}`}` }
   }
   return { enabled: true, problem: null }
 }
@@ -12746,7 +12827,8 @@ async function serviceCommand(rest: string[], values: Values, common: CommonOpti
   const policy = supervisePolicy({ args: parsed.args, values: parsed.values } as Invocation)
   const webhooks = ((parsed.values.webhook as string[] | undefined) ?? []).map((url) => webhookUrl(url).href)
   const flags = [...policy.names, ...notifyArgs(parsed.values)]
-  const data = await setupService(flags, webhooks, { ...common, env: io.env, print: Boolean(values.print) })
+  const manager = values.manager as ServiceManager | undefined
+  const data = await setupService(flags, webhooks, { ...common, env: io.env, print: Boolean(values.print), manager })
   return { data, render: renderServiceSetup as Outcome['render'], exit: 0 }
 }
 
@@ -13314,7 +13396,7 @@ const COMMANDS = {
   setup: {
     usage: 'setup claude|shell|service [-- SUPERVISE-FLAGS…]',
     summary:
-      'claude: the /sessions command for Claude Code, and how to register the MCP server; shell: a sessions command on the PATH; service: supervise as a systemd user service',
+      'claude: the /sessions command for Claude Code, and how to register the MCP server; shell: a sessions command on the PATH; service: supervise as a systemd user service or a launchd agent',
     positionals: [1, Number.POSITIVE_INFINITY],
     missing: 'setup: missing what to set up: setup claude, setup shell, or setup service',
     options: {
@@ -13324,6 +13406,13 @@ const COMMANDS = {
         help: 'also let Claude kill and resume without asking (never start, cleanup --yes or notify)',
       },
       print: { type: 'boolean', help: 'service: print the unit, write and enable nothing' },
+      manager: {
+        type: 'string',
+        arg: 'NAME',
+        help: "service: systemd or launchd (default: this system's; --print to write one for another machine)",
+        parse: matching(/^(systemd|launchd)$/, (raw) => `--manager is systemd or launchd, got "${raw}"`),
+        complete: SERVICE_MANAGERS,
+      },
     },
     examples: [
       'setup shell',
@@ -13334,7 +13423,7 @@ const COMMANDS = {
     run: async ({ args, values, common, io }) => {
       if (args[0] === 'service') return serviceCommand(args.slice(1), values, common, io)
       if (args.length > 1) throw new UsageError(`setup ${args[0]} takes no ${args[1]}`)
-      if (values.print) throw new UsageError(`setup ${args[0]} takes no --print`)
+      if (values.print || values.manager) throw new UsageError(`setup ${args[0]} takes no --${values.print ? 'print' : 'manager'}`)
       if (args[0] === 'shell') {
         if (values['allow-actions']) throw new UsageError('setup shell takes no --allow-actions')
         return {
