@@ -1973,11 +1973,13 @@ describe('beads (with a stand-in bd on the PATH)', () => {
     const run = await cli(['start', 'ralph', 'dry', '--yes', '-C', root], { env: { ...bd.env, MOCK_END: 'hang:1' } })
     expect(run.code).toBe(0)
     expect(run.stdout).toContain('! no ready beads labelled pipeline/dry: ralph will find its queue empty and stop')
-    // The engine dies; its lock is left behind.
+    // The engine dies, and its mock's process with it, before either can tidy up (a SIGHUP from the
+    // closed pane would let the mock remove the lock while the test puts it back); its lock is left behind.
     const lock = readJson(path.join(root, '.claude/locks/dry.lock'))
-    tmux('kill-session', '-t', '=pipeline-dry')
-    spawnSync('kill', ['-9', String(lock.pid)])
-    await waitFor('the engine gone', () => !isPidAlive(lock.pid))
+    const tree = [lock.pid, ...(await processDescendants(lock.pid))]
+    for (const pid of tree) spawnSync('kill', ['-9', String(pid)])
+    await waitFor('the engine gone', () => tree.every((pid) => !isPidAlive(pid)))
+    spawnSync('tmux', ['-L', SOCKET, 'kill-session', '-t', '=pipeline-dry'], { env: ENV })
     writeFileSync(path.join(root, '.claude/locks/dry.lock'), JSON.stringify(lock))
     const clean = await cli(['cleanup', '--yes', '--grace', '1', '-C', root], { env: bd.env })
     expect(clean.stdout).toMatch(/removed \.claude\/locks\/dry\.lock \(PID \d+\); beads bd-9 back to open/)
@@ -6115,9 +6117,14 @@ describe('serve: the fleet in a browser, safe by default', () => {
         expect((await http(port, where, { method })).status, route).toBe(401)
       }
       expect((await http(port, '/?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')).status).toBe(401)
+      // The address it sends the browser on to is this server's, whatever the path looked like.
+      expect((await http(port, `/.//evil.example/x?token=${token}`)).body).toContain('url=/evil.example/x"')
+      // A page of its own, not a redirect: followed from another site, a redirect would stay cross-site
+      // and the Strict cookie would not be sent with it.
       const exchanged = await http(port, `/session?name=busy&token=${token}`)
-      expect(exchanged.status).toBe(303)
-      expect(exchanged.headers.location).toBe('/session?name=busy')
+      expect(exchanged.status).toBe(200)
+      expect(exchanged.body).toBe('<!doctype html><meta http-equiv="refresh" content="0; url=/session?name=busy">\n')
+      expect(exchanged.headers['content-security-policy']).toBe("default-src 'none'; frame-ancestors 'none'")
       const set = exchanged.headers['set-cookie']![0]
       expect(set).toMatch(new RegExp(`^sessions_${port}=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=/$`))
       expect(set).not.toContain(token)
@@ -6135,6 +6142,14 @@ describe('serve: the fleet in a browser, safe by default', () => {
       expect((await http(port, '/', { headers: { cookie } })).headers['content-security-policy']).not.toBe(policy)
       expect(page.headers['access-control-allow-origin']).toBeUndefined()
       expect(page.headers['referrer-policy']).toBe('no-referrer')
+      // What a page of another port or site makes the browser ask, cookie and all, is refused; a cookie of
+      // the same name set first by another port's server does not shut the user out.
+      for (const from of ['same-site', 'cross-site'])
+        expect((await http(port, '/api/fleet', { headers: { cookie, 'sec-fetch-site': from } })).status, from).toBe(403)
+      for (const from of ['same-origin', 'none'])
+        expect((await http(port, '/api/fleet', { headers: { cookie, 'sec-fetch-site': from } })).status, from).toBe(200)
+      const tossed = `sessions_${port}=tossed; ${cookie}`
+      expect((await http(port, '/api/fleet', { headers: { cookie: tossed } })).status).toBe(200)
       const fleet = JSON.parse((await http(port, '/api/fleet', { headers: { cookie } })).body)
       expect(fleet.sessions.map((s: SessionRow) => [s.name, s.health])).toEqual([['busy', 'crashed']])
       const stream = await http(port, '/api/stream', { headers: { cookie } })
@@ -6185,9 +6200,13 @@ describe('serve: the fleet in a browser, safe by default', () => {
       expect((await http(port, '/', { headers: { cookie } })).body).toContain('data-actions="no"')
       acting = await serve({ root, allowActions: true })
       const with2 = await logIn(acting)
-      // Two servers, two cookies: one never logs the other out.
+      // Two servers, two cookies: one never logs the other out, and one's cookie (which the browser sends
+      // to every port) is no key to the other; a read-only view and one with actions have other tokens.
       expect(with2.cookie.split('=')[0]).toBe(`sessions_${acting.port}`)
       expect(with2.cookie.split('=')[0]).not.toBe(cookie.split('=')[0])
+      expect(new URL(acting.url).search).not.toBe(new URL(readOnly.url).search)
+      const renamed = `sessions_${acting.port}=${cookie.split('=')[1]}`
+      expect((await http(acting.port, '/api/fleet', { headers: { cookie: renamed } })).status).toBe(401)
       const here = { cookie: with2.cookie, host: `127.0.0.1:${acting.port}` }
       const refused = [
         { ...here, origin: 'http://evil.example', 'x-sessions-csrf': with2.csrf },
@@ -6284,9 +6303,12 @@ describe('serve: the fleet in a browser, safe by default', () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=[A-Za-z0-9_-]{32}$/)
     for (const line of lines) expect(line.length, line).toBeLessThanOrEqual(80)
     expect(text).toContain('read-only')
-    expect(
-      await waitFor('the opener run', () => existsSync(path.join(bin, 'opened')) && readFileSync(path.join(bin, 'opened'), 'utf8')),
-    ).toBe(`${url}\n`)
+    // It is given a page of the user's own, never the URL: a command line is every user's to read.
+    const record = path.join(bin, 'opened')
+    const opened: string = (await waitFor('the opener run', () => (existsSync(record) ? readFileSync(record, 'utf8') : null))).trim()
+    expect(opened).toMatch(new RegExp(`^${state}/sessions-ts/serve/[0-9a-f]{16}-open\\.html$`))
+    expect(statSync(opened).mode & 0o777).toBe(0o600)
+    expect(readFileSync(opened, 'utf8')).toContain(`url=${url}"`)
     stop.abort()
     expect(await running).toBe(0)
     // Stopped: nothing listens there.
@@ -6338,7 +6360,8 @@ describe('serve: the fleet in a browser, safe by default', () => {
           if (!request.url().startsWith(`http://127.0.0.1:${server.port}/`)) problems.push(`a request elsewhere: ${request.url()}`)
         })
         await page.goto(server.url)
-        expect(page.url()).toBe(`http://127.0.0.1:${server.port}/`)
+        // Sent on by the token's page, without the token.
+        await page.waitForURL(`http://127.0.0.1:${server.port}/`)
         const health = (name: string) => page.locator('.card', { hasText: name }).locator('.badge')
         await expectText(() => health('alpha').textContent(), 'running')
         await expectText(() => health('beta').textContent(), 'running')

@@ -9699,6 +9699,8 @@ interface ServeOptions extends ListOptions {
   allowActions?: boolean
   /** Between two looks while a page is open (default 5 s). */
   intervalMs?: number
+  /** Write a page that opens the URL (opener_file), for a browser to be given without the token on its command line. */
+  open?: boolean
 }
 
 /** A running web view. */
@@ -9711,6 +9713,10 @@ interface WebServer {
   token_file: string | null
   /** The port this view had last time, when it was taken this time (the URL changed), else null. */
   port_taken: number | null
+  /** Why the token could not be kept for the next start (the next URL will differ), else null. */
+  token_problem: string | null
+  /** With `open`: the page of the user's own that sends a browser on to the URL (null: none could be written). */
+  opener_file: string | null
   /** Pages connected now. */
   pages: () => number
   /** Looks made so far. */
@@ -9757,7 +9763,7 @@ const SERVE_SECRET = z.object({ port: z.number().int().min(1).max(65535), token:
 function servedSecret(root: string, options: ServeOptions): { file: string | null; port: number | null; token: string } {
   const folder = stateFolder(options.env)
   const key = createHash('sha256')
-    .update(JSON.stringify([root, Boolean(options.all), (options.hosts ?? []).map(hostLabel)]))
+    .update(JSON.stringify([root, Boolean(options.all), (options.hosts ?? []).map(hostLabel), Boolean(options.allowActions)]))
     .digest('hex')
     .slice(0, 16)
   const file = folder && path.join(folder, 'serve', `${key}.json`)
@@ -9779,12 +9785,33 @@ function parseJsonOr(text: string): unknown {
   }
 }
 
-/** Keeps the token and port for the next start; a view that cannot keep them still serves (a new URL next time). */
-function keepSecret(file: string | null, port: number, token: string): string | null {
-  if (!file) return null
+/** Keeps the token and port for the next start; a view that cannot keep them still serves (a new URL next time), and says why. */
+function keepSecret(file: string | null, port: number, token: string): { file: string | null; problem: string | null } {
+  if (!file) return { file: null, problem: 'there is no state folder ($XDG_STATE_HOME, $HOME) to keep it in' }
   try {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
     writeFileInside(path.dirname(path.dirname(file)), file, `${JSON.stringify({ port, token })}\n`, 0o600)
+    return { file, problem: null }
+  } catch (error) {
+    return { file: null, problem: `${file} cannot be written: ${oneLine(errorMessage(error))}` }
+  }
+}
+
+/**
+ * serve --open: a page of the user's own (0600, beside the token) that sends the browser on to the URL, so
+ * that the token is never on the opener's or the browser's command line, which every user can read.
+ */
+function openerPage(tokenFile: string | null, url: string): string | null {
+  if (!tokenFile) return null
+  const file = tokenFile.replace(/\.json$/, '-open.html')
+  try {
+    const safe = htmlEscape(url)
+    writeFileInside(
+      path.dirname(path.dirname(file)),
+      file,
+      `<!doctype html><meta http-equiv="refresh" content="0; url=${safe}"><a href="${safe}">sessions</a>\n`,
+      0o600,
+    )
     return file
   } catch {
     return null
@@ -9812,7 +9839,7 @@ async function listenLoopback(server: import('node:http').Server, port: number |
 }
 
 /** A keyed hash of the token: the cookie's value and the page's CSRF value are derived, never the token itself. */
-function derivedSecret(token: string, purpose: 'cookie' | 'csrf'): string {
+function derivedSecret(token: string, purpose: string): string {
   return createHmac('sha256', token).update(purpose).digest('base64url')
 }
 
@@ -9829,13 +9856,14 @@ function allowedHost(header: string | undefined, allowed: string[]): boolean {
   return ['127.0.0.1', 'localhost', '[::1]'].includes(name) || allowed.some((one) => one.toLowerCase() === name)
 }
 
-/** A cookie's value from a Cookie header (the first of that name). */
-function cookieValue(header: string | undefined, name: string): string | null {
+/** Every value of a cookie in a Cookie header: another port's server may have set one of the same name first. */
+function cookieValues(header: string | undefined, name: string): string[] {
+  const values: string[] = []
   for (const part of (header ?? '').split(';')) {
     const at = part.indexOf('=')
-    if (at > 0 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim()
+    if (at > 0 && part.slice(0, at).trim() === name) values.push(part.slice(at + 1).trim())
   }
-  return null
+  return values
 }
 
 /**
@@ -9901,6 +9929,8 @@ class FleetLooks {
   private running: Promise<void> | null = null
   readonly pages = new Set<import('node:http').ServerResponse>()
   latest: FleetLook | null = null
+  /** Why the last look failed. */
+  failed: string | null = null
   recent: SessionEvent[] = []
   looks = 0
 
@@ -9931,7 +9961,8 @@ class FleetLooks {
   async now(): Promise<FleetLook> {
     const old = this.latest && this.pages.size === 0 && Date.parse(this.latest.at) < Date.now() - this.interval()
     if (!this.latest || old) await (this.running ?? this.tick())
-    return this.latest!
+    if (!this.latest) throw new SessionsError(`no look at the project could be made: ${this.failed ?? 'unknown'}`)
+    return this.latest
   }
 
   private interval(): number {
@@ -9947,7 +9978,8 @@ class FleetLooks {
         for (const page of this.pages) send(page, 'look', look)
       })
       .catch((error) => {
-        for (const page of this.pages) send(page, 'problem', { why: errorMessage(error) })
+        this.failed = oneLine(errorMessage(error))
+        for (const page of this.pages) send(page, 'problem', { why: this.failed })
       })
       .finally(() => {
         this.running = null
@@ -9986,9 +10018,13 @@ class FleetLooks {
   }
 }
 
+/** A page that has not taken this much of what was sent is dropped (it reconnects when it can read again). */
+const SERVE_UNREAD_MAX_BYTES = 1024 * 1024
+
 /** One Server-Sent Event. */
 function send(page: import('node:http').ServerResponse, event: string, data: unknown): void {
-  page.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+  if (page.writableLength > SERVE_UNREAD_MAX_BYTES) page.destroy()
+  else page.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
 }
 
 /** A session page's data: its status, the timeline of its iterations, its events, its output's last lines. */
@@ -10016,8 +10052,8 @@ async function serve(options: ServeOptions = {}): Promise<WebServer> {
     root,
     options,
     looks,
-    cookie: derivedSecret(secret.token, 'cookie'),
-    csrf: derivedSecret(secret.token, 'csrf'),
+    cookie: '',
+    csrf: '',
     token: secret.token,
     cookieName: '',
   }
@@ -10028,15 +10064,22 @@ async function serve(options: ServeOptions = {}): Promise<WebServer> {
     })
   })
   const port = await listenLoopback(server, options.port ?? secret.port, options.port !== undefined)
-  const kept = options.port === undefined ? secret.port : null
+  const earlier = options.port === undefined ? secret.port : null
+  // Bound to the port: a cookie a browser sent to another port of 127.0.0.1 (browsers do not keep cookies
+  // apart by port) is no key to this one, nor to a server started later on another port.
   web.cookieName = `sessions_${port}`
-  const file = keepSecret(secret.file, port, secret.token)
+  web.cookie = derivedSecret(secret.token, `cookie ${port}`)
+  web.csrf = derivedSecret(secret.token, `csrf ${port}`)
+  const kept = keepSecret(secret.file, port, secret.token)
+  const opener = options.open ? openerPage(secret.file, `http://127.0.0.1:${port}/?token=${secret.token}`) : null
   return {
     url: `http://127.0.0.1:${port}/?token=${secret.token}`,
     port,
     project: root,
-    token_file: file,
-    port_taken: kept !== null && kept !== port ? kept : null,
+    token_file: kept.file,
+    token_problem: kept.problem,
+    opener_file: opener,
+    port_taken: earlier !== null && earlier !== port ? earlier : null,
     pages: () => looks.pages.size,
     looks: () => looks.looks,
     close: () =>
@@ -10092,15 +10135,24 @@ async function answerWeb(web: WebContext, request: import('node:http').IncomingM
   const token = url.searchParams.get('token')
   if (token !== null && request.method === 'GET') {
     if (!sameSecret(token, web.token)) return webAnswer(response, 401, 'text/plain', 'sessions: this token is not the one serve printed\n')
-    // The token for a cookie, and the address bar without it.
+    // The token for a cookie, and the address bar without it: a page of this server's own sends the browser
+    // on (a redirect would not do: a link followed from another site, a chat, a web terminal, stays
+    // cross-site through a redirect, and a SameSite=Strict cookie is then not sent).
     url.searchParams.delete('token')
-    return webAnswer(response, 303, 'text/plain', '', {
-      Location: `${url.pathname}${url.search}`,
+    // A path of this server's, never "//host" (which a browser would take for another site).
+    const onward = htmlEscape(`/${url.pathname.replace(/^\/+/, '')}${url.search}`)
+    return webAnswer(response, 200, 'text/html', `<!doctype html><meta http-equiv="refresh" content="0; url=${onward}">\n`, {
       'Set-Cookie': `${web.cookieName}=${web.cookie}; HttpOnly; SameSite=Strict; Path=/`,
+      'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
     })
   }
-  if (!sameSecret(cookieValue(request.headers.cookie, web.cookieName), web.cookie))
+  if (!cookieValues(request.headers.cookie, web.cookieName).some((value) => sameSecret(value, web.cookie)))
     return webAnswer(response, 401, 'text/plain', 'sessions: open the URL that serve printed (it carries the token)\n')
+  // A page of another port or site that makes the browser ask (with the cookie, which browsers send to every
+  // port of a host) gets nothing done: only this page's own requests, and what the user opens, are answered.
+  const from = firstHeader(request.headers['sec-fetch-site'])
+  if (from === 'same-site' || from === 'cross-site')
+    return webAnswer(response, 403, 'text/plain', 'sessions: a request from another page is refused\n')
   const key = `${request.method} ${url.pathname}`
   const route = Object.hasOwn(WEB_ROUTES, key) ? WEB_ROUTES[key] : null
   if (!route || (route.action && !web.options.allowActions)) return webAnswer(response, 404, 'text/plain', 'sessions: no such page\n')
@@ -11827,7 +11879,7 @@ function renderServing(server: WebServer, actions: boolean, view: View = plainVi
     ...(server.port_taken ? [`Its port of last time (${server.port_taken}) is taken: this is a new URL; open pages need it.`] : []),
     server.token_file
       ? 'The URL carries its token (kept in a file only you can read): it stays the same when serve starts again.'
-      : 'The URL carries its token; with no state folder to keep it in, the next start has another.',
+      : `The URL carries its token, which could not be kept (${server.token_problem}): the next start has another.`,
     'Ctrl-C stops.',
   ]
   return `${[...wrapWords(what, view.width), `  ${server.url}`, ...after.flatMap((line) => wrapWords(line, view.width))].join('\n')}\n`
@@ -12127,9 +12179,9 @@ function stopSignal(io: Io): AbortSignal {
 }
 
 /** serve --open: the system's opener, in the background; one that is missing or fails is said, not an error. */
-function openInBrowser(url: string, io: Io): void {
+function openInBrowser(file: string, io: Io): void {
   const opener = process.platform === 'darwin' ? 'open' : 'xdg-open'
-  const child = spawn(opener, [url], { stdio: 'ignore', detached: true, env: io.env })
+  const child = spawn(opener, [file], { stdio: 'ignore', detached: true, env: io.env })
   child.on('error', () => io.stderr(`sessions: could not run ${opener} to open a browser; open the URL above\n`))
   child.on('exit', (code) => {
     if (code) io.stderr(`sessions: ${opener} ended with status ${code}; open the URL above\n`)
@@ -13357,9 +13409,12 @@ const COMMANDS = {
         allowActions: Boolean(values['allow-actions']),
         intervalMs: values.interval === undefined ? undefined : (values.interval as number) * 1000,
         stallMinutes: values.stall as number | undefined,
+        open: Boolean(values.open),
       })
-      io.stdout(renderServing(server, Boolean(values['allow-actions']), viewOf(io)))
-      if (values.open) openInBrowser(server.url, io)
+      io.stdout(renderServing(terminalSafeDeep(server), Boolean(values['allow-actions']), viewOf(io)))
+      // The page that sends the browser on, never the URL: a command line is every user's to read.
+      if (server.opener_file) openInBrowser(server.opener_file, io)
+      else if (values.open) io.stderr('sessions: --open: no page to open it with could be written; open the URL above\n')
       const stop = stopSignal(io)
       if (!stop.aborted) await new Promise((resolve) => stop.addEventListener('abort', resolve, { once: true }))
       await server.close()
