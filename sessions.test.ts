@@ -3678,6 +3678,30 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
     expect(await sup.stop()).toBe(0)
   })
 
+  test('the tmux server killed (a reboot, for its sessions): resumed on a new server; a failure that is no usage limit never is', async () => {
+    const root = await makeEngineProject()
+    const out = path.join(root, 'events.ndjson')
+    // The supervisor is outside tmux, as a service runs it: the server's death is not its own.
+    const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.2s..0.5s', '--interval', '0.2', '-C', root], {}, 'supervise')
+    await waitFor('the first look', () => sup.out.stdout.includes('watching'))
+    await startOk(['start', 'ralph', 'broken', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'agent-fail:2' } })
+    await waitFor('broken failed', () => delivered(out, ['failed']).includes('broken failed'))
+    await startOk(['start', 'ralph', 'rebooted', '30', '--yes', '-C', root], { env: { MOCK_PACE: '1' } })
+    const before = readJson(path.join(root, '.claude/locks/rebooted.lock')).pid
+    spawnSync('tmux', ['-L', SOCKET, 'kill-server'], { env: ENV })
+    await waitFor('resumed on a new server', () => delivered(out).includes('rebooted auto_resumed'), 30_000)
+    const row = await waitFor('running again', async () => {
+      const found = rowOf((await listJson(root)).sessions, 'rebooted')
+      return found.health === 'running' ? found : null
+    })
+    expect(row.lock!.pid).not.toBe(before)
+    expect(tmuxSessionNames()).toContain('pipeline-rebooted')
+    expect(delivered(out, ['auto_resumed', 'auto_resume_failed', 'gave_up'])).toEqual(['rebooted auto_resumed'])
+    expect(rowOf((await listJson(root)).sessions, 'broken').health).toBe('failed')
+    expect(await sup.stop()).toBe(0)
+    expect((await cli(['kill', 'rebooted', '-C', root])).code).toBe(0)
+  })
+
   test('a usage limit: told with its reset, not resumed before it, resumed after it at the iteration that failed', async () => {
     const root = await makeEngineProject()
     const out = path.join(root, 'events.ndjson')
