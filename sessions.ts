@@ -9688,7 +9688,9 @@ async function serveMcp(options: McpOptions): Promise<void> {
 // state-changing request is a POST with the page's CSRF value and a same-origin Origin, and exists only
 // with --allow-actions. Every text the page shows went through the one sanitizer and is put into the
 // page as text (textContent), never as markup; a Content-Security-Policy allows the page's own script
-// only. One look a interval, shared by every open page, and none while no page is open.
+// only; the cookie and CSRF values are bound to the port (browsers send a host's cookies to all its ports)
+// and requests the browser says another page made are refused. One look an interval, shared by every open
+// page, and none while no page is open.
 
 interface ServeOptions extends ListOptions {
   /** The port (default: the one this project's server had, when free, else one the system gives). */
@@ -9709,7 +9711,7 @@ interface WebServer {
   url: string
   port: number
   project: string
-  /** Where the token and port are kept (null where there is no state folder: a new token each start). */
+  /** Where the token and port are kept (null where they could not be: a new token each start; token_problem says why). */
   token_file: string | null
   /** The port this view had last time, when it was taken this time (the URL changed), else null. */
   port_taken: number | null
