@@ -8269,9 +8269,9 @@ async function events(names: string[] = [], options: EventsOptions = {}): Promis
   return (await eventsWithMarks(names, options)).result
 }
 
-async function eventsWithMarks(given: string[], options: EventsOptions) {
+async function eventsWithMarks(given: string[], options: EventsOptions, cache?: FactsCache) {
   given.forEach(checkName)
-  const look = await lookAtProject(options, null, false)
+  const look = await lookAtProject(options, null, false, cache)
   // One name rule (sessionNamed): NAME, or the tmux session's pipeline-NAME or loop-NAME.
   const names = given.map((name) => nameAmong(name, look.names))
   for (const name of names) if (!look.names.includes(name)) throw sessionNotFound(name, look.root, look.names)
@@ -9925,7 +9925,8 @@ function fleetCard(row: SessionRow, lastLine: string | null): FleetCard {
 /** The looks of a web view: made while a page is open, one a interval, each sent to every page. */
 class FleetLooks {
   private marks: Map<string, SessionMark> | null = null
-  private readonly cache: FactsCache = new Map()
+  /** What each session's facts were gathered from (see cachedGather), shared with the session pages. */
+  readonly facts: FactsCache = new Map()
   private readonly memo: UsageMemo = { records: null }
   private timer: NodeJS.Timeout | null = null
   private running: Promise<void> | null = null
@@ -9995,7 +9996,7 @@ class FleetLooks {
     const options = { ...this.options, root: this.root }
     const first = this.marks === null
     // The first look: what the files say happened; the next ones: what changed since.
-    const seen = await withFileCache(() => lookAtProject(options, this.marks, !first, this.cache))
+    const seen = await withFileCache(() => lookAtProject(options, this.marks, !first, this.facts))
     this.marks = seen.marks
     const usage = seen.rows.length ? projectUsage(seen.root, options.env ?? process.env, earliestStart(seen.rows), this.memo) : null
     let rows = seen.rows.map((row) => (usage ? { ...row, usage: usageOfRow(row, usage.bySession.get(row.name) ?? [], usage.table) } : row))
@@ -10030,10 +10031,11 @@ function send(page: import('node:http').ServerResponse, event: string, data: unk
 }
 
 /** A session page's data: its status, the timeline of its iterations, its events, its output's last lines. */
-async function sessionView(name: string, options: ServeOptions) {
+async function sessionView(name: string, options: ServeOptions, cache?: FactsCache) {
   const [shown, told, output] = await Promise.all([
     status(name, options),
-    events([name], options),
+    // The view's own facts, where it is the view's project: what did not change is not read again.
+    eventsWithMarks([name], options, cache).then((found) => found.result),
     monitor(name, { ...options, lines: 40 }),
   ])
   return terminalSafeDeep({
@@ -10206,7 +10208,8 @@ const WEB_ROUTES: Record<
     answer: async (web, url, _request, response) => {
       const session = await servedSession(web, url)
       if (!session) return webJson(response, 404, { error: 'no such session in this view' })
-      webJson(response, 200, await sessionView(session.name, { ...web.options, root: session.root }))
+      const cache = session.root === web.root ? web.looks.facts : undefined
+      webJson(response, 200, await sessionView(session.name, { ...web.options, root: session.root }, cache))
     },
   },
   'GET /api/stream': {
