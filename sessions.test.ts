@@ -95,7 +95,15 @@ delete process.env.TMUX
 const ENV: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
 
 function tmux(...args: string[]): string {
-  return execFileSync('tmux', ['-L', SOCKET, ...args], { env: ENV, encoding: 'utf8' })
+  // A server whose last session just ended exits; a command that reached it meanwhile was not run and is
+  // asked again (as the tool itself does), once the server is gone or a new one starts.
+  for (let attempt = 1; ; attempt++) {
+    const result = spawnSync('tmux', ['-L', SOCKET, ...args], { env: ENV, encoding: 'utf8' })
+    if (result.status === 0) return result.stdout
+    if (!/server exited unexpectedly/.test(result.stderr) || attempt === 4)
+      throw new Error(`tmux ${args.join(' ')}: exit ${result.status}: ${result.stderr}`)
+    spawnSync('sleep', [String(0.05 * attempt)])
+  }
 }
 
 function tmuxSessionNames(): string[] {
