@@ -3647,6 +3647,15 @@ describe("an agent's failure is not a completion, and a resume redoes what faile
 
 describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
   /** Events the supervisor delivered to its command, as `session kind` lines. */
+  /** A new engine project and a supervisor of it (short backoff and interval) that has made its first look, delivering to `out`. */
+  async function supervising() {
+    const root = await makeEngineProject()
+    const out = path.join(root, 'events.ndjson')
+    const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.2s..0.5s', '--interval', '0.2', '-C', root], {}, 'supervise')
+    await waitFor('the first look', () => sup.out.stdout.includes('watching'))
+    return { root, out, sup }
+  }
+
   const delivered = (file: string, kinds = ['auto_resumed', 'auto_resume_failed', 'gave_up', 'complete']) =>
     ndjson(file)
       .filter((event) => kinds.includes(String(event.event)))
@@ -3687,11 +3696,8 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
   })
 
   test('the tmux server killed (a reboot, for its sessions): resumed on a new server; a failure that is no usage limit never is', async () => {
-    const root = await makeEngineProject()
-    const out = path.join(root, 'events.ndjson')
     // The supervisor is outside tmux, as a service runs it: the server's death is not its own.
-    const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.2s..0.5s', '--interval', '0.2', '-C', root], {}, 'supervise')
-    await waitFor('the first look', () => sup.out.stdout.includes('watching'))
+    const { root, out, sup } = await supervising()
     await startOk(['start', 'ralph', 'broken', '3', '--yes', '-C', root], { env: { MOCK_PACE: '0.1', MOCK_END: 'agent-fail:2' } })
     await waitFor('broken failed', () => delivered(out, ['failed']).includes('broken failed'))
     await startOk(['start', 'ralph', 'rebooted', '30', '--yes', '-C', root], { env: { MOCK_PACE: '1' } })
@@ -3711,10 +3717,7 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
   })
 
   test('a usage limit: told with its reset, not resumed before it, resumed after it at the iteration that failed', async () => {
-    const root = await makeEngineProject()
-    const out = path.join(root, 'events.ndjson')
-    const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.2s..0.5s', '--interval', '0.2', '-C', root], {}, 'supervise')
-    await waitFor('the first look', () => sup.out.stdout.includes('watching'))
+    const { root, out, sup } = await supervising()
     const resets = (Math.floor(Date.now() / 1000) + 5) * 1000
     await startOk(['start', 'ralph', 'limited', '3', '--yes', '-C', root], {
       env: { MOCK_PACE: '0.1', MOCK_END: 'agent-fail:2', MOCK_AGENT_SAYS: `Claude AI usage limit reached|${resets / 1000}` },
@@ -3751,10 +3754,7 @@ describe('supervise: crashed sessions resumed, with backoff and a cap', () => {
   })
 
   test('a judgment stage that goes on calling an agent at its limit: stopped at once, then resumed at the iteration that failed', async () => {
-    const root = await makeEngineProject()
-    const out = path.join(root, 'events.ndjson')
-    const sup = watcher(['--exec', `cat >> ${out}`, '--backoff', '0.2s..0.5s', '--interval', '0.2', '-C', root], {}, 'supervise')
-    await waitFor('the first look', () => sup.out.stdout.includes('watching'))
+    const { root, out, sup } = await supervising()
     const resets = (Math.floor(Date.now() / 1000) + 8) * 1000
     // Its judge never says stop: the engine calls the failing agent again at each of its 20 iterations.
     await startOk(['start', 'improve-plan', 'judged', '20', '--yes', '-C', root], {

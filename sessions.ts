@@ -6191,7 +6191,6 @@ async function startLocked(request: StartRequest, options: StartOptions): Promis
   }
 }
 
-/** Where a resume keeps the state it rewrote, beside it in the run folder. */
 /**
  * Where a resume goes back to: a run its agent's failure ended (or that was killed while its agent
  * failed), unless its state was already rewound (failed).
@@ -6202,6 +6201,7 @@ function rewindOf(root: string, facts: SessionFacts, row: SessionRow | null): St
   return { ...facts.agentFailure, kept_as: relative(root, path.join(sessionPaths(root, facts.name).runDir, keptStateName())) }
 }
 
+/** Where a resume keeps the state it rewrote, beside it in the run folder. */
 const keptStateName = (now = Date.now()) =>
   `state.before-resume-${new Date(now)
     .toISOString()
@@ -6249,7 +6249,7 @@ function stateForResume(root: string, plan: StartPlan, facts: SessionFacts): (()
     for (const [from, to] of aside) if (!lstatIfAny(from)) moveInside(root, to, from)
   }
   try {
-    if (plan.rewinds) setResultsAside(root, sessionPaths(root, plan.name).runDir, plan.rewinds, aside)
+    if (plan.rewinds) setResultsAside(root, sessionPaths(root, plan.name).runDir, facts.runEntries, plan.rewinds, aside)
   } catch (error) {
     restore()
     throw new SessionsError(`cannot set the undone iterations' results aside (${oneLine(errorMessage(error))}); nothing was resumed`)
@@ -6264,21 +6264,21 @@ function stateForResume(root: string, plan: StartPlan, facts: SessionFacts): (()
  * outcome. Folders reached through a link are someone else's files: left alone. What it moved is added
  * to `moved`, as it moves it (a failure halfway is undone from it).
  */
-function setResultsAside(root: string, runDir: string, rewinds: AgentFailure & { kept_as: string }, moved: [string, string][]): void {
+function setResultsAside(
+  root: string,
+  runDir: string,
+  runEntries: string[],
+  rewinds: AgentFailure & { kept_as: string },
+  moved: [string, string][],
+): void {
   const suffix = path.basename(rewinds.kept_as).replace(/^state\./, '')
-  let entries: string[] = []
-  try {
-    entries = readdirSync(runDir)
-  } catch {
-    return
-  }
-  for (const stageDir of entries) {
+  for (const stageDir of runEntries) {
     const index = /^stage-(\d+)-/.exec(stageDir)
     if (!index || Number(index[1]) < rewinds.stage_index) continue
     const iterations = path.join(runDir, stageDir, 'iterations')
     if ([path.join(runDir, stageDir), iterations].some((dir) => !lstatIfAny(dir)?.isDirectory())) continue
     for (const folder of readdirSync(iterations)) {
-      if (!/^\d{1,6}$/.test(folder)) continue
+      if (!/^\d{3,}$/.test(folder)) continue
       if (Number(index[1]) === rewinds.stage_index && Number(folder) < rewinds.iteration) continue
       const dir = path.join(iterations, folder)
       if (!lstatIfAny(dir)?.isDirectory()) continue
@@ -8939,10 +8939,7 @@ async function stopAtLimit(watcher: Watcher, row: SessionRow, entry: Supervision
     if (watcher.signal.aborted) throw error
   }
   if (report?.outcome !== 'killed') {
-    const said = `${row.name}\t${limit.source_line}`
-    if (!watcher.warned.has(said))
-      watcher.warn(`${row.name}: its agent is at its usage limit, but stopping it failed (${report?.reason ?? 'kill failed'})`)
-    watcher.warned.add(said)
+    warnOnce(watcher, `${row.name}: its agent is at its usage limit, but stopping it failed (${report?.reason ?? 'kill failed'})`)
     return []
   }
   Object.assign(entry, { stopped_at: isoOrNull(Date.now()), next_at: null })
@@ -9764,27 +9761,16 @@ const SERVE_SECRET = z.object({ port: z.number().int().min(1).max(65535), token:
 /** The token and port this view had (kept only while the file is the user's alone), and where they are kept. */
 function servedSecret(root: string, options: ServeOptions): { file: string | null; port: number | null; token: string } {
   const folder = stateFolder(options.env)
-  const key = createHash('sha256')
-    .update(JSON.stringify([root, Boolean(options.all), (options.hosts ?? []).map(hostLabel), Boolean(options.allowActions)]))
-    .digest('hex')
-    .slice(0, 16)
+  const key = digest(JSON.stringify([root, Boolean(options.all), (options.hosts ?? []).map(hostLabel), Boolean(options.allowActions)]))
   const file = folder && path.join(folder, 'serve', `${key}.json`)
   const read = file ? readRegularFile(file) : ({ kind: 'missing' } as const)
   if (file && read.kind === 'ok') {
     const st = lstatSync(file)
-    const parsed = SERVE_SECRET.safeParse(parseJsonOr(read.text))
+    const parsed = parseJsonText(file, read.text, SERVE_SECRET)
     // A token others could read is no secret: a new one.
-    if (parsed.success && (st.mode & 0o077) === 0 && st.uid === process.getuid?.()) return { file, ...parsed.data }
+    if (parsed.kind === 'ok' && (st.mode & 0o077) === 0 && st.uid === process.getuid?.()) return { file, ...parsed.value }
   }
   return { file, port: null, token: randomBytes(24).toString('base64url') }
-}
-
-function parseJsonOr(text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return null
-  }
 }
 
 /** Keeps the token and port for the next start; a view that cannot keep them still serves (a new URL next time), and says why. */
@@ -12183,7 +12169,11 @@ function stopSignal(io: Io): AbortSignal {
   return controller.signal
 }
 
-/** serve --open: the system's opener, in the background; one that is missing or fails is said, not an error. */
+/**
+ * serve --open: the system's opener, in the background; one that is missing or fails is said, not an
+ * error. Not through runProgram: an opener may last as long as the browser it started, which a timeout
+ * would then end.
+ */
 function openInBrowser(file: string, io: Io): void {
   const opener = process.platform === 'darwin' ? 'open' : 'xdg-open'
   const child = spawn(opener, [file], { stdio: 'ignore', detached: true, env: io.env })
