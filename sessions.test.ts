@@ -2050,15 +2050,17 @@ describe('the menu', () => {
     const root = await makeEngineProject()
     for (const name of ['one-2', 'three-2', 'two-2'])
       expect((await cli(['start', 'ralph', name, '9', '--yes', '-C', root], { env: { MOCK_PACE: '5' } })).code).toBe(0)
-    // The action typed, then the session's row number typed: the picker filters to that row alone.
+    // The action typed, then the session's row number typed: the picker filters to that row alone. Each
+    // step waits on the menu listing three live sessions in a pane, which the suite's other parts running
+    // at once can make slow: 30 s each.
     const pick = async (action: string, question: string, row: string) => {
       await menu(root)
       keys(action)
-      await waitFor('the filter', () => !paneText('=ui:').includes('list '))
+      await waitFor('the filter', () => !paneText('=ui:').includes('list '), 30_000)
       keys('Enter')
-      await waitFor('the sessions', () => paneText('=ui:').includes(question))
+      await waitFor('the sessions', () => paneText('=ui:').includes(question), 30_000)
       keys(row)
-      await waitFor('one row', () => !paneText('=ui:').includes('one-2 —'))
+      await waitFor('one row', () => !paneText('=ui:').includes('one-2 —'), 30_000)
     }
     await pick('status', '? Status of which session', '2')
     expect(paneText('=ui:')).toContain('2  three-2 —')
